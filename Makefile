@@ -1,0 +1,102 @@
+# kiln - one non-recursive GNU Makefile (see ../shared/docs/STYLE.md §19).
+#
+#   make            build build/kiln
+#   make deps       install the Debian packages for build, tests and benchmarks (root)
+#   make test       unit tests (Criterion) + integration tests against the real binary
+#   make unit T=mod only tests/test_mod.c (fast loop while working on one module)
+#   make demo       deps + build + example model image + smoke test
+#   make bench      model-image benchmark against buildah (../shared/bench)
+#   SANITIZE=address,undefined   build with sanitizers;  DEV=1  adds -Werror
+
+PKGS     := libarchive libcrypto libzstd jansson libcurl zlib
+DEB_PKGS := build-essential pkg-config libarchive-dev libssl-dev libzstd-dev libjansson-dev \
+            libcurl4-openssl-dev zlib1g-dev libcriterion-dev python3 openssl jq \
+            skopeo umoci buildah docker-registry busybox-static
+CC       ?= cc
+WARN     := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
+            -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -fno-common
+CFLAGS   ?= -O2 -g
+CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+ifdef DEV
+CFLAGS   += -Werror
+endif
+ifdef SANITIZE
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+
+SRCS   := $(wildcard src/*.c)
+OBJS   := $(patsubst src/%.c,build/%.o,$(SRCS))
+LIBOBJS := $(filter-out build/main.o,$(OBJS))
+TSRCS  := $(filter-out tests/helper_%.c tests/tool_%.c,$(wildcard tests/*.c))
+TOBJS  := $(patsubst tests/%.c,build/tests/%.o,$(TSRCS))
+TESTDATA := $(abspath testdata)
+
+.DELETE_ON_ERROR:
+.PHONY: all deps test unit integration demo bench clean lint asan FORCE
+
+all: build/kiln
+
+build/.flags: FORCE
+	@mkdir -p build
+	@echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(VERSION)' | cmp -s - $@ || echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(VERSION)' > $@
+
+build/%.o: src/%.c build/.flags
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(CPPFLAGS) -DKILN_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/tests/%.o: tests/%.c build/.flags
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(CPPFLAGS) -Itests -DKILN_TESTDATA_DIR='"$(TESTDATA)"' $(WARN) -Wno-missing-prototypes $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/libkiln.a: $(LIBOBJS)
+	$(AR) rcs $@ $^
+
+build/kiln: build/main.o build/libkiln.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build/unit: $(TOBJS) build/libkiln.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+
+# one module's tests alone: make unit T=dockerfile
+build/unit-%: build/tests/test_%.o build/tests/helpers.o build/libkiln.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+
+unit: build/unit-$(T)
+	build/unit-$(T) --jobs 2
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  fi; \
+	else echo "run as root: apt-get install -y $(DEB_PKGS)"; fi
+
+test: build/kiln build/unit
+	build/unit --jobs 2
+	tests/integration/run.sh build/kiln
+
+integration: build/kiln
+	tests/integration/run.sh build/kiln
+
+asan:
+	$(MAKE) BUILD=build SANITIZE=address,undefined test
+
+demo: deps build/kiln
+	examples/demo.sh build/kiln
+
+bench: build/kiln
+	KILN_BIN=$(abspath build/kiln) ../shared/bench/compare.sh -r 3
+
+lint: build/libkiln.a
+	@! grep -nE '\b(sprintf|vsprintf|strcat|strncat|strcpy|gets|system|popen|strtok|atoi)\s*\(' src/*.c include/kiln/*.h
+	@! nm -g --defined-only build/libkiln.a | awk 'NF==3 && $$3 !~ /^kiln_/ {print; bad=1} END {exit !bad}'
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(TOBJS:.o=.d)

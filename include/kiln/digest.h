@@ -1,0 +1,42 @@
+/* kiln/digest.h - streaming sha256 and the "sha256:<hex>" digest type. */
+#ifndef KILN_DIGEST_H
+#define KILN_DIGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kiln/error.h"
+
+#define KILN_DIGEST_HEX_LEN 64
+#define KILN_DIGEST_STR_LEN (7 + KILN_DIGEST_HEX_LEN)   /* "sha256:" + hex */
+
+/* A digest as text, always "sha256:" + 64 lowercase hex digits + NUL. */
+struct kiln_digest {
+  char s[KILN_DIGEST_STR_LEN + 1];
+};
+
+struct kiln_sha256;   /* opaque streaming context */
+
+struct kiln_sha256 *kiln_sha256_new (void);
+void kiln_sha256_update (struct kiln_sha256 *h, const void *data, size_t len);
+/* Writes the digest; the context may be reused after kiln_sha256_reset. */
+void kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out);
+void kiln_sha256_reset (struct kiln_sha256 *h);
+void kiln_sha256_free (struct kiln_sha256 *h);
+
+void kiln_digest_of (const void *data, size_t len, struct kiln_digest *out);
+
+/* Parses and validates "sha256:<64 lowercase hex>"; KILN_E_PARSE otherwise. */
+int kiln_digest_parse (const char *s, struct kiln_digest *out, struct kiln_error **err);
+bool kiln_digest_valid (const char *s);
+/* The hex part (s + 7). */
+static inline const char *
+kiln_digest_hex (const struct kiln_digest *d)
+{
+  return d->s + 7;
+}
+
+/* Hashes everything readable from fd (from its current offset). */
+int kiln_digest_fd (int fd, struct kiln_digest *out, uint64_t *size, struct kiln_error **err);
+
+#endif

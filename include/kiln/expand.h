@@ -1,0 +1,28 @@
+/* kiln/expand.h - Dockerfile variable expansion and word splitting, exactly as
+ * the Dockerfile reference (BuildKit's shell lexer) defines them.
+ *
+ * Supported: $v ${v} ${v:-w} ${v:+w} ${v-w} ${v+w} (w itself expanded,
+ * nested), escape-char escapes (\$ gives a literal $), single quotes (no
+ * expansion inside), double quotes (expansion inside, quotes removed).
+ * Pure code. */
+#ifndef KILN_EXPAND_H
+#define KILN_EXPAND_H
+
+#include "kiln/error.h"
+
+/* Returns the value of name, or NULL when unset.  The planner records which
+ * names a step looked up through this callback (cache keys, issue 5). */
+typedef const char *(*kiln_expand_lookup_fn) (void *ud, const char *name);
+
+/* Expands one word: quotes processed and removed, variables substituted, no
+ * splitting on blanks.  *out is malloc'd.  Errors (KILN_E_PARSE): unterminated
+ * quote or ${, bad substitution. */
+int kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup, void *ud,
+                      char **out, struct kiln_error **err);
+
+/* Splits text into words on unquoted blanks, expanding each as above
+ * (BuildKit ProcessWords).  *out is a NULL-terminated vector. */
+int kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup, void *ud,
+                       char ***out, struct kiln_error **err);
+
+#endif

@@ -1,0 +1,40 @@
+/* kiln/extract.h - the hardened tar extractor, and flattened root filesystems.
+ *
+ * Every path is resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+ * under rootfd; hardlink targets and symlinks stay inside the root; entries
+ * with ".." that would leave the root, absolute names, and ".wh..*" escapes
+ * are rejected or confined (../shared/docs/SECURITY.md §1).  Whiteouts
+ * ".wh.NAME" and ".wh..wh..opq" are applied when asked.  Device nodes that
+ * cannot be created are skipped with a warning. */
+#ifndef KILN_EXTRACT_H
+#define KILN_EXTRACT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+
+struct kiln_extract_opts {
+  bool whiteouts;          /* apply .wh. entries (image layers); false for ADD archives */
+  bool keep_owner;         /* chown to the entry's uid/gid (when permitted) */
+  bool has_chown;          /* ADD --chown: every entry gets uid/gid below */
+  unsigned int uid, gid;
+};
+
+/* Extracts the tar (optionally gzip/bzip2/xz/zstd compressed, detected from
+ * content) readable from fd into rootfd.  name is used in errors. */
+int kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts,
+                     struct kiln_error **err);
+
+/* True when the first bytes of fd look like a (compressed) tar archive; fd's
+ * offset is restored.  ADD uses this to decide whether to extract. */
+bool kiln_extract_is_archive (int fd);
+
+/* Extracts the layers in order, whiteouts applied, into the directory
+ * rootfd (normally empty): the image's flattened filesystem. */
+int kiln_extract_layers (struct kiln_store *st, const struct kiln_descriptor *layers, size_t n,
+                         int rootfd, struct kiln_error **err);
+
+#endif

@@ -1,0 +1,58 @@
+/* kiln/fs.h - safe *at() helpers.
+ *
+ * Paths inside a rootfs are resolved with openat2(RESOLVE_IN_ROOT |
+ * RESOLVE_NO_MAGICLINKS); paths inside the store with RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS.  There is no userland fallback: without openat2
+ * (Linux < 5.6) these fail with KILN_E_UNSUPPORTED. */
+#ifndef KILN_FS_H
+#define KILN_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "kiln/error.h"
+#include "kiln/buf.h"
+
+/* Opens rel inside the root rootfd as if rootfd were "/" (symlinks, "..",
+ * absolute targets all stay inside).  flags get O_CLOEXEC added. */
+int kiln_fs_open_in_root (int rootfd, const char *rel, int flags, mode_t mode, struct kiln_error **err);
+
+/* Opens rel beneath dirfd with no symlink anywhere in the path (store use). */
+int kiln_fs_open_beneath (int dirfd, const char *rel, int flags, mode_t mode, struct kiln_error **err);
+
+/* Creates every missing directory of rel inside rootfd (one component at a
+ * time, mkdirat + RESOLVE_IN_ROOT), mode for new ones; returns an O_PATH|O_DIRECTORY
+ * fd of the last one.  Intermediate symlinks are followed inside the root. */
+int kiln_fs_mkdir_p_in_root (int rootfd, const char *rel, mode_t mode, struct kiln_error **err);
+
+/* Creates missing directories beneath dirfd (store use, no symlinks); returns an fd. */
+int kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kiln_error **err);
+
+/* Writes data to dirfd/name atomically and durably: temp file in the same dir,
+ * write, fsync, rename over name, fsync the dir. */
+int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len,
+                          mode_t mode, struct kiln_error **err);
+
+/* Reads a whole file relative to dirfd (plain openat, or "-" for stdin when
+ * dirfd is AT_FDCWD), failing with EFBIG past max bytes. */
+int kiln_fs_read_file (int dirfd, const char *path, size_t max, struct kiln_buf *out,
+                       struct kiln_error **err);
+/* Same, from an open fd. */
+int kiln_fs_read_fd (int fd, size_t max, struct kiln_buf *out, struct kiln_error **err);
+
+/* Writes all of data to fd, retrying short writes and EINTR. */
+int kiln_fs_write_all (int fd, const void *data, size_t len, struct kiln_error **err);
+
+/* Removes dirfd/name recursively (no symlink following); missing is success. */
+int kiln_fs_rm_rf_at (int dirfd, const char *name, struct kiln_error **err);
+
+/* Normalises a slash path lexically: no "." or empty components, ".." popped
+ * but never above the root, no leading or trailing '/'; "" for the root.
+ * Caller frees. */
+char *kiln_fs_path_clean (const char *path);
+
+/* Joins two slash paths (b absolute replaces a) and cleans the result. */
+char *kiln_fs_path_join (const char *a, const char *b);
+
+#endif

@@ -1,0 +1,76 @@
+/* kiln/layer.h - the streaming layer writer.
+ *
+ * One pass per layer: entries (added by the caller in sorted path order) ->
+ * tar (libarchive, PAX, numeric uid/gid, no uname/gname, no atime/ctime) ->
+ * sha256 of the tar (the diffID) -> compressor (gzip, zstd or none) ->
+ * sha256 of the blob -> store ingest file.  Memory stays bounded (a few MiB)
+ * whatever the file sizes.  The same entries and options always give the
+ * same bytes. */
+#ifndef KILN_LAYER_H
+#define KILN_LAYER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "kiln/digest.h"
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+
+enum kiln_compression { KILN_COMP_GZIP = 0, KILN_COMP_ZSTD, KILN_COMP_NONE };
+
+struct kiln_layer_opts {
+  enum kiln_compression compression;
+  int level;               /* -1 = the default for the compressor */
+  bool clamp_mtime;        /* clamp every mtime to epoch (--source-date-epoch) */
+  int64_t epoch;
+};
+
+/* Parses "gzip" | "zstd" | "none"/"uncompressed". */
+int kiln_compression_parse (const char *s, enum kiln_compression *out, struct kiln_error **err);
+const char *kiln_compression_media_type (enum kiln_compression c);
+
+struct kiln_layer_entry {
+  const char *path;        /* relative, no leading '/', no trailing '/', cleaned */
+  mode_t mode;             /* type bits + permission bits (incl. setuid/sticky) */
+  uid_t uid;
+  gid_t gid;
+  int64_t mtime;           /* seconds */
+  long mtime_nsec;
+  uint64_t size;           /* regular files */
+  const char *link;        /* symlink target, or hardlink target path (relative) */
+  bool hardlink;
+  dev_t rdev;              /* char/block devices */
+  /* extended attributes as name/value pairs (security.capability, user.*) */
+  const char *const *xattr_names;
+  const void *const *xattr_values;
+  const size_t *xattr_sizes;
+  size_t nxattrs;
+};
+
+struct kiln_layer_result {
+  struct kiln_digest diff_id;       /* sha256 of the uncompressed tar */
+  struct kiln_descriptor desc;      /* the stored blob: media type, digest, size */
+  uint64_t tar_size;
+};
+void kiln_layer_result_clear (struct kiln_layer_result *r);
+
+struct kiln_layer_writer;
+
+int kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts,
+                           struct kiln_layer_writer **out, struct kiln_error **err);
+/* Adds one entry; for regular files (not hardlinks) exactly e->size bytes are
+ * read from fd (a file that changed size fails with KILN_E_IO). */
+int kiln_layer_writer_add (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd,
+                           struct kiln_error **err);
+/* Adds a regular file whose content is in memory (heredocs, generated files). */
+int kiln_layer_writer_add_data (struct kiln_layer_writer *w, const struct kiln_layer_entry *e,
+                                const void *data, size_t len, struct kiln_error **err);
+/* Finishes the tar, flushes the compressor, commits the blob. */
+int kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result *res,
+                              struct kiln_error **err);
+/* Aborts an unfinished writer (drops the ingest file); NULL-safe. */
+void kiln_layer_writer_free (struct kiln_layer_writer *w);
+
+#endif

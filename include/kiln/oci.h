@@ -1,0 +1,137 @@
+/* kiln/oci.h - OCI image config, manifest and index as C structs, and their
+ * conversion to and from JSON (src/oci_config.c, oci_manifest.c, oci_index.c).
+ *
+ * Serialisation is done once, compact with sorted keys, and the same bytes
+ * are hashed and stored.  Parsing validates types and caps; errors are
+ * KILN_E_PARSE and name the document and field. */
+#ifndef KILN_OCI_H
+#define KILN_OCI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kiln/digest.h"
+#include "kiln/error.h"
+
+#define KILN_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define KILN_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define KILN_MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
+#define KILN_MT_OCI_LAYER "application/vnd.oci.image.layer.v1.tar"
+#define KILN_MT_OCI_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define KILN_MT_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+#define KILN_MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define KILN_MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define KILN_MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
+#define KILN_MT_DOCKER_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+#define KILN_ANNOT_REF_NAME "org.opencontainers.image.ref.name"
+#define KILN_ANNOT_IMAGE_NAME "io.containerd.image.name"
+
+/* An ordered list of key/value string pairs (labels, annotations). */
+struct kiln_kv {
+  char *key;
+  char *value;
+};
+struct kiln_kvlist {
+  struct kiln_kv *items;
+  size_t n;
+};
+/* Sets key (replacing an existing one in place, else appending). */
+void kiln_kvlist_set (struct kiln_kvlist *l, const char *key, const char *value);
+const char *kiln_kvlist_get (const struct kiln_kvlist *l, const char *key);
+void kiln_kvlist_remove (struct kiln_kvlist *l, const char *key);
+void kiln_kvlist_clear (struct kiln_kvlist *l);
+void kiln_kvlist_copy (struct kiln_kvlist *dst, const struct kiln_kvlist *src);
+
+struct kiln_platform {
+  char *os, *architecture, *variant;   /* NULL when absent */
+};
+
+struct kiln_descriptor {
+  char *media_type;
+  struct kiln_digest digest;
+  int64_t size;
+  struct kiln_kvlist annotations;
+  struct kiln_platform platform;       /* index entries only; fields may be NULL */
+};
+void kiln_descriptor_clear (struct kiln_descriptor *d);
+void kiln_descriptor_copy (struct kiln_descriptor *dst, const struct kiln_descriptor *src);
+
+struct kiln_healthcheck {
+  char **test;                 /* ["NONE"] disables; ["CMD", ...] / ["CMD-SHELL", cmd] */
+  int64_t interval, timeout, start_period, start_interval;   /* nanoseconds, 0 = unset */
+  int retries;                 /* 0 = unset */
+};
+
+struct kiln_history {
+  char *created;               /* RFC 3339, may be NULL */
+  char *created_by;
+  char *comment;
+  bool empty_layer;
+};
+
+/* Every field of the OCI image config plus the Docker extensions that
+ * BuildKit writes even with OCI media types (Healthcheck, Shell, OnBuild). */
+struct kiln_image_config {
+  char *created, *author, *architecture, *os, *variant;
+  /* config */
+  char *user;
+  char **env;                  /* "K=V" */
+  char **entrypoint;           /* NULL = unset; non-NULL empty vector = [] */
+  char **cmd;                  /* NULL = unset */
+  char *working_dir;
+  char **exposed_ports;        /* "80/tcp", sorted when serialised */
+  char **volumes;
+  struct kiln_kvlist labels;
+  char *stop_signal;
+  char **shell;                /* NULL = unset */
+  char **onbuild;              /* NULL = unset */
+  struct kiln_healthcheck *healthcheck;   /* NULL = unset */
+  bool args_escaped;           /* Docker's ArgsEscaped, kept if read */
+  /* rootfs and history */
+  char **diff_ids;             /* "sha256:..." in layer order */
+  struct kiln_history *history;
+  size_t nhistory;
+};
+
+void kiln_image_config_clear (struct kiln_image_config *c);
+void kiln_image_config_copy (struct kiln_image_config *dst, const struct kiln_image_config *src);
+/* Serialised compact, keys sorted; *out malloc'd, *len its length. */
+int kiln_image_config_to_json (const struct kiln_image_config *c, char **out, size_t *len,
+                               struct kiln_error **err);
+int kiln_image_config_from_json (const char *data, size_t len, struct kiln_image_config *out,
+                                 struct kiln_error **err);
+/* Looks up "K" in env ("K=V"); NULL when absent. */
+const char *kiln_image_config_getenv (const struct kiln_image_config *c, const char *key);
+void kiln_image_config_setenv (struct kiln_image_config *c, const char *key, const char *value);
+void kiln_image_config_add_history (struct kiln_image_config *c, const char *created,
+                                    const char *created_by, bool empty_layer);
+
+struct kiln_manifest {
+  char *media_type;            /* KILN_MT_OCI_MANIFEST or KILN_MT_DOCKER_MANIFEST */
+  struct kiln_descriptor config;
+  struct kiln_descriptor *layers;
+  size_t nlayers;
+  struct kiln_kvlist annotations;
+};
+void kiln_manifest_clear (struct kiln_manifest *m);
+int kiln_manifest_to_json (const struct kiln_manifest *m, char **out, size_t *len, struct kiln_error **err);
+/* Accepts OCI and Docker v2 schema 2 manifests; rejects indexes (use oci_index). */
+int kiln_manifest_from_json (const char *data, size_t len, struct kiln_manifest *out,
+                             struct kiln_error **err);
+
+struct kiln_index {
+  char *media_type;            /* may be NULL in an index.json */
+  struct kiln_descriptor *manifests;
+  size_t nmanifests;
+  struct kiln_kvlist annotations;
+};
+void kiln_index_clear (struct kiln_index *ix);
+int kiln_index_to_json (const struct kiln_index *ix, char **out, size_t *len, struct kiln_error **err);
+int kiln_index_from_json (const char *data, size_t len, struct kiln_index *out, struct kiln_error **err);
+
+/* "sha256:..." of the layer chain per the OCI spec: chain(0) = diffid(0),
+ * chain(n) = sha256(chain(n-1) + " " + diffid(n)). */
+void kiln_oci_chain_id (char *const *diff_ids, size_t n, struct kiln_digest *out);
+
+#endif

@@ -1,0 +1,102 @@
+/* kiln/store.h - the store: a plain OCI image layout at --root.
+ *
+ *   ROOT/oci-layout              {"imageLayoutVersion":"1.0.0"}
+ *   ROOT/index.json              tagged manifests, ref.name = normalised reference
+ *   ROOT/blobs/sha256/<hex>      content; the name always matches the content
+ *   ROOT/ingest/                 blobs being written (temp files, never referenced)
+ *   ROOT/tmp/                    scratch space of running builds
+ *   ROOT/kiln.lock               flock()ed while index.json is rewritten
+ *
+ * Every write goes temp file -> fsync -> rename -> fsync dir, so a process
+ * killed at any point leaves a store kiln_store_check reports clean. */
+#ifndef KILN_STORE_H
+#define KILN_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kiln/buf.h"
+#include "kiln/digest.h"
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+struct kiln_blob_writer;
+
+/* Opens (creating when missing) the layout at root. */
+int kiln_store_open (const char *root, struct kiln_store **out, struct kiln_error **err);
+void kiln_store_free (struct kiln_store *st);
+/* O_DIRECTORY fd of the root, owned by the store. */
+int kiln_store_dirfd (const struct kiln_store *st);
+const char *kiln_store_root (const struct kiln_store *st);
+
+/* Starts a blob: a temp file in ingest/ hashed as it is written. */
+int kiln_store_blob_begin (struct kiln_store *st, struct kiln_blob_writer **out, struct kiln_error **err);
+int kiln_blob_writer_write (struct kiln_blob_writer *w, const void *data, size_t len, struct kiln_error **err);
+/* fsyncs and renames the blob to blobs/sha256/<hex> (an existing identical
+ * blob is fine).  With expect non-NULL, a different digest fails with
+ * KILN_E_DIGEST and nothing is committed.  Frees w in every case. */
+int kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *expect,
+                             struct kiln_digest *out, uint64_t *size, struct kiln_error **err);
+/* Drops the temp file and frees w; NULL-safe. */
+void kiln_blob_writer_abort (struct kiln_blob_writer *w);
+
+/* Writes data as one blob. */
+int kiln_store_blob_put (struct kiln_store *st, const void *data, size_t len, struct kiln_digest *out,
+                         struct kiln_error **err);
+bool kiln_store_blob_exists (struct kiln_store *st, const struct kiln_digest *d, uint64_t *size);
+/* Read-only fd of a blob (KILN_E_NOTFOUND when absent). */
+int kiln_store_blob_open (struct kiln_store *st, const struct kiln_digest *d, struct kiln_error **err);
+/* Reads a whole blob into out (capped at max) and verifies its digest. */
+int kiln_store_blob_read (struct kiln_store *st, const struct kiln_digest *d, size_t max,
+                          struct kiln_buf *out, struct kiln_error **err);
+/* "blobs/sha256/<hex>" relative to the root; caller frees. */
+char *kiln_store_blob_relpath (const struct kiln_digest *d);
+
+/* Serialises and stores a config / manifest; desc (optional) receives its descriptor. */
+int kiln_store_put_config (struct kiln_store *st, const struct kiln_image_config *c,
+                           struct kiln_descriptor *desc, struct kiln_error **err);
+int kiln_store_put_manifest (struct kiln_store *st, const struct kiln_manifest *m,
+                             struct kiln_descriptor *desc, struct kiln_error **err);
+int kiln_store_get_manifest (struct kiln_store *st, const struct kiln_digest *d, struct kiln_manifest *out,
+                             struct kiln_error **err);
+int kiln_store_get_config (struct kiln_store *st, const struct kiln_digest *d, struct kiln_image_config *out,
+                           struct kiln_error **err);
+
+/* Points name (a normalised reference string) at the manifest desc, replacing
+ * an older entry of that name; index.json is rewritten under the lock. */
+int kiln_store_tag (struct kiln_store *st, const char *name, const struct kiln_descriptor *manifest,
+                    struct kiln_error **err);
+/* Removes the name; KILN_E_NOTFOUND when absent.  Blobs stay until prune. */
+int kiln_store_untag (struct kiln_store *st, const char *name, struct kiln_error **err);
+/* Finds the manifest descriptor for a name, a full "sha256:..." manifest
+ * digest, or a unique hex prefix of one (>= 12 digits). */
+int kiln_store_resolve (struct kiln_store *st, const char *name, struct kiln_descriptor *out,
+                        struct kiln_error **err);
+/* A snapshot of index.json. */
+int kiln_store_list (struct kiln_store *st, struct kiln_index *out, struct kiln_error **err);
+
+struct kiln_store_report {
+  size_t blobs, bad_blobs, refs, missing;   /* counts */
+  char **problems;                          /* one line each; NULL when clean */
+};
+void kiln_store_report_clear (struct kiln_store_report *r);
+/* Rehashes every blob and follows every reference in index.json (manifests,
+ * configs, layers).  Returns 0 when it could look (even if problems were
+ * found; see r->problems), < 0 when it could not. */
+int kiln_store_check (struct kiln_store *st, struct kiln_store_report *r, struct kiln_error **err);
+
+/* A fresh private directory under ROOT/tmp (removed by the caller with
+ * kiln_fs_rm_rf_at on kiln_store_dirfd, "tmp/<name>").  *relpath malloc'd. */
+int kiln_store_mktemp_dir (struct kiln_store *st, char **relpath, struct kiln_error **err);
+
+/* Writes an image (manifest + config + layers) as an OCI layout directory,
+ * oci-archive or docker-archive; tag is the ref.name in the output (the tag
+ * part, e.g. "latest") and name the full reference (may be NULL).
+ * Blobs are hardlinked into a layout directory when on the same filesystem. */
+enum kiln_export_format { KILN_EXPORT_OCI_DIR, KILN_EXPORT_OCI_ARCHIVE, KILN_EXPORT_DOCKER_ARCHIVE };
+int kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest, const char *name,
+                       const char *tag, enum kiln_export_format fmt, const char *dest,
+                       struct kiln_error **err);
+
+#endif

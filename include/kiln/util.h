@@ -1,0 +1,31 @@
+/* kiln/util.h - allocation that aborts on OOM, string vectors, small helpers. */
+#ifndef KILN_UTIL_H
+#define KILN_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+void *kiln_xmalloc (size_t n);
+void *kiln_xcalloc (size_t n, size_t size);
+void *kiln_xrealloc (void *p, size_t n);
+char *kiln_xstrdup (const char *s);
+char *kiln_xstrndup (const char *s, size_t n);
+char *kiln_xasprintf (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+
+/* NULL-terminated string vectors (char **). */
+size_t kiln_strv_len (char *const *v);
+/* Appends a copy of s; *v may be NULL. */
+void kiln_strv_push (char ***v, const char *s);
+/* Appends s, taking ownership. */
+void kiln_strv_push_take (char ***v, char *s);
+char **kiln_strv_dup (char *const *v);
+void kiln_strv_free (char **v);
+
+bool kiln_str_has_prefix (const char *s, const char *prefix);
+bool kiln_str_has_suffix (const char *s, const char *suffix);
+
+/* Monotonic clock in nanoseconds. */
+unsigned long long kiln_now_ns (void);
+
+#endif

@@ -1,0 +1,133 @@
+/* digest.c - streaming sha256 over OpenSSL EVP, and "sha256:<hex>" strings. */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "kiln/digest.h"
+#include "kiln/util.h"
+
+struct kiln_sha256 {
+  EVP_MD_CTX *ctx;
+};
+
+struct kiln_sha256 *
+kiln_sha256_new (void)
+{
+  struct kiln_sha256 *h = kiln_xmalloc (sizeof *h);
+  h->ctx = EVP_MD_CTX_new ();
+  if (h->ctx == NULL || EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
+    abort ();
+  return h;
+}
+
+void
+kiln_sha256_update (struct kiln_sha256 *h, const void *data, size_t len)
+{
+  if (len && EVP_DigestUpdate (h->ctx, data, len) != 1)
+    abort ();
+}
+
+static void
+to_digest (const unsigned char *md, struct kiln_digest *out)
+{
+  static const char hex[] = "0123456789abcdef";
+  memcpy (out->s, "sha256:", 7);
+  for (int i = 0; i < 32; i++)
+    {
+      out->s[7 + 2 * i] = hex[md[i] >> 4];
+      out->s[8 + 2 * i] = hex[md[i] & 15];
+    }
+  out->s[KILN_DIGEST_STR_LEN] = '\0';
+}
+
+void
+kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out)
+{
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_DigestFinal_ex (h->ctx, md, &n) != 1 || n != 32)
+    abort ();
+  to_digest (md, out);
+}
+
+void
+kiln_sha256_reset (struct kiln_sha256 *h)
+{
+  if (EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
+    abort ();
+}
+
+void
+kiln_sha256_free (struct kiln_sha256 *h)
+{
+  if (h == NULL)
+    return;
+  EVP_MD_CTX_free (h->ctx);
+  free (h);
+}
+
+void
+kiln_digest_of (const void *data, size_t len, struct kiln_digest *out)
+{
+  unsigned char md[32];
+  unsigned int n = 0;
+  if (EVP_Digest (data, len, md, &n, EVP_sha256 (), NULL) != 1)
+    abort ();
+  to_digest (md, out);
+}
+
+bool
+kiln_digest_valid (const char *s)
+{
+  if (s == NULL || strncmp (s, "sha256:", 7) != 0 || strlen (s) != KILN_DIGEST_STR_LEN)
+    return false;
+  for (const char *p = s + 7; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+      return false;
+  return true;
+}
+
+int
+kiln_digest_parse (const char *s, struct kiln_digest *out, struct kiln_error **err)
+{
+  if (!kiln_digest_valid (s))
+    return kiln_error_set (err, 0, KILN_E_PARSE, "invalid digest `%.80s` (want sha256:<64 hex digits>)",
+                           s ? s : "");
+  memcpy (out->s, s, KILN_DIGEST_STR_LEN + 1);
+  return 0;
+}
+
+int
+kiln_digest_fd (int fd, struct kiln_digest *out, uint64_t *size, struct kiln_error **err)
+{
+  struct kiln_sha256 *h = kiln_sha256_new ();
+  size_t bufsz = 1 << 20;
+  char *buf = kiln_xmalloc (bufsz);
+  uint64_t total = 0;
+  int ret = 0;
+  for (;;)
+    {
+      ssize_t n = read (fd, buf, bufsz);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          ret = kiln_error_set (err, errno, KILN_E_IO, "read for hashing");
+          break;
+        }
+      if (n == 0)
+        break;
+      kiln_sha256_update (h, buf, (size_t) n);
+      total += (uint64_t) n;
+    }
+  if (ret == 0)
+    {
+      kiln_sha256_final (h, out);
+      if (size)
+        *size = total;
+    }
+  free (buf);
+  kiln_sha256_free (h);
+  return ret;
+}

@@ -1,0 +1,290 @@
+/* fs.c - safe *at() helpers: openat2 resolution, atomic writes, bounded reads. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "kiln/cleanup.h"
+#include "kiln/fs.h"
+#include "kiln/util.h"
+
+static int
+do_openat2 (int dirfd, const char *rel, int flags, mode_t mode, unsigned long long resolve)
+{
+  struct open_how how = { .flags = (unsigned long long) (flags | O_CLOEXEC),
+                          .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+                          .resolve = resolve };
+  int fd;
+  /* EAGAIN: a concurrent rename raced the lookup (RESOLVE_IN_ROOT is strict) */
+  for (int tries = 0; tries < 32; tries++)
+    {
+      fd = (int) syscall (SYS_openat2, dirfd, *rel ? rel : ".", &how, sizeof how);
+      if (fd >= 0 || (errno != EINTR && errno != EAGAIN))
+        return fd;
+    }
+  return -1;
+}
+
+static int
+open_error (struct kiln_error **err, const char *rel)
+{
+  if (errno == ENOSYS)
+    return kiln_error_set (err, errno, KILN_E_UNSUPPORTED, "open `%s`: openat2 needs Linux 5.6 or newer", rel);
+  return kiln_error_set (err, errno, errno == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO, "open `%s`", rel);
+}
+
+int
+kiln_fs_open_in_root (int rootfd, const char *rel, int flags, mode_t mode, struct kiln_error **err)
+{
+  int fd = do_openat2 (rootfd, rel, flags, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+  return fd >= 0 ? fd : open_error (err, rel);
+}
+
+int
+kiln_fs_open_beneath (int dirfd, const char *rel, int flags, mode_t mode, struct kiln_error **err)
+{
+  int fd = do_openat2 (dirfd, rel, flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  return fd >= 0 ? fd : open_error (err, rel);
+}
+
+/* Walks rel one component at a time, creating what is missing; open_fn decides
+ * how each existing component is resolved (in-root or beneath). */
+static int
+mkdir_p (int rootfd, const char *rel, mode_t mode, unsigned long long resolve, struct kiln_error **err)
+{
+  kiln_autofree char *clean = kiln_fs_path_clean (rel);
+  kiln_autoclose int cur = do_openat2 (rootfd, "", O_PATH | O_DIRECTORY, 0, resolve);
+  char *save = NULL;
+
+  if (cur < 0)
+    return open_error (err, ".");
+  for (char *c = strtok_r (clean, "/", &save); c; c = strtok_r (NULL, "/", &save))
+    {
+      int next = do_openat2 (cur, c, O_PATH | O_DIRECTORY, 0, resolve);
+      if (next < 0 && errno == ENOENT)
+        {
+          if (mkdirat (cur, c, mode) < 0 && errno != EEXIST)
+            return kiln_error_set (err, errno, KILN_E_IO, "create directory `%s` in `%s`", c, rel);
+          next = do_openat2 (cur, c, O_PATH | O_DIRECTORY, 0, resolve);
+        }
+      if (next < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s` in `%s`", c, rel);
+      close (cur);
+      cur = next;
+    }
+  return kiln_steal_fd (&cur);
+}
+
+int
+kiln_fs_mkdir_p_in_root (int rootfd, const char *rel, mode_t mode, struct kiln_error **err)
+{
+  /* each component is resolved from the previous one: pass IN_ROOT semantics
+   * by resolving the whole prefix from the root instead */
+  kiln_autofree char *clean = kiln_fs_path_clean (rel);
+  struct kiln_buf prefix = KILN_BUF_INIT;
+  char *save = NULL;
+  int fd;
+
+  for (char *c = strtok_r (clean, "/", &save); c; c = strtok_r (NULL, "/", &save))
+    {
+      if (prefix.len)
+        kiln_buf_addch (&prefix, '/');
+      kiln_buf_adds (&prefix, c);
+      fd = do_openat2 (rootfd, prefix.buf, O_PATH | O_DIRECTORY, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+      if (fd >= 0)
+        {
+          close (fd);
+          continue;
+        }
+      if (errno != ENOENT)
+        break;
+      /* the parent exists (resolved in root); create the last component there */
+      kiln_autofree char *parent = kiln_xstrndup (prefix.buf, prefix.len - strlen (c));
+      int pfd = do_openat2 (rootfd, parent, O_PATH | O_DIRECTORY, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+      if (pfd < 0)
+        break;
+      int r = mkdirat (pfd, c, mode);
+      close (pfd);
+      if (r < 0 && errno != EEXIST)
+        break;
+    }
+  fd = do_openat2 (rootfd, prefix.buf, O_PATH | O_DIRECTORY, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+  if (fd < 0)
+    kiln_error_set (err, errno, KILN_E_IO, "create directory `%s`", prefix.len ? prefix.buf : "/");
+  kiln_buf_release (&prefix);
+  return fd;
+}
+
+int
+kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kiln_error **err)
+{
+  return mkdir_p (dirfd, rel, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, err);
+}
+
+int
+kiln_fs_write_all (int fd, const void *data, size_t len, struct kiln_error **err)
+{
+  const char *p = data;
+  while (len)
+    {
+      ssize_t n = write (fd, p, len);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "write");
+      p += n;
+      len -= (size_t) n;
+    }
+  return 0;
+}
+
+int
+kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                      struct kiln_error **err)
+{
+  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s.%d.%llu", name, (int) getpid (), kiln_now_ns ());
+  kiln_autoclose int fd = openat (dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "create `%s`", tmp);
+  if (kiln_fs_write_all (fd, data, len, err) < 0 || (fsync (fd) < 0 && kiln_error_set (err, errno, KILN_E_IO, "fsync")))
+    {
+      unlinkat (dirfd, tmp, 0);
+      return kiln_error_wrap (err, "write `%s`", name);
+    }
+  if (fchmod (fd, mode) < 0 || renameat (dirfd, tmp, dirfd, name) < 0)
+    {
+      int e = errno;
+      unlinkat (dirfd, tmp, 0);
+      return kiln_error_set (err, e, KILN_E_IO, "rename into `%s`", name);
+    }
+  if (fsync (dirfd) < 0 && errno != EBADF && errno != EINVAL)
+    return kiln_error_set (err, errno, KILN_E_IO, "fsync directory of `%s`", name);
+  return 0;
+}
+
+int
+kiln_fs_read_fd (int fd, size_t max, struct kiln_buf *out, struct kiln_error **err)
+{
+  char chunk[65536];
+  out->max = max;
+  for (;;)
+    {
+      ssize_t n = read (fd, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "read");
+      if (n == 0)
+        return 0;
+      if (kiln_buf_add_checked (out, chunk, (size_t) n, err) < 0)
+        return -1;
+    }
+}
+
+int
+kiln_fs_read_file (int dirfd, const char *path, size_t max, struct kiln_buf *out, struct kiln_error **err)
+{
+  kiln_autoclose int fd = -1;
+  if (dirfd == AT_FDCWD && strcmp (path, "-") == 0)
+    fd = dup (0);
+  else
+    fd = openat (dirfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return kiln_error_set (err, errno, errno == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO, "open `%s`", path);
+  if (kiln_fs_read_fd (fd, max, out, err) < 0)
+    return kiln_error_wrap (err, "read `%s`", path);
+  return 0;
+}
+
+static int
+rm_rf_dirfd (int dfd, struct kiln_error **err)
+{
+  kiln_autodir DIR *d = fdopendir (dfd);
+  struct dirent *de;
+  if (d == NULL)
+    {
+      close (dfd);
+      return kiln_error_set (err, errno, KILN_E_IO, "open directory for removal");
+    }
+  while ((de = readdir (d)))
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+        continue;
+      if (kiln_fs_rm_rf_at (dirfd (d), de->d_name, err) < 0)
+        return -1;
+    }
+  return 0;
+}
+
+int
+kiln_fs_rm_rf_at (int dirfd, const char *name, struct kiln_error **err)
+{
+  struct stat st;
+  if (fstatat (dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0 : kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", name);
+  if (S_ISDIR (st.st_mode))
+    {
+      int dfd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (dfd < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", name);
+      /* a directory without write/exec permission cannot be emptied */
+      fchmod (dfd, 0700);
+      if (rm_rf_dirfd (dfd, err) < 0)
+        return kiln_error_wrap (err, "remove `%s`", name);
+      if (unlinkat (dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return kiln_error_set (err, errno, KILN_E_IO, "remove `%s`", name);
+      return 0;
+    }
+  if (unlinkat (dirfd, name, 0) < 0 && errno != ENOENT)
+    return kiln_error_set (err, errno, KILN_E_IO, "remove `%s`", name);
+  return 0;
+}
+
+char *
+kiln_fs_path_clean (const char *path)
+{
+  size_t n = strlen (path);
+  char *out = kiln_xmalloc (n + 1);
+  size_t len = 0;
+  const char *p = path;
+
+  while (*p)
+    {
+      while (*p == '/')
+        p++;
+      const char *s = p;
+      while (*p && *p != '/')
+        p++;
+      size_t cl = (size_t) (p - s);
+      if (cl == 0 || (cl == 1 && s[0] == '.'))
+        continue;
+      if (cl == 2 && s[0] == '.' && s[1] == '.')
+        {
+          while (len > 0 && out[len - 1] != '/')
+            len--;
+          if (len > 0)
+            len--;
+          continue;
+        }
+      if (len)
+        out[len++] = '/';
+      memcpy (out + len, s, cl);
+      len += cl;
+    }
+  out[len] = '\0';
+  return out;
+}
+
+char *
+kiln_fs_path_join (const char *a, const char *b)
+{
+  if (b[0] == '/')
+    return kiln_fs_path_clean (b);
+  kiln_autofree char *j = kiln_xasprintf ("%s/%s", a, b);
+  return kiln_fs_path_clean (j);
+}

@@ -1,0 +1,21 @@
+/* tests/helpers.h - shared fixtures for the Criterion unit tests. */
+#ifndef KILN_TEST_HELPERS_H
+#define KILN_TEST_HELPERS_H
+
+#include <stdbool.h>
+
+/* A fresh temporary directory; kiln_test_tmpdir() is its path, removed by
+ * kiln_test_tmp_fini.  Use as .init = kiln_test_tmp_init, .fini = kiln_test_tmp_fini. */
+void kiln_test_tmp_init (void);
+void kiln_test_tmp_fini (void);
+const char *kiln_test_tmpdir (void);
+
+/* Path of a file under testdata/ (static buffer). */
+const char *kiln_test_data (const char *rel);
+
+enum { KILN_NEED_ROOT = 1, KILN_NEED_USERNS = 2 };
+/* Skips the test with the reason printed, or fails it when KILN_TEST_STRICT=1
+ * or CI=true. */
+void kiln_test_require (int needs);
+
+#endif
