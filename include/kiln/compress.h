@@ -1,0 +1,44 @@
+/* kiln/compress.h - streaming compressors behind a small vtable.
+ *
+ * A compressor takes bytes with kiln_compressor_write and hands its output to
+ * a sink callback as it is produced; kiln_compressor_finish flushes the end of
+ * the stream (gzip trailer, zstd epilogue).  Output depends only on the input
+ * bytes, the algorithm and the level, never on chunking, time or host, so
+ * equal layers give equal blobs.  The vtable lets a faster backend (ISA-L
+ * igzip, multithreaded zstd) be swapped in without touching the layer writer. */
+#ifndef KILN_COMPRESS_H
+#define KILN_COMPRESS_H
+
+#include <stddef.h>
+#include "kiln/error.h"
+#include "kiln/layer.h"
+
+/* Receives compressed output; returns < 0 (with *err set) to stop the stream. */
+typedef int (*kiln_compress_sink) (void *opaque, const void *data, size_t len, struct kiln_error **err);
+
+struct kiln_compressor;
+
+struct kiln_compressor_ops {
+  int (*write) (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err);
+  int (*finish) (struct kiln_compressor *c, struct kiln_error **err);
+  void (*free) (struct kiln_compressor *c);
+};
+
+/* Backends embed this as their first member. */
+struct kiln_compressor {
+  const struct kiln_compressor_ops *ops;
+  kiln_compress_sink sink;
+  void *opaque;
+};
+
+/* Creates a compressor for c at level (-1 = the default: gzip 6, zstd 3;
+ * ignored for KILN_COMP_NONE).  Out-of-range levels fail with KILN_E_USAGE. */
+int kiln_compressor_new (enum kiln_compression c, int level, kiln_compress_sink sink, void *opaque,
+                         struct kiln_compressor **out, struct kiln_error **err);
+int kiln_compressor_write (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err);
+/* Ends the stream; no write may follow. */
+int kiln_compressor_finish (struct kiln_compressor *c, struct kiln_error **err);
+/* NULL-safe; an unfinished stream is simply dropped. */
+void kiln_compressor_free (struct kiln_compressor *c);
+
+#endif
