@@ -1,0 +1,55 @@
+/* kiln/build.h - executes a plan: stages, steps, layers, the final image.
+ *
+ * The executor walks the needed stages in order.  Metadata steps edit the
+ * image config; COPY/ADD stream a layer straight from the context (or another
+ * stage's files) through the layer writer into the store.  A flattened view
+ * of a stage's filesystem is made only when a step needs it (COPY --from,
+ * --chown by name), in ROOT/tmp. */
+#ifndef KILN_BUILD_H
+#define KILN_BUILD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "kiln/error.h"
+#include "kiln/layer.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+
+enum kiln_progress { KILN_PROGRESS_QUIET = 0, KILN_PROGRESS_PLAIN };
+
+struct kiln_build_opts {
+  const char *context;            /* context directory */
+  const char *dockerfile;         /* path of the Dockerfile ("-" = stdin) */
+  const char *dockerfile_name;    /* name used in messages (e.g. "Dockerfile") */
+  struct kiln_kvlist build_args;
+  const char *target;
+  bool no_cache;
+  struct kiln_layer_opts layer;   /* compression and mtime clamping */
+  bool have_epoch;                /* --source-date-epoch / SOURCE_DATE_EPOCH */
+  int64_t epoch;
+  enum kiln_progress progress;
+  FILE *progress_out;             /* where progress lines go (stderr) */
+};
+
+struct kiln_build_step_info {
+  char *text;                     /* "[2/7] COPY app/ /app/" */
+  struct kiln_digest layer;       /* blob digest, or empty when no layer */
+  bool has_layer;
+  double seconds;
+};
+
+struct kiln_build_result {
+  struct kiln_descriptor manifest;
+  struct kiln_digest config;
+  struct kiln_build_step_info *steps;
+  size_t nsteps;
+};
+void kiln_build_result_clear (struct kiln_build_result *r);
+
+/* Builds; on success the manifest is in the store (untagged: callers tag). */
+int kiln_build_run (struct kiln_store *st, const struct kiln_build_opts *opts, struct kiln_build_result *res,
+                    struct kiln_error **err);
+
+#endif

@@ -1,0 +1,64 @@
+/* kiln/plan.h - from a parsed Dockerfile to a build plan: stages, their bases,
+ * the global ARG scope, and which stages the target needs.
+ *
+ * Pure code.  Per-step expansion happens at execution time (build.c), because
+ * it depends on the ENV of base images. */
+#ifndef KILN_PLAN_H
+#define KILN_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "kiln/dockerfile.h"
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_plan_stage {
+  size_t index;
+  char *name;                       /* lowercased "AS name", or NULL */
+  const struct kiln_df_instr *from;
+  char *base;                       /* expanded FROM image ("scratch", stage name or reference) */
+  long base_stage;                  /* index of the stage it builds on, or -1 */
+  char *platform;                   /* expanded --platform, or NULL */
+  const struct kiln_df_instr **instrs;   /* the stage's instructions after FROM */
+  size_t ninstrs;
+  long *deps;                       /* stages referenced by COPY --from / RUN --mount from= */
+  size_t ndeps;
+  bool needed;                      /* the target depends on it */
+};
+
+struct kiln_plan {
+  const struct kiln_dockerfile *df;
+  struct kiln_plan_stage *stages;
+  size_t nstages;
+  size_t target;
+  /* ARGs declared before the first FROM, with --build-arg overrides applied;
+   * value NULL when declared without default and not given. */
+  struct kiln_kvlist global_args;
+  bool *global_has_value;
+  /* --build-arg values as given (consulted by stage ARGs). */
+  struct kiln_kvlist build_args;
+  /* Predefined platform args (TARGETPLATFORM, TARGETOS, ... BUILDARCH). */
+  struct kiln_kvlist platform_args;
+};
+
+struct kiln_plan_opts {
+  const struct kiln_kvlist *build_args;   /* --build-arg K=V */
+  const char *target;                     /* --target, or NULL for the last stage */
+  const char *os, *arch, *variant;        /* target platform (host by default) */
+};
+
+int kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *opts,
+                   struct kiln_plan **out, struct kiln_error **err);
+void kiln_plan_free (struct kiln_plan *p);
+
+/* Finds a stage by name (case-insensitive) or decimal index, among the stages
+ * before `before`; -1 when none. */
+long kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before);
+
+/* Number of steps the needed stages run (a FROM counts as one), for progress. */
+size_t kiln_plan_count_steps (const struct kiln_plan *p);
+
+/* The host platform as OCI names (amd64, arm64 + v8, ...). */
+void kiln_plan_host_platform (const char **os, const char **arch, const char **variant);
+
+#endif

@@ -1,0 +1,69 @@
+/* build-internal.h - state shared by build.c (steps, stages) and
+ * build_copy.c (COPY/ADD). */
+#ifndef KILN_BUILD_INTERNAL_H
+#define KILN_BUILD_INTERNAL_H
+
+#include "kiln/build.h"
+#include "kiln/dockerfile.h"
+#include "kiln/ignore.h"
+#include "kiln/oci.h"
+#include "kiln/plan.h"
+#include "kiln/store.h"
+
+struct build_stage {
+  bool built;
+  struct kiln_image_config cfg;
+  struct kiln_descriptor *layers;
+  size_t nlayers;
+  struct kiln_kvlist args;          /* ARGs declared in this stage, in scope */
+  bool cmd_set;                     /* CMD given in this stage (ENTRYPOINT resets an inherited one) */
+  char **pending_dirs;              /* WORKDIRs to create in the next layer */
+  char *rootfs;                     /* ROOT-relative flattened view, or NULL */
+  int rootfs_fd;
+  size_t rootfs_layers;             /* layers already applied to the view */
+};
+
+struct build {
+  struct kiln_store *st;
+  const struct kiln_build_opts *o;
+  struct kiln_dockerfile *df;
+  struct kiln_plan *plan;
+  struct build_stage *stages;
+  int ctx_fd;                       /* the context directory */
+  struct kiln_ignore *ignore;
+  char *created;                    /* RFC 3339 timestamp for config and history */
+  size_t step, nsteps;
+  struct kiln_build_result *res;
+  char **tmpdirs;                   /* ROOT-relative scratch dirs to remove */
+};
+
+/* The step's variable lookup: ENV of the stage first, then its ARGs. */
+struct step_env {
+  struct build *b;
+  struct build_stage *s;
+};
+const char *kiln_build_lookup (void *ud, const char *name);
+
+/* "Dockerfile:LINE: KEYWORD: " prefix for errors of one instruction. */
+int kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err);
+
+/* Makes or updates the stage's flattened filesystem view; returns its fd. */
+int kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err);
+
+/* A fresh scratch dir under ROOT/tmp, removed when the build ends. */
+int kiln_build_tmpdir (struct build *b, int *fd, struct kiln_error **err);
+
+/* COPY and ADD: writes one layer and appends it to the stage. */
+int kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                     struct kiln_error **err);
+
+/* Appends a layer (result of the writer) to the stage's image. */
+void kiln_build_add_layer (struct build *b, struct build_stage *s, const struct kiln_layer_result *lr,
+                           const char *created_by);
+
+
+
+/* Loads an image of the store as the starting state of s (FROM, COPY --from). */
+int kiln_build_load_image (struct build *b, struct build_stage *s, const char *name, struct kiln_error **err);
+void kiln_build_stage_clear (struct build_stage *s);
+#endif

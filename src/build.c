@@ -1,0 +1,469 @@
+/* build.c - the executor: stages in order, one step at a time (parse -> plan -> EXECUTE). */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "build-internal.h"
+#include "kiln/cleanup.h"
+#include "kiln/expand.h"
+#include "kiln/extract.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/ref.h"
+#include "kiln/util.h"
+
+
+int kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                            struct kiln_error **err);
+
+const char *
+kiln_build_lookup (void *ud, const char *name)
+{
+  struct step_env *e = ud;
+  const char *v = kiln_image_config_getenv (&e->s->cfg, name);
+  if (v)
+    return v;
+  for (size_t i = 0; i < e->s->args.n; i++)
+    if (strcmp (e->s->args.items[i].key, name) == 0)
+      return e->s->args.items[i].value;
+  return NULL;
+}
+
+int
+kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  return kiln_error_wrap (err, "%s:%d: %s", b->df->name, in->line, kiln_df_cmd_name (in->cmd));
+}
+
+static int
+step_fail (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err, const char *fmt,
+           const char *arg)
+{
+  kiln_error_set (err, 0, KILN_E_PARSE, fmt, arg ? arg : "");
+  return kiln_build_step_error (b, in, err);
+}
+
+static int
+expand_word (struct build *b, struct build_stage *s, const char *text, char **out, struct kiln_error **err)
+{
+  struct step_env e = { b, s };
+  return kiln_expand_word (text, b->df->escape, kiln_build_lookup, &e, out, err);
+}
+
+static int
+expand_words (struct build *b, struct build_stage *s, const char *text, char ***out, struct kiln_error **err)
+{
+  struct step_env e = { b, s };
+  return kiln_expand_words (text, b->df->escape, kiln_build_lookup, &e, out, err);
+}
+
+int
+kiln_build_tmpdir (struct build *b, int *fd, struct kiln_error **err)
+{
+  char *rel = NULL;
+  if (kiln_store_mktemp_dir (b->st, &rel, err) < 0)
+    return -1;
+  kiln_strv_push_take (&b->tmpdirs, rel);
+  *fd = kiln_fs_open_beneath (kiln_store_dirfd (b->st), rel, O_RDONLY | O_DIRECTORY, 0, err);
+  return *fd < 0 ? -1 : 0;
+}
+
+int
+kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err)
+{
+  if (s->rootfs_fd < 0 && kiln_build_tmpdir (b, &s->rootfs_fd, err) < 0)
+    return -1;
+  if (s->rootfs_layers < s->nlayers)
+    {
+      if (kiln_extract_layers (b->st, s->layers + s->rootfs_layers, s->nlayers - s->rootfs_layers, s->rootfs_fd,
+                               err) < 0)
+        return kiln_error_wrap (err, "prepare the stage's file system");
+      s->rootfs_layers = s->nlayers;
+    }
+  return s->rootfs_fd;
+}
+
+void
+kiln_build_add_layer (struct build *b, struct build_stage *s, const struct kiln_layer_result *lr,
+                      const char *created_by)
+{
+  s->layers = kiln_xrealloc (s->layers, (s->nlayers + 1) * sizeof *s->layers);
+  kiln_descriptor_copy (&s->layers[s->nlayers++], &lr->desc);
+  kiln_strv_push (&s->cfg.diff_ids, lr->diff_id.s);
+  kiln_image_config_add_history (&s->cfg, b->created, created_by, false);
+}
+
+static void
+add_history (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
+{
+  kiln_image_config_add_history (&s->cfg, b->created, in->original, true);
+}
+
+/* ENV and LABEL: "K=V ..." pairs, or the legacy "K V with spaces". */
+static int
+parse_pairs (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_kvlist *out,
+             struct kiln_error **err)
+{
+  kiln_autostrv char **words = NULL;
+  if (expand_words (b, s, in->args, &words, err) < 0)
+    return kiln_build_step_error (b, in, err);
+  if (words[0] && !strchr (words[0], '='))
+    {
+      /* legacy form: the value is the rest of the line, expanded as one word */
+      const char *rest = in->args + strcspn (in->args, " \t");
+      rest += strspn (rest, " \t");
+      kiln_autofree char *val = NULL;
+      kiln_autofree char *key = NULL;
+      if (!*rest)
+        return step_fail (b, in, err, "`%s` needs a value (KEY=VALUE or KEY VALUE)", words[0]);
+      if (expand_word (b, s, rest, &val, err) < 0 || expand_word (b, s, words[0], &key, err) < 0)
+        return kiln_build_step_error (b, in, err);
+      kiln_kvlist_set (out, key, val);
+      return 0;
+    }
+  for (size_t i = 0; words[i]; i++)
+    {
+      char *eq = strchr (words[i], '=');
+      if (!eq || eq == words[i])
+        return step_fail (b, in, err, "expected KEY=VALUE, got `%s`", words[i]);
+      *eq = '\0';
+      kiln_kvlist_set (out, words[i], eq + 1);
+    }
+  return 0;
+}
+
+static int
+step_env_label (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  struct kiln_kvlist kv = { 0 };
+  int ret = parse_pairs (b, s, in, &kv, err);
+  for (size_t i = 0; ret == 0 && i < kv.n; i++)
+    {
+      if (in->cmd == KILN_DF_ENV)
+        kiln_image_config_setenv (&s->cfg, kv.items[i].key, kv.items[i].value);
+      else
+        kiln_kvlist_set (&s->cfg.labels, kv.items[i].key, kv.items[i].value);
+    }
+  kiln_kvlist_clear (&kv);
+  return ret;
+}
+
+/* ARG NAME[=default]: --build-arg wins, then the default, then the global value. */
+static int
+step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  kiln_autostrv char **words = NULL;
+  const struct kiln_plan *p = b->plan;
+  if (expand_words (b, s, in->args, &words, err) < 0)
+    return kiln_build_step_error (b, in, err);
+  for (size_t i = 0; words[i]; i++)
+    {
+      char *eq = strchr (words[i], '=');
+      if (eq)
+        *eq = '\0';
+      const char *val = kiln_kvlist_get (&p->build_args, words[i]);
+      if (!val && eq)
+        val = eq + 1;
+      for (size_t g = 0; !val && g < p->global_args.n; g++)
+        if (strcmp (p->global_args.items[g].key, words[i]) == 0 && p->global_has_value[g])
+          val = p->global_args.items[g].value;
+      if (!val)
+        val = kiln_kvlist_get (&p->platform_args, words[i]);
+      if (!*words[i])
+        return step_fail (b, in, err, "empty argument name%s", NULL);
+      /* declared without any value: in scope but unset, which expands to "" */
+      kiln_kvlist_set (&s->args, words[i], val ? val : "");
+    }
+  return 0;
+}
+
+static int
+step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  kiln_autofree char *dir = NULL;
+  if (expand_word (b, s, in->args, &dir, err) < 0)
+    return kiln_build_step_error (b, in, err);
+  kiln_autofree char *joined = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", dir);
+  free (s->cfg.working_dir);
+  s->cfg.working_dir = kiln_xasprintf ("/%s", joined);
+  /* created in the next layer this stage writes, as an image runtime would */
+  if (*joined)
+    kiln_strv_push (&s->pending_dirs, joined);
+  return 0;
+}
+
+static int
+step_expose (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  kiln_autostrv char **words = NULL;
+  if (expand_words (b, s, in->args, &words, err) < 0)
+    return kiln_build_step_error (b, in, err);
+  for (size_t i = 0; words[i]; i++)
+    {
+      char *slash = strchr (words[i], '/');
+      const char *proto = slash ? slash + 1 : "tcp";
+      if (slash)
+        *slash = '\0';
+      size_t digits = strspn (words[i], "0123456789-");
+      if (!*words[i] || words[i][digits] || (strcasecmp (proto, "tcp") && strcasecmp (proto, "udp")
+                                             && strcasecmp (proto, "sctp")))
+        return step_fail (b, in, err, "invalid port `%s`", words[i]);
+      kiln_autofree char *port = kiln_xasprintf ("%s/%s", words[i], proto);
+      for (char *c = port; *c; c++)
+        *c = (char) tolower ((unsigned char) *c);
+      bool dup = false;
+      for (size_t k = 0; s->cfg.exposed_ports && s->cfg.exposed_ports[k]; k++)
+        dup |= strcmp (s->cfg.exposed_ports[k], port) == 0;
+      if (!dup)
+        kiln_strv_push (&s->cfg.exposed_ports, port);
+    }
+  return 0;
+}
+
+static int
+step_volume (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  kiln_autostrv char **words = NULL;
+  if (in->json)
+    {
+      for (size_t i = 0; in->argv[i]; i++)
+        {
+          char *w = NULL;
+          if (expand_word (b, s, in->argv[i], &w, err) < 0)
+            return kiln_build_step_error (b, in, err);
+          kiln_strv_push_take (&words, w);
+        }
+    }
+  else if (expand_words (b, s, in->args, &words, err) < 0)
+    return kiln_build_step_error (b, in, err);
+  for (size_t i = 0; words && words[i]; i++)
+    {
+      if (!*words[i])
+        return step_fail (b, in, err, "volume path is empty%s", NULL);
+      bool dup = false;
+      for (size_t k = 0; s->cfg.volumes && s->cfg.volumes[k]; k++)
+        dup |= strcmp (s->cfg.volumes[k], words[i]) == 0;
+      if (!dup)
+        kiln_strv_push (&s->cfg.volumes, words[i]);
+    }
+  return 0;
+}
+
+/* CMD/ENTRYPOINT/RUN argv: exec form as given, shell form through SHELL. */
+static char **
+command_argv (const struct build_stage *s, const struct kiln_df_instr *in)
+{
+  if (in->json)
+    return kiln_strv_dup (in->argv);
+  char **v = NULL;
+  if (s->cfg.shell && s->cfg.shell[0])
+    v = kiln_strv_dup (s->cfg.shell);
+  else
+    {
+      kiln_strv_push (&v, "/bin/sh");
+      kiln_strv_push (&v, "-c");
+    }
+  kiln_strv_push (&v, in->args);
+  return v;
+}
+
+static int
+step_cmd_entrypoint (struct build_stage *s, const struct kiln_df_instr *in)
+{
+  char **v = command_argv (s, in);
+  if (in->cmd == KILN_DF_CMD)
+    {
+      kiln_strv_free (s->cfg.cmd);
+      s->cfg.cmd = v;
+      s->cmd_set = true;
+      return 0;
+    }
+  kiln_strv_free (s->cfg.entrypoint);
+  s->cfg.entrypoint = v;
+  /* Docker: an ENTRYPOINT resets a CMD inherited from the base image */
+  if (!s->cmd_set)
+    {
+      kiln_strv_free (s->cfg.cmd);
+      s->cfg.cmd = NULL;
+    }
+  return 0;
+}
+
+/* Go time.ParseDuration subset: "1h2m3s", "500ms", "1.5s". */
+static int
+parse_duration (const char *s, int64_t *out)
+{
+  static const struct { const char *u; double ns; } units[] = {
+    { "ns", 1 }, { "us", 1e3 }, { "µs", 1e3 }, { "ms", 1e6 }, { "s", 1e9 }, { "m", 60e9 }, { "h", 3600e9 },
+  };
+  double total = 0;
+  if (!*s)
+    return -1;
+  while (*s)
+    {
+      char *end;
+      double v = strtod (s, &end);
+      if (end == s || v < 0)
+        return -1;
+      size_t best = 0, bestlen = 0;
+      for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        {
+          size_t l = strlen (units[i].u);
+          if (strncmp (end, units[i].u, l) == 0 && l > bestlen)
+            best = i, bestlen = l;
+        }
+      if (!bestlen)
+        return -1;
+      total += v * units[best].ns;
+      s = end + bestlen;
+    }
+  *out = (int64_t) total;
+  return 0;
+}
+
+static int
+healthcheck_flags (struct build *b, const struct kiln_df_instr *in, struct kiln_healthcheck *hc,
+                   struct kiln_error **err)
+{
+  static const char *const names[] = { "interval", "timeout", "start-period", "start-interval" };
+  int64_t *fields[] = { &hc->interval, &hc->timeout, &hc->start_period, &hc->start_interval };
+  for (size_t i = 0; i < 4; i++)
+    {
+      const char *v = kiln_df_instr_flag (in, names[i], NULL);
+      if (v && (parse_duration (v, fields[i]) < 0 || (*fields[i] != 0 && *fields[i] < 1000000)))
+        return step_fail (b, in, err, "invalid duration `%s` (want e.g. 30s, 1m30s; at least 1ms)", v);
+    }
+  const char *r = kiln_df_instr_flag (in, "retries", NULL);
+  if (r)
+    {
+      char *end;
+      long v = strtol (r, &end, 10);
+      if (*end || end == r || v < 0 || v > 1000000)
+        return step_fail (b, in, err, "invalid --retries `%s`", r);
+      hc->retries = (int) v;
+    }
+  return 0;
+}
+
+static int
+step_healthcheck (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  struct kiln_healthcheck *hc = kiln_xcalloc (1, sizeof *hc);
+  const char *a = in->args;
+  if (strncasecmp (a, "NONE", 4) == 0 && (a[4] == '\0' || isspace ((unsigned char) a[4])))
+    kiln_strv_push (&hc->test, "NONE");
+  else
+    {
+      a += 3;   /* "CMD", checked by the parser */
+      a += strspn (a, " \t");
+      if (in->json)
+        {
+          kiln_strv_push (&hc->test, "CMD");
+          for (size_t i = 0; in->argv[i]; i++)
+            kiln_strv_push (&hc->test, in->argv[i]);
+        }
+      else
+        {
+          kiln_strv_push (&hc->test, "CMD-SHELL");
+          kiln_strv_push (&hc->test, a);
+        }
+      if (healthcheck_flags (b, in, hc, err) < 0)
+        {
+          kiln_strv_free (hc->test);
+          free (hc);
+          return -1;
+        }
+    }
+  if (s->cfg.healthcheck)
+    {
+      kiln_strv_free (s->cfg.healthcheck->test);
+      free (s->cfg.healthcheck);
+    }
+  s->cfg.healthcheck = hc;
+  return 0;
+}
+
+static int
+step_simple_word (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, char **field,
+                  struct kiln_error **err)
+{
+  char *v = NULL;
+  if (expand_word (b, s, in->args, &v, err) < 0)
+    return kiln_build_step_error (b, in, err);
+  if (!*v)
+    {
+      free (v);
+      return step_fail (b, in, err, "value is empty after expansion of `%s`", in->args);
+    }
+  free (*field);
+  *field = v;
+  return 0;
+}
+
+static int
+step_metadata (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  switch (in->cmd)
+    {
+    case KILN_DF_ENV:
+    case KILN_DF_LABEL:
+      return step_env_label (b, s, in, err);
+    case KILN_DF_ARG:
+      return step_arg (b, s, in, err);
+    case KILN_DF_WORKDIR:
+      return step_workdir (b, s, in, err);
+    case KILN_DF_EXPOSE:
+      return step_expose (b, s, in, err);
+    case KILN_DF_VOLUME:
+      return step_volume (b, s, in, err);
+    case KILN_DF_USER:
+      return step_simple_word (b, s, in, &s->cfg.user, err);
+    case KILN_DF_STOPSIGNAL:
+      return step_simple_word (b, s, in, &s->cfg.stop_signal, err);
+    case KILN_DF_MAINTAINER:
+      free (s->cfg.author);
+      s->cfg.author = kiln_xstrdup (in->args);
+      return 0;
+    case KILN_DF_CMD:
+    case KILN_DF_ENTRYPOINT:
+      return step_cmd_entrypoint (s, in);
+    case KILN_DF_HEALTHCHECK:
+      return step_healthcheck (b, s, in, err);
+    case KILN_DF_SHELL:
+      kiln_strv_free (s->cfg.shell);
+      s->cfg.shell = kiln_strv_dup (in->argv);
+      return 0;
+    case KILN_DF_ONBUILD:
+      kiln_strv_push (&s->cfg.onbuild, in->sub ? in->sub->original : in->args);
+      return 0;
+    default:
+      return kiln_error_set (err, 0, KILN_E_INTERNAL, "not a metadata instruction");
+    }
+}
+
+int
+kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                        struct kiln_error **err)
+{
+  switch (in->cmd)
+    {
+    case KILN_DF_COPY:
+    case KILN_DF_ADD:
+      return kiln_build_copy (b, s, in, err);
+    case KILN_DF_RUN:
+      kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "RUN steps are not supported yet by this kiln");
+      return kiln_build_step_error (b, in, err);
+    case KILN_DF_FROM:
+      return step_fail (b, in, err, "FROM is not allowed here%s", NULL);
+    default:
+      if (step_metadata (b, s, in, err) < 0)
+        return -1;
+      if (in->cmd != KILN_DF_ARG)
+        add_history (b, s, in);
+      return 0;
+    }
+}

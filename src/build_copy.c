@@ -1,0 +1,667 @@
+/* build_copy.c - COPY and ADD: collect entries from the context, another
+ * stage, an image, an extracted archive or a heredoc, then stream them, sorted,
+ * through one layer writer.  No staging copy is made of file content. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "build-internal.h"
+#include "kiln/cleanup.h"
+#include "kiln/expand.h"
+#include "kiln/extract.h"
+#include "kiln/fs.h"
+#include "kiln/layer.h"
+#include "kiln/log.h"
+#include "kiln/util.h"
+
+#define PASSWD_MAX (4u << 20)
+
+struct centry {
+  char *dest;            /* path in the image, cleaned, no leading '/' */
+  int rootfd;            /* source root (borrowed), -1 when synthesized */
+  char *src;             /* path under rootfd */
+  char *data;            /* heredoc content */
+  size_t datalen;
+  mode_t mode;
+  uid_t uid;
+  gid_t gid;
+  int64_t mtime;
+  uint64_t size;
+  char *link;
+  dev_t rdev;
+  size_t seq;
+};
+
+struct copy_job {
+  struct build *b;
+  struct build_stage *s;
+  const struct kiln_df_instr *in;
+  struct centry *v;
+  size_t n;
+  bool has_chown, has_chmod;
+  uid_t uid;
+  gid_t gid;
+  mode_t chmod;
+  /* the source currently walked */
+  int rootfd;
+  bool from_context, keep_owner;
+};
+
+static int
+job_fail (struct copy_job *j, struct kiln_error **err, const char *fmt, const char *arg)
+{
+  kiln_error_set (err, 0, KILN_E_PARSE, fmt, arg ? arg : "");
+  return kiln_build_step_error (j->b, j->in, err);
+}
+
+static struct centry *
+add_entry (struct copy_job *j, const char *dest)
+{
+  j->v = kiln_xrealloc (j->v, (j->n + 1) * sizeof *j->v);
+  struct centry *e = &j->v[j->n];
+  memset (e, 0, sizeof *e);
+  e->dest = kiln_fs_path_clean (dest);
+  e->rootfd = -1;
+  e->seq = j->n++;
+  return e;
+}
+
+static int64_t
+synth_mtime (const struct copy_job *j)
+{
+  /* synthesized directories get a fixed time so equal inputs give equal layers */
+  return j->b->o->have_epoch ? j->b->o->epoch : 0;
+}
+
+static void
+add_dir (struct copy_job *j, const char *dest, mode_t mode)
+{
+  struct centry *e = add_entry (j, dest);
+  e->mode = S_IFDIR | mode;
+  e->uid = j->has_chown ? j->uid : 0;
+  e->gid = j->has_chown ? j->gid : 0;
+  e->mtime = synth_mtime (j);
+}
+
+/* Parents of dest that the layer must carry, oldest first. */
+static void
+add_parents (struct copy_job *j, const char *dest)
+{
+  kiln_autofree char *p = kiln_fs_path_clean (dest);
+  for (char *c = p; (c = strchr (c, '/')); c++)
+    {
+      *c = '\0';
+      add_dir (j, p, 0755);
+      *c = '/';
+    }
+}
+
+static void
+add_from_stat (struct copy_job *j, const char *src, const char *dest, const struct stat *st, const char *link)
+{
+  struct centry *e = add_entry (j, dest);
+  e->rootfd = j->rootfd;
+  e->src = kiln_xstrdup (src);
+  e->mode = st->st_mode;
+  if (j->has_chmod && !S_ISLNK (st->st_mode))
+    e->mode = (st->st_mode & S_IFMT) | j->chmod;
+  e->uid = j->has_chown ? j->uid : j->keep_owner ? st->st_uid : 0;
+  e->gid = j->has_chown ? j->gid : j->keep_owner ? st->st_gid : 0;
+  e->mtime = st->st_mtim.tv_sec;
+  e->size = S_ISREG (st->st_mode) ? (uint64_t) st->st_size : 0;
+  e->rdev = st->st_rdev;
+  e->link = link ? kiln_xstrdup (link) : NULL;
+}
+
+static bool
+excluded (struct copy_job *j, const char *src, bool *descend)
+{
+  *descend = false;
+  if (!j->from_context || !kiln_ignore_excluded (j->b->ignore, src))
+    return false;
+  *descend = kiln_ignore_has_exceptions_under (j->b->ignore, src);
+  return true;
+}
+
+static int walk_dir (struct copy_job *j, int dfd, const char *src, const char *dest, struct kiln_error **err);
+
+static int
+walk_child (struct copy_job *j, int dfd, const char *name, const char *src, const char *dest,
+            struct kiln_error **err)
+{
+  struct stat st;
+  bool descend;
+  char link[4097];
+  if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
+  bool skip = excluded (j, src, &descend);
+  if (S_ISSOCK (st.st_mode) || (skip && !(descend && S_ISDIR (st.st_mode))))
+    return 0;
+  if (S_ISLNK (st.st_mode))
+    {
+      ssize_t n = readlinkat (dfd, name, link, sizeof link - 1);
+      if (n < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "read link `%s`", src);
+      link[n] = '\0';
+    }
+  size_t mark = j->n;
+  add_from_stat (j, src, dest, &st, S_ISLNK (st.st_mode) ? link : NULL);
+  if (!S_ISDIR (st.st_mode))
+    return 0;
+  int cfd = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (cfd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", src);
+  if (walk_dir (j, cfd, src, dest, err) < 0)
+    return -1;
+  /* an excluded directory appears only as the parent of re-included files */
+  if (skip && j->n == mark + 1)
+    {
+      free (j->v[mark].dest), free (j->v[mark].src);
+      j->n--;
+    }
+  return 0;
+}
+
+/* Takes ownership of dfd. */
+static int
+walk_dir (struct copy_job *j, int dfd, const char *src, const char *dest, struct kiln_error **err)
+{
+  kiln_autodir DIR *d = fdopendir (dfd);
+  struct dirent *de;
+  if (!d)
+    {
+      close (dfd);
+      return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src);
+    }
+  while ((errno = 0, de = readdir (d)))
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+        continue;
+      kiln_autofree char *csrc = *src ? kiln_xasprintf ("%s/%s", src, de->d_name) : kiln_xstrdup (de->d_name);
+      kiln_autofree char *cdest = *dest ? kiln_xasprintf ("%s/%s", dest, de->d_name) : kiln_xstrdup (de->d_name);
+      if (walk_child (j, dirfd (d), de->d_name, csrc, cdest, err) < 0)
+        return -1;
+    }
+  if (errno)
+    return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src);
+  return 0;
+}
+
+/* A source that is a directory: its contents go to dest. */
+static int
+copy_tree (struct copy_job *j, const char *src, const struct stat *st, const char *dest, struct kiln_error **err)
+{
+  int dfd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_DIRECTORY, 0, err);
+  if (dfd < 0)
+    return -1;
+  if (*dest)
+    {
+      add_parents (j, dest);
+      add_from_stat (j, src, dest, st, NULL);
+    }
+  return walk_dir (j, dfd, src, dest, err);
+}
+
+/* ADD of a local archive: extracted into scratch space, then copied as a tree. */
+static int
+add_archive (struct copy_job *j, int fd, const char *src, const char *dest, struct kiln_error **err)
+{
+  int tmpfd;
+  struct stat st;
+  struct kiln_extract_opts eo = { .whiteouts = false, .keep_owner = true };
+  if (kiln_build_tmpdir (j->b, &tmpfd, err) < 0)
+    return -1;
+  if (kiln_extract_fd (fd, src, tmpfd, &eo, err) < 0)
+    return -1;
+  fstat (tmpfd, &st);
+  st.st_mode = S_IFDIR | 0755;
+  st.st_uid = st.st_gid = 0;
+  st.st_mtim.tv_sec = synth_mtime (j);
+  int saved_root = j->rootfd;
+  bool saved_keep = j->keep_owner, saved_ctx = j->from_context;
+  j->rootfd = tmpfd;
+  j->keep_owner = true;
+  j->from_context = false;
+  int ret = copy_tree (j, "", &st, dest, err);
+  j->rootfd = saved_root, j->keep_owner = saved_keep, j->from_context = saved_ctx;
+  return ret;
+}
+
+static char *
+dest_for (const char *dest, bool dest_is_dir, const char *src)
+{
+  if (!dest_is_dir)
+    return kiln_xstrdup (dest);
+  const char *base = strrchr (src, '/');
+  base = base ? base + 1 : src;
+  return *dest ? kiln_xasprintf ("%s/%s", dest, base) : kiln_xstrdup (base);
+}
+
+static int
+copy_one (struct copy_job *j, const char *src, const char *dest, bool dest_is_dir, struct kiln_error **err)
+{
+  struct stat st;
+  bool descend;
+  if (excluded (j, src, &descend) && !descend)
+    return job_fail (j, err, "source `%s` is excluded by .dockerignore", src);
+  kiln_autoclose int fd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_NONBLOCK, 0, err);
+  if (fd < 0)
+    {
+      if ((*err)->kind != KILN_E_NOTFOUND)
+        return kiln_build_step_error (j->b, j->in, err);
+      kiln_error_free (err);
+      return job_fail (j, err, "source `%s` not found in the build context", src);
+    }
+  if (fstat (fd, &st) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
+  if (S_ISDIR (st.st_mode))
+    return copy_tree (j, src, &st, dest, err);
+  kiln_autofree char *target = dest_for (dest, dest_is_dir, src);
+  if (j->in->cmd == KILN_DF_ADD && S_ISREG (st.st_mode) && kiln_extract_is_archive (fd))
+    return add_archive (j, fd, src, dest, err);
+  add_parents (j, target);
+  add_from_stat (j, src, target, &st, NULL);
+  return 0;
+}
+
+static bool
+has_glob (const char *s)
+{
+  return strpbrk (s, "*?[") != NULL;
+}
+
+/* Expands a wildcard source component by component, as BuildKit does. */
+static int
+glob_sources (struct copy_job *j, const char *dir, const char *pattern, char ***out, struct kiln_error **err)
+{
+  const char *slash = strchr (pattern, '/');
+  kiln_autofree char *comp = slash ? kiln_xstrndup (pattern, (size_t) (slash - pattern)) : kiln_xstrdup (pattern);
+  kiln_autoerror struct kiln_error *ignored = NULL;
+  int dfd = kiln_fs_open_in_root (j->rootfd, dir, O_RDONLY | O_DIRECTORY, 0, &ignored);
+  if (dfd < 0)
+    return 0;
+  kiln_autodir DIR *d = fdopendir (dfd);
+  struct dirent *de;
+  if (!d)
+    return close (dfd), kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", dir);
+  while ((de = readdir (d)))
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0 || fnmatch (comp, de->d_name, 0) != 0)
+        continue;
+      kiln_autofree char *path = *dir ? kiln_xasprintf ("%s/%s", dir, de->d_name) : kiln_xstrdup (de->d_name);
+      bool descend;
+      if (excluded (j, path, &descend) && !descend)
+        continue;
+      if (!slash)
+        kiln_strv_push (out, path);
+      else if (glob_sources (j, path, slash + 1, out, err) < 0)
+        return -1;
+    }
+  return 0;
+}
+
+static int
+compare_entries (const void *a, const void *b)
+{
+  const struct centry *x = a, *y = b;
+  int c = strcmp (x->dest, y->dest);
+  return c ? c : (x->seq < y->seq ? -1 : 1);
+}
+
+static void
+free_entries (struct copy_job *j)
+{
+  for (size_t i = 0; i < j->n; i++)
+    {
+      free (j->v[i].dest);
+      free (j->v[i].src);
+      free (j->v[i].data);
+      free (j->v[i].link);
+    }
+  free (j->v);
+  j->v = NULL;
+  j->n = 0;
+}
+
+static int
+write_entry (struct kiln_layer_writer *w, const struct centry *c, struct kiln_error **err)
+{
+  struct kiln_layer_entry e = {
+    .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid, .mtime = c->mtime,
+    .size = c->size, .link = c->link, .rdev = c->rdev,
+  };
+  if (c->data)
+    return kiln_layer_writer_add_data (w, &e, c->data, c->datalen, err);
+  if (!S_ISREG (c->mode))
+    return kiln_layer_writer_add (w, &e, -1, err);
+  kiln_autoclose int fd = kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
+  if (fd < 0)
+    return -1;
+  return kiln_layer_writer_add (w, &e, fd, err);
+}
+
+/* Sorts, keeps the last entry of each path, streams the layer. */
+static int
+write_layer (struct copy_job *j, struct kiln_error **err)
+{
+  struct kiln_layer_writer *w = NULL;
+  struct kiln_layer_result lr = { 0 };
+  qsort (j->v, j->n, sizeof *j->v, compare_entries);
+  if (kiln_layer_writer_new (j->b->st, &j->b->o->layer, &w, err) < 0)
+    return -1;
+  for (size_t i = 0; i < j->n; i++)
+    {
+      if (!*j->v[i].dest || (i + 1 < j->n && strcmp (j->v[i].dest, j->v[i + 1].dest) == 0))
+        continue;
+      if (write_entry (w, &j->v[i], err) < 0)
+        {
+          kiln_layer_writer_free (w);
+          return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
+        }
+    }
+  if (kiln_layer_writer_finish (w, &lr, err) < 0)
+    {
+      kiln_layer_writer_free (w);
+      return -1;
+    }
+  kiln_layer_writer_free (w);
+  kiln_build_add_layer (j->b, j->s, &lr, j->in->original);
+  kiln_layer_result_clear (&lr);
+  return 0;
+}
+
+/* Looks name up in the image's /etc/passwd or /etc/group (field 3 = id). */
+static int
+lookup_id (int rootfd, const char *file, const char *name, long *id, long *gid, struct kiln_error **err)
+{
+  struct kiln_buf text = KILN_BUF_INIT;
+  kiln_autoclose int fd = kiln_fs_open_in_root (rootfd, file, O_RDONLY, 0, err);
+  if (fd < 0 || kiln_fs_read_fd (fd, PASSWD_MAX, &text, err) < 0)
+    {
+      kiln_buf_release (&text);
+      return kiln_error_wrap (err, "look up `%s` in the image's /%s", name, file);
+    }
+  int ret = kiln_error_set (err, 0, KILN_E_NOTFOUND, "no `%s` in the image's /%s", name, file);
+  size_t nl = strlen (name);
+  for (char *line = text.buf; line && *line; line = strchr (line, '\n') ? strchr (line, '\n') + 1 : NULL)
+    {
+      if (strncmp (line, name, nl) != 0 || line[nl] != ':')
+        continue;
+      char *f = strchr (line + nl + 1, ':');   /* past the password field */
+      if (!f)
+        continue;
+      *id = strtol (f + 1, &f, 10);
+      if (gid && *f == ':')
+        *gid = strtol (f + 1, NULL, 10);
+      kiln_error_free (err);
+      ret = 0;
+      break;
+    }
+  kiln_buf_release (&text);
+  return ret;
+}
+
+static bool
+numeric (const char *s)
+{
+  return *s && strspn (s, "0123456789") == strlen (s);
+}
+
+/* --chown=user[:group], numeric or names from the destination image. */
+static int
+parse_chown (struct copy_job *j, const char *spec, struct kiln_error **err)
+{
+  kiln_autofree char *user = kiln_xstrdup (spec);
+  char *group = strchr (user, ':');
+  long uid = -1, gid = -1, pgid = -1;
+  if (group)
+    *group++ = '\0';
+  if (!*user || (group && !*group))
+    return job_fail (j, err, "invalid --chown `%s`", spec);
+  if (numeric (user))
+    uid = strtol (user, NULL, 10);
+  if (group && numeric (group))
+    gid = strtol (group, NULL, 10);
+  if (uid < 0 || (group && gid < 0))
+    {
+      int rootfd = kiln_build_stage_rootfs (j->b, j->s, err);
+      if (rootfd < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+      if (uid < 0 && lookup_id (rootfd, "etc/passwd", user, &uid, &pgid, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+      if (group && gid < 0 && lookup_id (rootfd, "etc/group", group, &gid, NULL, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+    }
+  /* Docker: a user without group gets the same numeric id as group */
+  j->uid = (uid_t) uid;
+  j->gid = (gid_t) (gid >= 0 ? gid : uid);
+  j->has_chown = true;
+  return 0;
+}
+
+static int
+parse_chmod (struct copy_job *j, const char *spec, struct kiln_error **err)
+{
+  char *end;
+  long m = strtol (spec, &end, 8);
+  if (!*spec || *end || m < 0 || m > 07777)
+    return job_fail (j, err, "invalid --chmod `%s` (want an octal mode like 0644)", spec);
+  j->chmod = (mode_t) m;
+  j->has_chmod = true;
+  return 0;
+}
+
+static int
+expand_flag (struct copy_job *j, const char *name, char **out, struct kiln_error **err)
+{
+  const char *v = kiln_df_instr_flag (j->in, name, NULL);
+  struct step_env e = { j->b, j->s };
+  *out = NULL;
+  if (!v)
+    return 0;
+  if (kiln_expand_word (v, j->b->df->escape, kiln_build_lookup, &e, out, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  return 0;
+}
+
+/* --from=stage|index|image: the files come from that filesystem, owners kept. */
+static int
+source_root (struct copy_job *j, struct build_stage *tmp, struct kiln_error **err)
+{
+  kiln_autofree char *from = NULL;
+  if (expand_flag (j, "from", &from, err) < 0)
+    return -1;
+  if (!from)
+    {
+      j->rootfd = j->b->ctx_fd;
+      j->from_context = true;
+      return 0;
+    }
+  struct build_stage *src = tmp;
+  long idx = kiln_plan_find_stage (j->b->plan, from, (size_t) (j->s - j->b->stages));
+  if (idx >= 0)
+    src = &j->b->stages[idx];
+  else if (kiln_build_load_image (j->b, tmp, from, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  j->rootfd = kiln_build_stage_rootfs (j->b, src, err);
+  j->keep_owner = true;
+  return j->rootfd < 0 ? kiln_build_step_error (j->b, j->in, err) : 0;
+}
+
+static const struct kiln_df_heredoc *
+find_heredoc (const struct kiln_df_instr *in, const char *word)
+{
+  if (strncmp (word, "<<", 2) != 0)
+    return NULL;
+  word += 2 + (word[2] == '-');
+  for (size_t i = 0; i < in->nheredocs; i++)
+    if (strcmp (in->heredocs[i].name, word) == 0)
+      return &in->heredocs[i];
+  return NULL;
+}
+
+static int
+add_heredoc (struct copy_job *j, const struct kiln_df_heredoc *h, const char *dest, bool dest_is_dir,
+             struct kiln_error **err)
+{
+  char *data = NULL;
+  struct step_env e = { j->b, j->s };
+  if (h->expand)
+    {
+      if (kiln_expand_word (h->content, j->b->df->escape, kiln_build_lookup, &e, &data, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+    }
+  else
+    data = kiln_xstrdup (h->content);
+  kiln_autofree char *target = dest_for (dest, dest_is_dir, h->name);
+  add_parents (j, target);
+  struct centry *c = add_entry (j, target);
+  c->data = data;
+  c->datalen = strlen (data);
+  c->size = c->datalen;
+  c->mode = S_IFREG | (j->has_chmod ? j->chmod : 0644);
+  c->uid = j->has_chown ? j->uid : 0;
+  c->gid = j->has_chown ? j->gid : 0;
+  c->mtime = synth_mtime (j);
+  return 0;
+}
+
+static int
+copy_words (struct copy_job *j, char ***words, struct kiln_error **err)
+{
+  struct step_env e = { j->b, j->s };
+  if (!j->in->json)
+    {
+      if (kiln_expand_words (j->in->args, j->b->df->escape, kiln_build_lookup, &e, words, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+    }
+  else
+    for (size_t i = 0; j->in->argv[i]; i++)
+      {
+        char *w = NULL;
+        if (kiln_expand_word (j->in->argv[i], j->b->df->escape, kiln_build_lookup, &e, &w, err) < 0)
+          return kiln_build_step_error (j->b, j->in, err);
+        kiln_strv_push_take (words, w);
+      }
+  if (kiln_strv_len (*words) < 2)
+    return job_fail (j, err, "requires at least two arguments%s", NULL);
+  return 0;
+}
+
+static bool
+is_dir_dest (struct copy_job *j, const char *raw, const char *dest)
+{
+  size_t l = strlen (raw);
+  if (!*dest || raw[l - 1] == '/' || strcmp (raw, ".") == 0 || kiln_str_has_suffix (raw, "/."))
+    return true;
+  const char *wd = j->s->cfg.working_dir;
+  if (wd && strcmp (wd + (*wd == '/'), dest) == 0)
+    return true;
+  for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
+    if (strcmp (j->s->pending_dirs[i], dest) == 0)
+      return true;
+  struct stat st;
+  if (j->s->rootfs_fd >= 0 && j->s->rootfs_layers == j->s->nlayers)
+    {
+      kiln_autoerror struct kiln_error *e = NULL;
+      kiln_autoclose int fd = kiln_fs_open_in_root (j->s->rootfs_fd, dest, O_PATH, 0, &e);
+      return fd >= 0 && fstat (fd, &st) == 0 && S_ISDIR (st.st_mode);
+    }
+  return false;
+}
+
+static int
+check_flags (struct copy_job *j, struct kiln_error **err)
+{
+  static const char *const unsupported[] = { "parents", "exclude", "checksum", "keep-git-dir" };
+  for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
+    if (kiln_df_instr_flag (j->in, unsupported[i], NULL))
+      {
+        kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "--%s is not supported yet", unsupported[i]);
+        return kiln_build_step_error (j->b, j->in, err);
+      }
+  kiln_autofree char *chown = NULL, *chmod = NULL;
+  if (expand_flag (j, "chown", &chown, err) < 0 || expand_flag (j, "chmod", &chmod, err) < 0)
+    return -1;
+  if (chown && parse_chown (j, chown, err) < 0)
+    return -1;
+  if (chmod && parse_chmod (j, chmod, err) < 0)
+    return -1;
+  return 0;
+}
+
+static int
+collect_sources (struct copy_job *j, char **words, size_t nsrc, const char *dest, bool dest_is_dir,
+                 struct kiln_error **err)
+{
+  for (size_t i = 0; i < nsrc; i++)
+    {
+      const struct kiln_df_heredoc *h = find_heredoc (j->in, words[i]);
+      kiln_autostrv char **matches = NULL;
+      if (h)
+        {
+          if (add_heredoc (j, h, dest, dest_is_dir, err) < 0)
+            return -1;
+          continue;
+        }
+      if (strstr (words[i], "://") || kiln_str_has_prefix (words[i], "git@"))
+        {
+          kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "remote source `%s` is not supported yet", words[i]);
+          return kiln_build_step_error (j->b, j->in, err);
+        }
+      kiln_autofree char *src = kiln_fs_path_clean (words[i]);
+      if (!has_glob (src))
+        kiln_strv_push (&matches, src);
+      else if (glob_sources (j, "", src, &matches, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+      if (!matches)
+        return job_fail (j, err, "no source files match `%s`", words[i]);
+      for (size_t m = 0; matches[m]; m++)
+        if (copy_one (j, matches[m], dest, dest_is_dir, err) < 0)
+          return -1;
+    }
+  return 0;
+}
+
+int
+kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1 };
+  struct build_stage tmp = { .rootfs_fd = -1 };
+  kiln_autostrv char **words = NULL;
+  int ret = -1;
+
+  if (copy_words (&j, &words, err) < 0 || check_flags (&j, err) < 0 || source_root (&j, &tmp, err) < 0)
+    goto out;
+  size_t nsrc = kiln_strv_len (words) - 1;
+  const char *raw = words[nsrc];
+  kiln_autofree char *dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", raw);
+  bool multi = nsrc > 1 || has_glob (words[0]);
+  bool dest_is_dir = is_dir_dest (&j, raw, dest);
+  if (multi && !dest_is_dir)
+    {
+      job_fail (&j, err, "with more than one source the destination `%s` must be a directory ending in /", raw);
+      goto out;
+    }
+  for (size_t i = 0; s->pending_dirs && s->pending_dirs[i]; i++)
+    {
+      add_parents (&j, s->pending_dirs[i]);
+      add_dir (&j, s->pending_dirs[i], 0755);
+    }
+  if (collect_sources (&j, words, nsrc, dest, dest_is_dir, err) < 0)
+    goto out;
+  ret = write_layer (&j, err);
+  if (ret == 0)
+    {
+      kiln_strv_free (s->pending_dirs);
+      s->pending_dirs = NULL;
+    }
+out:
+  free_entries (&j);
+  kiln_build_stage_clear (&tmp);
+  return ret;
+}

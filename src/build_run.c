@@ -1,0 +1,316 @@
+/* build_run.c - the build as a whole: read and plan, run each needed stage,
+ * write config and manifest. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "build-internal.h"
+#include "kiln/cleanup.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/ref.h"
+#include "kiln/util.h"
+
+#define DOCKERFILE_MAX (16u << 20)
+#define IGNORE_MAX (4u << 20)
+
+int kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                            struct kiln_error **err);
+
+void
+kiln_build_result_clear (struct kiln_build_result *r)
+{
+  kiln_descriptor_clear (&r->manifest);
+  for (size_t i = 0; i < r->nsteps; i++)
+    free (r->steps[i].text);
+  free (r->steps);
+  memset (r, 0, sizeof *r);
+}
+
+static char *
+rfc3339 (time_t t)
+{
+  struct tm tm;
+  char buf[64];
+  gmtime_r (&t, &tm);
+  strftime (buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return kiln_xstrdup (buf);
+}
+
+static void
+progress (struct build *b, const char *text, double secs, const char *note)
+{
+  if (b->o->progress != KILN_PROGRESS_PLAIN || !b->o->progress_out)
+    return;
+  fprintf (b->o->progress_out, "%s%s%s %.2fs\n", text, note ? " " : "", note ? note : "", secs);
+  fflush (b->o->progress_out);
+}
+
+static void
+record_step (struct build *b, const char *text, double secs, const struct build_stage *s, size_t layers_before)
+{
+  struct kiln_build_result *r = b->res;
+  r->steps = kiln_xrealloc (r->steps, (r->nsteps + 1) * sizeof *r->steps);
+  struct kiln_build_step_info *si = &r->steps[r->nsteps++];
+  memset (si, 0, sizeof *si);
+  si->text = kiln_xstrdup (text);
+  si->seconds = secs;
+  if (s->nlayers > layers_before)
+    {
+      si->has_layer = true;
+      si->layer = s->layers[s->nlayers - 1].digest;
+    }
+}
+
+static int
+run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, const char *prefix,
+           struct kiln_error **err)
+{
+  unsigned long long t0 = kiln_now_ns ();
+  size_t before = s->nlayers;
+  kiln_autofree char *text = kiln_xasprintf ("%s[%zu/%zu] %s", prefix, ++b->step, b->nsteps, in->original);
+  if (kiln_build_step_handle (b, s, in, err) < 0)
+    return -1;
+  double secs = (double) (kiln_now_ns () - t0) / 1e9;
+  progress (b, text, secs, NULL);
+  record_step (b, text, secs, s, before);
+  return 0;
+}
+
+/* Base image from the store; pulling arrives with the registry client. */
+int
+kiln_build_load_image (struct build *b, struct build_stage *s, const char *name, struct kiln_error **err)
+{
+  struct kiln_ref ref = { 0 };
+  struct kiln_descriptor d = { 0 };
+  struct kiln_manifest m = { 0 };
+  int ret = -1;
+  if (kiln_ref_parse (name, &ref, err) < 0)
+    return -1;
+  kiln_autofree char *full = kiln_ref_string (&ref);
+  if (kiln_store_resolve (b->st, full, &d, err) < 0)
+    {
+      kiln_error_free (err);
+      kiln_error_set (err, 0, KILN_E_NOTFOUND, "base image `%s` is not in the store (pulling from a registry "
+                      "is not supported yet)", full);
+      goto out;
+    }
+  if (kiln_store_get_manifest (b->st, &d.digest, &m, err) < 0
+      || kiln_store_get_config (b->st, &m.config.digest, &s->cfg, err) < 0)
+    goto out;
+  if (kiln_strv_len (s->cfg.diff_ids) != m.nlayers)
+    {
+      kiln_error_set (err, 0, KILN_E_PARSE, "image `%s`: %zu layers but %zu diff_ids", full, m.nlayers,
+                      kiln_strv_len (s->cfg.diff_ids));
+      goto out;
+    }
+  s->layers = kiln_xcalloc (m.nlayers, sizeof *s->layers);
+  for (size_t i = 0; i < m.nlayers; i++)
+    kiln_descriptor_copy (&s->layers[i], &m.layers[i]);
+  s->nlayers = m.nlayers;
+  ret = 0;
+out:
+  kiln_manifest_clear (&m);
+  kiln_descriptor_clear (&d);
+  kiln_ref_clear (&ref);
+  return ret;
+}
+
+static void
+copy_stage_image (struct build_stage *dst, const struct build_stage *src)
+{
+  kiln_image_config_copy (&dst->cfg, &src->cfg);
+  dst->layers = kiln_xcalloc (src->nlayers ? src->nlayers : 1, sizeof *dst->layers);
+  for (size_t i = 0; i < src->nlayers; i++)
+    kiln_descriptor_copy (&dst->layers[i], &src->layers[i]);
+  dst->nlayers = src->nlayers;
+}
+
+static void
+init_scratch (struct build_stage *s)
+{
+  const char *os, *arch, *variant;
+  kiln_plan_host_platform (&os, &arch, &variant);
+  s->cfg.os = kiln_xstrdup (os);
+  s->cfg.architecture = kiln_xstrdup (arch);
+  s->cfg.variant = variant ? kiln_xstrdup (variant) : NULL;
+  kiln_image_config_setenv (&s->cfg, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+}
+
+/* ONBUILD triggers of the base run right after FROM, then are dropped. */
+static int
+run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr *from, struct kiln_error **err)
+{
+  kiln_autostrv char **triggers = s->cfg.onbuild;
+  s->cfg.onbuild = NULL;
+  for (size_t i = 0; triggers && triggers[i]; i++)
+    {
+      struct kiln_dockerfile *t = NULL;
+      kiln_autofree char *name = kiln_xasprintf ("%s:%d: ONBUILD trigger", b->df->name, from->line);
+      kiln_autofree char *text = kiln_xasprintf ("FROM scratch\n%s\n", triggers[i]);
+      if (kiln_dockerfile_parse (name, text, strlen (text), &t, err) < 0)
+        return -1;
+      b->nsteps++;
+      int r = run_instr (b, s, &t->instrs[1], "ONBUILD ", err);
+      kiln_dockerfile_free (t);
+      if (r < 0)
+        return -1;
+    }
+  return 0;
+}
+
+static int
+run_stage (struct build *b, size_t idx, struct kiln_error **err)
+{
+  struct kiln_plan_stage *ps = &b->plan->stages[idx];
+  struct build_stage *s = &b->stages[idx];
+  unsigned long long t0 = kiln_now_ns ();
+  kiln_autofree char *text = kiln_xasprintf ("[%zu/%zu] %s", ++b->step, b->nsteps, ps->from->original);
+
+  if (ps->base_stage >= 0)
+    copy_stage_image (s, &b->stages[ps->base_stage]);
+  else if (strcmp (ps->base, "scratch") == 0)
+    init_scratch (s);
+  else if (kiln_build_load_image (b, s, ps->base, err) < 0)
+    return kiln_build_step_error (b, ps->from, err);
+  progress (b, text, (double) (kiln_now_ns () - t0) / 1e9, NULL);
+  record_step (b, text, (double) (kiln_now_ns () - t0) / 1e9, s, s->nlayers);
+  if (run_onbuild (b, s, ps->from, err) < 0)
+    return -1;
+  for (size_t i = 0; i < ps->ninstrs; i++)
+    if (run_instr (b, s, ps->instrs[i], "", err) < 0)
+      return -1;
+  s->built = true;
+  return 0;
+}
+
+static int
+write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
+{
+  struct kiln_descriptor cfgd = { 0 };
+  struct kiln_manifest m = { 0 };
+  int ret;
+  free (s->cfg.created);
+  s->cfg.created = kiln_xstrdup (b->created);
+  if (kiln_store_put_config (b->st, &s->cfg, &cfgd, err) < 0)
+    return kiln_error_wrap (err, "store image config");
+  m.media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);
+  m.config = cfgd;
+  m.layers = s->layers;
+  m.nlayers = s->nlayers;
+  ret = kiln_store_put_manifest (b->st, &m, &b->res->manifest, err);
+  b->res->config = cfgd.digest;
+  m.layers = NULL;
+  m.nlayers = 0;
+  kiln_manifest_clear (&m);
+  return ret < 0 ? kiln_error_wrap (err, "store image manifest") : 0;
+}
+
+/* <Dockerfile>.dockerignore next to the Dockerfile wins over CONTEXT/.dockerignore. */
+static int
+load_ignore (struct build *b, struct kiln_error **err)
+{
+  struct kiln_buf text = KILN_BUF_INIT;
+  kiln_autofree char *specific = kiln_xasprintf ("%s.dockerignore", b->o->dockerfile);
+  const char *name = specific;
+  int ret = kiln_fs_read_file (AT_FDCWD, specific, IGNORE_MAX, &text, err);
+  if (ret < 0 && (*err)->kind == KILN_E_NOTFOUND)
+    {
+      kiln_error_free (err);
+      kiln_buf_release (&text);
+      name = ".dockerignore";
+      ret = kiln_fs_read_file (b->ctx_fd, name, IGNORE_MAX, &text, err);
+      if (ret < 0 && (*err)->kind == KILN_E_NOTFOUND)
+        {
+          kiln_error_free (err);
+          kiln_buf_release (&text);
+          b->ignore = kiln_ignore_new_empty ();
+          return 0;
+        }
+    }
+  if (ret == 0)
+    ret = kiln_ignore_parse (name, text.buf, text.len, &b->ignore, err);
+  kiln_buf_release (&text);
+  return ret;
+}
+
+static int
+prepare (struct build *b, struct kiln_error **err)
+{
+  struct kiln_buf text = KILN_BUF_INIT;
+  const struct kiln_build_opts *o = b->o;
+  b->ctx_fd = open (o->context, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (b->ctx_fd < 0)
+    return kiln_error_set (err, errno, KILN_E_NOTFOUND, "open build context `%s`", o->context);
+  if (kiln_fs_read_file (AT_FDCWD, o->dockerfile, DOCKERFILE_MAX, &text, err) < 0)
+    return -1;
+  int ret = kiln_dockerfile_parse (o->dockerfile_name, text.buf, text.len, &b->df, err);
+  kiln_buf_release (&text);
+  if (ret < 0 || load_ignore (b, err) < 0)
+    return -1;
+  struct kiln_plan_opts po = { .build_args = &o->build_args, .target = o->target };
+  if (kiln_plan_new (b->df, &po, &b->plan, err) < 0)
+    return -1;
+  b->stages = kiln_xcalloc (b->plan->nstages, sizeof *b->stages);
+  for (size_t i = 0; i < b->plan->nstages; i++)
+    b->stages[i].rootfs_fd = -1;
+  b->nsteps = kiln_plan_count_steps (b->plan);
+  b->created = rfc3339 (o->have_epoch ? (time_t) o->epoch : time (NULL));
+  return 0;
+}
+
+void
+kiln_build_stage_clear (struct build_stage *s)
+{
+  kiln_image_config_clear (&s->cfg);
+  for (size_t l = 0; l < s->nlayers; l++)
+    kiln_descriptor_clear (&s->layers[l]);
+  free (s->layers);
+  kiln_kvlist_clear (&s->args);
+  kiln_strv_free (s->pending_dirs);
+  if (s->rootfs_fd >= 0)
+    close (s->rootfs_fd);
+  memset (s, 0, sizeof *s);
+  s->rootfs_fd = -1;
+}
+
+static void
+build_clear (struct build *b)
+{
+  struct kiln_error *e = NULL;
+  for (size_t i = 0; b->plan && i < b->plan->nstages; i++)
+    kiln_build_stage_clear (&b->stages[i]);
+  for (size_t i = 0; b->tmpdirs && b->tmpdirs[i]; i++)
+    if (kiln_fs_rm_rf_at (kiln_store_dirfd (b->st), b->tmpdirs[i], &e) < 0)
+      {
+        kiln_log_warn ("could not remove scratch directory `%s`: %s", b->tmpdirs[i], e->msg);
+        kiln_error_free (&e);
+      }
+  kiln_strv_free (b->tmpdirs);
+  free (b->stages);
+  kiln_plan_free (b->plan);
+  kiln_dockerfile_free (b->df);
+  kiln_ignore_free (b->ignore);
+  free (b->created);
+  if (b->ctx_fd >= 0)
+    close (b->ctx_fd);
+}
+
+int
+kiln_build_run (struct kiln_store *st, const struct kiln_build_opts *opts, struct kiln_build_result *res,
+                struct kiln_error **err)
+{
+  struct build b = { .st = st, .o = opts, .ctx_fd = -1, .res = res };
+  int ret = prepare (&b, err);
+  for (size_t i = 0; ret == 0 && i < b.plan->nstages; i++)
+    if (b.plan->stages[i].needed)
+      ret = run_stage (&b, i, err);
+  if (ret == 0)
+    ret = write_image (&b, &b.stages[b.plan->target], err);
+  build_clear (&b);
+  return ret;
+}

@@ -1,0 +1,40 @@
+/* cmd.h - what the cmd_*.c verbs share: global options, store opening,
+ * printing errors (the only place that does). */
+#ifndef KILN_CMD_H
+#define KILN_CMD_H
+
+#include "kiln/error.h"
+#include "kiln/store.h"
+
+struct kiln_cli {
+  const char *root;      /* --root, or NULL for the default */
+  const char *argv0;
+};
+
+typedef int (*kiln_cmd_fn) (struct kiln_cli *cli, int argc, char **argv);
+
+int kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_images (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_inspect (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_tag (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_rmi (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_save (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_store (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_version (struct kiln_cli *cli, int argc, char **argv);
+
+/* Prints "kiln: error: MESSAGE" and returns the exit status for its kind. */
+int kiln_cmd_fail (struct kiln_error **err);
+/* Prints a usage error with a hint and returns 2. */
+int kiln_cmd_usage_error (const char *verb, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+int kiln_cmd_open_store (struct kiln_cli *cli, struct kiln_store **st, struct kiln_error **err);
+/* Resolves IMAGE (name, digest or digest prefix) to its manifest descriptor. */
+int kiln_cmd_resolve_image (struct kiln_store *st, const char *image, struct kiln_descriptor *out,
+                            struct kiln_error **err);
+/* The normalised form of a -t reference; KILN_E_USAGE when invalid. */
+int kiln_cmd_normalize_ref (const char *ref, char **out, struct kiln_error **err);
+/* The tag part of a normalised reference ("latest" when none). */
+char *kiln_cmd_ref_tag (const char *normalized);
+/* True if argv holds -h/--help (before a "--"). */
+int kiln_cmd_wants_help (int argc, char **argv);
+
+#endif

@@ -1,0 +1,321 @@
+/* cmd_build.c - `kiln build`: flags -> kiln_build_opts, then tag and export. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cmd.h"
+#include "kiln/build.h"
+#include "kiln/cleanup.h"
+#include "kiln/fs.h"
+#include "kiln/util.h"
+
+static const char usage_text[] =
+  "usage: kiln build [OPTIONS] CONTEXT\n\n"
+  "  -f, --file FILE               Dockerfile (default CONTEXT/Dockerfile)\n"
+  "  -t, --tag REF                 name the image (repeatable)\n"
+  "      --build-arg K=V           set a build argument (repeatable; K alone takes it from the environment)\n"
+  "      --target NAME             build up to this stage\n"
+  "      --no-cache                do not use the layer cache\n"
+  "      --output type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE\n"
+  "      --compression gzip|zstd|none\n"
+  "      --compression-level N\n"
+  "      --source-date-epoch N     clamp new files' mtimes and set `created` (also SOURCE_DATE_EPOCH)\n"
+  "      --iidfile FILE            write the image (manifest) digest to FILE\n"
+  "      --metadata-file FILE      write build metadata as JSON to FILE\n"
+  "      --progress auto|plain|tty|quiet\n"
+  "      --tls-verify[=BOOL]       accepted for compatibility; registries arrive in a later version\n";
+
+struct build_cli {
+  struct kiln_build_opts o;
+  char **tags;
+  const char *file, *output, *iidfile, *metadata_file;
+  char *dockerfile_path;
+};
+
+enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_OUTPUT, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
+       OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_UNSUPPORTED };
+
+static const struct option options[] = {
+  { "file", required_argument, NULL, 'f' },
+  { "tag", required_argument, NULL, 't' },
+  { "build-arg", required_argument, NULL, OPT_BUILD_ARG },
+  { "target", required_argument, NULL, OPT_TARGET },
+  { "no-cache", no_argument, NULL, OPT_NO_CACHE },
+  { "output", required_argument, NULL, OPT_OUTPUT },
+  { "compression", required_argument, NULL, OPT_COMPRESSION },
+  { "compression-level", required_argument, NULL, OPT_LEVEL },
+  { "source-date-epoch", required_argument, NULL, OPT_EPOCH },
+  { "iidfile", required_argument, NULL, OPT_IIDFILE },
+  { "metadata-file", required_argument, NULL, OPT_METADATA },
+  { "progress", required_argument, NULL, OPT_PROGRESS },
+  { "tls-verify", optional_argument, NULL, OPT_TLS },
+  { "push", no_argument, NULL, OPT_UNSUPPORTED },
+  { "cache-to", required_argument, NULL, OPT_UNSUPPORTED },
+  { "cache-from", required_argument, NULL, OPT_UNSUPPORTED },
+  { "platform", required_argument, NULL, OPT_UNSUPPORTED },
+  { "secret", required_argument, NULL, OPT_UNSUPPORTED },
+  { "help", no_argument, NULL, 'h' },
+  { NULL, 0, NULL, 0 },
+};
+
+static int
+parse_epoch (const char *s, int64_t *out, struct kiln_error **err)
+{
+  char *end;
+  errno = 0;
+  long long v = strtoll (s, &end, 10);
+  if (!*s || *end || errno || v < 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid source date epoch `%s` (want seconds since 1970)", s);
+  *out = v;
+  return 0;
+}
+
+static int
+add_build_arg (struct build_cli *c, const char *kv, struct kiln_error **err)
+{
+  const char *eq = strchr (kv, '=');
+  if (eq == kv)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --build-arg `%s` (want KEY=VALUE)", kv);
+  if (!eq)
+    {
+      /* docker: `--build-arg NAME` takes the value from the environment, if set */
+      const char *v = getenv (kv);
+      if (v)
+        kiln_kvlist_set (&c->o.build_args, kv, v);
+      return 0;
+    }
+  kiln_autofree char *k = kiln_xstrndup (kv, (size_t) (eq - kv));
+  kiln_kvlist_set (&c->o.build_args, k, eq + 1);
+  return 0;
+}
+
+static int
+parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error **err)
+{
+  switch (opt)
+    {
+    case 'f': c->file = arg; return 0;
+    case 't': kiln_strv_push (&c->tags, arg); return 0;
+    case OPT_BUILD_ARG: return add_build_arg (c, arg, err);
+    case OPT_TARGET: c->o.target = arg; return 0;
+    case OPT_NO_CACHE: c->o.no_cache = true; return 0;
+    case OPT_OUTPUT: c->output = arg; return 0;
+    case OPT_COMPRESSION:
+      if (kiln_compression_parse (arg, &c->o.layer.compression, err) < 0)
+        return -1;
+      return 0;
+    case OPT_LEVEL:
+      {
+        char *end;
+        long v = strtol (arg, &end, 10);
+        if (!*arg || *end || v < 0 || v > 22)
+          return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --compression-level `%s`", arg);
+        c->o.layer.level = (int) v;
+        return 0;
+      }
+    case OPT_EPOCH:
+      c->o.have_epoch = true;
+      return parse_epoch (arg, &c->o.epoch, err);
+    case OPT_IIDFILE: c->iidfile = arg; return 0;
+    case OPT_METADATA: c->metadata_file = arg; return 0;
+    case OPT_PROGRESS:
+      if (strcmp (arg, "quiet") == 0)
+        c->o.progress = KILN_PROGRESS_QUIET;
+      else if (strcmp (arg, "plain") == 0 || strcmp (arg, "auto") == 0 || strcmp (arg, "tty") == 0)
+        c->o.progress = KILN_PROGRESS_PLAIN;
+      else
+        return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --progress `%s` (auto, plain, tty or quiet)", arg);
+      return 0;
+    case OPT_TLS: return 0;
+    default:
+      return kiln_error_set (err, 0, KILN_E_USAGE, "unknown or invalid option");
+    }
+}
+
+static int
+parse_args (struct build_cli *c, int argc, char **argv, struct kiln_error **err)
+{
+  int opt, idx = 0;
+  optind = 1;
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":f:t:h", options, &idx)) != -1)
+    {
+      if (opt == '?' || opt == ':')
+        return kiln_error_set (err, 0, KILN_E_USAGE, "%s option `%s`", opt == '?' ? "unknown" : "missing value for",
+                               argv[optind - 1]);
+      if (opt == OPT_UNSUPPORTED)
+        return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "option `--%s` is not supported yet", options[idx].name);
+      if (parse_option (c, opt, optarg, err) < 0)
+        return -1;
+    }
+  if (optind != argc - 1)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "expected exactly one CONTEXT directory");
+  c->o.context = argv[optind];
+  if (!c->o.have_epoch && getenv ("SOURCE_DATE_EPOCH") && *getenv ("SOURCE_DATE_EPOCH"))
+    {
+      c->o.have_epoch = true;
+      if (parse_epoch (getenv ("SOURCE_DATE_EPOCH"), &c->o.epoch, err) < 0)
+        return -1;
+    }
+  c->o.layer.clamp_mtime = c->o.have_epoch;
+  c->o.layer.epoch = c->o.epoch;
+  c->dockerfile_path = c->file ? kiln_xstrdup (c->file) : kiln_xasprintf ("%s/Dockerfile", c->o.context);
+  c->o.dockerfile = c->dockerfile_path;
+  kiln_autofree char *copy = kiln_xstrdup (c->dockerfile_path);
+  c->o.dockerfile_name = kiln_xstrdup (basename (copy));
+  return 0;
+}
+
+struct output_spec {
+  enum kiln_export_format fmt;
+  char *dest;
+};
+
+/* "type=oci,dest=DIR" and friends. */
+static int
+parse_output (const char *spec, struct output_spec *out, struct kiln_error **err)
+{
+  kiln_autofree char *copy = kiln_xstrdup (spec);
+  char *save = NULL, *type = NULL;
+  for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save))
+    {
+      if (kiln_str_has_prefix (kv, "type="))
+        type = kv + 5;
+      else if (kiln_str_has_prefix (kv, "dest="))
+        out->dest = kiln_xstrdup (kv + 5);
+      else
+        return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: unknown key in `%s`", spec, kv);
+    }
+  if (!type || !out->dest || !*out->dest)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: want type=oci|oci-archive|docker-archive,dest=PATH",
+                           spec);
+  if (strcmp (type, "oci") == 0)
+    out->fmt = KILN_EXPORT_OCI_DIR;
+  else if (strcmp (type, "oci-archive") == 0 || strcmp (type, "tar") == 0)
+    out->fmt = KILN_EXPORT_OCI_ARCHIVE;
+  else if (strcmp (type, "docker-archive") == 0 || strcmp (type, "docker") == 0)
+    out->fmt = KILN_EXPORT_DOCKER_ARCHIVE;
+  else
+    return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "--output type `%s` is not supported", type);
+  return 0;
+}
+
+static int
+write_text_file (const char *path, const char *text, struct kiln_error **err)
+{
+  kiln_autoclose int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "create `%s`", path);
+  if (kiln_fs_write_all (fd, text, strlen (text), err) < 0)
+    return kiln_error_wrap (err, "write `%s`", path);
+  return 0;
+}
+
+static int
+write_metadata (const char *path, const struct kiln_build_result *r, char **tags, struct kiln_error **err)
+{
+  kiln_autojson json_t *steps = json_array ();
+  for (size_t i = 0; i < r->nsteps; i++)
+    json_array_append_new (steps, json_pack ("{s:s, s:s?, s:f}", "step", r->steps[i].text, "layer",
+                                             r->steps[i].has_layer ? r->steps[i].layer.s : NULL, "seconds",
+                                             r->steps[i].seconds));
+  struct kiln_buf names = KILN_BUF_INIT;
+  for (size_t i = 0; tags && tags[i]; i++)
+    kiln_buf_addf (&names, "%s%s", i ? "," : "", tags[i]);
+  kiln_autojson json_t *doc = json_pack ("{s:s, s:s, s:s, s:O}", "containerimage.digest", r->manifest.digest.s,
+                                         "containerimage.config.digest", r->config.s, "image.name", names.buf,
+                                         "kiln.steps", steps);
+  kiln_buf_release (&names);
+  kiln_autofree char *text = json_dumps (doc, JSON_INDENT (2) | JSON_SORT_KEYS);
+  return write_text_file (path, text, err);
+}
+
+static int
+finish (struct kiln_store *st, struct build_cli *c, const struct kiln_build_result *r, struct kiln_error **err)
+{
+  for (size_t i = 0; c->tags && c->tags[i]; i++)
+    if (kiln_store_tag (st, c->tags[i], &r->manifest, err) < 0)
+      return kiln_error_wrap (err, "tag `%s`", c->tags[i]);
+  if (c->output)
+    {
+      struct output_spec out = { 0 };
+      int ret = parse_output (c->output, &out, err);
+      kiln_autofree char *tag = c->tags ? kiln_cmd_ref_tag (c->tags[0]) : kiln_xstrdup ("latest");
+      if (ret == 0)
+        ret = kiln_store_export (st, &r->manifest, c->tags ? c->tags[0] : NULL, tag, out.fmt, out.dest, err);
+      free (out.dest);
+      if (ret < 0)
+        return kiln_error_wrap (err, "write output `%s`", c->output);
+    }
+  kiln_autofree char *line = kiln_xasprintf ("%s\n", r->manifest.digest.s);
+  if (c->iidfile && write_text_file (c->iidfile, r->manifest.digest.s, err) < 0)
+    return -1;
+  if (c->metadata_file && write_metadata (c->metadata_file, r, c->tags, err) < 0)
+    return -1;
+  fputs (line, stdout);
+  return 0;
+}
+
+static int
+run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct kiln_error **err)
+{
+  struct kiln_store *st = NULL;
+  struct kiln_build_result res = { 0 };
+  c->o.progress = KILN_PROGRESS_PLAIN;
+  c->o.progress_out = stderr;
+  c->o.layer.level = -1;
+  if (parse_args (c, argc, argv, err) < 0)
+    return -1;
+  for (size_t i = 0; c->tags && c->tags[i]; i++)
+    {
+      char *norm = NULL;
+      if (kiln_cmd_normalize_ref (c->tags[i], &norm, err) < 0)
+        return kiln_error_wrap (err, "-t");
+      free (c->tags[i]);
+      c->tags[i] = norm;
+    }
+  if (c->output)
+    {
+      struct output_spec out = { 0 };
+      int r = parse_output (c->output, &out, err);
+      free (out.dest);
+      if (r < 0)
+        return -1;
+    }
+  if (kiln_cmd_open_store (cli, &st, err) < 0)
+    return -1;
+  int ret = kiln_build_run (st, &c->o, &res, err);
+  if (ret == 0)
+    ret = finish (st, c, &res, err);
+  kiln_build_result_clear (&res);
+  kiln_store_free (st);
+  return ret;
+}
+
+int
+kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv)
+{
+  struct build_cli c = { 0 };
+  struct kiln_error *err = NULL;
+  if (kiln_cmd_wants_help (argc, argv))
+    return fputs (usage_text, stdout), 0;
+  int ret = run (cli, &c, argc, argv, &err);
+  kiln_strv_free (c.tags);
+  kiln_kvlist_clear (&c.o.build_args);
+  free (c.dockerfile_path);
+  free ((char *) c.o.dockerfile_name);
+  if (ret < 0)
+    {
+      bool usage = err && err->kind == KILN_E_USAGE;
+      int status = kiln_cmd_fail (&err);
+      if (usage)
+        fputs ("see `kiln build --help`\n", stderr);
+      return status;
+    }
+  return 0;
+}

@@ -1,0 +1,119 @@
+/* cmd_common.c - helpers of the command layer; the only code that prints errors. */
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cmd.h"
+#include "kiln/cleanup.h"
+#include "kiln/ref.h"
+#include "kiln/util.h"
+
+int
+kiln_cmd_fail (struct kiln_error **err)
+{
+  kiln_autofree char *msg = kiln_error_format (*err);
+  int status = (*err && (*err)->kind == KILN_E_USAGE) ? 2 : 1;
+  fprintf (stderr, "kiln: error: %s\n", msg);
+  kiln_error_free (err);
+  return status;
+}
+
+int
+kiln_cmd_usage_error (const char *verb, const char *fmt, ...)
+{
+  va_list ap;
+  fputs ("kiln: error: ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\nsee `kiln %s%s--help`\n", verb ? verb : "", verb ? " " : "");
+  return 2;
+}
+
+int
+kiln_cmd_wants_help (int argc, char **argv)
+{
+  for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0)
+      return 1;
+  return 0;
+}
+
+static char *
+default_root (void)
+{
+  const char *xdg = getenv ("XDG_DATA_HOME"), *home = getenv ("HOME");
+  if (geteuid () == 0)
+    return kiln_xstrdup ("/var/lib/kiln");
+  if (xdg && *xdg)
+    return kiln_xasprintf ("%s/kiln", xdg);
+  if (!home || !*home)
+    {
+      struct passwd *pw = getpwuid (geteuid ());
+      home = pw ? pw->pw_dir : "/tmp";
+    }
+  return kiln_xasprintf ("%s/.local/share/kiln", home);
+}
+
+int
+kiln_cmd_open_store (struct kiln_cli *cli, struct kiln_store **st, struct kiln_error **err)
+{
+  kiln_autofree char *def = cli->root ? NULL : default_root ();
+  const char *root = cli->root ? cli->root : def;
+  if (kiln_store_open (root, st, err) < 0)
+    return kiln_error_wrap (err, "open store `%s`", root);
+  return 0;
+}
+
+int
+kiln_cmd_normalize_ref (const char *s, char **out, struct kiln_error **err)
+{
+  struct kiln_ref r = { 0 };
+  if (kiln_ref_parse (s, &r, err) < 0)
+    {
+      (*err)->kind = KILN_E_USAGE;
+      return -1;
+    }
+  *out = kiln_ref_string (&r);
+  kiln_ref_clear (&r);
+  return 0;
+}
+
+char *
+kiln_cmd_ref_tag (const char *normalized)
+{
+  struct kiln_ref r = { 0 };
+  kiln_autoerror struct kiln_error *err = NULL;
+  if (kiln_ref_parse (normalized, &r, &err) < 0)
+    return kiln_xstrdup ("latest");
+  char *tag = kiln_xstrdup (r.tag ? r.tag : "latest");
+  kiln_ref_clear (&r);
+  return tag;
+}
+
+int
+kiln_cmd_resolve_image (struct kiln_store *st, const char *image, struct kiln_descriptor *out,
+                        struct kiln_error **err)
+{
+  kiln_autoerror struct kiln_error *e1 = NULL;
+  kiln_autofree char *norm = NULL;
+  if (kiln_store_resolve (st, image, out, &e1) == 0)
+    return 0;
+  kiln_autoerror struct kiln_error *e2 = NULL;
+  if (kiln_cmd_normalize_ref (image, &norm, &e2) == 0 && kiln_store_resolve (st, norm, out, &e2) == 0)
+    return 0;
+  /* an untagged build is still addressable by its manifest digest */
+  uint64_t size;
+  if (kiln_digest_valid (image) && kiln_digest_parse (image, &out->digest, err) == 0
+      && kiln_store_blob_exists (st, &out->digest, &size))
+    {
+      out->media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);
+      out->size = (int64_t) size;
+      return 0;
+    }
+  return kiln_error_set (err, 0, KILN_E_NOTFOUND, "image `%s` not found in the store", image);
+}

@@ -1,0 +1,128 @@
+/* cmd_store.c - `kiln save`, `kiln store check`, `kiln version`. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <archive.h>
+#include <jansson.h>
+#include <openssl/opensslv.h>
+#include <zstd.h>
+#include <curl/curl.h>
+#include "cmd.h"
+#include "kiln/cleanup.h"
+#include "kiln/util.h"
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "unknown"
+#endif
+
+static const char save_usage[] = "usage: kiln save [--format oci|oci-archive|docker-archive] -o PATH IMAGE\n";
+
+static int
+save (struct kiln_store *st, const char *image, const char *format, const char *path, struct kiln_error **err)
+{
+  struct kiln_descriptor d = { 0 };
+  enum kiln_export_format fmt;
+  if (strcmp (format, "oci") == 0 || strcmp (format, "oci-dir") == 0)
+    fmt = KILN_EXPORT_OCI_DIR;
+  else if (strcmp (format, "oci-archive") == 0)
+    fmt = KILN_EXPORT_OCI_ARCHIVE;
+  else if (strcmp (format, "docker-archive") == 0)
+    fmt = KILN_EXPORT_DOCKER_ARCHIVE;
+  else
+    return kiln_error_set (err, 0, KILN_E_USAGE, "unknown --format `%s` (oci, oci-archive or docker-archive)",
+                           format);
+  if (kiln_cmd_resolve_image (st, image, &d, err) < 0)
+    return -1;
+  kiln_autofree char *norm = NULL;
+  kiln_autoerror struct kiln_error *ignored = NULL;
+  const char *name = kiln_cmd_normalize_ref (image, &norm, &ignored) == 0 && !kiln_digest_valid (image) ? norm : NULL;
+  kiln_autofree char *tag = name ? kiln_cmd_ref_tag (name) : kiln_xstrdup ("latest");
+  int ret = kiln_store_export (st, &d, name, tag, fmt, path, err);
+  kiln_descriptor_clear (&d);
+  return ret < 0 ? kiln_error_wrap (err, "save `%s` to `%s`", image, path) : 0;
+}
+
+int
+kiln_cmd_save (struct kiln_cli *cli, int argc, char **argv)
+{
+  static const struct option opts[] = { { "format", required_argument, NULL, 'F' },
+                                        { "output", required_argument, NULL, 'o' },
+                                        { "help", no_argument, NULL, 'h' },
+                                        { NULL, 0, NULL, 0 } };
+  const char *format = "oci-archive", *out = NULL;
+  int opt;
+  if (kiln_cmd_wants_help (argc, argv))
+    return fputs (save_usage, stdout), 0;
+  optind = 1;
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":o:", opts, NULL)) != -1)
+    {
+      if (opt == 'F')
+        format = optarg;
+      else if (opt == 'o')
+        out = optarg;
+      else
+        return kiln_cmd_usage_error ("save", "bad option `%s`", argv[optind - 1]);
+    }
+  if (!out || optind != argc - 1)
+    return kiln_cmd_usage_error ("save", "expected -o PATH and one IMAGE");
+  struct kiln_error *err = NULL;
+  struct kiln_store *st = NULL;
+  int ret = kiln_cmd_open_store (cli, &st, &err);
+  if (ret == 0)
+    ret = save (st, argv[optind], format, out, &err);
+  kiln_store_free (st);
+  return ret < 0 ? kiln_cmd_fail (&err) : 0;
+}
+
+static int
+check (struct kiln_store *st, struct kiln_error **err)
+{
+  struct kiln_store_report r = { 0 };
+  if (kiln_store_check (st, &r, err) < 0)
+    return -1;
+  int status = 0;
+  if (r.problems)
+    {
+      for (size_t i = 0; r.problems[i]; i++)
+        fprintf (stderr, "kiln: store problem: %s\n", r.problems[i]);
+      fprintf (stderr, "store `%s` has %zu problem(s)\n", kiln_store_root (st), kiln_strv_len (r.problems));
+      status = 1;
+    }
+  else
+    printf ("store ok: %zu blobs, %zu references verified\n", r.blobs, r.refs);
+  kiln_store_report_clear (&r);
+  return status;
+}
+
+int
+kiln_cmd_store (struct kiln_cli *cli, int argc, char **argv)
+{
+  if (kiln_cmd_wants_help (argc, argv) || argc < 2)
+    {
+      printf ("usage: kiln store check\n\n  check   rehash every blob and follow every reference\n");
+      return argc < 2 ? 2 : 0;
+    }
+  if (strcmp (argv[1], "check") != 0 || argc != 2)
+    return kiln_cmd_usage_error ("store", "unknown store command `%s`", argv[1]);
+  struct kiln_error *err = NULL;
+  struct kiln_store *st = NULL;
+  int ret = kiln_cmd_open_store (cli, &st, &err);
+  if (ret == 0)
+    ret = check (st, &err);
+  kiln_store_free (st);
+  return ret < 0 ? kiln_cmd_fail (&err) : ret;
+}
+
+int
+kiln_cmd_version (struct kiln_cli *cli, int argc, char **argv)
+{
+  (void) cli;
+  if (kiln_cmd_wants_help (argc, argv))
+    return puts ("usage: kiln version"), 0;
+  printf ("kiln %s\n", KILN_VERSION);
+  printf ("libarchive %s, %s, zstd %s, jansson %s, %s\n", archive_version_string () + 11, OPENSSL_VERSION_TEXT,
+          ZSTD_versionString (), JANSSON_VERSION, curl_version ());
+  return 0;
+}

@@ -1,0 +1,320 @@
+/* plan.c - stages, global ARGs, target selection (parse -> PLAN -> execute). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include "kiln/cleanup.h"
+#include "kiln/expand.h"
+#include "kiln/plan.h"
+#include "kiln/util.h"
+
+void
+kiln_plan_host_platform (const char **os, const char **arch, const char **variant)
+{
+  struct utsname u;
+  *os = "linux";
+  *variant = NULL;
+  *arch = "amd64";
+  if (uname (&u) != 0)
+    return;
+  if (strcmp (u.machine, "aarch64") == 0)
+    *arch = "arm64", *variant = "v8";
+  else if (strncmp (u.machine, "armv7", 5) == 0)
+    *arch = "arm", *variant = "v7";
+  else if (strcmp (u.machine, "i686") == 0 || strcmp (u.machine, "i386") == 0)
+    *arch = "386";
+  else if (strcmp (u.machine, "ppc64le") == 0 || strcmp (u.machine, "s390x") == 0
+           || strcmp (u.machine, "riscv64") == 0)
+    *arch = u.machine[0] == 'p' ? "ppc64le" : u.machine[0] == 's' ? "s390x" : "riscv64";
+}
+
+struct lookup_ctx {
+  const struct kiln_plan *p;
+};
+
+static const char *
+global_lookup (void *ud, const char *name)
+{
+  const struct kiln_plan *p = ((struct lookup_ctx *) ud)->p;
+  for (size_t i = 0; i < p->global_args.n; i++)
+    if (strcmp (p->global_args.items[i].key, name) == 0)
+      return p->global_has_value[i] ? p->global_args.items[i].value : NULL;
+  return kiln_kvlist_get (&p->platform_args, name);
+}
+
+static char *
+lowercase (const char *s)
+{
+  char *r = kiln_xstrdup (s);
+  for (char *c = r; *c; c++)
+    *c = (char) tolower ((unsigned char) *c);
+  return r;
+}
+
+static int
+parse_error (const struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_error **err,
+             const char *msg, const char *arg)
+{
+  return kiln_error_set (err, 0, KILN_E_PARSE, "%s:%d: %s: %s%s%s%s", p->df->name, in->line,
+                         kiln_df_cmd_name (in->cmd), msg, arg ? " `" : "", arg ? arg : "", arg ? "`" : "");
+}
+
+/* ARG NAME[=default] before the first FROM. */
+static int
+add_global_arg (struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  struct lookup_ctx lc = { p };
+  kiln_autostrv char **words = NULL;
+  if (kiln_expand_words (in->args, p->df->escape, global_lookup, &lc, &words, err) < 0)
+    return kiln_error_wrap (err, "%s:%d: ARG", p->df->name, in->line);
+  for (size_t i = 0; words[i]; i++)
+    {
+      char *eq = strchr (words[i], '=');
+      kiln_autofree char *name = eq ? kiln_xstrndup (words[i], (size_t) (eq - words[i])) : kiln_xstrdup (words[i]);
+      const char *given = kiln_kvlist_get (&p->build_args, name);
+      const char *val = given ? given : eq ? eq + 1 : NULL;
+      if (!*name)
+        return parse_error (p, in, err, "empty argument name", NULL);
+      kiln_kvlist_set (&p->global_args, name, val ? val : "");
+      for (size_t k = 0; k < p->global_args.n; k++)
+        if (strcmp (p->global_args.items[k].key, name) == 0)
+          {
+            p->global_has_value = kiln_xrealloc (p->global_has_value, p->global_args.n * sizeof (bool));
+            p->global_has_value[k] = val != NULL;
+          }
+    }
+  return 0;
+}
+
+static int
+expand_global (struct kiln_plan *p, const struct kiln_df_instr *in, const char *text, char **out,
+               struct kiln_error **err)
+{
+  struct lookup_ctx lc = { p };
+  if (kiln_expand_word (text, p->df->escape, global_lookup, &lc, out, err) < 0)
+    return kiln_error_wrap (err, "%s:%d: %s", p->df->name, in->line, kiln_df_cmd_name (in->cmd));
+  return 0;
+}
+
+/* FROM [--platform=P] IMAGE [AS NAME] */
+static int
+add_stage (struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  kiln_autostrv char **words = NULL;
+  struct kiln_plan_stage *s;
+  struct lookup_ctx lc = { p };
+
+  if (kiln_expand_words (in->args, p->df->escape, global_lookup, &lc, &words, err) < 0)
+    return kiln_error_wrap (err, "%s:%d: FROM", p->df->name, in->line);
+  size_t n = kiln_strv_len (words);
+  if (n != 1 && !(n == 3 && strcasecmp (words[1], "as") == 0))
+    return parse_error (p, in, err, "expected `FROM image [AS name]`", NULL);
+  if (!*words[0])
+    return parse_error (p, in, err, "base image name is empty after expansion of", in->args);
+  p->stages = kiln_xrealloc (p->stages, (p->nstages + 1) * sizeof *p->stages);
+  s = &p->stages[p->nstages];
+  memset (s, 0, sizeof *s);
+  s->index = p->nstages;
+  s->from = in;
+  s->base = kiln_xstrdup (words[0]);
+  s->base_stage = kiln_plan_find_stage (p, s->base, p->nstages);
+  if (n == 3)
+    {
+      s->name = lowercase (words[2]);
+      if (kiln_plan_find_stage (p, s->name, p->nstages) >= 0 || strspn (s->name, "0123456789") == strlen (s->name))
+        {
+          p->nstages++;
+          return parse_error (p, in, err, "invalid or duplicate stage name", s->name);
+        }
+    }
+  const char *plat = kiln_df_instr_flag (in, "platform", NULL);
+  p->nstages++;
+  if (plat && expand_global (p, in, plat, &s->platform, err) < 0)
+    return -1;
+  return 0;
+}
+
+long
+kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before)
+{
+  char *end = NULL;
+  if (*ref && strspn (ref, "0123456789") == strlen (ref))
+    {
+      unsigned long v = strtoul (ref, &end, 10);
+      return v < before ? (long) v : -1;
+    }
+  for (size_t i = 0; i < before; i++)
+    if (p->stages[i].name && strcasecmp (p->stages[i].name, ref) == 0)
+      return (long) i;
+  return -1;
+}
+
+static void
+add_dep (struct kiln_plan_stage *s, long dep)
+{
+  s->deps = kiln_xrealloc (s->deps, (s->ndeps + 1) * sizeof (long));
+  s->deps[s->ndeps++] = dep;
+}
+
+/* --from= of COPY and from= of RUN --mount name other stages. */
+static int
+collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_df_instr *in,
+              struct kiln_error **err)
+{
+  for (size_t f = 0; f < in->nflags; f++)
+    {
+      const char *v = NULL;
+      const struct kiln_df_flag *fl = &in->flags[f];
+      if (strcmp (fl->name, "from") == 0 && in->cmd == KILN_DF_COPY)
+        v = fl->value;
+      else if (strcmp (fl->name, "mount") == 0 && fl->value && (v = strstr (fl->value, "from=")))
+        {
+          if (v != fl->value && v[-1] != ',')
+            v = NULL;
+          else
+            v += 5;
+        }
+      if (!v)
+        continue;
+      kiln_autofree char *raw = kiln_xstrndup (v, strcspn (v, ","));
+      kiln_autofree char *name = NULL;
+      if (expand_global (p, in, raw, &name, err) < 0)
+        return -1;
+      long dep = kiln_plan_find_stage (p, name, s->index);
+      if (dep < 0 && kiln_plan_find_stage (p, name, p->nstages) >= 0)
+        return parse_error (p, in, err, "stage must be defined before it is used:", name);
+      if (dep >= 0)
+        add_dep (s, dep);
+    }
+  return 0;
+}
+
+static void
+mark_needed (struct kiln_plan *p, size_t i)
+{
+  struct kiln_plan_stage *s = &p->stages[i];
+  if (s->needed)
+    return;
+  s->needed = true;
+  if (s->base_stage >= 0)
+    mark_needed (p, (size_t) s->base_stage);
+  for (size_t d = 0; d < s->ndeps; d++)
+    mark_needed (p, (size_t) s->deps[d]);
+}
+
+static void
+set_platform_args (struct kiln_plan *p, const struct kiln_plan_opts *o)
+{
+  const char *os, *arch, *variant;
+  kiln_plan_host_platform (&os, &arch, &variant);
+  const char *tos = o->os ? o->os : os, *tarch = o->arch ? o->arch : arch;
+  const char *tvar = o->arch ? o->variant : variant;
+  kiln_autofree char *bp = kiln_xasprintf ("%s/%s%s%s", os, arch, variant ? "/" : "", variant ? variant : "");
+  kiln_autofree char *tp = kiln_xasprintf ("%s/%s%s%s", tos, tarch, tvar ? "/" : "", tvar ? tvar : "");
+  kiln_kvlist_set (&p->platform_args, "BUILDPLATFORM", bp);
+  kiln_kvlist_set (&p->platform_args, "BUILDOS", os);
+  kiln_kvlist_set (&p->platform_args, "BUILDARCH", arch);
+  kiln_kvlist_set (&p->platform_args, "BUILDVARIANT", variant ? variant : "");
+  kiln_kvlist_set (&p->platform_args, "TARGETPLATFORM", tp);
+  kiln_kvlist_set (&p->platform_args, "TARGETOS", tos);
+  kiln_kvlist_set (&p->platform_args, "TARGETARCH", tarch);
+  kiln_kvlist_set (&p->platform_args, "TARGETVARIANT", tvar ? tvar : "");
+}
+
+static int
+split_stages (struct kiln_plan *p, struct kiln_error **err)
+{
+  const struct kiln_dockerfile *df = p->df;
+  for (size_t i = 0; i < df->ninstrs; i++)
+    {
+      const struct kiln_df_instr *in = &df->instrs[i];
+      if (in->cmd == KILN_DF_FROM)
+        {
+          if (add_stage (p, in, err) < 0)
+            return -1;
+          continue;
+        }
+      if (p->nstages == 0)
+        {
+          if (in->cmd != KILN_DF_ARG)
+            return parse_error (p, in, err, "no FROM before this instruction", NULL);
+          if (add_global_arg (p, in, err) < 0)
+            return -1;
+          continue;
+        }
+      struct kiln_plan_stage *s = &p->stages[p->nstages - 1];
+      s->instrs = kiln_xrealloc (s->instrs, (s->ninstrs + 1) * sizeof *s->instrs);
+      s->instrs[s->ninstrs++] = in;
+      if (collect_deps (p, s, in, err) < 0)
+        return -1;
+    }
+  if (p->nstages == 0)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "%s: no FROM instruction", df->name);
+  return 0;
+}
+
+int
+kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *opts, struct kiln_plan **out,
+               struct kiln_error **err)
+{
+  struct kiln_plan *p = kiln_xcalloc (1, sizeof *p);
+  p->df = df;
+  if (opts->build_args)
+    kiln_kvlist_copy (&p->build_args, opts->build_args);
+  set_platform_args (p, opts);
+  if (split_stages (p, err) < 0)
+    {
+      kiln_plan_free (p);
+      return -1;
+    }
+  p->target = p->nstages - 1;
+  if (opts->target)
+    {
+      long t = -1;
+      for (size_t i = 0; i < p->nstages && t < 0; i++)
+        if (p->stages[i].name && strcasecmp (p->stages[i].name, opts->target) == 0)
+          t = (long) i;
+      if (t < 0)
+        {
+          kiln_plan_free (p);
+          return kiln_error_set (err, 0, KILN_E_USAGE, "target stage `%s` could not be found in %s", opts->target,
+                                 df->name);
+        }
+      p->target = (size_t) t;
+    }
+  mark_needed (p, p->target);
+  *out = p;
+  return 0;
+}
+
+size_t
+kiln_plan_count_steps (const struct kiln_plan *p)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < p->nstages; i++)
+    if (p->stages[i].needed)
+      n += 1 + p->stages[i].ninstrs;
+  return n;
+}
+
+void
+kiln_plan_free (struct kiln_plan *p)
+{
+  if (p == NULL)
+    return;
+  for (size_t i = 0; i < p->nstages; i++)
+    {
+      free (p->stages[i].name);
+      free (p->stages[i].base);
+      free (p->stages[i].platform);
+      free (p->stages[i].instrs);
+      free (p->stages[i].deps);
+    }
+  free (p->stages);
+  kiln_kvlist_clear (&p->global_args);
+  kiln_kvlist_clear (&p->build_args);
+  kiln_kvlist_clear (&p->platform_args);
+  free (p->global_has_value);
+  free (p);
+}
