@@ -4,6 +4,11 @@
  * Supported: $v ${v} ${v:-w} ${v:+w} ${v-w} ${v+w} (w itself expanded,
  * nested), escape-char escapes (\$ gives a literal $), single quotes (no
  * expansion inside), double quotes (expansion inside, quotes removed).
+ * Also as BuildKit: ${v:?msg} ${v?msg} (error naming v), ${v#p} ${v##p}
+ * ${v%p} ${v%%p} ${v/p/r} ${v//p/r} (p: '*', '?', '\' escapes), $1 and the
+ * special parameters $@ $* $# $? $- $$ $! (looked up like any name).
+ * Differs from BuildKit in one point: kiln_expand_words keeps a quoted empty
+ * string ("" or '') as an empty word, as sh does.
  * Pure code. */
 #ifndef KILN_EXPAND_H
 #define KILN_EXPAND_H

@@ -1,0 +1,524 @@
+/* expand.c - Dockerfile variable expansion, following BuildKit's shell lexer
+ * (frontend/dockerfile/shell/lex.go) so that a Dockerfile expands the same
+ * way under kiln as under `docker build`.
+ *
+ * The lexer walks the word once.  Unquoted text goes to the result and, when
+ * splitting, through the splitter, which breaks words on blanks; quoted text
+ * and escaped characters are added "raw" so that blanks inside them never
+ * split.  Text produced by $-expansion outside quotes is split like unquoted
+ * text, as in BuildKit (ENV a="x y" then `$a` gives two words). */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kiln/buf.h"
+#include "kiln/cleanup.h"
+#include "kiln/expand.h"
+#include "kiln/util.h"
+
+#define NO_STOP (-1)
+
+struct lexer
+{
+  const char *p; /* cursor into the word */
+  char esc;
+  kiln_expand_lookup_fn lookup;
+  void *ud;
+};
+
+struct splitter
+{
+  struct kiln_buf cur;
+  bool in_word; /* cur holds a word, possibly empty ("" is a word) */
+  char **words;
+};
+
+/* One token of a ${v#pattern} / ${v/pattern/repl} pattern: BuildKit's shell
+ * patterns have only '*', '?' and backslash escapes (no brackets). */
+struct gtok
+{
+  char kind; /* 'l' literal, '?' one character, '*' any run */
+  char c;
+};
+
+static int process_until (struct lexer *lx, int stop, bool raw, const char *open,
+                          struct kiln_buf *out, struct splitter *sp, struct kiln_error **err);
+
+static bool
+is_blank (char c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static bool
+is_name_char (char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static void
+split_push (struct splitter *sp)
+{
+  if (sp->in_word)
+    kiln_strv_push_take (&sp->words, kiln_buf_detach (&sp->cur, NULL));
+  sp->in_word = false;
+}
+
+/* Quoted or escaped text: blanks in it belong to the word. */
+static void
+split_add_raw (struct splitter *sp, const char *s, size_t n)
+{
+  if (sp == NULL)
+    return;
+  kiln_buf_add (&sp->cur, s, n);
+  sp->in_word = true;
+}
+
+/* Unquoted text, including unquoted expansion results: blanks split. */
+static void
+split_add_text (struct splitter *sp, const char *s, size_t n)
+{
+  if (sp == NULL)
+    return;
+  for (size_t i = 0; i < n; i++)
+    {
+      if (is_blank (s[i]))
+        split_push (sp);
+      else
+        split_add_raw (sp, s + i, 1);
+    }
+}
+
+/* The text of a substitution for error messages: from its '$' up to the
+ * first '}' (inclusive) or the end of the word. */
+static char *
+subst_text (const char *start)
+{
+  const char *end = strchr (start, '}');
+  return kiln_xstrndup (start, end ? (size_t) (end - start + 1) : strlen (start));
+}
+
+static const char *
+lookup (struct lexer *lx, const char *name, size_t len)
+{
+  kiln_autofree char *n = kiln_xstrndup (name, len);
+  return lx->lookup ? lx->lookup (lx->ud, n) : NULL;
+}
+
+/* Reads a parameter name at the cursor: [A-Za-z0-9_]+, a run of digits
+ * (positional), or one special parameter character, as BuildKit does. */
+static size_t
+read_name (struct lexer *lx)
+{
+  const char *s = lx->p;
+  if (*s >= '0' && *s <= '9')
+    while (*lx->p >= '0' && *lx->p <= '9')
+      lx->p++;
+  else if (*s != '\0' && strchr ("@*#?-$!", *s) != NULL)
+    lx->p++;
+  else
+    while (is_name_char (*lx->p))
+      lx->p++;
+  return (size_t) (lx->p - s);
+}
+
+static size_t
+utf8_len (const char *s, size_t n)
+{
+  unsigned char c = (unsigned char) s[0];
+  size_t l = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+  return l > n ? n : l;
+}
+
+static int
+glob_compile (const char *pat, struct gtok **out, size_t *n, struct kiln_error **err)
+{
+  struct gtok *t = kiln_xcalloc (strlen (pat) + 1, sizeof *t);
+  size_t k = 0;
+  for (const char *p = pat; *p; p++)
+    {
+      if (*p == '*' || *p == '?')
+        {
+          t[k++] = (struct gtok) { *p, 0 };
+          continue;
+        }
+      /* "\}" and "\/" only protect the delimiters of ${...}; drop the '\'. */
+      if (*p == '\\' && (p[1] == '}' || p[1] == '/'))
+        continue;
+      if (*p == '\\')
+        {
+          if (p[1] != '*' && p[1] != '?' && p[1] != '\\')
+            {
+              free (t);
+              return kiln_error_set (err, 0, KILN_E_PARSE, "invalid escape in pattern `%s`", pat);
+            }
+          p++;
+        }
+      t[k++] = (struct gtok) { 'l', *p };
+    }
+  *out = t;
+  *n = k;
+  return 0;
+}
+
+static bool
+glob_match (const struct gtok *t, size_t nt, const char *s, size_t n)
+{
+  if (nt == 0)
+    return n == 0;
+  if (t->kind == '*')
+    {
+      for (size_t i = 0; i <= n; i++)
+        if (glob_match (t + 1, nt - 1, s + i, n - i))
+          return true;
+      return false;
+    }
+  if (n == 0)
+    return false;
+  if (t->kind == '?')
+    {
+      size_t l = utf8_len (s, n);
+      return glob_match (t + 1, nt - 1, s + l, n - l);
+    }
+  return *s == t->c && glob_match (t + 1, nt - 1, s + 1, n - 1);
+}
+
+/* ${v#p} ${v##p} ${v%p} ${v%%p}: drop the shortest (greedy: longest) prefix
+ * or suffix of value that matches p. */
+static int
+apply_trim (char op, const char *word, const char *value, struct kiln_buf *out,
+            struct kiln_error **err)
+{
+  bool greedy = word[0] == op;
+  kiln_autofree struct gtok *t = NULL;
+  size_t nt, len = strlen (value), best = 0;
+  int r = glob_compile (greedy ? word + 1 : word, &t, &nt, err);
+  if (r < 0)
+    return r;
+  for (size_t k = 0; k <= len; k++)
+    {
+      const char *s = op == '#' ? value : value + len - k;
+      if (glob_match (t, nt, s, k))
+        {
+          best = k;
+          if (!greedy)
+            break;
+        }
+    }
+  if (op == '#')
+    kiln_buf_adds (out, value + best);
+  else
+    kiln_buf_add (out, value, len - best);
+  return 0;
+}
+
+/* Leftmost match of the pattern in s, longest at that position. */
+static bool
+glob_find (const struct gtok *t, size_t nt, const char *s, size_t len, size_t *start, size_t *end)
+{
+  for (size_t i = 0; i <= len; i++)
+    for (size_t j = len + 1; j-- > i;)
+      if (glob_match (t, nt, s + i, j - i))
+        {
+          *start = i;
+          *end = j;
+          return true;
+        }
+  return false;
+}
+
+/* ${v/p/r} replaces the first match, ${v//p/r} every match. */
+static int
+apply_replace (const char *value, const char *pat, const char *repl, bool all,
+               struct kiln_buf *out, struct kiln_error **err)
+{
+  kiln_autofree struct gtok *t = NULL;
+  size_t nt, len = strlen (value), pos = 0, s, e;
+  int r = glob_compile (pat, &t, &nt, err);
+  if (r < 0)
+    return r;
+  while (pos <= len && glob_find (t, nt, value + pos, len - pos, &s, &e))
+    {
+      kiln_buf_add (out, value + pos, s);
+      kiln_buf_adds (out, repl);
+      pos += e;
+      if (e == s && pos < len) /* empty match: step over one byte */
+        kiln_buf_addch (out, value[pos++]);
+      if (!all || (e == s && pos >= len))
+        break;
+    }
+  if (pos < len)
+    kiln_buf_adds (out, value + pos);
+  return 0;
+}
+
+/* ${v:?msg} and ${v?msg}: fail naming the variable. */
+static int
+apply_required (const char *name, const char *value, bool null_is_unset, const char *word,
+                struct kiln_buf *out, struct kiln_error **err)
+{
+  if (value == NULL || (null_is_unset && *value == '\0'))
+    {
+      const char *dflt = value == NULL ? "is not allowed to be unset" : "is not allowed to be empty";
+      return kiln_error_set (err, 0, KILN_E_PARSE, "`%s`: %s", name, *word ? word : dflt);
+    }
+  kiln_buf_adds (out, value);
+  return 0;
+}
+
+/* Handles the modifiers after ${name: - + ? # %, the word already read. */
+static int
+apply_modifier (char op, bool null_is_unset, const char *name, const char *value,
+                const char *word, struct kiln_buf *out, struct kiln_error **err)
+{
+  bool unset = value == NULL || (null_is_unset && *value == '\0');
+  switch (op)
+    {
+    case '-':
+      kiln_buf_adds (out, unset ? word : value);
+      return 0;
+    case '+':
+      kiln_buf_adds (out, unset ? "" : word);
+      return 0;
+    case '?':
+      return apply_required (name, value, null_is_unset, word, out, err);
+    default:
+      return apply_trim (op, word, value ? value : "", out, err);
+    }
+}
+
+static int
+process_replace (struct lexer *lx, const char *start, const char *name, size_t nlen,
+                 struct kiln_buf *out, struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf pat = KILN_BUF_INIT;
+  kiln_autobuf struct kiln_buf repl = KILN_BUF_INIT;
+  bool all = *lx->p == '/';
+  if (all)
+    lx->p++;
+  int r = process_until (lx, '/', true, start, &pat, NULL, err);
+  if (r >= 0)
+    r = process_until (lx, '}', true, start, &repl, NULL, err);
+  if (r < 0)
+    return r;
+  const char *value = lookup (lx, name, nlen);
+  return apply_replace (value ? value : "", pat.buf, repl.buf, all, out, err);
+}
+
+/* The part of ${...} after the name; *lx->p is the operator character. */
+static int
+process_braced_op (struct lexer *lx, const char *start, const char *name, size_t nlen,
+                   struct kiln_buf *out, struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf word = KILN_BUF_INIT;
+  kiln_autofree char *n = kiln_xstrndup (name, nlen);
+  bool null_is_unset = false;
+  char op = *lx->p++;
+
+  if (op == '/')
+    return process_replace (lx, start, name, nlen, out, err);
+  if (op == ':')
+    {
+      null_is_unset = true;
+      op = *lx->p ? *lx->p++ : '\0';
+    }
+  /* BuildKit also takes ${v:#p} and ${v:%p}; the ':' changes nothing there. */
+  if (op == '\0' || strchr ("-+?#%", op) == NULL)
+    {
+      kiln_autofree char *t = subst_text (start);
+      return kiln_error_set (err, 0, KILN_E_PARSE, "bad substitution `%s`", t);
+    }
+  /* Pattern words keep their escapes so that \* stays a literal star. */
+  int r = process_until (lx, '}', op == '#' || op == '%', start, &word, NULL, err);
+  if (r < 0)
+    return r;
+  return apply_modifier (op, null_is_unset, n, lookup (lx, name, nlen), word.buf, out, err);
+}
+
+/* At '$': $name, ${name}, ${name<op>word}, or a literal '$'. */
+static int
+process_dollar (struct lexer *lx, struct kiln_buf *out, struct kiln_error **err)
+{
+  const char *start = lx->p++;
+  const char *name, *value;
+  size_t nlen;
+
+  if (*lx->p != '{')
+    {
+      name = lx->p;
+      nlen = read_name (lx);
+      value = nlen ? lookup (lx, name, nlen) : "$";
+      kiln_buf_adds (out, value ? value : "");
+      return 0;
+    }
+  lx->p++;
+  if (*lx->p == '\0')
+    return kiln_error_set (err, 0, KILN_E_PARSE, "missing `}` in `%s`", start);
+  if (*lx->p == '{' || *lx->p == '}' || *lx->p == ':')
+    {
+      kiln_autofree char *t = subst_text (start);
+      return kiln_error_set (err, 0, KILN_E_PARSE, "bad substitution `%s`", t);
+    }
+  name = lx->p;
+  nlen = read_name (lx);
+  if (*lx->p == '}')
+    {
+      lx->p++;
+      value = lookup (lx, name, nlen);
+      kiln_buf_adds (out, value ? value : "");
+      return 0;
+    }
+  if (*lx->p == '\0')
+    return kiln_error_set (err, 0, KILN_E_PARSE, "missing `}` in `%s`", start);
+  return process_braced_op (lx, start, name, nlen, out, err);
+}
+
+static int
+process_single_quote (struct lexer *lx, struct kiln_buf *out, struct splitter *sp,
+                      struct kiln_error **err)
+{
+  const char *open = lx->p++;
+  const char *close = strchr (lx->p, '\'');
+  if (close == NULL)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "unterminated single quote at `%s`", open);
+  kiln_buf_add (out, lx->p, (size_t) (close - lx->p));
+  split_add_raw (sp, lx->p, (size_t) (close - lx->p));
+  lx->p = close + 1;
+  return 0;
+}
+
+/* Inside double quotes the escape character only escapes '"', '$' and
+ * itself; elsewhere it stays, as in sh. */
+static int
+process_double_quote (struct lexer *lx, bool raw, struct kiln_buf *out, struct splitter *sp,
+                      struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf q = KILN_BUF_INIT;
+  const char *open = lx->p++;
+  for (;;)
+    {
+      char c = *lx->p;
+      if (c == '\0')
+        return kiln_error_set (err, 0, KILN_E_PARSE, "unterminated double quote at `%s`", open);
+      if (c == '"')
+        break;
+      if (c == '$')
+        {
+          int r = process_dollar (lx, &q, err);
+          if (r < 0)
+            return r;
+          continue;
+        }
+      lx->p++;
+      if (c == lx->esc)
+        {
+          if (raw)
+            kiln_buf_addch (&q, c);
+          if (*lx->p == '\0')
+            continue;
+          if (*lx->p == '"' || *lx->p == '$' || *lx->p == lx->esc)
+            c = *lx->p++;
+        }
+      kiln_buf_addch (&q, c);
+    }
+  lx->p++;
+  kiln_buf_add (out, q.buf, q.len);
+  split_add_raw (sp, q.buf, q.len);
+  return 0;
+}
+
+static int
+process_special (struct lexer *lx, bool raw, struct kiln_buf *out, struct splitter *sp,
+                 struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf tmp = KILN_BUF_INIT;
+  int r;
+
+  if (*lx->p == '\'')
+    return process_single_quote (lx, out, sp, err);
+  if (*lx->p == '"')
+    return process_double_quote (lx, raw, out, sp, err);
+  r = process_dollar (lx, &tmp, err);
+  if (r < 0)
+    return r;
+  kiln_buf_add (out, tmp.buf, tmp.len);
+  split_add_text (sp, tmp.buf, tmp.len);
+  return 0;
+}
+
+/* Processes text up to the stop character (consumed) or, with NO_STOP, the
+ * end of the word.  raw keeps escape characters in the output (patterns).
+ * open is the start of the enclosing ${ for error messages. */
+static int
+process_until (struct lexer *lx, int stop, bool raw, const char *open, struct kiln_buf *out,
+               struct splitter *sp, struct kiln_error **err)
+{
+  while (*lx->p)
+    {
+      char c = *lx->p;
+      if (stop != NO_STOP && c == stop)
+        {
+          lx->p++;
+          return 0;
+        }
+      if (c == '$' || c == '\'' || c == '"')
+        {
+          int r = process_special (lx, raw, out, sp, err);
+          if (r < 0)
+            return r;
+          continue;
+        }
+      lx->p++;
+      if (c == lx->esc)
+        {
+          if (raw)
+            kiln_buf_addch (out, c);
+          if (*lx->p == '\0') /* a trailing escape is dropped */
+            break;
+          c = *lx->p++;
+          kiln_buf_addch (out, c);
+          split_add_raw (sp, &c, 1);
+          continue;
+        }
+      kiln_buf_addch (out, c);
+      split_add_text (sp, &c, 1);
+    }
+  if (stop != NO_STOP)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "missing `%c` in `%s`", stop, open);
+  return 0;
+}
+
+int
+kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
+                  char **out, struct kiln_error **err)
+{
+  struct lexer lx = { word, escape, lookup_fn, ud };
+  kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
+
+  if (process_until (&lx, NO_STOP, false, word, &res, NULL, err) < 0)
+    return kiln_error_wrap (err, "expand `%s`", word);
+  *out = kiln_buf_detach (&res, NULL);
+  return 0;
+}
+
+int
+kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
+                   char ***out, struct kiln_error **err)
+{
+  struct lexer lx = { text, escape, lookup_fn, ud };
+  kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
+  struct splitter sp = { KILN_BUF_INIT, false, NULL };
+  int r = process_until (&lx, NO_STOP, false, text, &res, &sp, err);
+
+  if (r >= 0)
+    split_push (&sp);
+  kiln_buf_release (&sp.cur);
+  if (r < 0)
+    {
+      kiln_strv_free (sp.words);
+      return kiln_error_wrap (err, "expand `%s`", text);
+    }
+  /* No words at all is an empty vector, never NULL. */
+  *out = sp.words ? sp.words : kiln_xcalloc (1, sizeof (char *));
+  return 0;
+}
