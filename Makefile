@@ -41,11 +41,18 @@ all: build/kiln
 
 build/.flags: FORCE
 	@mkdir -p build
-	@echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(VERSION)' | cmp -s - $@ || echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(VERSION)' > $@
+	@echo '$(CC) $(CPPFLAGS) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CPPFLAGS) $(CFLAGS)' > $@
+
+# only the version command sees the version, so a commit does not rebuild everything
+build/.version: FORCE
+	@mkdir -p build
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+build/cmd_store.o: build/.version
+build/cmd_store.o: CPPFLAGS += -DKILN_VERSION='"$(VERSION)"'
 
 build/%.o: src/%.c build/.flags
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 $(CPPFLAGS) -DKILN_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) -std=gnu11 $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 build/tests/%.o: tests/%.c build/.flags
 	@mkdir -p $(@D)

@@ -36,7 +36,15 @@ enum kiln_df_cmd {
 };
 
 /* "--name=value" or bare "--name" (value NULL).  Flags are only recognised
- * before the first argument, as BuildKit does. */
+ * before the first argument, as BuildKit does; a bare "--" ends them.  As in
+ * BuildKit's extractBuilderFlags, quotes are removed from the flag word and
+ * '\\' escapes the next byte, but variables are not expanded.  Every
+ * occurrence is kept, in order (several --mount).  Flags are checked against
+ * the instruction: FROM --platform; RUN --mount --network --security; COPY
+ * --from --chown --chmod --link --parents --exclude; ADD --chown --chmod --link
+ * --checksum --keep-git-dir --exclude; HEALTHCHECK --interval --timeout
+ * --start-period --start-interval --retries.  Boolean flags (link, parents,
+ * keep-git-dir) take no value or =true/=false; the others need a value. */
 struct kiln_df_flag {
   char *name;     /* without the leading "--" */
   char *value;    /* raw, unexpanded; NULL for a bare flag */
@@ -44,7 +52,8 @@ struct kiln_df_flag {
 
 struct kiln_df_heredoc {
   char *name;       /* the delimiter word, quotes removed */
-  char *content;    /* body, each line ending in '\n'; leading tabs removed for <<- */
+  char *content;    /* body, each line ending in '\n' (CRLF made LF); leading tabs
+                       removed for <<- */
   bool expand;      /* false when the delimiter was quoted ('EOF' or "EOF") */
   bool chomp;       /* written as <<- */
 };
@@ -53,15 +62,22 @@ struct kiln_df_instr {
   enum kiln_df_cmd cmd;
   int line;                 /* 1-based line of the keyword */
   int end_line;             /* last line, continuations and heredocs included */
-  char *original;           /* the logical line as written (continuations joined, flags kept) */
+  /* The logical line as written: continuations joined (escape character
+   * removed, comment and blank lines inside dropped), flags kept, outer
+   * blanks trimmed.  For ONBUILD's sub, the trigger text. */
+  char *original;
   struct kiln_df_flag *flags;
   size_t nflags;
   /* Arguments after the flags, continuation-joined, leading/trailing blanks
-   * trimmed, unexpanded.  For the JSON form this is the raw JSON text. */
+   * trimmed, unexpanded.  For the JSON form this is the raw JSON text.
+   * HEALTHCHECK keeps its type word ("CMD ..." or "NONE"); json/argv then
+   * describe the part after CMD (see kiln_df_healthcheck_cmd). */
   char *args;
   bool json;                /* exec form: argv holds the decoded JSON strings */
   char **argv;              /* NULL unless json */
-  struct kiln_df_heredoc *heredocs;   /* in order of appearance on the line */
+  /* In order of appearance on the line.  Only RUN, COPY and ADD in shell form
+   * have heredocs; for ONBUILD they belong to the trigger (sub). */
+  struct kiln_df_heredoc *heredocs;
   size_t nheredocs;
   struct kiln_df_instr *sub;          /* ONBUILD: the trigger, parsed; else NULL */
 };
@@ -74,19 +90,30 @@ struct kiln_dockerfile {
   size_t ninstrs;
 };
 
-/* Parses text (len bytes, need not be NUL-terminated).  name is used in errors,
- * which read "NAME:LINE: INSTRUCTION: what is wrong" (kind KILN_E_PARSE):
- * unknown instruction, missing arguments, bad flag syntax, flag not allowed
- * for the instruction, unterminated heredoc, empty file (no FROM). */
+/* Parses text (len bytes, need not be NUL-terminated; a UTF-8 BOM and CRLF
+ * line ends are accepted).  name is used in errors, which read
+ * "NAME:LINE: INSTRUCTION: what is wrong" (kind KILN_E_PARSE), e.g.
+ * "Dockerfile:3: COPY: requires at least two arguments": missing arguments,
+ * bad flag syntax, flag not allowed for the instruction, unterminated
+ * heredoc, non-string JSON array, instruction other than ARG before FROM.
+ * Errors not tied to an instruction omit the keyword ("NAME:LINE: unknown
+ * instruction: FOO", bad or repeated parser directive, NUL byte), and
+ * file-level ones the line too ("NAME: file contains no instructions",
+ * "NAME: file contains no FROM instruction").  testdata/dockerfile/bad/ holds
+ * one example per error with the exact message.  *out is set only on success. */
 int kiln_dockerfile_parse (const char *name, const char *text, size_t len,
                            struct kiln_dockerfile **out, struct kiln_error **err);
 void kiln_dockerfile_free (struct kiln_dockerfile *df);
 
-/* "FROM", "RUN", ... */
+/* "FROM", "RUN", ...; NULL for a value outside the enum. */
 const char *kiln_df_cmd_name (enum kiln_df_cmd cmd);
 
 /* The flag's value, or NULL when absent; *present (optional) tells a bare flag
  * apart from a missing one.  The last occurrence wins. */
 const char *kiln_df_instr_flag (const struct kiln_df_instr *in, const char *name, bool *present);
+
+/* HEALTHCHECK CMD: the command text after "CMD" (raw JSON when in->json);
+ * NULL for HEALTHCHECK NONE or another instruction.  Points into in->args. */
+const char *kiln_df_healthcheck_cmd (const struct kiln_df_instr *in);
 
 #endif

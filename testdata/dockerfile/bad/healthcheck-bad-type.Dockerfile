@@ -1,0 +1,2 @@
+FROM alpine
+HEALTHCHECK curl -f http://localhost/

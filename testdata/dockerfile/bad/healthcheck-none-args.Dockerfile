@@ -1,0 +1,2 @@
+FROM alpine
+HEALTHCHECK NONE --interval=5s

@@ -1,0 +1,2 @@
+FROM alpine
+COPY --foo=bar a b
