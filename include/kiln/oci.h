@@ -96,7 +96,10 @@ struct kiln_image_config {
 
 void kiln_image_config_clear (struct kiln_image_config *c);
 void kiln_image_config_copy (struct kiln_image_config *dst, const struct kiln_image_config *src);
-/* Serialised compact, keys sorted; *out malloc'd, *len its length. */
+/* Serialised compact, keys sorted; *out malloc'd, *len its length.
+ * The *_from_json parsers fill *out from scratch (its old contents are not
+ * freed) and leave it untouched on failure; unknown fields are ignored,
+ * JSON null counts as unset, duplicate keys are rejected. */
 int kiln_image_config_to_json (const struct kiln_image_config *c, char **out, size_t *len,
                                struct kiln_error **err);
 int kiln_image_config_from_json (const char *data, size_t len, struct kiln_image_config *out,

@@ -79,6 +79,7 @@ int kiln_store_list (struct kiln_store *st, struct kiln_index *out, struct kiln_
 struct kiln_store_report {
   size_t blobs, bad_blobs, refs, missing;   /* counts */
   char **problems;                          /* one line each; NULL when clean */
+  size_t ingest;                            /* leftover ingest/ files (not problems) */
 };
 void kiln_store_report_clear (struct kiln_store_report *r);
 /* Rehashes every blob and follows every reference in index.json (manifests,

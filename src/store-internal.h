@@ -1,0 +1,34 @@
+/* store-internal.h - the store struct and helpers shared by store.c and export.c. */
+#ifndef KILN_STORE_INTERNAL_H
+#define KILN_STORE_INTERNAL_H
+
+#include <stddef.h>
+#include "kiln/store.h"
+
+struct kiln_store {
+  char *root;
+  int rootfd;                 /* O_DIRECTORY of the root */
+  int blobsfd, ingestfd, tmpfd;
+  int lockfd;                 /* kiln.lock, flock()ed around index.json updates */
+};
+
+/* flock(op) on kiln.lock, retrying EINTR. */
+int kiln_store_lock (struct kiln_store *st, int op, struct kiln_error **err);
+void kiln_store_unlock (struct kiln_store *st);
+
+/* Writes prefix + 24 random hex digits into out; -ENAMETOOLONG if it does not fit. */
+int kiln_store_random_name (char *out, size_t size, const char *prefix);
+
+/* Caps on what is read into memory. */
+#define KILN_STORE_MAX_JSON (8u << 20)     /* one manifest or config */
+#define KILN_STORE_MAX_INDEX (64u << 20)   /* index.json */
+
+/* index.json of the layout at dirfd (missing = empty); no locking. */
+int kiln_store_read_index_at (int dirfd, struct kiln_index *out, struct kiln_error **err);
+int kiln_store_write_index_at (int dirfd, const struct kiln_index *ix, struct kiln_error **err);
+/* Drops the entries whose ref.name is name; returns how many. */
+size_t kiln_index_remove_name (struct kiln_index *ix, const char *name);
+/* Appends a copy of d. */
+void kiln_index_add (struct kiln_index *ix, const struct kiln_descriptor *d);
+
+#endif

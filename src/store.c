@@ -1,0 +1,756 @@
+/* store.c - the content-addressed store: an OCI image layout at --root.
+ *
+ * Everything inside the root is reached from the root's O_DIRECTORY fd with
+ * *at() calls or openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a symlink
+ * planted inside the store cannot redirect a write elsewhere. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "kiln/cleanup.h"
+#include "kiln/fs.h"
+#include "kiln/store.h"
+#include "kiln/util.h"
+#include "store-internal.h"
+
+#define OCI_LAYOUT_JSON "{\"imageLayoutVersion\":\"1.0.0\"}"
+#define EMPTY_INDEX_JSON "{\"manifests\":[],\"mediaType\":\"" KILN_MT_OCI_INDEX "\",\"schemaVersion\":2}"
+
+struct kiln_blob_writer {
+  struct kiln_store *st;
+  int fd;
+  char name[48];              /* ingest/<name> */
+  struct kiln_sha256 *hash;
+  uint64_t size;
+};
+
+/* mkdir -p for the root path itself: the only place a caller-given path is
+ * walked; everything below it goes through the root fd. */
+static int
+mkdir_root (const char *root, struct kiln_error **err)
+{
+  kiln_autofree char *p = kiln_xstrdup (root);
+  for (char *s = p + 1; *s; s++)
+    {
+      if (*s != '/')
+        continue;
+      *s = '\0';
+      if (mkdir (p, 0755) < 0 && errno != EEXIST)
+        return kiln_error_set (err, errno, KILN_E_IO, "create directory `%s`", p);
+      *s = '/';
+    }
+  if (mkdir (p, 0755) < 0 && errno != EEXIST)
+    return kiln_error_set (err, errno, KILN_E_IO, "create directory `%s`", p);
+  return 0;
+}
+
+static int
+open_subdir (int rootfd, const char *rel, struct kiln_error **err)
+{
+  int fd = kiln_fs_mkdir_p_beneath (rootfd, rel, 0755, err);
+  if (fd < 0)
+    return fd;
+  close (fd);
+  /* O_PATH fds from mkdir_p cannot be fsync()ed; reopen for real */
+  return kiln_fs_open_beneath (rootfd, rel, O_RDONLY | O_DIRECTORY, 0, err);
+}
+
+int
+kiln_store_lock (struct kiln_store *st, int op, struct kiln_error **err)
+{
+  while (flock (st->lockfd, op) < 0)
+    if (errno != EINTR)
+      return kiln_error_set (err, errno, KILN_E_IO, "lock `kiln.lock` in store `%s`", st->root);
+  return 0;
+}
+
+void
+kiln_store_unlock (struct kiln_store *st)
+{
+  flock (st->lockfd, LOCK_UN);
+}
+
+/* Creates oci-layout and index.json when missing.  index.json is created
+ * under the lock: a concurrent tag must not be overwritten by an empty index. */
+static int
+init_files (struct kiln_store *st, struct kiln_error **err)
+{
+  struct stat sb;
+  int r = 0;
+  if (fstatat (st->rootfd, "oci-layout", &sb, AT_SYMLINK_NOFOLLOW) < 0
+      && kiln_fs_write_atomic (st->rootfd, "oci-layout", OCI_LAYOUT_JSON, strlen (OCI_LAYOUT_JSON), 0644, err) < 0)
+    return -1;
+  if (kiln_store_lock (st, LOCK_EX, err) < 0)
+    return -1;
+  if (fstatat (st->rootfd, "index.json", &sb, AT_SYMLINK_NOFOLLOW) < 0)
+    r = kiln_fs_write_atomic (st->rootfd, "index.json", EMPTY_INDEX_JSON, strlen (EMPTY_INDEX_JSON), 0644, err);
+  kiln_store_unlock (st);
+  return r;
+}
+
+static int
+store_open_fds (struct kiln_store *st, struct kiln_error **err)
+{
+  st->rootfd = open (st->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (st->rootfd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", st->root);
+  if ((st->blobsfd = open_subdir (st->rootfd, "blobs/sha256", err)) < 0
+      || (st->ingestfd = open_subdir (st->rootfd, "ingest", err)) < 0
+      || (st->tmpfd = open_subdir (st->rootfd, "tmp", err)) < 0)
+    return -1;
+  st->lockfd = kiln_fs_open_beneath (st->rootfd, "kiln.lock", O_RDWR | O_CREAT, 0644, err);
+  if (st->lockfd < 0)
+    return -1;
+  return init_files (st, err);
+}
+
+int
+kiln_store_open (const char *root, struct kiln_store **out, struct kiln_error **err)
+{
+  struct kiln_store *st;
+  if (root == NULL || *root == '\0')
+    return kiln_error_set (err, 0, KILN_E_USAGE, "open store: empty root path");
+  if (mkdir_root (root, err) < 0)
+    return kiln_error_wrap (err, "open store `%s`", root);
+  st = kiln_xcalloc (1, sizeof *st);
+  st->root = kiln_xstrdup (root);
+  st->rootfd = st->blobsfd = st->ingestfd = st->tmpfd = st->lockfd = -1;
+  if (store_open_fds (st, err) < 0)
+    {
+      kiln_store_free (st);
+      return kiln_error_wrap (err, "open store `%s`", root);
+    }
+  *out = st;
+  return 0;
+}
+
+void
+kiln_store_free (struct kiln_store *st)
+{
+  if (st == NULL)
+    return;
+  int fds[] = { st->rootfd, st->blobsfd, st->ingestfd, st->tmpfd, st->lockfd };
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+    if (fds[i] >= 0)
+      close (fds[i]);
+  free (st->root);
+  free (st);
+}
+
+int
+kiln_store_dirfd (const struct kiln_store *st)
+{
+  return st->rootfd;
+}
+
+const char *
+kiln_store_root (const struct kiln_store *st)
+{
+  return st->root;
+}
+
+char *
+kiln_store_blob_relpath (const struct kiln_digest *d)
+{
+  return kiln_xasprintf ("blobs/sha256/%s", kiln_digest_hex (d));
+}
+
+int
+kiln_store_random_name (char *out, size_t size, const char *prefix)
+{
+  unsigned char rnd[12];
+  static const char hex[] = "0123456789abcdef";
+  size_t plen = strlen (prefix);
+  if (size < plen + 2 * sizeof rnd + 1)
+    return -ENAMETOOLONG;
+  if (getrandom (rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd)
+    {
+      /* getrandom cannot fail for 12 bytes after boot; fall back to a counter anyway */
+      unsigned long long t = kiln_now_ns () ^ ((unsigned long long) getpid () << 32);
+      memcpy (rnd, &t, sizeof t);
+      memset (rnd + sizeof t, 0, sizeof rnd - sizeof t);
+    }
+  memcpy (out, prefix, plen);
+  for (size_t i = 0; i < sizeof rnd; i++)
+    {
+      out[plen + 2 * i] = hex[rnd[i] >> 4];
+      out[plen + 2 * i + 1] = hex[rnd[i] & 15];
+    }
+  out[plen + 2 * sizeof rnd] = '\0';
+  return 0;
+}
+
+int
+kiln_store_blob_begin (struct kiln_store *st, struct kiln_blob_writer **out, struct kiln_error **err)
+{
+  struct kiln_blob_writer *w = kiln_xcalloc (1, sizeof *w);
+  w->st = st;
+  w->fd = -1;
+  for (int tries = 0; tries < 8 && w->fd < 0; tries++)
+    {
+      kiln_store_random_name (w->name, sizeof w->name, "blob-");
+      w->fd = openat (st->ingestfd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+      if (w->fd < 0 && errno != EEXIST)
+        break;
+    }
+  if (w->fd < 0)
+    {
+      int e = errno;
+      free (w);
+      return kiln_error_set (err, e, KILN_E_IO, "create ingest file in store `%s`", st->root);
+    }
+  w->hash = kiln_sha256_new ();
+  *out = w;
+  return 0;
+}
+
+int
+kiln_blob_writer_write (struct kiln_blob_writer *w, const void *data, size_t len, struct kiln_error **err)
+{
+  if (kiln_fs_write_all (w->fd, data, len, err) < 0)
+    return kiln_error_wrap (err, "write blob `ingest/%s`", w->name);
+  kiln_sha256_update (w->hash, data, len);
+  w->size += len;
+  return 0;
+}
+
+void
+kiln_blob_writer_abort (struct kiln_blob_writer *w)
+{
+  if (w == NULL)
+    return;
+  if (w->fd >= 0)
+    close (w->fd);
+  unlinkat (w->st->ingestfd, w->name, 0);
+  kiln_sha256_free (w->hash);
+  free (w);
+}
+
+/* Moves the finished temp file into blobs/sha256/<hex>.  RENAME_NOREPLACE
+ * keeps an existing blob's inode (it may be hardlinked into an export). */
+static int
+install_blob (struct kiln_blob_writer *w, const struct kiln_digest *d, struct kiln_error **err)
+{
+  struct kiln_store *st = w->st;
+  const char *hex = kiln_digest_hex (d);
+  if (renameat2 (st->ingestfd, w->name, st->blobsfd, hex, RENAME_NOREPLACE) < 0)
+    {
+      if (errno != EEXIST && !(errno == EINVAL || errno == ENOSYS))
+        return kiln_error_set (err, errno, KILN_E_IO, "rename blob into `blobs/sha256/%s`", hex);
+      struct stat sb;
+      /* EINVAL/ENOSYS: filesystem without RENAME_NOREPLACE; a plain rename
+       * over an identical blob is harmless */
+      if (errno != EEXIST && fstatat (st->blobsfd, hex, &sb, AT_SYMLINK_NOFOLLOW) < 0
+          && renameat (st->ingestfd, w->name, st->blobsfd, hex) < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "rename blob into `blobs/sha256/%s`", hex);
+      unlinkat (st->ingestfd, w->name, 0);
+    }
+  if (fsync (st->blobsfd) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "fsync `blobs/sha256` in store `%s`", st->root);
+  return 0;
+}
+
+int
+kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *expect, struct kiln_digest *out,
+                         uint64_t *size, struct kiln_error **err)
+{
+  struct kiln_digest d;
+  int r = 0;
+  kiln_sha256_final (w->hash, &d);
+  if (fchmod (w->fd, 0444) < 0 || fsync (w->fd) < 0)
+    r = kiln_error_set (err, errno, KILN_E_IO, "fsync blob `ingest/%s`", w->name);
+  else if (expect && strcmp (expect->s, d.s) != 0)
+    r = kiln_error_set (err, 0, KILN_E_DIGEST, "commit blob: content has digest `%s`, expected `%s`", d.s,
+                        expect->s);
+  else
+    r = install_blob (w, &d, err);
+  if (r == 0)
+    {
+      if (out)
+        *out = d;
+      if (size)
+        *size = w->size;
+    }
+  kiln_blob_writer_abort (w);   /* closes, drops whatever is left in ingest/ */
+  return r;
+}
+
+int
+kiln_store_blob_put (struct kiln_store *st, const void *data, size_t len, struct kiln_digest *out,
+                     struct kiln_error **err)
+{
+  struct kiln_blob_writer *w = NULL;
+  if (kiln_store_blob_begin (st, &w, err) < 0)
+    return -1;
+  if (kiln_blob_writer_write (w, data, len, err) < 0)
+    {
+      kiln_blob_writer_abort (w);
+      return -1;
+    }
+  return kiln_blob_writer_commit (w, NULL, out, NULL, err);
+}
+
+bool
+kiln_store_blob_exists (struct kiln_store *st, const struct kiln_digest *d, uint64_t *size)
+{
+  struct stat sb;
+  if (!kiln_digest_valid (d->s) || fstatat (st->blobsfd, kiln_digest_hex (d), &sb, AT_SYMLINK_NOFOLLOW) < 0
+      || !S_ISREG (sb.st_mode))
+    return false;
+  if (size)
+    *size = (uint64_t) sb.st_size;
+  return true;
+}
+
+int
+kiln_store_blob_open (struct kiln_store *st, const struct kiln_digest *d, struct kiln_error **err)
+{
+  if (!kiln_digest_valid (d->s))
+    return kiln_error_set (err, 0, KILN_E_PARSE, "open blob: invalid digest `%.80s`", d->s);
+  int fd = kiln_fs_open_beneath (st->blobsfd, kiln_digest_hex (d), O_RDONLY, 0, err);
+  if (fd < 0)
+    return kiln_error_wrap (err, "open blob `%s`", d->s);
+  return fd;
+}
+
+int
+kiln_store_blob_read (struct kiln_store *st, const struct kiln_digest *d, size_t max, struct kiln_buf *out,
+                      struct kiln_error **err)
+{
+  struct kiln_digest got;
+  kiln_autoclose int fd = kiln_store_blob_open (st, d, err);
+  if (fd < 0)
+    return fd;
+  kiln_buf_reset (out);
+  if (kiln_fs_read_fd (fd, max, out, err) < 0)
+    return kiln_error_wrap (err, "read blob `%s`", d->s);
+  kiln_digest_of (out->buf, out->len, &got);
+  if (strcmp (got.s, d->s) != 0)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "read blob `%s`: content has digest `%s`", d->s, got.s);
+  return 0;
+}
+
+/* ---- configs and manifests ---- */
+
+static void
+fill_desc (struct kiln_descriptor *desc, const char *media_type, const struct kiln_digest *d, size_t size)
+{
+  memset (desc, 0, sizeof *desc);
+  desc->media_type = kiln_xstrdup (media_type);
+  desc->digest = *d;
+  desc->size = (int64_t) size;
+}
+
+int
+kiln_store_put_config (struct kiln_store *st, const struct kiln_image_config *c, struct kiln_descriptor *desc,
+                       struct kiln_error **err)
+{
+  kiln_autofree char *json = NULL;
+  size_t len = 0;
+  struct kiln_digest d;
+  if (kiln_image_config_to_json (c, &json, &len, err) < 0 || kiln_store_blob_put (st, json, len, &d, err) < 0)
+    return kiln_error_wrap (err, "store image config");
+  if (desc)
+    fill_desc (desc, KILN_MT_OCI_CONFIG, &d, len);
+  return 0;
+}
+
+int
+kiln_store_put_manifest (struct kiln_store *st, const struct kiln_manifest *m, struct kiln_descriptor *desc,
+                         struct kiln_error **err)
+{
+  kiln_autofree char *json = NULL;
+  size_t len = 0;
+  struct kiln_digest d;
+  if (kiln_manifest_to_json (m, &json, &len, err) < 0 || kiln_store_blob_put (st, json, len, &d, err) < 0)
+    return kiln_error_wrap (err, "store image manifest");
+  if (desc)
+    fill_desc (desc, m->media_type ? m->media_type : KILN_MT_OCI_MANIFEST, &d, len);
+  return 0;
+}
+
+int
+kiln_store_get_manifest (struct kiln_store *st, const struct kiln_digest *d, struct kiln_manifest *out,
+                         struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  if (kiln_store_blob_read (st, d, KILN_STORE_MAX_JSON, &b, err) < 0
+      || kiln_manifest_from_json (b.buf, b.len, out, err) < 0)
+    return kiln_error_wrap (err, "load manifest `%s`", d->s);
+  return 0;
+}
+
+int
+kiln_store_get_config (struct kiln_store *st, const struct kiln_digest *d, struct kiln_image_config *out,
+                       struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  if (kiln_store_blob_read (st, d, KILN_STORE_MAX_JSON, &b, err) < 0
+      || kiln_image_config_from_json (b.buf, b.len, out, err) < 0)
+    return kiln_error_wrap (err, "load image config `%s`", d->s);
+  return 0;
+}
+
+/* ---- index.json ---- */
+
+int
+kiln_store_read_index_at (int dirfd, struct kiln_index *out, struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  struct kiln_error *e = NULL;
+  if (kiln_fs_read_file (dirfd, "index.json", KILN_STORE_MAX_INDEX, &b, &e) < 0)
+    {
+      if (e->kind != KILN_E_NOTFOUND)
+        {
+          if (err)
+            *err = kiln_steal_ptr (&e);
+          kiln_error_free (&e);
+          return -1;
+        }
+      /* a missing index.json is an empty one (it is recreated on write) */
+      kiln_error_free (&e);
+      memset (out, 0, sizeof *out);
+      out->media_type = kiln_xstrdup (KILN_MT_OCI_INDEX);
+      return 0;
+    }
+  return kiln_index_from_json (b.buf, b.len, out, err);
+}
+
+int
+kiln_store_write_index_at (int dirfd, const struct kiln_index *ix, struct kiln_error **err)
+{
+  kiln_autofree char *json = NULL;
+  size_t len = 0;
+  if (kiln_index_to_json (ix, &json, &len, err) < 0)
+    return -1;
+  return kiln_fs_write_atomic (dirfd, "index.json", json, len, 0644, err);
+}
+
+static bool
+has_name (const struct kiln_descriptor *d, const char *name)
+{
+  const char *n = kiln_kvlist_get (&d->annotations, KILN_ANNOT_REF_NAME);
+  return n && strcmp (n, name) == 0;
+}
+
+/* Drops every entry called name; returns how many were dropped. */
+size_t
+kiln_index_remove_name (struct kiln_index *ix, const char *name)
+{
+  size_t kept = 0, n = ix->nmanifests;
+  for (size_t i = 0; i < n; i++)
+    {
+      if (has_name (&ix->manifests[i], name))
+        kiln_descriptor_clear (&ix->manifests[i]);
+      else
+        ix->manifests[kept++] = ix->manifests[i];
+    }
+  ix->nmanifests = kept;
+  return n - kept;
+}
+
+void
+kiln_index_add (struct kiln_index *ix, const struct kiln_descriptor *d)
+{
+  ix->manifests = kiln_xrealloc (ix->manifests, (ix->nmanifests + 1) * sizeof *ix->manifests);
+  memset (&ix->manifests[ix->nmanifests], 0, sizeof *ix->manifests);
+  kiln_descriptor_copy (&ix->manifests[ix->nmanifests], d);
+  ix->nmanifests++;
+}
+
+enum index_op { OP_TAG, OP_UNTAG };
+
+/* Read-modify-write of index.json under LOCK_EX, so two processes tagging at
+ * the same time both keep their entries. */
+static int
+update_index (struct kiln_store *st, enum index_op op, const char *name, const struct kiln_descriptor *desc,
+              struct kiln_error **err)
+{
+  struct kiln_index ix = { 0 };
+  int r;
+  if (kiln_store_lock (st, LOCK_EX, err) < 0)
+    return -1;
+  r = kiln_store_read_index_at (st->rootfd, &ix, err);
+  if (r == 0)
+    {
+      size_t dropped = kiln_index_remove_name (&ix, name);
+      if (op == OP_TAG)
+        {
+          kiln_index_add (&ix, desc);
+          kiln_kvlist_set (&ix.manifests[ix.nmanifests - 1].annotations, KILN_ANNOT_REF_NAME, name);
+        }
+      if (op == OP_UNTAG && dropped == 0)
+        r = kiln_error_set (err, 0, KILN_E_NOTFOUND, "no image named `%s`", name);
+      else
+        r = kiln_store_write_index_at (st->rootfd, &ix, err);
+    }
+  kiln_store_unlock (st);
+  kiln_index_clear (&ix);
+  return r;
+}
+
+int
+kiln_store_tag (struct kiln_store *st, const char *name, const struct kiln_descriptor *manifest,
+                struct kiln_error **err)
+{
+  if (update_index (st, OP_TAG, name, manifest, err) < 0)
+    return kiln_error_wrap (err, "tag `%s` in store `%s`", name, st->root);
+  return 0;
+}
+
+int
+kiln_store_untag (struct kiln_store *st, const char *name, struct kiln_error **err)
+{
+  if (update_index (st, OP_UNTAG, name, NULL, err) < 0)
+    return kiln_error_wrap (err, "untag `%s`", name);
+  return 0;
+}
+
+int
+kiln_store_list (struct kiln_store *st, struct kiln_index *out, struct kiln_error **err)
+{
+  int r;
+  if (kiln_store_lock (st, LOCK_SH, err) < 0)
+    return -1;
+  r = kiln_store_read_index_at (st->rootfd, out, err);
+  kiln_store_unlock (st);
+  if (r < 0)
+    return kiln_error_wrap (err, "read `index.json` of store `%s`", st->root);
+  return 0;
+}
+
+static bool
+is_hex (const char *s)
+{
+  for (; *s; s++)
+    if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+      return false;
+  return true;
+}
+
+/* The hex digits to match by prefix, or NULL when name is not digest-like. */
+static const char *
+digest_prefix (const char *name)
+{
+  const char *hex = kiln_str_has_prefix (name, "sha256:") ? name + 7 : name;
+  size_t n = strlen (hex);
+  if (n < 12 || n > KILN_DIGEST_HEX_LEN || !is_hex (hex))
+    return NULL;
+  return hex;
+}
+
+static int
+resolve_in (const struct kiln_index *ix, const char *name, struct kiln_descriptor *out, struct kiln_error **err)
+{
+  const struct kiln_descriptor *found = NULL;
+  const char *hex;
+  for (size_t i = 0; i < ix->nmanifests; i++)
+    if (has_name (&ix->manifests[i], name))
+      found = &ix->manifests[i];   /* the last entry wins, as on write */
+  if (found == NULL && (hex = digest_prefix (name)) != NULL)
+    for (size_t i = 0; i < ix->nmanifests; i++)
+      {
+        const struct kiln_digest *d = &ix->manifests[i].digest;
+        if (strncmp (kiln_digest_hex (d), hex, strlen (hex)) != 0)
+          continue;
+        /* several names may point at one manifest: only distinct digests are ambiguous */
+        if (found && strcmp (found->digest.s, d->s) != 0)
+          return kiln_error_set (err, 0, KILN_E_USAGE, "image id `%s` is ambiguous", name);
+        found = &ix->manifests[i];
+      }
+  if (found == NULL)
+    return kiln_error_set (err, 0, KILN_E_NOTFOUND, "no image `%s` in the store", name);
+  memset (out, 0, sizeof *out);
+  kiln_descriptor_copy (out, found);
+  return 0;
+}
+
+int
+kiln_store_resolve (struct kiln_store *st, const char *name, struct kiln_descriptor *out, struct kiln_error **err)
+{
+  struct kiln_index ix = { 0 };
+  if (kiln_store_list (st, &ix, err) < 0)
+    return -1;
+  int r = resolve_in (&ix, name, out, err);
+  kiln_index_clear (&ix);
+  return r;
+}
+
+int
+kiln_store_mktemp_dir (struct kiln_store *st, char **relpath, struct kiln_error **err)
+{
+  char name[48];
+  for (int tries = 0; tries < 16; tries++)
+    {
+      kiln_store_random_name (name, sizeof name, "build-");
+      if (mkdirat (st->tmpfd, name, 0700) == 0)
+        {
+          *relpath = kiln_xasprintf ("tmp/%s", name);
+          return 0;
+        }
+      if (errno != EEXIST)
+        break;
+    }
+  return kiln_error_set (err, errno, KILN_E_IO, "create a directory in `tmp` of store `%s`", st->root);
+}
+
+/* ---- check ---- */
+
+void
+kiln_store_report_clear (struct kiln_store_report *r)
+{
+  kiln_strv_free (r->problems);
+  memset (r, 0, sizeof *r);
+}
+
+static void __attribute__ ((format (printf, 2, 3)))
+problem (struct kiln_store_report *r, const char *fmt, ...)
+{
+  va_list ap;
+  char *s = NULL;
+  va_start (ap, fmt);
+  if (vasprintf (&s, fmt, ap) < 0)
+    abort ();
+  va_end (ap);
+  kiln_strv_push_take (&r->problems, s);
+}
+
+static void
+check_one_blob (struct kiln_store *st, const char *name, struct kiln_store_report *r)
+{
+  struct kiln_error *e = NULL;
+  struct kiln_digest d;
+  struct stat sb;
+  r->blobs++;
+  if (strlen (name) != KILN_DIGEST_HEX_LEN || !is_hex (name))
+    {
+      r->bad_blobs++;
+      problem (r, "stray file `blobs/sha256/%s` (not a sha256 digest name)", name);
+      return;
+    }
+  kiln_autoclose int fd = kiln_fs_open_beneath (st->blobsfd, name, O_RDONLY | O_NOFOLLOW, 0, &e);
+  if (fd < 0 || fstat (fd, &sb) < 0 || !S_ISREG (sb.st_mode) || kiln_digest_fd (fd, &d, NULL, &e) < 0)
+    {
+      r->bad_blobs++;
+      problem (r, "blob `sha256:%s` cannot be read%s%s", name, e ? ": " : "", e ? e->msg : "");
+      kiln_error_free (&e);
+      return;
+    }
+  if (strcmp (kiln_digest_hex (&d), name) != 0)
+    {
+      r->bad_blobs++;
+      problem (r, "blob `sha256:%s` is corrupt: its content has digest `%s`", name, d.s);
+    }
+}
+
+static int
+check_blobs (struct kiln_store *st, struct kiln_store_report *r, struct kiln_error **err)
+{
+  int fd = kiln_fs_open_beneath (st->blobsfd, ".", O_RDONLY | O_DIRECTORY, 0, err);
+  if (fd < 0)
+    return -1;
+  kiln_autodir DIR *d = fdopendir (fd);
+  if (d == NULL)
+    {
+      close (fd);
+      return kiln_error_set (err, errno, KILN_E_IO, "list `blobs/sha256`");
+    }
+  for (struct dirent *de; (errno = 0, de = readdir (d));)
+    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
+      check_one_blob (st, de->d_name, r);
+  if (errno)
+    return kiln_error_set (err, errno, KILN_E_IO, "list `blobs/sha256`");
+  return 0;
+}
+
+/* One referenced blob: present, and of the size its descriptor claims. */
+static bool
+check_ref (struct kiln_store *st, const char *who, const char *what, const struct kiln_descriptor *d,
+           struct kiln_store_report *r)
+{
+  uint64_t size = 0;
+  if (!kiln_store_blob_exists (st, &d->digest, &size))
+    {
+      r->missing++;
+      problem (r, "image `%s`: %s `%s` is missing", who, what, d->digest.s);
+      return false;
+    }
+  if (size != (uint64_t) d->size)
+    {
+      problem (r, "image `%s`: %s `%s` has %" PRIu64 " bytes, the descriptor says %" PRId64, who, what,
+               d->digest.s, size, d->size);
+      return false;
+    }
+  return true;
+}
+
+static void
+check_manifest (struct kiln_store *st, const char *who, const struct kiln_descriptor *d,
+                struct kiln_store_report *r)
+{
+  struct kiln_manifest m = { 0 };
+  struct kiln_error *e = NULL;
+  if (!check_ref (st, who, "manifest", d, r))
+    return;
+  if (kiln_store_get_manifest (st, &d->digest, &m, &e) < 0)
+    {
+      problem (r, "image `%s`: %s", who, e->msg);
+      kiln_error_free (&e);
+      return;
+    }
+  check_ref (st, who, "config", &m.config, r);
+  for (size_t i = 0; i < m.nlayers; i++)
+    check_ref (st, who, "layer", &m.layers[i], r);
+  kiln_manifest_clear (&m);
+}
+
+static size_t
+count_ingest (struct kiln_store *st)
+{
+  size_t n = 0;
+  int fd = kiln_fs_open_beneath (st->ingestfd, ".", O_RDONLY | O_DIRECTORY, 0, NULL);
+  kiln_autodir DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  if (d == NULL)
+    {
+      if (fd >= 0)
+        close (fd);
+      return 0;
+    }
+  for (struct dirent *de; (de = readdir (d));)
+    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
+      n++;
+  return n;
+}
+
+int
+kiln_store_check (struct kiln_store *st, struct kiln_store_report *r, struct kiln_error **err)
+{
+  struct kiln_index ix = { 0 };
+  struct kiln_error *e = NULL;
+  memset (r, 0, sizeof *r);
+  if (check_blobs (st, r, err) < 0)
+    return kiln_error_wrap (err, "check store `%s`", st->root);
+  r->ingest = count_ingest (st);
+  if (kiln_store_list (st, &ix, &e) < 0)
+    {
+      /* an unreadable index is a finding about the store, not a failure to look */
+      problem (r, "%s", e->msg);
+      kiln_error_free (&e);
+      return 0;
+    }
+  for (size_t i = 0; i < ix.nmanifests; i++)
+    {
+      const char *name = kiln_kvlist_get (&ix.manifests[i].annotations, KILN_ANNOT_REF_NAME);
+      r->refs++;
+      check_manifest (st, name ? name : ix.manifests[i].digest.s, &ix.manifests[i], r);
+    }
+  kiln_index_clear (&ix);
+  return 0;
+}
