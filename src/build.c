@@ -92,6 +92,7 @@ kiln_build_add_layer (struct build *b, struct build_stage *s, const struct kiln_
                       const char *created_by)
 {
   s->layers = kiln_xrealloc (s->layers, (s->nlayers + 1) * sizeof *s->layers);
+  memset (&s->layers[s->nlayers], 0, sizeof *s->layers);
   kiln_descriptor_copy (&s->layers[s->nlayers++], &lr->desc);
   kiln_strv_push (&s->cfg.diff_ids, lr->diff_id.s);
   kiln_image_config_add_history (&s->cfg, b->created, created_by, false);
