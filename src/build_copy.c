@@ -633,13 +633,14 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1 };
   struct build_stage tmp = { .rootfs_fd = -1 };
   kiln_autostrv char **words = NULL;
+  kiln_autofree char *dest = NULL;
   int ret = -1;
 
   if (copy_words (&j, &words, err) < 0 || check_flags (&j, err) < 0 || source_root (&j, &tmp, err) < 0)
     goto out;
   size_t nsrc = kiln_strv_len (words) - 1;
   const char *raw = words[nsrc];
-  kiln_autofree char *dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", raw);
+  dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", raw);
   bool multi = nsrc > 1 || has_glob (words[0]);
   bool dest_is_dir = is_dir_dest (&j, raw, dest);
   if (multi && !dest_is_dir)

@@ -95,7 +95,7 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   if (kiln_store_resolve (b->st, full, &d, err) < 0)
     {
       kiln_error_free (err);
-      kiln_error_set (err, 0, KILN_E_NOTFOUND, "base image `%s` is not in the store (pulling from a registry "
+      kiln_error_set (err, 0, KILN_E_NOTFOUND, "image `%s` is not in the store (pulling from a registry "
                       "is not supported yet)", full);
       goto out;
     }

@@ -97,6 +97,8 @@ inspect (struct kiln_store *st, const char *image, struct kiln_error **err)
 {
   struct kiln_descriptor d = { 0 };
   struct kiln_manifest m = { 0 };
+  kiln_autojson json_t *doc = NULL;
+  kiln_autofree char *text = NULL;
   int ret = -1;
   if (kiln_cmd_resolve_image (st, image, &d, err) < 0 || kiln_store_get_manifest (st, &d.digest, &m, err) < 0)
     goto out;
@@ -107,8 +109,8 @@ inspect (struct kiln_store *st, const char *image, struct kiln_error **err)
       json_decref (mj);
       goto out;
     }
-  kiln_autojson json_t *doc = json_pack ("{s:s, s:o, s:o}", "digest", d.digest.s, "manifest", mj, "config", cj);
-  kiln_autofree char *text = json_dumps (doc, JSON_INDENT (2) | JSON_SORT_KEYS);
+  doc = json_pack ("{s:s, s:o, s:o}", "digest", d.digest.s, "manifest", mj, "config", cj);
+  text = json_dumps (doc, JSON_INDENT (2) | JSON_SORT_KEYS);
   puts (text);
   ret = 0;
 out:

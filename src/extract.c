@@ -667,10 +667,9 @@ apply_dir_meta (struct xstate *x, struct kiln_error **err)
 /* Only tar formats, and only decompressors linked in-process: libarchive
  * falls back to exec'ing an external program when a library is missing,
  * which is exactly what SECURITY.md §0 forbids. */
-static int
-open_reader (struct xstate *x, int fd, struct kiln_error **err)
+static void
+support_formats (struct archive *a)
 {
-  struct archive *a = x->a = archive_read_new ();
   archive_read_support_format_tar (a);
   if (archive_zlib_version ())
     archive_read_support_filter_gzip (a);
@@ -680,6 +679,13 @@ open_reader (struct xstate *x, int fd, struct kiln_error **err)
     archive_read_support_filter_xz (a);
   if (archive_libzstd_version ())
     archive_read_support_filter_zstd (a);
+}
+
+static int
+open_reader (struct xstate *x, int fd, struct kiln_error **err)
+{
+  struct archive *a = x->a = archive_read_new ();
+  support_formats (a);
   return archive_check (x, archive_read_open_fd (a, fd, READ_BLOCK), err);
 }
 
@@ -732,6 +738,46 @@ tar_checksum_ok (const unsigned char *h)
   return want == sum || (long) want == ssum;
 }
 
+struct peek {
+  int fd;
+  off_t off;
+  char buf[READ_BLOCK];
+};
+
+static la_ssize_t
+peek_read (struct archive *a, void *ud, const void **out)
+{
+  struct peek *p = ud;
+  ssize_t n;
+  (void) a;
+  do
+    n = pread (p->fd, p->buf, sizeof p->buf, p->off);
+  while (n < 0 && errno == EINTR);
+  if (n > 0)
+    p->off += n;
+  *out = p->buf;
+  return n;
+}
+
+/* Docker extracts a compressed file only when what it holds is a tar: a
+ * gzip'd text file is copied as it is.  Reads with pread, so fd's offset
+ * is untouched. */
+static bool
+compressed_tar (int fd)
+{
+  struct archive_entry *e;
+  struct peek *p = kiln_xmalloc (sizeof *p);
+  struct archive *a = archive_read_new ();
+  p->fd = fd;
+  p->off = 0;
+  support_formats (a);
+  bool ok = archive_read_open (a, p, NULL, peek_read, NULL) == ARCHIVE_OK
+            && archive_read_next_header (a, &e) == ARCHIVE_OK;
+  archive_read_free (a);
+  free (p);
+  return ok;
+}
+
 bool
 kiln_extract_is_archive (int fd)
 {
@@ -745,7 +791,7 @@ kiln_extract_is_archive (int fd)
     return false;
   if ((h[0] == 0x1f && h[1] == 0x8b) || memcmp (h, "BZh", 3) == 0 || (n >= 6 && memcmp (h, "\xfd" "7zXZ\0", 6) == 0)
       || memcmp (h, "\x28\xb5\x2f\xfd", 4) == 0)
-    return true;
+    return compressed_tar (fd);
   return n == (ssize_t) sizeof h && tar_checksum_ok (h);
 }
 

@@ -546,6 +546,8 @@ Test (extract, is_archive_detects_tars_and_compressed_tars_only)
   cr_assert (is_archive ("small.tar.gz"));
   cr_assert (is_archive ("small.tar.zst"));
   cr_assert_not (is_archive ("notatar.txt"));
+  /* compressed, but what it holds is not a tar: ADD copies it as it is */
+  cr_assert_not (is_archive ("notatar.txt.gz"));
   cr_assert_not (is_archive ("make.py"));
   int fd = open (rpath ("empty"), O_RDWR | O_CREAT, 0644);
   cr_assert_not (kiln_extract_is_archive (fd));
