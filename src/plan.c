@@ -246,11 +246,14 @@ split_stages (struct kiln_plan *p, struct kiln_error **err)
       struct kiln_plan_stage *s = &p->stages[p->nstages - 1];
       s->instrs = kiln_xrealloc (s->instrs, (s->ninstrs + 1) * sizeof *s->instrs);
       s->instrs[s->ninstrs++] = in;
-      if (collect_deps (p, s, in, err) < 0)
-        return -1;
     }
   if (p->nstages == 0)
     return kiln_error_set (err, 0, KILN_E_PARSE, "%s: no FROM instruction", df->name);
+  /* after all stages are known, so a reference to a later one is recognised */
+  for (size_t i = 0; i < p->nstages; i++)
+    for (size_t k = 0; k < p->stages[i].ninstrs; k++)
+      if (collect_deps (p, &p->stages[i], p->stages[i].instrs[k], err) < 0)
+        return -1;
   return 0;
 }
 
