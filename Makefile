@@ -8,9 +8,9 @@
 #   make bench      model-image benchmark against buildah (../shared/bench)
 #   SANITIZE=address,undefined   build with sanitizers;  DEV=1  adds -Werror
 
-PKGS     := libarchive libcrypto libzstd jansson libcurl zlib
+PKGS     := libarchive libcrypto libzstd jansson libcurl zlib libisal
 DEB_PKGS := build-essential pkg-config libarchive-dev libssl-dev libzstd-dev libjansson-dev \
-            libcurl4-openssl-dev zlib1g-dev libcriterion-dev python3 openssl jq \
+            libcurl4-openssl-dev zlib1g-dev libisal-dev libcriterion-dev python3 openssl jq uidmap \
             skopeo umoci buildah docker-registry busybox-static
 CC       ?= cc
 WARN     := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
