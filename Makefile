@@ -56,7 +56,7 @@ build/%.o: src/%.c build/.flags
 
 build/tests/%.o: tests/%.c build/.flags
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 $(CPPFLAGS) -Itests -DKILN_TESTDATA_DIR='"$(TESTDATA)"' $(WARN) -Wno-missing-prototypes $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) -std=gnu11 $(CPPFLAGS) -Itests -DKILN_TESTDATA_DIR='"$(TESTDATA)"' -DKILN_HELPER_INIT='"$(abspath build/helper_init)"' $(WARN) -Wno-missing-prototypes $(CFLAGS) -MMD -MP -c -o $@ $<
 
 build/libkiln.a: $(LIBOBJS)
 	$(AR) rcs $@ $^
@@ -64,12 +64,17 @@ build/libkiln.a: $(LIBOBJS)
 build/kiln: build/main.o build/libkiln.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-build/unit: $(TOBJS) build/libkiln.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+build/unit: $(TOBJS) build/libkiln.a build/helper_init
+	$(CC) $(LDFLAGS) -o $@ $(TOBJS) build/libkiln.a -lcriterion $(LDLIBS)
+
+# a static program the sandbox tests run inside containers (no base image needed)
+build/helper_init: tests/helper_init.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -static -o $@ $<
 
 # one module's tests alone: make unit T=dockerfile
-build/unit-%: build/tests/test_%.o build/tests/helpers.o build/libkiln.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+build/unit-%: build/tests/test_%.o build/tests/helpers.o build/libkiln.a build/helper_init
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -lcriterion $(LDLIBS)
 
 unit: build/unit-$(T)
 	build/unit-$(T) --jobs 2

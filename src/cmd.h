@@ -20,6 +20,11 @@ int kiln_cmd_tag (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_rmi (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_save (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_store (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_pull (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_push (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_login (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_logout (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_run (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_version (struct kiln_cli *cli, int argc, char **argv);
 
 /* Prints "kiln: error: MESSAGE" and returns the exit status for its kind. */

@@ -11,6 +11,11 @@ static const struct { const char *name; kiln_cmd_fn fn; const char *help; } verb
   { "tag", kiln_cmd_tag, "give an image another name" },
   { "rmi", kiln_cmd_rmi, "remove an image name" },
   { "save", kiln_cmd_save, "write an image as an OCI layout, oci-archive or docker-archive" },
+  { "pull", kiln_cmd_pull, "fetch an image from a registry into the store" },
+  { "push", kiln_cmd_push, "upload an image to a registry" },
+  { "login", kiln_cmd_login, "store credentials for a registry" },
+  { "logout", kiln_cmd_logout, "remove stored credentials for a registry" },
+  { "run", kiln_cmd_run, "run a command in a container of an image" },
   { "store", kiln_cmd_store, "store maintenance (`kiln store check`)" },
   { "version", kiln_cmd_version, "print the version" },
 };
