@@ -1,12 +1,18 @@
-/* compress.c - gzip (zlib raw deflate + a fixed header), zstd and pass-through
- * compressors feeding a sink, plus the compression name / media type tables. */
+/* compress.c - gzip (block-parallel ISA-L deflate + a fixed header), zstd
+ * (libzstd multithreaded) and pass-through compressors feeding a sink, plus
+ * the compression name / media type tables. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 #include "kiln/compress.h"
+#include "kiln/log.h"
 #include "kiln/oci.h"
 #include "kiln/util.h"
 
@@ -74,39 +80,224 @@ none_free (struct kiln_compressor *c)
 
 static const struct kiln_compressor_ops none_ops = { none_write, none_finish, none_free };
 
-/* ---- gzip ---- */
+/* ---- gzip: block-parallel ISA-L deflate ----
+ *
+ * The input is cut into GZ_BLOCK blocks, each compressed on its own (no
+ * history shared with the previous block) and ended on a byte boundary, so
+ * the compressed blocks concatenate into one deflate stream; a final empty
+ * stored block closes it.  Block boundaries depend only on the input offset,
+ * so the bytes are the same for any thread count.  Workers take blocks in
+ * order from a ring of slots; the caller's thread emits them in order. */
+
+#define GZ_BLOCK (1024 * 1024)
+/* The head of a block compressed first: random data (model weights) shows
+ * itself there and the block is then stored without compressing the rest. */
+#define GZ_SAMPLE (64 * 1024)
+#define GZ_STORED_MAX 65535
+#define GZ_OUT_CAP (GZ_BLOCK + 5 * (GZ_BLOCK / GZ_STORED_MAX + 1) + 1024)
+#define GZ_LEVEL_BUF ISAL_DEF_LVL3_DEFAULT
+#define GZ_MAX_SLOTS 16
+
+struct gz_slot {
+  unsigned char *in, *out;
+  size_t in_len, out_len;
+  uint32_t crc;
+  bool done;
+};
 
 struct gzip_compressor {
   struct kiln_compressor base;
-  z_stream zs;
-  uLong crc;
-  uint32_t isize;   /* input length mod 2^32, as RFC 1952 wants */
+  int isal_level;                  /* -1: stored blocks only */
+  int threads;
+  size_t nslots;
+  struct gz_slot *slots;
+  uint64_t submitted, taken, collected;   /* block sequence numbers; slot = seq % nslots */
+  pthread_mutex_t mu;
+  pthread_cond_t cv_work, cv_done;
+  pthread_t *workers;
+  int nworkers;                    /* started so far */
+  bool stop;
+  unsigned char *level_buf;        /* for blocks compressed in the caller */
+  uint32_t crc;
+  uint32_t isize;                  /* input length mod 2^32, as RFC 1952 wants */
   bool header_done;
-  unsigned char out[OUT_CHUNK];
 };
 
-/* Written by hand rather than by zlib's gzip wrapper so that every field is
- * pinned: no mtime, no name, XFL 0, OS 255 (unknown).  Two runs on two hosts
- * give the same bytes. */
+/* Written by hand rather than by a library's gzip wrapper so that every
+ * field is pinned: no mtime, no name, XFL 0, OS 255 (unknown).  Two runs on
+ * two hosts give the same bytes. */
 static const unsigned char gzip_header[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff };
+/* BFINAL=1, BTYPE=00, LEN 0, NLEN 0xffff: ends the deflate stream. */
+static const unsigned char gzip_last_block[5] = { 1, 0, 0, 0xff, 0xff };
 
-static int
-gzip_pump (struct gzip_compressor *g, int flush, struct kiln_error **err)
+static size_t
+gz_stored (const unsigned char *in, size_t len, unsigned char *out)
 {
-  int zr;
-  do
+  size_t o = 0;
+  for (size_t off = 0; off < len; off += GZ_STORED_MAX)
     {
-      g->zs.next_out = g->out;
-      g->zs.avail_out = sizeof g->out;
-      zr = deflate (&g->zs, flush);
-      if (zr == Z_STREAM_ERROR)
-        return kiln_error_set (err, 0, KILN_E_INTERNAL, "deflate: stream error");
-      int r = emit (&g->base, g->out, sizeof g->out - g->zs.avail_out, err);
-      if (r < 0)
-        return r;
+      size_t n = len - off < GZ_STORED_MAX ? len - off : GZ_STORED_MAX;
+      out[o++] = 0;   /* not final, stored; the stream is byte aligned here */
+      out[o++] = (unsigned char) n;
+      out[o++] = (unsigned char) (n >> 8);
+      out[o++] = (unsigned char) ~n;
+      out[o++] = (unsigned char) (~n >> 8);
+      memcpy (out + o, in + off, n);
+      o += n;
     }
-  while (g->zs.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
-  return 0;
+  return o;
+}
+
+/* Raw deflate of in, byte aligned at the end (FULL_FLUSH); 0 when the
+ * output would not fit in cap. */
+static size_t
+gz_deflate (int level, unsigned char *level_buf, const unsigned char *in, size_t len, unsigned char *out,
+            size_t cap)
+{
+  struct isal_zstream zs;
+  isal_deflate_stateless_init (&zs);
+  zs.level = (uint32_t) level;
+  zs.level_buf = level > 0 ? level_buf : NULL;
+  zs.level_buf_size = level > 0 ? GZ_LEVEL_BUF : 0;
+  zs.flush = FULL_FLUSH;
+  zs.end_of_stream = 0;
+  zs.gzip_flag = IGZIP_DEFLATE;
+  zs.next_in = (uint8_t *) in;
+  zs.avail_in = (uint32_t) len;
+  zs.next_out = out;
+  zs.avail_out = (uint32_t) cap;
+  if (isal_deflate_stateless (&zs) != COMP_OK)
+    return 0;
+  return zs.total_out;
+}
+
+static void
+gz_run (struct gz_slot *s, int level, unsigned char *level_buf)
+{
+  size_t len = s->in_len;
+  size_t stored = len + 5 * ((len + GZ_STORED_MAX - 1) / GZ_STORED_MAX);
+  s->crc = crc32_gzip_refl (0, s->in, len);
+  s->out_len = 0;
+  if (level >= 0 && len > 2 * GZ_SAMPLE)
+    {
+      size_t n = gz_deflate (level, level_buf, s->in, GZ_SAMPLE, s->out, GZ_OUT_CAP);
+      if (n == 0 || n > GZ_SAMPLE - GZ_SAMPLE / 32)
+        level = -1;
+    }
+  if (level >= 0)
+    s->out_len = gz_deflate (level, level_buf, s->in, len, s->out, stored);
+  if (s->out_len == 0 || s->out_len >= stored)
+    s->out_len = gz_stored (s->in, len, s->out);
+}
+
+static void *
+gz_worker (void *arg)
+{
+  struct gzip_compressor *g = arg;
+  unsigned char *level_buf = kiln_xmalloc (GZ_LEVEL_BUF);
+  pthread_mutex_lock (&g->mu);
+  while (!g->stop)
+    {
+      if (g->taken == g->submitted)
+        {
+          pthread_cond_wait (&g->cv_work, &g->mu);
+          continue;
+        }
+      struct gz_slot *s = &g->slots[g->taken++ % g->nslots];
+      pthread_mutex_unlock (&g->mu);
+      gz_run (s, g->isal_level, level_buf);
+      pthread_mutex_lock (&g->mu);
+      s->done = true;
+      pthread_cond_broadcast (&g->cv_done);
+    }
+  pthread_mutex_unlock (&g->mu);
+  free (level_buf);
+  return NULL;
+}
+
+static void
+gz_stop (struct gzip_compressor *g)
+{
+  if (g->nworkers == 0)
+    return;
+  pthread_mutex_lock (&g->mu);
+  g->stop = true;
+  pthread_cond_broadcast (&g->cv_work);
+  pthread_mutex_unlock (&g->mu);
+  for (int i = 0; i < g->nworkers; i++)
+    pthread_join (g->workers[i], NULL);
+  g->nworkers = 0;
+}
+
+/* Started with the first full block: most layers are small and never need
+ * them.  Without threads we fall back to compressing in the caller. */
+static void
+gz_start (struct gzip_compressor *g)
+{
+  g->workers = kiln_xcalloc ((size_t) g->threads, sizeof *g->workers);
+  for (int i = 0; i < g->threads; i++)
+    {
+      if (pthread_create (&g->workers[i], NULL, gz_worker, g) != 0)
+        {
+          kiln_log_debug ("gzip: could not start worker %d: %s", i, strerror (errno));
+          break;
+        }
+      g->nworkers++;
+    }
+}
+
+/* Waits for the oldest block, emits it and frees its slot. */
+static int
+gz_collect (struct gzip_compressor *g, struct kiln_error **err)
+{
+  struct gz_slot *s = &g->slots[g->collected % g->nslots];
+  pthread_mutex_lock (&g->mu);
+  while (!s->done)
+    pthread_cond_wait (&g->cv_done, &g->mu);
+  pthread_mutex_unlock (&g->mu);
+  g->crc = (uint32_t) crc32_combine (g->crc, s->crc, (z_off_t) s->in_len);
+  g->isize += (uint32_t) s->in_len;
+  int r = emit (&g->base, s->out, s->out_len, err);
+  s->done = false;
+  s->in_len = 0;
+  g->collected++;
+  return r;
+}
+
+static bool
+gz_front_done (struct gzip_compressor *g)
+{
+  if (g->collected == g->submitted)
+    return false;
+  pthread_mutex_lock (&g->mu);
+  bool done = g->slots[g->collected % g->nslots].done;
+  pthread_mutex_unlock (&g->mu);
+  return done;
+}
+
+/* Hands the filling slot to a worker (or compresses it here), then emits
+ * whatever is ready; on return the next slot is free to fill. */
+static int
+gz_submit (struct gzip_compressor *g, struct kiln_error **err)
+{
+  struct gz_slot *s = &g->slots[g->submitted % g->nslots];
+  if (g->threads > 1 && g->workers == NULL)
+    gz_start (g);
+  if (g->nworkers == 0)
+    {
+      gz_run (s, g->isal_level, g->level_buf);
+      s->done = true;
+      g->submitted++;
+      return gz_collect (g, err);
+    }
+  pthread_mutex_lock (&g->mu);
+  g->submitted++;
+  pthread_cond_signal (&g->cv_work);
+  pthread_mutex_unlock (&g->mu);
+  int r = 0;
+  while (r == 0 && (g->submitted - g->collected >= g->nslots || gz_front_done (g)))
+    r = gz_collect (g, err);
+  return r;
 }
 
 static int
@@ -123,17 +314,23 @@ gzip_write (struct kiln_compressor *c, const void *data, size_t len, struct kiln
   const unsigned char *p = data;
   while (len > 0)
     {
-      /* avail_in is a uInt: feed at most 1 GiB at a time. */
-      uInt n = len > (1u << 30) ? (1u << 30) : (uInt) len;
-      g->crc = crc32 (g->crc, p, n);
-      g->isize += (uint32_t) n;
-      g->zs.next_in = (Bytef *) p;
-      g->zs.avail_in = n;
-      int r = gzip_pump (g, Z_NO_FLUSH, err);
-      if (r < 0)
-        return r;
+      struct gz_slot *s = &g->slots[g->submitted % g->nslots];
+      if (s->in == NULL)
+        {
+          s->in = kiln_xmalloc (GZ_BLOCK);
+          s->out = kiln_xmalloc (GZ_OUT_CAP);
+        }
+      size_t n = GZ_BLOCK - s->in_len < len ? GZ_BLOCK - s->in_len : len;
+      memcpy (s->in + s->in_len, p, n);
+      s->in_len += n;
       p += n;
       len -= n;
+      if (s->in_len == GZ_BLOCK)
+        {
+          int r = gz_submit (g, err);
+          if (r < 0)
+            return r;
+        }
     }
   return 0;
 }
@@ -143,11 +340,12 @@ gzip_finish (struct kiln_compressor *c, struct kiln_error **err)
 {
   struct gzip_compressor *g = (struct gzip_compressor *) c;
   int r = gzip_write (c, NULL, 0, err);   /* the header, for an empty stream */
-  if (r < 0)
-    return r;
-  g->zs.next_in = NULL;
-  g->zs.avail_in = 0;
-  r = gzip_pump (g, Z_FINISH, err);
+  if (r == 0 && g->slots[g->submitted % g->nslots].in_len > 0)
+    r = gz_submit (g, err);
+  while (r == 0 && g->collected < g->submitted)
+    r = gz_collect (g, err);
+  if (r == 0)
+    r = emit (c, gzip_last_block, sizeof gzip_last_block, err);
   if (r < 0)
     return r;
   unsigned char trailer[8];
@@ -163,27 +361,51 @@ static void
 gzip_free (struct kiln_compressor *c)
 {
   struct gzip_compressor *g = (struct gzip_compressor *) c;
-  deflateEnd (&g->zs);
+  gz_stop (g);
+  for (size_t i = 0; i < g->nslots; i++)
+    {
+      free (g->slots[i].in);
+      free (g->slots[i].out);
+    }
+  free (g->slots);
+  free (g->workers);
+  free (g->level_buf);
+  pthread_mutex_destroy (&g->mu);
+  pthread_cond_destroy (&g->cv_work);
+  pthread_cond_destroy (&g->cv_done);
   free (g);
 }
 
 static const struct kiln_compressor_ops gzip_ops = { gzip_write, gzip_finish, gzip_free };
 
+/* --compression-level 0-9 onto ISA-L 0-3 (documented in compress.h); -1 is
+ * stored blocks only. */
 static int
-gzip_new (int level, struct kiln_compressor **out, struct kiln_error **err)
+gzip_isal_level (int level)
 {
   if (level < 0)
-    level = 6;
+    return 1;
+  static const int map[10] = { -1, 0, 1, 1, 1, 1, 2, 2, 3, 3 };
+  return map[level];
+}
+
+static int
+gzip_new (int level, int threads, struct kiln_compressor **out, struct kiln_error **err)
+{
   if (level > 9)
     return kiln_error_set (err, 0, KILN_E_USAGE, "gzip level %d out of range (0-9)", level);
   struct gzip_compressor *g = kiln_xcalloc (1, sizeof *g);
-  /* windowBits -15: raw deflate, the gzip framing is ours. */
-  if (deflateInit2 (&g->zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    {
-      free (g);
-      return kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "initialise deflate");
-    }
-  g->crc = crc32 (0, NULL, 0);
+  g->isal_level = gzip_isal_level (level);
+  g->threads = threads;
+  /* Two slots per worker keep every worker busy while the caller emits. */
+  g->nslots = threads > 1 ? (size_t) threads * 2 : 1;
+  if (g->nslots > GZ_MAX_SLOTS)
+    g->nslots = GZ_MAX_SLOTS;
+  g->slots = kiln_xcalloc (g->nslots, sizeof *g->slots);
+  g->level_buf = kiln_xmalloc (GZ_LEVEL_BUF);
+  pthread_mutex_init (&g->mu, NULL);
+  pthread_cond_init (&g->cv_work, NULL);
+  pthread_cond_init (&g->cv_done, NULL);
   g->base.ops = &gzip_ops;
   *out = &g->base;
   return 0;
@@ -258,8 +480,22 @@ zstd_free (struct kiln_compressor *c)
 
 static const struct kiln_compressor_ops zstd_ops = { zstd_write, zstd_finish, zstd_free };
 
+/* Fixed so that the frame depends only on the input and the level: zstd's
+ * multithreaded mode cuts the input into jobs of ZSTD_JOB bytes, each seeing
+ * the tail of the one before (overlapLog), whatever the number of workers.
+ * Single-threaded mode (nbWorkers 0) makes different bytes, so even one
+ * thread uses a worker. */
+#define ZSTD_JOB (1024 * 1024)
+#define ZSTD_OVERLAP_LOG 6
+
 static int
-zstd_new (int level, struct kiln_compressor **out, struct kiln_error **err)
+zstd_set (struct zstd_compressor *z, ZSTD_cParameter p, int v, const char *what, struct kiln_error **err)
+{
+  return zstd_check (ZSTD_CCtx_setParameter (z->cctx, p, v), what, err);
+}
+
+static int
+zstd_new (int level, int threads, struct kiln_compressor **out, struct kiln_error **err)
 {
   if (level < 0)
     level = 3;
@@ -270,13 +506,19 @@ zstd_new (int level, struct kiln_compressor **out, struct kiln_error **err)
   z->cctx = ZSTD_createCCtx ();
   if (z->cctx == NULL)
     abort ();
-  /* Single-threaded, no checksum, no content size: the frame depends only on
-   * the input bytes and the level. */
-  int r = zstd_check (ZSTD_CCtx_setParameter (z->cctx, ZSTD_c_compressionLevel, level), "zstd level", err);
+  /* No checksum, no content size: the frame depends only on the input
+   * bytes and the level. */
+  int r = zstd_set (z, ZSTD_c_compressionLevel, level, "set zstd level", err);
   if (r == 0)
-    r = zstd_check (ZSTD_CCtx_setParameter (z->cctx, ZSTD_c_checksumFlag, 0), "zstd checksum", err);
+    r = zstd_set (z, ZSTD_c_checksumFlag, 0, "set zstd checksum", err);
   if (r == 0)
-    r = zstd_check (ZSTD_CCtx_setParameter (z->cctx, ZSTD_c_contentSizeFlag, 0), "zstd content size", err);
+    r = zstd_set (z, ZSTD_c_contentSizeFlag, 0, "set zstd content size", err);
+  if (r == 0)
+    r = zstd_set (z, ZSTD_c_nbWorkers, threads, "set zstd workers (libzstd without threads?)", err);
+  if (r == 0)
+    r = zstd_set (z, ZSTD_c_jobSize, ZSTD_JOB, "set zstd job size", err);
+  if (r == 0)
+    r = zstd_set (z, ZSTD_c_overlapLog, ZSTD_OVERLAP_LOG, "set zstd overlap", err);
   if (r < 0)
     {
       zstd_free (&z->base);
@@ -290,18 +532,37 @@ zstd_new (int level, struct kiln_compressor **out, struct kiln_error **err)
 /* ---- dispatch ---- */
 
 int
+kiln_compress_threads (int threads)
+{
+  if (threads <= 0)
+    {
+      long n = sysconf (_SC_NPROCESSORS_ONLN);
+      threads = n > 0 ? (int) (n < KILN_COMPRESS_MAX_THREADS ? n : KILN_COMPRESS_MAX_THREADS) : 1;
+    }
+  return threads < KILN_COMPRESS_MAX_THREADS ? threads : KILN_COMPRESS_MAX_THREADS;
+}
+
+int
 kiln_compressor_new (enum kiln_compression c, int level, kiln_compress_sink sink, void *opaque,
                      struct kiln_compressor **out, struct kiln_error **err)
 {
+  return kiln_compressor_new_mt (c, level, 0, sink, opaque, out, err);
+}
+
+int
+kiln_compressor_new_mt (enum kiln_compression c, int level, int threads, kiln_compress_sink sink,
+                        void *opaque, struct kiln_compressor **out, struct kiln_error **err)
+{
   struct kiln_compressor *k = NULL;
   int r = 0;
+  threads = kiln_compress_threads (threads);
   switch (c)
     {
     case KILN_COMP_GZIP:
-      r = gzip_new (level, &k, err);
+      r = gzip_new (level, threads, &k, err);
       break;
     case KILN_COMP_ZSTD:
-      r = zstd_new (level, &k, err);
+      r = zstd_new (level, threads, &k, err);
       break;
     case KILN_COMP_NONE:
       k = kiln_xcalloc (1, sizeof *k);

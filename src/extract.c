@@ -18,6 +18,12 @@
  * marker comes first (as Docker writes it) or after the layer's own entries
  * (umoci's upperPaths).  Each marker costs one walk of its directory.
  *
+ * With overlay_whiteouts (snapshots) the layer lands in a directory of its
+ * own and nothing below it is visible, so whiteouts are recorded instead of
+ * applied: a 0:0 character device for ".wh.NAME", an opaque xattr for
+ * ".wh..wh..opq".  The same-layer rule still holds: a marker never covers an
+ * entry of its own layer, and an entry after a marker replaces it.
+ *
  * Directory metadata (owner, mode, times) is applied after all entries, in
  * reverse order, by re-resolving the path with O_NOFOLLOW and checking the
  * inode recorded at creation, so a directory replaced later by a symlink is
@@ -549,6 +555,8 @@ apply_whiteout (struct xstate *x, const char *parent, const char *base, struct k
   kiln_autofree char *vpath = *parent ? kiln_xasprintf ("%s/%s", parent, victim) : kiln_xstrdup (victim);
   if (!opaque && set_get (&x->created, vpath))
     return 0; /* same-layer entries are never whited out */
+  if (x->opts->overlay_whiteouts)
+    return opaque ? mark_opaque (x, parent, err) : make_overlay_whiteout (x, parent, victim, err);
   /* the parent is resolved in root, so ".wh.x" under "localetc -> /etc"
    * removes root/etc/x; a missing parent means nothing to remove */
   kiln_autoclose int dfd = kiln_fs_open_in_root (x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0, &tmp);
@@ -562,6 +570,45 @@ apply_whiteout (struct xstate *x, const char *parent, const char *base, struct k
   if (opaque)
     return clear_lower (x, dfd, parent, err);
   return kiln_fs_rm_rf_at (dfd, victim, err);
+}
+
+/* Overlay opaque marker on the directory parent (created when missing).
+ * user.overlay.opaque always (what overlayfs reads with `userxattr`, i.e. in
+ * a user namespace); trusted.overlay.opaque too when we may set it. */
+static int
+mark_opaque (struct xstate *x, const char *parent, struct kiln_error **err)
+{
+  kiln_autoclose int pfd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
+  if (pfd < 0)
+    return -1;
+  kiln_autoclose int dfd = openat (pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", parent);
+  mark_created (x, parent);
+  int user = fsetxattr (dfd, "user.overlay.opaque", "y", 1, 0);
+  int user_errno = errno;
+  int trusted = fsetxattr (dfd, "trusted.overlay.opaque", "y", 1, 0);
+  if (trusted < 0 && errno != EPERM)
+    return kiln_error_set (err, errno, KILN_E_IO, "set xattr `trusted.overlay.opaque`");
+  if (user < 0 && trusted < 0)
+    return kiln_error_set (err, user_errno, KILN_E_IO, "set xattr `user.overlay.opaque`");
+  return 0;
+}
+
+/* ".wh.NAME" as an overlay whiteout: a 0:0 character device replacing
+ * whatever a lower layer has at NAME. */
+static int
+make_overlay_whiteout (struct xstate *x, const char *parent, const char *victim, struct kiln_error **err)
+{
+  kiln_autoclose int pfd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
+  if (pfd < 0)
+    return -1;
+  mark_created (x, parent);
+  if (clear_dest (pfd, victim, false, err) < 0)
+    return -1;
+  if (mknodat (pfd, victim, S_IFCHR, makedev (0, 0)) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "create overlay whiteout `%s`", victim);
+  return 0;
 }
 
 /* ---- one entry ---- */
@@ -613,7 +660,7 @@ extract_path (struct xstate *x, struct archive_entry *e, char *path, struct kiln
     }
   kiln_autofree char *full = kiln_xstrdup (path);
   split_path (path, &parent, &base);
-  if (x->opts->whiteouts && kiln_str_has_prefix (base, WH_PREFIX))
+  if ((x->opts->whiteouts || x->opts->overlay_whiteouts) && kiln_str_has_prefix (base, WH_PREFIX))
     return apply_whiteout (x, parent, base, err);
   kiln_autoclose int pfd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
   if (pfd < 0)

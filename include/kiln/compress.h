@@ -31,10 +31,29 @@ struct kiln_compressor {
   void *opaque;
 };
 
-/* Creates a compressor for c at level (-1 = the default: gzip 6, zstd 3;
- * ignored for KILN_COMP_NONE).  Out-of-range levels fail with KILN_E_USAGE. */
+/* Creates a compressor for c at level (-1 = the default; ignored for
+ * KILN_COMP_NONE).  Out-of-range levels fail with KILN_E_USAGE.  Same as
+ * kiln_compressor_new_mt with threads 0.
+ *
+ * gzip: ISA-L deflate in independent 1 MiB input blocks (each ends byte
+ * aligned, so the blocks concatenate into one gzip member, as pigz -i does);
+ * a block that does not compress is stored as is.  Levels 0-9 map onto
+ * ISA-L's 0-3: 0 = stored blocks only (as gzip -0), 1 = ISA-L 0,
+ * 2-5 = ISA-L 1, 6-7 = ISA-L 2, 8-9 = ISA-L 3; the default is ISA-L 1.
+ * zstd: levels 1-max, default 3, always libzstd's multithreaded mode (at
+ * least one worker) with a fixed job size and overlap and no checksum. */
 int kiln_compressor_new (enum kiln_compression c, int level, kiln_compress_sink sink, void *opaque,
                          struct kiln_compressor **out, struct kiln_error **err);
+/* threads: compression workers, 0 = the number of online CPUs (capped at
+ * KILN_COMPRESS_MAX_THREADS).  The output bytes never depend on it.  gzip
+ * with one thread compresses in the caller; otherwise workers are started
+ * once the first full block is written.  The sink is always called from the
+ * thread calling write/finish, in stream order. */
+int kiln_compressor_new_mt (enum kiln_compression c, int level, int threads, kiln_compress_sink sink,
+                            void *opaque, struct kiln_compressor **out, struct kiln_error **err);
+#define KILN_COMPRESS_MAX_THREADS 64
+/* The thread count kiln_compressor_new_mt uses for threads (0 -> online CPUs). */
+int kiln_compress_threads (int threads);
 int kiln_compressor_write (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err);
 /* Ends the stream; no write may follow. */
 int kiln_compressor_finish (struct kiln_compressor *c, struct kiln_error **err);

@@ -18,6 +18,15 @@ struct kiln_store;
 
 struct kiln_extract_opts {
   bool whiteouts;          /* apply .wh. entries (image layers); false for ADD archives */
+  /* Snapshots (kiln/snapshot.h): each layer goes into its own empty dir, so
+   * whiteouts are not applied but become overlayfs markers (implies
+   * whiteouts): ".wh.NAME" -> a 0:0 character device NAME, ".wh..wh..opq"
+   * -> xattr user.overlay.opaque=y on the directory, plus
+   * trusted.overlay.opaque=y when the process may set trusted.* xattrs
+   * (real root), so one snapshot serves overlay mounts with and without
+   * `userxattr`.  Fails when neither xattr can be set or mknod of the 0:0
+   * device is refused (in a user namespace, Linux >= 5.8 allows it). */
+  bool overlay_whiteouts;
   bool keep_owner;         /* chown to the entry's uid/gid (when permitted) */
   bool has_chown;          /* ADD --chown: every entry gets uid/gid below */
   unsigned int uid, gid;
