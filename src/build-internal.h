@@ -4,6 +4,7 @@
 #define KILN_BUILD_INTERNAL_H
 
 #include "kiln/build.h"
+#include "kiln/cache.h"
 #include "kiln/dockerfile.h"
 #include "kiln/ignore.h"
 #include "kiln/oci.h"
@@ -21,6 +22,8 @@ struct build_stage {
   char *rootfs;                     /* ROOT-relative flattened view, or NULL */
   int rootfs_fd;
   size_t rootfs_layers;             /* layers already applied to the view */
+  struct kiln_digest key;           /* cache key of the last step */
+  char *clock;                      /* history time of the last step (cached steps keep theirs) */
 };
 
 struct build {
@@ -35,7 +38,24 @@ struct build {
   size_t step, nsteps;
   struct kiln_build_result *res;
   char **tmpdirs;                   /* ROOT-relative scratch dirs to remove */
+  struct kiln_ctxsum *ctxsum;       /* context checksum cache */
+  bool any_miss;                    /* a layer step of this build was not cached */
+  /* the current step */
+  char **used;                      /* "NAME\tVALUE" of every variable it looked up */
+  bool step_cached;
+  char *miss_reason;
+  struct kiln_digest step_key;
 };
+
+/* Whether lookups may use the cache for stage s (--no-cache, --no-cache-filter). */
+bool kiln_build_cache_enabled (struct build *b, const struct build_stage *s);
+/* Looks key up; on a hit with its layer in the store, adds the layer to the
+ * stage and returns 1; 0 on a miss (b->miss_reason set). */
+int kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                             const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);
+/* Records the layer the step just added under key. */
+int kiln_build_cache_record (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                             const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);
 
 /* The step's variable lookup: ENV of the stage first, then its ARGs. */
 struct step_env {

@@ -20,17 +20,31 @@
 int kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                             struct kiln_error **err);
 
+static const char *
+lookup (struct build_stage *s, const char *name)
+{
+  const char *v = kiln_image_config_getenv (&s->cfg, name);
+  if (v)
+    return v;
+  for (size_t i = 0; i < s->args.n; i++)
+    if (strcmp (s->args.items[i].key, name) == 0)
+      return s->args.items[i].value;
+  return NULL;
+}
+
+/* Every lookup is recorded: the values a step used are part of its cache
+ * key, and only those (a changed build arg no step uses misses nothing). */
 const char *
 kiln_build_lookup (void *ud, const char *name)
 {
   struct step_env *e = ud;
-  const char *v = kiln_image_config_getenv (&e->s->cfg, name);
-  if (v)
-    return v;
-  for (size_t i = 0; i < e->s->args.n; i++)
-    if (strcmp (e->s->args.items[i].key, name) == 0)
-      return e->s->args.items[i].value;
-  return NULL;
+  const char *v = lookup (e->s, name);
+  kiln_autofree char *line = kiln_xasprintf ("var %s\t%s%s", name, v ? "=" : "unset", v ? v : "");
+  for (size_t i = 0; e->b->used && e->b->used[i]; i++)
+    if (strcmp (e->b->used[i], line) == 0)
+      return v;
+  kiln_strv_push (&e->b->used, line);
+  return v;
 }
 
 int
@@ -95,13 +109,13 @@ kiln_build_add_layer (struct build *b, struct build_stage *s, const struct kiln_
   memset (&s->layers[s->nlayers], 0, sizeof *s->layers);
   kiln_descriptor_copy (&s->layers[s->nlayers++], &lr->desc);
   kiln_strv_push (&s->cfg.diff_ids, lr->diff_id.s);
-  kiln_image_config_add_history (&s->cfg, b->created, created_by, false);
+  kiln_image_config_add_history (&s->cfg, s->clock ? s->clock : b->created, created_by, false);
 }
 
 static void
 add_history (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
 {
-  kiln_image_config_add_history (&s->cfg, b->created, in->original, true);
+  kiln_image_config_add_history (&s->cfg, s->clock ? s->clock : b->created, in->original, true);
 }
 
 /* ENV and LABEL: "K=V ..." pairs, or the legacy "K V with spaces". */

@@ -34,6 +34,9 @@ struct centry {
   char *link;
   dev_t rdev;
   size_t seq;
+  struct stat st;        /* of the source, for the context checksum cache */
+  bool ctx;              /* a context file */
+  const char *origin;    /* non-context source: its identity instead of its content */
 };
 
 struct copy_job {
@@ -49,6 +52,9 @@ struct copy_job {
   /* the source currently walked */
   int rootfd;
   bool from_context, keep_owner;
+  const char *origin;    /* identity of a --from stage/image or an ADD archive */
+  char **origins;        /* owns the origin strings */
+  char **inputs;         /* what the cache key is made of */
 };
 
 static int
@@ -115,6 +121,9 @@ add_from_stat (struct copy_job *j, const char *src, const char *dest, const stru
   e->size = S_ISREG (st->st_mode) ? (uint64_t) st->st_size : 0;
   e->rdev = st->st_rdev;
   e->link = link ? kiln_xstrdup (link) : NULL;
+  e->st = *st;
+  e->ctx = j->from_context;
+  e->origin = j->origin;
 }
 
 static bool
@@ -206,6 +215,24 @@ copy_tree (struct copy_job *j, const char *src, const struct stat *st, const cha
   return walk_dir (j, dfd, src, dest, err);
 }
 
+/* Content digest of a context file through the checksum cache: a file
+ * whose (dev, inode, size, mtime, ctime) did not change is not read. */
+static int
+source_digest (struct copy_job *j, int fd, const char *src, struct kiln_digest *d, struct kiln_error **err)
+{
+  struct stat st;
+  if (fstat (fd, &st) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
+  if (j->from_context && kiln_ctxsum_lookup (j->b->ctxsum, src, &st, d))
+    return 0;
+  if (lseek (fd, 0, SEEK_SET) < 0 || kiln_digest_fd (fd, d, NULL, err) < 0)
+    return kiln_error_wrap (err, "hash `%s`", src);
+  lseek (fd, 0, SEEK_SET);
+  if (j->from_context)
+    kiln_ctxsum_update (j->b->ctxsum, src, &st, d);
+  return 0;
+}
+
 /* ADD of a local archive: extracted into scratch space, then copied as a tree. */
 static int
 add_archive (struct copy_job *j, int fd, const char *src, const char *dest, struct kiln_error **err)
@@ -221,13 +248,19 @@ add_archive (struct copy_job *j, int fd, const char *src, const char *dest, stru
   st.st_mode = S_IFDIR | 0755;
   st.st_uid = st.st_gid = 0;
   st.st_mtim.tv_sec = synth_mtime (j);
+  struct kiln_digest ad;
+  if (source_digest (j, fd, src, &ad, err) < 0)
+    return -1;
   int saved_root = j->rootfd;
   bool saved_keep = j->keep_owner, saved_ctx = j->from_context;
+  const char *saved_origin = j->origin;
+  kiln_strv_push_take (&j->origins, kiln_xasprintf ("archive %s:", ad.s));
+  j->origin = j->origins[kiln_strv_len (j->origins) - 1];
   j->rootfd = tmpfd;
   j->keep_owner = true;
   j->from_context = false;
   int ret = copy_tree (j, "", &st, dest, err);
-  j->rootfd = saved_root, j->keep_owner = saved_keep, j->from_context = saved_ctx;
+  j->rootfd = saved_root, j->keep_owner = saved_keep, j->from_context = saved_ctx, j->origin = saved_origin;
   return ret;
 }
 
@@ -325,6 +358,9 @@ free_entries (struct copy_job *j)
   free (j->v);
   j->v = NULL;
   j->n = 0;
+  kiln_strv_free (j->origins);
+  kiln_strv_free (j->inputs);
+  j->origins = j->inputs = NULL;
 }
 
 static int
@@ -344,34 +380,118 @@ write_entry (struct kiln_layer_writer *w, const struct centry *c, struct kiln_er
   return kiln_layer_writer_add (w, &e, fd, err);
 }
 
-/* Sorts, keeps the last entry of each path, streams the layer. */
+/* Sorts by path and keeps the last entry of each path. */
+static void
+sort_entries (struct copy_job *j)
+{
+  size_t out = 0;
+  qsort (j->v, j->n, sizeof *j->v, compare_entries);
+  for (size_t i = 0; i < j->n; i++)
+    {
+      struct centry *c = &j->v[i];
+      if (!*c->dest || (i + 1 < j->n && strcmp (c->dest, j->v[i + 1].dest) == 0))
+        {
+          free (c->dest), free (c->src), free (c->data), free (c->link);
+          continue;
+        }
+      j->v[out++] = *c;
+    }
+  j->n = out;
+}
+
+static int
+entry_digest (struct copy_job *j, const struct centry *c, struct kiln_digest *d, struct kiln_error **err)
+{
+  if (c->data)
+    {
+      kiln_digest_of (c->data, c->datalen, d);
+      return 0;
+    }
+  if (c->origin)
+    {
+      kiln_autofree char *id = kiln_xasprintf ("%s%s", c->origin, c->src);
+      kiln_digest_of (id, strlen (id), d);
+      return 0;
+    }
+  if (c->ctx && kiln_ctxsum_lookup (j->b->ctxsum, c->src, &c->st, d))
+    return 0;
+  kiln_autoclose int fd = kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
+  if (fd < 0)
+    return -1;
+  return source_digest (j, fd, c->src, d, err);
+}
+
+/* The key: the instruction, the variables it used, and per entry its path,
+ * type, mode, owner, link target and content digest; never mtimes. */
+static int
+step_key (struct copy_job *j, struct kiln_digest *key, struct kiln_error **err)
+{
+  struct kiln_cache_key k;
+  kiln_strv_push_take (&j->inputs, kiln_xasprintf ("instruction\t%s", j->in->original));
+  for (size_t i = 0; j->b->used && j->b->used[i]; i++)
+    kiln_strv_push (&j->inputs, j->b->used[i]);
+  for (size_t i = 0; i < j->n; i++)
+    {
+      const struct centry *c = &j->v[i];
+      const char *name = c->ctx ? c->src : c->dest;
+      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s meta\t/%s %o %u:%u %s", name, c->dest,
+                                                       (unsigned) c->mode, (unsigned) c->uid, (unsigned) c->gid,
+                                                       c->link ? c->link : ""));
+      if (!S_ISREG (c->mode))
+        continue;
+      struct kiln_digest d;
+      if (entry_digest (j, c, &d, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s content\t%s", name, d.s));
+    }
+  kiln_cache_key_init (&k, &j->s->key);
+  for (size_t i = 0; j->inputs[i]; i++)
+    kiln_cache_key_add (&k, "input", j->inputs[i]);
+  kiln_cache_key_final (&k, key);
+  return 0;
+}
+
+/* Streams the sorted entries through one layer writer into the store. */
 static int
 write_layer (struct copy_job *j, struct kiln_error **err)
 {
   struct kiln_layer_writer *w = NULL;
   struct kiln_layer_result lr = { 0 };
-  qsort (j->v, j->n, sizeof *j->v, compare_entries);
   if (kiln_layer_writer_new (j->b->st, &j->b->o->layer, &w, err) < 0)
     return -1;
   for (size_t i = 0; i < j->n; i++)
-    {
-      if (!*j->v[i].dest || (i + 1 < j->n && strcmp (j->v[i].dest, j->v[i + 1].dest) == 0))
-        continue;
-      if (write_entry (w, &j->v[i], err) < 0)
-        {
-          kiln_layer_writer_free (w);
-          return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
-        }
-    }
+    if (write_entry (w, &j->v[i], err) < 0)
+      {
+        kiln_layer_writer_free (w);
+        return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
+      }
   if (kiln_layer_writer_finish (w, &lr, err) < 0)
     {
       kiln_layer_writer_free (w);
       return -1;
     }
   kiln_layer_writer_free (w);
+  free (j->s->clock);
+  j->s->clock = kiln_xstrdup (j->b->created);
   kiln_build_add_layer (j->b, j->s, &lr, j->in->original);
   kiln_layer_result_clear (&lr);
   return 0;
+}
+
+/* Reuses a cached layer or writes a new one and records it. */
+static int
+commit_layer (struct copy_job *j, struct kiln_error **err)
+{
+  struct kiln_digest key;
+  sort_entries (j);
+  if (step_key (j, &key, err) < 0)
+    return -1;
+  int hit = kiln_build_cache_lookup (j->b, j->s, j->in, &key, j->inputs, err);
+  if (hit != 0)
+    return hit < 0 ? -1 : 0;
+  if (write_layer (j, err) < 0)
+    return -1;
+  return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
 }
 
 /* Looks name up in the image's /etc/passwd or /etc/group (field 3 = id). */
@@ -487,6 +607,9 @@ source_root (struct copy_job *j, struct build_stage *tmp, struct kiln_error **er
     src = &j->b->stages[idx];
   else if (kiln_build_load_image (j->b, tmp, from, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
+  /* files of a stage or image are named by its cache key: equal key, equal files */
+  kiln_strv_push_take (&j->origins, kiln_xasprintf ("from %s:", src->key.s));
+  j->origin = j->origins[0];
   j->rootfd = kiln_build_stage_rootfs (j->b, src, err);
   j->keep_owner = true;
   return j->rootfd < 0 ? kiln_build_step_error (j->b, j->in, err) : 0;
@@ -655,7 +778,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
     }
   if (collect_sources (&j, words, nsrc, dest, dest_is_dir, err) < 0)
     goto out;
-  ret = write_layer (&j, err);
+  ret = commit_layer (&j, err);
   if (ret == 0)
     {
       kiln_strv_free (s->pending_dirs);

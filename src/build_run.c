@@ -26,7 +26,10 @@ kiln_build_result_clear (struct kiln_build_result *r)
 {
   kiln_descriptor_clear (&r->manifest);
   for (size_t i = 0; i < r->nsteps; i++)
-    free (r->steps[i].text);
+    {
+      free (r->steps[i].text);
+      free (r->steps[i].miss);
+    }
   free (r->steps);
   memset (r, 0, sizeof *r);
 }
@@ -51,6 +54,37 @@ progress (struct build *b, const char *text, double secs, const char *note)
 }
 
 static void
+progress_miss (struct build *b, const struct kiln_df_instr *in)
+{
+  if (b->o->progress != KILN_PROGRESS_PLAIN || !b->o->progress_out || !b->miss_reason)
+    return;
+  fprintf (b->o->progress_out, "miss: %s : %s\n", in->original, b->miss_reason);
+}
+
+/* Metadata steps: the key covers the instruction and the values it used. */
+static void
+metadata_key (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
+{
+  struct kiln_cache_key k;
+  kiln_cache_key_init (&k, &s->key);
+  kiln_cache_key_add (&k, "instruction", in->original);
+  for (size_t i = 0; b->used && b->used[i]; i++)
+    kiln_cache_key_add (&k, "used", b->used[i]);
+  kiln_cache_key_final (&k, &b->step_key);
+}
+
+static void
+step_reset (struct build *b)
+{
+  kiln_strv_free (b->used);
+  b->used = NULL;
+  b->step_cached = false;
+  free (b->miss_reason);
+  b->miss_reason = NULL;
+  memset (&b->step_key, 0, sizeof b->step_key);
+}
+
+static void
 record_step (struct build *b, const char *text, double secs, const struct build_stage *s, size_t layers_before)
 {
   struct kiln_build_result *r = b->res;
@@ -59,6 +93,9 @@ record_step (struct build *b, const char *text, double secs, const struct build_
   memset (si, 0, sizeof *si);
   si->text = kiln_xstrdup (text);
   si->seconds = secs;
+  si->key = s->key;
+  si->cached = b->step_cached;
+  si->miss = b->miss_reason ? kiln_xstrdup (b->miss_reason) : NULL;
   if (s->nlayers > layers_before)
     {
       si->has_layer = true;
@@ -73,10 +110,16 @@ run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *i
   unsigned long long t0 = kiln_now_ns ();
   size_t before = s->nlayers;
   kiln_autofree char *text = kiln_xasprintf ("%s[%zu/%zu] %s", prefix, ++b->step, b->nsteps, in->original);
+  step_reset (b);
   if (kiln_build_step_handle (b, s, in, err) < 0)
     return -1;
+  bool layer_step = in->cmd == KILN_DF_COPY || in->cmd == KILN_DF_ADD || in->cmd == KILN_DF_RUN;
+  if (!layer_step)
+    metadata_key (b, s, in);
+  s->key = b->step_key;
   double secs = (double) (kiln_now_ns () - t0) / 1e9;
-  progress (b, text, secs, NULL);
+  progress_miss (b, in);
+  progress (b, text, secs, b->step_cached ? "CACHED" : NULL);
   record_step (b, text, secs, s, before);
   return 0;
 }
@@ -112,6 +155,14 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   for (size_t i = 0; i < m.nlayers; i++)
     kiln_descriptor_copy (&s->layers[i], &m.layers[i]);
   s->nlayers = m.nlayers;
+  /* the digest behind the tag, not the tag, starts the cache chain */
+  struct kiln_cache_key k;
+  kiln_cache_key_init (&k, NULL);
+  kiln_cache_key_addf (&k, "from", "image %s %s/%s", d.digest.s, s->cfg.os ? s->cfg.os : "",
+                       s->cfg.architecture ? s->cfg.architecture : "");
+  kiln_cache_key_final (&k, &s->key);
+  free (s->clock);
+  s->clock = s->cfg.created ? kiln_xstrdup (s->cfg.created) : NULL;
   ret = 0;
 out:
   kiln_manifest_clear (&m);
@@ -123,6 +174,8 @@ out:
 static void
 copy_stage_image (struct build_stage *dst, const struct build_stage *src)
 {
+  dst->key = src->key;
+  dst->clock = src->clock ? kiln_xstrdup (src->clock) : NULL;
   kiln_image_config_copy (&dst->cfg, &src->cfg);
   dst->layers = kiln_xcalloc (src->nlayers ? src->nlayers : 1, sizeof *dst->layers);
   for (size_t i = 0; i < src->nlayers; i++)
@@ -131,10 +184,15 @@ copy_stage_image (struct build_stage *dst, const struct build_stage *src)
 }
 
 static void
-init_scratch (struct build_stage *s)
+init_scratch (struct build *b, struct build_stage *s)
 {
   const char *os, *arch, *variant;
+  struct kiln_cache_key k;
   kiln_plan_host_platform (&os, &arch, &variant);
+  kiln_cache_key_init (&k, NULL);
+  kiln_cache_key_addf (&k, "from", "scratch %s/%s/%s", os, arch, variant ? variant : "");
+  kiln_cache_key_final (&k, &s->key);
+  s->clock = kiln_xstrdup (b->created);
   s->cfg.os = kiln_xstrdup (os);
   s->cfg.architecture = kiln_xstrdup (arch);
   s->cfg.variant = variant ? kiln_xstrdup (variant) : NULL;
@@ -171,12 +229,18 @@ run_stage (struct build *b, size_t idx, struct kiln_error **err)
   unsigned long long t0 = kiln_now_ns ();
   kiln_autofree char *text = kiln_xasprintf ("[%zu/%zu] %s", ++b->step, b->nsteps, ps->from->original);
 
+  step_reset (b);
   if (ps->base_stage >= 0)
     copy_stage_image (s, &b->stages[ps->base_stage]);
   else if (strcmp (ps->base, "scratch") == 0)
-    init_scratch (s);
+    init_scratch (b, s);
   else if (kiln_build_load_image (b, s, ps->base, err) < 0)
     return kiln_build_step_error (b, ps->from, err);
+  if (b->o->have_epoch || !s->clock)
+    {
+      free (s->clock);
+      s->clock = kiln_xstrdup (b->created);
+    }
   progress (b, text, (double) (kiln_now_ns () - t0) / 1e9, NULL);
   record_step (b, text, (double) (kiln_now_ns () - t0) / 1e9, s, s->nlayers);
   if (run_onbuild (b, s, ps->from, err) < 0)
@@ -195,7 +259,7 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   struct kiln_manifest m = { 0 };
   int ret;
   free (s->cfg.created);
-  s->cfg.created = kiln_xstrdup (b->created);
+  s->cfg.created = kiln_xstrdup (s->clock ? s->clock : b->created);
   if (kiln_store_put_config (b->st, &s->cfg, &cfgd, err) < 0)
     return kiln_error_wrap (err, "store image config");
   m.media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);
@@ -255,6 +319,9 @@ prepare (struct build *b, struct kiln_error **err)
   struct kiln_plan_opts po = { .build_args = &o->build_args, .target = o->target };
   if (kiln_plan_new (b->df, &po, &b->plan, err) < 0)
     return -1;
+  kiln_autofree char *abs = realpath (o->context, NULL);
+  if (!abs || kiln_ctxsum_open (b->st, abs, &b->ctxsum, err) < 0)
+    return abs ? -1 : kiln_error_set (err, errno, KILN_E_IO, "resolve build context `%s`", o->context);
   b->stages = kiln_xcalloc (b->plan->nstages, sizeof *b->stages);
   for (size_t i = 0; i < b->plan->nstages; i++)
     b->stages[i].rootfs_fd = -1;
@@ -272,6 +339,7 @@ kiln_build_stage_clear (struct build_stage *s)
   free (s->layers);
   kiln_kvlist_clear (&s->args);
   kiln_strv_free (s->pending_dirs);
+  free (s->clock);
   if (s->rootfs_fd >= 0)
     close (s->rootfs_fd);
   memset (s, 0, sizeof *s);
@@ -291,6 +359,8 @@ build_clear (struct build *b)
         kiln_error_free (&e);
       }
   kiln_strv_free (b->tmpdirs);
+  step_reset (b);
+  kiln_ctxsum_free (b->ctxsum);
   free (b->stages);
   kiln_plan_free (b->plan);
   kiln_dockerfile_free (b->df);
@@ -311,6 +381,12 @@ kiln_build_run (struct kiln_store *st, const struct kiln_build_opts *opts, struc
       ret = run_stage (&b, i, err);
   if (ret == 0)
     ret = write_image (&b, &b.stages[b.plan->target], err);
+  if (ret == 0)
+    {
+      kiln_autoerror struct kiln_error *e = NULL;
+      if (kiln_ctxsum_save (b.ctxsum, &e) < 0)
+        kiln_log_warn ("%s", e->msg);
+    }
   build_clear (&b);
   return ret;
 }

@@ -25,7 +25,8 @@ struct kiln_build_opts {
   const char *dockerfile_name;    /* name used in messages (e.g. "Dockerfile") */
   struct kiln_kvlist build_args;
   const char *target;
-  bool no_cache;
+  bool no_cache;                  /* no cache lookups (results are still recorded) */
+  char **no_cache_filter;         /* stage names (or indexes) built without cache lookups */
   struct kiln_layer_opts layer;   /* compression and mtime clamping */
   bool have_epoch;                /* --source-date-epoch / SOURCE_DATE_EPOCH */
   int64_t epoch;
@@ -35,6 +36,9 @@ struct kiln_build_opts {
 
 struct kiln_build_step_info {
   char *text;                     /* "[2/7] COPY app/ /app/" */
+  struct kiln_digest key;         /* cache key */
+  bool cached;                    /* the layer came from the cache */
+  char *miss;                     /* why a layer step was not cached, or NULL */
   struct kiln_digest layer;       /* blob digest, or empty when no layer */
   bool has_layer;
   double seconds;

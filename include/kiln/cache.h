@@ -1,0 +1,80 @@
+/* kiln/cache.h - the layer cache: step keys, step records, and the context
+ * checksum cache.
+ *
+ * A step's key is a sha256 over its parent's key and exactly the inputs the
+ * step depends on (the expanded instruction and flags, the ARG/ENV values it
+ * sees, the content digests, modes and owners of COPY sources; never secrets
+ * or cache mounts).  Fields are length-prefixed so two different input lists
+ * never hash alike.  Records live in ROOT/cache/records/<key>.json, listed per
+ * parent under ROOT/cache/children/<parent>/, so a miss can be explained by
+ * the record of the same instruction with the same parent.
+ *
+ * The context checksum cache maps a context file's (dev, inode, size,
+ * mtime_ns, ctime_ns) to its sha256, so a rebuild with no change reads no
+ * file content. */
+#ifndef KILN_CACHE_H
+#define KILN_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include "kiln/digest.h"
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+
+struct kiln_cache_key {
+  struct kiln_sha256 *h;
+};
+
+/* parent NULL for a chain start (then add the base's identity). */
+void kiln_cache_key_init (struct kiln_cache_key *k, const struct kiln_digest *parent);
+void kiln_cache_key_add (struct kiln_cache_key *k, const char *field, const char *value);
+void kiln_cache_key_addf (struct kiln_cache_key *k, const char *field, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+/* Writes the key and frees the hash state. */
+void kiln_cache_key_final (struct kiln_cache_key *k, struct kiln_digest *out);
+void kiln_cache_key_clear (struct kiln_cache_key *k);
+
+/* What a cached step produced, and what it was made from (for explanations). */
+struct kiln_cache_record {
+  struct kiln_digest key, parent;
+  char *instruction;             /* the instruction as written ("COPY weights/ /models/") */
+  bool has_layer;
+  struct kiln_descriptor layer;  /* the layer blob */
+  struct kiln_digest diff_id;
+  char *created;                 /* history time of the step when it was built */
+  char **inputs;                 /* "NAME\tVALUE" lines: what went into the key */
+};
+void kiln_cache_record_clear (struct kiln_cache_record *r);
+
+/* 0 and *r filled when found; 1 when there is no record (not an error). */
+int kiln_cache_get (struct kiln_store *st, const struct kiln_digest *key, struct kiln_cache_record *r,
+                    struct kiln_error **err);
+int kiln_cache_put (struct kiln_store *st, const struct kiln_cache_record *r, struct kiln_error **err);
+/* The most recent record with this parent and instruction, for explaining a
+ * miss; 1 when none. */
+int kiln_cache_find_sibling (struct kiln_store *st, const struct kiln_digest *parent, const char *instruction,
+                             struct kiln_cache_record *r, struct kiln_error **err);
+/* Human text for why `now` misses where `old` was built: the first input
+ * that changed, appeared or went away, e.g. "weights/model.bin content
+ * changed"; "parent changed" when the inputs are equal. Caller frees. */
+char *kiln_cache_explain (char *const *old_inputs, char *const *now_inputs);
+
+struct kiln_ctxsum;
+
+/* Loads the checksum cache of a context directory (by its absolute path). */
+int kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ctxsum **out,
+                      struct kiln_error **err);
+/* True and *d set when rel's recorded stat matches st exactly. */
+bool kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, struct kiln_digest *d);
+/* Records a digest; entries changed within the last seconds are kept out of
+ * the saved file, so a file rewritten within the same timestamp granule is
+ * always hashed again ("racily clean", as git calls it). */
+void kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st,
+                         const struct kiln_digest *d);
+int kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err);
+void kiln_ctxsum_free (struct kiln_ctxsum *cs);
+
+#endif

@@ -1,0 +1,95 @@
+/* build_cache.c - the executor's side of the layer cache: lookups, records,
+ * and why a step missed. */
+#include <stdlib.h>
+#include <string.h>
+#include "build-internal.h"
+#include "kiln/cleanup.h"
+#include "kiln/log.h"
+#include "kiln/util.h"
+
+bool
+kiln_build_cache_enabled (struct build *b, const struct build_stage *s)
+{
+  if (b->o->no_cache)
+    return false;
+  size_t idx = (size_t) (s - b->stages);
+  if (idx >= b->plan->nstages)
+    return true;
+  const char *name = b->plan->stages[idx].name;
+  for (size_t i = 0; b->o->no_cache_filter && b->o->no_cache_filter[i]; i++)
+    {
+      const char *f = b->o->no_cache_filter[i];
+      if ((name && strcasecmp (f, name) == 0) || kiln_plan_find_stage (b->plan, f, idx + 1) == (long) idx)
+        return false;
+    }
+  return true;
+}
+
+static void
+set_clock (struct build_stage *s, const char *t)
+{
+  free (s->clock);
+  s->clock = kiln_xstrdup (t);
+}
+
+static char *
+explain_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, char *const *inputs)
+{
+  struct kiln_cache_record sib = { 0 };
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) != 0)
+    return kiln_xstrdup (b->any_miss ? "an earlier step changed" : "not built before");
+  char *why = kiln_cache_explain (sib.inputs, inputs);
+  kiln_cache_record_clear (&sib);
+  return why;
+}
+
+int
+kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                         const struct kiln_digest *key, char *const *inputs, struct kiln_error **err)
+{
+  struct kiln_cache_record r = { 0 };
+  b->step_key = *key;
+  free (b->miss_reason);
+  b->miss_reason = NULL;
+  if (!kiln_build_cache_enabled (b, s))
+    {
+      b->miss_reason = kiln_xstrdup ("cache disabled");
+      return 0;
+    }
+  int found = kiln_cache_get (b->st, key, &r, err);
+  if (found < 0)
+    return -1;
+  if (found == 0 && r.has_layer && kiln_store_blob_exists (b->st, &r.layer.digest, NULL))
+    {
+      struct kiln_layer_result lr = { .diff_id = r.diff_id, .desc = r.layer };
+      if (!b->o->have_epoch && r.created)
+        set_clock (s, r.created);
+      kiln_build_add_layer (b, s, &lr, in->original);
+      kiln_cache_record_clear (&r);
+      b->step_cached = true;
+      return 1;
+    }
+  kiln_cache_record_clear (&r);
+  b->miss_reason = explain_miss (b, s, in, inputs);
+  return 0;
+}
+
+int
+kiln_build_cache_record (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                         const struct kiln_digest *key, char *const *inputs, struct kiln_error **err)
+{
+  struct kiln_cache_record r = {
+    .key = *key, .parent = s->key, .instruction = in->original, .has_layer = true,
+    .layer = s->layers[s->nlayers - 1], .created = s->clock, .inputs = (char **) inputs,
+  };
+  const char *diff = s->cfg.diff_ids[kiln_strv_len (s->cfg.diff_ids) - 1];
+  b->any_miss = true;
+  if (kiln_digest_parse (diff, &r.diff_id, err) < 0)
+    return -1;
+  /* a cache that cannot be written only costs the next build time */
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (kiln_cache_put (b->st, &r, &e) < 0)
+    kiln_log_warn ("could not record the cache for `%s`: %s", in->original, e->msg);
+  return 0;
+}

@@ -1,0 +1,352 @@
+/* cache.c - step keys, step records, the context checksum cache. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "kiln/cache.h"
+#include "kiln/cleanup.h"
+#include "kiln/fs.h"
+#include "kiln/store.h"
+#include "kiln/util.h"
+#include "oci-internal.h"
+
+#define RECORD_MAX (16u << 20)
+#define CTXSUM_MAX (256u << 20)
+/* a file changed this recently may change again within its timestamp granule */
+#define RACY_NS (2ULL * 1000000000ULL)
+
+void
+kiln_cache_key_init (struct kiln_cache_key *k, const struct kiln_digest *parent)
+{
+  k->h = kiln_sha256_new ();
+  kiln_cache_key_add (k, "kiln-cache-v1", parent ? parent->s : "");
+}
+
+void
+kiln_cache_key_add (struct kiln_cache_key *k, const char *field, const char *value)
+{
+  char len[64];
+  const char *v = value ? value : "";
+  /* length-prefixed so ("ab","c") and ("a","bc") never collide */
+  int n = snprintf (len, sizeof len, "%zu:%zu:", strlen (field), strlen (v));
+  kiln_sha256_update (k->h, len, (size_t) n);
+  kiln_sha256_update (k->h, field, strlen (field));
+  kiln_sha256_update (k->h, v, strlen (v));
+  kiln_sha256_update (k->h, value ? "+" : "-", 1);
+}
+
+void
+kiln_cache_key_addf (struct kiln_cache_key *k, const char *field, const char *fmt, ...)
+{
+  va_list ap;
+  char *v;
+  va_start (ap, fmt);
+  if (vasprintf (&v, fmt, ap) < 0)
+    abort ();
+  va_end (ap);
+  kiln_cache_key_add (k, field, v);
+  free (v);
+}
+
+void
+kiln_cache_key_final (struct kiln_cache_key *k, struct kiln_digest *out)
+{
+  kiln_sha256_final (k->h, out);
+  kiln_cache_key_clear (k);
+}
+
+void
+kiln_cache_key_clear (struct kiln_cache_key *k)
+{
+  kiln_sha256_free (k->h);
+  k->h = NULL;
+}
+
+void
+kiln_cache_record_clear (struct kiln_cache_record *r)
+{
+  free (r->instruction);
+  free (r->created);
+  kiln_descriptor_clear (&r->layer);
+  kiln_strv_free (r->inputs);
+  memset (r, 0, sizeof *r);
+}
+
+static int
+cache_dir (struct kiln_store *st, const char *rel, struct kiln_error **err)
+{
+  return kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), rel, 0755, err);
+}
+
+static json_t *
+record_to_json (const struct kiln_cache_record *r)
+{
+  json_t *j = json_object ();
+  json_object_set_new (j, "key", json_string (r->key.s));
+  json_object_set_new (j, "parent", json_string (r->parent.s));
+  kiln_oci_set_str (j, "instruction", r->instruction);
+  kiln_oci_set_str (j, "created", r->created);
+  if (r->has_layer)
+    {
+      json_object_set_new (j, "layer", kiln_oci_descriptor_to_json (&r->layer));
+      json_object_set_new (j, "diff_id", json_string (r->diff_id.s));
+    }
+  json_object_set_new (j, "inputs", kiln_oci_strv_to_json (r->inputs ? r->inputs : (char *[]){ NULL }));
+  return j;
+}
+
+static int
+record_from_json (const char *data, size_t len, struct kiln_cache_record *r, struct kiln_error **err)
+{
+  kiln_autojson json_t *j = NULL;
+  json_t *layer = NULL;
+  const struct kiln_jpath p = { "cache record", "" }, lp = { "cache record", "layer." };
+  kiln_autofree char *key = NULL, *parent = NULL, *diff = NULL;
+  if (kiln_oci_load (data, len, "cache record", &j, err) < 0
+      || kiln_oci_get_str (j, "key", &p, true, &key, err) < 0
+      || kiln_oci_get_str (j, "parent", &p, true, &parent, err) < 0
+      || kiln_oci_get_str (j, "instruction", &p, false, &r->instruction, err) < 0
+      || kiln_oci_get_str (j, "created", &p, false, &r->created, err) < 0
+      || kiln_oci_get_strv (j, "inputs", &p, &r->inputs, err) < 0
+      || kiln_oci_get_obj (j, "layer", &p, false, &layer, err) < 0
+      || kiln_oci_get_str (j, "diff_id", &p, false, &diff, err) < 0)
+    return -1;
+  if (kiln_digest_parse (key, &r->key, err) < 0 || kiln_digest_parse (parent, &r->parent, err) < 0)
+    return kiln_error_wrap (err, "cache record");
+  if (layer)
+    {
+      r->has_layer = true;
+      if (kiln_oci_descriptor_from_json (layer, &lp, &r->layer, err) < 0
+          || kiln_digest_parse (diff, &r->diff_id, err) < 0)
+        return kiln_error_wrap (err, "cache record");
+    }
+  return 0;
+}
+
+static int
+read_record (struct kiln_store *st, const char *rel, struct kiln_cache_record *r, struct kiln_error **err)
+{
+  struct kiln_buf b = KILN_BUF_INIT;
+  kiln_autoclose int fd = kiln_fs_open_beneath (kiln_store_dirfd (st), rel, O_RDONLY, 0, err);
+  if (fd < 0)
+    {
+      if ((*err)->kind != KILN_E_NOTFOUND)
+        return -1;
+      kiln_error_free (err);
+      return 1;
+    }
+  int ret = kiln_fs_read_fd (fd, RECORD_MAX, &b, err);
+  if (ret == 0)
+    ret = record_from_json (b.buf, b.len, r, err);
+  kiln_buf_release (&b);
+  if (ret < 0)
+    {
+      kiln_cache_record_clear (r);
+      return kiln_error_wrap (err, "read `%s`", rel);
+    }
+  return 0;
+}
+
+int
+kiln_cache_get (struct kiln_store *st, const struct kiln_digest *key, struct kiln_cache_record *r,
+                struct kiln_error **err)
+{
+  kiln_autofree char *rel = kiln_xasprintf ("cache/records/%s.json", kiln_digest_hex (key));
+  return read_record (st, rel, r, err);
+}
+
+int
+kiln_cache_put (struct kiln_store *st, const struct kiln_cache_record *r, struct kiln_error **err)
+{
+  kiln_autojson json_t *j = record_to_json (r);
+  kiln_autofree char *text = NULL;
+  kiln_autofree char *name = kiln_xasprintf ("%s.json", kiln_digest_hex (&r->key));
+  kiln_autofree char *children = kiln_xasprintf ("cache/children/%s", kiln_digest_hex (&r->parent));
+  size_t len;
+  if (kiln_oci_dump (j, "cache record", &text, &len, err) < 0)
+    return -1;
+  kiln_autoclose int rfd = cache_dir (st, "cache/records", err);
+  if (rfd < 0 || kiln_fs_write_atomic (rfd, name, text, len, 0644, err) < 0)
+    return kiln_error_wrap (err, "write cache record");
+  /* the children entry only points at the record; a stale one is ignored */
+  kiln_autoclose int cfd = cache_dir (st, children, err);
+  if (cfd < 0)
+    return kiln_error_wrap (err, "write cache record");
+  return kiln_fs_write_atomic (cfd, kiln_digest_hex (&r->key), r->instruction ? r->instruction : "",
+                               r->instruction ? strlen (r->instruction) : 0, 0644, err);
+}
+
+int
+kiln_cache_find_sibling (struct kiln_store *st, const struct kiln_digest *parent, const char *instruction,
+                         struct kiln_cache_record *r, struct kiln_error **err)
+{
+  kiln_autofree char *rel = kiln_xasprintf ("cache/children/%s", kiln_digest_hex (parent));
+  kiln_autoerror struct kiln_error *e = NULL;
+  int dfd = kiln_fs_open_beneath (kiln_store_dirfd (st), rel, O_RDONLY | O_DIRECTORY, 0, &e);
+  if (dfd < 0)
+    return 1;
+  kiln_autodir DIR *d = fdopendir (dfd);
+  struct dirent *de;
+  time_t best = 0;
+  int found = 1;
+  while (d && (de = readdir (d)))
+    {
+      struct stat sb;
+      struct kiln_buf text = KILN_BUF_INIT;
+      if (de->d_name[0] == '.' || fstatat (dirfd (d), de->d_name, &sb, 0) < 0 || (found == 0 && sb.st_mtime < best))
+        continue;
+      int ok = kiln_fs_read_file (dirfd (d), de->d_name, 1 << 20, &text, &e) == 0
+               && strcmp (text.buf, instruction) == 0;
+      kiln_buf_release (&text);
+      kiln_error_free (&e);
+      kiln_autofree char *rrel = kiln_xasprintf ("cache/records/%s.json", de->d_name);
+      struct kiln_cache_record cand = { 0 };
+      if (!ok || read_record (st, rrel, &cand, &e) != 0)
+        {
+          kiln_error_free (&e);
+          continue;
+        }
+      kiln_cache_record_clear (r);
+      *r = cand;
+      best = sb.st_mtime;
+      found = 0;
+    }
+  (void) err;
+  return found;
+}
+
+static const char *
+input_value (char *const *v, const char *name, size_t nlen)
+{
+  for (size_t i = 0; v && v[i]; i++)
+    if (strncmp (v[i], name, nlen) == 0 && v[i][nlen] == '\t')
+      return v[i] + nlen + 1;
+  return NULL;
+}
+
+char *
+kiln_cache_explain (char *const *old_inputs, char *const *now_inputs)
+{
+  for (size_t i = 0; now_inputs && now_inputs[i]; i++)
+    {
+      const char *sp = strchr (now_inputs[i], '\t');
+      size_t nlen = sp ? (size_t) (sp - now_inputs[i]) : strlen (now_inputs[i]);
+      const char *old = input_value (old_inputs, now_inputs[i], nlen);
+      if (!old)
+        return kiln_xasprintf ("%.*s is new", (int) nlen, now_inputs[i]);
+      if (sp && strcmp (old, sp + 1) != 0)
+        return kiln_xasprintf ("%.*s changed", (int) nlen, now_inputs[i]);
+    }
+  for (size_t i = 0; old_inputs && old_inputs[i]; i++)
+    {
+      const char *sp = strchr (old_inputs[i], '\t');
+      size_t nlen = sp ? (size_t) (sp - old_inputs[i]) : strlen (old_inputs[i]);
+      if (!input_value (now_inputs, old_inputs[i], nlen))
+        return kiln_xasprintf ("%.*s went away", (int) nlen, old_inputs[i]);
+    }
+  return kiln_xstrdup ("an earlier step changed");
+}
+
+struct kiln_ctxsum {
+  struct kiln_store *st;
+  char *name;             /* file name under cache/ctxsum */
+  json_t *files;          /* rel -> [dev, ino, size, mtime_ns, ctime_ns, digest] */
+  bool dirty;
+  unsigned long long now_ns;
+};
+
+static long long
+ns_of (const struct timespec *t)
+{
+  return (long long) t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
+int
+kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ctxsum **out, struct kiln_error **err)
+{
+  struct kiln_digest id;
+  struct kiln_buf text = KILN_BUF_INIT;
+  struct kiln_ctxsum *cs = kiln_xcalloc (1, sizeof *cs);
+  struct timespec now;
+  kiln_digest_of (context_abs, strlen (context_abs), &id);
+  cs->st = st;
+  cs->name = kiln_xasprintf ("%s.json", kiln_digest_hex (&id));
+  clock_gettime (CLOCK_REALTIME, &now);
+  cs->now_ns = (unsigned long long) ns_of (&now);
+  kiln_autofree char *rel = kiln_xasprintf ("cache/ctxsum/%s", cs->name);
+  kiln_autoerror struct kiln_error *e = NULL;
+  json_t *root = NULL;
+  /* a missing or unreadable checksum cache only costs re-hashing */
+  int fd = kiln_fs_open_beneath (kiln_store_dirfd (st), rel, O_RDONLY, 0, &e);
+  if (fd >= 0 && kiln_fs_read_fd (fd, CTXSUM_MAX, &text, &e) == 0)
+    root = json_loadb (text.buf, text.len, 0, NULL);
+  if (fd >= 0)
+    close (fd);
+  kiln_buf_release (&text);
+  json_t *files = root ? json_object_get (root, "files") : NULL;
+  cs->files = json_is_object (files) ? json_incref (files) : json_object ();
+  json_decref (root);
+  *out = cs;
+  (void) err;
+  return 0;
+}
+
+bool
+kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, struct kiln_digest *d)
+{
+  json_t *e = json_object_get (cs->files, rel);
+  kiln_autoerror struct kiln_error *err = NULL;
+  if (!json_is_array (e) || json_array_size (e) != 6)
+    return false;
+  long long want[5] = { (long long) st->st_dev, (long long) st->st_ino, (long long) st->st_size,
+                        ns_of (&st->st_mtim), ns_of (&st->st_ctim) };
+  for (size_t i = 0; i < 5; i++)
+    if (!json_is_integer (json_array_get (e, i)) || json_integer_value (json_array_get (e, i)) != want[i])
+      return false;
+  return kiln_digest_parse (json_string_value (json_array_get (e, 5)), d, &err) == 0;
+}
+
+void
+kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d)
+{
+  unsigned long long m = (unsigned long long) ns_of (&st->st_mtim), c = (unsigned long long) ns_of (&st->st_ctim);
+  cs->dirty = true;
+  if (m + RACY_NS > cs->now_ns || c + RACY_NS > cs->now_ns)
+    {
+      json_object_del (cs->files, rel);
+      return;
+    }
+  json_object_set_new (cs->files, rel,
+                       json_pack ("[I,I,I,I,I,s]", (json_int_t) st->st_dev, (json_int_t) st->st_ino,
+                                  (json_int_t) st->st_size, (json_int_t) m, (json_int_t) c, d->s));
+}
+
+int
+kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err)
+{
+  if (!cs->dirty)
+    return 0;
+  kiln_autojson json_t *root = json_pack ("{s:i, s:O}", "version", 1, "files", cs->files);
+  kiln_autofree char *text = json_dumps (root, JSON_COMPACT);
+  kiln_autoclose int dfd = cache_dir (cs->st, "cache/ctxsum", err);
+  if (dfd < 0 || kiln_fs_write_atomic (dfd, cs->name, text, strlen (text), 0644, err) < 0)
+    return kiln_error_wrap (err, "save the context checksum cache");
+  cs->dirty = false;
+  return 0;
+}
+
+void
+kiln_ctxsum_free (struct kiln_ctxsum *cs)
+{
+  if (!cs)
+    return;
+  json_decref (cs->files);
+  free (cs->name);
+  free (cs);
+}
