@@ -542,36 +542,6 @@ clear_lower (struct xstate *x, int dfd, const char *dirpath, struct kiln_error *
   return 0;
 }
 
-static int
-apply_whiteout (struct xstate *x, const char *parent, const char *base, struct kiln_error **err)
-{
-  kiln_autoerror struct kiln_error *tmp = NULL;
-  const char *victim = base + strlen (WH_PREFIX);
-  bool opaque = strcmp (base, WH_OPAQUE) == 0;
-
-  if (!opaque && (kiln_str_has_prefix (victim, WH_PREFIX) || *victim == '\0' || strcmp (victim, ".") == 0
-                  || strcmp (victim, "..") == 0))
-    return kiln_error_set (err, EINVAL, KILN_E_PARSE, "invalid whiteout `%s`", base);
-  kiln_autofree char *vpath = *parent ? kiln_xasprintf ("%s/%s", parent, victim) : kiln_xstrdup (victim);
-  if (!opaque && set_get (&x->created, vpath))
-    return 0; /* same-layer entries are never whited out */
-  if (x->opts->overlay_whiteouts)
-    return opaque ? mark_opaque (x, parent, err) : make_overlay_whiteout (x, parent, victim, err);
-  /* the parent is resolved in root, so ".wh.x" under "localetc -> /etc"
-   * removes root/etc/x; a missing parent means nothing to remove */
-  kiln_autoclose int dfd = kiln_fs_open_in_root (x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0, &tmp);
-  if (dfd < 0)
-    {
-      if (tmp->errnum == ENOENT || tmp->errnum == ENOTDIR)
-        return 0;
-      *err = kiln_steal_ptr (&tmp);
-      return kiln_error_code (*err);
-    }
-  if (opaque)
-    return clear_lower (x, dfd, parent, err);
-  return kiln_fs_rm_rf_at (dfd, victim, err);
-}
-
 /* Overlay opaque marker on the directory parent (created when missing).
  * user.overlay.opaque always (what overlayfs reads with `userxattr`, i.e. in
  * a user namespace); trusted.overlay.opaque too when we may set it. */
@@ -609,6 +579,36 @@ make_overlay_whiteout (struct xstate *x, const char *parent, const char *victim,
   if (mknodat (pfd, victim, S_IFCHR, makedev (0, 0)) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create overlay whiteout `%s`", victim);
   return 0;
+}
+
+static int
+apply_whiteout (struct xstate *x, const char *parent, const char *base, struct kiln_error **err)
+{
+  kiln_autoerror struct kiln_error *tmp = NULL;
+  const char *victim = base + strlen (WH_PREFIX);
+  bool opaque = strcmp (base, WH_OPAQUE) == 0;
+
+  if (!opaque && (kiln_str_has_prefix (victim, WH_PREFIX) || *victim == '\0' || strcmp (victim, ".") == 0
+                  || strcmp (victim, "..") == 0))
+    return kiln_error_set (err, EINVAL, KILN_E_PARSE, "invalid whiteout `%s`", base);
+  kiln_autofree char *vpath = *parent ? kiln_xasprintf ("%s/%s", parent, victim) : kiln_xstrdup (victim);
+  if (!opaque && set_get (&x->created, vpath))
+    return 0; /* same-layer entries are never whited out */
+  if (x->opts->overlay_whiteouts)
+    return opaque ? mark_opaque (x, parent, err) : make_overlay_whiteout (x, parent, victim, err);
+  /* the parent is resolved in root, so ".wh.x" under "localetc -> /etc"
+   * removes root/etc/x; a missing parent means nothing to remove */
+  kiln_autoclose int dfd = kiln_fs_open_in_root (x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0, &tmp);
+  if (dfd < 0)
+    {
+      if (tmp->errnum == ENOENT || tmp->errnum == ENOTDIR)
+        return 0;
+      *err = kiln_steal_ptr (&tmp);
+      return kiln_error_code (*err);
+    }
+  if (opaque)
+    return clear_lower (x, dfd, parent, err);
+  return kiln_fs_rm_rf_at (dfd, victim, err);
 }
 
 /* ---- one entry ---- */

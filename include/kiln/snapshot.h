@@ -1,0 +1,87 @@
+/* kiln/snapshot.h - image layers as overlayfs lower dirs, and the mount a
+ * RUN step runs in.
+ *
+ *   ROOT/snapshots/<chainID hex>/   one layer, extracted once, overlay format
+ *   ROOT/snapshots/.tmp-*           snapshots being extracted (flock()ed by
+ *                                   their writer; stale ones are removed)
+ *   ROOT/tmp/<name>/{upper,work,merged}   one mounted step (kiln_mount)
+ *
+ * A snapshot holds only its own layer: whiteouts are overlay markers (see
+ * kiln_extract_opts.overlay_whiteouts): 0:0 character devices, and
+ * user.overlay.opaque=y (+ trusted.overlay.opaque=y when running as real
+ * root) on opaque directories, so the same snapshot mounts with or without
+ * overlay's `userxattr` option.  A snapshot is extracted into a temp dir and
+ * renamed into place (RENAME_NOREPLACE) when complete: a killed process
+ * never leaves a partial snapshot under its final name, and of two builds
+ * preparing the same one, the loser drops its copy.  The layer blob is
+ * trusted to match its diff_id (blobs are verified by digest when stored).
+ *
+ * A missing parent directory in a layer tar is created 0755 root:root in
+ * the snapshot, which hides the lower directory's metadata (as containerd's
+ * overlay applier without parent lookup does); layers kiln writes always
+ * carry their parents. */
+#ifndef KILN_SNAPSHOT_H
+#define KILN_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+
+/* Makes sure a snapshot exists for each of the n layers (diff_ids[i] is the
+ * diff id of layers[i]; the snapshot is named after the chain id up to it)
+ * and returns in *lowerdirs a NULL-terminated vector of their absolute
+ * paths, TOP LAYER FIRST (overlay's lowerdir order); n == 0 gives an empty
+ * vector.  Existing snapshots are not touched.  Free with kiln_strv_free. */
+int kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
+                           size_t n, char ***lowerdirs, struct kiln_error **err);
+
+/* Removes snapshots/.tmp-* dirs left by killed processes (those whose flock
+ * is free); returns how many were removed.  Prepare calls it before
+ * creating a snapshot. */
+int kiln_snapshot_gc_tmp (struct kiln_store *st, struct kiln_error **err);
+
+struct kiln_mount_opts {
+  bool force_copy;   /* never try overlayfs (tests; hosts where it misbehaves) */
+  bool userxattr;    /* mount with `userxattr` (user.overlay.* markers); set
+                      * automatically when not in the initial user namespace */
+};
+
+/* A step's root filesystem.  Overlay mode: merged is an overlay mount of
+ * lowers + upper.  Copy mode (overlayfs unavailable or force_copy): merged
+ * is a plain directory holding a copy of the flattened lowers, upper is
+ * NULL, and the diff compares merged against the lowers. */
+struct kiln_mount {
+  char *relpath;     /* "tmp/<name>" under the store root */
+  char *dir;         /* absolute ROOT/tmp/<name> */
+  char *merged;      /* absolute: the step's root filesystem */
+  char *upper;       /* absolute; NULL in copy mode */
+  char **lowers;     /* copy of the lower dirs, top first (never the empty one) */
+  bool copy_mode;
+  bool userxattr;    /* the opaque marker the upper uses is user.overlay.opaque */
+  bool mounted;      /* overlay mounted on merged (cleared by unmount) */
+};
+
+/* Creates ROOT/tmp/<unique>/{upper,work,merged} (plus an empty lower dir
+ * when there are no layers) and mounts overlay on merged: fsopen + one
+ * fsconfig "lowerdir+" per layer, so the number of layers is not bounded by
+ * the 4 KiB option page; mount(2) with a lowerdir string on kernels without
+ * "lowerdir+" (< 6.8).  redirect_dir and metacopy are forced off so every
+ * change is a full copy-up the diff can read.  When overlay cannot be
+ * mounted (ENODEV, EPERM, EINVAL) or opts->force_copy, falls back to copy
+ * mode.  lowerdirs as from kiln_snapshot_prepare; opts may be NULL. */
+int kiln_snapshot_mount (struct kiln_store *st, char *const *lowerdirs, const struct kiln_mount_opts *opts,
+                         struct kiln_mount **out, struct kiln_error **err);
+
+/* Unmounts merged (lazily when busy) and removes the work dir; the upper
+ * dir stays for kiln_diff_write_layer.  No-op in copy mode or when already
+ * unmounted. */
+int kiln_snapshot_unmount (struct kiln_mount *m, struct kiln_error **err);
+
+/* Unmounts if needed, removes ROOT/tmp/<name> and frees m, in every case
+ * (the return value reports a failed removal).  NULL-safe. */
+int kiln_snapshot_cleanup (struct kiln_store *st, struct kiln_mount *m, struct kiln_error **err);
+
+#endif

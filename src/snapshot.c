@@ -1,0 +1,453 @@
+/* snapshot.c - layer snapshots as overlay lower dirs, and step mounts.
+ *
+ * Why a temp dir + RENAME_NOREPLACE instead of a lock per snapshot: the
+ * rename is the commit point, so a snapshot under its final name is always
+ * complete (syncfs first, so this also holds across a power loss), and two
+ * builds racing on one snapshot both finish; the loser's copy is dropped.
+ * The temp dir is flock()ed by its writer so kiln_snapshot_gc_tmp can tell
+ * a live extraction from the leftovers of a killed one. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+#include "kiln/buf.h"
+#include "kiln/cleanup.h"
+#include "kiln/extract.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/snapshot.h"
+#include "kiln/store.h"
+#include "kiln/util.h"
+#include "snapshot-internal.h"
+
+#define SNAP_DIR "snapshots"
+#define TMP_PREFIX ".tmp-"
+/* a temp dir untouched this long and unlocked belongs to a dead process */
+#define STALE_SECS 60
+
+/* ---- xattrs ---- */
+
+bool
+kiln_is_overlay_whiteout (const struct stat *st)
+{
+  return S_ISCHR (st->st_mode) && st->st_rdev == makedev (0, 0);
+}
+
+bool
+kiln_xattr_exported (const char *name)
+{
+  if (strcmp (name, "security.capability") == 0)
+    return true;
+  return kiln_str_has_prefix (name, "user.") && !kiln_str_has_prefix (name, "user.overlay.");
+}
+
+void
+kiln_xattrs_clear (struct kiln_xattrs *x)
+{
+  for (size_t i = 0; i < x->n; i++)
+    free (x->value[i]);
+  free (x->names);
+  free (x->name);
+  free (x->value);
+  free (x->size);
+  memset (x, 0, sizeof *x);
+}
+
+static int
+xattr_get (int fd, const char *name, struct kiln_xattrs *x, struct kiln_error **err)
+{
+  ssize_t n = fgetxattr (fd, name, NULL, 0);
+  void *v = n > 0 ? kiln_xmalloc ((size_t) n) : NULL;
+  if (n > 0)
+    n = fgetxattr (fd, name, v, (size_t) n);
+  if (n < 0)
+    {
+      free (v);
+      /* removed meanwhile: nothing to keep */
+      return errno == ENODATA ? 0 : kiln_error_set (err, errno, KILN_E_IO, "read xattr `%s`", name);
+    }
+  x->name = kiln_xrealloc (x->name, (x->n + 1) * sizeof *x->name);
+  x->value = kiln_xrealloc (x->value, (x->n + 1) * sizeof *x->value);
+  x->size = kiln_xrealloc (x->size, (x->n + 1) * sizeof *x->size);
+  x->name[x->n] = name;
+  x->value[x->n] = v;
+  x->size[x->n++] = (size_t) n;
+  return 0;
+}
+
+/* Names come out of the kernel in a filesystem-defined order; we sort by
+ * nothing and compare as sets, and the layer writer gets them in list order
+ * (libarchive sorts nothing either, but the order is stable per inode). */
+int
+kiln_xattrs_read (int fd, struct kiln_xattrs *x, struct kiln_error **err)
+{
+  memset (x, 0, sizeof *x);
+  ssize_t len = flistxattr (fd, NULL, 0);
+  if (len < 0)
+    return errno == ENOTSUP ? 0 : kiln_error_set (err, errno, KILN_E_IO, "list xattrs");
+  if (len == 0)
+    return 0;
+  x->names = kiln_xmalloc ((size_t) len + 1);
+  len = flistxattr (fd, x->names, (size_t) len);
+  if (len < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "list xattrs");
+  for (char *p = x->names; p < x->names + len; p += strlen (p) + 1)
+    if (kiln_xattr_exported (p) && xattr_get (fd, p, x, err) < 0)
+      return -1;
+  return 0;
+}
+
+bool
+kiln_xattrs_equal (const struct kiln_xattrs *a, const struct kiln_xattrs *b)
+{
+  if (a->n != b->n)
+    return false;
+  for (size_t i = 0; i < a->n; i++)
+    {
+      size_t j = 0;
+      while (j < b->n && strcmp (a->name[i], b->name[j]) != 0)
+        j++;
+      if (j == b->n || a->size[i] != b->size[j] || memcmp (a->value[i], b->value[j], a->size[i]) != 0)
+        return false;
+    }
+  return true;
+}
+
+/* ---- the lower stack ---- */
+
+void
+kiln_lstack_clear (struct kiln_lstack *s)
+{
+  for (size_t i = 0; i < s->n; i++)
+    close (s->fds[i]);
+  free (s->fds);
+  s->fds = NULL;
+  s->n = 0;
+}
+
+static void
+lstack_push (struct kiln_lstack *s, int fd)
+{
+  s->fds = kiln_xrealloc (s->fds, (s->n + 1) * sizeof *s->fds);
+  s->fds[s->n++] = fd;
+}
+
+/* Snapshots carry both markers when made as root, only the user one in a
+ * user namespace; either means opaque in a lower. */
+static bool
+dir_opaque (int fd)
+{
+  char v[2];
+  ssize_t n = fgetxattr (fd, "trusted.overlay.opaque", v, sizeof v);
+  if (n == 1 && v[0] == 'y')
+    return true;
+  n = fgetxattr (fd, "user.overlay.opaque", v, sizeof v);
+  return n == 1 && v[0] == 'y';
+}
+
+int
+kiln_lstack_open_roots (char *const *lowers, struct kiln_lstack *out, struct kiln_error **err)
+{
+  memset (out, 0, sizeof *out);
+  for (size_t i = 0; lowers && lowers[i]; i++)
+    {
+      int fd = open (lowers[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0)
+        {
+          kiln_lstack_clear (out);
+          return kiln_error_set (err, errno, KILN_E_IO, "open lower dir `%s`", lowers[i]);
+        }
+      lstack_push (out, fd);
+      if (dir_opaque (fd))
+        break;
+    }
+  return 0;
+}
+
+static int
+cmp_str (const void *a, const void *b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+int
+kiln_dir_names (int dfd, char ***names, struct kiln_error **err)
+{
+  int dup_fd = openat (dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  kiln_autodir DIR *d = dup_fd >= 0 ? fdopendir (dup_fd) : NULL;
+  struct dirent *de;
+  if (d == NULL)
+    {
+      if (dup_fd >= 0)
+        close (dup_fd);
+      return kiln_error_set (err, errno, KILN_E_IO, "read directory");
+    }
+  *names = kiln_xcalloc (1, sizeof **names);
+  while ((errno = 0, de = readdir (d)))
+    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
+      kiln_strv_push (names, de->d_name);
+  if (errno != 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "read directory");
+  qsort (*names, kiln_strv_len (*names), sizeof **names, cmp_str);
+  return 0;
+}
+
+int
+kiln_lstack_list (const struct kiln_lstack *s, char ***names, struct kiln_error **err)
+{
+  kiln_autostrv char **seen = kiln_xcalloc (1, sizeof *seen);
+  kiln_autostrv char **out = kiln_xcalloc (1, sizeof *out);
+  for (size_t i = 0; i < s->n; i++)
+    {
+      kiln_autostrv char **layer = NULL;
+      if (kiln_dir_names (s->fds[i], &layer, err) < 0)
+        return -1;
+      for (size_t j = 0; layer[j]; j++)
+        {
+          size_t ns = kiln_strv_len (seen);
+          if (bsearch (&layer[j], seen, ns, sizeof *seen, cmp_str))
+            continue;
+          struct stat st;
+          /* the topmost occurrence decides: a whiteout hides lower ones */
+          if (fstatat (s->fds[i], layer[j], &st, AT_SYMLINK_NOFOLLOW) == 0 && !kiln_is_overlay_whiteout (&st))
+            kiln_strv_push (&out, layer[j]);
+          kiln_strv_push (&seen, layer[j]);
+          qsort (seen, ns + 1, sizeof *seen, cmp_str);
+        }
+    }
+  qsort (out, kiln_strv_len (out), sizeof *out, cmp_str);
+  *names = kiln_steal_ptr (&out);
+  return 0;
+}
+
+/* Adds name's directory in layer i to child; returns true when the stack
+ * stops there (opaque). */
+static int
+child_push (const struct kiln_lstack *s, size_t i, const char *name, struct kiln_lstack *child,
+            struct kiln_error **err)
+{
+  int fd = openat (s->fds[i], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open lower directory `%s`", name);
+  bool opaque = dir_opaque (fd);
+  lstack_push (child, fd);
+  return opaque ? 1 : 0;
+}
+
+int
+kiln_lstack_lookup (const struct kiln_lstack *s, const char *name, struct stat *st, size_t *layer,
+                    struct kiln_lstack *child, struct kiln_error **err)
+{
+  struct stat cur;
+  int found = KILN_LOOKUP_ABSENT;
+  if (child)
+    memset (child, 0, sizeof *child);
+  for (size_t i = 0; i < s->n; i++)
+    {
+      if (fstatat (s->fds[i], name, &cur, AT_SYMLINK_NOFOLLOW) < 0)
+        {
+          if (errno == ENOENT)
+            continue;
+          return kiln_error_set (err, errno, KILN_E_IO, "stat lower `%s`", name);
+        }
+      if (kiln_is_overlay_whiteout (&cur) || (found == KILN_LOOKUP_DIR && !S_ISDIR (cur.st_mode)))
+        break;
+      if (found == KILN_LOOKUP_ABSENT)
+        {
+          *st = cur;
+          *layer = i;
+          found = S_ISDIR (cur.st_mode) ? KILN_LOOKUP_DIR : KILN_LOOKUP_FILE;
+        }
+      if (found == KILN_LOOKUP_FILE || !child)
+        break;
+      int r = child_push (s, i, name, child, err);
+      if (r < 0)
+        return -1;
+      if (r > 0)
+        break;
+    }
+  return found;
+}
+
+int
+kiln_lstack_path_exists (char *const *lowers, const char *path, struct kiln_error **err)
+{
+  struct kiln_lstack cur;
+  if (kiln_lstack_open_roots (lowers, &cur, err) < 0)
+    return -1;
+  kiln_autofree char *p = kiln_xstrdup (path);
+  int r = KILN_LOOKUP_DIR;
+  for (char *c = p, *next; c && *c; c = next)
+    {
+      struct kiln_lstack child;
+      struct stat st;
+      size_t layer;
+      char *slash = strchr (c, '/');
+      next = slash ? slash + 1 : NULL;
+      if (slash)
+        *slash = '\0';
+      r = kiln_lstack_lookup (&cur, c, &st, &layer, &child, err);
+      kiln_lstack_clear (&cur);
+      cur = child;
+      /* a file in the middle of the path: the rest cannot exist */
+      if (r == KILN_LOOKUP_FILE && next)
+        r = KILN_LOOKUP_ABSENT;
+      if (r <= KILN_LOOKUP_ABSENT)
+        break;
+    }
+  kiln_lstack_clear (&cur);
+  return r < 0 ? -1 : r != KILN_LOOKUP_ABSENT;
+}
+
+/* ---- prepare ---- */
+
+static char *
+abs_root (struct kiln_store *st)
+{
+  char *r = realpath (kiln_store_root (st), NULL);
+  return r ? r : kiln_xstrdup (kiln_store_root (st));
+}
+
+static int
+open_snapdir (struct kiln_store *st, struct kiln_error **err)
+{
+  kiln_autoclose int fd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), SNAP_DIR, 0700, err);
+  if (fd < 0)
+    return kiln_error_wrap (err, "create `%s` in store", SNAP_DIR);
+  int dfd = openat (fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open `%s` in store", SNAP_DIR);
+  return dfd;
+}
+
+static int
+gc_one (int snapfd, const char *name, time_t now)
+{
+  struct kiln_error *e = NULL;
+  kiln_autoclose int fd = openat (snapfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat (fd, &st) < 0 || now - st.st_mtime < STALE_SECS || flock (fd, LOCK_EX | LOCK_NB) < 0)
+    return 0;
+  int r = kiln_fs_rm_rf_at (snapfd, name, &e);
+  if (r < 0)
+    kiln_log_warn ("remove stale snapshot `%s`: %s", name, e->msg);
+  kiln_error_free (&e);
+  return r < 0 ? 0 : 1;
+}
+
+static int
+gc_at (int snapfd, struct kiln_error **err)
+{
+  kiln_autostrv char **names = NULL;
+  int removed = 0;
+  if (kiln_dir_names (snapfd, &names, err) < 0)
+    return kiln_error_wrap (err, "list `%s`", SNAP_DIR);
+  time_t now = time (NULL);
+  for (size_t i = 0; names[i]; i++)
+    if (kiln_str_has_prefix (names[i], TMP_PREFIX))
+      removed += gc_one (snapfd, names[i], now);
+  return removed;
+}
+
+int
+kiln_snapshot_gc_tmp (struct kiln_store *st, struct kiln_error **err)
+{
+  kiln_autoclose int snapfd = open_snapdir (st, err);
+  return snapfd < 0 ? -1 : gc_at (snapfd, err);
+}
+
+static int
+extract_layer (struct kiln_store *st, const struct kiln_descriptor *layer, int dfd, struct kiln_error **err)
+{
+  const struct kiln_extract_opts xo = { .overlay_whiteouts = true, .keep_owner = true };
+  kiln_autoclose int fd = kiln_store_blob_open (st, &layer->digest, err);
+  if (fd < 0)
+    return -1;
+  if (kiln_extract_fd (fd, layer->digest.s, dfd, &xo, err) < 0)
+    return -1;
+  /* durable before it becomes visible under its final name */
+  if (syncfs (dfd) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "sync snapshot");
+  return 0;
+}
+
+/* Renames tmp to hex unless hex appeared meanwhile; a lost race is fine. */
+static int
+commit_snapshot (int snapfd, const char *tmp, const char *hex, struct kiln_error **err)
+{
+  int r = renameat2 (snapfd, tmp, snapfd, hex, RENAME_NOREPLACE);
+  if (r < 0 && errno == EINVAL)
+    r = renameat (snapfd, tmp, snapfd, hex); /* no RENAME_NOREPLACE here: a non-empty target still fails */
+  if (r == 0)
+    return 0;
+  if (errno == EEXIST || errno == ENOTEMPTY)
+    return kiln_fs_rm_rf_at (snapfd, tmp, err);
+  return kiln_error_set (err, errno, KILN_E_IO, "rename snapshot `%s`", hex);
+}
+
+static int
+create_snapshot (struct kiln_store *st, int snapfd, const struct kiln_descriptor *layer, const char *hex,
+                 struct kiln_error **err)
+{
+  kiln_autofree char *tmp = kiln_xasprintf (TMP_PREFIX "%d-%llx", (int) getpid (), kiln_now_ns ());
+  if (mkdirat (snapfd, tmp, 0755) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "create `%s/%s`", SNAP_DIR, tmp);
+  kiln_autoclose int dfd = openat (snapfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  /* held until the rename: gc skips a locked temp dir */
+  int r = dfd < 0 || flock (dfd, LOCK_EX | LOCK_NB) < 0
+              ? kiln_error_set (err, errno, KILN_E_IO, "open `%s/%s`", SNAP_DIR, tmp)
+              : 0;
+  if (r == 0)
+    r = extract_layer (st, layer, dfd, err);
+  if (r == 0)
+    r = commit_snapshot (snapfd, tmp, hex, err);
+  if (r < 0)
+    {
+      struct kiln_error *e = NULL;
+      kiln_fs_rm_rf_at (snapfd, tmp, &e);
+      kiln_error_free (&e);
+      return kiln_error_wrap (err, "prepare snapshot of layer `%s`", layer->digest.s);
+    }
+  return 0;
+}
+
+int
+kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
+                       size_t n, char ***lowerdirs, struct kiln_error **err)
+{
+  kiln_autoclose int snapfd = open_snapdir (st, err);
+  kiln_autofree char *root = abs_root (st);
+  kiln_autostrv char **out = kiln_xcalloc (n + 1, sizeof *out);
+  bool gc_done = false;
+  struct stat sb;
+
+  if (snapfd < 0)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    {
+      struct kiln_digest chain;
+      kiln_oci_chain_id (diff_ids, i + 1, &chain);
+      const char *hex = kiln_digest_hex (&chain);
+      /* top layer first */
+      out[n - 1 - i] = kiln_xasprintf ("%s/%s/%s", root, SNAP_DIR, hex);
+      if (fstatat (snapfd, hex, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR (sb.st_mode))
+        continue;
+      if (!gc_done && gc_at (snapfd, err) < 0)
+        return -1;
+      gc_done = true;
+      if (create_snapshot (st, snapfd, &layers[i], hex, err) < 0)
+        return -1;
+    }
+  *lowerdirs = kiln_steal_ptr (&out);
+  return 0;
+}
