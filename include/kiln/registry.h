@@ -1,0 +1,72 @@
+/* kiln/registry.h - the OCI distribution client: pull images into the store,
+ * push images from it, verify credentials for `kiln login`.
+ *
+ * Transport rules (see shared/docs/REGISTRY.md): TLS verification is always
+ * on unless tls_verify is false; plain http is tried only for loopback hosts
+ * or with tls_verify false, and only after https failed to connect.  Redirects
+ * are followed by kiln, never by curl, and credentials go only to the
+ * registry's own scheme+host+port and to the token realm.  No secret appears
+ * in an error message or a log line. */
+#ifndef KILN_REGISTRY_H
+#define KILN_REGISTRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kiln/error.h"
+#include "kiln/oci.h"
+#include "kiln/store.h"
+
+enum kiln_registry_event {
+  KILN_REGISTRY_BLOB_PRESENT,     /* pull: already in the store; push: registry has it */
+  KILN_REGISTRY_BLOB_FETCHED,     /* pull: downloaded and verified */
+  KILN_REGISTRY_BLOB_MOUNTED,     /* push: cross-repository mount */
+  KILN_REGISTRY_BLOB_UPLOADED,    /* push: uploaded */
+  KILN_REGISTRY_MANIFEST_DONE,    /* the manifest was stored / pushed */
+};
+
+/* Called from worker threads (one call at a time per blob); what is a
+ * "sha256:..." string. */
+typedef void (*kiln_registry_event_fn) (void *opaque, enum kiln_registry_event ev, const char *what);
+
+struct kiln_registry_opts {
+  const char *platform;       /* "os/arch[/variant]"; NULL = the host's */
+  bool tls_verify;            /* false = --tls-verify=false */
+  int retries;                /* extra attempts of a failed request (default 3) */
+  unsigned retry_delay_ms;    /* first backoff delay, doubled each time (default 1000) */
+  const char *auth_file;      /* NULL = the default search (see auth.h) */
+  const char *cert_dir;       /* NULL = /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST */
+  int jobs;                   /* blobs transferred in parallel (default 4) */
+  int64_t chunk_size;         /* push: blobs larger than this go in PATCH chunks of
+                               * max(this, OCI-Chunk-Min-Length); 0 = 64 MiB / 32 MiB */
+  kiln_registry_event_fn on_event;   /* may be NULL */
+  void *opaque;
+};
+
+/* Fills o with the defaults above. */
+void kiln_registry_opts_init (struct kiln_registry_opts *o);
+
+/* Pulls ref ("busybox", "host:5000/a/b:tag", "...@sha256:...") into the
+ * store: picks o->platform from an index, fetches config and layers (layers
+ * already present are not fetched), verifies every digest, size and diffID,
+ * and tags the manifest under the normalised reference (kiln_ref_string), so
+ * kiln_store_resolve finds it afterwards.  manifest_out (optional) receives
+ * the image manifest's descriptor; the caller clears it. */
+int kiln_registry_pull (struct kiln_store *st, const char *ref, const struct kiln_registry_opts *o,
+                        struct kiln_descriptor *manifest_out, struct kiln_error **err);
+
+/* Pushes the store image `image` (name, digest or prefix) to dest (NULL =
+ * the image's own name).  Blobs, then config, then the manifest.
+ * digest_out (optional) receives the pushed manifest's digest. */
+int kiln_registry_push (struct kiln_store *st, const char *image, const char *dest,
+                        const struct kiln_registry_opts *o, struct kiln_digest *digest_out,
+                        struct kiln_error **err);
+
+/* Checks user/password against registry's /v2/ (Basic, or a token request
+ * at the Bearer realm).  KILN_E_AUTH when rejected. */
+int kiln_registry_login_check (const char *registry, const char *user, const char *password,
+                               const struct kiln_registry_opts *o, struct kiln_error **err);
+
+/* The API host of a reference domain: "docker.io" -> "registry-1.docker.io". */
+const char *kiln_registry_api_host (const char *domain);
+
+#endif

@@ -1,0 +1,172 @@
+/* registry-internal.h - what registry*.c share: the per-registry client, the
+ * per-thread connection, one HTTP exchange, and the pure helpers that
+ * tests/test_registry.c exercises. */
+#ifndef KILN_REGISTRY_INTERNAL_H
+#define KILN_REGISTRY_INTERNAL_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "kiln/auth.h"
+#include "kiln/buf.h"
+#include "kiln/oci.h"
+#include "kiln/registry.h"
+
+#define KILN_REG_MAX_MANIFEST (4u << 20)
+#define KILN_REG_MAX_CONFIG (4u << 20)
+#define KILN_REG_MAX_TOKEN (1u << 20)
+#define KILN_REG_MAX_ERROR (1u << 20)
+#define KILN_REG_MAX_REDIRECTS 10
+#define KILN_REG_MAX_BACKOFF_MS 30000u
+
+enum kiln_reg_scheme { KILN_REG_AUTH_NONE, KILN_REG_AUTH_BASIC, KILN_REG_AUTH_BEARER };
+
+/* A parsed WWW-Authenticate challenge (the first one given). */
+struct kiln_reg_challenge {
+  enum kiln_reg_scheme scheme;
+  char *realm, *service, *scope, *error;
+};
+void kiln_reg_challenge_clear (struct kiln_reg_challenge *c);
+/* Parses `Bearer realm="..",service="..",scope="..",error=".."` or `Basic
+ * realm=".."`; unknown schemes fail with KILN_E_AUTH. */
+int kiln_reg_challenge_parse (const char *header, struct kiln_reg_challenge *out, struct kiln_error **err);
+
+/* One registry: where it is, how to authenticate; shared by the threads of
+ * one operation (token state under lock). */
+struct kiln_reg_client {
+  char *host;                 /* API host[:port] */
+  char *origin;               /* "https://host:port" (default ports written out) after the ping */
+  bool insecure;              /* --tls-verify=false */
+  bool http_ok;               /* loopback or insecure: plain http may be tried */
+  const struct kiln_registry_opts *opts;
+  struct kiln_auth_cred cred;
+  bool have_cred;
+  char *ca_blob;              /* system CAs + certs.d, when certs.d has any */
+  size_t ca_len;
+  char *client_cert, *client_key;
+  pthread_mutex_t lock;
+  struct kiln_reg_challenge chal;
+  char **scopes;              /* "repository:NAME:ACTIONS" wanted by this operation */
+  char *token;
+  unsigned long long token_expiry_ns;
+  unsigned token_gen;
+};
+
+/* A thread's connection: its own curl handle over the shared client. */
+struct kiln_reg_conn {
+  struct kiln_reg_client *c;
+  CURL *h;
+};
+
+typedef int (*kiln_reg_sink) (void *opaque, const void *data, size_t len, struct kiln_error **err);
+
+struct kiln_reg_req {
+  const char *method;         /* GET HEAD PUT POST PATCH DELETE */
+  const char *url;            /* absolute */
+  const char *accept, *content_type, *content_range;
+  int64_t range_from;         /* > 0: sends `Range: bytes=N-` */
+  /* request body: memory (data/len) or a file range (fd >= 0) */
+  const void *data;
+  int fd;
+  int64_t off, len;
+  bool has_body;
+  size_t body_max;            /* cap of a 2xx body kept in resp.body (0: discard it) */
+  kiln_reg_sink sink;         /* or streams a 2xx body here */
+  void *opaque;
+  int64_t max_size;           /* CURLOPT_MAXFILESIZE when > 0 */
+  bool idempotent;            /* retried on connect errors, 408/429/5xx */
+  bool no_redirect;
+  bool token_request;         /* to the realm: no challenge handling */
+  const char *auth_header;    /* token_request: sent only to auth_origin */
+  const char *auth_origin;
+};
+#define KILN_REG_REQ_INIT { .fd = -1 }
+
+struct kiln_reg_resp {
+  long status;
+  char *url;                  /* the last hop's URL */
+  char *location, *content_type, *digest, *range, *content_range, *www_auth, *retry_after, *chunk_min;
+  struct kiln_buf body;       /* 2xx body (req.body_max) or the error body (1 MiB) */
+  struct kiln_error *sink_err;
+  int curl_code;              /* CURLcode of a failed kiln_reg_do */
+};
+void kiln_reg_resp_clear (struct kiln_reg_resp *r);
+
+/* Sends req: follows redirects of GET/HEAD itself (auth only to the
+ * registry's origin), answers Bearer/Basic challenges (one new token per
+ * request), retries idempotent requests with backoff.  Returns 0 when a
+ * response arrived (any status: check resp->status), < 0 on a transport
+ * failure, a sink failure or an auth failure. */
+int kiln_reg_do (struct kiln_reg_conn *cn, const struct kiln_reg_req *req, struct kiln_reg_resp *resp,
+                 struct kiln_error **err);
+/* "HTTP 500 (UNKNOWN: message)" from a response, kind by status. */
+int kiln_reg_status_error (const struct kiln_reg_resp *resp, struct kiln_error **err);
+
+int kiln_reg_conn_init (struct kiln_reg_conn *cn, struct kiln_reg_client *c, struct kiln_error **err);
+void kiln_reg_conn_clear (struct kiln_reg_conn *cn);
+
+/* Creates the client for a reference domain, reads credentials and TLS
+ * material, pings /v2/ (https, then http only where allowed). */
+int kiln_reg_client_open (const char *domain, const struct kiln_registry_opts *o, bool use_cred,
+                          struct kiln_reg_client **out, struct kiln_error **err);
+void kiln_reg_client_free (struct kiln_reg_client *c);
+/* Adds a scope (deduplicated) the next token must carry. */
+void kiln_reg_client_add_scope (struct kiln_reg_client *c, const char *scope);
+
+/* The Authorization header for a request to the registry origin (NULL =
+ * none); refetches the token when expired or gen_seen says it failed.
+ * *gen receives the generation of the token used. */
+int kiln_reg_auth_header (struct kiln_reg_conn *cn, bool force_new, unsigned *gen, char **out,
+                          struct kiln_error **err);
+/* Handles a 401: merges the challenge's scope, drops token generation gen. */
+int kiln_reg_auth_challenged (struct kiln_reg_client *c, const char *www_auth, unsigned gen,
+                              struct kiln_error **err);
+/* "Basic base64(user:pass)"; caller zeroes and frees. */
+char *kiln_reg_basic_header (const char *user, const char *pass);
+/* Parses a token response ({"token"|"access_token", "expires_in"}); *expires_s >= 60. */
+int kiln_reg_token_parse (const char *body, size_t len, char **token, long *expires_s, struct kiln_error **err);
+/* Fetches a token for scopes from the realm; used by login (scopes may be NULL). */
+int kiln_reg_token_fetch (struct kiln_reg_conn *cn, char *const *scopes, char **token, long *expires_s,
+                          struct kiln_error **err);
+
+/* ---- pure helpers (unit tested) ---- */
+/* "scheme://host:port" of an absolute URL, lowercase, default port explicit; NULL when not a URL. */
+char *kiln_reg_url_origin (const char *url);
+/* Resolves a Location value (absolute, "//host/..", "/path", relative) against base. */
+char *kiln_reg_url_resolve (const char *base, const char *loc);
+/* Appends "name=value" (value URL-encoded) to the query of url. */
+char *kiln_reg_url_add_query (const char *url, const char *name, const char *value);
+/* True for localhost, 127.0.0.0/8 and ::1, with or without a port. */
+bool kiln_reg_host_is_loopback (const char *hostport);
+/* Parses "bytes 100-199/200" (strict); returns 0 and fills, < 0 otherwise. */
+int kiln_reg_parse_content_range (const char *s, int64_t *start, int64_t *end, int64_t *total);
+/* Parses an upload status "0-123" (or "bytes=0-123"); *next = 124. */
+int kiln_reg_parse_upload_range (const char *s, int64_t *next);
+/* Retry-After as milliseconds (delta-seconds or HTTP-date), capped; -1 when absent or invalid. */
+long kiln_reg_parse_retry_after (const char *s, long cap_ms);
+/* Backoff before attempt n (0-based): delay * 2^n + up to 25 % jitter, capped. */
+unsigned kiln_reg_backoff_ms (unsigned delay_ms, int n);
+/* Parses "os/arch[/variant]"; fills p (caller clears). */
+int kiln_reg_platform_parse (const char *s, struct kiln_platform *p, struct kiln_error **err);
+/* The host's platform ("linux/amd64", ...). */
+void kiln_reg_platform_host (struct kiln_platform *p);
+/* Index of the entry of ix that matches want (arm64 without variant = v8); -1 when none. */
+int kiln_reg_platform_select (const struct kiln_index *ix, const struct kiln_platform *want);
+
+enum kiln_reg_doc { KILN_REG_DOC_MANIFEST, KILN_REG_DOC_INDEX };
+/* Classifies a fetched manifest document by its mediaType (or the
+ * Content-Type when the document has none); rejects unknown types and
+ * ambiguous documents (both `manifests` and `layers`/`config`). */
+int kiln_reg_doc_kind (const char *data, size_t len, const char *content_type, enum kiln_reg_doc *kind,
+                       char **media_type, struct kiln_error **err);
+
+/* ---- provenance (ROOT/kiln/sources.json) ---- */
+/* Records that blobs came from / exist at "registry/repository". */
+int kiln_reg_sources_add (struct kiln_store *st, const struct kiln_digest *blobs, size_t n, const char *repo,
+                          struct kiln_error **err);
+/* The repositories known to hold d (NULL-terminated, caller frees). */
+char **kiln_reg_sources_get (struct kiln_store *st, const struct kiln_digest *d);
+
+#endif

@@ -1,0 +1,547 @@
+/* registry_pull.c - `kiln pull`: manifest (platform from an index), config,
+ * layers streamed into the store with digest, size and diffID checked while
+ * they arrive; interrupted downloads resume with Range. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+#include <zstd.h>
+#include "kiln/cleanup.h"
+#include "kiln/log.h"
+#include "kiln/ref.h"
+#include "kiln/util.h"
+#include "registry-internal.h"
+
+#define MANIFEST_ACCEPT                                                                                            \
+  KILN_MT_OCI_INDEX ", " KILN_MT_OCI_MANIFEST ", " KILN_MT_DOCKER_LIST ", " KILN_MT_DOCKER_MANIFEST
+#define MAX_RESUMES 64
+
+struct pull {
+  struct kiln_store *st;
+  const struct kiln_registry_opts *o;
+  struct kiln_reg_client *c;
+  struct kiln_ref ref;
+  char *base;                 /* "ORIGIN/v2/PATH" */
+  char *repo;                 /* "domain/path" */
+};
+
+static void
+emit (const struct kiln_registry_opts *o, enum kiln_registry_event ev, const char *what)
+{
+  if (o->on_event)
+    o->on_event (o->opaque, ev, what);
+}
+
+/* GET of a small document (manifest or config) into out, capped. */
+static int
+get_small (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
+           char **ctype, struct kiln_error **err)
+{
+  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_reg_req q = KILN_REG_REQ_INIT;
+  q.method = "GET", q.url = url, q.accept = accept, q.body_max = max, q.idempotent = true;
+  int r = kiln_reg_do (cn, &q, &resp, err);
+  if (r == 0 && resp.status != 200)
+    r = kiln_reg_status_error (&resp, err);
+  if (r == 0)
+    {
+      kiln_buf_reset (out);
+      kiln_buf_add (out, resp.body.buf, resp.body.len);
+      if (ctype)
+        *ctype = kiln_steal_ptr (&resp.content_type);
+    }
+  kiln_reg_resp_clear (&resp);
+  return r;
+}
+
+static int
+get_manifest (struct pull *p, struct kiln_reg_conn *cn, const char *reference, const char *want_digest,
+              struct kiln_buf *raw, enum kiln_reg_doc *kind, char **mt, struct kiln_error **err)
+{
+  kiln_autofree char *url = kiln_xasprintf ("%s/manifests/%s", p->base, reference);
+  kiln_autofree char *ct = NULL;
+  struct kiln_digest d;
+  if (get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
+    return kiln_error_wrap (err, "manifest `%s`", reference);
+  kiln_digest_of (raw->buf, raw->len, &d);
+  /* the server's Docker-Content-Digest is not trusted: only our own hash */
+  if (want_digest && strcmp (d.s, want_digest) != 0)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "manifest `%s`: content has digest `%s`", want_digest, d.s);
+  if (kiln_reg_doc_kind (raw->buf, raw->len, ct, kind, mt, err) < 0)
+    return kiln_error_wrap (err, "manifest `%s`", reference);
+  return 0;
+}
+
+static char *
+platform_string (const struct kiln_platform *pl)
+{
+  return kiln_xasprintf ("%s/%s%s%s", pl->os, pl->architecture, pl->variant ? "/" : "", pl->variant ? pl->variant : "");
+}
+
+static int
+choose_from_index (struct pull *p, const struct kiln_buf *raw, struct kiln_digest *child, struct kiln_error **err)
+{
+  struct kiln_index ix = { 0 };
+  struct kiln_platform want;
+  if (kiln_index_from_json (raw->buf, raw->len, &ix, err) < 0)
+    return -1;
+  int r = p->o->platform ? kiln_reg_platform_parse (p->o->platform, &want, err) : (kiln_reg_platform_host (&want), 0);
+  if (r == 0)
+    {
+      int i = kiln_reg_platform_select (&ix, &want);
+      kiln_autofree char *ws = platform_string (&want);
+      if (i < 0)
+        r = kiln_error_set (err, 0, KILN_E_NOTFOUND, "no image for platform `%s` in the index", ws);
+      else
+        *child = ix.manifests[i].digest;
+      free (want.os), free (want.architecture), free (want.variant);
+    }
+  kiln_index_clear (&ix);
+  return r;
+}
+
+/* The image manifest (through an index if need be); raw holds its bytes. */
+static int
+resolve_manifest (struct pull *p, struct kiln_reg_conn *cn, struct kiln_buf *raw, struct kiln_descriptor *desc,
+                  struct kiln_error **err)
+{
+  enum kiln_reg_doc kind;
+  char *mt = NULL;
+  const char *reference = p->ref.digest ? p->ref.digest : p->ref.tag;
+  if (get_manifest (p, cn, reference, p->ref.digest, raw, &kind, &mt, err) < 0)
+    return -1;
+  if (kind == KILN_REG_DOC_INDEX)
+    {
+      struct kiln_digest child;
+      free (mt), mt = NULL;
+      if (choose_from_index (p, raw, &child, err) < 0
+          || get_manifest (p, cn, child.s, child.s, raw, &kind, &mt, err) < 0)
+        return -1;
+      if (kind != KILN_REG_DOC_MANIFEST)
+        {
+          free (mt);
+          return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "manifest `%s` is a nested index", child.s);
+        }
+    }
+  desc->media_type = mt;
+  kiln_digest_of (raw->buf, raw->len, &desc->digest);
+  desc->size = (int64_t) raw->len;
+  return 0;
+}
+
+static int
+get_config (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, struct kiln_buf *raw,
+            struct kiln_image_config *cfg, struct kiln_error **err)
+{
+  kiln_autofree char *url = kiln_xasprintf ("%s/blobs/%s", p->base, d->digest.s);
+  struct kiln_digest got;
+  if (d->size < 0 || d->size > (int64_t) KILN_REG_MAX_CONFIG)
+    return kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", d->digest.s);
+  if (get_small (cn, url, NULL, (size_t) d->size, raw, NULL, err) < 0)
+    return kiln_error_wrap (err, "config `%s`", d->digest.s);
+  kiln_digest_of (raw->buf, raw->len, &got);
+  if (strcmp (got.s, d->digest.s) != 0 || (int64_t) raw->len != d->size)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "config `%s`: content has digest `%s`", d->digest.s, got.s);
+  if (kiln_image_config_from_json (raw->buf, raw->len, cfg, err) < 0)
+    return kiln_error_wrap (err, "config `%s`", d->digest.s);
+  return 0;
+}
+
+/* ---- one layer download ---- */
+
+enum comp { COMP_NONE, COMP_GZIP, COMP_ZSTD };
+
+struct dl {
+  struct pull *p;
+  const struct kiln_descriptor *d;
+  const char *diff_id;
+  enum comp comp;
+  struct kiln_blob_writer *w;
+  struct kiln_sha256 *dh;     /* over the uncompressed stream */
+  z_stream z;
+  bool zinit, zend;
+  ZSTD_DStream *zs;
+  int64_t got, attempt_start;
+  struct kiln_reg_resp *resp;
+  bool checked, restart;
+};
+
+static int
+media_comp (const char *mt, enum comp *c)
+{
+  if (strstr (mt, "gzip"))
+    *c = COMP_GZIP;
+  else if (strstr (mt, "zstd"))
+    *c = COMP_ZSTD;
+  else if (kiln_str_has_suffix (mt, ".tar") || kiln_str_has_suffix (mt, "diff.tar"))
+    *c = COMP_NONE;
+  else
+    return -1;
+  return 0;
+}
+
+static int
+inflate_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+{
+  unsigned char out[65536];
+  x->z.next_in = (unsigned char *) data, x->z.avail_in = (uInt) len;
+  while (x->z.avail_in > 0)
+    {
+      if (x->zend)
+        {
+          /* concatenated gzip members form one stream (RFC 1952) */
+          if (inflateReset (&x->z) != Z_OK)
+            return kiln_error_set (err, 0, KILN_E_DIGEST, "gzip stream reset failed");
+          x->zend = false;
+        }
+      x->z.next_out = out, x->z.avail_out = sizeof out;
+      int zr = inflate (&x->z, Z_NO_FLUSH);
+      if (zr != Z_OK && zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && x->z.avail_out == 0))
+        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer is not valid gzip: %s", x->z.msg ? x->z.msg : "error");
+      kiln_sha256_update (x->dh, out, sizeof out - x->z.avail_out);
+      x->zend = zr == Z_STREAM_END;
+    }
+  return 0;
+}
+
+static int
+zstd_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+{
+  unsigned char out[65536];
+  ZSTD_inBuffer in = { data, len, 0 };
+  while (in.pos < in.size)
+    {
+      ZSTD_outBuffer o = { out, sizeof out, 0 };
+      size_t zr = ZSTD_decompressStream (x->zs, &o, &in);
+      if (ZSTD_isError (zr))
+        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer is not valid zstd: %s", ZSTD_getErrorName (zr));
+      kiln_sha256_update (x->dh, out, o.pos);
+    }
+  return 0;
+}
+
+static void
+dl_reset (struct dl *x)
+{
+  kiln_blob_writer_abort (x->w);
+  x->w = NULL;
+  x->got = 0;
+  kiln_sha256_reset (x->dh);
+  if (x->zinit)
+    inflateEnd (&x->z);
+  x->zinit = x->zend = false;
+  if (x->zs)
+    ZSTD_freeDStream (x->zs);
+  x->zs = NULL;
+}
+
+static int
+dl_begin (struct dl *x, struct kiln_error **err)
+{
+  memset (&x->z, 0, sizeof x->z);
+  if (x->comp == COMP_GZIP)
+    {
+      if (inflateInit2 (&x->z, 15 + 16) != Z_OK)
+        return kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "inflateInit2");
+      x->zinit = true;
+    }
+  else if (x->comp == COMP_ZSTD && (x->zs = ZSTD_createDStream ()) == NULL)
+    return kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "ZSTD_createDStream");
+  return kiln_store_blob_begin (x->p->st, &x->w, err);
+}
+
+/* The first bytes of a response decide whether it continues what we have:
+ * after a partial download only a 206 starting exactly there will do. */
+static bool
+response_continues (struct dl *x)
+{
+  int64_t s, e, t;
+  if (x->got == 0)
+    return x->resp->status == 200
+           || (x->resp->status == 206 && kiln_reg_parse_content_range (x->resp->content_range, &s, &e, &t) == 0
+               && s == 0 && t == x->d->size);
+  return x->resp->status == 206 && kiln_reg_parse_content_range (x->resp->content_range, &s, &e, &t) == 0
+         && s == x->got && e == x->d->size - 1 && t == x->d->size;
+}
+
+static int
+dl_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
+{
+  struct dl *x = opaque;
+  if (!x->checked)
+    {
+      x->checked = true;
+      if (!response_continues (x))
+        {
+          x->restart = true;
+          return kiln_error_set (err, 0, KILN_E_NET, "server did not continue the download at byte %lld",
+                                 (long long) x->got);
+        }
+    }
+  if (x->got + (int64_t) len > x->d->size)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "more bytes than the descriptor's size %lld",
+                           (long long) x->d->size);
+  if (kiln_blob_writer_write (x->w, data, len, err) < 0)
+    return -1;
+  x->got += (int64_t) len;
+  if (x->comp == COMP_GZIP)
+    return inflate_feed (x, data, len, err);
+  if (x->comp == COMP_ZSTD)
+    return zstd_feed (x, data, len, err);
+  kiln_sha256_update (x->dh, data, len);
+  return 0;
+}
+
+static int
+dl_finish (struct dl *x, struct kiln_error **err)
+{
+  struct kiln_digest diff;
+  if (x->comp == COMP_GZIP && !x->zend)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "gzip stream is truncated");
+  kiln_sha256_final (x->dh, &diff);
+  if (strcmp (diff.s, x->diff_id) != 0)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "uncompressed content has digest `%s`, the config says `%s`",
+                           diff.s, x->diff_id);
+  struct kiln_blob_writer *w = kiln_steal_ptr (&x->w);
+  return kiln_blob_writer_commit (w, &x->d->digest, NULL, NULL, err);
+}
+
+static void
+sleep_ms (unsigned ms)
+{
+  struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+  while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
+    ;
+}
+
+/* One GET from x->got on.  Returns 1 when the blob is complete, 0 when the
+ * attempt ended early and may be resumed, < 0 on a final failure. */
+static int
+dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln_error **err)
+{
+  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_reg_req q = KILN_REG_REQ_INIT;
+  q.method = "GET", q.url = url, q.sink = dl_sink, q.opaque = x, q.range_from = x->got;
+  x->resp = &resp, x->checked = false, x->restart = false, x->attempt_start = x->got;
+  int r = kiln_reg_do (cn, &q, &resp, err);
+  bool transient = r < 0 && !x->restart && resp.curl_code != CURLE_OK && resp.curl_code != CURLE_WRITE_ERROR
+                   && resp.curl_code != CURLE_PEER_FAILED_VERIFICATION;
+  if (r < 0 && (x->restart || transient))
+    {
+      kiln_log_warn ("%s; resuming", (*err)->msg);
+      kiln_error_free (err);
+      if (x->restart)
+        dl_reset (x);
+      r = 0;
+    }
+  else if (r == 0 && (resp.status == 200 || resp.status == 206))
+    r = x->got == x->d->size ? 1 : 0;
+  else if (r == 0)
+    {
+      bool again = resp.status == 408 || resp.status == 429 || resp.status >= 500;
+      r = again ? 0 : kiln_reg_status_error (&resp, err);
+    }
+  kiln_reg_resp_clear (&resp);
+  return r;
+}
+
+static int
+download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, const char *diff_id,
+                struct kiln_error **err)
+{
+  struct dl x = { .p = p, .d = d, .diff_id = diff_id };
+  kiln_autofree char *url = kiln_xasprintf ("%s/blobs/%s", p->base, d->digest.s);
+  int r = 0, fails = 0, resumes = 0;
+  if (media_comp (d->media_type ? d->media_type : "", &x.comp) < 0)
+    return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "unsupported layer media type `%s`", d->media_type);
+  x.dh = kiln_sha256_new ();
+  while (r == 0)
+    {
+      if (x.w == NULL && (r = dl_begin (&x, err)) < 0)
+        break;
+      r = dl_attempt (&x, cn, url, err);
+      if (r != 0)
+        break;
+      /* progress resets the budget: a flaky link that keeps delivering finishes */
+      if (x.got > x.attempt_start && ++resumes <= MAX_RESUMES)
+        fails = 0;
+      else if (++fails > p->o->retries)
+        r = kiln_error_set (err, 0, KILN_E_NET, "download failed after %d attempts", fails);
+      if (r == 0)
+        sleep_ms (kiln_reg_backoff_ms (fails ? p->o->retry_delay_ms : 100, fails ? fails - 1 : 0));
+    }
+  if (r > 0)
+    r = dl_finish (&x, err);
+  dl_reset (&x);
+  kiln_sha256_free (x.dh);
+  return r < 0 ? kiln_error_wrap (err, "blob %s", d->digest.s) : 0;
+}
+
+/* ---- parallel layers ---- */
+
+struct pool {
+  struct pull *p;
+  const struct kiln_manifest *m;
+  char **diff_ids;
+  atomic_size_t next;
+  atomic_bool failed;
+  pthread_mutex_t lock;
+  struct kiln_error *err;
+};
+
+static void *
+worker (void *opaque)
+{
+  struct pool *pl = opaque;
+  struct kiln_reg_conn cn = { 0 };
+  struct kiln_error *e = NULL;
+  if (kiln_reg_conn_init (&cn, pl->p->c, &e) == 0)
+    for (size_t i; !atomic_load (&pl->failed) && (i = atomic_fetch_add (&pl->next, 1)) < pl->m->nlayers;)
+      {
+        const struct kiln_descriptor *d = &pl->m->layers[i];
+        if (kiln_store_blob_exists (pl->p->st, &d->digest, NULL))
+          {
+            emit (pl->p->o, KILN_REGISTRY_BLOB_PRESENT, d->digest.s);
+            continue;
+          }
+        if (download_layer (pl->p, &cn, d, pl->diff_ids[i], &e) < 0)
+          break;
+        emit (pl->p->o, KILN_REGISTRY_BLOB_FETCHED, d->digest.s);
+      }
+  kiln_reg_conn_clear (&cn);
+  if (e)
+    {
+      atomic_store (&pl->failed, true);
+      pthread_mutex_lock (&pl->lock);
+      if (pl->err == NULL)
+        pl->err = kiln_steal_ptr (&e);
+      pthread_mutex_unlock (&pl->lock);
+      kiln_error_free (&e);
+    }
+  return NULL;
+}
+
+static int
+fetch_layers (struct pull *p, const struct kiln_manifest *m, char **diff_ids, struct kiln_error **err)
+{
+  struct pool pl = { .p = p, .m = m, .diff_ids = diff_ids };
+  int n = p->o->jobs > 0 ? p->o->jobs : 1;
+  pthread_t th[16];
+  int started = 0;
+  if (n > 16)
+    n = 16;
+  if ((size_t) n > m->nlayers)
+    n = m->nlayers ? (int) m->nlayers : 1;
+  pthread_mutex_init (&pl.lock, NULL);
+  for (; started < n; started++)
+    if (pthread_create (&th[started], NULL, worker, &pl) != 0)
+      break;
+  if (started == 0)
+    worker (&pl);
+  for (int i = 0; i < started; i++)
+    pthread_join (th[i], NULL);
+  pthread_mutex_destroy (&pl.lock);
+  if (pl.err)
+    {
+      *err = pl.err;
+      return kiln_error_code (*err);
+    }
+  return 0;
+}
+
+/* ---- the whole pull ---- */
+
+static int
+store_image (struct pull *p, const struct kiln_buf *cfg_raw, const struct kiln_buf *raw,
+             const struct kiln_manifest *m, const struct kiln_descriptor *desc, struct kiln_error **err)
+{
+  struct kiln_digest d;
+  if (kiln_store_blob_put (p->st, cfg_raw->buf, cfg_raw->len, &d, err) < 0
+      || kiln_store_blob_put (p->st, raw->buf, raw->len, &d, err) < 0)
+    return -1;
+  kiln_autofree char *name = kiln_ref_string (&p->ref);
+  if (kiln_store_tag (p->st, name, desc, err) < 0)
+    return -1;
+  size_t n = m->nlayers + 2;
+  struct kiln_digest *all = kiln_xcalloc (n, sizeof *all);
+  for (size_t i = 0; i < m->nlayers; i++)
+    all[i] = m->layers[i].digest;
+  all[m->nlayers] = m->config.digest;
+  all[m->nlayers + 1] = desc->digest;
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (kiln_reg_sources_add (p->st, all, n, p->repo, &e) < 0)
+    kiln_log_warn ("record where the blobs came from: %s", e->msg);
+  free (all);
+  emit (p->o, KILN_REGISTRY_MANIFEST_DONE, desc->digest.s);
+  return 0;
+}
+
+static int
+pull_image (struct pull *p, struct kiln_descriptor *desc, struct kiln_error **err)
+{
+  struct kiln_reg_conn cn = { 0 };
+  kiln_autobuf struct kiln_buf raw = KILN_BUF_INIT, cfg_raw = KILN_BUF_INIT;
+  struct kiln_manifest m = { 0 };
+  struct kiln_image_config cfg = { 0 };
+  int r = -1;
+  if (kiln_reg_conn_init (&cn, p->c, err) < 0 || resolve_manifest (p, &cn, &raw, desc, err) < 0
+      || kiln_manifest_from_json (raw.buf, raw.len, &m, err) < 0)
+    goto out;
+  if (get_config (p, &cn, &m.config, &cfg_raw, &cfg, err) < 0)
+    goto out;
+  if (kiln_strv_len (cfg.diff_ids) != m.nlayers)
+    {
+      r = kiln_error_set (err, 0, KILN_E_PARSE, "manifest has %zu layers but the config %zu diff_ids", m.nlayers,
+                          kiln_strv_len (cfg.diff_ids));
+      goto out;
+    }
+  kiln_reg_conn_clear (&cn);
+  r = fetch_layers (p, &m, cfg.diff_ids, err);
+  if (r == 0)
+    r = store_image (p, &cfg_raw, &raw, &m, desc, err);
+out:
+  kiln_reg_conn_clear (&cn);
+  kiln_manifest_clear (&m);
+  kiln_image_config_clear (&cfg);
+  return r;
+}
+
+int
+kiln_registry_pull (struct kiln_store *st, const char *ref, const struct kiln_registry_opts *o,
+                    struct kiln_descriptor *manifest_out, struct kiln_error **err)
+{
+  struct kiln_registry_opts defaults;
+  struct pull p = { .st = st, .o = o };
+  struct kiln_descriptor desc = { 0 };
+  if (o == NULL)
+    kiln_registry_opts_init (&defaults), p.o = o = &defaults;
+  if (o->platform)
+    {
+      struct kiln_platform pl;
+      if (kiln_reg_platform_parse (o->platform, &pl, err) < 0)
+        return -1;
+      free (pl.os), free (pl.architecture), free (pl.variant);
+    }
+  if (kiln_ref_parse (ref, &p.ref, err) < 0)
+    return -1;
+  kiln_autofree char *shown = kiln_ref_string (&p.ref);
+  int r = kiln_reg_client_open (p.ref.domain, o, true, &p.c, err);
+  if (r == 0)
+    {
+      kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", p.ref.path);
+      kiln_reg_client_add_scope (p.c, scope);
+      p.base = kiln_xasprintf ("%s/v2/%s", p.c->origin, p.ref.path);
+      p.repo = kiln_ref_repository (&p.ref);
+      r = pull_image (&p, &desc, err);
+    }
+  if (r == 0 && manifest_out)
+    *manifest_out = desc;
+  else
+    kiln_descriptor_clear (&desc);
+  kiln_reg_client_free (p.c);
+  free (p.base), free (p.repo);
+  kiln_ref_clear (&p.ref);
+  return r < 0 ? kiln_error_wrap (err, "pull `%s`", shown) : 0;
+}
