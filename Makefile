@@ -14,7 +14,8 @@ DEB_PKGS := build-essential pkg-config libarchive-dev libssl-dev libzstd-dev lib
             skopeo umoci buildah docker-registry busybox-static
 CC       ?= cc
 WARN     := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
-            -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -fno-common
+            -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -fno-common \
+            -Wjump-misses-init
 CFLAGS   ?= -O2 -g
 CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread

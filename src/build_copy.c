@@ -427,7 +427,12 @@ static int
 step_key (struct copy_job *j, struct kiln_digest *key, struct kiln_error **err)
 {
   struct kiln_cache_key k;
+  const struct kiln_layer_opts *lo = &j->b->o->layer;
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("instruction\t%s", j->in->original));
+  /* the same files in another compression or mtime clamp are another layer */
+  kiln_strv_push_take (&j->inputs, kiln_xasprintf ("layer format\t%s level %d clamp %s%lld",
+                                                   kiln_compression_media_type (lo->compression), lo->level,
+                                                   lo->clamp_mtime ? "at " : "off", (long long) (lo->clamp_mtime ? lo->epoch : 0)));
   for (size_t i = 0; j->b->used && j->b->used[i]; i++)
     kiln_strv_push (&j->inputs, j->b->used[i]);
   for (size_t i = 0; i < j->n; i++)
@@ -757,15 +762,18 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   struct build_stage tmp = { .rootfs_fd = -1 };
   kiln_autostrv char **words = NULL;
   kiln_autofree char *dest = NULL;
+  size_t nsrc;
+  const char *raw;
+  bool multi, dest_is_dir;
   int ret = -1;
 
   if (copy_words (&j, &words, err) < 0 || check_flags (&j, err) < 0 || source_root (&j, &tmp, err) < 0)
     goto out;
-  size_t nsrc = kiln_strv_len (words) - 1;
-  const char *raw = words[nsrc];
+  nsrc = kiln_strv_len (words) - 1;
+  raw = words[nsrc];
   dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", raw);
-  bool multi = nsrc > 1 || has_glob (words[0]);
-  bool dest_is_dir = is_dir_dest (&j, raw, dest);
+  multi = nsrc > 1 || has_glob (words[0]);
+  dest_is_dir = is_dir_dest (&j, raw, dest);
   if (multi && !dest_is_dir)
     {
       job_fail (&j, err, "with more than one source the destination `%s` must be a directory ending in /", raw);

@@ -138,9 +138,10 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   if (kiln_store_resolve (b->st, full, &d, err) < 0)
     {
       kiln_error_free (err);
-      kiln_error_set (err, 0, KILN_E_NOTFOUND, "image `%s` is not in the store (pulling from a registry "
-                      "is not supported yet)", full);
-      goto out;
+      if (b->o->progress == KILN_PROGRESS_PLAIN && b->o->progress_out)
+        fprintf (b->o->progress_out, "pulling %s\n", full);
+      if (kiln_registry_pull (b->st, full, &b->o->registry, &d, err) < 0)
+        goto out;
     }
   if (kiln_store_get_manifest (b->st, &d.digest, &m, err) < 0
       || kiln_store_get_config (b->st, &m.config.digest, &s->cfg, err) < 0)

@@ -28,17 +28,23 @@ static const char usage_text[] =
   "      --iidfile FILE            write the image (manifest) digest to FILE\n"
   "      --metadata-file FILE      write build metadata as JSON to FILE\n"
   "      --progress auto|plain|tty|quiet\n"
-  "      --tls-verify[=BOOL]       accepted for compatibility; registries arrive in a later version\n";
+  "      --push                    push every -t name to its registry after the build\n"
+  "      --tls-verify[=BOOL]       verify registry TLS (default true; false also allows plain HTTP)\n"
+  "      --authfile FILE           registry credentials (default: containers auth.json, docker config)\n"
+  "      --cert-dir DIR            registry CA and client certificates\n"
+  "      --retry N, --retry-delay D  registry request retries\n";
 
 struct build_cli {
   struct kiln_build_opts o;
+  bool push;
   char **tags;
   const char *file, *output, *iidfile, *metadata_file;
   char *dockerfile_path;
 };
 
 enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_OUTPUT, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
-       OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_UNSUPPORTED };
+       OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
+       OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_UNSUPPORTED };
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
@@ -54,7 +60,12 @@ static const struct option options[] = {
   { "metadata-file", required_argument, NULL, OPT_METADATA },
   { "progress", required_argument, NULL, OPT_PROGRESS },
   { "tls-verify", optional_argument, NULL, OPT_TLS },
-  { "push", no_argument, NULL, OPT_UNSUPPORTED },
+  { "push", no_argument, NULL, OPT_PUSH },
+  { "authfile", required_argument, NULL, OPT_AUTHFILE },
+  { "cert-dir", required_argument, NULL, OPT_CERTDIR },
+  { "retry", required_argument, NULL, OPT_RETRY },
+  { "retry-delay", required_argument, NULL, OPT_RETRY_DELAY },
+  { "no-cache-filter", required_argument, NULL, OPT_NO_CACHE_FILTER },
   { "cache-to", required_argument, NULL, OPT_UNSUPPORTED },
   { "cache-from", required_argument, NULL, OPT_UNSUPPORTED },
   { "platform", required_argument, NULL, OPT_UNSUPPORTED },
@@ -131,7 +142,44 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
       else
         return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --progress `%s` (auto, plain, tty or quiet)", arg);
       return 0;
-    case OPT_TLS: return 0;
+    case OPT_TLS:
+      if (!arg || strcmp (arg, "true") == 0)
+        c->o.registry.tls_verify = true;
+      else if (strcmp (arg, "false") == 0)
+        c->o.registry.tls_verify = false;
+      else
+        return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --tls-verify `%s` (true or false)", arg);
+      return 0;
+    case OPT_PUSH: c->push = true; return 0;
+    case OPT_AUTHFILE: c->o.registry.auth_file = arg; return 0;
+    case OPT_CERTDIR: c->o.registry.cert_dir = arg; return 0;
+    case OPT_NO_CACHE_FILTER:
+      {
+        kiln_autofree char *copy = kiln_xstrdup (arg);
+        char *save = NULL;
+        for (char *t = strtok_r (copy, ",", &save); t; t = strtok_r (NULL, ",", &save))
+          kiln_strv_push (&c->o.no_cache_filter, t);
+        return 0;
+      }
+    case OPT_RETRY:
+      {
+        char *end;
+        long v = strtol (arg, &end, 10);
+        if (!*arg || *end || v < 0 || v > 100)
+          return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry `%s`", arg);
+        c->o.registry.retries = (int) v;
+        return 0;
+      }
+    case OPT_RETRY_DELAY:
+      {
+        char *end;
+        double v = strtod (arg, &end);
+        double scale = strcmp (end, "ms") == 0 ? 1 : (strcmp (end, "s") == 0 || !*end) ? 1000 : -1;
+        if (end == arg || scale < 0 || v < 0)
+          return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry-delay `%s` (e.g. 500ms, 2s)", arg);
+        c->o.registry.retry_delay_ms = (unsigned) (v * scale);
+        return 0;
+      }
     default:
       return kiln_error_set (err, 0, KILN_E_USAGE, "unknown or invalid option");
     }
@@ -257,6 +305,12 @@ finish (struct kiln_store *st, struct build_cli *c, const struct kiln_build_resu
     return -1;
   if (c->metadata_file && write_metadata (c->metadata_file, r, c->tags, err) < 0)
     return -1;
+  for (size_t i = 0; c->push && c->tags && c->tags[i]; i++)
+    {
+      struct kiln_digest pushed;
+      if (kiln_registry_push (st, c->tags[i], NULL, &c->o.registry, &pushed, err) < 0)
+        return kiln_error_wrap (err, "push `%s`", c->tags[i]);
+    }
   fputs (line, stdout);
   return 0;
 }
@@ -269,8 +323,11 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   c->o.progress = KILN_PROGRESS_PLAIN;
   c->o.progress_out = stderr;
   c->o.layer.level = -1;
+  kiln_registry_opts_init (&c->o.registry);
   if (parse_args (c, argc, argv, err) < 0)
     return -1;
+  if (c->push && !c->tags)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--push needs at least one -t name");
   for (size_t i = 0; c->tags && c->tags[i]; i++)
     {
       char *norm = NULL;
@@ -307,6 +364,7 @@ kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv)
   int ret = run (cli, &c, argc, argv, &err);
   kiln_strv_free (c.tags);
   kiln_kvlist_clear (&c.o.build_args);
+  kiln_strv_free (c.o.no_cache_filter);
   free (c.dockerfile_path);
   free ((char *) c.o.dockerfile_name);
   if (ret < 0)

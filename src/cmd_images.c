@@ -99,11 +99,12 @@ inspect (struct kiln_store *st, const char *image, struct kiln_error **err)
   struct kiln_manifest m = { 0 };
   kiln_autojson json_t *doc = NULL;
   kiln_autofree char *text = NULL;
+  json_t *mj, *cj;
   int ret = -1;
   if (kiln_cmd_resolve_image (st, image, &d, err) < 0 || kiln_store_get_manifest (st, &d.digest, &m, err) < 0)
     goto out;
-  json_t *mj = load_json_blob (st, &d.digest, err);
-  json_t *cj = mj ? load_json_blob (st, &m.config.digest, err) : NULL;
+  mj = load_json_blob (st, &d.digest, err);
+  cj = mj ? load_json_blob (st, &m.config.digest, err) : NULL;
   if (!cj)
     {
       json_decref (mj);

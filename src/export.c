@@ -181,6 +181,7 @@ export_dir (struct kiln_store *st, const struct image_blobs *b, const struct kil
             const char *dest, struct kiln_error **err)
 {
   struct kiln_index ix = { 0 };
+  kiln_autoclose int bfd = -1;
   int r = -1;
   if (mkdir (dest, 0755) < 0 && errno != EEXIST)
     return kiln_error_set (err, errno, KILN_E_IO, "create directory `%s`", dest);
@@ -189,7 +190,7 @@ export_dir (struct kiln_store *st, const struct image_blobs *b, const struct kil
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", dest);
   if (prepare_layout (dfd, &ix, err) < 0)
     goto out;
-  kiln_autoclose int bfd = kiln_fs_mkdir_p_beneath (dfd, "blobs/sha256", 0755, err);
+  bfd = kiln_fs_mkdir_p_beneath (dfd, "blobs/sha256", 0755, err);
   if (bfd < 0)
     goto out;
   for (size_t i = 0; i < b->n; i++)
@@ -505,16 +506,17 @@ fill_docker_archive (struct tar *t, void *opaque, struct kiln_error **err)
   struct export_ctx *x = opaque;
   const struct kiln_manifest *m = &x->b->m;
   struct kiln_image_config c = { 0 };
+  kiln_autofree char *cfg = kiln_xasprintf ("%s.json", kiln_digest_hex (&m->config.digest));
+  size_t n;
   int r = -1;
   if (kiln_store_get_config (x->st, &m->config.digest, &c, err) < 0)
     return -1;
-  size_t n = kiln_strv_len (c.diff_ids);
+  n = kiln_strv_len (c.diff_ids);
   if (n != m->nlayers)
     {
       kiln_error_set (err, 0, KILN_E_PARSE, "image has %zu layers but its config lists %zu diff ids", m->nlayers, n);
       goto out;
     }
-  kiln_autofree char *cfg = kiln_xasprintf ("%s.json", kiln_digest_hex (&m->config.digest));
   if (tar_add_blob (t, x->st, &m->config.digest, cfg, err) < 0)
     goto out;
   for (size_t i = 0; i < n; i++)

@@ -1,14 +1,22 @@
 /* layer.c - the streaming layer writer.
  *
- *   entries -> libarchive (pax_restricted, fixed blocking) -> write_cb
- *     write_cb: sha256 (diffID) -> compressor -> sink -> store blob writer
+ *   caller's thread: file -> libarchive (pax_restricted, fixed blocking)
+ *     -> write_cb: sha256 (diffID) -> bounded pipe (PIPE_SLOTS x PIPE_CHUNK)
+ *   pipe thread: compressor (its own workers for gzip/zstd) -> sink
+ *     -> store blob writer (sha256 of the blob + write)
  *
- * Nothing is buffered beyond one read chunk, one libarchive block and the
- * compressor's window, so memory does not grow with file sizes. */
+ * The two sha256 passes run on different threads, so a layer uses two cores
+ * even when the compressor has nothing to do (incompressible weights).
+ * Nothing is buffered beyond one read chunk, the pipe and the compressor's
+ * blocks, so memory does not grow with file sizes.  A layer whose tar fits
+ * in one pipe chunk never starts the thread. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <locale.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,10 +28,28 @@
 #include "kiln/store.h"
 #include "kiln/util.h"
 
-#define READ_CHUNK (1024 * 1024)
-/* libarchive hands us whole blocks of this size, so the compressor always
- * sees the same chunking for the same tar stream. */
-#define TAR_BLOCK (64 * 1024)
+/* Between the tar thread and the compressor: 4 MiB, enough to ride out a
+ * slow block on either side.  File data is read straight into the pipe, up
+ * to one chunk per read(). */
+#define PIPE_CHUNK (1024 * 1024)
+#define PIPE_SLOTS 4
+
+/* A single-producer single-consumer ring of chunks; slot = seq % PIPE_SLOTS.
+ * The producer owns slots[pushed % PIPE_SLOTS] while pushed - popped <
+ * PIPE_SLOTS; the consumer owns slots popped .. pushed - 1. */
+struct layer_pipe {
+  unsigned char *data[PIPE_SLOTS];
+  size_t len[PIPE_SLOTS];
+  uint64_t pushed, popped;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  bool started;
+  bool eof;                        /* no more pushes: drain and stop */
+  bool abort;                      /* stop now */
+  bool failed;                     /* the consumer stopped on err */
+  struct kiln_error *err;
+};
 
 struct kiln_layer_writer {
   struct kiln_layer_opts opts;
@@ -34,7 +60,7 @@ struct kiln_layer_writer {
   struct kiln_blob_writer *blob;   /* NULL once committed or aborted */
   uint64_t tar_size;
   struct kiln_error *cb_err;       /* failure inside write_cb, reported by the caller of libarchive */
-  unsigned char *buf;
+  struct layer_pipe pipe;
   locale_t utf8;                   /* C.UTF-8 for libarchive's name conversion; 0 if missing */
   bool failed;                     /* the tar stream is broken; only free is allowed */
   bool dropping;                   /* free(): swallow libarchive's closing writes */
@@ -57,6 +83,171 @@ blob_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
   return kiln_blob_writer_write (w->blob, data, len, err);
 }
 
+/* ---- the pipe between the tar thread and the compressor thread ---- */
+
+static void *
+pipe_thread (void *arg)
+{
+  struct kiln_layer_writer *w = arg;
+  struct layer_pipe *p = &w->pipe;
+  pthread_mutex_lock (&p->mu);
+  for (;;)
+    {
+      while (p->popped == p->pushed && !p->eof && !p->abort)
+        pthread_cond_wait (&p->cv, &p->mu);
+      if (p->abort || p->popped == p->pushed)
+        break;
+      size_t i = p->popped % PIPE_SLOTS;
+      pthread_mutex_unlock (&p->mu);
+      struct kiln_error *e = NULL;
+      int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], &e);
+      pthread_mutex_lock (&p->mu);
+      p->len[i] = 0;
+      p->popped++;
+      pthread_cond_broadcast (&p->cv);
+      if (r < 0)
+        {
+          p->failed = true;
+          p->err = e;
+          break;
+        }
+    }
+  pthread_mutex_unlock (&p->mu);
+  return NULL;
+}
+
+static void
+pipe_init (struct layer_pipe *p)
+{
+  for (size_t i = 0; i < PIPE_SLOTS; i++)
+    p->data[i] = kiln_xmalloc (PIPE_CHUNK);
+  pthread_mutex_init (&p->mu, NULL);
+  pthread_cond_init (&p->cv, NULL);
+}
+
+/* Stops the thread (after draining, unless abort) and releases the pipe. */
+static void
+pipe_stop (struct layer_pipe *p, bool abort)
+{
+  if (p->started)
+    {
+      pthread_mutex_lock (&p->mu);
+      p->eof = true;
+      p->abort = abort;
+      pthread_cond_broadcast (&p->cv);
+      pthread_mutex_unlock (&p->mu);
+      pthread_join (p->thread, NULL);
+      p->started = false;
+    }
+}
+
+static void
+pipe_clear (struct layer_pipe *p)
+{
+  pipe_stop (p, true);
+  for (size_t i = 0; i < PIPE_SLOTS; i++)
+    free (p->data[i]);
+  kiln_error_free (&p->err);
+  pthread_mutex_destroy (&p->mu);
+  pthread_cond_destroy (&p->cv);
+}
+
+static int
+pipe_error (struct layer_pipe *p, struct kiln_error **err)
+{
+  if (p->err == NULL)
+    return kiln_error_set (err, 0, KILN_E_INTERNAL, "compress layer: compressor stopped");
+  *err = kiln_steal_ptr (&p->err);
+  return (*err)->errnum ? -(*err)->errnum - 1 : -1;
+}
+
+/* Hands the filling chunk to the compressor thread, starting it on the
+ * first full chunk; waits while the pipe is full. */
+static int
+pipe_push (struct kiln_layer_writer *w, struct kiln_error **err)
+{
+  struct layer_pipe *p = &w->pipe;
+  if (!p->started)
+    {
+      int e = pthread_create (&p->thread, NULL, pipe_thread, w);
+      if (e != 0)
+        {
+          /* no thread: compress here, slower but correct */
+          kiln_log_debug ("layer: could not start the compressor thread: %s", strerror (e));
+          size_t i = p->pushed % PIPE_SLOTS;
+          int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], err);
+          p->len[i] = 0;
+          return r;
+        }
+      p->started = true;
+    }
+  pthread_mutex_lock (&p->mu);
+  p->pushed++;
+  pthread_cond_broadcast (&p->cv);
+  while (!p->failed && p->pushed - p->popped >= PIPE_SLOTS)
+    pthread_cond_wait (&p->cv, &p->mu);
+  bool failed = p->failed;
+  pthread_mutex_unlock (&p->mu);
+  return failed ? pipe_error (p, err) : 0;
+}
+
+/* The free tail of the chunk being filled (never empty: a full chunk is
+ * pushed at once). */
+static unsigned char *
+pipe_tail (struct layer_pipe *p, size_t *room)
+{
+  size_t i = p->pushed % PIPE_SLOTS;
+  *room = PIPE_CHUNK - p->len[i];
+  return p->data[i] + p->len[i];
+}
+
+static int
+pipe_write (struct kiln_layer_writer *w, const unsigned char *data, size_t len, struct kiln_error **err)
+{
+  struct layer_pipe *p = &w->pipe;
+  while (len > 0)
+    {
+      size_t i = p->pushed % PIPE_SLOTS;
+      size_t n = PIPE_CHUNK - p->len[i] < len ? PIPE_CHUNK - p->len[i] : len;
+      /* file data that copy_fd read into the free tail of the slot is
+       * already in place */
+      if (data != p->data[i] + p->len[i])
+        memcpy (p->data[i] + p->len[i], data, n);
+      p->len[i] += n;
+      data += n;
+      len -= n;
+      if (p->len[i] == PIPE_CHUNK)
+        {
+          int r = pipe_push (w, err);
+          if (r < 0)
+            return r;
+        }
+    }
+  return 0;
+}
+
+/* Drains the pipe: after this the compressor belongs to the caller again. */
+static int
+pipe_finish (struct kiln_layer_writer *w, struct kiln_error **err)
+{
+  struct layer_pipe *p = &w->pipe;
+  size_t i = p->pushed % PIPE_SLOTS;
+  if (!p->started)
+    {
+      int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], err);
+      p->len[i] = 0;
+      return r;
+    }
+  if (p->len[i] > 0)
+    {
+      pthread_mutex_lock (&p->mu);
+      p->pushed++;
+      pthread_mutex_unlock (&p->mu);
+    }
+  pipe_stop (p, false);
+  return p->failed ? pipe_error (p, err) : 0;
+}
+
 static la_ssize_t
 write_cb (struct archive *a, void *opaque, const void *data, size_t len)
 {
@@ -66,7 +257,7 @@ write_cb (struct archive *a, void *opaque, const void *data, size_t len)
   kiln_sha256_update (w->tar_hash, data, len);
   w->tar_size += len;
   struct kiln_error *e = NULL;
-  if (kiln_compressor_write (w->comp, data, len, &e) < 0)
+  if (pipe_write (w, data, len, &e) < 0)
     {
       archive_set_error (a, e->errnum ? e->errnum : EIO, "%s", e->msg);
       kiln_error_free (&w->cb_err);
@@ -112,8 +303,11 @@ open_archive (struct kiln_layer_writer *w, struct kiln_error **err)
    * by default; Docker, containerd and Go's archive/tar read SCHILY only. */
   if (r == ARCHIVE_OK)
     r = archive_write_set_format_option (w->ar, NULL, "xattrheader", "SCHILY");
+  /* Unbuffered: libarchive passes our data pointers through, so file data
+   * read into the pipe is not copied again (see pipe_write).  The tar bytes
+   * do not depend on the blocking: the last block is not padded. */
   if (r == ARCHIVE_OK)
-    r = archive_write_set_bytes_per_block (w->ar, TAR_BLOCK);
+    r = archive_write_set_bytes_per_block (w->ar, 0);
   /* No padding of the last block: the tar ends right after its two zero
    * blocks, as Go's archive/tar writes it. */
   if (r == ARCHIVE_OK)
@@ -121,6 +315,25 @@ open_archive (struct kiln_layer_writer *w, struct kiln_error **err)
   if (r == ARCHIVE_OK)
     r = archive_write_open2 (w->ar, w, NULL, write_cb, NULL, NULL);
   return archive_status (w, r, "open", "tar stream", err);
+}
+
+/* KILN_THREADS caps the compression threads (tests, shared CI runners); the
+ * default is one per online CPU.  The layer bytes never depend on it. */
+static int
+layer_threads (void)
+{
+  const char *s = getenv ("KILN_THREADS");
+  if (s == NULL || *s == '\0')
+    return 0;
+  char *end;
+  errno = 0;
+  long v = strtol (s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < 1 || v > INT_MAX)
+    {
+      kiln_log_warn ("ignoring KILN_THREADS `%s`: not a positive number", s);
+      return 0;
+    }
+  return (int) v;
 }
 
 int
@@ -133,8 +346,9 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
   w->utf8 = newlocale (LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
   if (w->utf8 == (locale_t) 0)
     kiln_log_debug ("no C.UTF-8 locale: non-ASCII tar names follow the process locale");
-  w->buf = kiln_xmalloc (READ_CHUNK);
-  int r = kiln_compressor_new (opts->compression, opts->level, blob_sink, w, &w->comp, err);
+  pipe_init (&w->pipe);
+  int r = kiln_compressor_new_mt (opts->compression, opts->level, layer_threads (), blob_sink, w, &w->comp,
+                                  err);
   if (r == 0)
     r = kiln_store_blob_begin (st, &w->blob, err);
   if (r == 0)
@@ -246,10 +460,15 @@ static int
 copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, struct kiln_error **err)
 {
   uint64_t done = 0;
+  /* read-ahead doubled for big files; a hint, so failure does not matter */
+  if (e->size > PIPE_CHUNK)
+    (void) posix_fadvise (fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   while (done < e->size)
     {
-      size_t want = e->size - done < READ_CHUNK ? (size_t) (e->size - done) : READ_CHUNK;
-      ssize_t n = read_some (fd, w->buf, want);
+      size_t room;
+      unsigned char *buf = pipe_tail (&w->pipe, &room);
+      size_t want = e->size - done < room ? (size_t) (e->size - done) : room;
+      ssize_t n = read_some (fd, buf, want);
       if (n < 0)
         {
           w->failed = true;
@@ -257,12 +476,13 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
         }
       if (n == 0)
         break;
-      int r = write_data (w, e->path, w->buf, (size_t) n, err);
+      int r = write_data (w, e->path, buf, (size_t) n, err);
       if (r < 0)
         return r;
       done += (uint64_t) n;
     }
-  if (done == e->size && read_some (fd, w->buf, 1) == 0)
+  char probe;
+  if (done == e->size && read_some (fd, &probe, 1) == 0)
     return 0;
   w->failed = true;
   return kiln_error_set (err, 0, KILN_E_IO, "read `%s`: file changed size while being added (expected %llu bytes)",
@@ -316,6 +536,8 @@ kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result 
   /* close writes the end-of-archive blocks and flushes the last block. */
   int r = archive_status (w, archive_write_close (w->ar), "finish", "tar stream", err);
   if (r == 0)
+    r = pipe_finish (w, err);
+  if (r == 0)
     r = kiln_compressor_finish (w->comp, err);
   if (r < 0)
     {
@@ -338,6 +560,7 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   /* archive_write_free closes an open archive, which would push the end
    * blocks through write_cb into a blob that is about to be dropped. */
   w->dropping = true;
+  pipe_stop (&w->pipe, true);
   if (w->ar != NULL)
     archive_write_free (w->ar);
   archive_entry_free (w->entry);
@@ -345,8 +568,8 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   kiln_blob_writer_abort (w->blob);
   kiln_sha256_free (w->tar_hash);
   kiln_error_free (&w->cb_err);
+  pipe_clear (&w->pipe);
   if (w->utf8)
     freelocale (w->utf8);
-  free (w->buf);
   free (w);
 }

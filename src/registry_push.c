@@ -339,6 +339,8 @@ push_image (struct push *p, const struct kiln_descriptor *md, struct kiln_error 
   kiln_autobuf struct kiln_buf raw = KILN_BUF_INIT;
   struct kiln_manifest m = { 0 };
   struct kiln_reg_conn cn = { 0 };
+  kiln_autoerror struct kiln_error *e = NULL;
+  struct kiln_digest *all;
   int r = -1;
   if (kiln_store_blob_read (p->st, &md->digest, KILN_REG_MAX_MANIFEST, &raw, err) < 0
       || kiln_manifest_from_json (raw.buf, raw.len, &m, err) < 0)
@@ -355,11 +357,10 @@ push_image (struct push *p, const struct kiln_descriptor *md, struct kiln_error 
   if (kiln_reg_conn_init (&cn, p->c, err) < 0 || put_manifest (p, &cn, m.media_type, &raw, &md->digest, err) < 0)
     goto out;
   emit (p->o, KILN_REGISTRY_MANIFEST_DONE, md->digest.s);
-  struct kiln_digest *all = kiln_xcalloc (m.nlayers + 2, sizeof *all);
+  all = kiln_xcalloc (m.nlayers + 2, sizeof *all);
   for (size_t i = 0; i < m.nlayers; i++)
     all[i] = m.layers[i].digest;
   all[m.nlayers] = m.config.digest, all[m.nlayers + 1] = md->digest;
-  kiln_autoerror struct kiln_error *e = NULL;
   if (kiln_reg_sources_add (p->st, all, m.nlayers + 2, p->repo, &e) < 0)
     kiln_log_warn ("record where the blobs are: %s", e->msg);
   free (all);

@@ -14,6 +14,7 @@
 #include "kiln/error.h"
 #include "kiln/layer.h"
 #include "kiln/oci.h"
+#include "kiln/registry.h"
 
 struct kiln_store;
 
@@ -30,6 +31,7 @@ struct kiln_build_opts {
   struct kiln_layer_opts layer;   /* compression and mtime clamping */
   bool have_epoch;                /* --source-date-epoch / SOURCE_DATE_EPOCH */
   int64_t epoch;
+  struct kiln_registry_opts registry;   /* for FROM / COPY --from images not in the store */
   enum kiln_progress progress;
   FILE *progress_out;             /* where progress lines go (stderr) */
 };
