@@ -16,9 +16,8 @@
 #include "kiln/fs.h"
 #include "kiln/layer.h"
 #include "kiln/log.h"
+#include "kiln/passwd.h"
 #include "kiln/util.h"
-
-#define PASSWD_MAX (4u << 20)
 
 struct centry {
   char *dest;            /* path in the image, cleaned, no leading '/' */
@@ -499,37 +498,6 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
 }
 
-/* Looks name up in the image's /etc/passwd or /etc/group (field 3 = id). */
-static int
-lookup_id (int rootfd, const char *file, const char *name, long *id, long *gid, struct kiln_error **err)
-{
-  struct kiln_buf text = KILN_BUF_INIT;
-  kiln_autoclose int fd = kiln_fs_open_in_root (rootfd, file, O_RDONLY, 0, err);
-  if (fd < 0 || kiln_fs_read_fd (fd, PASSWD_MAX, &text, err) < 0)
-    {
-      kiln_buf_release (&text);
-      return kiln_error_wrap (err, "look up `%s` in the image's /%s", name, file);
-    }
-  int ret = kiln_error_set (err, 0, KILN_E_NOTFOUND, "no `%s` in the image's /%s", name, file);
-  size_t nl = strlen (name);
-  for (char *line = text.buf; line && *line; line = strchr (line, '\n') ? strchr (line, '\n') + 1 : NULL)
-    {
-      if (strncmp (line, name, nl) != 0 || line[nl] != ':')
-        continue;
-      char *f = strchr (line + nl + 1, ':');   /* past the password field */
-      if (!f)
-        continue;
-      *id = strtol (f + 1, &f, 10);
-      if (gid && *f == ':')
-        *gid = strtol (f + 1, NULL, 10);
-      kiln_error_free (err);
-      ret = 0;
-      break;
-    }
-  kiln_buf_release (&text);
-  return ret;
-}
-
 static bool
 numeric (const char *s)
 {
@@ -540,31 +508,23 @@ numeric (const char *s)
 static int
 parse_chown (struct copy_job *j, const char *spec, struct kiln_error **err)
 {
-  kiln_autofree char *user = kiln_xstrdup (spec);
-  char *group = strchr (user, ':');
-  long uid = -1, gid = -1, pgid = -1;
-  if (group)
-    *group++ = '\0';
-  if (!*user || (group && !*group))
-    return job_fail (j, err, "invalid --chown `%s`", spec);
-  if (numeric (user))
-    uid = strtol (user, NULL, 10);
-  if (group && numeric (group))
-    gid = strtol (group, NULL, 10);
-  if (uid < 0 || (group && gid < 0))
+  struct kiln_passwd_ids ids;
+  int rootfd = -1;
+  kiln_autofree char *user = kiln_xstrndup (spec, strcspn (spec, ":"));
+  const char *group = strchr (spec, ':');
+  /* the image's files are only needed for names */
+  if (!numeric (user) || (group && !numeric (group + 1)))
     {
-      int rootfd = kiln_build_stage_rootfs (j->b, j->s, err);
+      rootfd = kiln_build_stage_rootfs (j->b, j->s, err);
       if (rootfd < 0)
         return kiln_build_step_error (j->b, j->in, err);
-      if (uid < 0 && lookup_id (rootfd, "etc/passwd", user, &uid, &pgid, err) < 0)
-        return kiln_build_step_error (j->b, j->in, err);
-      if (group && gid < 0 && lookup_id (rootfd, "etc/group", group, &gid, NULL, err) < 0)
-        return kiln_build_step_error (j->b, j->in, err);
     }
-  /* Docker: a user without group gets the same numeric id as group */
-  j->uid = (uid_t) uid;
-  j->gid = (gid_t) (gid >= 0 ? gid : uid);
+  if (kiln_passwd_resolve (rootfd, spec, true, false, &ids, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  j->uid = ids.uid;
+  j->gid = ids.gid;
   j->has_chown = true;
+  kiln_passwd_ids_clear (&ids);
   return 0;
 }
 

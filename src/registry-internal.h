@@ -58,6 +58,7 @@ struct kiln_reg_client {
 struct kiln_reg_conn {
   struct kiln_reg_client *c;
   CURL *h;
+  bool fresh;        /* the next request opens a new connection (the last one failed) */
 };
 
 typedef int (*kiln_reg_sink) (void *opaque, const void *data, size_t len, struct kiln_error **err);

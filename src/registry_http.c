@@ -369,6 +369,9 @@ perform_once (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, const char
   CURL *h = cn->h;
   struct xfer x = { q, resp, 0 };
   curl_easy_reset (h);
+  if (cn->fresh)
+    curl_easy_setopt (h, CURLOPT_FRESH_CONNECT, 1L);
+  cn->fresh = false;
   curl_easy_setopt (h, CURLOPT_URL, url);
   curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, allowed_protocols (cn->c, url));
   curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -416,6 +419,9 @@ transient_curl (CURLcode cc)
     case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST: case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR: case CURLE_PARTIAL_FILE: case CURLE_GOT_NOTHING: case CURLE_OPERATION_TIMEDOUT:
     case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_SSL_CONNECT_ERROR: case CURLE_WEIRD_SERVER_REPLY:
+    /* garbage where a status line should be ("HTTP/0.9 not allowed"): a
+     * connection left dirty by a broken earlier response */
+    case CURLE_UNSUPPORTED_PROTOCOL:
       return true;
     default:
       return false;
@@ -556,6 +562,8 @@ kiln_reg_do (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, struct kiln
       if (wait < 0)
         wait = kiln_reg_backoff_ms (cn->c->opts->retry_delay_ms, n);
       kiln_autofree char *lu = url_for_log (q->url);
+      /* never retry on the connection that just failed */
+      cn->fresh = r < 0;
       if (r < 0)
         kiln_log_warn ("%s; retrying in %ld ms", e->msg, wait);
       else

@@ -241,7 +241,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for k, v in extra:
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":   # a HEAD response has no body
+            self.wfile.write(data)
 
     # -- proxying ------------------------------------------------------------
     def proxy(self):
