@@ -77,6 +77,18 @@ int kiln_build_tmpdir (struct build *b, int *fd, struct kiln_error **err);
 int kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                      struct kiln_error **err);
 
+/* A digest of the files under rel (names, modes, owners, link targets,
+ * contents) for RUN --mount=type=bind keys; context files go through the
+ * checksum cache, files of a stage or image (origin) are named by it. */
+int kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, const char *rel, bool from_context,
+                            const char *origin, struct kiln_digest *out, struct kiln_error **err);
+
+/* RUN. */
+int kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                         struct kiln_error **err);
+/* The value of secret id (--secret): 1 found, 0 not given, < 0 error. */
+int kiln_build_secret (struct build *b, const char *id, struct kiln_buf *out, struct kiln_error **err);
+
 /* Appends a layer (result of the writer) to the stage's image. */
 void kiln_build_add_layer (struct build *b, struct build_stage *s, const struct kiln_layer_result *lr,
                            const char *created_by);

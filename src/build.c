@@ -470,8 +470,7 @@ kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kil
     case KILN_DF_ADD:
       return kiln_build_copy (b, s, in, err);
     case KILN_DF_RUN:
-      kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "RUN steps are not supported yet by this kiln");
-      return kiln_build_step_error (b, in, err);
+      return kiln_build_run_step (b, s, in, err);
     case KILN_DF_FROM:
       return step_fail (b, in, err, "FROM is not allowed here%s", NULL);
     default:

@@ -1,5 +1,6 @@
 /* build_cache.c - the executor's side of the layer cache: lookups, records,
  * and why a step missed. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "build-internal.h"
@@ -72,6 +73,9 @@ kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct ki
     }
   kiln_cache_record_clear (&r);
   b->miss_reason = explain_miss (b, s, in, inputs);
+  /* said before the step runs, so it stands above the step's own output */
+  if (b->o->progress == KILN_PROGRESS_PLAIN && b->o->progress_out)
+    fprintf (b->o->progress_out, "miss: %s : %s\n", in->original, b->miss_reason);
   return 0;
 }
 

@@ -757,3 +757,45 @@ out:
   kiln_build_stage_clear (&tmp);
   return ret;
 }
+
+int
+kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, const char *rel, bool from_context,
+                        const char *origin, struct kiln_digest *out, struct kiln_error **err)
+{
+  struct copy_job j = { .b = b, .s = s, .rootfd = rootfd, .from_context = from_context, .origin = origin,
+                        .keep_owner = !from_context };
+  struct kiln_cache_key k;
+  struct stat st;
+  int ret = -1;
+  kiln_autofree char *src = kiln_fs_path_clean (rel);
+  kiln_autoclose int fd = kiln_fs_open_in_root (rootfd, src, O_RDONLY | O_NONBLOCK, 0, err);
+  if (fd < 0 || fstat (fd, &st) < 0)
+    goto out;
+  if (S_ISDIR (st.st_mode))
+    {
+      add_from_stat (&j, src, ".", &st, NULL);
+      if (walk_dir (&j, kiln_steal_fd (&fd), src, "", err) < 0)
+        goto out;
+    }
+  else
+    add_from_stat (&j, src, ".", &st, NULL);
+  sort_entries (&j);
+  kiln_cache_key_init (&k, NULL);
+  for (size_t i = 0; i < j.n; i++)
+    {
+      const struct centry *c = &j.v[i];
+      struct kiln_digest d = { .s = "" };
+      if (S_ISREG (c->mode) && entry_digest (&j, c, &d, err) < 0)
+        {
+          kiln_cache_key_clear (&k);
+          goto out;
+        }
+      kiln_cache_key_addf (&k, c->dest, "%o %u:%u %s %s", (unsigned) c->mode, (unsigned) c->uid,
+                           (unsigned) c->gid, c->link ? c->link : "", d.s);
+    }
+  kiln_cache_key_final (&k, out);
+  ret = 0;
+out:
+  free_entries (&j);
+  return ret;
+}

@@ -53,14 +53,6 @@ progress (struct build *b, const char *text, double secs, const char *note)
   fflush (b->o->progress_out);
 }
 
-static void
-progress_miss (struct build *b, const struct kiln_df_instr *in)
-{
-  if (b->o->progress != KILN_PROGRESS_PLAIN || !b->o->progress_out || !b->miss_reason)
-    return;
-  fprintf (b->o->progress_out, "miss: %s : %s\n", in->original, b->miss_reason);
-}
-
 /* Metadata steps: the key covers the instruction and the values it used. */
 static void
 metadata_key (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
@@ -110,6 +102,8 @@ run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *i
   unsigned long long t0 = kiln_now_ns ();
   size_t before = s->nlayers;
   kiln_autofree char *text = kiln_xasprintf ("%s[%zu/%zu] %s", prefix, ++b->step, b->nsteps, in->original);
+  if (b->o->interrupted && *b->o->interrupted)
+    return kiln_error_set (err, EINTR, KILN_E_INTERNAL, "build interrupted before `%s`", in->original);
   step_reset (b);
   if (kiln_build_step_handle (b, s, in, err) < 0)
     return -1;
@@ -118,7 +112,6 @@ run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *i
     metadata_key (b, s, in);
   s->key = b->step_key;
   double secs = (double) (kiln_now_ns () - t0) / 1e9;
-  progress_miss (b, in);
   progress (b, text, secs, b->step_cached ? "CACHED" : NULL);
   record_step (b, text, secs, s, before);
   return 0;

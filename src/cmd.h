@@ -3,6 +3,7 @@
 #ifndef KILN_CMD_H
 #define KILN_CMD_H
 
+#include <signal.h>
 #include "kiln/error.h"
 #include "kiln/store.h"
 
@@ -39,6 +40,14 @@ int kiln_cmd_resolve_image (struct kiln_store *st, const char *image, struct kil
 int kiln_cmd_normalize_ref (const char *ref, char **out, struct kiln_error **err);
 /* The tag part of a normalised reference ("latest" when none). */
 char *kiln_cmd_ref_tag (const char *normalized);
+/* Puts kiln into its own mount namespace (and, when not root, a user
+ * namespace) so every mount it makes dies with it, even on SIGKILL.  Call
+ * before any thread starts. */
+int kiln_cmd_isolate (struct kiln_error **err);
+/* SIGINT/SIGTERM/SIGHUP: the first kills running sandboxes and sets *flag;
+ * the second ends kiln at once. */
+void kiln_cmd_on_signals (volatile sig_atomic_t *flag);
+
 /* True if argv holds -h/--help (before a "--"). */
 int kiln_cmd_wants_help (int argc, char **argv);
 

@@ -29,6 +29,7 @@ static const char usage_text[] =
   "      --metadata-file FILE      write build metadata as JSON to FILE\n"
   "      --progress auto|plain|tty|quiet\n"
   "      --push                    push every -t name to its registry after the build\n"
+  "      --secret id=ID,src=PATH|env=NAME  a secret for RUN --mount=type=secret\n"
   "      --tls-verify[=BOOL]       verify registry TLS (default true; false also allows plain HTTP)\n"
   "      --authfile FILE           registry credentials (default: containers auth.json, docker config)\n"
   "      --cert-dir DIR            registry CA and client certificates\n"
@@ -44,7 +45,7 @@ struct build_cli {
 
 enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_OUTPUT, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
        OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
-       OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_UNSUPPORTED };
+       OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_UNSUPPORTED };
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
@@ -69,7 +70,7 @@ static const struct option options[] = {
   { "cache-to", required_argument, NULL, OPT_UNSUPPORTED },
   { "cache-from", required_argument, NULL, OPT_UNSUPPORTED },
   { "platform", required_argument, NULL, OPT_UNSUPPORTED },
-  { "secret", required_argument, NULL, OPT_UNSUPPORTED },
+  { "secret", required_argument, NULL, OPT_SECRET },
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
@@ -102,6 +103,32 @@ add_build_arg (struct build_cli *c, const char *kv, struct kiln_error **err)
     }
   kiln_autofree char *k = kiln_xstrndup (kv, (size_t) (eq - kv));
   kiln_kvlist_set (&c->o.build_args, k, eq + 1);
+  return 0;
+}
+
+/* --secret id=ID,src=PATH | id=ID,env=NAME (type=file|env accepted): only
+ * where to find the value is kept; it is read when a RUN mounts it. */
+static int
+add_secret (struct build_cli *c, const char *spec, struct kiln_error **err)
+{
+  kiln_autofree char *copy = kiln_xstrdup (spec), *id = NULL, *how = NULL;
+  char *save = NULL;
+  for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save))
+    {
+      if (kiln_str_has_prefix (kv, "id="))
+        free (id), id = kiln_xstrdup (kv + 3);
+      else if (kiln_str_has_prefix (kv, "src=") || kiln_str_has_prefix (kv, "source="))
+        free (how), how = kiln_xasprintf ("src=%s", strchr (kv, '=') + 1);
+      else if (kiln_str_has_prefix (kv, "env="))
+        free (how), how = kiln_xasprintf ("env=%s", kv + 4);
+      else if (!kiln_str_has_prefix (kv, "type="))
+        return kiln_error_set (err, 0, KILN_E_USAGE, "--secret: unknown key in `%s` (id, src, env, type)", kv);
+    }
+  if (!id || !*id)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--secret needs id=ID");
+  if (!how)
+    how = kiln_xasprintf ("env=%s", id);
+  kiln_kvlist_set (&c->o.secrets, id, how);
   return 0;
 }
 
@@ -151,6 +178,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
         return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --tls-verify `%s` (true or false)", arg);
       return 0;
     case OPT_PUSH: c->push = true; return 0;
+    case OPT_SECRET: return add_secret (c, arg, err);
     case OPT_AUTHFILE: c->o.registry.auth_file = arg; return 0;
     case OPT_CERTDIR: c->o.registry.cert_dir = arg; return 0;
     case OPT_NO_CACHE_FILTER:
@@ -344,6 +372,11 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
       if (r < 0)
         return -1;
     }
+  static volatile sig_atomic_t interrupted;
+  if (kiln_cmd_isolate (err) < 0)
+    return -1;
+  kiln_cmd_on_signals (&interrupted);
+  c->o.interrupted = &interrupted;
   if (kiln_cmd_open_store (cli, &st, err) < 0)
     return -1;
   int ret = kiln_build_run (st, &c->o, &res, err);
@@ -364,6 +397,7 @@ kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv)
   int ret = run (cli, &c, argc, argv, &err);
   kiln_strv_free (c.tags);
   kiln_kvlist_clear (&c.o.build_args);
+  kiln_kvlist_clear (&c.o.secrets);
   kiln_strv_free (c.o.no_cache_filter);
   free (c.dockerfile_path);
   free ((char *) c.o.dockerfile_name);

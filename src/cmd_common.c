@@ -1,6 +1,9 @@
 /* cmd_common.c - helpers of the command layer; the only code that prints errors. */
 #include <errno.h>
 #include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,8 @@
 #include "cmd.h"
 #include "kiln/cleanup.h"
 #include "kiln/ref.h"
+#include "kiln/sandbox.h"
+#include "kiln/userns.h"
 #include "kiln/util.h"
 
 int
@@ -116,4 +121,42 @@ kiln_cmd_resolve_image (struct kiln_store *st, const char *image, struct kiln_de
       return 0;
     }
   return kiln_error_set (err, 0, KILN_E_NOTFOUND, "image `%s` not found in the store", image);
+}
+
+int
+kiln_cmd_isolate (struct kiln_error **err)
+{
+  if (kiln_userns_needed ())
+    return kiln_userns_enter (err) < 0 ? -1 : 0;
+  if (unshare (CLONE_NEWNS) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "create a private mount namespace");
+  if (mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "make the mount namespace private");
+  return 0;
+}
+
+static volatile sig_atomic_t *signal_flag;
+
+static void
+on_signal (int sig)
+{
+  if (*signal_flag)
+    {
+      signal (sig, SIG_DFL);
+      raise (sig);
+      return;
+    }
+  *signal_flag = 1;
+  kiln_sandbox_kill_all ();
+}
+
+void
+kiln_cmd_on_signals (volatile sig_atomic_t *flag)
+{
+  struct sigaction sa = { .sa_handler = on_signal };
+  signal_flag = flag;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
 }

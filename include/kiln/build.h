@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include "kiln/error.h"
 #include "kiln/layer.h"
@@ -31,7 +32,9 @@ struct kiln_build_opts {
   struct kiln_layer_opts layer;   /* compression and mtime clamping */
   bool have_epoch;                /* --source-date-epoch / SOURCE_DATE_EPOCH */
   int64_t epoch;
+  struct kiln_kvlist secrets;     /* --secret: id -> "src=PATH" or "env=NAME" */
   struct kiln_registry_opts registry;   /* for FROM / COPY --from images not in the store */
+  volatile sig_atomic_t *interrupted;   /* set by a signal handler: stop before the next step */
   enum kiln_progress progress;
   FILE *progress_out;             /* where progress lines go (stderr) */
 };

@@ -1,0 +1,582 @@
+/* build_exec.c - RUN: an overlay over the stage's snapshots, the command in
+ * the sandbox, the upper dir streamed into a layer. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "build-internal.h"
+#include "kiln/cleanup.h"
+#include "kiln/diff.h"
+#include "kiln/expand.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/passwd.h"
+#include "kiln/sandbox.h"
+#include "kiln/snapshot.h"
+#include "kiln/util.h"
+
+/* Build args a RUN sees without declaring them, kept out of keys and history. */
+static const char *const proxy_args[] = { "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                                          "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", NULL };
+
+struct run_job {
+  struct build *b;
+  struct build_stage *s;
+  const struct kiln_df_instr *in;
+  char **argv, **env;
+  char **inputs;                    /* what the cache key is made of */
+  struct kiln_sandbox_mount *mounts;
+  size_t nmounts;
+  char **strings;                   /* owns the mount paths */
+  int *locks;                       /* flock()ed cache mounts (sharing=locked) */
+  size_t nlocks;
+  bool network_none;
+};
+
+static int
+run_fail (struct run_job *r, struct kiln_error **err, const char *fmt, const char *arg)
+{
+  kiln_error_set (err, 0, KILN_E_PARSE, fmt, arg ? arg : "");
+  return kiln_build_step_error (r->b, r->in, err);
+}
+
+static const char *
+keep (struct run_job *r, char *s)
+{
+  kiln_strv_push_take (&r->strings, s);
+  return s;
+}
+
+static void
+input (struct run_job *r, const char *name, const char *value)
+{
+  kiln_strv_push_take (&r->inputs, kiln_xasprintf ("%s\t%s", name, value ? value : ""));
+}
+
+/* Shell form through SHELL; heredocs are handed to the shell, which knows
+ * them: a lone `<<EOF` is the script itself. */
+static void
+command (struct run_job *r)
+{
+  const struct kiln_df_instr *in = r->in;
+  const struct kiln_image_config *c = &r->s->cfg;
+  if (in->json)
+    {
+      r->argv = kiln_strv_dup (in->argv);
+      return;
+    }
+  struct kiln_buf cmd = KILN_BUF_INIT;
+  const char *a = in->args;
+  bool only_heredoc = in->nheredocs == 1 && a[0] == '<' && a[1] == '<' && !strpbrk (a, " \t");
+  if (only_heredoc)
+    kiln_buf_adds (&cmd, in->heredocs[0].content);
+  else
+    {
+      kiln_buf_adds (&cmd, a);
+      for (size_t i = 0; i < in->nheredocs; i++)
+        kiln_buf_addf (&cmd, "\n%s%s", in->heredocs[i].content, in->heredocs[i].name);
+    }
+  if (c->shell && c->shell[0])
+    r->argv = kiln_strv_dup (c->shell);
+  else
+    {
+      kiln_strv_push (&r->argv, "/bin/sh");
+      kiln_strv_push (&r->argv, "-c");
+    }
+  kiln_strv_push_take (&r->argv, kiln_buf_detach (&cmd, NULL));
+}
+
+static bool
+env_has (char *const *env, const char *key)
+{
+  size_t n = strlen (key);
+  for (size_t i = 0; env && env[i]; i++)
+    if (strncmp (env[i], key, n) == 0 && env[i][n] == '=')
+      return true;
+  return false;
+}
+
+/* The image's ENV, then the stage's ARGs (ENV wins), then proxy build args. */
+static void
+environment (struct run_job *r)
+{
+  r->env = kiln_strv_dup (r->s->cfg.env);
+  if (!env_has (r->env, "PATH"))
+    kiln_strv_push (&r->env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  for (size_t i = 0; i < r->s->args.n; i++)
+    if (!env_has (r->env, r->s->args.items[i].key))
+      kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", r->s->args.items[i].key, r->s->args.items[i].value));
+  for (size_t i = 0; r->env[i]; i++)
+    input (r, "env", r->env[i]);
+  for (size_t i = 0; proxy_args[i]; i++)
+    {
+      const char *v = kiln_kvlist_get (&r->b->plan->build_args, proxy_args[i]);
+      if (v && !env_has (r->env, proxy_args[i]))
+        kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", proxy_args[i], v));
+    }
+}
+
+struct mount_spec {
+  char *type, *target, *source, *from, *id, *sharing, *mode, *uid, *gid, *env, *size;
+  bool rw, required;
+};
+
+static void
+mount_spec_clear (struct mount_spec *m)
+{
+  free (m->type), free (m->target), free (m->source), free (m->from), free (m->id), free (m->sharing);
+  free (m->mode), free (m->uid), free (m->gid), free (m->env), free (m->size);
+}
+
+static int
+parse_mount_spec (struct run_job *r, const char *spec, struct mount_spec *m, struct kiln_error **err)
+{
+  struct { const char *name; char **field; } keys[] = {
+    { "type", &m->type }, { "target", &m->target }, { "dst", &m->target }, { "destination", &m->target },
+    { "source", &m->source }, { "src", &m->source }, { "from", &m->from }, { "id", &m->id },
+    { "sharing", &m->sharing }, { "mode", &m->mode }, { "uid", &m->uid }, { "gid", &m->gid },
+    { "env", &m->env }, { "size", &m->size },
+  };
+  kiln_autofree char *copy = kiln_xstrdup (spec);
+  char *save = NULL;
+  for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save))
+    {
+      char *eq = strchr (kv, '=');
+      const char *val = eq ? eq + 1 : "true";
+      if (eq)
+        *eq = '\0';
+      bool known = false;
+      for (size_t i = 0; i < sizeof keys / sizeof keys[0] && !known; i++)
+        if (strcmp (kv, keys[i].name) == 0)
+          {
+            free (*keys[i].field);
+            *keys[i].field = kiln_xstrdup (val);
+            known = true;
+          }
+      if (strcmp (kv, "rw") == 0 || strcmp (kv, "readwrite") == 0)
+        m->rw = strcmp (val, "false") != 0, known = true;
+      else if (strcmp (kv, "ro") == 0 || strcmp (kv, "readonly") == 0)
+        m->rw = strcmp (val, "true") != 0, known = true;
+      else if (strcmp (kv, "required") == 0)
+        m->required = strcmp (val, "false") != 0, known = true;
+      if (!known)
+        return run_fail (r, err, "--mount: unknown option `%s`", kv);
+    }
+  if (!m->type)
+    m->type = kiln_xstrdup ("bind");
+  if (!m->target && strcmp (m->type, "secret") != 0)
+    return run_fail (r, err, "--mount: `target` is required for type=%s", m->type);
+  return 0;
+}
+
+static void
+add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source, const char *target,
+           bool readonly, const char *options)
+{
+  r->mounts = kiln_xrealloc (r->mounts, (r->nmounts + 1) * sizeof *r->mounts);
+  r->mounts[r->nmounts++] = (struct kiln_sandbox_mount){ .type = type, .source = source, .target = target,
+                                                         .readonly = readonly, .options = options };
+}
+
+/* A cache mount: a directory of the store that outlives builds and enters no
+ * key or layer. */
+static int
+mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
+{
+  struct kiln_digest id;
+  const char *name = m->id ? m->id : m->target;
+  kiln_digest_of (name, strlen (name), &id);
+  kiln_autofree char *rel = kiln_xasprintf ("cache/mounts/%s", kiln_digest_hex (&id));
+  kiln_autoclose int fd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (r->b->st), rel, 0755, err);
+  if (fd < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  kiln_autoclose int dfd = kiln_fs_open_beneath (kiln_store_dirfd (r->b->st), rel, O_RDONLY | O_DIRECTORY, 0, err);
+  if (dfd < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  struct stat st;
+  /* uid/gid/mode apply when the cache directory is new (still root-owned and empty-handed) */
+  if (fstat (dfd, &st) == 0 && st.st_nlink == 2 && (m->uid || m->gid || m->mode))
+    {
+      if (fchown (dfd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0) < 0
+          || (m->mode && fchmod (dfd, (mode_t) strtoul (m->mode, NULL, 8)) < 0))
+        kiln_log_warn ("cache mount `%s`: could not set owner or mode: %s", name, strerror (errno));
+    }
+  if (m->sharing && strcmp (m->sharing, "locked") == 0)
+    {
+      int lfd = dup (dfd);
+      if (lfd < 0 || flock (lfd, LOCK_EX) < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "lock cache mount `%s`", name);
+      r->locks = kiln_xrealloc (r->locks, (r->nlocks + 1) * sizeof (int));
+      r->locks[r->nlocks++] = lfd;
+    }
+  const char *src = keep (r, kiln_xasprintf ("%s/%s", kiln_store_root (r->b->st), rel));
+  add_mount (r, KILN_SANDBOX_BIND, src, keep (r, kiln_xstrdup (m->target)), false, NULL);
+  input (r, "mount cache", m->target);
+  return 0;
+}
+
+/* A secret: a 0400 file in scratch space bound read-only, or an env var of
+ * the process; its value enters no key, layer, history or log. */
+static int
+mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
+{
+  struct kiln_buf val = KILN_BUF_INIT;
+  int tmpfd;
+  if (!m->id)
+    return run_fail (r, err, "--mount=type=secret needs an id%s", NULL);
+  int found = kiln_build_secret (r->b, m->id, &val, err);
+  if (found < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  if (found == 0)
+    {
+      kiln_buf_release (&val);
+      if (m->required)
+        return run_fail (r, err, "secret `%s` is required but was not given with --secret", m->id);
+      return 0;
+    }
+  input (r, "mount secret", m->id);
+  if (m->env && !m->target)
+    {
+      kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", m->env, val.buf));
+      kiln_buf_release (&val);
+      return 0;
+    }
+  if (kiln_build_tmpdir (r->b, &tmpfd, err) < 0)
+    return kiln_buf_release (&val), -1;
+  kiln_autoclose int dir = tmpfd;
+  kiln_autoclose int fd = openat (dir, "secret", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+  int ret = fd < 0 ? kiln_error_set (err, errno, KILN_E_IO, "write secret `%s`", m->id)
+                   : kiln_fs_write_all (fd, val.buf, val.len, err);
+  kiln_buf_release (&val);
+  if (ret < 0)
+    return -1;
+  if (m->uid || m->gid)
+    (void) !fchown (fd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0);
+  if (m->mode)
+    fchmod (fd, (mode_t) strtoul (m->mode, NULL, 8));
+  const char *tmprel = r->b->tmpdirs[kiln_strv_len (r->b->tmpdirs) - 1];
+  const char *src = keep (r, kiln_xasprintf ("%s/%s/secret", kiln_store_root (r->b->st), tmprel));
+  const char *target = m->target ? m->target : keep (r, kiln_xasprintf ("/run/secrets/%s", m->id));
+  add_mount (r, KILN_SANDBOX_BIND, src, target, true, NULL);
+  return 0;
+}
+
+/* A bind mount from the context (read-only) or from a stage or image. */
+static int
+mount_bind (struct run_job *r, struct build_stage *tmp, const struct mount_spec *m, struct kiln_error **err)
+{
+  int rootfd = r->b->ctx_fd;
+  const char *origin = NULL;
+  struct build_stage *src = NULL;
+  if (m->rw)
+    return run_fail (r, err, "--mount=type=bind,rw is not supported yet%s", NULL);
+  if (m->from)
+    {
+      long idx = kiln_plan_find_stage (r->b->plan, m->from, (size_t) (r->s - r->b->stages));
+      src = idx >= 0 ? &r->b->stages[idx] : tmp;
+      if (idx < 0 && kiln_build_load_image (r->b, tmp, m->from, err) < 0)
+        return kiln_build_step_error (r->b, r->in, err);
+      rootfd = kiln_build_stage_rootfs (r->b, src, err);
+      if (rootfd < 0)
+        return kiln_build_step_error (r->b, r->in, err);
+      origin = keep (r, kiln_xasprintf ("from %s:", src->key.s));
+    }
+  const char *rel = m->source ? m->source : "/";
+  struct kiln_digest d;
+  if (kiln_build_tree_digest (r->b, r->s, rootfd, rel, !m->from, origin, &d, err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  /* the host path of the source, resolved inside its root */
+  kiln_autoclose int fd = kiln_fs_open_in_root (rootfd, rel, O_PATH, 0, err);
+  if (fd < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  char path[4096];
+  kiln_autofree char *proc = kiln_xasprintf ("/proc/self/fd/%d", fd);
+  ssize_t n = readlink (proc, path, sizeof path - 1);
+  if (n < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "resolve bind source `%s`", rel);
+  path[n] = '\0';
+  add_mount (r, KILN_SANDBOX_BIND, keep (r, kiln_xstrdup (path)), keep (r, kiln_xstrdup (m->target)), true, NULL);
+  kiln_autofree char *what = kiln_xasprintf ("%s from %s %s", m->target, m->from ? m->from : "context", d.s);
+  input (r, "mount bind", what);
+  return 0;
+}
+
+static int
+parse_mounts (struct run_job *r, struct build_stage *tmp, struct kiln_error **err)
+{
+  for (size_t i = 0; i < r->in->nflags; i++)
+    {
+      const struct kiln_df_flag *f = &r->in->flags[i];
+      struct mount_spec m = { 0 };
+      kiln_autofree char *spec = NULL;
+      struct step_env e = { r->b, r->s };
+      int ret = 0;
+      if (strcmp (f->name, "mount") != 0)
+        continue;
+      if (!f->value || kiln_expand_word (f->value, r->b->df->escape, kiln_build_lookup, &e, &spec, err) < 0)
+        return f->value ? kiln_build_step_error (r->b, r->in, err) : run_fail (r, err, "--mount needs a value%s", NULL);
+      if (parse_mount_spec (r, spec, &m, err) < 0)
+        ret = -1;
+      else if (strcmp (m.type, "cache") == 0)
+        ret = mount_cache (r, &m, err);
+      else if (strcmp (m.type, "secret") == 0)
+        ret = mount_secret (r, &m, err);
+      else if (strcmp (m.type, "bind") == 0)
+        ret = mount_bind (r, tmp, &m, err);
+      else if (strcmp (m.type, "tmpfs") == 0)
+        {
+          const char *opt = m.size ? keep (r, kiln_xasprintf ("size=%s", m.size)) : NULL;
+          add_mount (r, KILN_SANDBOX_TMPFS, NULL, keep (r, kiln_xstrdup (m.target)), false, opt);
+          input (r, "mount tmpfs", m.target);
+        }
+      else
+        ret = run_fail (r, err, "--mount type `%s` is not supported", m.type);
+      mount_spec_clear (&m);
+      if (ret < 0)
+        return -1;
+    }
+  return 0;
+}
+
+static int
+parse_network (struct run_job *r, struct kiln_error **err)
+{
+  const char *net = kiln_df_instr_flag (r->in, "network", NULL);
+  const char *sec = kiln_df_instr_flag (r->in, "security", NULL);
+  if (sec && strcmp (sec, "sandbox") != 0)
+    {
+      kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "--security=%s is not supported", sec);
+      return kiln_build_step_error (r->b, r->in, err);
+    }
+  if (net && strcmp (net, "none") != 0 && strcmp (net, "host") != 0 && strcmp (net, "default") != 0)
+    return run_fail (r, err, "--network must be none, host or default, not `%s`", net);
+  r->network_none = net && strcmp (net, "none") == 0;
+  input (r, "network", r->network_none ? "none" : "host");
+  return 0;
+}
+
+int
+kiln_build_secret (struct build *b, const char *id, struct kiln_buf *out, struct kiln_error **err)
+{
+  const char *how = kiln_kvlist_get (&b->o->secrets, id);
+  if (!how)
+    return 0;
+  if (kiln_str_has_prefix (how, "env="))
+    {
+      const char *v = getenv (how + 4);
+      if (!v)
+        return 0;
+      kiln_buf_adds (out, v);
+      return 1;
+    }
+  if (kiln_fs_read_file (AT_FDCWD, how + 4, 1u << 20, out, err) < 0)
+    return kiln_error_wrap (err, "read secret `%s`", id);
+  return 1;
+}
+
+/* Copies the step's output to the progress stream, each line prefixed.  A
+ * process, not a thread: the sandbox forks, and forking a multithreaded
+ * process can leave the child waiting on a lock another thread held. */
+static void __attribute__ ((noreturn))
+relay (int fd, FILE *out, const char *prefix)
+{
+  char buf[8192];
+  bool bol = true;
+  ssize_t n;
+  while ((n = read (fd, buf, sizeof buf)) != 0)
+    {
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        break;
+      for (ssize_t i = 0; out && i < n; i++)
+        {
+          if (bol)
+            fputs (prefix, out);
+          fputc (buf[i], out);
+          bol = buf[i] == '\n';
+        }
+      if (out)
+        fflush (out);
+    }
+  if (out && !bol)
+    fputc ('\n', out);
+  if (out)
+    fflush (out);
+  _exit (0);
+}
+
+static pid_t
+start_relay (int fd, int other, FILE *out, const char *prefix)
+{
+  fflush (NULL);
+  pid_t pid = fork ();
+  if (pid == 0)
+    {
+      close (other);
+      relay (fd, out, prefix);
+    }
+  return pid;
+}
+
+static int
+resolve_user (struct run_job *r, const char *merged, struct kiln_passwd_ids *ids, struct kiln_error **err)
+{
+  const char *user = r->s->cfg.user && *r->s->cfg.user ? r->s->cfg.user : "0";
+  kiln_autoclose int rootfd = open (merged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", merged);
+  if (kiln_passwd_resolve (rootfd, user, false, true, ids, err) < 0)
+    return kiln_error_wrap (err, "USER `%s`", user);
+  return 0;
+}
+
+/* WORKDIRs recorded since the last layer are created now, in this layer. */
+static int
+make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **err)
+{
+  kiln_autoclose int rootfd = open (merged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", merged);
+  for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
+    {
+      int fd = kiln_fs_mkdir_p_in_root (rootfd, r->s->pending_dirs[i], 0755, err);
+      if (fd < 0)
+        return -1;
+      close (fd);
+    }
+  return 0;
+}
+
+static int
+execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *status, struct kiln_error **err)
+{
+  struct kiln_passwd_ids ids = { 0 };
+  int pipefd[2] = { -1, -1 };
+  bool plain = r->b->o->progress == KILN_PROGRESS_PLAIN && r->b->o->progress_out;
+  kiln_autofree char *prefix = kiln_xasprintf ("[%zu/%zu] | ", r->b->step, r->b->nsteps);
+  if (make_pending_dirs (r, mnt->merged, err) < 0 || resolve_user (r, mnt->merged, &ids, err) < 0)
+    return -1;
+  if (pipe2 (pipefd, O_CLOEXEC) < 0)
+    return kiln_passwd_ids_clear (&ids), kiln_error_set (err, errno, KILN_E_IO, "pipe");
+  pid_t relay_pid = start_relay (pipefd[0], pipefd[1], plain ? r->b->o->progress_out : NULL, prefix);
+  struct kiln_sandbox_opts so = {
+    .rootfs = mnt->merged, .argv = r->argv, .env = r->env, .cwd = r->s->cfg.working_dir,
+    .uid = ids.uid, .gid = ids.gid, .groups = ids.groups, .ngroups = ids.ngroups,
+    .network_none = r->network_none, .hostname = "kiln", .mounts = r->mounts, .nmounts = r->nmounts,
+    .stdin_fd = -1, .stdout_fd = pipefd[1], .stderr_fd = pipefd[1], .created = created,
+  };
+  int ret = kiln_sandbox_run (&so, status, err);
+  close (pipefd[1]);
+  close (pipefd[0]);
+  if (relay_pid > 0)
+    while (waitpid (relay_pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+  kiln_passwd_ids_clear (&ids);
+  return ret;
+}
+
+static void
+run_job_clear (struct run_job *r)
+{
+  for (size_t i = 0; i < r->nlocks; i++)
+    close (r->locks[i]);
+  free (r->locks);
+  kiln_strv_free (r->argv);
+  kiln_strv_free (r->env);
+  kiln_strv_free (r->inputs);
+  kiln_strv_free (r->strings);
+  free (r->mounts);
+}
+
+static int
+step_key (struct run_job *r, struct kiln_digest *key)
+{
+  const struct kiln_layer_opts *lo = &r->b->o->layer;
+  struct kiln_cache_key k;
+  input (r, "layer format", kiln_compression_media_type (lo->compression));
+  for (size_t i = 0; r->argv[i]; i++)
+    input (r, "argv", r->argv[i]);
+  input (r, "user", r->s->cfg.user);
+  input (r, "workdir", r->s->cfg.working_dir);
+  for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
+    input (r, "mkdir", r->s->pending_dirs[i]);
+  kiln_cache_key_init (&k, &r->s->key);
+  for (size_t i = 0; r->inputs[i]; i++)
+    kiln_cache_key_add (&k, "input", r->inputs[i]);
+  kiln_cache_key_final (&k, key);
+  return 0;
+}
+
+/* Mounts the step's root, runs it, turns the upper dir into a layer. */
+static int
+run_and_diff (struct run_job *r, struct kiln_error **err)
+{
+  struct build_stage *s = r->s;
+  kiln_autostrv char **lowers = NULL, **created = NULL;
+  struct kiln_mount *mnt = NULL;
+  struct kiln_layer_result lr = { 0 };
+  kiln_autoerror struct kiln_error *cleanup_err = NULL;
+  int status = 0, ret = -1;
+  if (kiln_snapshot_prepare (r->b->st, s->layers, s->cfg.diff_ids, s->nlayers, &lowers, err) < 0
+      || kiln_snapshot_mount (r->b->st, lowers, NULL, &mnt, err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  if (execute (r, mnt, &created, &status, err) < 0)
+    goto out;
+  if (status != 0)
+    {
+      kiln_error_set (err, 0, KILN_E_INTERNAL, "%s:%d: %s: exited with status %d", r->b->df->name, r->in->line,
+                      r->in->original, status);
+      goto out;
+    }
+  if (kiln_snapshot_unmount (mnt, err) < 0
+      || kiln_diff_write_layer (r->b->st, mnt, &r->b->o->layer, created, &lr, err) < 0)
+    goto out;
+  free (s->clock);
+  s->clock = kiln_xstrdup (r->b->created);
+  kiln_build_add_layer (r->b, s, &lr, r->in->original);
+  kiln_layer_result_clear (&lr);
+  ret = 0;
+out:
+  if (mnt && kiln_snapshot_cleanup (r->b->st, mnt, &cleanup_err) < 0)
+    kiln_log_warn ("clean up after `%s`: %s", r->in->original, cleanup_err->msg);
+  return ret;
+}
+
+int
+kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  struct run_job r = { .b = b, .s = s, .in = in };
+  struct build_stage tmp = { .rootfs_fd = -1 };
+  struct kiln_digest key;
+  int ret = -1, hit;
+  input (&r, "instruction", in->original);
+  command (&r);
+  environment (&r);
+  if (parse_network (&r, err) < 0 || parse_mounts (&r, &tmp, err) < 0)
+    goto out;
+  step_key (&r, &key);
+  hit = kiln_build_cache_lookup (b, s, in, &key, r.inputs, err);
+  if (hit != 0)
+    {
+      ret = hit < 0 ? -1 : 0;
+      goto out;
+    }
+  if (run_and_diff (&r, err) < 0)
+    goto out;
+  ret = kiln_build_cache_record (b, s, in, &key, r.inputs, err);
+out:
+  if (ret == 0)
+    {
+      kiln_strv_free (s->pending_dirs);
+      s->pending_dirs = NULL;
+    }
+  kiln_build_stage_clear (&tmp);
+  run_job_clear (&r);
+  return ret;
+}
