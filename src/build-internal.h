@@ -53,6 +53,10 @@ bool kiln_build_cache_enabled (struct build *b, const struct build_stage *s);
  * stage and returns 1; 0 on a miss (b->miss_reason set). */
 int kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                              const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);
+/* For a step that was not looked up (no cached result could exist): sets
+ * the step's key and why it missed, and says so in plain progress. */
+void kiln_build_cache_note_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                                 const struct kiln_digest *key, char *const *inputs);
 /* Records the layer the step just added under key. */
 int kiln_build_cache_record (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                              const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);

@@ -72,11 +72,20 @@ kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct ki
       return 1;
     }
   kiln_cache_record_clear (&r);
-  b->miss_reason = explain_miss (b, s, in, inputs);
-  /* said before the step runs, so it stands above the step's own output */
+  kiln_build_cache_note_miss (b, s, in, key, inputs);
+  return 0;
+}
+
+void
+kiln_build_cache_note_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                            const struct kiln_digest *key, char *const *inputs)
+{
+  b->step_key = *key;
+  free (b->miss_reason);
+  b->miss_reason = kiln_build_cache_enabled (b, s) ? explain_miss (b, s, in, inputs) : kiln_xstrdup ("cache disabled");
+  /* said before a RUN runs, so it stands above the step's own output */
   if (b->o->progress == KILN_PROGRESS_PLAIN && b->o->progress_out)
     fprintf (b->o->progress_out, "miss: %s : %s\n", in->original, b->miss_reason);
-  return 0;
 }
 
 int

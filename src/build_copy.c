@@ -36,6 +36,8 @@ struct centry {
   struct stat st;        /* of the source, for the context checksum cache */
   bool ctx;              /* a context file */
   const char *origin;    /* non-context source: its identity instead of its content */
+  struct kiln_digest digest;   /* content digest of a regular file */
+  bool have_digest;
 };
 
 struct copy_job {
@@ -363,20 +365,28 @@ free_entries (struct copy_job *j)
 }
 
 static int
-write_entry (struct kiln_layer_writer *w, const struct centry *c, struct kiln_error **err)
+write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, struct kiln_error **err)
 {
   struct kiln_layer_entry e = {
     .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid, .mtime = c->mtime,
     .size = c->size, .link = c->link, .rdev = c->rdev,
+    /* a file not hashed yet is hashed while it streams into the layer */
+    .content_digest = S_ISREG (c->mode) && !c->have_digest ? &c->digest : NULL,
   };
   if (c->data)
     return kiln_layer_writer_add_data (w, &e, c->data, c->datalen, err);
   if (!S_ISREG (c->mode))
     return kiln_layer_writer_add (w, &e, -1, err);
   kiln_autoclose int fd = kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
-  if (fd < 0)
+  if (fd < 0 || kiln_layer_writer_add (w, &e, fd, err) < 0)
     return -1;
-  return kiln_layer_writer_add (w, &e, fd, err);
+  if (e.content_digest)
+    {
+      c->have_digest = true;
+      if (c->ctx)
+        kiln_ctxsum_update (j->b->ctxsum, c->src, &c->st, &c->digest);
+    }
+  return 0;
 }
 
 /* Sorts by path and keeps the last entry of each path. */
@@ -398,40 +408,66 @@ sort_entries (struct copy_job *j)
   j->n = out;
 }
 
-static int
-entry_digest (struct copy_job *j, const struct centry *c, struct kiln_digest *d, struct kiln_error **err)
+/* The digest of a regular entry without reading it, when that is possible:
+ * heredoc data, files of a stage or image (named by its key), context files
+ * whose stat matches the checksum cache. */
+static bool
+cheap_digest (struct copy_job *j, struct centry *c)
 {
+  if (c->have_digest)
+    return true;
   if (c->data)
-    {
-      kiln_digest_of (c->data, c->datalen, d);
-      return 0;
-    }
-  if (c->origin)
+    kiln_digest_of (c->data, c->datalen, &c->digest);
+  else if (c->origin)
     {
       kiln_autofree char *id = kiln_xasprintf ("%s%s", c->origin, c->src);
-      kiln_digest_of (id, strlen (id), d);
-      return 0;
+      kiln_digest_of (id, strlen (id), &c->digest);
     }
-  if (c->ctx && kiln_ctxsum_lookup (j->b->ctxsum, c->src, &c->st, d))
+  else if (!(c->ctx && kiln_ctxsum_lookup (j->b->ctxsum, c->src, &c->st, &c->digest)))
+    return false;
+  c->have_digest = true;
+  return true;
+}
+
+static int
+entry_digest (struct copy_job *j, struct centry *c, struct kiln_error **err)
+{
+  if (cheap_digest (j, c))
     return 0;
   kiln_autoclose int fd = kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
-  if (fd < 0)
+  if (fd < 0 || source_digest (j, fd, c->src, &c->digest, err) < 0)
     return -1;
-  return source_digest (j, fd, c->src, d, err);
+  c->have_digest = true;
+  return 0;
+}
+
+/* Every regular entry's digest without reading, or false. */
+static bool
+all_cheap (struct copy_job *j)
+{
+  bool ok = true;
+  for (size_t i = 0; i < j->n; i++)
+    if (S_ISREG (j->v[i].mode) && !cheap_digest (j, &j->v[i]))
+      ok = false;
+  return ok;
 }
 
 /* The key: the instruction, the variables it used, and per entry its path,
- * type, mode, owner, link target and content digest; never mtimes. */
-static int
-step_key (struct copy_job *j, struct kiln_digest *key, struct kiln_error **err)
+ * type, mode, owner, link target and content digest; never mtimes.  Entries
+ * must all have their digests. */
+static void
+step_key (struct copy_job *j, struct kiln_digest *key)
 {
-  struct kiln_cache_key k;
   const struct kiln_layer_opts *lo = &j->b->o->layer;
+  struct kiln_cache_key k;
+  kiln_strv_free (j->inputs);
+  j->inputs = NULL;
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("instruction\t%s", j->in->original));
   /* the same files in another compression or mtime clamp are another layer */
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("layer format\t%s level %d clamp %s%lld",
                                                    kiln_compression_media_type (lo->compression), lo->level,
-                                                   lo->clamp_mtime ? "at " : "off", (long long) (lo->clamp_mtime ? lo->epoch : 0)));
+                                                   lo->clamp_mtime ? "at " : "off",
+                                                   (long long) (lo->clamp_mtime ? lo->epoch : 0)));
   for (size_t i = 0; j->b->used && j->b->used[i]; i++)
     kiln_strv_push (&j->inputs, j->b->used[i]);
   for (size_t i = 0; i < j->n; i++)
@@ -441,18 +477,13 @@ step_key (struct copy_job *j, struct kiln_digest *key, struct kiln_error **err)
       kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s meta\t/%s %o %u:%u %s", name, c->dest,
                                                        (unsigned) c->mode, (unsigned) c->uid, (unsigned) c->gid,
                                                        c->link ? c->link : ""));
-      if (!S_ISREG (c->mode))
-        continue;
-      struct kiln_digest d;
-      if (entry_digest (j, c, &d, err) < 0)
-        return kiln_build_step_error (j->b, j->in, err);
-      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s content\t%s", name, d.s));
+      if (S_ISREG (c->mode))
+        kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s content\t%s", name, c->digest.s));
     }
   kiln_cache_key_init (&k, &j->s->key);
   for (size_t i = 0; j->inputs[i]; i++)
     kiln_cache_key_add (&k, "input", j->inputs[i]);
   kiln_cache_key_final (&k, key);
-  return 0;
 }
 
 /* Streams the sorted entries through one layer writer into the store. */
@@ -464,7 +495,7 @@ write_layer (struct copy_job *j, struct kiln_error **err)
   if (kiln_layer_writer_new (j->b->st, &j->b->o->layer, &w, err) < 0)
     return -1;
   for (size_t i = 0; i < j->n; i++)
-    if (write_entry (w, &j->v[i], err) < 0)
+    if (write_entry (j, w, &j->v[i], err) < 0)
       {
         kiln_layer_writer_free (w);
         return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
@@ -482,19 +513,39 @@ write_layer (struct copy_job *j, struct kiln_error **err)
   return 0;
 }
 
-/* Reuses a cached layer or writes a new one and records it. */
+/* Reuses a cached layer or writes a new one and records it.  Files the
+ * checksum cache does not know are hashed first only when a cached result
+ * could exist; otherwise (a cold build) they are hashed while they stream
+ * into the layer, so each byte is read once. */
 static int
 commit_layer (struct copy_job *j, struct kiln_error **err)
 {
   struct kiln_digest key;
+  struct kiln_cache_record sib = { 0 };
+  kiln_autoerror struct kiln_error *e = NULL;
   sort_entries (j);
-  if (step_key (j, &key, err) < 0)
-    return -1;
-  int hit = kiln_build_cache_lookup (j->b, j->s, j->in, &key, j->inputs, err);
-  if (hit != 0)
-    return hit < 0 ? -1 : 0;
+  bool cheap = all_cheap (j);
+  bool may_hit = kiln_build_cache_enabled (j->b, j->s)
+                 && (cheap || kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
+                     || j->b->o->cache_sources);
+  kiln_cache_record_clear (&sib);
+  if (may_hit)
+    {
+      for (size_t i = 0; i < j->n; i++)
+        if (S_ISREG (j->v[i].mode) && entry_digest (j, &j->v[i], err) < 0)
+          return kiln_build_step_error (j->b, j->in, err);
+      step_key (j, &key);
+      int hit = kiln_build_cache_lookup (j->b, j->s, j->in, &key, j->inputs, err);
+      if (hit != 0)
+        return hit < 0 ? -1 : 0;
+    }
   if (write_layer (j, err) < 0)
     return -1;
+  if (!may_hit)
+    {
+      step_key (j, &key);
+      kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
+    }
   return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
 }
 
@@ -784,14 +835,13 @@ kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, cons
   for (size_t i = 0; i < j.n; i++)
     {
       const struct centry *c = &j.v[i];
-      struct kiln_digest d = { .s = "" };
-      if (S_ISREG (c->mode) && entry_digest (&j, c, &d, err) < 0)
+      if (S_ISREG (c->mode) && entry_digest (&j, &j.v[i], err) < 0)
         {
           kiln_cache_key_clear (&k);
           goto out;
         }
       kiln_cache_key_addf (&k, c->dest, "%o %u:%u %s %s", (unsigned) c->mode, (unsigned) c->uid,
-                           (unsigned) c->gid, c->link ? c->link : "", d.s);
+                           (unsigned) c->gid, c->link ? c->link : "", S_ISREG (c->mode) ? c->digest.s : "");
     }
   kiln_cache_key_final (&k, out);
   ret = 0;

@@ -460,6 +460,7 @@ static int
 copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, struct kiln_error **err)
 {
   uint64_t done = 0;
+  struct kiln_sha256 *h = e->content_digest ? kiln_sha256_new () : NULL;
   /* read-ahead doubled for big files; a hint, so failure does not matter */
   if (e->size > PIPE_CHUNK)
     (void) posix_fadvise (fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -472,18 +473,30 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
       if (n < 0)
         {
           w->failed = true;
+          kiln_sha256_free (h);
           return kiln_error_set (err, errno, KILN_E_IO, "read `%s`", e->path);
         }
       if (n == 0)
         break;
+      if (h)
+        kiln_sha256_update (h, buf, (size_t) n);
       int r = write_data (w, e->path, buf, (size_t) n, err);
       if (r < 0)
-        return r;
+        {
+          kiln_sha256_free (h);
+          return r;
+        }
       done += (uint64_t) n;
     }
   char probe;
   if (done == e->size && read_some (fd, &probe, 1) == 0)
-    return 0;
+    {
+      if (h)
+        kiln_sha256_final (h, e->content_digest);
+      kiln_sha256_free (h);
+      return 0;
+    }
+  kiln_sha256_free (h);
   w->failed = true;
   return kiln_error_set (err, 0, KILN_E_IO, "read `%s`: file changed size while being added (expected %llu bytes)",
                          e->path, (unsigned long long) e->size);

@@ -163,6 +163,12 @@ enum kiln_reg_doc { KILN_REG_DOC_MANIFEST, KILN_REG_DOC_INDEX };
 int kiln_reg_doc_kind (const char *data, size_t len, const char *content_type, enum kiln_reg_doc *kind,
                        char **media_type, struct kiln_error **err);
 
+/* Downloads blob d from repository path (no domain) of c into the store:
+ * resumed with Range, digest verified on commit, size checked unless
+ * d->size < 0; a compressed layer's diffID is not checked. */
+int kiln_reg_download_blob (struct kiln_store *st, struct kiln_reg_client *c, const char *path,
+                            const struct kiln_descriptor *d, struct kiln_error **err);
+
 /* ---- provenance (ROOT/kiln/sources.json) ---- */
 /* Records that blobs came from / exist at "registry/repository". */
 int kiln_reg_sources_add (struct kiln_store *st, const struct kiln_digest *blobs, size_t n, const char *repo,

@@ -10,6 +10,8 @@ struct kiln_store {
   int rootfd;                 /* O_DIRECTORY of the root */
   int blobsfd, ingestfd, tmpfd;
   int lockfd;                 /* kiln.lock, flock()ed around index.json updates */
+  kiln_store_fetch_fn fetch;  /* lazy blobs (kiln_store_set_fetcher), or NULL */
+  void *fetch_opaque;
 };
 
 /* flock(op) on kiln.lock, retrying EINTR. */

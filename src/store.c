@@ -4,6 +4,7 @@
  * *at() calls or openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a symlink
  * planted inside the store cannot redirect a write elsewhere. */
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -309,15 +310,47 @@ kiln_store_blob_exists (struct kiln_store *st, const struct kiln_digest *d, uint
   return true;
 }
 
+void
+kiln_store_set_fetcher (struct kiln_store *st, kiln_store_fetch_fn fn, void *opaque)
+{
+  st->fetch = fn;
+  st->fetch_opaque = opaque;
+}
+
+/* Opens a blob that is in the store; absent = KILN_E_NOTFOUND. */
+static int
+open_local (struct kiln_store *st, const struct kiln_digest *d, struct kiln_error **err)
+{
+  int fd = openat (st->blobsfd, kiln_digest_hex (d), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return kiln_error_set (err, errno, errno == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO, "open blob `%s`", d->s);
+  return fd;
+}
+
 int
 kiln_store_blob_open (struct kiln_store *st, const struct kiln_digest *d, struct kiln_error **err)
 {
   if (!kiln_digest_valid (d->s))
     return kiln_error_set (err, 0, KILN_E_PARSE, "open blob: invalid digest `%.80s`", d->s);
-  int fd = kiln_fs_open_beneath (st->blobsfd, kiln_digest_hex (d), O_RDONLY, 0, err);
+  int fd = openat (st->blobsfd, kiln_digest_hex (d), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  /* only a blob that is really absent is fetched; other failures stand */
+  if (fd >= 0 || errno != ENOENT || st->fetch == NULL)
+    return fd >= 0 ? fd : open_local (st, d, err);
+  if (st->fetch (st->fetch_opaque, st, d, err) < 0)
+    return kiln_error_wrap (err, "fetch missing blob `%s`", d->s);
+  return open_local (st, d, err);
+}
+
+int
+kiln_store_blob_ensure (struct kiln_store *st, const struct kiln_digest *d, struct kiln_error **err)
+{
+  if (kiln_store_blob_exists (st, d, NULL))
+    return 0;
+  int fd = kiln_store_blob_open (st, d, err);
   if (fd < 0)
-    return kiln_error_wrap (err, "open blob `%s`", d->s);
-  return fd;
+    return fd;
+  close (fd);
+  return 0;
 }
 
 int
@@ -670,14 +703,45 @@ check_blobs (struct kiln_store *st, struct kiln_store_report *r, struct kiln_err
   return 0;
 }
 
-/* One referenced blob: present, and of the size its descriptor claims. */
+/* The digests kiln/sources.json knows a registry for (the registry client
+ * writes it); an empty object when there is none. */
+static json_t *
+load_sources (struct kiln_store *st)
+{
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  kiln_autoerror struct kiln_error *e = NULL;
+  json_t *j = NULL;
+  if (kiln_fs_read_file (st->rootfd, "kiln/sources.json", KILN_STORE_MAX_INDEX, &b, &e) == 0)
+    j = json_loadb (b.buf, b.len, 0, NULL);
+  if (!json_is_object (j))
+    {
+      json_decref (j);
+      j = json_object ();
+    }
+  return j;
+}
+
+static bool
+is_remote (json_t *sources, const struct kiln_digest *d)
+{
+  json_t *a = json_object_get (sources, d->s);
+  return json_is_array (a) && json_array_size (a) > 0;
+}
+
+/* One referenced blob: present, and of the size its descriptor claims.
+ * A layer missing here but known to be in a registry is lazy, not lost. */
 static bool
 check_ref (struct kiln_store *st, const char *who, const char *what, const struct kiln_descriptor *d,
-           struct kiln_store_report *r)
+           json_t *sources, struct kiln_store_report *r)
 {
   uint64_t size = 0;
   if (!kiln_store_blob_exists (st, &d->digest, &size))
     {
+      if (sources && is_remote (sources, &d->digest))
+        {
+          r->remote++;
+          return false;
+        }
       r->missing++;
       problem (r, "image `%s`: %s `%s` is missing", who, what, d->digest.s);
       return false;
@@ -692,12 +756,12 @@ check_ref (struct kiln_store *st, const char *who, const char *what, const struc
 }
 
 static void
-check_manifest (struct kiln_store *st, const char *who, const struct kiln_descriptor *d,
+check_manifest (struct kiln_store *st, const char *who, const struct kiln_descriptor *d, json_t *sources,
                 struct kiln_store_report *r)
 {
   struct kiln_manifest m = { 0 };
   struct kiln_error *e = NULL;
-  if (!check_ref (st, who, "manifest", d, r))
+  if (!check_ref (st, who, "manifest", d, NULL, r))
     return;
   if (kiln_store_get_manifest (st, &d->digest, &m, &e) < 0)
     {
@@ -705,9 +769,9 @@ check_manifest (struct kiln_store *st, const char *who, const struct kiln_descri
       kiln_error_free (&e);
       return;
     }
-  check_ref (st, who, "config", &m.config, r);
+  check_ref (st, who, "config", &m.config, NULL, r);
   for (size_t i = 0; i < m.nlayers; i++)
-    check_ref (st, who, "layer", &m.layers[i], r);
+    check_ref (st, who, "layer", &m.layers[i], sources, r);
   kiln_manifest_clear (&m);
 }
 
@@ -745,12 +809,14 @@ kiln_store_check (struct kiln_store *st, struct kiln_store_report *r, struct kil
       kiln_error_free (&e);
       return 0;
     }
+  json_t *sources = load_sources (st);
   for (size_t i = 0; i < ix.nmanifests; i++)
     {
       const char *name = kiln_kvlist_get (&ix.manifests[i].annotations, KILN_ANNOT_REF_NAME);
       r->refs++;
-      check_manifest (st, name ? name : ix.manifests[i].digest.s, &ix.manifests[i], r);
+      check_manifest (st, name ? name : ix.manifests[i].digest.s, &ix.manifests[i], sources, r);
     }
+  json_decref (sources);
   kiln_index_clear (&ix);
   return 0;
 }

@@ -47,6 +47,9 @@ struct kiln_layer_entry {
   const void *const *xattr_values;
   const size_t *xattr_sizes;
   size_t nxattrs;
+  /* Out, optional: the sha256 of the file's content, computed from the same
+   * reads that fill the tar, so a cold COPY reads each file once. */
+  struct kiln_digest *content_digest;
 };
 
 struct kiln_layer_result {

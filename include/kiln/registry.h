@@ -38,6 +38,8 @@ struct kiln_registry_opts {
   int jobs;                   /* blobs transferred in parallel (default 4) */
   int64_t chunk_size;         /* push: blobs larger than this go in PATCH chunks of
                                * max(this, OCI-Chunk-Min-Length); 0 = 64 MiB / 32 MiB */
+  bool lazy;                  /* pull: manifest and config only; missing layers are
+                               * fetched when opened (kiln_registry_fetch_blob) */
   kiln_registry_event_fn on_event;   /* may be NULL */
   void *opaque;
 };

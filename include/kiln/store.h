@@ -45,8 +45,20 @@ void kiln_blob_writer_abort (struct kiln_blob_writer *w);
 int kiln_store_blob_put (struct kiln_store *st, const void *data, size_t len, struct kiln_digest *out,
                          struct kiln_error **err);
 bool kiln_store_blob_exists (struct kiln_store *st, const struct kiln_digest *d, uint64_t *size);
-/* Read-only fd of a blob (KILN_E_NOTFOUND when absent). */
+/* Read-only fd of a blob (KILN_E_NOTFOUND when absent and no fetcher could
+ * get it). */
 int kiln_store_blob_open (struct kiln_store *st, const struct kiln_digest *d, struct kiln_error **err);
+/* Makes sure a blob is in the store, asking the fetcher when it is not. */
+int kiln_store_blob_ensure (struct kiln_store *st, const struct kiln_digest *d, struct kiln_error **err);
+
+/* Lazy blobs: a blob the store does not have (a cache hit or a base layer
+ * known to live in a registry) is fetched only when something opens it.
+ * The fetcher commits d into the store (verified) and returns 0, or fails;
+ * KILN_E_NOTFOUND when it knows no place that has d.  One per store; NULL
+ * removes it.  kiln_registry_fetch_blob is the registry-backed one. */
+typedef int (*kiln_store_fetch_fn) (void *opaque, struct kiln_store *st, const struct kiln_digest *d,
+                                    struct kiln_error **err);
+void kiln_store_set_fetcher (struct kiln_store *st, kiln_store_fetch_fn fn, void *opaque);
 /* Reads a whole blob into out (capped at max) and verifies its digest. */
 int kiln_store_blob_read (struct kiln_store *st, const struct kiln_digest *d, size_t max,
                           struct kiln_buf *out, struct kiln_error **err);
@@ -78,6 +90,8 @@ int kiln_store_list (struct kiln_store *st, struct kiln_index *out, struct kiln_
 
 struct kiln_store_report {
   size_t blobs, bad_blobs, refs, missing;   /* counts */
+  size_t remote;                            /* referenced blobs missing here but known to be in a
+                                             * registry (kiln/sources.json): lazy, not problems */
   char **problems;                          /* one line each; NULL when clean */
   size_t ingest;                            /* leftover ingest/ files (not problems) */
 };
