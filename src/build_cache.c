@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include "build-internal.h"
 #include "kiln/cleanup.h"
 #include "kiln/log.h"
@@ -33,11 +35,36 @@ set_clock (struct build_stage *s, const char *t)
   s->clock = kiln_xstrdup (t);
 }
 
+/* Records are as old as their file: written when the step was built, and
+ * given the build time of the exported record by a --cache-from import.
+ * False when there is no TTL or no record. */
+static bool
+record_expired (struct build *b, const struct kiln_digest *key)
+{
+  struct stat sb;
+  if (b->o->cache_ttl <= 0)
+    return false;
+  kiln_autofree char *rel = kiln_xasprintf ("cache/records/%s.json", kiln_digest_hex (key));
+  if (fstatat (kiln_store_dirfd (b->st), rel, &sb, 0) < 0)
+    return false;
+  return (int64_t) time (NULL) - (int64_t) sb.st_mtime > b->o->cache_ttl;
+}
+
+/* The layer is here, or a registry has it and it is fetched only when a
+ * later step needs the snapshot (or a push has to upload it). */
+static bool
+layer_available (struct build *b, const struct kiln_digest *d)
+{
+  return kiln_store_blob_exists (b->st, d, NULL) || kiln_registry_blob_remote (b->st, d);
+}
+
 static char *
 explain_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, char *const *inputs)
 {
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
+  if (record_expired (b, &b->step_key))
+    return kiln_xstrdup ("the cached step is older than --cache-ttl");
   if (kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) != 0)
     return kiln_xstrdup (b->any_miss ? "an earlier step changed" : "not built before");
   char *why = kiln_cache_explain (sib.inputs, inputs);
@@ -61,13 +88,14 @@ kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct ki
   int found = kiln_cache_get (b->st, key, &r, err);
   if (found < 0)
     return -1;
-  if (found == 0 && r.has_layer && kiln_store_blob_exists (b->st, &r.layer.digest, NULL))
+  if (found == 0 && r.has_layer && !record_expired (b, key) && layer_available (b, &r.layer.digest))
     {
       struct kiln_layer_result lr = { .diff_id = r.diff_id, .desc = r.layer };
       if (!b->o->have_epoch && r.created)
         set_clock (s, r.created);
       kiln_build_add_layer (b, s, &lr, in->original);
       kiln_cache_record_clear (&r);
+      kiln_cache_touch (b->st, key);
       b->step_cached = true;
       return 1;
     }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "kiln/cache.h"
 #include "kiln/cleanup.h"
@@ -180,6 +181,13 @@ kiln_cache_put (struct kiln_store *st, const struct kiln_cache_record *r, struct
     return kiln_error_wrap (err, "write cache record");
   return kiln_fs_write_atomic (cfd, kiln_digest_hex (&r->key), r->instruction ? r->instruction : "",
                                r->instruction ? strlen (r->instruction) : 0, 0644, err);
+}
+
+void
+kiln_cache_touch (struct kiln_store *st, const struct kiln_digest *key)
+{
+  kiln_autofree char *rel = kiln_xasprintf ("cache/records/%s.json", kiln_digest_hex (key));
+  utimensat (kiln_store_dirfd (st), rel, NULL, AT_SYMLINK_NOFOLLOW);
 }
 
 int

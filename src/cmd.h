@@ -10,6 +10,7 @@
 struct kiln_cli {
   const char *root;      /* --root, or NULL for the default */
   const char *argv0;
+  int lease_fd;          /* shared gc.lock held while the store is open (see prune.h) */
 };
 
 typedef int (*kiln_cmd_fn) (struct kiln_cli *cli, int argc, char **argv);
@@ -20,6 +21,7 @@ int kiln_cmd_inspect (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_tag (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_rmi (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_save (struct kiln_cli *cli, int argc, char **argv);
+int kiln_cmd_prune (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_store (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_pull (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_push (struct kiln_cli *cli, int argc, char **argv);

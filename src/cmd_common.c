@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "cmd.h"
 #include "kiln/cleanup.h"
+#include "kiln/prune.h"
 #include "kiln/ref.h"
 #include "kiln/sandbox.h"
 #include "kiln/userns.h"
@@ -71,6 +72,13 @@ kiln_cmd_open_store (struct kiln_cli *cli, struct kiln_store **st, struct kiln_e
   const char *root = cli->root ? cli->root : def;
   if (kiln_store_open (root, st, err) < 0)
     return kiln_error_wrap (err, "open store `%s`", root);
+  /* released when kiln exits: prune waits for (or refuses to run beside) us */
+  if (cli->lease_fd < 0 && kiln_prune_lease (*st, &cli->lease_fd, err) < 0)
+    {
+      kiln_store_free (*st);
+      *st = NULL;
+      return -1;
+    }
   return 0;
 }
 

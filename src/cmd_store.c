@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <archive.h>
 #include <jansson.h>
@@ -10,6 +11,7 @@
 #include <curl/curl.h>
 #include "cmd.h"
 #include "kiln/cleanup.h"
+#include "kiln/prune.h"
 #include "kiln/util.h"
 
 #ifndef KILN_VERSION
@@ -126,5 +128,71 @@ kiln_cmd_version (struct kiln_cli *cli, int argc, char **argv)
   printf ("kiln %s\n", KILN_VERSION);
   printf ("libarchive %s, %s, zstd %s, jansson %s, %s\n", archive_version_string () + 11, OPENSSL_VERSION_TEXT,
           ZSTD_versionString (), JANSSON_VERSION, curl_version ());
+  return 0;
+}
+
+static const char prune_usage[] =
+  "usage: kiln prune [--all] [--keep-storage SIZE] [--filter until=DURATION] [--wait]\n\n"
+  "Removes blobs, snapshots and scratch space nothing references, and cache records:\n"
+  "  --all                    every cache record and snapshot (tagged images stay)\n"
+  "  --keep-storage SIZE      drop least recently used cache records until the store fits (e.g. 10GB)\n"
+  "  --filter until=DURATION  drop cache records unused for longer than DURATION (e.g. 24h, 7d)\n"
+  "  --wait                   wait for running builds instead of failing\n";
+
+static int
+prune_args (int argc, char **argv, struct kiln_prune_opts *o, struct kiln_error **err)
+{
+  static const struct option opts[] = { { "all", no_argument, NULL, 'a' },
+                                        { "keep-storage", required_argument, NULL, 'k' },
+                                        { "filter", required_argument, NULL, 'f' },
+                                        { "wait", no_argument, NULL, 'w' },
+                                        { NULL, 0, NULL, 0 } };
+  int opt;
+  optind = 1;
+  opterr = 0;
+  while ((opt = getopt_long (argc, argv, ":a", opts, NULL)) != -1)
+    {
+      if (opt == 'a')
+        o->all = true;
+      else if (opt == 'w')
+        o->wait = true;
+      else if (opt == 'k' && kiln_prune_parse_size (optarg, &o->keep_storage, err) < 0)
+        return -1;
+      else if (opt == 'f' && !kiln_str_has_prefix (optarg, "until="))
+        return kiln_error_set (err, 0, KILN_E_USAGE, "unknown --filter `%s` (until=DURATION)", optarg);
+      else if (opt == 'f' && kiln_prune_parse_duration (optarg + 6, &o->until, err) < 0)
+        return -1;
+      else if (opt == '?' || opt == ':')
+        return kiln_error_set (err, 0, KILN_E_USAGE, "bad option `%s`", argv[optind - 1]);
+    }
+  if (optind != argc)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "unexpected argument `%s`", argv[optind]);
+  return 0;
+}
+
+int
+kiln_cmd_prune (struct kiln_cli *cli, int argc, char **argv)
+{
+  struct kiln_prune_opts o = { .keep_storage = -1 };
+  struct kiln_prune_report r;
+  struct kiln_error *err = NULL;
+  struct kiln_store *st = NULL;
+  if (kiln_cmd_wants_help (argc, argv))
+    return fputs (prune_usage, stdout), 0;
+  int ret = prune_args (argc, argv, &o, &err);
+  if (ret == 0)
+    ret = kiln_cmd_open_store (cli, &st, &err);
+  if (ret == 0)
+    {
+      /* our own lease would block the exclusive lock */
+      close (cli->lease_fd);
+      cli->lease_fd = -1;
+      ret = kiln_prune (st, &o, &r, &err);
+    }
+  kiln_store_free (st);
+  if (ret < 0)
+    return kiln_cmd_fail (&err);
+  printf ("pruned %zu cache records, %zu blobs (%.1f MB), %zu snapshots, %zu scratch entries\n", r.records, r.blobs,
+          (double) r.bytes / 1e6, r.snapshots, r.scratch);
   return 0;
 }

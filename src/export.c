@@ -52,9 +52,10 @@ load_image (struct kiln_store *st, const struct kiln_descriptor *desc, struct im
   blobs_add (b, &b->m.config.digest);
   for (size_t i = 0; i < b->m.nlayers; i++)
     blobs_add (b, &b->m.layers[i].digest);
+  /* a lazy layer (still in a registry) is fetched now: an export needs every byte */
   for (size_t i = 0; i < b->n; i++)
-    if (!kiln_store_blob_exists (st, &b->d[i], NULL))
-      return kiln_error_set (err, 0, KILN_E_NOTFOUND, "blob `%s` of the image is missing from the store", b->d[i].s);
+    if (kiln_store_blob_ensure (st, &b->d[i], err) < 0)
+      return kiln_error_wrap (err, "blob `%s` of the image is missing from the store", b->d[i].s);
   return 0;
 }
 

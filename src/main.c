@@ -16,6 +16,7 @@ static const struct { const char *name; kiln_cmd_fn fn; const char *help; } verb
   { "login", kiln_cmd_login, "store credentials for a registry" },
   { "logout", kiln_cmd_logout, "remove stored credentials for a registry" },
   { "run", kiln_cmd_run, "run a command in a container of an image" },
+  { "prune", kiln_cmd_prune, "remove unused blobs, snapshots and cache records" },
   { "store", kiln_cmd_store, "store maintenance (`kiln store check`)" },
   { "version", kiln_cmd_version, "print the version" },
 };
@@ -33,7 +34,7 @@ usage (FILE *f, int status)
 int
 main (int argc, char **argv)
 {
-  struct kiln_cli cli = { .argv0 = argv[0] };
+  struct kiln_cli cli = { .argv0 = argv[0], .lease_fd = -1 };
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++)
     {

@@ -185,21 +185,29 @@ upload_chunked (struct push *p, struct kiln_reg_conn *cn, char **loc, const stru
   return send_part (cn, "PUT", loc, d, fd, 0, 0, false, err);
 }
 
-/* One session: mount or upload.  Returns the event that happened. */
+/* One session: mount or upload.  Returns the event that happened.  The blob
+ * is opened (*fd) only once the registry has neither mounted nor got it, so
+ * a lazy blob is fetched only when it really has to be uploaded. */
 static int
-upload_session (struct push *p, struct kiln_reg_conn *cn, const struct kiln_digest *d, int fd, int64_t size,
-                const char *from, struct kiln_error **err)
+upload_session (struct push *p, struct kiln_reg_conn *cn, const struct kiln_digest *d, int *fd, int64_t size,
+                const char *from, bool *no_blob, struct kiln_error **err)
 {
   kiln_autofree char *loc = NULL;
   int64_t chunk_min = 0;
   int r = start_upload (p, cn, d, from, &loc, &chunk_min, err);
   if (r != 0)
     return r < 0 ? r : KILN_REGISTRY_BLOB_MOUNTED;
+  if (*fd < 0 && (*fd = kiln_store_blob_open (p->st, d, err)) < 0)
+    {
+      *no_blob = true;   /* neither here nor fetchable: another session will not help */
+      cancel_upload (cn, loc);
+      return -1;
+    }
   int64_t chunk = p->chunk > chunk_min ? p->chunk : chunk_min;
   if (size > p->chunked_above)
-    r = upload_chunked (p, cn, &loc, d, fd, size, chunk, err);
+    r = upload_chunked (p, cn, &loc, d, *fd, size, chunk, err);
   else
-    r = send_part (cn, "PUT", &loc, d, fd, 0, size, false, err);
+    r = send_part (cn, "PUT", &loc, d, *fd, 0, size, false, err);
   if (r < 0 && loc)
     cancel_upload (cn, loc);
   return r < 0 ? r : KILN_REGISTRY_BLOB_UPLOADED;
@@ -212,14 +220,14 @@ push_blob (struct push *p, struct kiln_reg_conn *cn, const struct kiln_digest *d
   int r = blob_exists (p, cn, d, err);
   if (r != 0)
     return r < 0 ? r : KILN_REGISTRY_BLOB_PRESENT;
-  kiln_autoclose int fd = kiln_store_blob_open (p->st, d, err);
+  kiln_autoclose int fd = -1;
   kiln_autofree char *from = mount_source (p, d);
-  if (fd < 0)
-    return -1;
+  bool no_blob = false;
   for (int attempt = 0;; attempt++)
     {
-      r = upload_session (p, cn, d, fd, size, attempt == 0 ? from : NULL, err);
-      if (r >= 0 || attempt >= p->o->retries || (*err)->kind == KILN_E_AUTH || (*err)->kind == KILN_E_IO)
+      r = upload_session (p, cn, d, &fd, size, attempt == 0 ? from : NULL, &no_blob, err);
+      if (r >= 0 || no_blob || attempt >= p->o->retries || (*err)->kind == KILN_E_AUTH
+          || (*err)->kind == KILN_E_IO)
         return r;
       /* the session is gone (Debian's registry drops it when a body is cut):
        * check whether the blob landed after all, else start over */
@@ -375,6 +383,19 @@ int
 kiln_registry_push (struct kiln_store *st, const char *image, const char *dest, const struct kiln_registry_opts *o,
                     struct kiln_digest *digest_out, struct kiln_error **err)
 {
+  struct kiln_descriptor md = { 0 };
+  if (kiln_store_resolve (st, image, &md, err) < 0)
+    return kiln_error_wrap (err, "push `%s`", image);
+  int r = kiln_registry_push_manifest (st, &md, dest ? dest : image, o, digest_out, err);
+  kiln_descriptor_clear (&md);
+  return r;
+}
+
+int
+kiln_registry_push_manifest (struct kiln_store *st, const struct kiln_descriptor *mdesc, const char *target,
+                             const struct kiln_registry_opts *o, struct kiln_digest *digest_out,
+                             struct kiln_error **err)
+{
   struct kiln_registry_opts defaults;
   struct push p = { .st = st, .o = o };
   struct kiln_descriptor md = { 0 };
@@ -382,9 +403,7 @@ kiln_registry_push (struct kiln_store *st, const char *image, const char *dest, 
     kiln_registry_opts_init (&defaults), p.o = o = &defaults;
   p.chunked_above = o->chunk_size > 0 ? o->chunk_size : DEFAULT_CHUNKED_ABOVE;
   p.chunk = o->chunk_size > 0 ? o->chunk_size : DEFAULT_CHUNK;
-  if (kiln_store_resolve (st, image, &md, err) < 0)
-    return kiln_error_wrap (err, "push `%s`", image);
-  const char *target = dest ? dest : image;
+  kiln_descriptor_copy (&md, mdesc);
   int r = kiln_ref_parse (target, &p.ref, err);
   kiln_autofree char *shown = r == 0 ? kiln_ref_string (&p.ref) : kiln_xstrdup (target);
   if (r == 0)

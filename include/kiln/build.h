@@ -28,6 +28,7 @@ struct kiln_build_opts {
   struct kiln_kvlist build_args;
   const char *target;
   bool no_cache;                  /* no cache lookups (results are still recorded) */
+  int64_t cache_ttl;              /* seconds: records built longer ago are ignored; 0 = no limit */
   bool cache_sources;             /* --cache-from given: a hit may exist without a local record */
   char **no_cache_filter;         /* stage names (or indexes) built without cache lookups */
   struct kiln_layer_opts layer;   /* compression and mtime clamping */

@@ -53,6 +53,8 @@ void kiln_cache_record_clear (struct kiln_cache_record *r);
 int kiln_cache_get (struct kiln_store *st, const struct kiln_digest *key, struct kiln_cache_record *r,
                     struct kiln_error **err);
 int kiln_cache_put (struct kiln_store *st, const struct kiln_cache_record *r, struct kiln_error **err);
+/* Marks the record used now (prune drops the least recently used first). */
+void kiln_cache_touch (struct kiln_store *st, const struct kiln_digest *key);
 /* The most recent record with this parent and instruction, for explaining a
  * miss; 1 when none. */
 int kiln_cache_find_sibling (struct kiln_store *st, const struct kiln_digest *parent, const char *instruction,

@@ -63,6 +63,26 @@ int kiln_registry_push (struct kiln_store *st, const char *image, const char *de
                         const struct kiln_registry_opts *o, struct kiln_digest *digest_out,
                         struct kiln_error **err);
 
+/* Pushes the manifest md of the store (which need not be tagged) as
+ * target ("host/repo:tag").  Blobs the registry has (HEAD) or can mount
+ * are not read, so lazy blobs are fetched only when they must be uploaded. */
+int kiln_registry_push_manifest (struct kiln_store *st, const struct kiln_descriptor *md, const char *target,
+                                 const struct kiln_registry_opts *o, struct kiln_digest *digest_out,
+                                 struct kiln_error **err);
+
+/* Lazy blobs (see kiln_store_set_fetcher). */
+/* True when d is not in the store but kiln/sources.json names a repository
+ * that has it. */
+bool kiln_registry_blob_remote (struct kiln_store *st, const struct kiln_digest *d);
+/* Fetches d into the store from a repository sources.json names for it
+ * (each in turn until one succeeds), verifying its digest while it streams.
+ * KILN_E_NOTFOUND when no repository is known. */
+int kiln_registry_fetch_blob (struct kiln_store *st, const struct kiln_digest *d, const struct kiln_registry_opts *o,
+                              struct kiln_error **err);
+/* Installs kiln_registry_fetch_blob as the store's fetcher; o must outlive
+ * the store (or the next call). */
+void kiln_registry_install_fetcher (struct kiln_store *st, const struct kiln_registry_opts *o);
+
 /* Checks user/password against registry's /v2/ (Basic, or a token request
  * at the Bearer realm).  KILN_E_AUTH when rejected. */
 int kiln_registry_login_check (const char *registry, const char *user, const char *password,
