@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include "build-internal.h"
+#include "kiln/cache_export.h"
 #include "kiln/cleanup.h"
 #include "kiln/log.h"
 #include "kiln/util.h"
@@ -35,19 +35,15 @@ set_clock (struct build_stage *s, const char *t)
   s->clock = kiln_xstrdup (t);
 }
 
-/* Records are as old as their file: written when the step was built, and
- * given the build time of the exported record by a --cache-from import.
- * False when there is no TTL or no record. */
+/* A record's age counts from when its step was built (kept through an
+ * import), not from its last hit: see kiln_cache_built. */
 static bool
-record_expired (struct build *b, const struct kiln_digest *key)
+record_expired (struct build *b, const struct kiln_digest *parent, const struct kiln_digest *key)
 {
-  struct stat sb;
   if (b->o->cache_ttl <= 0)
     return false;
-  kiln_autofree char *rel = kiln_xasprintf ("cache/records/%s.json", kiln_digest_hex (key));
-  if (fstatat (kiln_store_dirfd (b->st), rel, &sb, 0) < 0)
-    return false;
-  return (int64_t) time (NULL) - (int64_t) sb.st_mtime > b->o->cache_ttl;
+  int64_t built = kiln_cache_built (b->st, parent, key);
+  return built > 0 && (int64_t) time (NULL) - built > b->o->cache_ttl;
 }
 
 /* The layer is here, or a registry has it and it is fetched only when a
@@ -63,7 +59,7 @@ explain_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr
 {
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
-  if (record_expired (b, &b->step_key))
+  if (record_expired (b, &s->key, &b->step_key))
     return kiln_xstrdup ("the cached step is older than --cache-ttl");
   if (kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) != 0)
     return kiln_xstrdup (b->any_miss ? "an earlier step changed" : "not built before");
@@ -88,7 +84,7 @@ kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct ki
   int found = kiln_cache_get (b->st, key, &r, err);
   if (found < 0)
     return -1;
-  if (found == 0 && r.has_layer && !record_expired (b, key) && layer_available (b, &r.layer.digest))
+  if (found == 0 && r.has_layer && !record_expired (b, &r.parent, key) && layer_available (b, &r.layer.digest))
     {
       struct kiln_layer_result lr = { .diff_id = r.diff_id, .desc = r.layer };
       if (!b->o->have_epoch && r.created)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "cmd.h"
 #include "kiln/build.h"
+#include "kiln/cache_export.h"
 #include "kiln/cleanup.h"
 #include "kiln/fs.h"
 #include "kiln/util.h"
@@ -21,6 +22,11 @@ static const char usage_text[] =
   "      --build-arg K=V           set a build argument (repeatable; K alone takes it from the environment)\n"
   "      --target NAME             build up to this stage\n"
   "      --no-cache                do not use the layer cache\n"
+  "      --cache-to type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,tag=NAME][,mode=..]\n"
+  "                                export the layer cache after the build\n"
+  "      --cache-from type=registry,ref=REF | type=local,src=DIR[,tag=NAME]\n"
+  "                                use an exported cache (repeatable; layers are fetched only when needed)\n"
+  "      --cache-ttl DURATION      ignore cache records older than this (e.g. 72h, 14d; 0 = no limit; default 14d)\n"
   "      --output type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE\n"
   "      --compression gzip|zstd|none\n"
   "      --compression-level N\n"
@@ -41,11 +47,13 @@ struct build_cli {
   char **tags;
   const char *file, *output, *iidfile, *metadata_file;
   char *dockerfile_path;
+  char **cache_to, **cache_from;   /* raw --cache-to / --cache-from values */
 };
 
 enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_OUTPUT, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
        OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
-       OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_UNSUPPORTED };
+       OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_CACHE_TO, OPT_CACHE_FROM, OPT_CACHE_TTL,
+       OPT_UNSUPPORTED };
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
@@ -67,8 +75,9 @@ static const struct option options[] = {
   { "retry", required_argument, NULL, OPT_RETRY },
   { "retry-delay", required_argument, NULL, OPT_RETRY_DELAY },
   { "no-cache-filter", required_argument, NULL, OPT_NO_CACHE_FILTER },
-  { "cache-to", required_argument, NULL, OPT_UNSUPPORTED },
-  { "cache-from", required_argument, NULL, OPT_UNSUPPORTED },
+  { "cache-to", required_argument, NULL, OPT_CACHE_TO },
+  { "cache-from", required_argument, NULL, OPT_CACHE_FROM },
+  { "cache-ttl", required_argument, NULL, OPT_CACHE_TTL },
   { "platform", required_argument, NULL, OPT_UNSUPPORTED },
   { "secret", required_argument, NULL, OPT_SECRET },
   { "help", no_argument, NULL, 'h' },
@@ -84,6 +93,21 @@ parse_epoch (const char *s, int64_t *out, struct kiln_error **err)
   if (!*s || *end || errno || v < 0)
     return kiln_error_set (err, 0, KILN_E_USAGE, "invalid source date epoch `%s` (want seconds since 1970)", s);
   *out = v;
+  return 0;
+}
+
+/* "3600", "90s", "30m", "72h", "14d"; 0 = no limit. */
+static int
+parse_ttl (const char *s, int64_t *out, struct kiln_error **err)
+{
+  char *end;
+  errno = 0;
+  long long v = strtoll (s, &end, 10);
+  long long unit = !*end || strcmp (end, "s") == 0 ? 1 : strcmp (end, "m") == 0 ? 60 : strcmp (end, "h") == 0 ? 3600
+                   : strcmp (end, "d") == 0 ? 86400 : -1;
+  if (end == s || errno || v < 0 || unit < 0 || v > INT64_MAX / 86400)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --cache-ttl `%s` (e.g. 72h, 14d, 0 for no limit)", s);
+  *out = v * unit;
   return 0;
 }
 
@@ -179,6 +203,9 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
       return 0;
     case OPT_PUSH: c->push = true; return 0;
     case OPT_SECRET: return add_secret (c, arg, err);
+    case OPT_CACHE_TO: kiln_strv_push (&c->cache_to, arg); return 0;
+    case OPT_CACHE_FROM: kiln_strv_push (&c->cache_from, arg); return 0;
+    case OPT_CACHE_TTL: return parse_ttl (arg, &c->o.cache_ttl, err);
     case OPT_AUTHFILE: c->o.registry.auth_file = arg; return 0;
     case OPT_CERTDIR: c->o.registry.cert_dir = arg; return 0;
     case OPT_NO_CACHE_FILTER:
@@ -312,6 +339,63 @@ write_metadata (const char *path, const struct kiln_build_result *r, char **tags
 }
 
 static int
+export_caches (struct kiln_store *st, struct build_cli *c, const struct kiln_build_result *r,
+               struct kiln_error **err)
+{
+  if (!c->cache_to)
+    return 0;
+  struct kiln_digest *keys = kiln_xcalloc (r->nsteps + 1, sizeof *keys);
+  int ret = 0;
+  for (size_t i = 0; i < r->nsteps; i++)
+    keys[i] = r->steps[i].key;
+  for (size_t i = 0; ret == 0 && c->cache_to[i]; i++)
+    {
+      struct kiln_cache_spec spec;
+      ret = kiln_cache_spec_parse (c->cache_to[i], true, &spec, err);
+      if (ret == 0)
+        ret = kiln_cache_export (st, keys, r->nsteps, &r->manifest, &spec, c->o.cache_ttl, &c->o.registry, err);
+      kiln_cache_spec_clear (&spec);
+    }
+  free (keys);
+  return ret;
+}
+
+/* Before the build: records (manifests and configs only) into the local
+ * cache; layers come from the registry only when a step needs them, so base
+ * images are pulled lazily too. */
+static int
+import_caches (struct kiln_store *st, struct build_cli *c, struct kiln_error **err)
+{
+  for (size_t i = 0; c->cache_from && c->cache_from[i]; i++)
+    {
+      struct kiln_cache_spec spec;
+      int ret = kiln_cache_spec_parse (c->cache_from[i], false, &spec, err);
+      if (ret == 0)
+        ret = kiln_cache_import (st, &spec, c->o.cache_ttl, &c->o.registry, err);
+      kiln_cache_spec_clear (&spec);
+      if (ret < 0)
+        return -1;
+    }
+  c->o.registry.lazy = c->o.cache_sources = c->cache_from != NULL;
+  return 0;
+}
+
+/* The cache flags are checked before anything is built. */
+static int
+check_cache_specs (struct build_cli *c, struct kiln_error **err)
+{
+  for (int pass = 0; pass < 2; pass++)
+    for (char **v = pass ? c->cache_from : c->cache_to; v && *v; v++)
+      {
+        struct kiln_cache_spec spec;
+        if (kiln_cache_spec_parse (*v, pass == 0, &spec, err) < 0)
+          return kiln_error_wrap (err, "--cache-%s", pass ? "from" : "to");
+        kiln_cache_spec_clear (&spec);
+      }
+  return 0;
+}
+
+static int
 finish (struct kiln_store *st, struct build_cli *c, const struct kiln_build_result *r, struct kiln_error **err)
 {
   for (size_t i = 0; c->tags && c->tags[i]; i++)
@@ -339,6 +423,9 @@ finish (struct kiln_store *st, struct build_cli *c, const struct kiln_build_resu
       if (kiln_registry_push (st, c->tags[i], NULL, &c->o.registry, &pushed, err) < 0)
         return kiln_error_wrap (err, "push `%s`", c->tags[i]);
     }
+  /* after the push: the cache's layers are then found there (HEAD/mount) */
+  if (export_caches (st, c, r, err) < 0)
+    return -1;
   fputs (line, stdout);
   return 0;
 }
@@ -351,8 +438,9 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   c->o.progress = KILN_PROGRESS_PLAIN;
   c->o.progress_out = stderr;
   c->o.layer.level = -1;
+  c->o.cache_ttl = KILN_CACHE_TTL_DEFAULT;
   kiln_registry_opts_init (&c->o.registry);
-  if (parse_args (c, argc, argv, err) < 0)
+  if (parse_args (c, argc, argv, err) < 0 || check_cache_specs (c, err) < 0)
     return -1;
   if (c->push && !c->tags)
     return kiln_error_set (err, 0, KILN_E_USAGE, "--push needs at least one -t name");
@@ -379,7 +467,11 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   c->o.interrupted = &interrupted;
   if (kiln_cmd_open_store (cli, &st, err) < 0)
     return -1;
-  int ret = kiln_build_run (st, &c->o, &res, err);
+  /* layers of cache hits and lazily pulled bases come when first opened */
+  kiln_registry_install_fetcher (st, &c->o.registry);
+  int ret = import_caches (st, c, err);
+  if (ret == 0)
+    ret = kiln_build_run (st, &c->o, &res, err);
   if (ret == 0)
     ret = finish (st, c, &res, err);
   kiln_build_result_clear (&res);
@@ -399,6 +491,8 @@ kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv)
   kiln_kvlist_clear (&c.o.build_args);
   kiln_kvlist_clear (&c.o.secrets);
   kiln_strv_free (c.o.no_cache_filter);
+  kiln_strv_free (c.cache_to);
+  kiln_strv_free (c.cache_from);
   free (c.dockerfile_path);
   free ((char *) c.o.dockerfile_name);
   if (ret < 0)

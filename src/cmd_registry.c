@@ -203,6 +203,8 @@ kiln_cmd_pull (struct kiln_cli *cli, int argc, char **argv)
   struct kiln_store *store = NULL;
   int ret = kiln_cmd_open_store (cli, &store, &err);
   if (ret == 0)
+    kiln_registry_install_fetcher (store, &r.o);
+  if (ret == 0)
     ret = kiln_registry_pull (store, pos[0], &r.o, &d, &err);
   if (ret == 0)
     printf ("%s\n", d.digest.s);
@@ -236,6 +238,9 @@ kiln_cmd_push (struct kiln_cli *cli, int argc, char **argv)
   struct kiln_error *err = NULL;
   struct kiln_store *store = NULL;
   int ret = kiln_cmd_open_store (cli, &store, &err);
+  /* a lazy layer is fetched only if the destination has to get its bytes */
+  if (ret == 0)
+    kiln_registry_install_fetcher (store, &r.o);
   if (ret == 0)
     ret = kiln_registry_push (store, pos[0], pos[1], &r.o, &d, &err);
   if (ret == 0 && r.digestfile)

@@ -95,7 +95,7 @@ check (struct kiln_store *st, struct kiln_error **err)
   else
     printf ("store ok: %zu blobs, %zu references verified\n", r.blobs, r.refs);
   if (r.remote)
-    printf ("%zu layer(s) are remote (in a registry, fetched when needed)\n", r.remote);
+    printf ("%zu layer reference(s) are remote (in a registry, fetched when needed)\n", r.remote);
   kiln_store_report_clear (&r);
   return status;
 }

@@ -1,10 +1,12 @@
 /* registry_fetch.c - lazy blobs: a blob the store lacks but kiln/sources.json
  * says a registry holds (a layer of a --cache-from hit, of a lazily pulled
  * base) is downloaded only when something opens it. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "kiln/cleanup.h"
 #include "kiln/log.h"
+#include "kiln/ref.h"
 #include "kiln/util.h"
 #include "registry-internal.h"
 
@@ -81,4 +83,90 @@ void
 kiln_registry_install_fetcher (struct kiln_store *st, const struct kiln_registry_opts *o)
 {
   kiln_store_set_fetcher (st, fetcher, (void *) o);
+}
+
+/* ---- documents only (registry cache import) ---- */
+
+static int
+get_doc (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
+         struct kiln_error **err)
+{
+  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_reg_req q = KILN_REG_REQ_INIT;
+  q.method = "GET", q.url = url, q.accept = accept, q.body_max = max, q.idempotent = true;
+  int r = kiln_reg_do (cn, &q, &resp, err);
+  if (r == 0 && resp.status != 200)
+    r = kiln_reg_status_error (&resp, err);
+  if (r == 0)
+    {
+      kiln_buf_reset (out);
+      kiln_buf_add (out, resp.body.buf, resp.body.len);
+    }
+  kiln_reg_resp_clear (&resp);
+  return r;
+}
+
+/* The manifest (by tag: trusted as the registry serves it; by digest:
+ * verified), then its config blob, verified against the manifest. */
+static int
+get_manifest_config (struct kiln_reg_conn *cn, const char *base, const struct kiln_ref *ref,
+                     struct kiln_buf *manifest, struct kiln_buf *config, struct kiln_error **err)
+{
+  struct kiln_manifest m = { 0 };
+  struct kiln_digest got;
+  kiln_autofree char *murl = kiln_xasprintf ("%s/manifests/%s", base, ref->digest ? ref->digest : ref->tag);
+  if (get_doc (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, err) < 0)
+    return kiln_error_wrap (err, "manifest");
+  kiln_digest_of (manifest->buf, manifest->len, &got);
+  if (ref->digest && strcmp (got.s, ref->digest) != 0)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "manifest `%s`: content has digest `%s`", ref->digest, got.s);
+  if (kiln_manifest_from_json (manifest->buf, manifest->len, &m, err) < 0)
+    return -1;
+  int r = 0;
+  kiln_autofree char *curl = kiln_xasprintf ("%s/blobs/%s", base, m.config.digest.s);
+  if (m.config.size < 0 || m.config.size > (int64_t) KILN_REG_MAX_CONFIG)
+    r = kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", m.config.digest.s);
+  else if (get_doc (cn, curl, NULL, (size_t) m.config.size, config, err) < 0)
+    r = kiln_error_wrap (err, "config `%s`", m.config.digest.s);
+  else if (kiln_digest_of (config->buf, config->len, &got), strcmp (got.s, m.config.digest.s) != 0)
+    r = kiln_error_set (err, 0, KILN_E_DIGEST, "config `%s`: content has digest `%s`", m.config.digest.s, got.s);
+  kiln_manifest_clear (&m);
+  return r;
+}
+
+int
+kiln_registry_get_documents (const char *ref, const struct kiln_registry_opts *o, struct kiln_buf *manifest,
+                             struct kiln_buf *config, char **repo, struct kiln_error **err)
+{
+  struct kiln_ref rf = { 0 };
+  struct kiln_reg_client *c = NULL;
+  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_opts defaults;
+  if (o == NULL)
+    kiln_registry_opts_init (&defaults), o = &defaults;
+  if (kiln_ref_parse (ref, &rf, err) < 0)
+    return -1;
+  int r = kiln_reg_client_open (rf.domain, o, true, &c, err);
+  if (r == 0)
+    {
+      kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", rf.path);
+      kiln_autofree char *base = kiln_xasprintf ("%s/v2/%s", c->origin, rf.path);
+      kiln_reg_client_add_scope (c, scope);
+      r = kiln_reg_conn_init (&cn, c, err);
+      if (r == 0)
+        r = get_manifest_config (&cn, base, &rf, manifest, config, err);
+    }
+  if (r == 0 && repo)
+    *repo = kiln_ref_repository (&rf);
+  kiln_reg_conn_clear (&cn);
+  kiln_reg_client_free (c);
+  kiln_ref_clear (&rf);
+  return r;
+}
+
+int
+kiln_registry_note_blobs (struct kiln_store *st, const struct kiln_digest *blobs, size_t n, const char *repo,
+                          struct kiln_error **err)
+{
+  return kiln_reg_sources_add (st, blobs, n, repo, err);
 }

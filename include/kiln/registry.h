@@ -83,6 +83,16 @@ int kiln_registry_fetch_blob (struct kiln_store *st, const struct kiln_digest *d
  * the store (or the next call). */
 void kiln_registry_install_fetcher (struct kiln_store *st, const struct kiln_registry_opts *o);
 
+/* Registry cache import: the image manifest ref names (by tag or digest;
+ * no index) and its config blob, verified, into memory; no layer is read.
+ * *repo (optional) receives "domain/path".  KILN_E_NOTFOUND on a 404. */
+int kiln_registry_get_documents (const char *ref, const struct kiln_registry_opts *o, struct kiln_buf *manifest,
+                                 struct kiln_buf *config, char **repo, struct kiln_error **err);
+/* Notes in kiln/sources.json that blobs exist at repo ("domain/path"), so a
+ * push can mount them and a lazy fetch knows where to get them. */
+int kiln_registry_note_blobs (struct kiln_store *st, const struct kiln_digest *blobs, size_t n, const char *repo,
+                              struct kiln_error **err);
+
 /* Checks user/password against registry's /v2/ (Basic, or a token request
  * at the Bearer realm).  KILN_E_AUTH when rejected. */
 int kiln_registry_login_check (const char *registry, const char *user, const char *password,
