@@ -144,20 +144,14 @@ environment_of (const struct run_cli *c, const struct kiln_image_config *cfg)
 }
 
 static int
-load (struct kiln_store *st, const char *image, bool tls_verify, struct kiln_manifest *m,
+load (struct kiln_store *st, const char *image, const struct kiln_registry_opts *o, struct kiln_manifest *m,
       struct kiln_image_config *cfg, struct kiln_error **err)
 {
   struct kiln_descriptor d = { 0 };
   kiln_autoerror struct kiln_error *local = NULL;
   int ret = kiln_cmd_resolve_image (st, image, &d, &local);
-  if (ret < 0)
-    {
-      struct kiln_registry_opts o;
-      kiln_registry_opts_init (&o);
-      o.tls_verify = tls_verify;
-      if (kiln_registry_pull (st, image, &o, &d, err) < 0)
-        return -1;
-    }
+  if (ret < 0 && kiln_registry_pull (st, image, o, &d, err) < 0)
+    return -1;
   ret = kiln_store_get_manifest (st, &d.digest, m, err);
   if (ret == 0)
     ret = kiln_store_get_config (st, &m->config.digest, cfg, err);
@@ -190,9 +184,15 @@ run (struct kiln_cli *cli, struct run_cli *c, const char *image, int argc, char 
   kiln_autostrv char **lowers = NULL, **cmd = NULL, **env = NULL;
   kiln_autoclose int rootfd = -1;
   const char *user;
+  struct kiln_registry_opts ro;
   int ret = -1;
-  if (parse_volumes (c, err) < 0 || kiln_cmd_isolate (err) < 0 || kiln_cmd_open_store (cli, &st, err) < 0
-      || load (st, image, c->tls_verify, &m, &cfg, err) < 0)
+  kiln_registry_opts_init (&ro);
+  ro.tls_verify = c->tls_verify;
+  if (parse_volumes (c, err) < 0 || kiln_cmd_isolate (err) < 0 || kiln_cmd_open_store (cli, &st, err) < 0)
+    goto out;
+  /* layers a lazily built image only has in a registry come when needed */
+  kiln_registry_install_fetcher (st, &ro);
+  if (load (st, image, &ro, &m, &cfg, err) < 0)
     goto out;
   cmd = command_of (c, &cfg, argc, argv);
   env = environment_of (c, &cfg);

@@ -12,6 +12,7 @@
 #include "cmd.h"
 #include "kiln/cleanup.h"
 #include "kiln/prune.h"
+#include "kiln/registry.h"
 #include "kiln/util.h"
 
 #ifndef KILN_VERSION
@@ -71,7 +72,11 @@ kiln_cmd_save (struct kiln_cli *cli, int argc, char **argv)
     return kiln_cmd_usage_error ("save", "expected -o PATH and one IMAGE");
   struct kiln_error *err = NULL;
   struct kiln_store *st = NULL;
+  struct kiln_registry_opts ro;
+  kiln_registry_opts_init (&ro);
   int ret = kiln_cmd_open_store (cli, &st, &err);
+  if (ret == 0)
+    kiln_registry_install_fetcher (st, &ro);
   if (ret == 0)
     ret = save (st, argv[optind], format, out, &err);
   kiln_store_free (st);

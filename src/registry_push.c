@@ -385,7 +385,18 @@ kiln_registry_push (struct kiln_store *st, const char *image, const char *dest, 
 {
   struct kiln_descriptor md = { 0 };
   if (kiln_store_resolve (st, image, &md, err) < 0)
-    return kiln_error_wrap (err, "push `%s`", image);
+    {
+      /* a short name (`app`, `bench/model:latest`) is stored normalised */
+      struct kiln_ref ref = { 0 };
+      kiln_autoerror struct kiln_error *e = NULL;
+      kiln_autofree char *norm = NULL;
+      if (kiln_ref_parse (image, &ref, &e) == 0)
+        norm = kiln_ref_string (&ref);
+      kiln_ref_clear (&ref);
+      if (!norm || kiln_store_resolve (st, norm, &md, &e) < 0)
+        return kiln_error_wrap (err, "push `%s`", image);
+      kiln_error_free (err);
+    }
   int r = kiln_registry_push_manifest (st, &md, dest ? dest : image, o, digest_out, err);
   kiln_descriptor_clear (&md);
   return r;
