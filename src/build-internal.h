@@ -39,6 +39,8 @@ struct build {
   struct kiln_build_result *res;
   char **tmpdirs;                   /* ROOT-relative scratch dirs to remove */
   struct kiln_ctxsum *ctxsum;       /* context checksum cache */
+  struct build_copied *copied;      /* entries of the COPY layers this build wrote (build_copy.c) */
+  size_t ncopied;
   bool any_miss;                    /* a layer step of this build was not cached */
   /* the current step */
   char **used;                      /* "NAME\tVALUE" of every variable it looked up */
@@ -86,6 +88,13 @@ int kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_d
  * checksum cache, files of a stage or image (origin) are named by it. */
 int kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, const char *rel, bool from_context,
                             const char *origin, struct kiln_digest *out, struct kiln_error **err);
+
+/* kiln_snapshot_materialize_fn for COPY layers this build wrote: the
+ * snapshot is made from the source files with copy_file_range (a reflink
+ * where the filesystem can) instead of decompressing the blob.  opaque is
+ * the struct build. */
+int kiln_build_materialize (void *opaque, const struct kiln_descriptor *layer, int dirfd, struct kiln_error **err);
+void kiln_build_copied_clear (struct build *b);
 
 /* RUN. */
 int kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,

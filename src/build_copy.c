@@ -40,6 +40,8 @@ struct centry {
   bool have_digest;
 };
 
+static void free_centries (struct centry *v, size_t n);
+
 struct copy_job {
   struct build *b;
   struct build_stage *s;
@@ -349,14 +351,7 @@ compare_entries (const void *a, const void *b)
 static void
 free_entries (struct copy_job *j)
 {
-  for (size_t i = 0; i < j->n; i++)
-    {
-      free (j->v[i].dest);
-      free (j->v[i].src);
-      free (j->v[i].data);
-      free (j->v[i].link);
-    }
-  free (j->v);
+  free_centries (j->v, j->n);
   j->v = NULL;
   j->n = 0;
   kiln_strv_free (j->origins);
@@ -486,6 +481,161 @@ step_key (struct copy_job *j, struct kiln_digest *key)
   kiln_cache_key_final (&k, key);
 }
 
+/* The entries of a COPY layer this build wrote from the context, kept so a
+ * later RUN can materialise the layer's snapshot from the same files. */
+struct build_copied {
+  struct kiln_digest blob;
+  struct centry *v;
+  size_t n;
+};
+
+static void
+free_centries (struct centry *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      free (v[i].dest);
+      free (v[i].src);
+      free (v[i].data);
+      free (v[i].link);
+    }
+  free (v);
+}
+
+static void
+keep_entries (struct copy_job *j)
+{
+  struct build *b = j->b;
+  /* only context files and heredocs: other roots do not outlive the step */
+  for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].rootfd >= 0 && !j->v[i].ctx)
+      return;
+  b->copied = kiln_xrealloc (b->copied, (b->ncopied + 1) * sizeof *b->copied);
+  struct build_copied *c = &b->copied[b->ncopied++];
+  c->blob = j->s->layers[j->s->nlayers - 1].digest;
+  c->v = kiln_steal_ptr (&j->v);
+  c->n = j->n;
+  j->n = 0;
+}
+
+void
+kiln_build_copied_clear (struct build *b)
+{
+  for (size_t i = 0; i < b->ncopied; i++)
+    free_centries (b->copied[i].v, b->copied[i].n);
+  free (b->copied);
+  b->copied = NULL;
+  b->ncopied = 0;
+}
+
+/* The file's bytes with copy_file_range: in the kernel, a reflink where the
+ * filesystem shares extents. */
+static int
+copy_content (int in, int out, uint64_t size, const char *path, struct kiln_error **err)
+{
+  uint64_t done = 0;
+  while (done < size)
+    {
+      ssize_t n = copy_file_range (in, NULL, out, NULL, (size_t) (size - done < (1u << 30) ? size - done : (1u << 30)), 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return n < 0 ? kiln_error_set (err, errno, KILN_E_IO, "copy `%s` into a snapshot", path) : 0;
+      done += (uint64_t) n;
+    }
+  return 1;
+}
+
+/* One entry, as extracting the layer's tar would create it. */
+static int
+materialize_one (const struct centry *c, int dirfd, int64_t mtime, struct kiln_error **err)
+{
+  const char *slash = strrchr (c->dest, '/');
+  kiln_autofree char *parent = slash ? kiln_xstrndup (c->dest, (size_t) (slash - c->dest)) : kiln_xstrdup ("");
+  const char *name = slash ? slash + 1 : c->dest;
+  kiln_autoclose int pfd = kiln_fs_open_in_root (dirfd, parent, O_RDONLY | O_DIRECTORY, 0, err);
+  struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
+  mode_t perm = c->mode & 07777;
+  if (pfd < 0)
+    return -1;
+  if (S_ISDIR (c->mode))
+    {
+      if (mkdirat (pfd, name, 0700) < 0 && errno != EEXIST)
+        return kiln_error_set (err, errno, KILN_E_IO, "snapshot: create `%s`", c->dest);
+    }
+  else if (S_ISLNK (c->mode))
+    {
+      if (symlinkat (c->link, pfd, name) < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "snapshot: create `%s`", c->dest);
+    }
+  else if (S_ISREG (c->mode))
+    {
+      kiln_autoclose int out = openat (pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (out < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "snapshot: create `%s`", c->dest);
+      if (c->data)
+        {
+          if (kiln_fs_write_all (out, c->data, c->datalen, err) < 0)
+            return -1;
+        }
+      else
+        {
+          struct stat now;
+          kiln_autoclose int in = kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
+          /* the file must still be what went into the layer */
+          if (in < 0 || fstat (in, &now) < 0 || now.st_size != c->st.st_size
+              || now.st_mtim.tv_sec != c->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != c->st.st_mtim.tv_nsec)
+            return kiln_error_free (err), 0;
+          int r = copy_content (in, out, c->size, c->src, err);
+          if (r <= 0)
+            return r;
+        }
+    }
+  else if (mknodat (pfd, name, c->mode, c->rdev) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "snapshot: create `%s`", c->dest);
+  if (fchownat (pfd, name, c->uid, c->gid, AT_SYMLINK_NOFOLLOW) < 0
+      || (!S_ISLNK (c->mode) && fchmodat (pfd, name, perm, 0) < 0)
+      || (!S_ISDIR (c->mode) && utimensat (pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0))
+    return kiln_error_set (err, errno, KILN_E_IO, "snapshot: set metadata of `%s`", c->dest);
+  return 1;
+}
+
+static int64_t
+layer_mtime (const struct build *b, int64_t mtime)
+{
+  const struct kiln_layer_opts *lo = &b->o->layer;
+  return lo->clamp_mtime && mtime > lo->epoch ? lo->epoch : mtime;
+}
+
+int
+kiln_build_materialize (void *opaque, const struct kiln_descriptor *layer, int dirfd, struct kiln_error **err)
+{
+  struct build *b = opaque;
+  const struct build_copied *c = NULL;
+  for (size_t i = 0; i < b->ncopied && !c; i++)
+    if (strcmp (b->copied[i].blob.s, layer->digest.s) == 0)
+      c = &b->copied[i];
+  if (!c)
+    return 0;
+  for (size_t i = 0; i < c->n; i++)
+    {
+      int r = materialize_one (&c->v[i], dirfd, layer_mtime (b, c->v[i].mtime), err);
+      if (r <= 0)
+        return r;
+    }
+  /* directory times last: creating their children changed them */
+  for (size_t i = c->n; i-- > 0;)
+    if (S_ISDIR (c->v[i].mode))
+      {
+        int64_t t = layer_mtime (b, c->v[i].mtime);
+        struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+        kiln_autoclose int fd = kiln_fs_open_in_root (dirfd, c->v[i].dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, err);
+        if (fd < 0 || futimens (fd, ts) < 0)
+          return fd < 0 ? -1 : kiln_error_set (err, errno, KILN_E_IO, "snapshot: set times of `%s`", c->v[i].dest);
+      }
+  return 1;
+}
+
 /* Streams the sorted entries through one layer writer into the store. */
 static int
 write_layer (struct copy_job *j, struct kiln_error **err)
@@ -541,6 +691,7 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
     }
   if (write_layer (j, err) < 0)
     return -1;
+  keep_entries (j);
   if (!may_hit)
     {
       step_key (j, &key);
@@ -775,7 +926,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   kiln_autofree char *dest = NULL;
   size_t nsrc;
   const char *raw;
-  bool multi, dest_is_dir;
+  bool multi, dest_is_dir, chown;
   int ret = -1;
 
   if (copy_words (&j, &words, err) < 0 || check_flags (&j, err) < 0 || source_root (&j, &tmp, err) < 0)
@@ -790,11 +941,15 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
       job_fail (&j, err, "with more than one source the destination `%s` must be a directory ending in /", raw);
       goto out;
     }
+  /* WORKDIRs belong to root, not to this step's --chown user */
+  chown = j.has_chown;
+  j.has_chown = false;
   for (size_t i = 0; s->pending_dirs && s->pending_dirs[i]; i++)
     {
       add_parents (&j, s->pending_dirs[i]);
       add_dir (&j, s->pending_dirs[i], 0755);
     }
+  j.has_chown = chown;
   if (collect_sources (&j, words, nsrc, dest, dest_is_dir, err) < 0)
     goto out;
   ret = commit_layer (&j, err);

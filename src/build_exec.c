@@ -523,7 +523,8 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
   struct kiln_layer_result lr = { 0 };
   kiln_autoerror struct kiln_error *cleanup_err = NULL;
   int status = 0, ret = -1;
-  if (kiln_snapshot_prepare (r->b->st, s->layers, s->cfg.diff_ids, s->nlayers, &lowers, err) < 0
+  if (kiln_snapshot_prepare_with (r->b->st, s->layers, s->cfg.diff_ids, s->nlayers, kiln_build_materialize, r->b,
+                                  &lowers, err) < 0
       || kiln_snapshot_mount (r->b->st, lowers, NULL, &mnt, err) < 0)
     return kiln_build_step_error (r->b, r->in, err);
   if (execute (r, mnt, &created, &status, err) < 0)

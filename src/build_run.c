@@ -353,6 +353,7 @@ build_clear (struct build *b)
         kiln_error_free (&e);
       }
   kiln_strv_free (b->tmpdirs);
+  kiln_build_copied_clear (b);
   step_reset (b);
   kiln_ctxsum_free (b->ctxsum);
   free (b->stages);

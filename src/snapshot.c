@@ -397,7 +397,7 @@ commit_snapshot (int snapfd, const char *tmp, const char *hex, struct kiln_error
 
 static int
 create_snapshot (struct kiln_store *st, int snapfd, const struct kiln_descriptor *layer, const char *hex,
-                 struct kiln_error **err)
+                 kiln_snapshot_materialize_fn fn, void *opaque, struct kiln_error **err)
 {
   kiln_autofree char *tmp = kiln_xasprintf (TMP_PREFIX "%d-%llx", (int) getpid (), kiln_now_ns ());
   if (mkdirat (snapfd, tmp, 0755) < 0)
@@ -407,8 +407,13 @@ create_snapshot (struct kiln_store *st, int snapfd, const struct kiln_descriptor
   int r = dfd < 0 || flock (dfd, LOCK_EX | LOCK_NB) < 0
               ? kiln_error_set (err, errno, KILN_E_IO, "open `%s/%s`", SNAP_DIR, tmp)
               : 0;
-  if (r == 0)
+  int made = r == 0 && fn ? fn (opaque, layer, dfd, err) : 0;
+  if (made < 0)
+    r = -1;
+  else if (r == 0 && made == 0)
     r = extract_layer (st, layer, dfd, err);
+  else if (r == 0 && syncfs (dfd) < 0)
+    r = kiln_error_set (err, errno, KILN_E_IO, "sync snapshot");
   if (r == 0)
     r = commit_snapshot (snapfd, tmp, hex, err);
   if (r < 0)
@@ -424,6 +429,14 @@ create_snapshot (struct kiln_store *st, int snapfd, const struct kiln_descriptor
 int
 kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
                        size_t n, char ***lowerdirs, struct kiln_error **err)
+{
+  return kiln_snapshot_prepare_with (st, layers, diff_ids, n, NULL, NULL, lowerdirs, err);
+}
+
+int
+kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
+                            size_t n, kiln_snapshot_materialize_fn fn, void *opaque, char ***lowerdirs,
+                            struct kiln_error **err)
 {
   kiln_autoclose int snapfd = open_snapdir (st, err);
   kiln_autofree char *root = abs_root (st);
@@ -445,7 +458,7 @@ kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *laye
       if (!gc_done && gc_at (snapfd, err) < 0)
         return -1;
       gc_done = true;
-      if (create_snapshot (st, snapfd, &layers[i], hex, err) < 0)
+      if (create_snapshot (st, snapfd, &layers[i], hex, fn, opaque, err) < 0)
         return -1;
     }
   *lowerdirs = kiln_steal_ptr (&out);

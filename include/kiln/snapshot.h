@@ -41,6 +41,15 @@ int kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *
 /* Removes snapshots/.tmp-* dirs left by killed processes (those whose flock
  * is free); returns how many were removed.  Prepare calls it before
  * creating a snapshot. */
+/* Builds a missing snapshot without the blob: called with the empty temp dir
+ * of the layer's snapshot; returns 1 when it filled it with exactly the
+ * layer's files, 0 to let the blob be extracted instead, < 0 on error. */
+typedef int (*kiln_snapshot_materialize_fn) (void *opaque, const struct kiln_descriptor *layer, int dirfd,
+                                             struct kiln_error **err);
+/* kiln_snapshot_prepare, trying fn first for each missing snapshot. */
+int kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
+                                size_t n, kiln_snapshot_materialize_fn fn, void *opaque, char ***lowerdirs,
+                                struct kiln_error **err);
 int kiln_snapshot_gc_tmp (struct kiln_store *st, struct kiln_error **err);
 
 struct kiln_mount_opts {
