@@ -691,12 +691,13 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
     }
   if (write_layer (j, err) < 0)
     return -1;
-  keep_entries (j);
   if (!may_hit)
     {
       step_key (j, &key);
       kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
     }
+  /* after the key: the entries move to the build for snapshot materialising */
+  keep_entries (j);
   return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
 }
 

@@ -13,5 +13,7 @@ done
 [ "$(stat -c %u:%g /app/serve.sh)" = 1000:1000 ] || fail "/app/serve.sh is not owned by app (1000:1000)"
 [ -x /app/serve.sh ] || fail "/app/serve.sh is not executable"
 grep -q '^app:x:1000:' /etc/passwd || fail "no app user"
+[ -s /app/meta/weights.sha256 ] || fail "no /app/meta/weights.sha256 (the RUN step's manifest)"
+(cd /models && sha256sum -c /app/meta/weights.sha256 >/dev/null) || fail "weights do not match the manifest made at build time"
 MODEL_DIR=/models /bin/sh /app/serve.sh --check || fail "serve.sh --check"
 echo "smoke-test: ok ($(ls /models | wc -l) files in /models)"
