@@ -78,7 +78,7 @@ kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct ki
   b->miss_reason = NULL;
   if (!kiln_build_cache_enabled (b, s))
     {
-      b->miss_reason = kiln_xstrdup ("cache disabled");
+      kiln_build_cache_note_miss (b, s, in, key, inputs);
       return 0;
     }
   int found = kiln_cache_get (b->st, key, &r, err);

@@ -112,7 +112,11 @@ environment (struct run_job *r)
     if (!env_has (r->env, r->s->args.items[i].key))
       kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", r->s->args.items[i].key, r->s->args.items[i].value));
   for (size_t i = 0; r->env[i]; i++)
-    input (r, "env", r->env[i]);
+    {
+      /* named by the variable, so a miss names what changed */
+      kiln_autofree char *name = kiln_xasprintf ("env %.*s", (int) strcspn (r->env[i], "="), r->env[i]);
+      input (r, name, r->env[i] + strcspn (r->env[i], "="));
+    }
   for (size_t i = 0; proxy_args[i]; i++)
     {
       const char *v = kiln_kvlist_get (&r->b->plan->build_args, proxy_args[i]);
@@ -501,7 +505,10 @@ step_key (struct run_job *r, struct kiln_digest *key)
   struct kiln_cache_key k;
   input (r, "layer format", kiln_compression_media_type (lo->compression));
   for (size_t i = 0; r->argv[i]; i++)
-    input (r, "argv", r->argv[i]);
+    {
+      kiln_autofree char *name = kiln_xasprintf ("argv[%zu]", i);
+      input (r, name, r->argv[i]);
+    }
   input (r, "user", r->s->cfg.user);
   input (r, "workdir", r->s->cfg.working_dir);
   for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)

@@ -138,6 +138,40 @@ upper_opaque (const struct diff *d, int fd)
 
 static int walk_upper (struct diff *d, int dfd, const char *prefix, struct kiln_error **err);
 
+/* Counts the excluded mount points below an upper dir; -2 when anything else
+ * is there (the dir holds real changes). */
+static int
+mount_points_only (struct diff *d, int fd, const char *path, struct kiln_error **err)
+{
+  kiln_autostrv char **names = NULL;
+  int found = 0;
+  if (upper_opaque (d, fd))
+    return -2;
+  if (kiln_dir_names (fd, &names, err) < 0)
+    return -1;
+  for (size_t i = 0; names[i]; i++)
+    {
+      kiln_autofree char *child = join (path, names[i]);
+      struct stat st;
+      int x = excluded (d, child, err);
+      if (x < 0)
+        return -1;
+      if (x)
+        {
+          found++;
+          continue;
+        }
+      if (fstatat (fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR (st.st_mode))
+        return -2;
+      kiln_autoclose int cfd = openat (fd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int r = cfd < 0 ? -2 : kiln_lstack_path_exists (d->m->lowers, child, err) ? mount_points_only (d, cfd, child, err) : -2;
+      if (r < 0)
+        return r;
+      found += r;
+    }
+  return found;
+}
+
 static int
 upper_dir (struct diff *d, int dfd, const char *name, const char *path, struct kiln_error **err)
 {
@@ -145,6 +179,14 @@ upper_dir (struct diff *d, int dfd, const char *name, const char *path, struct k
   kiln_autoclose int fd = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 || fstat (fd, &st) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", path);
+  /* a lower dir copied up only because the sandbox put a mount point in it
+   * (etc for etc/hosts) is not a change of the step; its new mtime is ours */
+  int lower = kiln_lstack_path_exists (d->m->lowers, path, err);
+  int only = lower > 0 ? mount_points_only (d, fd, path, err) : -2;
+  if (lower < 0 || only == -1)
+    return -1;
+  if (only > 0)
+    return 0;
   if (emit (d, path, &st, fd, -1, NULL, err) < 0)
     return -1;
   /* right after the directory entry, as Docker writes it */

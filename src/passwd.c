@@ -130,8 +130,14 @@ kiln_passwd_resolve (int rootfd, const char *spec, bool same_gid, bool with_grou
       kiln_autofree char *gidf = gl ? field (gl, 2) : kiln_xstrdup (grp);
       out->gid = (gid_t) strtoul (gidf, NULL, 10);
     }
-  if (with_groups && name && !grp)
-    add_groups (group.buf, name, out->gid, out);
+  if (with_groups)
+    {
+      /* Docker and buildah list the primary group among the groups */
+      out->groups = kiln_xrealloc (out->groups, (out->ngroups + 1) * sizeof (gid_t));
+      out->groups[out->ngroups++] = out->gid;
+      if (name && !grp)
+        add_groups (group.buf, name, out->gid, out);
+    }
   ret = 0;
 out:
   kiln_buf_release (&passwd);

@@ -73,19 +73,30 @@ mount_new_api (const struct kiln_mount *m, char *const *lowers, int mergedfd, bo
   for (size_t i = 0; lowers[i]; i++)
     if (set_str (fsfd, "lowerdir+", lowers[i]) < 0)
       {
-        *legacy = i == 0 && errno == EINVAL;
-        return read_fs_log (fsfd, msg, size), -errno;
+        int e = errno;
+        *legacy = i == 0 && e == EINVAL;
+        read_fs_log (fsfd, msg, size);
+        return -e;
       }
   kiln_autofree char *upper = kiln_xasprintf ("%s/upper", m->dir);
   kiln_autofree char *work = kiln_xasprintf ("%s/work", m->dir);
   if (set_str (fsfd, "upperdir", upper) < 0 || set_str (fsfd, "workdir", work) < 0
-      || set_str (fsfd, "redirect_dir", "off") < 0 || set_str (fsfd, "metacopy", "off") < 0
+      /* userxattr conflicts with redirect_dir=off; nofollow also never follows redirects */
+      || set_str (fsfd, "redirect_dir", m->userxattr ? "nofollow" : "off") < 0 || set_str (fsfd, "metacopy", "off") < 0
       || (m->userxattr && fsconfig (fsfd, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0)
       || fsconfig (fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-    return read_fs_log (fsfd, msg, size), -errno;
+    {
+      int e = errno;   /* read_fs_log's read would clobber it */
+      read_fs_log (fsfd, msg, size);
+      return -e;
+    }
   kiln_autoclose int mfd = fsmount (fsfd, FSMOUNT_CLOEXEC, 0);
   if (mfd < 0 || move_mount (mfd, "", mergedfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-    return read_fs_log (fsfd, msg, size), -errno;
+    {
+      int e = errno;
+      read_fs_log (fsfd, msg, size);
+      return -e;
+    }
   return 0;
 }
 
@@ -97,8 +108,8 @@ mount_legacy (const struct kiln_mount *m, char *const *lowers, char *msg, size_t
   kiln_buf_adds (&o, "lowerdir=");
   for (size_t i = 0; lowers[i]; i++)
     kiln_buf_addf (&o, "%s%s", i ? ":" : "", lowers[i]);
-  kiln_buf_addf (&o, ",upperdir=%s/upper,workdir=%s/work,redirect_dir=off,metacopy=off%s", m->dir, m->dir,
-                 m->userxattr ? ",userxattr" : "");
+  kiln_buf_addf (&o, ",upperdir=%s/upper,workdir=%s/work,redirect_dir=%s,metacopy=off%s", m->dir, m->dir,
+                 m->userxattr ? "nofollow" : "off", m->userxattr ? ",userxattr" : "");
   if (strchr (m->dir, ',') || strchr (m->dir, ':') || o.len >= 4096)
     {
       snprintf (msg, size, "overlay options too long or with `:`/`,` in paths (%zu bytes)", o.len);

@@ -1,0 +1,124 @@
+#!/bin/bash
+# Differential test against buildah: every testdata/buildah-diff/<case>/
+# Dockerfile is built by kiln and by `buildah bud --layers --isolation
+# chroot` (vfs storage under $T, nothing in the machine's default storage)
+# FROM the same busybox base; the flattened filesystems (umoci unpack +
+# flatten.py: path type mode uid gid size sha256 linktarget, no times) and
+# the config fields (Env Cmd Entrypoint WorkingDir User Labels ExposedPorts
+# Volumes StopSignal) must be equal, except for the differences
+# docs/differences.md documents, listed in IGNORE_* below.
+# Env: KILN_DIFF_CASES="copy run" limits the cases.
+source "$IT_DIR/lib.sh"
+need umoci jq python3
+need_root
+command -v buildah >/dev/null 2>&1 || skip "needs \`buildah\` (the reference builder)"
+make_busybox_base
+
+D=$REPO_DIR/testdata/buildah-diff
+BH=(buildah --root "$T/buildah/root" --runroot "$T/buildah/run" --storage-driver vfs)
+# buildah leaves storage mounts and read-only files behind; take them down
+# before run.sh removes $T
+trap '"${BH[@]}" rm --all >/dev/null 2>&1 || true; "${BH[@]}" umount --all >/dev/null 2>&1 || true' EXIT
+
+# The documented differences (docs/differences.md), as "CASE<TAB>ERE": the
+# lines of the flattened filesystems ("path type mode uid gid ...") of CASE
+# (* = every case) that match ERE are dropped from both sides.  Nothing else
+# is ignored.
+IGNORE_FS=(
+  # buildah --isolation chroot leaves its RUN mount points in the image:
+  # empty /etc/hosts, /etc/hostname, /etc/resolv.conf (mode 0755) and /run;
+  # kiln leaves nothing (t_run_layers checks that)
+  $'*\t^/etc/(hosts|hostname|resolv\\.conf) f 0755 0 0 0 '
+  $'*\t^/run d 0755 0 0 '
+  # "directories kiln creates for COPY/ADD destinations": a parent created
+  # (or re-created) for a --chown COPY/ADD is owned by the --chown user;
+  # buildah makes it root's (and keeps an existing one)
+  $'add\t^/added d 0755 '
+  $'multistage\t^/app d 0755 '
+  # "escape directive": buildah drops the backslashes of ENV/LABEL values
+  # under `# escape=``; kiln keeps them as BuildKit does (checked below)
+  $'escape-shell\t^/p\\.txt f '
+)
+# the same for the config: "CASE<TAB>jq filter" applied to both sides
+IGNORE_CFG=(
+  $'escape-shell\tdel(.Env[] | select(startswith("P="))) | del(.Labels.path)'
+)
+CONFIG_FIELDS='{Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes, StopSignal}'
+
+note "the base image for buildah, from kiln save --format oci"
+kiln save --format oci -o "$T/base-oci" localhost/busybox:latest
+# (a relative path: buildah names the image after it, and $T may have capitals)
+(cd "$T" && "${BH[@]}" pull -q oci:base-oci:latest >/dev/null)
+"${BH[@]}" tag localhost/base-oci:latest localhost/busybox:latest
+
+# flat LAYOUT OUT: unpack and write the manifest OUT.fs and the config OUT.cfg
+flat() {
+  unpack_layout "$1" "$2.bundle"
+  python3 "$D/flatten.py" "$2.bundle/rootfs" >"$2.fs"
+  local m
+  m=$(jq -r '.manifests[0].digest' "$1/index.json")
+  m=$(jq -r .config.digest "$1/blobs/sha256/${m#sha256:}")
+  jq -S "(.config // {}) | $CONFIG_FIELDS | with_entries(select(.value != null and .value != {} and .value != [] and .value != \"\"))" \
+    "$1/blobs/sha256/${m#sha256:}" >"$2.cfg"
+  rm -rf "$2.bundle"
+}
+
+# filter CASE FILE: FILE without the lines IGNORE_FS lists for CASE
+filter() {
+  local pats=() e c
+  for e in "${IGNORE_FS[@]}"; do
+    c=${e%%$'\t'*}
+    [ "$c" = "$1" ] || [ "$c" = '*' ] && pats+=(-e "${e#*$'\t'}")
+  done
+  if [ ${#pats[@]} -gt 0 ]; then grep -Ev "${pats[@]}" "$2" || true; else cat "$2"; fi
+}
+# filter_cfg CASE FILE: the config FILE with IGNORE_CFG's filters for CASE
+filter_cfg() {
+  local f=. e
+  for e in "${IGNORE_CFG[@]}"; do
+    [ "${e%%$'\t'*}" = "$1" ] && f="$f | ${e#*$'\t'}"
+  done
+  jq -S "$f" "$2"
+}
+
+cases=()
+for d in "$D"/*/; do cases+=("$(basename "$d")"); done
+[ -n "${KILN_DIFF_CASES:-}" ] && read -ra cases <<<"$KILN_DIFF_CASES"
+[ ${#cases[@]} -ge 8 ] || [ -n "${KILN_DIFF_CASES:-}" ] || fail "only ${#cases[@]} cases in $D"
+
+bad=()
+for name in "${cases[@]}"; do
+  note "case $name"
+  ctx=$T/ctx/$name
+  mkdir -p "$T/ctx"
+  cp -a "$D/$name" "$ctx"
+  if [ -x "$ctx/prepare.sh" ]; then (cd "$ctx" && ./prepare.sh) && rm "$ctx/prepare.sh"; fi
+  kiln build --progress=quiet -t "localhost/diff-$name:k" "$ctx" >/dev/null \
+    || fail "kiln build of case $name failed"
+  kiln save --format oci -o "$T/k-$name" "localhost/diff-$name:k"
+    # --format docker: buildah ignores SHELL in its OCI format
+  "${BH[@]}" bud --quiet --layers --isolation chroot --pull=never --identity-label=false --format docker \
+    -t "localhost/diff-$name:b" "$ctx" >"$T/buildah-$name.log" 2>&1 \
+    || { cat "$T/buildah-$name.log"; fail "buildah bud of case $name failed"; }
+  "${BH[@]}" push -q "localhost/diff-$name:b" "oci:$T/b-$name:b" >/dev/null
+  flat "$T/k-$name" "$T/kiln-$name"
+  flat "$T/b-$name" "$T/buildah-$name"
+  [ "$(wc -l <"$T/kiln-$name.fs")" -gt 250 ] || fail "case $name: kiln's rootfs has almost nothing in it"
+  if ! diff -u <(filter "$name" "$T/buildah-$name.fs") <(filter "$name" "$T/kiln-$name.fs") >"$T/$name.fs.diff"; then
+    echo "filesystem of case $name differs (- buildah, + kiln):"
+    cat "$T/$name.fs.diff"
+    bad+=("$name:fs")
+  fi
+  if ! diff -u <(filter_cfg "$name" "$T/buildah-$name.cfg") <(filter_cfg "$name" "$T/kiln-$name.cfg") >"$T/$name.cfg.diff"; then
+    echo "config of case $name differs (- buildah, + kiln):"
+    cat "$T/$name.cfg.diff"
+    bad+=("$name:config")
+  fi
+done
+if [ -f "$T/kiln-escape-shell.cfg" ]; then
+  note "what IGNORE_CFG leaves out for escape-shell is what BuildKit does"
+  assert_eq 'C:\windows\path' "$(jq -r '.Env[] | select(startswith("P=")) | .[2:]' "$T/kiln-escape-shell.cfg")" "ENV under escape=\`"
+  assert_eq 'C:\dir' "$(jq -r .Labels.path "$T/kiln-escape-shell.cfg")" "LABEL under escape=\`"
+fi
+[ ${#bad[@]} = 0 ] || fail "kiln and buildah differ in: ${bad[*]}"
+store_clean
