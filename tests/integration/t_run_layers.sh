@@ -72,7 +72,7 @@ cat "$T/build.log"
 note "output lines are prefixed with the step; USER, WORKDIR, ARG and ENV are visible"
 n=$(grep -c '^\[' <<<"$log" || true)
 [ "$n" -gt 0 ] || fail "no step lines"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| uid=1000\(app\) gid=1000\(app\)$' "RUN id as USER app"
+assert_match "$log" '^\[[0-9]+/[0-9]+\] \| uid=1000\(app\) gid=1000\(app\) groups=1000\(app\)$' "RUN id as USER app (primary group listed, as Docker does)"
 assert_match "$log" '^\[[0-9]+/[0-9]+\] \| /work$' "RUN pwd after WORKDIR"
 assert_match "$log" '^\[[0-9]+/[0-9]+\] \| mode=slow env=prod$' "ARG (from --build-arg) and ENV in RUN"
 assert_match "$log" '^\[[0-9]+/[0-9]+\] \| env: BUILD_MODE=slow$' "ARG in RUN's environment"
