@@ -2,8 +2,9 @@
  *
  * Why a temp dir + RENAME_NOREPLACE instead of a lock per snapshot: the
  * rename is the commit point, so a snapshot under its final name is always
- * complete (syncfs first, so this also holds across a power loss), and two
- * builds racing on one snapshot both finish; the loser's copy is dropped.
+ * complete (against a kill; against a power loss the boot id it carries
+ * decides, see stamp_boot), and two builds racing on one snapshot both
+ * finish; the loser's copy is dropped.
  * The temp dir is flock()ed by its writer so kiln_snapshot_gc_tmp can tell
  * a live extraction from the leftovers of a killed one. */
 #include <dirent.h>
@@ -375,10 +376,49 @@ extract_layer (struct kiln_store *st, const struct kiln_descriptor *layer, int d
     return -1;
   if (kiln_extract_fd (fd, layer->digest.s, dfd, &xo, err) < 0)
     return -1;
-  /* durable before it becomes visible under its final name */
-  if (syncfs (dfd) < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "sync snapshot");
   return 0;
+}
+
+/* A snapshot is a cache, so it is not fsynced (that cost seconds per GB):
+ * it carries the boot it was written in instead, and one from an earlier
+ * boot, which a power loss may have truncated, is made again. */
+#define BOOT_XATTR "user.kiln.boot"
+
+static void
+boot_id (char out[64])
+{
+  int fd = open ("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read (fd, out, 63) : -1;
+  if (fd >= 0)
+    close (fd);
+  out[n > 0 ? n : 0] = '\0';
+  out[strcspn (out, "\n")] = '\0';
+}
+
+static int
+stamp_boot (int dfd, struct kiln_error **err)
+{
+  char id[64];
+  boot_id (id);
+  if (fsetxattr (dfd, BOOT_XATTR, id, strlen (id), 0) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "mark snapshot with the boot id");
+  return 0;
+}
+
+/* True when hex exists and was written in this boot. */
+static bool
+snapshot_current (int snapfd, const char *hex)
+{
+  char id[64], have[64];
+  kiln_autoclose int fd = openat (snapfd, hex, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  ssize_t n = fgetxattr (fd, BOOT_XATTR, have, sizeof have - 1);
+  boot_id (id);
+  if (n < 0)
+    return false;
+  have[n] = '\0';
+  return strcmp (id, have) == 0;
 }
 
 /* Renames tmp to hex unless hex appeared meanwhile; a lost race is fine. */
@@ -412,8 +452,8 @@ create_snapshot (struct kiln_store *st, int snapfd, const struct kiln_descriptor
     r = -1;
   else if (r == 0 && made == 0)
     r = extract_layer (st, layer, dfd, err);
-  else if (r == 0 && syncfs (dfd) < 0)
-    r = kiln_error_set (err, errno, KILN_E_IO, "sync snapshot");
+  if (r == 0)
+    r = stamp_boot (dfd, err);
   if (r == 0)
     r = commit_snapshot (snapfd, tmp, hex, err);
   if (r < 0)
@@ -454,7 +494,13 @@ kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor 
       /* top layer first */
       out[n - 1 - i] = kiln_xasprintf ("%s/%s/%s", root, SNAP_DIR, hex);
       if (fstatat (snapfd, hex, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR (sb.st_mode))
-        continue;
+        {
+          if (snapshot_current (snapfd, hex))
+            continue;
+          /* from an earlier boot: no process of ours can still use it */
+          if (kiln_fs_rm_rf_at (snapfd, hex, err) < 0)
+            return kiln_error_wrap (err, "remove stale snapshot `%s`", hex);
+        }
       if (!gc_done && gc_at (snapfd, err) < 0)
         return -1;
       gc_done = true;

@@ -30,7 +30,12 @@ struct kiln_blob_writer {
   char name[48];              /* ingest/<name> */
   struct kiln_sha256 *hash;
   uint64_t size;
+  uint64_t flushed;           /* bytes already handed to writeback */
 };
+
+/* Writeback started every this many bytes, so the fsync at commit finds
+ * little left to write instead of the whole multi-GB blob. */
+#define KILN_BLOB_WRITEBACK (32u << 20)
 
 /* mkdir -p for the root path itself: the only place a caller-given path is
  * walked; everything below it goes through the root fd. */
@@ -219,6 +224,12 @@ kiln_blob_writer_write (struct kiln_blob_writer *w, const void *data, size_t len
     return kiln_error_wrap (err, "write blob `ingest/%s`", w->name);
   kiln_sha256_update (w->hash, data, len);
   w->size += len;
+  if (w->size - w->flushed >= KILN_BLOB_WRITEBACK)
+    {
+      /* a hint: a failure only leaves the work to fsync */
+      (void) sync_file_range (w->fd, (off_t) w->flushed, (off_t) (w->size - w->flushed), SYNC_FILE_RANGE_WRITE);
+      w->flushed = w->size;
+    }
   return 0;
 }
 
