@@ -176,4 +176,14 @@ int kiln_reg_sources_add (struct kiln_store *st, const struct kiln_digest *blobs
 /* The repositories known to hold d (NULL-terminated, caller frees). */
 char **kiln_reg_sources_get (struct kiln_store *st, const struct kiln_digest *d);
 
+/* GET of a small document (manifest, config, token) into out, capped at max;
+ * *ctype (optional) receives the Content-Type. */
+int kiln_reg_get_small (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max,
+                        struct kiln_buf *out, char **ctype, struct kiln_error **err);
+
+/* Runs worker(arg) on n threads (at most KILN_REG_MAX_JOBS) and waits for
+ * them; the workers share arg and pick their own work from it. */
+#define KILN_REG_MAX_JOBS 16
+void kiln_reg_parallel (int n, void *(*worker) (void *), void *arg);
+
 #endif

@@ -87,25 +87,6 @@ kiln_registry_install_fetcher (struct kiln_store *st, const struct kiln_registry
 
 /* ---- documents only (registry cache import) ---- */
 
-static int
-get_doc (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
-         struct kiln_error **err)
-{
-  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
-  struct kiln_reg_req q = KILN_REG_REQ_INIT;
-  q.method = "GET", q.url = url, q.accept = accept, q.body_max = max, q.idempotent = true;
-  int r = kiln_reg_do (cn, &q, &resp, err);
-  if (r == 0 && resp.status != 200)
-    r = kiln_reg_status_error (&resp, err);
-  if (r == 0)
-    {
-      kiln_buf_reset (out);
-      kiln_buf_add (out, resp.body.buf, resp.body.len);
-    }
-  kiln_reg_resp_clear (&resp);
-  return r;
-}
-
 /* The manifest (by tag: trusted as the registry serves it; by digest:
  * verified), then its config blob, verified against the manifest. */
 static int
@@ -115,7 +96,7 @@ get_manifest_config (struct kiln_reg_conn *cn, const char *base, const struct ki
   struct kiln_manifest m = { 0 };
   struct kiln_digest got;
   kiln_autofree char *murl = kiln_xasprintf ("%s/manifests/%s", base, ref->digest ? ref->digest : ref->tag);
-  if (get_doc (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, err) < 0)
+  if (kiln_reg_get_small (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, NULL, err) < 0)
     return kiln_error_wrap (err, "manifest");
   kiln_digest_of (manifest->buf, manifest->len, &got);
   if (ref->digest && strcmp (got.s, ref->digest) != 0)
@@ -126,7 +107,7 @@ get_manifest_config (struct kiln_reg_conn *cn, const char *base, const struct ki
   kiln_autofree char *curl = kiln_xasprintf ("%s/blobs/%s", base, m.config.digest.s);
   if (m.config.size < 0 || m.config.size > (int64_t) KILN_REG_MAX_CONFIG)
     r = kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", m.config.digest.s);
-  else if (get_doc (cn, curl, NULL, (size_t) m.config.size, config, err) < 0)
+  else if (kiln_reg_get_small (cn, curl, NULL, (size_t) m.config.size, config, NULL, err) < 0)
     r = kiln_error_wrap (err, "config `%s`", m.config.digest.s);
   else if (kiln_digest_of (config->buf, config->len, &got), strcmp (got.s, m.config.digest.s) != 0)
     r = kiln_error_set (err, 0, KILN_E_DIGEST, "config `%s`: content has digest `%s`", m.config.digest.s, got.s);

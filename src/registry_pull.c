@@ -35,8 +35,25 @@ emit (const struct kiln_registry_opts *o, enum kiln_registry_event ev, const cha
 }
 
 /* GET of a small document (manifest or config) into out, capped. */
-static int
-get_small (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
+void
+kiln_reg_parallel (int n, void *(*worker) (void *), void *arg)
+{
+  pthread_t th[KILN_REG_MAX_JOBS];
+  int started = 0;
+  if (n > KILN_REG_MAX_JOBS)
+    n = KILN_REG_MAX_JOBS;
+  for (; started < n; started++)
+    if (pthread_create (&th[started], NULL, worker, arg) != 0)
+      break;
+  /* no thread at all: do the work here */
+  if (started == 0)
+    worker (arg);
+  for (int i = 0; i < started; i++)
+    pthread_join (th[i], NULL);
+}
+
+int
+kiln_reg_get_small (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
            char **ctype, struct kiln_error **err)
 {
   struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
@@ -63,7 +80,7 @@ get_manifest (struct pull *p, struct kiln_reg_conn *cn, const char *reference, c
   kiln_autofree char *url = kiln_xasprintf ("%s/manifests/%s", p->base, reference);
   kiln_autofree char *ct = NULL;
   struct kiln_digest d;
-  if (get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
+  if (kiln_reg_get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
     return kiln_error_wrap (err, "manifest `%s`", reference);
   kiln_digest_of (raw->buf, raw->len, &d);
   /* the server's Docker-Content-Digest is not trusted: only our own hash */
@@ -139,7 +156,7 @@ get_config (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descript
   struct kiln_digest got;
   if (d->size < 0 || d->size > (int64_t) KILN_REG_MAX_CONFIG)
     return kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", d->digest.s);
-  if (get_small (cn, url, NULL, (size_t) d->size, raw, NULL, err) < 0)
+  if (kiln_reg_get_small (cn, url, NULL, (size_t) d->size, raw, NULL, err) < 0)
     return kiln_error_wrap (err, "config `%s`", d->digest.s);
   kiln_digest_of (raw->buf, raw->len, &got);
   if (strcmp (got.s, d->digest.s) != 0 || (int64_t) raw->len != d->size)
@@ -445,20 +462,10 @@ fetch_layers (struct pull *p, const struct kiln_manifest *m, char **diff_ids, st
 {
   struct pool pl = { .p = p, .m = m, .diff_ids = diff_ids };
   int n = p->o->jobs > 0 ? p->o->jobs : 1;
-  pthread_t th[16];
-  int started = 0;
-  if (n > 16)
-    n = 16;
   if ((size_t) n > m->nlayers)
     n = m->nlayers ? (int) m->nlayers : 1;
   pthread_mutex_init (&pl.lock, NULL);
-  for (; started < n; started++)
-    if (pthread_create (&th[started], NULL, worker, &pl) != 0)
-      break;
-  if (started == 0)
-    worker (&pl);
-  for (int i = 0; i < started; i++)
-    pthread_join (th[i], NULL);
+  kiln_reg_parallel (n, worker, &pl);
   pthread_mutex_destroy (&pl.lock);
   if (pl.err)
     {

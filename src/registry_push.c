@@ -289,18 +289,11 @@ static int
 push_blobs (struct push *p, const struct kiln_descriptor *blobs, size_t n, struct kiln_error **err)
 {
   struct pool pl = { .p = p, .blobs = blobs, .n = n };
-  pthread_t th[16];
-  int want = p->o->jobs < 1 ? 1 : p->o->jobs > 16 ? 16 : p->o->jobs, started = 0;
+  int want = p->o->jobs < 1 ? 1 : p->o->jobs;
   if ((size_t) want > n)
     want = n ? (int) n : 1;
   pthread_mutex_init (&pl.lock, NULL);
-  for (; started < want; started++)
-    if (pthread_create (&th[started], NULL, worker, &pl) != 0)
-      break;
-  if (started == 0)
-    worker (&pl);
-  for (int i = 0; i < started; i++)
-    pthread_join (th[i], NULL);
+  kiln_reg_parallel (want, worker, &pl);
   pthread_mutex_destroy (&pl.lock);
   if (pl.err)
     {
