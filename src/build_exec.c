@@ -35,6 +35,8 @@ struct run_job {
   char **strings;                   /* owns the mount paths */
   int *locks;                       /* flock()ed cache mounts (sharing=locked) */
   size_t nlocks;
+  struct kiln_mount **rw;           /* overlays giving rw bind mounts a throwaway upper */
+  size_t nrw;
   bool network_none;
 };
 
@@ -270,15 +272,53 @@ mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error *
   return 0;
 }
 
-/* A bind mount from the context (read-only) or from a stage or image. */
+/* rw bind: writes land in a throwaway place, never in the source (BuildKit:
+ * "written data will be discarded").  A directory gets an overlay with the
+ * source as its lower; a file is copied into scratch space. */
+static int
+writable_copy (struct run_job *r, int srcfd, const char **source, struct kiln_error **err)
+{
+  struct stat st;
+  if (fstat (srcfd, &st) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "stat bind source");
+  if (S_ISDIR (st.st_mode))
+    {
+      char *lowers[] = { (char *) *source, NULL };
+      struct kiln_mount *mnt = NULL;
+      if (kiln_snapshot_mount (r->b->st, lowers, NULL, &mnt, err) < 0)
+        return -1;
+      r->rw = kiln_xrealloc (r->rw, (r->nrw + 1) * sizeof *r->rw);
+      r->rw[r->nrw++] = mnt;
+      *source = mnt->merged;
+      return 0;
+    }
+  int tmpfd;
+  if (kiln_build_tmpdir (r->b, &tmpfd, err) < 0)
+    return -1;
+  kiln_autoclose int dir = tmpfd;
+  kiln_autoclose int in = open (*source, O_RDONLY | O_CLOEXEC);
+  kiln_autoclose int out = openat (dir, "file", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+  if (in < 0 || out < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "copy bind source `%s`", *source);
+  for (off_t done = 0; done < st.st_size;)
+    {
+      ssize_t n = copy_file_range (in, NULL, out, NULL, (size_t) (st.st_size - done), 0);
+      if (n <= 0)
+        return kiln_error_set (err, n < 0 ? errno : EIO, KILN_E_IO, "copy bind source `%s`", *source);
+      done += n;
+    }
+  const char *tmprel = r->b->tmpdirs[kiln_strv_len (r->b->tmpdirs) - 1];
+  *source = keep (r, kiln_xasprintf ("%s/%s/file", kiln_store_root (r->b->st), tmprel));
+  return 0;
+}
+
+/* A bind mount from the context or from a stage or image (read-only unless rw). */
 static int
 mount_bind (struct run_job *r, struct build_stage *tmp, const struct mount_spec *m, struct kiln_error **err)
 {
   int rootfd = r->b->ctx_fd;
   const char *origin = NULL;
   struct build_stage *src = NULL;
-  if (m->rw)
-    return run_fail (r, err, "--mount=type=bind,rw is not supported yet%s", NULL);
   if (m->from)
     {
       long idx = kiln_plan_find_stage (r->b->plan, m->from, (size_t) (r->s - r->b->stages));
@@ -304,7 +344,10 @@ mount_bind (struct run_job *r, struct build_stage *tmp, const struct mount_spec 
   if (n < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "resolve bind source `%s`", rel);
   path[n] = '\0';
-  add_mount (r, KILN_SANDBOX_BIND, keep (r, kiln_xstrdup (path)), keep (r, kiln_xstrdup (m->target)), true, NULL);
+  const char *source = keep (r, kiln_xstrdup (path));
+  if (m->rw && writable_copy (r, fd, &source, err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  add_mount (r, KILN_SANDBOX_BIND, source, keep (r, kiln_xstrdup (m->target)), !m->rw, NULL);
   kiln_autofree char *what = kiln_xasprintf ("%s from %s %s", m->target, m->from ? m->from : "context", d.s);
   input (r, "mount bind", what);
   return 0;
@@ -488,6 +531,13 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
 static void
 run_job_clear (struct run_job *r)
 {
+  for (size_t i = 0; i < r->nrw; i++)
+    {
+      kiln_autoerror struct kiln_error *e = NULL;
+      if (kiln_snapshot_unmount (r->rw[i], &e) < 0 || kiln_snapshot_cleanup (r->b->st, r->rw[i], &e) < 0)
+        kiln_log_warn ("clean up a rw bind mount: %s", e->msg);
+    }
+  free (r->rw);
   for (size_t i = 0; i < r->nlocks; i++)
     close (r->locks[i]);
   free (r->locks);
