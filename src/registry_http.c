@@ -395,6 +395,8 @@ perform_once (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, const char
       curl_easy_setopt (h, CURLOPT_CUSTOMREQUEST, q->method);
       curl_easy_setopt (h, CURLOPT_READFUNCTION, read_cb);
       curl_easy_setopt (h, CURLOPT_READDATA, &x);
+      /* 2 MiB reads instead of 64 KiB: a multi-GB layer in far fewer syscalls */
+      curl_easy_setopt (h, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
       curl_easy_setopt (h, CURLOPT_INFILESIZE_LARGE, (curl_off_t) (q->has_body ? q->len : 0));
     }
   if (q->max_size > 0)
