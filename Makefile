@@ -11,7 +11,8 @@
 PKGS     := libarchive libcrypto libzstd jansson libcurl zlib libisal
 DEB_PKGS := build-essential pkg-config libarchive-dev libssl-dev libzstd-dev libjansson-dev \
             libcurl4-openssl-dev zlib1g-dev libisal-dev libcriterion-dev python3 openssl jq uidmap \
-            skopeo umoci buildah docker-registry busybox-static zstd xz-utils bzip2 curl procps
+            skopeo umoci buildah docker-registry busybox-static zstd xz-utils bzip2 curl procps \
+            hyperfine pigz isal libdeflate-tools runc time bc file
 CC       ?= cc
 WARN     := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
             -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -fno-common \
