@@ -283,3 +283,27 @@ Test (cache_keys, run_sees_all_env_and_args_in_scope)
   cr_assert_not (hit[3]);
   free (sec);
 }
+
+Test (cache_keys, no_cache_filter_disables_lookups_of_that_stage_only)
+{
+  struct kiln_error *err = NULL;
+  struct kiln_build_result res = { 0 };
+  struct kiln_digest k[5];
+  bool hit[5];
+  put ("f", "one");
+  const char *df = "FROM scratch AS a\nCOPY f /f\nFROM scratch AS b\nCOPY --from=a /f /g\n";
+  build (df, NULL, k, NULL, 4);
+  struct kiln_build_opts o = { .context = ctx, .dockerfile_name = "Dockerfile", .layer.level = -1 };
+  char *path = kiln_xasprintf ("%s/Dockerfile", ctx);
+  char *filter[] = { (char *) "b", NULL };
+  o.dockerfile = path;
+  o.no_cache_filter = filter;
+  kiln_registry_opts_init (&o.registry);
+  cr_assert_eq (kiln_build_run (st, &o, &res, &err), 0);
+  for (size_t i = 0; i < res.nsteps && i < 5; i++)
+    hit[i] = res.steps[i].cached;
+  kiln_build_result_clear (&res);
+  free (path);
+  cr_assert (hit[1], "stage a is still looked up");
+  cr_assert_not (hit[3], "stage b is not");
+}
