@@ -4,6 +4,8 @@
 #ifndef KILN_REGISTRY_INTERNAL_H
 #define KILN_REGISTRY_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -181,9 +183,22 @@ char **kiln_reg_sources_get (struct kiln_store *st, const struct kiln_digest *d)
 int kiln_reg_get_small (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max,
                         struct kiln_buf *out, char **ctype, struct kiln_error **err);
 
-/* Runs worker(arg) on n threads (at most KILN_REG_MAX_JOBS) and waits for
- * them; the workers share arg and pick their own work from it. */
+/* Work shared by a few transfer threads: each takes the next item until
+ * all are taken or one failed; the first error is kept. */
+struct kiln_reg_pool {
+  atomic_size_t next;
+  atomic_bool failed;
+  pthread_mutex_t lock;
+  struct kiln_error *err;
+};
 #define KILN_REG_MAX_JOBS 16
-void kiln_reg_parallel (int n, void *(*worker) (void *), void *arg);
+/* The next item index, or n when there is none left (or a worker failed). */
+size_t kiln_reg_pool_next (struct kiln_reg_pool *q, size_t n);
+/* Records *e (if set) as the pool's error unless one is there; frees *e. */
+void kiln_reg_pool_fail (struct kiln_reg_pool *q, struct kiln_error **e);
+/* Runs worker(arg) on n threads (at most KILN_REG_MAX_JOBS; in the caller
+ * when none can start), waits, and returns the first error. */
+int kiln_reg_pool_run (struct kiln_reg_pool *q, int n, void *(*worker) (void *), void *arg,
+                       struct kiln_error **err);
 
 #endif

@@ -35,11 +35,31 @@ emit (const struct kiln_registry_opts *o, enum kiln_registry_event ev, const cha
 }
 
 /* GET of a small document (manifest or config) into out, capped. */
+size_t
+kiln_reg_pool_next (struct kiln_reg_pool *q, size_t n)
+{
+  return atomic_load (&q->failed) ? n : atomic_fetch_add (&q->next, 1);
+}
+
 void
-kiln_reg_parallel (int n, void *(*worker) (void *), void *arg)
+kiln_reg_pool_fail (struct kiln_reg_pool *q, struct kiln_error **e)
+{
+  if (*e == NULL)
+    return;
+  atomic_store (&q->failed, true);
+  pthread_mutex_lock (&q->lock);
+  if (q->err == NULL)
+    q->err = kiln_steal_ptr (e);
+  pthread_mutex_unlock (&q->lock);
+  kiln_error_free (e);
+}
+
+int
+kiln_reg_pool_run (struct kiln_reg_pool *q, int n, void *(*worker) (void *), void *arg, struct kiln_error **err)
 {
   pthread_t th[KILN_REG_MAX_JOBS];
   int started = 0;
+  pthread_mutex_init (&q->lock, NULL);
   if (n > KILN_REG_MAX_JOBS)
     n = KILN_REG_MAX_JOBS;
   for (; started < n; started++)
@@ -50,6 +70,13 @@ kiln_reg_parallel (int n, void *(*worker) (void *), void *arg)
     worker (arg);
   for (int i = 0; i < started; i++)
     pthread_join (th[i], NULL);
+  pthread_mutex_destroy (&q->lock);
+  if (q->err)
+    {
+      *err = kiln_steal_ptr (&q->err);
+      return kiln_error_code (*err);
+    }
+  return 0;
 }
 
 int
@@ -419,10 +446,7 @@ struct pool {
   struct pull *p;
   const struct kiln_manifest *m;
   char **diff_ids;
-  atomic_size_t next;
-  atomic_bool failed;
-  pthread_mutex_t lock;
-  struct kiln_error *err;
+  struct kiln_reg_pool q;       /* next item, first error */
 };
 
 static void *
@@ -432,7 +456,7 @@ worker (void *opaque)
   struct kiln_reg_conn cn = { 0 };
   struct kiln_error *e = NULL;
   if (kiln_reg_conn_init (&cn, pl->p->c, &e) == 0)
-    for (size_t i; !atomic_load (&pl->failed) && (i = atomic_fetch_add (&pl->next, 1)) < pl->m->nlayers;)
+    for (size_t i; (i = kiln_reg_pool_next (&pl->q, pl->m->nlayers)) < pl->m->nlayers;)
       {
         const struct kiln_descriptor *d = &pl->m->layers[i];
         if (kiln_store_blob_exists (pl->p->st, &d->digest, NULL))
@@ -445,15 +469,7 @@ worker (void *opaque)
         emit (pl->p->o, KILN_REGISTRY_BLOB_FETCHED, d->digest.s);
       }
   kiln_reg_conn_clear (&cn);
-  if (e)
-    {
-      atomic_store (&pl->failed, true);
-      pthread_mutex_lock (&pl->lock);
-      if (pl->err == NULL)
-        pl->err = kiln_steal_ptr (&e);
-      pthread_mutex_unlock (&pl->lock);
-      kiln_error_free (&e);
-    }
+  kiln_reg_pool_fail (&pl->q, &e);
   return NULL;
 }
 
@@ -464,15 +480,7 @@ fetch_layers (struct pull *p, const struct kiln_manifest *m, char **diff_ids, st
   int n = p->o->jobs > 0 ? p->o->jobs : 1;
   if ((size_t) n > m->nlayers)
     n = m->nlayers ? (int) m->nlayers : 1;
-  pthread_mutex_init (&pl.lock, NULL);
-  kiln_reg_parallel (n, worker, &pl);
-  pthread_mutex_destroy (&pl.lock);
-  if (pl.err)
-    {
-      *err = pl.err;
-      return kiln_error_code (*err);
-    }
-  return 0;
+  return kiln_reg_pool_run (&pl.q, n, worker, &pl, err);
 }
 
 /* ---- the whole pull ---- */

@@ -249,10 +249,7 @@ struct pool {
   struct push *p;
   const struct kiln_descriptor *blobs;
   size_t n;
-  atomic_size_t next;
-  atomic_bool failed;
-  pthread_mutex_t lock;
-  struct kiln_error *err;
+  struct kiln_reg_pool q;       /* next item, first error */
 };
 
 static void *
@@ -262,7 +259,7 @@ worker (void *opaque)
   struct kiln_reg_conn cn = { 0 };
   struct kiln_error *e = NULL;
   if (kiln_reg_conn_init (&cn, pl->p->c, &e) == 0)
-    for (size_t i; !atomic_load (&pl->failed) && (i = atomic_fetch_add (&pl->next, 1)) < pl->n;)
+    for (size_t i; (i = kiln_reg_pool_next (&pl->q, pl->n)) < pl->n;)
       {
         int r = push_blob (pl->p, &cn, &pl->blobs[i].digest, pl->blobs[i].size, &e);
         if (r < 0)
@@ -273,15 +270,7 @@ worker (void *opaque)
         emit (pl->p->o, (enum kiln_registry_event) r, pl->blobs[i].digest.s);
       }
   kiln_reg_conn_clear (&cn);
-  if (e)
-    {
-      atomic_store (&pl->failed, true);
-      pthread_mutex_lock (&pl->lock);
-      if (pl->err == NULL)
-        pl->err = kiln_steal_ptr (&e);
-      pthread_mutex_unlock (&pl->lock);
-      kiln_error_free (&e);
-    }
+  kiln_reg_pool_fail (&pl->q, &e);
   return NULL;
 }
 
@@ -292,15 +281,7 @@ push_blobs (struct push *p, const struct kiln_descriptor *blobs, size_t n, struc
   int want = p->o->jobs < 1 ? 1 : p->o->jobs;
   if ((size_t) want > n)
     want = n ? (int) n : 1;
-  pthread_mutex_init (&pl.lock, NULL);
-  kiln_reg_parallel (want, worker, &pl);
-  pthread_mutex_destroy (&pl.lock);
-  if (pl.err)
-    {
-      *err = pl.err;
-      return kiln_error_code (*err);
-    }
-  return 0;
+  return kiln_reg_pool_run (&pl.q, want, worker, &pl, err);
 }
 
 /* ---- the whole push ---- */
