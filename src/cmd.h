@@ -34,6 +34,9 @@ int kiln_cmd_version (struct kiln_cli *cli, int argc, char **argv);
 int kiln_cmd_fail (struct kiln_error **err);
 /* Prints a usage error with a hint and returns 2. */
 int kiln_cmd_usage_error (const char *verb, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+/* /var/lib/kiln for root, else $XDG_DATA_HOME/kiln (~/.local/share/kiln).
+ * main decides it first: inside kiln's user namespace everyone is root. */
+char *kiln_cmd_default_root (void);
 int kiln_cmd_open_store (struct kiln_cli *cli, struct kiln_store **st, struct kiln_error **err);
 /* Resolves IMAGE (name, digest or digest prefix) to its manifest descriptor. */
 int kiln_cmd_resolve_image (struct kiln_store *st, const char *image, struct kiln_descriptor *out,

@@ -13,6 +13,7 @@
 #include "kiln/cache_export.h"
 #include "kiln/cleanup.h"
 #include "kiln/fs.h"
+#include "kiln/log.h"
 #include "kiln/util.h"
 
 static const char usage_text[] =
@@ -463,8 +464,11 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
         return -1;
     }
   static volatile sig_atomic_t interrupted;
-  if (kiln_cmd_isolate (err) < 0)
-    return -1;
+  /* without namespaces a build of COPY and metadata steps still works; a
+   * RUN step then fails with the reason */
+  kiln_autoerror struct kiln_error *iso = NULL;
+  if (kiln_cmd_isolate (&iso) < 0)
+    kiln_log_warn ("no private namespaces (%s): RUN steps will not work", iso->msg);
   kiln_cmd_on_signals (&interrupted);
   c->o.interrupted = &interrupted;
   if (kiln_cmd_open_store (cli, &st, err) < 0)

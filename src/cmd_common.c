@@ -49,8 +49,8 @@ kiln_cmd_wants_help (int argc, char **argv)
   return 0;
 }
 
-static char *
-default_root (void)
+char *
+kiln_cmd_default_root (void)
 {
   const char *xdg = getenv ("XDG_DATA_HOME"), *home = getenv ("HOME");
   if (geteuid () == 0)
@@ -68,10 +68,10 @@ default_root (void)
 int
 kiln_cmd_open_store (struct kiln_cli *cli, struct kiln_store **st, struct kiln_error **err)
 {
-  kiln_autofree char *def = cli->root ? NULL : default_root ();
+  kiln_autofree char *def = cli->root ? NULL : kiln_cmd_default_root ();
   const char *root = cli->root ? cli->root : def;
   if (kiln_store_open (root, st, err) < 0)
-    return kiln_error_wrap (err, "open store `%s`", root);
+    return -1;
   /* released when kiln exits: prune waits for (or refuses to run beside) us */
   if (cli->lease_fd < 0 && kiln_prune_lease (*st, &cli->lease_fd, err) < 0)
     {

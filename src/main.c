@@ -53,6 +53,8 @@ main (int argc, char **argv)
     }
   if (i >= argc)
     return usage (stderr, 2);
+  if (!cli.root)
+    cli.root = kiln_cmd_default_root ();   /* freed at exit */
   for (size_t v = 0; v < sizeof verbs / sizeof verbs[0]; v++)
     if (strcmp (argv[i], verbs[v].name) == 0)
       return verbs[v].fn (&cli, argc - i, argv + i);
