@@ -449,9 +449,23 @@ gzip_new (int level, int threads, struct kiln_compressor **out, struct kiln_erro
 
 /* ---- zstd ---- */
 
+/* The input goes in blocks of ZSTD_BLOCK bytes.  A block that does not
+ * compress (model weights) leaves the compressed frame and becomes a frame of
+ * raw blocks, which costs a copy instead of a compression attempt over every
+ * byte; zstd readers take concatenated frames.  Which blocks are raw depends
+ * only on their content, so the output still does not depend on threads. */
+#define ZSTD_BLOCK (1024 * 1024)
+#define ZSTD_PROBE (64 * 1024)
+#define ZSTD_RAW_MAX (128 * 1024)
+
 struct zstd_compressor {
   struct kiln_compressor base;
   ZSTD_CCtx *cctx;
+  ZSTD_CCtx *probe;            /* single-threaded, level 1: is a block worth it */
+  unsigned char *block, *probe_out;
+  size_t block_len;
+  bool frame_open;             /* the compressed frame holds data */
+  bool emitted;                /* any frame written */
   unsigned char out[OUT_CHUNK];
 };
 
@@ -476,24 +490,8 @@ zstd_step (struct zstd_compressor *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode,
 }
 
 static int
-zstd_write (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err)
+zstd_end_frame (struct zstd_compressor *z, struct kiln_error **err)
 {
-  struct zstd_compressor *z = (struct zstd_compressor *) c;
-  ZSTD_inBuffer in = { data, len, 0 };
-  size_t left;
-  while (in.pos < in.size)
-    {
-      int r = zstd_step (z, &in, ZSTD_e_continue, &left, err);
-      if (r < 0)
-        return r;
-    }
-  return 0;
-}
-
-static int
-zstd_finish (struct kiln_compressor *c, struct kiln_error **err)
-{
-  struct zstd_compressor *z = (struct zstd_compressor *) c;
   ZSTD_inBuffer in = { NULL, 0, 0 };
   size_t left;
   do
@@ -503,6 +501,88 @@ zstd_finish (struct kiln_compressor *c, struct kiln_error **err)
         return r;
     }
   while (left != 0);
+  z->frame_open = false;
+  z->emitted = true;
+  return 0;
+}
+
+/* A frame of raw blocks: magic, a header with no content size and a 128 KiB
+ * window (Window_Descriptor 0x38), then raw blocks of at most 128 KiB. */
+static int
+zstd_raw_frame (struct zstd_compressor *z, const unsigned char *data, size_t len, struct kiln_error **err)
+{
+  static const unsigned char header[6] = { 0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38 };
+  int r = emit (&z->base, header, sizeof header, err);
+  for (size_t off = 0; r == 0 && off < len; off += ZSTD_RAW_MAX)
+    {
+      size_t n = len - off < ZSTD_RAW_MAX ? len - off : ZSTD_RAW_MAX;
+      uint32_t h = (uint32_t) (n << 3) | (off + n == len ? 1u : 0u);   /* Block_Type 0 = raw */
+      unsigned char bh[3] = { (unsigned char) h, (unsigned char) (h >> 8), (unsigned char) (h >> 16) };
+      r = emit (&z->base, bh, sizeof bh, err);
+      if (r == 0)
+        r = emit (&z->base, data + off, n, err);
+    }
+  z->emitted = true;
+  return r;
+}
+
+/* Its first 64 KiB at level 1 tell a block of random data. */
+static bool
+zstd_worth_compressing (struct zstd_compressor *z, const unsigned char *data, size_t len)
+{
+  if (len < ZSTD_BLOCK)
+    return true;   /* the tail of a layer: small, compress it */
+  size_t n = ZSTD_compressCCtx (z->probe, z->probe_out, ZSTD_compressBound (ZSTD_PROBE), data, ZSTD_PROBE, 1);
+  return ZSTD_isError (n) || n < ZSTD_PROBE - ZSTD_PROBE / 32;
+}
+
+static int
+zstd_flush_block (struct zstd_compressor *z, struct kiln_error **err)
+{
+  size_t len = z->block_len;
+  z->block_len = 0;
+  if (!zstd_worth_compressing (z, z->block, len))
+    {
+      if (z->frame_open && zstd_end_frame (z, err) < 0)
+        return -1;
+      return zstd_raw_frame (z, z->block, len, err);
+    }
+  ZSTD_inBuffer in = { z->block, len, 0 };
+  size_t left;
+  while (in.pos < in.size)
+    if (zstd_step (z, &in, ZSTD_e_continue, &left, err) < 0)
+      return -1;
+  z->frame_open = true;
+  return 0;
+}
+
+static int
+zstd_write (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err)
+{
+  struct zstd_compressor *z = (struct zstd_compressor *) c;
+  const unsigned char *p = data;
+  while (len)
+    {
+      size_t n = ZSTD_BLOCK - z->block_len < len ? ZSTD_BLOCK - z->block_len : len;
+      memcpy (z->block + z->block_len, p, n);
+      z->block_len += n;
+      p += n;
+      len -= n;
+      if (z->block_len == ZSTD_BLOCK && zstd_flush_block (z, err) < 0)
+        return -1;
+    }
+  return 0;
+}
+
+static int
+zstd_finish (struct kiln_compressor *c, struct kiln_error **err)
+{
+  struct zstd_compressor *z = (struct zstd_compressor *) c;
+  if (z->block_len && zstd_flush_block (z, err) < 0)
+    return -1;
+  /* an empty input still makes one (empty) frame */
+  if (z->frame_open || !z->emitted)
+    return zstd_end_frame (z, err);
   return 0;
 }
 
@@ -511,6 +591,9 @@ zstd_free (struct kiln_compressor *c)
 {
   struct zstd_compressor *z = (struct zstd_compressor *) c;
   ZSTD_freeCCtx (z->cctx);
+  ZSTD_freeCCtx (z->probe);
+  free (z->block);
+  free (z->probe_out);
   free (z);
 }
 
@@ -542,8 +625,11 @@ zstd_new (int level, int threads, struct kiln_compressor **out, struct kiln_erro
                            ZSTD_maxCLevel ());
   struct zstd_compressor *z = kiln_xcalloc (1, sizeof *z);
   z->cctx = ZSTD_createCCtx ();
-  if (z->cctx == NULL)
+  z->probe = ZSTD_createCCtx ();
+  if (z->cctx == NULL || z->probe == NULL)
     abort ();
+  z->block = kiln_xmalloc (ZSTD_BLOCK);
+  z->probe_out = kiln_xmalloc (ZSTD_compressBound (ZSTD_PROBE));
   /* No checksum, no content size: the frame depends only on the input
    * bytes and the level. */
   int r = zstd_set (z, ZSTD_c_compressionLevel, level, "set zstd level", err);

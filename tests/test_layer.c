@@ -1110,3 +1110,35 @@ Test (layer, invalid_kiln_threads_is_ignored)
   kiln_layer_result_clear (&b);
   kiln_store_free (st);
 }
+
+/* Random 1 MiB blocks leave the compressed frame as raw frames: the output
+ * is barely larger than the input, the text around them still compresses,
+ * and libzstd reads the concatenated frames back exactly. */
+Test (layer, zstd_stores_random_blocks_raw_and_compresses_the_rest)
+{
+  size_t rnd = 3u << 20, txt = 2u << 20, len = txt + rnd + txt;
+  unsigned char *in = kiln_xmalloc (len);
+  for (size_t i = 0; i < txt; i++)
+    in[i] = in[txt + rnd + i] = (unsigned char) ("weights and vocab "[i % 18]);
+  uint64_t x = 88172645463325252ULL;
+  for (size_t i = 0; i < rnd; i++)
+    {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      in[txt + i] = (unsigned char) x;
+    }
+  struct kiln_buf out = KILN_BUF_INIT;
+  compress_all (KILN_COMP_ZSTD, -1, 2, in, len, &out);
+  cr_assert_lt (out.len, rnd + rnd / 50, "the text compresses and the random part costs almost nothing extra");
+  cr_assert_gt (out.len, rnd, "random data cannot shrink");
+  /* a raw frame header follows the first compressed frame */
+  static const unsigned char raw_header[6] = { 0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38 };
+  cr_assert_not_null (memmem (out.buf, out.len, raw_header, sizeof raw_header), "no raw frame");
+  unsigned char *back;
+  size_t blen;
+  unzstd ((unsigned char *) out.buf, out.len, &back, &blen);
+  cr_assert_eq (blen, len);
+  cr_assert_eq (memcmp (back, in, len), 0);
+  free (back);
+  kiln_buf_release (&out);
+  free (in);
+}
