@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include "kiln/layer.h"
 #include "kiln/log.h"
 #include "kiln/passwd.h"
+#include "kiln/snapshot.h"
 #include "kiln/util.h"
 
 struct centry {
@@ -607,33 +609,106 @@ layer_mtime (const struct build *b, int64_t mtime)
   return lo->clamp_mtime && mtime > lo->epoch ? lo->epoch : mtime;
 }
 
-int
-kiln_build_materialize (void *opaque, const struct kiln_descriptor *layer, int dirfd, struct kiln_error **err)
+/* 1 when the entries are now in dirfd, 0 when a source changed (use the
+ * blob instead), < 0 on error. */
+static int
+materialize_entries (struct build *b, const struct centry *v, size_t n, int dirfd, struct kiln_error **err)
 {
-  struct build *b = opaque;
-  const struct build_copied *c = NULL;
-  for (size_t i = 0; i < b->ncopied && !c; i++)
-    if (strcmp (b->copied[i].blob.s, layer->digest.s) == 0)
-      c = &b->copied[i];
-  if (!c)
-    return 0;
-  for (size_t i = 0; i < c->n; i++)
+  for (size_t i = 0; i < n; i++)
     {
-      int r = materialize_one (&c->v[i], dirfd, layer_mtime (b, c->v[i].mtime), err);
+      int r = materialize_one (&v[i], dirfd, layer_mtime (b, v[i].mtime), err);
       if (r <= 0)
         return r;
     }
   /* directory times last: creating their children changed them */
-  for (size_t i = c->n; i-- > 0;)
-    if (S_ISDIR (c->v[i].mode))
+  for (size_t i = n; i-- > 0;)
+    if (S_ISDIR (v[i].mode))
       {
-        int64_t t = layer_mtime (b, c->v[i].mtime);
+        int64_t t = layer_mtime (b, v[i].mtime);
         struct timespec ts[2] = { { t, 0 }, { t, 0 } };
-        kiln_autoclose int fd = kiln_fs_open_in_root (dirfd, c->v[i].dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, err);
+        kiln_autoclose int fd = kiln_fs_open_in_root (dirfd, v[i].dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, err);
         if (fd < 0 || futimens (fd, ts) < 0)
-          return fd < 0 ? -1 : kiln_error_set (err, errno, KILN_E_IO, "snapshot: set times of `%s`", c->v[i].dest);
+          return fd < 0 ? -1 : kiln_error_set (err, errno, KILN_E_IO, "snapshot: set times of `%s`", v[i].dest);
       }
   return 1;
+}
+
+int
+kiln_build_materialize (void *opaque, const struct kiln_descriptor *layer, int dirfd, struct kiln_error **err)
+{
+  struct build *b = opaque;
+  for (size_t i = 0; i < b->ncopied; i++)
+    if (strcmp (b->copied[i].blob.s, layer->digest.s) == 0)
+      return materialize_entries (b, b->copied[i].v, b->copied[i].n, dirfd, err);
+  return 0;
+}
+
+/* The snapshot of a COPY layer made while the layer streams, on its own
+ * thread: the layer writer keeps both cores busy only part of the time,
+ * and a RUN right after needs the snapshot anyway. */
+struct ahead {
+  struct build *b;
+  const struct centry *v;
+  size_t n;
+  int dirfd;
+  int result;
+  struct kiln_error *err;
+  struct kiln_snapshot_tmp *tmp;
+  pthread_t th;
+  bool running;
+};
+
+static void *
+ahead_main (void *arg)
+{
+  struct ahead *a = arg;
+  a->result = materialize_entries (a->b, a->v, a->n, a->dirfd, &a->err);
+  return NULL;
+}
+
+/* Whether a RUN later in this stage will need this step's snapshot. */
+static bool
+run_follows (const struct copy_job *j)
+{
+  const struct kiln_plan_stage *ps = &j->b->plan->stages[j->s - j->b->stages];
+  bool after = false;
+  for (size_t i = 0; i < ps->ninstrs; i++)
+    {
+      if (after && ps->instrs[i]->cmd == KILN_DF_RUN)
+        return true;
+      after = after || ps->instrs[i] == j->in;
+    }
+  return false;
+}
+
+static void
+ahead_start (struct copy_job *j, struct ahead *a)
+{
+  kiln_autoerror struct kiln_error *e = NULL;
+  *a = (struct ahead){ .b = j->b, .v = j->v, .n = j->n };
+  for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].rootfd >= 0 && !j->v[i].ctx)
+      return;   /* only context files and heredocs outlive the step */
+  if (!run_follows (j) || kiln_snapshot_begin (j->b->st, &a->tmp, &a->dirfd, &e) < 0)
+    return;
+  a->running = pthread_create (&a->th, NULL, ahead_main, a) == 0;
+  if (!a->running)
+    kiln_snapshot_abort (kiln_steal_ptr (&a->tmp));
+}
+
+/* Joins the thread; commits the snapshot when the layer and it are done. */
+static void
+ahead_finish (struct copy_job *j, struct ahead *a, bool layer_ok)
+{
+  if (!a->running)
+    return;
+  pthread_join (a->th, NULL);
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (layer_ok && a->result == 1
+      && kiln_snapshot_commit (kiln_steal_ptr (&a->tmp), j->s->cfg.diff_ids, j->s->nlayers, &e) < 0)
+    kiln_log_warn ("snapshot ahead of `%s`: %s", j->in->original, e->msg);
+  kiln_snapshot_abort (a->tmp);
+  kiln_error_free (&a->err);
 }
 
 /* Streams the sorted entries through one layer writer into the store. */
@@ -689,7 +764,11 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
       if (hit != 0)
         return hit < 0 ? -1 : 0;
     }
-  if (write_layer (j, err) < 0)
+  struct ahead ahead;
+  ahead_start (j, &ahead);
+  int wr = write_layer (j, err);
+  ahead_finish (j, &ahead, wr == 0);
+  if (wr < 0)
     return -1;
   if (!may_hit)
     {

@@ -510,3 +510,66 @@ kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor 
   *lowerdirs = kiln_steal_ptr (&out);
   return 0;
 }
+
+struct kiln_snapshot_tmp {
+  int snapfd, dfd;
+  char *name;
+};
+
+int
+kiln_snapshot_begin (struct kiln_store *st, struct kiln_snapshot_tmp **out, int *dirfd, struct kiln_error **err)
+{
+  struct kiln_snapshot_tmp *t = kiln_xcalloc (1, sizeof *t);
+  t->dfd = -1;
+  t->snapfd = open_snapdir (st, err);
+  t->name = kiln_xasprintf (TMP_PREFIX "%d-%llx", (int) getpid (), kiln_now_ns ());
+  if (t->snapfd < 0)
+    return kiln_snapshot_abort (t), -1;
+  if (mkdirat (t->snapfd, t->name, 0755) < 0
+      || (t->dfd = openat (t->snapfd, t->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0
+      || flock (t->dfd, LOCK_EX | LOCK_NB) < 0)   /* held until commit: gc skips it */
+    {
+      kiln_error_set (err, errno, KILN_E_IO, "create `%s/%s`", SNAP_DIR, t->name);
+      kiln_snapshot_abort (t);
+      return -1;
+    }
+  *dirfd = t->dfd;
+  *out = t;
+  return 0;
+}
+
+int
+kiln_snapshot_commit (struct kiln_snapshot_tmp *t, char *const *diff_ids, size_t n, struct kiln_error **err)
+{
+  struct kiln_digest chain;
+  kiln_oci_chain_id (diff_ids, n, &chain);
+  int r = stamp_boot (t->dfd, err);
+  if (r == 0)
+    r = commit_snapshot (t->snapfd, t->name, kiln_digest_hex (&chain), err);
+  if (r == 0)
+    {
+      free (t->name);
+      t->name = NULL;   /* committed: nothing for abort to remove */
+    }
+  kiln_snapshot_abort (t);
+  return r;
+}
+
+void
+kiln_snapshot_abort (struct kiln_snapshot_tmp *t)
+{
+  if (t == NULL)
+    return;
+  if (t->name && t->snapfd >= 0)
+    {
+      struct kiln_error *e = NULL;
+      kiln_fs_rm_rf_at (t->snapfd, t->name, &e);
+      kiln_error_free (&e);
+    }
+  if (t->dfd >= 0)
+    close (t->dfd);
+  if (t->snapfd >= 0)
+    close (t->snapfd);
+  free (t->name);
+  free (t);
+}

@@ -84,6 +84,10 @@ mount_new_api (const struct kiln_mount *m, char *const *lowers, int mergedfd, bo
       /* userxattr conflicts with redirect_dir=off; nofollow also never follows redirects */
       || set_str (fsfd, "redirect_dir", m->userxattr ? "nofollow" : "off") < 0 || set_str (fsfd, "metacopy", "off") < 0
       || (m->userxattr && fsconfig (fsfd, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0)
+      /* volatile (Linux 5.10): no syncfs of the whole upper filesystem at
+       * umount (seconds after a big COPY); the upper dir is diffed into a
+       * fsynced blob and thrown away, so it needs no durability.  Optional. */
+      || (fsconfig (fsfd, FSCONFIG_SET_FLAG, "volatile", NULL, 0), false)
       || fsconfig (fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
     {
       int e = errno;   /* read_fs_log's read would clobber it */

@@ -50,6 +50,13 @@ typedef int (*kiln_snapshot_materialize_fn) (void *opaque, const struct kiln_des
 int kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
                                 size_t n, kiln_snapshot_materialize_fn fn, void *opaque, char ***lowerdirs,
                                 struct kiln_error **err);
+/* A snapshot made ahead of its layer (while the layer streams, before its
+ * diffID is known): fill *dirfd, then commit it under the chain id of
+ * diff_ids[0..n) or abort it. */
+struct kiln_snapshot_tmp;
+int kiln_snapshot_begin (struct kiln_store *st, struct kiln_snapshot_tmp **out, int *dirfd, struct kiln_error **err);
+int kiln_snapshot_commit (struct kiln_snapshot_tmp *t, char *const *diff_ids, size_t n, struct kiln_error **err);
+void kiln_snapshot_abort (struct kiln_snapshot_tmp *t);
 int kiln_snapshot_gc_tmp (struct kiln_store *st, struct kiln_error **err);
 
 struct kiln_mount_opts {
