@@ -435,35 +435,90 @@ commit_snapshot (int snapfd, const char *tmp, const char *hex, struct kiln_error
   return kiln_error_set (err, errno, KILN_E_IO, "rename snapshot `%s`", hex);
 }
 
-static int
-create_snapshot (struct kiln_store *st, int snapfd, const struct kiln_descriptor *layer, const char *hex,
-                 kiln_snapshot_materialize_fn fn, void *opaque, struct kiln_error **err)
+struct kiln_snapshot_tmp {
+  int snapfd, dfd;
+  char *name;
+};
+
+int
+kiln_snapshot_begin (struct kiln_store *st, struct kiln_snapshot_tmp **out, int *dirfd, struct kiln_error **err)
 {
-  kiln_autofree char *tmp = kiln_xasprintf (TMP_PREFIX "%d-%llx", (int) getpid (), kiln_now_ns ());
-  if (mkdirat (snapfd, tmp, 0755) < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "create `%s/%s`", SNAP_DIR, tmp);
-  kiln_autoclose int dfd = openat (snapfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  /* held until the rename: gc skips a locked temp dir */
-  int r = dfd < 0 || flock (dfd, LOCK_EX | LOCK_NB) < 0
-              ? kiln_error_set (err, errno, KILN_E_IO, "open `%s/%s`", SNAP_DIR, tmp)
-              : 0;
-  int made = r == 0 && fn ? fn (opaque, layer, dfd, err) : 0;
-  if (made < 0)
-    r = -1;
-  else if (r == 0 && made == 0)
-    r = extract_layer (st, layer, dfd, err);
+  struct kiln_snapshot_tmp *t = kiln_xcalloc (1, sizeof *t);
+  t->dfd = -1;
+  t->snapfd = open_snapdir (st, err);
+  t->name = kiln_xasprintf (TMP_PREFIX "%d-%llx", (int) getpid (), kiln_now_ns ());
+  if (t->snapfd < 0)
+    return kiln_snapshot_abort (t), -1;
+  if (mkdirat (t->snapfd, t->name, 0755) < 0
+      || (t->dfd = openat (t->snapfd, t->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0
+      || flock (t->dfd, LOCK_EX | LOCK_NB) < 0)   /* held until commit: gc skips it */
+    {
+      kiln_error_set (err, errno, KILN_E_IO, "create `%s/%s`", SNAP_DIR, t->name);
+      kiln_snapshot_abort (t);
+      return -1;
+    }
+  *dirfd = t->dfd;
+  *out = t;
+  return 0;
+}
+
+/* Stamps and renames the temp dir to hex; frees t either way. */
+static int
+tmp_commit (struct kiln_snapshot_tmp *t, const char *hex, struct kiln_error **err)
+{
+  int r = stamp_boot (t->dfd, err);
   if (r == 0)
-    r = stamp_boot (dfd, err);
+    r = commit_snapshot (t->snapfd, t->name, hex, err);
   if (r == 0)
-    r = commit_snapshot (snapfd, tmp, hex, err);
-  if (r < 0)
+    {
+      free (t->name);
+      t->name = NULL;   /* committed: nothing for abort to remove */
+    }
+  kiln_snapshot_abort (t);
+  return r;
+}
+
+int
+kiln_snapshot_commit (struct kiln_snapshot_tmp *t, char *const *diff_ids, size_t n, struct kiln_error **err)
+{
+  struct kiln_digest chain;
+  kiln_oci_chain_id (diff_ids, n, &chain);
+  return tmp_commit (t, kiln_digest_hex (&chain), err);
+}
+
+void
+kiln_snapshot_abort (struct kiln_snapshot_tmp *t)
+{
+  if (t == NULL)
+    return;
+  if (t->name && t->snapfd >= 0)
     {
       struct kiln_error *e = NULL;
-      kiln_fs_rm_rf_at (snapfd, tmp, &e);
+      kiln_fs_rm_rf_at (t->snapfd, t->name, &e);
       kiln_error_free (&e);
-      return kiln_error_wrap (err, "prepare snapshot of layer `%s`", layer->digest.s);
     }
-  return 0;
+  if (t->dfd >= 0)
+    close (t->dfd);
+  if (t->snapfd >= 0)
+    close (t->snapfd);
+  free (t->name);
+  free (t);
+}
+
+static int
+create_snapshot (struct kiln_store *st, const struct kiln_descriptor *layer, const char *hex,
+                 kiln_snapshot_materialize_fn fn, void *opaque, struct kiln_error **err)
+{
+  struct kiln_snapshot_tmp *t = NULL;
+  int dfd;
+  if (kiln_snapshot_begin (st, &t, &dfd, err) < 0)
+    return kiln_error_wrap (err, "prepare snapshot of layer `%s`", layer->digest.s);
+  int made = fn ? fn (opaque, layer, dfd, err) : 0;
+  int r = made < 0 ? -1 : made == 0 ? extract_layer (st, layer, dfd, err) : 0;
+  if (r == 0)
+    r = tmp_commit (kiln_steal_ptr (&t), hex, err);
+  kiln_snapshot_abort (t);
+  return r < 0 ? kiln_error_wrap (err, "prepare snapshot of layer `%s`", layer->digest.s) : 0;
 }
 
 int
@@ -504,72 +559,10 @@ kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor 
       if (!gc_done && gc_at (snapfd, err) < 0)
         return -1;
       gc_done = true;
-      if (create_snapshot (st, snapfd, &layers[i], hex, fn, opaque, err) < 0)
+      if (create_snapshot (st, &layers[i], hex, fn, opaque, err) < 0)
         return -1;
     }
   *lowerdirs = kiln_steal_ptr (&out);
   return 0;
 }
 
-struct kiln_snapshot_tmp {
-  int snapfd, dfd;
-  char *name;
-};
-
-int
-kiln_snapshot_begin (struct kiln_store *st, struct kiln_snapshot_tmp **out, int *dirfd, struct kiln_error **err)
-{
-  struct kiln_snapshot_tmp *t = kiln_xcalloc (1, sizeof *t);
-  t->dfd = -1;
-  t->snapfd = open_snapdir (st, err);
-  t->name = kiln_xasprintf (TMP_PREFIX "%d-%llx", (int) getpid (), kiln_now_ns ());
-  if (t->snapfd < 0)
-    return kiln_snapshot_abort (t), -1;
-  if (mkdirat (t->snapfd, t->name, 0755) < 0
-      || (t->dfd = openat (t->snapfd, t->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0
-      || flock (t->dfd, LOCK_EX | LOCK_NB) < 0)   /* held until commit: gc skips it */
-    {
-      kiln_error_set (err, errno, KILN_E_IO, "create `%s/%s`", SNAP_DIR, t->name);
-      kiln_snapshot_abort (t);
-      return -1;
-    }
-  *dirfd = t->dfd;
-  *out = t;
-  return 0;
-}
-
-int
-kiln_snapshot_commit (struct kiln_snapshot_tmp *t, char *const *diff_ids, size_t n, struct kiln_error **err)
-{
-  struct kiln_digest chain;
-  kiln_oci_chain_id (diff_ids, n, &chain);
-  int r = stamp_boot (t->dfd, err);
-  if (r == 0)
-    r = commit_snapshot (t->snapfd, t->name, kiln_digest_hex (&chain), err);
-  if (r == 0)
-    {
-      free (t->name);
-      t->name = NULL;   /* committed: nothing for abort to remove */
-    }
-  kiln_snapshot_abort (t);
-  return r;
-}
-
-void
-kiln_snapshot_abort (struct kiln_snapshot_tmp *t)
-{
-  if (t == NULL)
-    return;
-  if (t->name && t->snapfd >= 0)
-    {
-      struct kiln_error *e = NULL;
-      kiln_fs_rm_rf_at (t->snapfd, t->name, &e);
-      kiln_error_free (&e);
-    }
-  if (t->dfd >= 0)
-    close (t->dfd);
-  if (t->snapfd >= 0)
-    close (t->snapfd);
-  free (t->name);
-  free (t);
-}
