@@ -76,8 +76,9 @@ int kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, stru
 /* Makes or updates the stage's flattened filesystem view; returns its fd. */
 int kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err);
 
-/* A fresh scratch dir under ROOT/tmp, removed when the build ends. */
-int kiln_build_tmpdir (struct build *b, int *fd, struct kiln_error **err);
+/* A fresh scratch dir under ROOT/tmp, removed when the build ends; *abs
+ * (optional, caller frees) receives its absolute path. */
+int kiln_build_tmpdir (struct build *b, int *fd, char **abs, struct kiln_error **err);
 
 /* COPY and ADD: writes one layer and appends it to the stage. */
 int kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,

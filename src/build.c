@@ -76,11 +76,13 @@ expand_words (struct build *b, struct build_stage *s, const char *text, char ***
 }
 
 int
-kiln_build_tmpdir (struct build *b, int *fd, struct kiln_error **err)
+kiln_build_tmpdir (struct build *b, int *fd, char **abs, struct kiln_error **err)
 {
   char *rel = NULL;
   if (kiln_store_mktemp_dir (b->st, &rel, err) < 0)
     return -1;
+  if (abs)
+    *abs = kiln_xasprintf ("%s/%s", kiln_store_root (b->st), rel);
   kiln_strv_push_take (&b->tmpdirs, rel);
   *fd = kiln_fs_open_beneath (kiln_store_dirfd (b->st), rel, O_RDONLY | O_DIRECTORY, 0, err);
   return *fd < 0 ? -1 : 0;
@@ -89,7 +91,7 @@ kiln_build_tmpdir (struct build *b, int *fd, struct kiln_error **err)
 int
 kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
-  if (s->rootfs_fd < 0 && kiln_build_tmpdir (b, &s->rootfs_fd, err) < 0)
+  if (s->rootfs_fd < 0 && kiln_build_tmpdir (b, &s->rootfs_fd, NULL, err) < 0)
     return -1;
   if (s->rootfs_layers < s->nlayers)
     {

@@ -245,7 +245,7 @@ add_archive (struct copy_job *j, int fd, const char *src, const char *dest, stru
   int tmpfd;
   struct stat st;
   struct kiln_extract_opts eo = { .whiteouts = false, .keep_owner = true };
-  if (kiln_build_tmpdir (j->b, &tmpfd, err) < 0)
+  if (kiln_build_tmpdir (j->b, &tmpfd, NULL, err) < 0)
     return -1;
   if (kiln_extract_fd (fd, src, tmpfd, &eo, err) < 0)
     return -1;
@@ -504,14 +504,24 @@ free_centries (struct centry *v, size_t n)
   free (v);
 }
 
+/* Entries that can be copied again after the step: context files, heredocs
+ * and synthesized dirs (another stage's or an archive's files do not
+ * outlive the step). */
+static bool
+from_context_only (const struct copy_job *j)
+{
+  for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].rootfd >= 0 && !j->v[i].ctx)
+      return false;
+  return true;
+}
+
 static void
 keep_entries (struct copy_job *j)
 {
   struct build *b = j->b;
-  /* only context files and heredocs: other roots do not outlive the step */
-  for (size_t i = 0; i < j->n; i++)
-    if (j->v[i].rootfd >= 0 && !j->v[i].ctx)
-      return;
+  if (!from_context_only (j))
+    return;
   b->copied = kiln_xrealloc (b->copied, (b->ncopied + 1) * sizeof *b->copied);
   struct build_copied *c = &b->copied[b->ncopied++];
   c->blob = j->s->layers[j->s->nlayers - 1].digest;
@@ -528,24 +538,6 @@ kiln_build_copied_clear (struct build *b)
   free (b->copied);
   b->copied = NULL;
   b->ncopied = 0;
-}
-
-/* The file's bytes with copy_file_range: in the kernel, a reflink where the
- * filesystem shares extents. */
-static int
-copy_content (int in, int out, uint64_t size, const char *path, struct kiln_error **err)
-{
-  uint64_t done = 0;
-  while (done < size)
-    {
-      ssize_t n = copy_file_range (in, NULL, out, NULL, (size_t) (size - done < (1u << 30) ? size - done : (1u << 30)), 0);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        return n < 0 ? kiln_error_set (err, errno, KILN_E_IO, "copy `%s` into a snapshot", path) : 0;
-      done += (uint64_t) n;
-    }
-  return 1;
 }
 
 /* One entry, as extracting the layer's tar would create it. */
@@ -588,9 +580,11 @@ materialize_one (const struct centry *c, int dirfd, int64_t mtime, struct kiln_e
           if (in < 0 || fstat (in, &now) < 0 || now.st_size != c->st.st_size
               || now.st_mtim.tv_sec != c->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != c->st.st_mtim.tv_nsec)
             return kiln_error_free (err), 0;
-          int r = copy_content (in, out, c->size, c->src, err);
-          if (r <= 0)
-            return r;
+          int64_t n = kiln_fs_copy_data (in, out, c->size, err);
+          if (n < 0)
+            return kiln_error_wrap (err, "copy `%s` into a snapshot", c->src);
+          if ((uint64_t) n != c->size)
+            return 0;   /* it shrank since the layer was written */
         }
     }
   else if (mknodat (pfd, name, c->mode, c->rdev) < 0)
@@ -686,10 +680,7 @@ ahead_start (struct copy_job *j, struct ahead *a)
 {
   kiln_autoerror struct kiln_error *e = NULL;
   *a = (struct ahead){ .b = j->b, .v = j->v, .n = j->n };
-  for (size_t i = 0; i < j->n; i++)
-    if (j->v[i].rootfd >= 0 && !j->v[i].ctx)
-      return;   /* only context files and heredocs outlive the step */
-  if (!run_follows (j) || kiln_snapshot_begin (j->b->st, &a->tmp, &a->dirfd, &e) < 0)
+  if (!from_context_only (j) || !run_follows (j) || kiln_snapshot_begin (j->b->st, &a->tmp, &a->dirfd, &e) < 0)
     return;
   a->running = pthread_create (&a->th, NULL, ahead_main, a) == 0;
   if (!a->running)

@@ -252,8 +252,10 @@ mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error *
       kiln_buf_release (&val);
       return 0;
     }
-  if (kiln_build_tmpdir (r->b, &tmpfd, err) < 0)
+  char *dirpath = NULL;
+  if (kiln_build_tmpdir (r->b, &tmpfd, &dirpath, err) < 0)
     return kiln_buf_release (&val), -1;
+  keep (r, dirpath);
   kiln_autoclose int dir = tmpfd;
   kiln_autoclose int fd = openat (dir, "secret", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
   int ret = fd < 0 ? kiln_error_set (err, errno, KILN_E_IO, "write secret `%s`", m->id)
@@ -265,8 +267,7 @@ mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error *
     (void) !fchown (fd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0);
   if (m->mode)
     fchmod (fd, (mode_t) strtoul (m->mode, NULL, 8));
-  const char *tmprel = r->b->tmpdirs[kiln_strv_len (r->b->tmpdirs) - 1];
-  const char *src = keep (r, kiln_xasprintf ("%s/%s/secret", kiln_store_root (r->b->st), tmprel));
+  const char *src = keep (r, kiln_xasprintf ("%s/secret", dirpath));
   const char *target = m->target ? m->target : keep (r, kiln_xasprintf ("/run/secrets/%s", m->id));
   add_mount (r, KILN_SANDBOX_BIND, src, target, true, NULL);
   return 0;
@@ -293,22 +294,18 @@ writable_copy (struct run_job *r, int srcfd, const char **source, struct kiln_er
       return 0;
     }
   int tmpfd;
-  if (kiln_build_tmpdir (r->b, &tmpfd, err) < 0)
+  char *dirpath = NULL;
+  if (kiln_build_tmpdir (r->b, &tmpfd, &dirpath, err) < 0)
     return -1;
+  keep (r, dirpath);
   kiln_autoclose int dir = tmpfd;
   kiln_autoclose int in = open (*source, O_RDONLY | O_CLOEXEC);
   kiln_autoclose int out = openat (dir, "file", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
   if (in < 0 || out < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "copy bind source `%s`", *source);
-  for (off_t done = 0; done < st.st_size;)
-    {
-      ssize_t n = copy_file_range (in, NULL, out, NULL, (size_t) (st.st_size - done), 0);
-      if (n <= 0)
-        return kiln_error_set (err, n < 0 ? errno : EIO, KILN_E_IO, "copy bind source `%s`", *source);
-      done += n;
-    }
-  const char *tmprel = r->b->tmpdirs[kiln_strv_len (r->b->tmpdirs) - 1];
-  *source = keep (r, kiln_xasprintf ("%s/%s/file", kiln_store_root (r->b->st), tmprel));
+  if (kiln_fs_copy_data (in, out, (uint64_t) st.st_size, err) < 0)
+    return kiln_error_wrap (err, "copy bind source `%s`", *source);
+  *source = keep (r, kiln_xasprintf ("%s/file", dirpath));
   return 0;
 }
 

@@ -201,6 +201,25 @@ kiln_fs_read_file (int dirfd, const char *path, size_t max, struct kiln_buf *out
   return 0;
 }
 
+int64_t
+kiln_fs_copy_data (int in, int out, uint64_t size, struct kiln_error **err)
+{
+  uint64_t done = 0;
+  while (done < size)
+    {
+      size_t want = size - done < (1u << 30) ? (size_t) (size - done) : (1u << 30);
+      ssize_t n = copy_file_range (in, NULL, out, NULL, want, 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "copy data");
+      if (n == 0)
+        break;
+      done += (uint64_t) n;
+    }
+  return (int64_t) done;
+}
+
 static int
 rm_rf_dirfd (int dfd, struct kiln_error **err)
 {
