@@ -12,7 +12,7 @@ PKGS     := libarchive libcrypto libzstd jansson libcurl zlib libisal
 DEB_PKGS := build-essential pkg-config libarchive-dev libssl-dev libzstd-dev libjansson-dev \
             libcurl4-openssl-dev zlib1g-dev libisal-dev libcriterion-dev python3 openssl jq uidmap \
             skopeo umoci buildah docker-registry busybox-static zstd xz-utils bzip2 curl procps \
-            hyperfine pigz isal libdeflate-tools runc time bc file
+            hyperfine pigz isal libdeflate-tools runc time bc file valgrind
 CC       ?= cc
 WARN     := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
             -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -fno-common \
@@ -74,6 +74,10 @@ build/helper_init: tests/helper_init.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -static -o $@ $<
 
+# kiln's compressors over stdin, for t_memcheck (valgrind)
+build/compress_tool: build/tests/tool_compress.o build/libkiln.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # one module's tests alone: make unit T=dockerfile
 build/unit-%: build/tests/test_%.o build/tests/helpers.o build/libkiln.a build/helper_init
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -lcriterion $(LDLIBS)
@@ -90,11 +94,11 @@ deps:
 	  fi; \
 	else echo "run as root: apt-get install -y $(DEB_PKGS)"; fi
 
-test: build/kiln build/unit
+test: build/kiln build/unit build/compress_tool
 	build/unit --jobs 2
 	tests/integration/run.sh build/kiln
 
-integration: build/kiln
+integration: build/kiln build/compress_tool
 	tests/integration/run.sh build/kiln
 
 asan:

@@ -174,6 +174,10 @@ gz_deflate (int level, unsigned char *level_buf, const unsigned char *in, size_t
 {
   struct isal_zstream zs;
   isal_deflate_stateless_init (&zs);
+  /* stateless_init leaves hist_bits (log2 of the window) as it was on the
+   * stack; a stale 1-15 there shrinks the window and changes the bytes.
+   * 0 asks for the full 32 KiB window. */
+  zs.hist_bits = 0;
   zs.level = (uint32_t) level;
   zs.level_buf = level > 0 ? level_buf : NULL;
   zs.level_buf_size = level > 0 ? GZ_LEVEL_BUF : 0;
