@@ -5,7 +5,7 @@
 #   make test       unit tests (Criterion) + integration tests against the real binary
 #   make unit T=mod only tests/test_mod.c (fast loop while working on one module)
 #   make demo       deps + build + example model image + smoke test
-#   make bench      model-image benchmark against buildah (../shared/bench)
+#   make bench      model-image benchmark against buildah and the machine's bounds (tests/bench)
 #   SANITIZE=address,undefined   build with sanitizers;  DEV=1  adds -Werror
 
 PKGS     := libarchive libcrypto libzstd jansson libcurl zlib libisal
@@ -107,8 +107,9 @@ asan:
 demo: deps build/kiln
 	examples/demo.sh build/kiln
 
+# buildah vs kiln, the machine's bounds, push bound and peak RSS in one run
 bench: build/kiln
-	KILN_BIN=$(abspath build/kiln) ../shared/bench/compare.sh -r 3
+	tests/bench/model-image.sh build/kiln
 
 lint: build/libkiln.a
 	@! grep -nE '\b(sprintf|vsprintf|strcat|strncat|strcpy|gets|system|popen|strtok|atoi)\s*\(' src/*.c include/kiln/*.h
