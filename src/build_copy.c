@@ -771,22 +771,14 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
 }
 
-static bool
-numeric (const char *s)
-{
-  return *s && strspn (s, "0123456789") == strlen (s);
-}
-
 /* --chown=user[:group], numeric or names from the destination image. */
 static int
 parse_chown (struct copy_job *j, const char *spec, struct kiln_error **err)
 {
   struct kiln_passwd_ids ids;
   int rootfd = -1;
-  kiln_autofree char *user = kiln_xstrndup (spec, strcspn (spec, ":"));
-  const char *group = strchr (spec, ':');
   /* the image's files are only needed for names */
-  if (!numeric (user) || (group && !numeric (group + 1)))
+  if (kiln_passwd_spec_has_names (spec))
     {
       rootfd = kiln_build_stage_rootfs (j->b, j->s, err);
       if (rootfd < 0)

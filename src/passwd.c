@@ -48,6 +48,14 @@ numeric (const char *s)
   return *s && strspn (s, "0123456789") == strlen (s);
 }
 
+bool
+kiln_passwd_spec_has_names (const char *spec)
+{
+  kiln_autofree char *user = kiln_xstrndup (spec, strcspn (spec, ":"));
+  const char *group = strchr (spec, ':');
+  return !numeric (user) || (group && !numeric (group + 1));
+}
+
 /* Finds the line whose name (field 0) or id (field 2) is key. */
 static const char *
 find_line (const char *db, const char *key, bool by_id)

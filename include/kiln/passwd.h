@@ -23,5 +23,8 @@ struct kiln_passwd_ids {
 int kiln_passwd_resolve (int rootfd, const char *spec, bool same_gid, bool with_groups,
                          struct kiln_passwd_ids *out, struct kiln_error **err);
 void kiln_passwd_ids_clear (struct kiln_passwd_ids *ids);
+/* Whether "user[:group]" names a user or group rather than giving numbers
+ * only, i.e. whether resolving it needs the image's files. */
+bool kiln_passwd_spec_has_names (const char *spec);
 
 #endif
