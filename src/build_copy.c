@@ -14,6 +14,7 @@
 #include "kiln/cleanup.h"
 #include "kiln/expand.h"
 #include "kiln/extract.h"
+#include "kiln/fetch.h"
 #include "kiln/fs.h"
 #include "kiln/layer.h"
 #include "kiln/log.h"
@@ -40,8 +41,10 @@ struct centry {
   const char *origin;    /* non-context source: its identity instead of its content */
   struct kiln_digest digest;   /* content digest of a regular file */
   bool have_digest;
+  char *url;             /* ADD <url> --checksum: not downloaded until the step misses */
 };
 
+static void free_centry (struct centry *c);
 static void free_centries (struct centry *v, size_t n);
 
 struct copy_job {
@@ -60,6 +63,9 @@ struct copy_job {
   const char *origin;    /* identity of a --from stage/image or an ADD archive */
   char **origins;        /* owns the origin strings */
   char **inputs;         /* what the cache key is made of */
+  int downloads_fd;      /* scratch dir of this step's ADD <url> files, -1 until needed */
+  bool has_checksum;     /* ADD --checksum */
+  struct kiln_digest checksum;
 };
 
 static int
@@ -279,6 +285,75 @@ dest_for (const char *dest, bool dest_is_dir, const char *src)
   return *dest ? kiln_xasprintf ("%s/%s", dest, base) : kiln_xstrdup (base);
 }
 
+/* Downloads an ADD <url> entry into the step's scratch dir; checks it
+ * against --checksum. */
+static int
+fetch_entry (struct copy_job *j, struct centry *e, struct kiln_error **err)
+{
+  kiln_autofree char *shown = kiln_fetch_redact (e->url);
+  struct kiln_fetch_result r;
+  kiln_autoclose int fd = openat (j->downloads_fd, e->src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    {
+      kiln_error_set (err, errno, KILN_E_IO, "create the file for `%s` in the store's tmp/", shown);
+      return kiln_build_step_error (j->b, j->in, err);
+    }
+  kiln_log_info ("downloading %s", shown);
+  if (kiln_fetch_url (e->url, fd, &r, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  if (j->has_checksum && strcmp (r.digest.s, j->checksum.s) != 0)
+    {
+      kiln_error_set (err, 0, KILN_E_DIGEST, "`%s` has digest %s, not the %s of --checksum", shown, r.digest.s,
+                      j->checksum.s);
+      return kiln_build_step_error (j->b, j->in, err);
+    }
+  e->digest = r.digest;
+  e->have_digest = true;
+  e->size = r.size;
+  if (r.mtime >= 0)
+    e->mtime = r.mtime;
+  free (e->url);
+  e->url = NULL;
+  return 0;
+}
+
+/* ADD <url>: one regular file, 0600 unless --chmod, root's unless --chown,
+ * its mtime from Last-Modified (else the build's epoch), never extracted -
+ * as BuildKit does.  With --checksum the content is known without the
+ * download, which then waits until the step misses the cache. */
+static int
+add_url (struct copy_job *j, const char *url, const char *dest, bool dest_is_dir, struct kiln_error **err)
+{
+  kiln_autofree char *name = kiln_fetch_filename (url);
+  kiln_autofree char *target = dest_for (dest, dest_is_dir, name);
+  if (j->downloads_fd < 0 && kiln_build_tmpdir (j->b, &j->downloads_fd, NULL, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  add_parents (j, target);
+  struct centry *e = add_entry (j, target);
+  e->rootfd = j->downloads_fd;
+  e->src = kiln_xasprintf ("%zu", e->seq);
+  e->url = kiln_xstrdup (url);
+  e->mode = S_IFREG | (j->has_chmod ? j->chmod : 0600);
+  e->uid = j->has_chown ? j->uid : 0;
+  e->gid = j->has_chown ? j->gid : 0;
+  e->mtime = synth_mtime (j);
+  if (!j->has_checksum)
+    return fetch_entry (j, e, err);
+  e->digest = j->checksum;
+  e->have_digest = true;
+  return 0;
+}
+
+/* The downloads --checksum put off, once the layer is to be written. */
+static int
+fetch_pending (struct copy_job *j, struct kiln_error **err)
+{
+  for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].url && fetch_entry (j, &j->v[i], err) < 0)
+      return -1;
+  return 0;
+}
+
 static int
 copy_one (struct copy_job *j, const char *src, const char *dest, bool dest_is_dir, struct kiln_error **err)
 {
@@ -397,7 +472,7 @@ sort_entries (struct copy_job *j)
       struct centry *c = &j->v[i];
       if (!*c->dest || (i + 1 < j->n && strcmp (c->dest, j->v[i + 1].dest) == 0))
         {
-          free (c->dest), free (c->src), free (c->data), free (c->link);
+          free_centry (c);
           continue;
         }
       j->v[out++] = *c;
@@ -492,15 +567,20 @@ struct build_copied {
 };
 
 static void
+free_centry (struct centry *c)
+{
+  free (c->dest);
+  free (c->src);
+  free (c->data);
+  free (c->link);
+  free (c->url);
+}
+
+static void
 free_centries (struct centry *v, size_t n)
 {
   for (size_t i = 0; i < n; i++)
-    {
-      free (v[i].dest);
-      free (v[i].src);
-      free (v[i].data);
-      free (v[i].link);
-    }
+    free_centry (&v[i]);
   free (v);
 }
 
@@ -755,6 +835,8 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
       if (hit != 0)
         return hit < 0 ? -1 : 0;
     }
+  if (fetch_pending (j, err) < 0)
+    return -1;
   struct ahead ahead;
   ahead_start (j, &ahead);
   int wr = write_layer (j, err);
@@ -930,16 +1012,25 @@ is_dir_dest (struct copy_job *j, const char *raw, const char *dest)
 static int
 check_flags (struct copy_job *j, struct kiln_error **err)
 {
-  static const char *const unsupported[] = { "parents", "exclude", "checksum", "keep-git-dir" };
+  static const char *const unsupported[] = { "parents", "exclude", "keep-git-dir" };
   for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
     if (kiln_df_instr_flag (j->in, unsupported[i], NULL))
       {
         kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "--%s is not supported yet", unsupported[i]);
         return kiln_build_step_error (j->b, j->in, err);
       }
-  kiln_autofree char *chown = NULL, *chmod = NULL;
-  if (expand_flag (j, "chown", &chown, err) < 0 || expand_flag (j, "chmod", &chmod, err) < 0)
+  kiln_autofree char *chown = NULL, *chmod = NULL, *checksum = NULL;
+  if (expand_flag (j, "chown", &chown, err) < 0 || expand_flag (j, "chmod", &chmod, err) < 0
+      || expand_flag (j, "checksum", &checksum, err) < 0)
     return -1;
+  if (checksum && j->in->cmd != KILN_DF_ADD)
+    return job_fail (j, err, "--checksum is an ADD flag%s", NULL);
+  if (checksum && kiln_digest_parse (checksum, &j->checksum, err) < 0)
+    {
+      kiln_error_free (err);
+      return job_fail (j, err, "invalid --checksum `%s` (want sha256:<64 lowercase hex digits>)", checksum);
+    }
+  j->has_checksum = checksum != NULL;
   if (chown && parse_chown (j, chown, err) < 0)
     return -1;
   if (chmod && parse_chmod (j, chmod, err) < 0)
@@ -961,6 +1052,17 @@ collect_sources (struct copy_job *j, char **words, size_t nsrc, const char *dest
             return -1;
           continue;
         }
+      if (kiln_fetch_is_url (words[i]))
+        {
+          kiln_autofree char *shown = kiln_fetch_redact (words[i]);
+          if (j->in->cmd != KILN_DF_ADD)
+            return job_fail (j, err, "COPY cannot download `%s`; use ADD", shown);
+          if (add_url (j, words[i], dest, dest_is_dir, err) < 0)
+            return -1;
+          continue;
+        }
+      if (j->has_checksum)
+        return job_fail (j, err, "--checksum needs an http(s) URL as the source, not `%s`", words[i]);
       if (strstr (words[i], "://") || kiln_str_has_prefix (words[i], "git@"))
         {
           kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "remote source `%s` is not supported yet", words[i]);
@@ -983,7 +1085,7 @@ collect_sources (struct copy_job *j, char **words, size_t nsrc, const char *dest
 int
 kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
-  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1 };
+  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1, .downloads_fd = -1 };
   struct build_stage tmp = { .rootfs_fd = -1 };
   kiln_autostrv char **words = NULL;
   kiln_autofree char *dest = NULL;
@@ -997,7 +1099,13 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   nsrc = kiln_strv_len (words) - 1;
   raw = words[nsrc];
   dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", raw);
-  multi = nsrc > 1 || has_glob (words[0]);
+  /* a URL's '?' starts its query, not a pattern */
+  multi = nsrc > 1 || (!kiln_fetch_is_url (words[0]) && has_glob (words[0]));
+  if (j.has_checksum && nsrc > 1)
+    {
+      job_fail (&j, err, "--checksum takes a single source%s", NULL);
+      goto out;
+    }
   dest_is_dir = is_dir_dest (&j, raw, dest);
   if (multi && !dest_is_dir)
     {
@@ -1023,6 +1131,8 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
     }
 out:
   free_entries (&j);
+  if (j.downloads_fd >= 0)
+    close (j.downloads_fd);
   kiln_build_stage_clear (&tmp);
   return ret;
 }

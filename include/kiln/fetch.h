@@ -1,0 +1,33 @@
+/* kiln/fetch.h - ADD <url>: download one http(s) URL into a file, hashing it
+ * as it streams, so the build never holds the body in memory. */
+#ifndef KILN_FETCH_H
+#define KILN_FETCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kiln/digest.h"
+#include "kiln/error.h"
+
+struct kiln_fetch_result {
+  struct kiln_digest digest;   /* sha256 of the body */
+  uint64_t size;
+  int64_t mtime;               /* from Last-Modified; -1 when the server sent none */
+};
+
+/* http:// or https:// (what Dockerfile ADD downloads; other schemes are not URLs to it). */
+bool kiln_fetch_is_url (const char *s);
+
+/* The URL without user:password, for messages and logs.  Never NULL. */
+char *kiln_fetch_redact (const char *url);
+
+/* The file name ADD gives a download: the last element of the URL's path,
+ * or "__unnamed__" when the path has none (BuildKit's rule). */
+char *kiln_fetch_filename (const char *url);
+
+/* Streams url's body into fd (empty, writable), following redirects to http
+ * and https only, verifying TLS.  Connection failures, 5xx and 429 are tried
+ * again (3 attempts); other statuses fail at once.  Errors name the redacted
+ * URL and the HTTP status. */
+int kiln_fetch_url (const char *url, int fd, struct kiln_fetch_result *out, struct kiln_error **err);
+
+#endif
