@@ -299,7 +299,7 @@ fetch_entry (struct copy_job *j, struct centry *e, struct kiln_error **err)
       return kiln_build_step_error (j->b, j->in, err);
     }
   kiln_log_info ("downloading %s", shown);
-  if (kiln_fetch_url (e->url, fd, &r, err) < 0)
+  if (kiln_fetch_url (e->url, fd, j->b->o->interrupted, &r, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
   if (j->has_checksum && strcmp (r.digest.s, j->checksum.s) != 0)
     {

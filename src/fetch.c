@@ -1,6 +1,7 @@
 /* fetch.c - download one http(s) URL into a file for ADD <url>. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,7 +76,17 @@ struct body {
   struct kiln_sha256 *hash;
   uint64_t size;
   int write_errno;
+  volatile sig_atomic_t *cancel;
 };
+
+/* A signal stops a multi-GB download now, not after its last byte. */
+static int
+progress_cb (void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+  (void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
+  const struct body *b = opaque;
+  return b->cancel && *b->cancel ? 1 : 0;
+}
 
 static size_t
 body_cb (char *data, size_t size, size_t n, void *opaque)
@@ -111,6 +122,9 @@ setup (CURL *h, const char *url, struct body *b, char *errbuf)
   curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, body_cb);
   curl_easy_setopt (h, CURLOPT_WRITEDATA, b);
+  curl_easy_setopt (h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt (h, CURLOPT_XFERINFOFUNCTION, progress_cb);
+  curl_easy_setopt (h, CURLOPT_XFERINFODATA, b);
 }
 
 /* Empties the file and the hash for another attempt. */
@@ -152,6 +166,8 @@ failure (CURLcode rc, long status, const struct body *b, const char *shown, cons
 {
   if (rc == CURLE_WRITE_ERROR && b->write_errno)
     return kiln_error_set (err, b->write_errno, KILN_E_IO, "download `%s`: write the file", shown);
+  if (rc == CURLE_ABORTED_BY_CALLBACK)
+    return kiln_error_set (err, 0, KILN_E_INTERNAL, "download `%s`: interrupted", shown);
   if (rc != CURLE_OK)
     return kiln_error_set (err, 0, KILN_E_NET, "download `%s`: %s", shown,
                            errbuf[0] ? errbuf : curl_easy_strerror (rc));
@@ -160,10 +176,11 @@ failure (CURLcode rc, long status, const struct body *b, const char *shown, cons
 }
 
 int
-kiln_fetch_url (const char *url, int fd, struct kiln_fetch_result *out, struct kiln_error **err)
+kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, struct kiln_fetch_result *out,
+                struct kiln_error **err)
 {
   kiln_autofree char *shown = kiln_fetch_redact (url);
-  struct body b = { .fd = fd, .hash = kiln_sha256_new () };
+  struct body b = { .fd = fd, .hash = kiln_sha256_new (), .cancel = cancel };
   char errbuf[CURL_ERROR_SIZE];
   curl_off_t t = -1;
   CURL *h = curl_easy_init ();
@@ -179,7 +196,7 @@ kiln_fetch_url (const char *url, int fd, struct kiln_fetch_result *out, struct k
       CURLcode rc = attempt (h, url, &b, &status, errbuf);
       if (rc == CURLE_OK && status >= 200 && status < 300)
         break;
-      if (n == FETCH_ATTEMPTS || !transient (rc, status))
+      if (n == FETCH_ATTEMPTS || !transient (rc, status) || (cancel && *cancel))
         {
           failure (rc, status, &b, shown, errbuf, err);
           goto out;

@@ -3,6 +3,7 @@
 #ifndef KILN_FETCH_H
 #define KILN_FETCH_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "kiln/digest.h"
@@ -26,8 +27,10 @@ char *kiln_fetch_filename (const char *url);
 
 /* Streams url's body into fd (empty, writable), following redirects to http
  * and https only, verifying TLS.  Connection failures, 5xx and 429 are tried
- * again (3 attempts); other statuses fail at once.  Errors name the redacted
- * URL and the HTTP status. */
-int kiln_fetch_url (const char *url, int fd, struct kiln_fetch_result *out, struct kiln_error **err);
+ * again (3 attempts); other statuses fail at once; a set *cancel (may be
+ * NULL) stops the transfer.  Errors name the redacted URL and the HTTP
+ * status. */
+int kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, struct kiln_fetch_result *out,
+                    struct kiln_error **err);
 
 #endif

@@ -5,7 +5,8 @@
 # destination is a directory.  --checksum verifies the content and lets a
 # rebuild hit the cache without any request; without it a changed file is a
 # miss.  Redirects are followed to http(s) only; 5xx is tried again; a 404 or
-# a checksum mismatch fails naming the URL without its password.  Served by
+# a checksum mismatch fails naming the URL without its password; SIGINT stops
+# a download at once.  Served by
 # tests/tools/file_server.py on 127.0.0.1.
 source "$IT_DIR/lib.sh"
 need python3 umoci jq sha256sum
@@ -77,6 +78,23 @@ assert_contains "$ERR" "Dockerfile:2"
 assert_contains "$ERR" "$sum"
 assert_contains "$ERR" "$bad"
 expect_fail kiln inspect localhost/url:bad
+store_clean
+
+note "SIGINT stops a download at once; nothing is left behind"
+printf 'FROM scratch\nADD %s/slow /big\n' "$U" >"$c/Dockerfile"
+"$KILN" --root "$KILN_ROOT" build -t localhost/url:slow "$c" >"$T/slow.out" 2>"$T/slow.err" &
+pid=$!
+for _ in $(seq 1 100); do grep -q "GET /slow" "$T/requests.log" && break; sleep 0.1; done
+grep -q "GET /slow" "$T/requests.log" || fail "the slow download never started"
+sleep 0.5
+kill -INT "$pid"
+start=$(date +%s)
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" != 0 ] || fail "an interrupted build exited 0"
+[ $(( $(date +%s) - start )) -le 5 ] || fail "the build took more than 5 s to stop after SIGINT"
+assert_contains "$(cat "$T/slow.err")" "interrupted"
+assert_eq "" "$(ls -A "$KILN_ROOT/tmp")" "leftovers in the store's tmp/"
 store_clean
 
 note "bad uses of URLs and --checksum"

@@ -9,6 +9,7 @@
   GET /flaky/NAME      503 on the first request for NAME, the file afterwards
   GET /redirect/NAME   302 to /files/NAME
   GET /file-redirect   302 to file:///etc/passwd (a client must refuse it)
+  GET /slow            announces 100 MB and sends 1 KiB every 0.1 s (a client to interrupt)
   anything else        404
 
 Every request line goes to --log-file (one "METHOD PATH" per line, flushed),
@@ -21,6 +22,7 @@ import http.server
 import os
 import sys
 import threading
+import time
 
 ARGS = None
 FLAKY_SEEN = set()
@@ -64,6 +66,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         break
                     self.wfile.write(chunk)
 
+    def dribble(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(100 << 20))
+        self.end_headers()
+        try:
+            for _ in range(600):
+                self.wfile.write(b"x" * 1024)
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass   # the client went away, as it should
+
     def do_GET(self):
         self.record()
         route, _, name = self.path.lstrip("/").partition("/")
@@ -81,6 +95,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.status(302, [("Location", "/files/" + name)])
         if route == "file-redirect":
             return self.status(302, [("Location", "file:///etc/passwd")])
+        if route == "slow":
+            return self.dribble()
         return self.status(404)
 
     do_HEAD = do_GET
