@@ -64,6 +64,8 @@ struct copy_job {
   char **origins;        /* owns the origin strings */
   char **inputs;         /* what the cache key is made of */
   int downloads_fd;      /* scratch dir of this step's ADD <url> files, -1 until needed */
+  struct kiln_ignore *exclude;   /* --exclude patterns, NULL without */
+  const char *tree;      /* the directory source being walked: --exclude matches below it */
   bool has_checksum;     /* ADD --checksum */
   struct kiln_digest checksum;
 };
@@ -138,13 +140,35 @@ add_from_stat (struct copy_job *j, const char *src, const char *dest, const stru
 }
 
 static bool
-excluded (struct copy_job *j, const char *src, bool *descend)
+excluded_by (const struct kiln_ignore *ig, const char *rel, bool *descend)
 {
   *descend = false;
-  if (!j->from_context || !kiln_ignore_excluded (j->b->ignore, src))
+  if (!kiln_ignore_excluded (ig, rel))
     return false;
-  *descend = kiln_ignore_has_exceptions_under (j->b->ignore, src);
+  *descend = kiln_ignore_has_exceptions_under (ig, rel);
   return true;
+}
+
+/* src's path below the directory source being walked, for --exclude. */
+static const char *
+tree_rel (const struct copy_job *j, const char *src)
+{
+  size_t n = strlen (j->tree);
+  return n == 0 ? src : src[n] == '/' ? src + n + 1 : "";
+}
+
+/* Excluded by .dockerignore (context files) or by --exclude; *descend: an
+ * excluded directory that exceptions may still re-include parts of. */
+static bool
+excluded (struct copy_job *j, const char *src, bool *descend)
+{
+  bool by_ignore = false, by_flag = false, d_ignore = false, d_flag = false;
+  if (j->from_context)
+    by_ignore = excluded_by (j->b->ignore, src, &d_ignore);
+  if (j->exclude && j->tree)
+    by_flag = excluded_by (j->exclude, tree_rel (j, src), &d_flag);
+  *descend = (!by_ignore || d_ignore) && (!by_flag || d_flag);
+  return by_ignore || by_flag;
 }
 
 static int walk_dir (struct copy_job *j, int dfd, const char *src, const char *dest, struct kiln_error **err);
@@ -223,7 +247,11 @@ copy_tree (struct copy_job *j, const char *src, const struct stat *st, const cha
       add_parents (j, dest);
       add_from_stat (j, src, dest, st, NULL);
     }
-  return walk_dir (j, dfd, src, dest, err);
+  const char *saved = j->tree;
+  j->tree = src;
+  int r = walk_dir (j, dfd, src, dest, err);
+  j->tree = saved;
+  return r;
 }
 
 /* Content digest of a context file through the checksum cache: a file
@@ -373,6 +401,10 @@ copy_one (struct copy_job *j, const char *src, const char *dest, bool dest_is_di
     return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
   if (S_ISDIR (st.st_mode))
     return copy_tree (j, src, &st, dest, err);
+  /* a file source is matched by its own name (COPY --exclude=*.txt hom* /d/) */
+  const char *base = strrchr (src, '/') ? strrchr (src, '/') + 1 : src;
+  if (j->exclude && kiln_ignore_excluded (j->exclude, base))
+    return 0;
   kiln_autofree char *target = dest_for (dest, dest_is_dir, src);
   if (j->in->cmd == KILN_DF_ADD && S_ISREG (st.st_mode) && kiln_extract_is_archive (fd))
     return add_archive (j, fd, src, dest, err);
@@ -1009,10 +1041,35 @@ is_dir_dest (struct copy_job *j, const char *raw, const char *dest)
   return false;
 }
 
+/* Every --exclude (repeatable), expanded, as one .dockerignore-style set. */
+static int
+parse_exclude (struct copy_job *j, struct kiln_error **err)
+{
+  struct kiln_buf text = KILN_BUF_INIT;
+  struct step_env e = { j->b, j->s };
+  int r = 0;
+  for (size_t i = 0; r == 0 && i < j->in->nflags; i++)
+    {
+      kiln_autofree char *v = NULL;
+      if (strcmp (j->in->flags[i].name, "exclude") != 0)
+        continue;
+      r = kiln_expand_word (j->in->flags[i].value ? j->in->flags[i].value : "", j->b->df->escape,
+                            kiln_build_lookup, &e, &v, err);
+      if (r == 0 && (!*v || strchr (v, '\n')))
+        r = kiln_error_set (err, 0, KILN_E_PARSE, "invalid --exclude `%s`", v);
+      if (r == 0)
+        kiln_buf_addf (&text, "%s\n", v);
+    }
+  if (r == 0 && text.len > 0)
+    r = kiln_ignore_parse ("--exclude", text.buf, text.len, &j->exclude, err);
+  kiln_buf_release (&text);
+  return r < 0 ? kiln_build_step_error (j->b, j->in, err) : 0;
+}
+
 static int
 check_flags (struct copy_job *j, struct kiln_error **err)
 {
-  static const char *const unsupported[] = { "parents", "exclude", "keep-git-dir" };
+  static const char *const unsupported[] = { "parents", "keep-git-dir" };
   for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
     if (kiln_df_instr_flag (j->in, unsupported[i], NULL))
       {
@@ -1031,6 +1088,8 @@ check_flags (struct copy_job *j, struct kiln_error **err)
       return job_fail (j, err, "invalid --checksum `%s` (want sha256:<64 lowercase hex digits>)", checksum);
     }
   j->has_checksum = checksum != NULL;
+  if (parse_exclude (j, err) < 0)
+    return -1;
   if (chown && parse_chown (j, chown, err) < 0)
     return -1;
   if (chmod && parse_chmod (j, chmod, err) < 0)
@@ -1131,6 +1190,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
     }
 out:
   free_entries (&j);
+  kiln_ignore_free (j.exclude);
   if (j.downloads_fd >= 0)
     close (j.downloads_fd);
   kiln_build_stage_clear (&tmp);
