@@ -313,42 +313,86 @@ dest_for (const char *dest, bool dest_is_dir, const char *src)
   return *dest ? kiln_xasprintf ("%s/%s", dest, base) : kiln_xstrdup (base);
 }
 
-/* Downloads an ADD <url> entry into the step's scratch dir; checks it
- * against --checksum. */
+/* A download is done: check it against what was known of it (--checksum,
+ * or the content an ETag stood for), remember its ETag, fill the entry. */
 static int
-fetch_entry (struct copy_job *j, struct centry *e, struct kiln_error **err)
+take_download (struct copy_job *j, struct centry *e, const struct kiln_fetch_result *r, const char *shown,
+               struct kiln_error **err)
 {
-  kiln_autofree char *shown = kiln_fetch_redact (e->url);
-  struct kiln_fetch_result r;
-  kiln_autoclose int fd = openat (j->downloads_fd, e->src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
+  if (e->have_digest && strcmp (r->digest.s, e->digest.s) != 0)
     {
-      kiln_error_set (err, errno, KILN_E_IO, "create the file for `%s` in the store's tmp/", shown);
+      if (j->has_checksum)
+        kiln_error_set (err, 0, KILN_E_DIGEST, "`%s` has digest %s, not the %s of --checksum", shown, r->digest.s,
+                        e->digest.s);
+      else
+        kiln_error_set (err, 0, KILN_E_DIGEST, "`%s` changed on the server during the build (%s, not %s); build again",
+                        shown, r->digest.s, e->digest.s);
       return kiln_build_step_error (j->b, j->in, err);
     }
-  kiln_log_info ("downloading %s", shown);
-  if (kiln_fetch_url (e->url, fd, j->b->o->interrupted, &r, err) < 0)
-    return kiln_build_step_error (j->b, j->in, err);
-  if (j->has_checksum && strcmp (r.digest.s, j->checksum.s) != 0)
+  if (r->etag)
     {
-      kiln_error_set (err, 0, KILN_E_DIGEST, "`%s` has digest %s, not the %s of --checksum", shown, r.digest.s,
-                      j->checksum.s);
-      return kiln_build_step_error (j->b, j->in, err);
+      struct kiln_url_record rec = { .etag = r->etag, .digest = r->digest, .size = r->size, .mtime = r->mtime };
+      kiln_autoerror struct kiln_error *e2 = NULL;
+      if (kiln_url_record_put (j->b->st, e->url, &rec, &e2) < 0)
+        kiln_log_warn ("%s (the next build downloads `%s` again)", e2->msg, shown);
     }
-  e->digest = r.digest;
+  e->digest = r->digest;
   e->have_digest = true;
-  e->size = r.size;
-  if (r.mtime >= 0)
-    e->mtime = r.mtime;
+  e->size = r->size;
+  if (r->mtime >= 0)
+    e->mtime = r->mtime;
   free (e->url);
   e->url = NULL;
   return 0;
 }
 
+/* The file of an ADD <url> entry in the step's scratch dir, emptied. */
+static int
+download_file (struct copy_job *j, const struct centry *e, const char *shown, struct kiln_error **err)
+{
+  int fd = openat (j->downloads_fd, e->src, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    {
+      kiln_error_set (err, errno, KILN_E_IO, "create the file for `%s` in the store's tmp/", shown);
+      return kiln_build_step_error (j->b, j->in, err);
+    }
+  return fd;
+}
+
+/* Downloads an ADD <url> entry.  With if_none_match, a 304 fills the entry
+ * from rec and leaves the download to a cache miss (returns 0 too). */
+static int
+fetch_entry (struct copy_job *j, struct centry *e, const struct kiln_url_record *rec, struct kiln_error **err)
+{
+  kiln_autofree char *shown = kiln_fetch_redact (e->url);
+  struct kiln_fetch_result r;
+  kiln_autoclose int fd = download_file (j, e, shown, err);
+  if (fd < 0)
+    return -1;
+  kiln_log_info ("%s %s", rec ? "checking" : "downloading", shown);
+  int got = kiln_fetch_url (e->url, fd, j->b->o->interrupted, rec ? rec->etag : NULL, &r, err);
+  if (got < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  if (got == 1)
+    {
+      /* not modified: the content the ETag stood for, fetched only if the step misses */
+      e->digest = rec->digest;
+      e->have_digest = true;
+      e->size = rec->size;
+      if (rec->mtime >= 0)
+        e->mtime = rec->mtime;
+      return 0;
+    }
+  int ret = take_download (j, e, &r, shown, err);
+  kiln_fetch_result_clear (&r);
+  return ret;
+}
+
 /* ADD <url>: one regular file, 0600 unless --chmod, root's unless --chown,
  * its mtime from Last-Modified (else the build's epoch), never extracted -
- * as BuildKit does.  With --checksum the content is known without the
- * download, which then waits until the step misses the cache. */
+ * as BuildKit does.  The content is known without a download when --checksum
+ * gives it or when the server confirms (304) the ETag of an earlier download;
+ * the download then waits until the step misses the cache. */
 static int
 add_url (struct copy_job *j, const char *url, const char *dest, bool dest_is_dir, struct kiln_error **err)
 {
@@ -365,19 +409,27 @@ add_url (struct copy_job *j, const char *url, const char *dest, bool dest_is_dir
   e->uid = j->has_chown ? j->uid : 0;
   e->gid = j->has_chown ? j->gid : 0;
   e->mtime = synth_mtime (j);
-  if (!j->has_checksum)
-    return fetch_entry (j, e, err);
-  e->digest = j->checksum;
-  e->have_digest = true;
-  return 0;
+  if (j->has_checksum)
+    {
+      e->digest = j->checksum;
+      e->have_digest = true;
+      return 0;
+    }
+  struct kiln_url_record rec;
+  if (!kiln_build_cache_enabled (j->b, j->s) || !kiln_url_record_get (j->b->st, url, &rec))
+    return fetch_entry (j, e, NULL, err);
+  int r = fetch_entry (j, e, &rec, err);
+  kiln_url_record_clear (&rec);
+  return r;
 }
 
-/* The downloads --checksum put off, once the layer is to be written. */
+/* The downloads put off (--checksum, confirmed ETag), once the layer is to
+ * be written. */
 static int
 fetch_pending (struct copy_job *j, struct kiln_error **err)
 {
   for (size_t i = 0; i < j->n; i++)
-    if (j->v[i].url && fetch_entry (j, &j->v[i], err) < 0)
+    if (j->v[i].url && fetch_entry (j, &j->v[i], NULL, err) < 0)
       return -1;
   return 0;
 }

@@ -358,3 +358,68 @@ kiln_ctxsum_free (struct kiln_ctxsum *cs)
   free (cs->name);
   free (cs);
 }
+
+/* ---- ADD <url> validators ---- */
+
+#define URL_RECORD_MAX 4096
+
+static char *
+url_record_name (const char *url)
+{
+  struct kiln_digest id;
+  kiln_digest_of (url, strlen (url), &id);
+  return kiln_xasprintf ("%s.json", kiln_digest_hex (&id));
+}
+
+bool
+kiln_url_record_get (struct kiln_store *st, const char *url, struct kiln_url_record *out)
+{
+  kiln_autofree char *name = url_record_name (url);
+  kiln_autofree char *rel = kiln_xasprintf ("cache/urls/%s", name);
+  kiln_autoerror struct kiln_error *e = NULL;
+  struct kiln_buf text = KILN_BUF_INIT;
+  json_t *root = NULL;
+  const char *etag = NULL, *digest = NULL;
+  json_int_t size = -1, mtime = -1;
+  memset (out, 0, sizeof *out);
+  int fd = kiln_fs_open_beneath (kiln_store_dirfd (st), rel, O_RDONLY, 0, &e);
+  if (fd >= 0 && kiln_fs_read_fd (fd, URL_RECORD_MAX, &text, &e) == 0)
+    root = json_loadb (text.buf, text.len, 0, NULL);
+  if (fd >= 0)
+    close (fd);
+  kiln_buf_release (&text);
+  bool ok = root && json_unpack (root, "{s:s, s:s, s:I, s:I}", "etag", &etag, "digest", &digest, "size", &size,
+                                 "mtime", &mtime) == 0
+            && *etag && size >= 0 && kiln_digest_parse (digest, &out->digest, &e) == 0;
+  if (ok)
+    {
+      out->etag = kiln_xstrdup (etag);
+      out->size = (uint64_t) size;
+      out->mtime = mtime;
+    }
+  json_decref (root);
+  return ok;
+}
+
+int
+kiln_url_record_put (struct kiln_store *st, const char *url, const struct kiln_url_record *r,
+                     struct kiln_error **err)
+{
+  kiln_autofree char *name = url_record_name (url);
+  kiln_autojson json_t *root = json_pack ("{s:s, s:s, s:I, s:I}", "etag", r->etag, "digest", r->digest.s, "size",
+                                          (json_int_t) r->size, "mtime", (json_int_t) r->mtime);
+  kiln_autofree char *text = root ? json_dumps (root, JSON_COMPACT) : NULL;
+  if (text == NULL)
+    return kiln_error_set (err, 0, KILN_E_INTERNAL, "encode a download record");
+  kiln_autoclose int dfd = cache_dir (st, "cache/urls", err);
+  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, text, strlen (text), 0644, err) < 0)
+    return kiln_error_wrap (err, "save a download record");
+  return 0;
+}
+
+void
+kiln_url_record_clear (struct kiln_url_record *r)
+{
+  free (r->etag);
+  memset (r, 0, sizeof *r);
+}

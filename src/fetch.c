@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include "kiln/cleanup.h"
@@ -77,7 +78,34 @@ struct body {
   uint64_t size;
   int write_errno;
   volatile sig_atomic_t *cancel;
+  char *etag;            /* of the last response (redirects come first) */
 };
+
+/* Keeps the ETag of the final response: a new status line forgets the one
+ * of a redirect. */
+static size_t
+header_cb (char *data, size_t size, size_t n, void *opaque)
+{
+  struct body *b = opaque;
+  size_t len = size * n;
+  if (len >= 5 && strncmp (data, "HTTP/", 5) == 0)
+    {
+      free (b->etag);
+      b->etag = NULL;
+    }
+  else if (len > 5 && strncasecmp (data, "etag:", 5) == 0)
+    {
+      const char *v = data + 5;
+      size_t vl = len - 5;
+      while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+      while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+      free (b->etag);
+      b->etag = vl ? kiln_xstrndup (v, vl) : NULL;
+    }
+  return len;
+}
 
 /* A signal stops a multi-GB download now, not after its last byte. */
 static int
@@ -105,8 +133,11 @@ body_cb (char *data, size_t size, size_t n, void *opaque)
 }
 
 static void
-setup (CURL *h, const char *url, struct body *b, char *errbuf)
+setup (CURL *h, const char *url, struct body *b, struct curl_slist *hdrs, char *errbuf)
 {
+  curl_easy_setopt (h, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, header_cb);
+  curl_easy_setopt (h, CURLOPT_HEADERDATA, b);
   curl_easy_setopt (h, CURLOPT_URL, url);
   /* never file://, ftp:// or the like, not even through a redirect */
   curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -149,11 +180,11 @@ transient (CURLcode rc, long status)
 
 /* One GET; the status (0 without a response) goes to *status. */
 static CURLcode
-attempt (CURL *h, const char *url, struct body *b, long *status, char *errbuf)
+attempt (CURL *h, const char *url, struct body *b, struct curl_slist *hdrs, long *status, char *errbuf)
 {
   curl_easy_reset (h);
   errbuf[0] = '\0';
-  setup (h, url, b, errbuf);
+  setup (h, url, b, hdrs, errbuf);
   CURLcode rc = curl_easy_perform (h);
   *status = 0;
   curl_easy_getinfo (h, CURLINFO_RESPONSE_CODE, status);
@@ -176,15 +207,18 @@ failure (CURLcode rc, long status, const struct body *b, const char *shown, cons
 }
 
 int
-kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, struct kiln_fetch_result *out,
-                struct kiln_error **err)
+kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, const char *if_none_match,
+                struct kiln_fetch_result *out, struct kiln_error **err)
 {
   kiln_autofree char *shown = kiln_fetch_redact (url);
+  kiln_autofree char *cond = if_none_match ? kiln_xasprintf ("If-None-Match: %s", if_none_match) : NULL;
   struct body b = { .fd = fd, .hash = kiln_sha256_new (), .cancel = cancel };
+  struct curl_slist *hdrs = cond ? curl_slist_append (NULL, cond) : NULL;
   char errbuf[CURL_ERROR_SIZE];
   curl_off_t t = -1;
   CURL *h = curl_easy_init ();
   int ret = -1;
+  memset (out, 0, sizeof *out);
   if (h == NULL)
     {
       kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "download `%s`: cannot start libcurl", shown);
@@ -193,7 +227,12 @@ kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, struct k
   for (int n = 1;; n++)
     {
       long status;
-      CURLcode rc = attempt (h, url, &b, &status, errbuf);
+      CURLcode rc = attempt (h, url, &b, hdrs, &status, errbuf);
+      if (rc == CURLE_OK && status == 304 && cond)
+        {
+          ret = 1;   /* what the caller knows is current; nothing was written */
+          goto out;
+        }
       if (rc == CURLE_OK && status >= 200 && status < 300)
         break;
       if (n == FETCH_ATTEMPTS || !transient (rc, status) || (cancel && *cancel))
@@ -211,10 +250,20 @@ kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, struct k
     t = -1;
   out->mtime = t;
   out->size = b.size;
+  out->etag = kiln_steal_ptr (&b.etag);
   kiln_sha256_final (b.hash, &out->digest);
   ret = 0;
 out:
   curl_easy_cleanup (h);
+  curl_slist_free_all (hdrs);
   kiln_sha256_free (b.hash);
+  free (b.etag);
   return ret;
+}
+
+void
+kiln_fetch_result_clear (struct kiln_fetch_result *r)
+{
+  free (r->etag);
+  r->etag = NULL;
 }

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -181,4 +182,31 @@ Test (cache, ctxsum_hits_only_on_identical_stat_and_survives_reload)
   kiln_ctxsum_free (other);
   kiln_ctxsum_free (cs);
   free (path);
+}
+
+Test (cache, url_record_round_trips_keeps_no_url_text_and_damage_reads_as_none)
+{
+  const char *url = "https://user:s3cret@example.com/m.bin";
+  struct kiln_url_record r = { .etag = S ("\"abc-1\""), .size = 42, .mtime = 1600000000 }, got;
+  kiln_digest_of ("x", 1, &r.digest);
+  cr_assert_not (kiln_url_record_get (st, url, &got), "no record before the first download");
+  cr_assert_eq (kiln_url_record_put (st, url, &r, &err), 0, "%s", err ? err->msg : "");
+  cr_assert (kiln_url_record_get (st, url, &got));
+  cr_assert_str_eq (got.etag, "\"abc-1\"");
+  cr_assert_str_eq (got.digest.s, r.digest.s);
+  cr_assert_eq (got.size, 42);
+  cr_assert_eq (got.mtime, 1600000000);
+  kiln_url_record_clear (&got);
+  cr_assert_not (kiln_url_record_get (st, "https://example.com/m.bin", &got), "another URL, another record");
+
+  /* the file holds neither the URL nor its password */
+  char *dir = kiln_xasprintf ("%s/store/cache/urls", kiln_test_tmpdir ());
+  char cmd[4096];
+  snprintf (cmd, sizeof cmd, "grep -r -q -e s3cret -e example.com %s", dir);
+  cr_assert_neq (system (cmd), 0, "URL text found under %s", dir);
+  /* a damaged record is no record */
+  snprintf (cmd, sizeof cmd, "for f in %s/*.json; do printf '{\"etag\":1}' > $f; done", dir);
+  cr_assert_eq (system (cmd), 0);
+  cr_assert_not (kiln_url_record_get (st, url, &got));
+  free (dir);
 }

@@ -79,4 +79,20 @@ void kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct s
 int kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err);
 void kiln_ctxsum_free (struct kiln_ctxsum *cs);
 
+/* What an ADD <url> download's ETag stood for, kept per URL (under
+ * cache/urls/, named by the URL's sha256, so no URL text or password is
+ * stored): a rebuild asks the server with If-None-Match and, on 304, knows
+ * the content without downloading it. */
+struct kiln_url_record {
+  char *etag;
+  struct kiln_digest digest;
+  uint64_t size;
+  int64_t mtime;
+};
+/* True and *out filled when a valid record exists; any damage reads as none. */
+bool kiln_url_record_get (struct kiln_store *st, const char *url, struct kiln_url_record *out);
+int kiln_url_record_put (struct kiln_store *st, const char *url, const struct kiln_url_record *r,
+                         struct kiln_error **err);
+void kiln_url_record_clear (struct kiln_url_record *r);
+
 #endif

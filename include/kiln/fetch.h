@@ -13,6 +13,7 @@ struct kiln_fetch_result {
   struct kiln_digest digest;   /* sha256 of the body */
   uint64_t size;
   int64_t mtime;               /* from Last-Modified; -1 when the server sent none */
+  char *etag;                  /* the response's ETag, or NULL */
 };
 
 /* http:// or https:// (what Dockerfile ADD downloads; other schemes are not URLs to it). */
@@ -28,9 +29,11 @@ char *kiln_fetch_filename (const char *url);
 /* Streams url's body into fd (empty, writable), following redirects to http
  * and https only, verifying TLS.  Connection failures, 5xx and 429 are tried
  * again (3 attempts); other statuses fail at once; a set *cancel (may be
- * NULL) stops the transfer.  Errors name the redacted URL and the HTTP
- * status. */
-int kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, struct kiln_fetch_result *out,
-                    struct kiln_error **err);
+ * NULL) stops the transfer.  With if_none_match (an ETag from an earlier
+ * download) a 304 answer returns 1 and writes nothing.  Errors name the
+ * redacted URL and the HTTP status.  Clear *out after a 0. */
+int kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, const char *if_none_match,
+                    struct kiln_fetch_result *out, struct kiln_error **err);
+void kiln_fetch_result_clear (struct kiln_fetch_result *r);
 
 #endif

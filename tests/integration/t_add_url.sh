@@ -4,7 +4,8 @@
 # Last-Modified as mtime, the URL path's last element as name when the
 # destination is a directory.  --checksum verifies the content and lets a
 # rebuild hit the cache without any request; without it a changed file is a
-# miss.  Redirects are followed to http(s) only; 5xx is tried again; a 404 or
+# miss, an unchanged one costs a conditional request (ETag) and no download.
+# Redirects are followed to http(s) only; 5xx is tried again; a 404 or
 # a checksum mismatch fails naming the URL without its password; SIGINT stops
 # a download at once.  Served by
 # tests/tools/file_server.py on 127.0.0.1.
@@ -62,9 +63,27 @@ assert_eq true "$(jq -r '[."kiln.steps"[] | select(.step | contains("] ADD ")) |
   "ADD --checksum cached on the rebuild"
 assert_eq "" "$(cat "$T/requests.log")" "requests during the cached rebuild"
 
-note "without --checksum a changed file is a miss with the new content"
+note "without --checksum: one conditional request (ETag) and no download when unchanged"
 printf 'ADD %s/files/small.txt /s.txt\n' "$U" >>"$c/Dockerfile"
 kiln build -t localhost/url:2 "$c"
+: >"$T/requests.log"
+kiln build -t localhost/url:2 --metadata-file "$T/m3.json" "$c"
+assert_eq "GET /files/small.txt
+304 /files/small.txt" "$(cat "$T/requests.log")" "requests of a rebuild with the file unchanged"
+assert_eq true "$(jq -r '[."kiln.steps"[] | select(.step | contains("] ADD ")) | .cached] | length == 2 and all' "$T/m3.json")" \
+  "both ADD steps cached"
+
+note "an ETag the server confirms, but a step that misses (cache pruned): downloaded then"
+kiln prune --all >/dev/null
+: >"$T/requests.log"
+kiln build -t localhost/url:2 --output "type=oci,dest=$T/o2" "$c"
+assert_eq "GET /files/small.txt
+304 /files/small.txt
+GET /files/small.txt" "$(grep small.txt "$T/requests.log")" "requests of a rebuild after prune"
+unpack_layout "$T/o2" "$T/b2"
+assert_file "$T/b2/rootfs/s.txt" "weights v1"
+
+note "a changed file is a miss with the new content"
 printf 'weights v2\n' >"$srv/small.txt"
 kiln build -t localhost/url:3 --output "type=oci,dest=$T/o3" "$c"
 unpack_layout "$T/o3" "$T/b3"

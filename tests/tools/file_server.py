@@ -4,7 +4,8 @@
   file_server.py --root DIR [--port 0] [--port-file F] [--log-file F]
                  [--max-lifetime 900]
 
-  GET /files/NAME      the file, with Content-Length and Last-Modified (its mtime)
+  GET /files/NAME      the file, with Content-Length, Last-Modified (its mtime) and an
+                       ETag (of mtime and size); If-None-Match with that ETag gets 304
   GET /nolm/NAME       the file without Last-Modified
   GET /flaky/NAME      503 on the first request for NAME, the file afterwards
   GET /redirect/NAME   302 to /files/NAME
@@ -12,8 +13,9 @@
   GET /slow            announces 100 MB and sends 1 KiB every 0.1 s (a client to interrupt)
   anything else        404
 
-Every request line goes to --log-file (one "METHOD PATH" per line, flushed),
-so a test can tell whether a build downloaded at all.  Binds 127.0.0.1 only;
+Every request line goes to --log-file (one "METHOD PATH" per line, flushed,
+and "304 PATH" when that was the answer), so a test can tell whether a build
+downloaded at all.  Binds 127.0.0.1 only;
 exits by itself after --max-lifetime seconds.
 """
 import argparse
@@ -35,10 +37,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
-    def record(self):
+    def record(self, what=None):
         if ARGS.log_file:
             with LOCK, open(ARGS.log_file, "a") as f:
-                f.write("%s %s\n" % (self.command, self.path))
+                f.write("%s %s\n" % (what or self.command, self.path))
 
     def status(self, code, headers=()):
         self.send_response(code)
@@ -47,12 +49,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def send_file(self, name, last_modified):
+    def send_file(self, name, last_modified, etags=False):
         path = os.path.join(ARGS.root, os.path.basename(name))
         if not name or not os.path.isfile(path):
             return self.status(404)
         st = os.stat(path)
+        etag = '"%x-%x"' % (st.st_mtime_ns, st.st_size)
+        if etags and self.headers.get("If-None-Match") == etag:
+            self.record("304")
+            return self.status(304, [("ETag", etag)])
         self.send_response(200)
+        if etags:
+            self.send_header("ETag", etag)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(st.st_size))
         if last_modified:
@@ -83,7 +91,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         route, _, name = self.path.lstrip("/").partition("/")
         name = name.split("?", 1)[0]
         if route == "files":
-            return self.send_file(name, True)
+            return self.send_file(name, True, etags=True)
         if route == "nolm":
             return self.send_file(name, False)
         if route == "flaky":
