@@ -275,11 +275,27 @@ ns_of (const struct timespec *t)
   return (long long) t->tv_sec * 1000000000LL + t->tv_nsec;
 }
 
+/* A small JSON file of the store's cache, or NULL when it is missing or
+ * damaged: these files only save work, so losing one is no error. */
+static json_t *
+load_cache_json (struct kiln_store *st, const char *rel, size_t max)
+{
+  kiln_autoerror struct kiln_error *e = NULL;
+  struct kiln_buf text = KILN_BUF_INIT;
+  json_t *root = NULL;
+  int fd = kiln_fs_open_beneath (kiln_store_dirfd (st), rel, O_RDONLY, 0, &e);
+  if (fd >= 0 && kiln_fs_read_fd (fd, max, &text, &e) == 0)
+    root = json_loadb (text.buf, text.len, 0, NULL);
+  if (fd >= 0)
+    close (fd);
+  kiln_buf_release (&text);
+  return root;
+}
+
 int
 kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ctxsum **out, struct kiln_error **err)
 {
   struct kiln_digest id;
-  struct kiln_buf text = KILN_BUF_INIT;
   struct kiln_ctxsum *cs = kiln_xcalloc (1, sizeof *cs);
   struct timespec now;
   kiln_digest_of (context_abs, strlen (context_abs), &id);
@@ -288,15 +304,8 @@ kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ct
   clock_gettime (CLOCK_REALTIME, &now);
   cs->now_ns = (unsigned long long) ns_of (&now);
   kiln_autofree char *rel = kiln_xasprintf ("cache/ctxsum/%s", cs->name);
-  kiln_autoerror struct kiln_error *e = NULL;
-  json_t *root = NULL;
   /* a missing or unreadable checksum cache only costs re-hashing */
-  int fd = kiln_fs_open_beneath (kiln_store_dirfd (st), rel, O_RDONLY, 0, &e);
-  if (fd >= 0 && kiln_fs_read_fd (fd, CTXSUM_MAX, &text, &e) == 0)
-    root = json_loadb (text.buf, text.len, 0, NULL);
-  if (fd >= 0)
-    close (fd);
-  kiln_buf_release (&text);
+  json_t *root = load_cache_json (st, rel, CTXSUM_MAX);
   json_t *files = root ? json_object_get (root, "files") : NULL;
   cs->files = json_is_object (files) ? json_incref (files) : json_object ();
   json_decref (root);
@@ -377,17 +386,10 @@ kiln_url_record_get (struct kiln_store *st, const char *url, struct kiln_url_rec
   kiln_autofree char *name = url_record_name (url);
   kiln_autofree char *rel = kiln_xasprintf ("cache/urls/%s", name);
   kiln_autoerror struct kiln_error *e = NULL;
-  struct kiln_buf text = KILN_BUF_INIT;
-  json_t *root = NULL;
   const char *etag = NULL, *digest = NULL;
   json_int_t size = -1, mtime = -1;
   memset (out, 0, sizeof *out);
-  int fd = kiln_fs_open_beneath (kiln_store_dirfd (st), rel, O_RDONLY, 0, &e);
-  if (fd >= 0 && kiln_fs_read_fd (fd, URL_RECORD_MAX, &text, &e) == 0)
-    root = json_loadb (text.buf, text.len, 0, NULL);
-  if (fd >= 0)
-    close (fd);
-  kiln_buf_release (&text);
+  json_t *root = load_cache_json (st, rel, URL_RECORD_MAX);
   bool ok = root && json_unpack (root, "{s:s, s:s, s:I, s:I}", "etag", &etag, "digest", &digest, "size", &size,
                                  "mtime", &mtime) == 0
             && *etag && size >= 0 && kiln_digest_parse (digest, &out->digest, &e) == 0;
