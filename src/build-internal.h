@@ -72,6 +72,8 @@ const char *kiln_build_lookup (void *ud, const char *name);
 
 /* "Dockerfile:LINE: KEYWORD: " prefix for errors of one instruction. */
 int kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err);
+/* One line of --progress=plain output (nothing when quiet). */
+void kiln_build_progress (struct build *b, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
 
 /* Makes or updates the stage's flattened filesystem view; returns its fd. */
 int kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err);

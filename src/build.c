@@ -1,6 +1,7 @@
 /* build.c - the executor: stages in order, one step at a time (parse -> plan -> EXECUTE). */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,19 @@ kiln_build_lookup (void *ud, const char *name)
       return v;
   kiln_strv_push (&e->b->used, line);
   return v;
+}
+
+void
+kiln_build_progress (struct build *b, const char *fmt, ...)
+{
+  if (b->o->progress != KILN_PROGRESS_PLAIN || !b->o->progress_out)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  vfprintf (b->o->progress_out, fmt, ap);
+  va_end (ap);
+  fputc ('\n', b->o->progress_out);
+  fflush (b->o->progress_out);
 }
 
 int

@@ -108,8 +108,7 @@ kiln_build_cache_note_miss (struct build *b, struct build_stage *s, const struct
   free (b->miss_reason);
   b->miss_reason = kiln_build_cache_enabled (b, s) ? explain_miss (b, s, in, inputs) : kiln_xstrdup ("cache disabled");
   /* said before a RUN runs, so it stands above the step's own output */
-  if (b->o->progress == KILN_PROGRESS_PLAIN && b->o->progress_out)
-    fprintf (b->o->progress_out, "miss: %s : %s\n", in->original, b->miss_reason);
+  kiln_build_progress (b, "miss: %s : %s", in->original, b->miss_reason);
 }
 
 int

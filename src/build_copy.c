@@ -369,7 +369,7 @@ fetch_entry (struct copy_job *j, struct centry *e, const struct kiln_url_record 
   kiln_autoclose int fd = download_file (j, e, shown, err);
   if (fd < 0)
     return -1;
-  kiln_log_info ("%s %s", rec ? "checking" : "downloading", shown);
+  kiln_build_progress (j->b, "%s %s", rec ? "checking" : "downloading", shown);
   int got = kiln_fetch_url (e->url, fd, j->b->o->interrupted, rec ? rec->etag : NULL, &r, err);
   if (got < 0)
     return kiln_build_step_error (j->b, j->in, err);

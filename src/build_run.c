@@ -131,8 +131,7 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   if (kiln_store_resolve (b->st, full, &d, err) < 0)
     {
       kiln_error_free (err);
-      if (b->o->progress == KILN_PROGRESS_PLAIN && b->o->progress_out)
-        fprintf (b->o->progress_out, "pulling %s\n", full);
+      kiln_build_progress (b, "pulling %s", full);
       if (kiln_registry_pull (b->st, full, &b->o->registry, &d, err) < 0)
         goto out;
     }
@@ -246,6 +245,36 @@ run_stage (struct build *b, size_t idx, struct kiln_error **err)
   return 0;
 }
 
+static const char *
+compression_family (const char *media_type)
+{
+  return kiln_str_has_suffix (media_type, "gzip") ? "gzip" : kiln_str_has_suffix (media_type, "zstd") ? "zstd" : "none";
+}
+
+/* --force-compression: inherited layers in another compression are
+ * recompressed, so the whole image is in the chosen one. */
+static int
+force_compression (struct build *b, struct build_stage *s, struct kiln_error **err)
+{
+  const struct kiln_layer_opts *lo = &b->o->layer;
+  const char *want = compression_family (kiln_compression_media_type (lo->compression));
+  for (size_t i = 0; i < s->nlayers; i++)
+    {
+      struct kiln_descriptor nd;
+      if (strcmp (compression_family (s->layers[i].media_type), want) == 0)
+        continue;
+      int r = kiln_layer_recompress (b->st, &s->layers[i], s->cfg.diff_ids[i], lo, &nd, err);
+      if (r < 0)
+        return kiln_error_wrap (err, "--force-compression");
+      if (r == 0)
+        kiln_build_progress (b, "recompressed layer %s (%s) to %s", s->layers[i].digest.s, s->layers[i].media_type,
+                             want);
+      kiln_descriptor_clear (&s->layers[i]);
+      s->layers[i] = nd;
+    }
+  return 0;
+}
+
 static int
 write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
@@ -254,6 +283,8 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   int ret;
   free (s->cfg.created);
   s->cfg.created = kiln_xstrdup (s->clock ? s->clock : b->created);
+  if (b->o->force_compression && force_compression (b, s, err) < 0)
+    return -1;
   if (kiln_store_put_config (b->st, &s->cfg, &cfgd, err) < 0)
     return kiln_error_wrap (err, "store image config");
   m.media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);

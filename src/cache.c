@@ -292,6 +292,20 @@ load_cache_json (struct kiln_store *st, const char *rel, size_t max)
   return root;
 }
 
+/* Writes one of those files atomically under dir (created as needed). */
+static int
+save_cache_json (struct kiln_store *st, const char *dir, const char *name, json_t *root, const char *what,
+                 struct kiln_error **err)
+{
+  kiln_autofree char *text = root ? json_dumps (root, JSON_COMPACT) : NULL;
+  if (text == NULL)
+    return kiln_error_set (err, 0, KILN_E_INTERNAL, "encode %s", what);
+  kiln_autoclose int dfd = cache_dir (st, dir, err);
+  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, text, strlen (text), 0644, err) < 0)
+    return kiln_error_wrap (err, "save %s", what);
+  return 0;
+}
+
 int
 kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ctxsum **out, struct kiln_error **err)
 {
@@ -350,10 +364,8 @@ kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err)
   if (!cs->dirty)
     return 0;
   kiln_autojson json_t *root = json_pack ("{s:i, s:O}", "version", 1, "files", cs->files);
-  kiln_autofree char *text = json_dumps (root, JSON_COMPACT);
-  kiln_autoclose int dfd = cache_dir (cs->st, "cache/ctxsum", err);
-  if (dfd < 0 || kiln_fs_write_atomic (dfd, cs->name, text, strlen (text), 0644, err) < 0)
-    return kiln_error_wrap (err, "save the context checksum cache");
+  if (save_cache_json (cs->st, "cache/ctxsum", cs->name, root, "the context checksum cache", err) < 0)
+    return -1;
   cs->dirty = false;
   return 0;
 }
@@ -410,13 +422,7 @@ kiln_url_record_put (struct kiln_store *st, const char *url, const struct kiln_u
   kiln_autofree char *name = url_record_name (url);
   kiln_autojson json_t *root = json_pack ("{s:s, s:s, s:I, s:I}", "etag", r->etag, "digest", r->digest.s, "size",
                                           (json_int_t) r->size, "mtime", (json_int_t) r->mtime);
-  kiln_autofree char *text = root ? json_dumps (root, JSON_COMPACT) : NULL;
-  if (text == NULL)
-    return kiln_error_set (err, 0, KILN_E_INTERNAL, "encode a download record");
-  kiln_autoclose int dfd = cache_dir (st, "cache/urls", err);
-  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, text, strlen (text), 0644, err) < 0)
-    return kiln_error_wrap (err, "save a download record");
-  return 0;
+  return save_cache_json (st, "cache/urls", name, root, "a download record", err);
 }
 
 void
@@ -424,4 +430,48 @@ kiln_url_record_clear (struct kiln_url_record *r)
 {
   free (r->etag);
   memset (r, 0, sizeof *r);
+}
+
+/* ---- recompressed layers (build --force-compression) ---- */
+
+static char *
+recompressed_name (const struct kiln_digest *from, const char *media_type, int level)
+{
+  kiln_autofree char *id = kiln_xasprintf ("%s %s %d", from->s, media_type, level);
+  struct kiln_digest d;
+  kiln_digest_of (id, strlen (id), &d);
+  return kiln_xasprintf ("%s.json", kiln_digest_hex (&d));
+}
+
+bool
+kiln_recompressed_get (struct kiln_store *st, const struct kiln_digest *from, const char *media_type, int level,
+                       struct kiln_descriptor *out)
+{
+  kiln_autofree char *name = recompressed_name (from, media_type, level);
+  kiln_autofree char *rel = kiln_xasprintf ("cache/recompressed/%s", name);
+  kiln_autoerror struct kiln_error *e = NULL;
+  json_t *root = load_cache_json (st, rel, URL_RECORD_MAX);
+  const char *digest = NULL;
+  json_int_t size = -1;
+  struct kiln_digest d;
+  bool ok = root && json_unpack (root, "{s:s, s:I}", "digest", &digest, "size", &size) == 0 && size >= 0
+            && kiln_digest_parse (digest, &d, &e) == 0 && kiln_store_blob_exists (st, &d, NULL);
+  if (ok)
+    {
+      memset (out, 0, sizeof *out);
+      out->media_type = kiln_xstrdup (media_type);
+      out->digest = d;
+      out->size = (int64_t) size;
+    }
+  json_decref (root);
+  return ok;
+}
+
+int
+kiln_recompressed_put (struct kiln_store *st, const struct kiln_digest *from, int level,
+                       const struct kiln_descriptor *to, struct kiln_error **err)
+{
+  kiln_autofree char *name = recompressed_name (from, to->media_type, level);
+  kiln_autojson json_t *root = json_pack ("{s:s, s:I}", "digest", to->digest.s, "size", (json_int_t) to->size);
+  return save_cache_json (st, "cache/recompressed", name, root, "a recompression record", err);
 }

@@ -31,6 +31,7 @@ static const char usage_text[] =
   "      --output type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE\n"
   "      --compression gzip|zstd|none\n"
   "      --compression-level N\n"
+  "      --force-compression       recompress inherited layers that use another compression\n"
   "      --source-date-epoch N     clamp new files' mtimes and set `created` (also SOURCE_DATE_EPOCH)\n"
   "      --iidfile FILE            write the image (manifest) digest to FILE\n"
   "      --metadata-file FILE      write build metadata as JSON to FILE\n"
@@ -54,7 +55,7 @@ struct build_cli {
 enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_OUTPUT, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
        OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
        OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_CACHE_TO, OPT_CACHE_FROM, OPT_CACHE_TTL,
-       OPT_UNSUPPORTED };
+       OPT_FORCE_COMPRESSION, OPT_UNSUPPORTED };
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
@@ -65,6 +66,7 @@ static const struct option options[] = {
   { "output", required_argument, NULL, OPT_OUTPUT },
   { "compression", required_argument, NULL, OPT_COMPRESSION },
   { "compression-level", required_argument, NULL, OPT_LEVEL },
+  { "force-compression", no_argument, NULL, OPT_FORCE_COMPRESSION },
   { "source-date-epoch", required_argument, NULL, OPT_EPOCH },
   { "iidfile", required_argument, NULL, OPT_IIDFILE },
   { "metadata-file", required_argument, NULL, OPT_METADATA },
@@ -172,6 +174,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
       if (kiln_compression_parse (arg, &c->o.layer.compression, err) < 0)
         return -1;
       return 0;
+    case OPT_FORCE_COMPRESSION: c->o.force_compression = true; return 0;
     case OPT_LEVEL:
       {
         char *end;

@@ -32,6 +32,7 @@ struct kiln_build_opts {
   bool cache_sources;             /* --cache-from given: a hit may exist without a local record */
   char **no_cache_filter;         /* stage names (or indexes) built without cache lookups */
   struct kiln_layer_opts layer;   /* compression and mtime clamping */
+  bool force_compression;         /* base layers too: recompress those in another compression */
   bool have_epoch;                /* --source-date-epoch / SOURCE_DATE_EPOCH */
   int64_t epoch;
   struct kiln_kvlist secrets;     /* --secret: id -> "src=PATH" or "env=NAME" */

@@ -95,4 +95,11 @@ int kiln_url_record_put (struct kiln_store *st, const char *url, const struct ki
                          struct kiln_error **err);
 void kiln_url_record_clear (struct kiln_url_record *r);
 
+/* build --force-compression: which blob a layer blob became in another
+ * media type and level.  get is true only while that blob is in the store. */
+bool kiln_recompressed_get (struct kiln_store *st, const struct kiln_digest *from, const char *media_type,
+                            int level, struct kiln_descriptor *out);
+int kiln_recompressed_put (struct kiln_store *st, const struct kiln_digest *from, int level,
+                           const struct kiln_descriptor *to, struct kiln_error **err);
+
 #endif
