@@ -132,6 +132,17 @@ body_cb (char *data, size_t size, size_t n, void *opaque)
   return len;
 }
 
+void
+kiln_fetch_defaults (CURL *h, char *errbuf)
+{
+  curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt (h, CURLOPT_USERAGENT, "kiln");
+  curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
+}
+
 static void
 setup (CURL *h, const char *url, struct body *b, struct curl_slist *hdrs, char *errbuf)
 {
@@ -144,13 +155,8 @@ setup (CURL *h, const char *url, struct body *b, struct curl_slist *hdrs, char *
   curl_easy_setopt (h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt (h, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt (h, CURLOPT_USERAGENT, "kiln");
   curl_easy_setopt (h, CURLOPT_FILETIME, 1L);
-  curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
+  kiln_fetch_defaults (h, errbuf);
   curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, body_cb);
   curl_easy_setopt (h, CURLOPT_WRITEDATA, b);
   curl_easy_setopt (h, CURLOPT_NOPROGRESS, 0L);

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include "kiln/fetch.h"
 #include "kiln/cleanup.h"
 #include "kiln/log.h"
 #include "kiln/util.h"
@@ -375,12 +376,7 @@ perform_once (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, const char
   curl_easy_setopt (h, CURLOPT_URL, url);
   curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, allowed_protocols (cn->c, url));
   curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt (h, CURLOPT_USERAGENT, "kiln");
-  curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
+  kiln_fetch_defaults (h, errbuf);
   curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, header_cb);
   curl_easy_setopt (h, CURLOPT_HEADERDATA, &x);
   curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, write_cb);

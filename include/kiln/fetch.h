@@ -3,6 +3,7 @@
 #ifndef KILN_FETCH_H
 #define KILN_FETCH_H
 
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,5 +36,10 @@ char *kiln_fetch_filename (const char *url);
 int kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, const char *if_none_match,
                     struct kiln_fetch_result *out, struct kiln_error **err);
 void kiln_fetch_result_clear (struct kiln_fetch_result *r);
+
+/* The transfer policy every kiln HTTP request shares (downloads and the
+ * registry client): no signals, 30 s to connect, given up below 1 byte/s
+ * for 60 s, our user agent, libcurl's error text into errbuf. */
+void kiln_fetch_defaults (CURL *h, char *errbuf);
 
 #endif
