@@ -34,6 +34,7 @@ IGNORE_FS=(
   # (or re-created) for a --chown COPY/ADD is owned by the --chown user;
   # buildah makes it root's (and keeps an existing one)
   $'add\t^/added d 0755 '
+  $'add-url\t^/home(/app)? d 0755 '
   $'multistage\t^/app d 0755 '
   # "escape directive": buildah drops the backslashes of ENV/LABEL values
   # under `# escape=``; kiln keeps them as BuildKit does (checked below)
