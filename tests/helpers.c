@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include "helpers.h"
 #include "kiln/fs.h"
+#include "kiln/store.h"
+#include "kiln/util.h"
 
 static char tmpdir[4096];
 
@@ -35,6 +37,18 @@ const char *
 kiln_test_tmpdir (void)
 {
   return tmpdir;
+}
+
+struct kiln_store *
+kiln_test_store_open (void)
+{
+  struct kiln_error *err = NULL;
+  struct kiln_store *st = NULL;
+  char *root = kiln_xasprintf ("%s/store", tmpdir);
+  int r = kiln_store_open (root, &st, &err);
+  cr_assert_eq (r, 0, "open store %s: %s", root, err ? err->msg : "");
+  free (root);
+  return st;
 }
 
 const char *

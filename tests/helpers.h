@@ -10,6 +10,11 @@ void kiln_test_tmp_init (void);
 void kiln_test_tmp_fini (void);
 const char *kiln_test_tmpdir (void);
 
+struct kiln_store;
+/* Opens (creating it) the store at kiln_test_tmpdir()/store; fails the test
+ * when it cannot.  Free with kiln_store_free. */
+struct kiln_store *kiln_test_store_open (void);
+
 /* Path of a file under testdata/ (static buffer). */
 const char *kiln_test_data (const char *rel);
 

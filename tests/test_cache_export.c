@@ -20,9 +20,7 @@ static void
 init (void)
 {
   kiln_test_tmp_init ();
-  char *root = kiln_xasprintf ("%s/store", kiln_test_tmpdir ());
-  cr_assert_eq (kiln_store_open (root, &st, &err), 0);
-  free (root);
+  st = kiln_test_store_open ();
 }
 
 static void

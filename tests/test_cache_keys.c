@@ -35,13 +35,10 @@ put (const char *rel, const char *content)
 static void
 init (void)
 {
-  struct kiln_error *err = NULL;
   kiln_test_tmp_init ();
-  char *root = kiln_xasprintf ("%s/store", kiln_test_tmpdir ());
   ctx = kiln_xasprintf ("%s/ctx", kiln_test_tmpdir ());
   mkdir (ctx, 0755);
-  cr_assert_eq (kiln_store_open (root, &st, &err), 0);
-  free (root);
+  st = kiln_test_store_open ();
 }
 
 static void
@@ -208,11 +205,8 @@ prepare_run (void)
   cr_assert_eq (mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
   /* reopen the store inside the new namespace: fds opened before belong to
    * the old one, and overlay cannot be moved onto a mount of another namespace */
-  struct kiln_error *err = NULL;
-  char *root = kiln_xasprintf ("%s/store", kiln_test_tmpdir ());
   kiln_store_free (st);
-  cr_assert_eq (kiln_store_open (root, &st, &err), 0);
-  free (root);
+  st = kiln_test_store_open ();
   char *dst = kiln_xasprintf ("%s/helper", ctx);
   int in = open (KILN_HELPER_INIT, O_RDONLY), out = open (dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
   char buf[65536];

@@ -31,13 +31,7 @@ TestSuite (layer, .init = kiln_test_tmp_init, .fini = kiln_test_tmp_fini);
 static struct kiln_store *
 open_store (void)
 {
-  struct kiln_error *err = NULL;
-  struct kiln_store *st = NULL;
-  char *root = kiln_xasprintf ("%s/store", kiln_test_tmpdir ());
-  int r = kiln_store_open (root, &st, &err);
-  cr_assert_eq (r, 0, "store open: %s", err ? err->msg : "");
-  free (root);
-  return st;
+  return kiln_test_store_open ();
 }
 
 static char *

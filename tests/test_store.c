@@ -25,12 +25,7 @@ path_in_tmp (const char *rel)
 static struct kiln_store *
 open_store (void)
 {
-  struct kiln_error *err = NULL;
-  struct kiln_store *st = NULL;
-  kiln_autofree char *root = path_in_tmp ("store");
-  int r = kiln_store_open (root, &st, &err);
-  cr_assert_eq (r, 0, "open: %s", err ? err->msg : "");
-  return st;
+  return kiln_test_store_open ();
 }
 
 static bool
