@@ -41,7 +41,7 @@ struct centry {
   const char *origin;    /* non-context source: its identity instead of its content */
   struct kiln_digest digest;   /* content digest of a regular file */
   bool have_digest;
-  char *url;             /* ADD <url> --checksum: not downloaded until the step misses */
+  char *url;             /* ADD <url> not downloaded yet (its digest may be known: --checksum, 304) */
 };
 
 static void free_centry (struct centry *c);
@@ -313,6 +313,17 @@ dest_for (const char *dest, bool dest_is_dir, const char *src)
   return *dest ? kiln_xasprintf ("%s/%s", dest, base) : kiln_xstrdup (base);
 }
 
+/* What an ADD <url> entry holds, known from a download or an ETag record. */
+static void
+set_url_content (struct centry *e, const struct kiln_digest *d, uint64_t size, int64_t mtime)
+{
+  e->digest = *d;
+  e->have_digest = true;
+  e->size = size;
+  if (mtime >= 0)
+    e->mtime = mtime;
+}
+
 /* A download is done: check it against what was known of it (--checksum,
  * or the content an ETag stood for), remember its ETag, fill the entry. */
 static int
@@ -336,11 +347,7 @@ take_download (struct copy_job *j, struct centry *e, const struct kiln_fetch_res
       if (kiln_url_record_put (j->b->st, e->url, &rec, &e2) < 0)
         kiln_log_warn ("%s (the next build downloads `%s` again)", e2->msg, shown);
     }
-  e->digest = r->digest;
-  e->have_digest = true;
-  e->size = r->size;
-  if (r->mtime >= 0)
-    e->mtime = r->mtime;
+  set_url_content (e, &r->digest, r->size, r->mtime);
   free (e->url);
   e->url = NULL;
   return 0;
@@ -376,11 +383,7 @@ fetch_entry (struct copy_job *j, struct centry *e, const struct kiln_url_record 
   if (got == 1)
     {
       /* not modified: the content the ETag stood for, fetched only if the step misses */
-      e->digest = rec->digest;
-      e->have_digest = true;
-      e->size = rec->size;
-      if (rec->mtime >= 0)
-        e->mtime = rec->mtime;
+      set_url_content (e, &rec->digest, rec->size, rec->mtime);
       return 0;
     }
   int ret = take_download (j, e, &r, shown, err);
