@@ -1169,3 +1169,45 @@ Test (layer, zstd_stores_random_blocks_raw_and_compresses_the_rest)
   kiln_buf_release (&out);
   free (in);
 }
+
+/* ---- --force-compression: a stored layer in another compression ---- */
+
+Test (layer, recompress_keeps_the_tar_checks_the_diffid_and_remembers)
+{
+  struct kiln_store *st = open_store ();
+  struct kiln_layer_result gz = { 0 }, back = { 0 };
+  struct kiln_layer_opts zo = { .compression = KILN_COMP_ZSTD, .level = -1 };
+  struct kiln_descriptor z = { 0 }, again = { 0 }, bad = { 0 };
+  struct kiln_error *err = NULL;
+  build_small (st, KILN_COMP_GZIP, 1700000000, 0, false, &gz);
+
+  cr_assert_eq (kiln_layer_recompress (st, &gz.desc, gz.diff_id.s, &zo, &z, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_str_eq (z.media_type, KILN_MT_OCI_LAYER_ZSTD);
+  cr_assert_str_neq (z.digest.s, gz.desc.digest.s);
+  /* the new blob holds the same tar: decompressed independently, hashed */
+  back.desc = z;
+  unsigned char *tar;
+  size_t len;
+  layer_tar (&back, &tar, &len);
+  struct kiln_digest d;
+  kiln_digest_of (tar, len, &d);
+  cr_assert_str_eq (d.s, gz.diff_id.s);
+  free (tar);
+
+  cr_assert_eq (kiln_layer_recompress (st, &gz.desc, gz.diff_id.s, &zo, &again, &err), 1,
+                "asked again: the remembered blob");
+  cr_assert_str_eq (again.digest.s, z.digest.s);
+
+  /* a diffID the blob does not decompress to is refused, naming both */
+  const char *wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+  struct kiln_layer_opts no = { .compression = KILN_COMP_NONE, .level = -1 };
+  cr_assert_lt (kiln_layer_recompress (st, &gz.desc, wrong, &no, &bad, &err), 0);
+  cr_assert_eq (err->kind, KILN_E_DIGEST);
+  cr_assert (strstr (err->msg, wrong) && strstr (err->msg, gz.diff_id.s) && strstr (err->msg, gz.desc.digest.s),
+             "%s", err->msg);
+  kiln_error_free (&err);
+  kiln_descriptor_clear (&z);
+  kiln_descriptor_clear (&again);
+  kiln_layer_result_clear (&gz);
+  kiln_store_free (st);
+}

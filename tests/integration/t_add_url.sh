@@ -89,6 +89,16 @@ kiln build -t localhost/url:3 --output "type=oci,dest=$T/o3" "$c"
 unpack_layout "$T/o3" "$T/b3"
 assert_file "$T/b3/rootfs/s.txt" "weights v2"
 
+note "a server that confirms an ETag but then sends other bytes fails the step, naming the URL"
+touch -r "$srv/small.txt" "$T/stamp"
+printf 'weights v9\n' >"$srv/small.txt"        # same size, and the old mtime again: the same ETag
+touch -r "$T/stamp" "$srv/small.txt"
+kiln prune --all >/dev/null
+expect_fail kiln build -t localhost/url:race "$c"
+assert_contains "$ERR" "Dockerfile:3"
+assert_contains "$ERR" "files/small.txt\` changed on the server during the build"
+store_clean
+
 note "a wrong --checksum fails, names both digests, writes no image"
 bad=sha256:$(printf '%064d' 0)
 printf 'FROM scratch\nADD --checksum=%s %s/files/model.bin /m\n' "$bad" "$U" >"$c/Dockerfile"
