@@ -22,6 +22,8 @@ struct build_stage {
   char *rootfs;                     /* ROOT-relative flattened view, or NULL */
   int rootfs_fd;
   size_t rootfs_layers;             /* layers already applied to the view */
+  struct kiln_tocview *view;        /* the layers' tables of contents merged (kiln/toc.h), or NULL */
+  size_t view_layers;               /* layers already applied to view */
   struct kiln_digest key;           /* cache key of the last step */
   char *clock;                      /* history time of the last step (cached steps keep theirs) */
 };
@@ -74,6 +76,10 @@ const char *kiln_build_lookup (void *ud, const char *name);
 int kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err);
 /* One line of --progress=plain output (nothing when quiet). */
 void kiln_build_progress (struct build *b, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+
+/* The stage's merged table of contents, brought up to its last layer
+ * (NULL on error).  Owned by the stage. */
+struct kiln_tocview *kiln_build_stage_view (struct build *b, struct build_stage *s, struct kiln_error **err);
 
 /* Makes or updates the stage's flattened filesystem view; returns its fd. */
 int kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "build-internal.h"
+#include "kiln/toc.h"
 #include "kiln/cleanup.h"
 #include "kiln/expand.h"
 #include "kiln/extract.h"
@@ -100,6 +101,28 @@ kiln_build_tmpdir (struct build *b, int *fd, char **abs, struct kiln_error **err
   kiln_strv_push_take (&b->tmpdirs, rel);
   *fd = kiln_fs_open_beneath (kiln_store_dirfd (b->st), rel, O_RDONLY | O_DIRECTORY, 0, err);
   return *fd < 0 ? -1 : 0;
+}
+
+struct kiln_tocview *
+kiln_build_stage_view (struct build *b, struct build_stage *s, struct kiln_error **err)
+{
+  if (!s->view)
+    s->view = kiln_tocview_new ();
+  for (; s->view_layers < s->nlayers; s->view_layers++)
+    {
+      struct kiln_toc *t = NULL;
+      struct kiln_digest diff_id;
+      size_t i = s->view_layers;
+      if (kiln_digest_parse (s->cfg.diff_ids[i], &diff_id, err) < 0
+          || kiln_toc_load (b->st, &s->layers[i], &diff_id, &t, err) < 0)
+        {
+          kiln_error_wrap (err, "read what the image has (layer %zu)", i + 1);
+          return NULL;
+        }
+      kiln_tocview_apply (s->view, t);
+      kiln_toc_free (t);
+    }
+  return s->view;
 }
 
 int

@@ -20,10 +20,17 @@
 #include "kiln/log.h"
 #include "kiln/passwd.h"
 #include "kiln/snapshot.h"
+#include "kiln/toc.h"
 #include "kiln/util.h"
 
+/* One file of the layer.  Collection fills rel (the path below where its
+ * source lands); placement, once the step misses the cache, fills dest
+ * against the image the layer goes on top of. */
 struct centry {
-  char *dest;            /* path in the image, cleaned, no leading '/' */
+  char *dest;            /* path in the image, cleaned, no leading '/'; NULL until placed */
+  char *rel;             /* path below its source's destination, "" for a file source itself */
+  size_t srcno;          /* which source (struct csource) it came from; SIZE_MAX: made by placement */
+  bool dropped;          /* a later entry has the same dest: not written, still a cache input */
   int rootfd;            /* source root (borrowed), -1 when synthesized */
   char *src;             /* path under rootfd */
   char *data;            /* heredoc content */
@@ -42,6 +49,14 @@ struct centry {
   struct kiln_digest digest;   /* content digest of a regular file */
   bool have_digest;
   char *url;             /* ADD <url> not downloaded yet (its digest may be known: --checksum, 304) */
+};
+
+/* One source of the step, in the order written: a file (lands at the
+ * destination, or inside it when that is a directory) or a directory tree
+ * (its contents land in the destination, which is made when missing). */
+struct csource {
+  bool is_dir;
+  char *name;            /* a file source's name inside a destination directory */
 };
 
 static void free_centry (struct centry *c);
@@ -68,6 +83,13 @@ struct copy_job {
   const char *tree;      /* the directory source being walked: --exclude matches below it */
   bool has_checksum;     /* ADD --checksum */
   struct kiln_digest checksum;
+  struct csource *srcs;  /* the sources; entries point at them by srcno */
+  size_t nsrcs;
+  bool parents;          /* --parents: each source keeps its path below the pivot */
+  const char *parent_prefix;   /* with --parents: the current source's path below its pivot */
+  const char *raw_dest;  /* the destination as written */
+  char *dest;            /* joined to WORKDIR, cleaned, relative */
+  bool dest_slash;       /* it names a directory (ends in '/' or '.') */
 };
 
 static int
@@ -78,15 +100,26 @@ job_fail (struct copy_job *j, struct kiln_error **err, const char *fmt, const ch
 }
 
 static struct centry *
-add_entry (struct copy_job *j, const char *dest)
+add_entry (struct copy_job *j, const char *rel)
 {
   j->v = kiln_xrealloc (j->v, (j->n + 1) * sizeof *j->v);
   struct centry *e = &j->v[j->n];
   memset (e, 0, sizeof *e);
-  e->dest = kiln_fs_path_clean (dest);
+  e->rel = kiln_fs_path_clean (rel);
+  e->srcno = j->nsrcs ? j->nsrcs - 1 : 0;
   e->rootfd = -1;
-  e->seq = j->n++;
+  e->seq = ++j->n;   /* from 1: placement's own entries (0) lose to a source's */
   return e;
+}
+
+/* Starts the next source; its entries follow. */
+static void
+begin_source (struct copy_job *j, bool is_dir, const char *name)
+{
+  j->srcs = kiln_xrealloc (j->srcs, (j->nsrcs + 1) * sizeof *j->srcs);
+  j->srcs[j->nsrcs].is_dir = is_dir;
+  j->srcs[j->nsrcs].name = kiln_xstrdup (name ? name : "");
+  j->nsrcs++;
 }
 
 static int64_t
@@ -97,32 +130,9 @@ synth_mtime (const struct copy_job *j)
 }
 
 static void
-add_dir (struct copy_job *j, const char *dest, mode_t mode)
+add_from_stat (struct copy_job *j, const char *src, const char *rel, const struct stat *st, const char *link)
 {
-  struct centry *e = add_entry (j, dest);
-  e->mode = S_IFDIR | mode;
-  e->uid = j->has_chown ? j->uid : 0;
-  e->gid = j->has_chown ? j->gid : 0;
-  e->mtime = synth_mtime (j);
-}
-
-/* Parents of dest that the layer must carry, oldest first. */
-static void
-add_parents (struct copy_job *j, const char *dest)
-{
-  kiln_autofree char *p = kiln_fs_path_clean (dest);
-  for (char *c = p; (c = strchr (c, '/')); c++)
-    {
-      *c = '\0';
-      add_dir (j, p, 0755);
-      *c = '/';
-    }
-}
-
-static void
-add_from_stat (struct copy_job *j, const char *src, const char *dest, const struct stat *st, const char *link)
-{
-  struct centry *e = add_entry (j, dest);
+  struct centry *e = add_entry (j, rel);
   e->rootfd = j->rootfd;
   e->src = kiln_xstrdup (src);
   e->mode = st->st_mode;
@@ -171,10 +181,10 @@ excluded (struct copy_job *j, const char *src, bool *descend)
   return by_ignore || by_flag;
 }
 
-static int walk_dir (struct copy_job *j, int dfd, const char *src, const char *dest, struct kiln_error **err);
+static int walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err);
 
 static int
-walk_child (struct copy_job *j, int dfd, const char *name, const char *src, const char *dest,
+walk_child (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel,
             struct kiln_error **err)
 {
   struct stat st;
@@ -193,26 +203,23 @@ walk_child (struct copy_job *j, int dfd, const char *name, const char *src, cons
       link[n] = '\0';
     }
   size_t mark = j->n;
-  add_from_stat (j, src, dest, &st, S_ISLNK (st.st_mode) ? link : NULL);
+  add_from_stat (j, src, rel, &st, S_ISLNK (st.st_mode) ? link : NULL);
   if (!S_ISDIR (st.st_mode))
     return 0;
   int cfd = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (cfd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", src);
-  if (walk_dir (j, cfd, src, dest, err) < 0)
+  if (walk_dir (j, cfd, src, rel, err) < 0)
     return -1;
   /* an excluded directory appears only as the parent of re-included files */
   if (skip && j->n == mark + 1)
-    {
-      free (j->v[mark].dest), free (j->v[mark].src);
-      j->n--;
-    }
+    free_centry (&j->v[--j->n]);
   return 0;
 }
 
 /* Takes ownership of dfd. */
 static int
-walk_dir (struct copy_job *j, int dfd, const char *src, const char *dest, struct kiln_error **err)
+walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err)
 {
   kiln_autodir DIR *d = fdopendir (dfd);
   struct dirent *de;
@@ -226,8 +233,8 @@ walk_dir (struct copy_job *j, int dfd, const char *src, const char *dest, struct
       if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
         continue;
       kiln_autofree char *csrc = *src ? kiln_xasprintf ("%s/%s", src, de->d_name) : kiln_xstrdup (de->d_name);
-      kiln_autofree char *cdest = *dest ? kiln_xasprintf ("%s/%s", dest, de->d_name) : kiln_xstrdup (de->d_name);
-      if (walk_child (j, dirfd (d), de->d_name, csrc, cdest, err) < 0)
+      kiln_autofree char *crel = *rel ? kiln_xasprintf ("%s/%s", rel, de->d_name) : kiln_xstrdup (de->d_name);
+      if (walk_child (j, dirfd (d), de->d_name, csrc, crel, err) < 0)
         return -1;
     }
   if (errno)
@@ -235,21 +242,22 @@ walk_dir (struct copy_job *j, int dfd, const char *src, const char *dest, struct
   return 0;
 }
 
-/* A source that is a directory: its contents go to dest. */
+/* A source that is a directory: its contents go to the destination (the
+ * directory's own metadata does not: BuildKit copies directory contents
+ * only).  With --parents the directory itself lands at its path below the
+ * pivot, under the destination. */
 static int
-copy_tree (struct copy_job *j, const char *src, const struct stat *st, const char *dest, struct kiln_error **err)
+copy_tree (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err)
 {
   int dfd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_DIRECTORY, 0, err);
   if (dfd < 0)
     return -1;
-  if (*dest)
-    {
-      add_parents (j, dest);
-      add_from_stat (j, src, dest, st, NULL);
-    }
+  const char *rel = j->parent_prefix ? j->parent_prefix : "";
+  if (*rel)
+    add_from_stat (j, src, rel, st, NULL);
   const char *saved = j->tree;
   j->tree = src;
-  int r = walk_dir (j, dfd, src, dest, err);
+  int r = walk_dir (j, dfd, src, rel, err);
   j->tree = saved;
   return r;
 }
@@ -274,7 +282,7 @@ source_digest (struct copy_job *j, int fd, const char *src, struct kiln_digest *
 
 /* ADD of a local archive: extracted into scratch space, then copied as a tree. */
 static int
-add_archive (struct copy_job *j, int fd, const char *src, const char *dest, struct kiln_error **err)
+add_archive (struct copy_job *j, int fd, const char *src, struct kiln_error **err)
 {
   int tmpfd;
   struct stat st;
@@ -298,19 +306,10 @@ add_archive (struct copy_job *j, int fd, const char *src, const char *dest, stru
   j->rootfd = tmpfd;
   j->keep_owner = true;
   j->from_context = false;
-  int ret = copy_tree (j, "", &st, dest, err);
+  begin_source (j, true, NULL);
+  int ret = copy_tree (j, "", &st, err);
   j->rootfd = saved_root, j->keep_owner = saved_keep, j->from_context = saved_ctx, j->origin = saved_origin;
   return ret;
-}
-
-static char *
-dest_for (const char *dest, bool dest_is_dir, const char *src)
-{
-  if (!dest_is_dir)
-    return kiln_xstrdup (dest);
-  const char *base = strrchr (src, '/');
-  base = base ? base + 1 : src;
-  return *dest ? kiln_xasprintf ("%s/%s", dest, base) : kiln_xstrdup (base);
 }
 
 /* What an ADD <url> entry holds, known from a download or an ETag record. */
@@ -397,14 +396,13 @@ fetch_entry (struct copy_job *j, struct centry *e, const struct kiln_url_record 
  * gives it or when the server confirms (304) the ETag of an earlier download;
  * the download then waits until the step misses the cache. */
 static int
-add_url (struct copy_job *j, const char *url, const char *dest, bool dest_is_dir, struct kiln_error **err)
+add_url (struct copy_job *j, const char *url, struct kiln_error **err)
 {
   kiln_autofree char *name = kiln_fetch_filename (url);
-  kiln_autofree char *target = dest_for (dest, dest_is_dir, name);
   if (j->downloads_fd < 0 && kiln_build_tmpdir (j->b, &j->downloads_fd, NULL, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
-  add_parents (j, target);
-  struct centry *e = add_entry (j, target);
+  begin_source (j, false, name);
+  struct centry *e = add_entry (j, "");
   e->rootfd = j->downloads_fd;
   e->src = kiln_xasprintf ("%zu", e->seq);
   e->url = kiln_xstrdup (url);
@@ -437,8 +435,28 @@ fetch_pending (struct copy_job *j, struct kiln_error **err)
   return 0;
 }
 
+/* --parents: the directories between the pivot and the source, with the
+ * metadata they have in the source, as BuildKit's copier creates them. */
 static int
-copy_one (struct copy_job *j, const char *src, const char *dest, bool dest_is_dir, struct kiln_error **err)
+add_pivot_parents (struct copy_job *j, const char *src, struct kiln_error **err)
+{
+  const char *prefix = j->parent_prefix;
+  size_t base = strlen (src) - strlen (prefix);
+  for (const char *c = strchr (prefix, '/'); c; c = strchr (c + 1, '/'))
+    {
+      struct stat st;
+      kiln_autofree char *path = kiln_xstrndup (src, base + (size_t) (c - prefix));
+      kiln_autofree char *rel = kiln_xstrndup (prefix, (size_t) (c - prefix));
+      kiln_autoclose int fd = kiln_fs_open_in_root (j->rootfd, path, O_PATH, 0, err);
+      if (fd < 0 || fstat (fd, &st) < 0)
+        return fd < 0 ? -1 : kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", path);
+      add_from_stat (j, path, rel, &st, NULL);
+    }
+  return 0;
+}
+
+static int
+copy_one (struct copy_job *j, const char *src, struct kiln_error **err)
 {
   struct stat st;
   bool descend;
@@ -455,16 +473,21 @@ copy_one (struct copy_job *j, const char *src, const char *dest, bool dest_is_di
   if (fstat (fd, &st) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
   if (S_ISDIR (st.st_mode))
-    return copy_tree (j, src, &st, dest, err);
+    {
+      begin_source (j, true, NULL);
+      return (j->parent_prefix && add_pivot_parents (j, src, err) < 0) ? -1 : copy_tree (j, src, &st, err);
+    }
   /* a file source is matched by its own name (COPY --exclude=*.txt hom* /d/) */
   const char *base = strrchr (src, '/') ? strrchr (src, '/') + 1 : src;
   if (j->exclude && kiln_ignore_excluded (j->exclude, base))
     return 0;
-  kiln_autofree char *target = dest_for (dest, dest_is_dir, src);
   if (j->in->cmd == KILN_DF_ADD && S_ISREG (st.st_mode) && kiln_extract_is_archive (fd))
-    return add_archive (j, fd, src, dest, err);
-  add_parents (j, target);
-  add_from_stat (j, src, target, &st, NULL);
+    return add_archive (j, fd, src, err);
+  /* with --parents a file lands at its path below the pivot, inside the destination */
+  begin_source (j, j->parent_prefix != NULL, base);
+  if (j->parent_prefix && add_pivot_parents (j, src, err) < 0)
+    return -1;
+  add_from_stat (j, src, j->parent_prefix ? j->parent_prefix : "", &st, NULL);
   return 0;
 }
 
@@ -475,6 +498,24 @@ has_glob (const char *s)
 }
 
 /* Expands a wildcard source component by component, as BuildKit does. */
+/* The directories before a wildcard source's first wildcard must exist:
+ * BuildKit walks from there (fsutil ResolveWildcards) and fails otherwise,
+ * while a pattern that matches nothing copies nothing. */
+static int
+check_glob_base (struct copy_job *j, const char *src, struct kiln_error **err)
+{
+  kiln_autofree char *fixed = kiln_xstrdup (src);
+  char *end = strpbrk (fixed, "*?[");
+  while (end > fixed && *end != '/')
+    end--;
+  if (end == fixed)
+    return 0;
+  *end = '\0';
+  kiln_autoerror struct kiln_error *e = NULL;
+  kiln_autoclose int fd = kiln_fs_open_in_root (j->rootfd, fixed, O_PATH, 0, &e);
+  return fd >= 0 ? 0 : job_fail (j, err, "source directory `%s` not found in the build context", fixed);
+}
+
 static int
 glob_sources (struct copy_job *j, const char *dir, const char *pattern, char ***out, struct kiln_error **err)
 {
@@ -512,12 +553,33 @@ compare_entries (const void *a, const void *b)
   return c ? c : (x->seq < y->seq ? -1 : 1);
 }
 
+/* Collection order does not depend on readdir order: by source, then path. */
+static int
+compare_collected (const void *a, const void *b)
+{
+  const struct centry *x = a, *y = b;
+  if (x->srcno != y->srcno)
+    return x->srcno < y->srcno ? -1 : 1;
+  return strcmp (x->rel, y->rel);
+}
+
+static int
+compare_collected_ptr (const void *a, const void *b)
+{
+  return compare_collected (*(const struct centry *const *) a, *(const struct centry *const *) b);
+}
+
 static void
 free_entries (struct copy_job *j)
 {
   free_centries (j->v, j->n);
   j->v = NULL;
   j->n = 0;
+  for (size_t i = 0; i < j->nsrcs; i++)
+    free (j->srcs[i].name);
+  free (j->srcs);
+  j->srcs = NULL;
+  j->nsrcs = 0;
   kiln_strv_free (j->origins);
   kiln_strv_free (j->inputs);
   j->origins = j->inputs = NULL;
@@ -548,23 +610,254 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
   return 0;
 }
 
-/* Sorts by path and keeps the last entry of each path. */
+/* Sorts by path; only the last entry of each path is written (the root
+ * itself never is). */
 static void
 sort_entries (struct copy_job *j)
 {
-  size_t out = 0;
   qsort (j->v, j->n, sizeof *j->v, compare_entries);
   for (size_t i = 0; i < j->n; i++)
     {
       struct centry *c = &j->v[i];
-      if (!*c->dest || (i + 1 < j->n && strcmp (c->dest, j->v[i + 1].dest) == 0))
-        {
-          free_centry (c);
-          continue;
-        }
-      j->v[out++] = *c;
+      c->dropped = !*c->dest || (i + 1 < j->n && strcmp (c->dest, j->v[i + 1].dest) == 0);
     }
+}
+
+/* Frees the entries that are not written (after the key is made). */
+static void
+compact_entries (struct copy_job *j)
+{
+  size_t out = 0;
+  for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].dropped)
+      free_centry (&j->v[i]);
+    else
+      j->v[out++] = j->v[i];
   j->n = out;
+}
+
+/* ---- placement: where the entries land in the image below ----
+ *
+ * As BuildKit's copier (fsutil copy.Copy) does it: the destination is
+ * resolved with every symlink followed inside the root; a file source lands
+ * inside it when it is a directory; a directory source's contents land in it
+ * (made when missing); missing directories are made 0755 and owned by the
+ * --chown user (else root); existing directories keep their owner, mode and
+ * time unless a source directory lands on them; a directory never replaces a
+ * non-directory nor the reverse.  Every directory above a placed entry is
+ * written into the layer with the metadata it has, so the layer (and the
+ * snapshot made from its entries) does not reset them. */
+
+static int
+place_fail (struct copy_job *j, struct kiln_error **err, const char *fmt, const char *path)
+{
+  kiln_autofree char *shown = kiln_xasprintf ("/%s", path);
+  return job_fail (j, err, fmt, shown);
+}
+
+/* An entry made by placement (a created or kept directory). */
+static void
+add_made_dir (struct copy_job *j, const char *dest, const struct kiln_tocnode *n)
+{
+  struct centry *e = add_entry (j, "");
+  e->srcno = SIZE_MAX;
+  e->seq = 0;   /* a source's own entry for the same path wins */
+  e->dest = kiln_xstrdup (dest);
+  e->mode = S_IFDIR | (n->mode & 07777);
+  e->uid = n->uid;
+  e->gid = n->gid;
+  e->mtime = n->mtime;
+}
+
+/* mkdir -p of the resolved path dir in the view; made directories become
+ * entries.  owner: the --chown ids apply (WORKDIRs belong to root). */
+static int
+make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool owner, struct kiln_error **err)
+{
+  kiln_autofree char *p = kiln_xstrdup (dir);
+  for (char *c = p; *p; c++)
+    {
+      char saved = *c;
+      if (saved != '/' && saved != '\0')
+        continue;
+      *c = '\0';
+      const struct kiln_tocnode *n = kiln_tocview_get (v, p);
+      if (n && !S_ISDIR (n->mode))
+        return place_fail (j, err, "cannot make directory `%s`: a file is in the way", p);
+      if (!n)
+        {
+          struct kiln_toc_entry e = { .path = p, .mode = S_IFDIR | 0755, .mtime = synth_mtime (j),
+                                      .uid = owner && j->has_chown ? j->uid : 0,
+                                      .gid = owner && j->has_chown ? j->gid : 0 };
+          kiln_tocview_put (v, &e);
+          add_made_dir (j, p, kiln_tocview_get (v, p));
+        }
+      *c = saved;
+      if (!saved)
+        break;
+    }
+  return 0;
+}
+
+/* Resolves rel in the view and makes it a directory. */
+static int
+make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, bool owner, char **out,
+              struct kiln_error **err)
+{
+  char *r = NULL;
+  if (kiln_tocview_resolve (v, rel, true, &r, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  if (make_dirs (j, v, r, owner, err) < 0)
+    {
+      free (r);
+      return -1;
+    }
+  if (out)
+    *out = r;
+  else
+    free (r);
+  return 0;
+}
+
+/* Sets c->dest and puts it into the view; a directory over a non-directory
+ * or the reverse fails as in BuildKit. */
+static int
+place_entry (struct kiln_tocview *v, struct centry *c, const char *target)
+{
+  c->dest = *c->rel ? (*target ? kiln_xasprintf ("%s/%s", target, c->rel) : kiln_xstrdup (c->rel))
+                    : kiln_xstrdup (target);
+  const struct kiln_tocnode *n = kiln_tocview_get (v, c->dest);
+  if (n && S_ISDIR (c->mode) && !S_ISDIR (n->mode))
+    return -1;
+  if (n && !S_ISDIR (c->mode) && S_ISDIR (n->mode))
+    return -2;
+  struct kiln_toc_entry e = { .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid,
+                              .mtime = c->mtime, .link = c->link };
+  kiln_tocview_put (v, &e);
+  return 0;
+}
+
+/* Where source i lands: its target path (caller frees). */
+static int
+source_target (struct copy_job *j, struct kiln_tocview *v, size_t i, const char *dst, char **out,
+               struct kiln_error **err)
+{
+  const struct kiln_tocnode *n = kiln_tocview_get (v, dst);
+  if (j->srcs[i].is_dir)
+    {
+      if (n && !S_ISDIR (n->mode))
+        return place_fail (j, err, "cannot copy a directory to `%s`: it is not a directory", dst);
+      if (!n && make_dirs (j, v, dst, true, err) < 0)
+        return -1;
+      *out = kiln_xstrdup (dst);
+      return 0;
+    }
+  if (n && S_ISDIR (n->mode))
+    *out = *dst ? kiln_xasprintf ("%s/%s", dst, j->srcs[i].name) : kiln_xstrdup (j->srcs[i].name);
+  else
+    *out = kiln_xstrdup (dst);
+  if (!*out[0])
+    return place_fail (j, err, "cannot replace the root directory `%s` with a file", "");
+  return 0;
+}
+
+static int
+place_sources (struct copy_job *j, struct kiln_tocview *v, const char *dst, struct kiln_error **err)
+{
+  size_t n = j->n, e = 0;
+  for (size_t i = 0; i < j->nsrcs; i++)
+    {
+      kiln_autofree char *target = NULL;
+      if (source_target (j, v, i, dst, &target, err) < 0)
+        return -1;
+      for (; e < n && j->v[e].srcno == i; e++)
+        {
+          int r = place_entry (v, &j->v[e], target);
+          if (r == -1)
+            return place_fail (j, err, "cannot copy a directory to `%s`: it is not a directory", j->v[e].dest);
+          if (r == -2)
+            return place_fail (j, err, "cannot replace the directory `%s` with a file", j->v[e].dest);
+        }
+    }
+  return 0;
+}
+
+static bool
+has_dest (const struct copy_job *j, const char *path)
+{
+  struct centry key = { .dest = (char *) path, .seq = SIZE_MAX };
+  size_t lo = 0, hi = j->n;
+  while (lo < hi)
+    {
+      size_t mid = (lo + hi) / 2;
+      int c = strcmp (j->v[mid].dest, key.dest);
+      if (c == 0)
+        return true;
+      if (c < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  return false;
+}
+
+/* Every directory above an entry, as the view has it (entries sorted). */
+static void
+add_ancestors (struct copy_job *j, struct kiln_tocview *v)
+{
+  size_t n = j->n;
+  kiln_autofree char *prev = NULL;
+  for (size_t i = 0; i < n; i++)
+    {
+      kiln_autofree char *dir = kiln_xstrdup (j->v[i].dest);
+      char *slash = strrchr (dir, '/');
+      if (!slash)
+        continue;
+      *slash = '\0';
+      if (prev && strcmp (prev, dir) == 0)
+        continue;
+      free (prev);
+      prev = kiln_xstrdup (dir);
+      /* an ancestor that is an entry was handled when its turn came: it sorts first */
+      while (!has_dest (j, dir))
+        {
+          add_made_dir (j, dir, kiln_tocview_get (v, dir));
+          if (!(slash = strrchr (dir, '/')))
+            break;
+          *slash = '\0';
+        }
+    }
+}
+
+static int
+place_entries (struct copy_job *j, struct kiln_error **err)
+{
+  struct kiln_tocview *v = kiln_build_stage_view (j->b, j->s, err);
+  kiln_autofree char *ensure = NULL, *dst = NULL;
+  if (!v)
+    return kiln_build_step_error (j->b, j->in, err);
+  for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
+    if (make_dirs_at (j, v, j->s->pending_dirs[i], false, NULL, err) < 0)
+      return -1;
+  if (j->nsrcs > 0)
+    {
+      const char *slash = strrchr (j->dest, '/');
+      ensure = j->dest_slash ? kiln_xstrdup (j->dest) : kiln_xstrndup (j->dest, slash ? (size_t) (slash - j->dest) : 0);
+      if (make_dirs_at (j, v, ensure, true, NULL, err) < 0)
+        return -1;
+      if (kiln_tocview_resolve (v, j->dest, true, &dst, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+      const struct kiln_tocnode *n = kiln_tocview_get (v, dst);
+      if (j->nsrcs > 1 && !j->dest_slash && !(n && S_ISDIR (n->mode)))
+        return job_fail (j, err, "with more than one source the destination `%s` must be a directory (end it with /)",
+                         j->raw_dest);
+      if (place_sources (j, v, dst, err) < 0)
+        return -1;
+    }
+  sort_entries (j);
+  add_ancestors (j, v);
+  sort_entries (j);
+  return 0;
 }
 
 /* The digest of a regular entry without reading it, when that is possible:
@@ -629,13 +922,28 @@ step_key (struct copy_job *j, struct kiln_digest *key)
                                                    (long long) (lo->clamp_mtime ? lo->epoch : 0)));
   for (size_t i = 0; j->b->used && j->b->used[i]; i++)
     kiln_strv_push (&j->inputs, j->b->used[i]);
+  /* where the files land follows from these and the parent's files (its key) */
+  kiln_strv_push_take (&j->inputs, kiln_xasprintf ("destination\t/%s%s", j->dest, j->dest_slash ? "/" : ""));
+  for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
+    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s", j->s->pending_dirs[i]));
+  for (size_t i = 0; i < j->nsrcs; i++)
+    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s", i, j->srcs[i].is_dir ? "tree" : "file",
+                                                     j->srcs[i].name));
+  /* the collected entries in collection order, whether or not placed yet */
+  const struct centry **order = kiln_xcalloc (j->n + 1, sizeof *order);
+  size_t no = 0;
   for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].srcno != SIZE_MAX)
+      order[no++] = &j->v[i];
+  qsort (order, no, sizeof *order, compare_collected_ptr);
+  kiln_autofree void *order_mem = order;
+  for (size_t i = 0; i < no; i++)
     {
-      const struct centry *c = &j->v[i];
-      const char *name = c->ctx ? c->src : c->dest;
-      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s meta\t/%s %o %u:%u %s", name, c->dest,
-                                                       (unsigned) c->mode, (unsigned) c->uid, (unsigned) c->gid,
-                                                       c->link ? c->link : ""));
+      const struct centry *c = order[i];
+      kiln_autofree char *own = kiln_xasprintf ("%zu:%s", c->srcno, c->rel);
+      const char *name = c->ctx ? c->src : own;
+      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s meta\t%s %o %u:%u %s", name, own, (unsigned) c->mode,
+                                                       (unsigned) c->uid, (unsigned) c->gid, c->link ? c->link : ""));
       if (S_ISREG (c->mode))
         kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s content\t%s", name, c->digest.s));
     }
@@ -657,6 +965,7 @@ static void
 free_centry (struct centry *c)
 {
   free (c->dest);
+  free (c->rel);
   free (c->src);
   free (c->data);
   free (c->link);
@@ -777,13 +1086,13 @@ materialize_entries (struct build *b, const struct centry *v, size_t n, int dirf
 {
   for (size_t i = 0; i < n; i++)
     {
-      int r = materialize_one (&v[i], dirfd, layer_mtime (b, v[i].mtime), err);
+      int r = v[i].dropped ? 1 : materialize_one (&v[i], dirfd, layer_mtime (b, v[i].mtime), err);
       if (r <= 0)
         return r;
     }
   /* directory times last: creating their children changed them */
   for (size_t i = n; i-- > 0;)
-    if (S_ISDIR (v[i].mode))
+    if (S_ISDIR (v[i].mode) && !v[i].dropped)
       {
         int64_t t = layer_mtime (b, v[i].mtime);
         struct timespec ts[2] = { { t, 0 }, { t, 0 } };
@@ -878,7 +1187,8 @@ write_layer (struct copy_job *j, struct kiln_error **err)
   if (kiln_layer_writer_new (j->b->st, &j->b->o->layer, &w, err) < 0)
     return -1;
   for (size_t i = 0; i < j->n; i++)
-    if (write_entry (j, w, &j->v[i], err) < 0)
+    if (j->v[i].dropped ? S_ISREG (j->v[i].mode) && entry_digest (j, &j->v[i], err) < 0
+                        : write_entry (j, w, &j->v[i], err) < 0)
       {
         kiln_layer_writer_free (w);
         return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
@@ -906,7 +1216,7 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   struct kiln_digest key;
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
-  sort_entries (j);
+  qsort (j->v, j->n, sizeof *j->v, compare_collected);
   bool cheap = all_cheap (j);
   bool may_hit = kiln_build_cache_enabled (j->b, j->s)
                  && (cheap || kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
@@ -922,7 +1232,7 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
       if (hit != 0)
         return hit < 0 ? -1 : 0;
     }
-  if (fetch_pending (j, err) < 0)
+  if (place_entries (j, err) < 0 || fetch_pending (j, err) < 0)
     return -1;
   struct ahead ahead;
   ahead_start (j, &ahead);
@@ -930,12 +1240,16 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   ahead_finish (j, &ahead, wr == 0);
   if (wr < 0)
     return -1;
+  /* the stage's view already holds what this layer put there */
+  j->s->view_layers = j->s->nlayers;
   if (!may_hit)
     {
+      /* a cold build hashed the files while they streamed */
       step_key (j, &key);
       kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
     }
   /* after the key: the entries move to the build for snapshot materialising */
+  compact_entries (j);
   keep_entries (j);
   return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
 }
@@ -1027,8 +1341,7 @@ find_heredoc (const struct kiln_df_instr *in, const char *word)
 }
 
 static int
-add_heredoc (struct copy_job *j, const struct kiln_df_heredoc *h, const char *dest, bool dest_is_dir,
-             struct kiln_error **err)
+add_heredoc (struct copy_job *j, const struct kiln_df_heredoc *h, struct kiln_error **err)
 {
   char *data = NULL;
   struct step_env e = { j->b, j->s };
@@ -1039,9 +1352,8 @@ add_heredoc (struct copy_job *j, const struct kiln_df_heredoc *h, const char *de
     }
   else
     data = kiln_xstrdup (h->content);
-  kiln_autofree char *target = dest_for (dest, dest_is_dir, h->name);
-  add_parents (j, target);
-  struct centry *c = add_entry (j, target);
+  begin_source (j, false, h->name);
+  struct centry *c = add_entry (j, "");
   c->data = data;
   c->datalen = strlen (data);
   c->size = c->datalen;
@@ -1074,28 +1386,6 @@ copy_words (struct copy_job *j, char ***words, struct kiln_error **err)
   return 0;
 }
 
-static bool
-is_dir_dest (struct copy_job *j, const char *raw, const char *dest)
-{
-  size_t l = strlen (raw);
-  if (!*dest || raw[l - 1] == '/' || strcmp (raw, ".") == 0 || kiln_str_has_suffix (raw, "/."))
-    return true;
-  const char *wd = j->s->cfg.working_dir;
-  if (wd && strcmp (wd + (*wd == '/'), dest) == 0)
-    return true;
-  for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    if (strcmp (j->s->pending_dirs[i], dest) == 0)
-      return true;
-  struct stat st;
-  if (j->s->rootfs_fd >= 0 && j->s->rootfs_layers == j->s->nlayers)
-    {
-      kiln_autoerror struct kiln_error *e = NULL;
-      kiln_autoclose int fd = kiln_fs_open_in_root (j->s->rootfs_fd, dest, O_PATH, 0, &e);
-      return fd >= 0 && fstat (fd, &st) == 0 && S_ISDIR (st.st_mode);
-    }
-  return false;
-}
-
 /* Every --exclude (repeatable), expanded, as one .dockerignore-style set. */
 static int
 parse_exclude (struct copy_job *j, struct kiln_error **err)
@@ -1121,10 +1411,25 @@ parse_exclude (struct copy_job *j, struct kiln_error **err)
   return r < 0 ? kiln_build_step_error (j->b, j->in, err) : 0;
 }
 
+/* --parents, --parents=true|false (Dockerfile 1.20). */
+static int
+parse_parents (struct copy_job *j, struct kiln_error **err)
+{
+  bool present;
+  const char *v = kiln_df_instr_flag (j->in, "parents", &present);
+  if (!present)
+    return 0;
+  if (v == NULL || *v == '\0' || strcmp (v, "true") == 0)
+    j->parents = true;
+  else if (strcmp (v, "false") != 0)
+    return job_fail (j, err, "invalid --parents `%s` (want true or false)", v);
+  return 0;
+}
+
 static int
 check_flags (struct copy_job *j, struct kiln_error **err)
 {
-  static const char *const unsupported[] = { "parents", "keep-git-dir" };
+  static const char *const unsupported[] = { "keep-git-dir" };
   for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
     if (kiln_df_instr_flag (j->in, unsupported[i], NULL))
       {
@@ -1143,7 +1448,7 @@ check_flags (struct copy_job *j, struct kiln_error **err)
       return job_fail (j, err, "invalid --checksum `%s` (want sha256:<64 lowercase hex digits>)", checksum);
     }
   j->has_checksum = checksum != NULL;
-  if (parse_exclude (j, err) < 0)
+  if (parse_parents (j, err) < 0 || parse_exclude (j, err) < 0)
     return -1;
   if (chown && parse_chown (j, chown, err) < 0)
     return -1;
@@ -1152,17 +1457,45 @@ check_flags (struct copy_job *j, struct kiln_error **err)
   return 0;
 }
 
+/* A context (or stage) path source: wildcards resolved here, as BuildKit
+ * does in the copy itself, so one match is one source.  With --parents the
+ * path is split at its "/./" pivot (none: the root) and each match keeps
+ * its path below the pivot. */
 static int
-collect_sources (struct copy_job *j, char **words, size_t nsrc, const char *dest, bool dest_is_dir,
-                 struct kiln_error **err)
+copy_path (struct copy_job *j, const char *word, struct kiln_error **err)
+{
+  kiln_autostrv char **matches = NULL;
+  const char *cut = j->parents ? strstr (word, "/./") : NULL;
+  kiln_autofree char *pivot = cut ? kiln_xstrndup (word, (size_t) (cut - word)) : kiln_xstrdup ("");
+  kiln_autofree char *pc = kiln_fs_path_clean (pivot);
+  kiln_autofree char *src = kiln_fs_path_clean (word);
+  if (!has_glob (src))
+    kiln_strv_push (&matches, src);
+  else if (check_glob_base (j, src, err) < 0)
+    return -1;
+  else if (glob_sources (j, "", src, &matches, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  for (size_t m = 0; matches && matches[m]; m++)
+    {
+      size_t pl = strlen (pc);
+      j->parent_prefix = !j->parents ? NULL : pl == 0 ? matches[m] : matches[m] + pl + (matches[m][pl] == '/');
+      int r = copy_one (j, matches[m], err);
+      j->parent_prefix = NULL;
+      if (r < 0)
+        return -1;
+    }
+  return 0;
+}
+
+static int
+collect_sources (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err)
 {
   for (size_t i = 0; i < nsrc; i++)
     {
       const struct kiln_df_heredoc *h = find_heredoc (j->in, words[i]);
-      kiln_autostrv char **matches = NULL;
       if (h)
         {
-          if (add_heredoc (j, h, dest, dest_is_dir, err) < 0)
+          if (add_heredoc (j, h, err) < 0)
             return -1;
           continue;
         }
@@ -1171,7 +1504,7 @@ collect_sources (struct copy_job *j, char **words, size_t nsrc, const char *dest
           kiln_autofree char *shown = kiln_fetch_redact (words[i]);
           if (j->in->cmd != KILN_DF_ADD)
             return job_fail (j, err, "COPY cannot download `%s`; use ADD", shown);
-          if (add_url (j, words[i], dest, dest_is_dir, err) < 0)
+          if (add_url (j, words[i], err) < 0)
             return -1;
           continue;
         }
@@ -1182,18 +1515,18 @@ collect_sources (struct copy_job *j, char **words, size_t nsrc, const char *dest
           kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "remote source `%s` is not supported yet", words[i]);
           return kiln_build_step_error (j->b, j->in, err);
         }
-      kiln_autofree char *src = kiln_fs_path_clean (words[i]);
-      if (!has_glob (src))
-        kiln_strv_push (&matches, src);
-      else if (glob_sources (j, "", src, &matches, err) < 0)
-        return kiln_build_step_error (j->b, j->in, err);
-      if (!matches)
-        return job_fail (j, err, "no source files match `%s`", words[i]);
-      for (size_t m = 0; matches[m]; m++)
-        if (copy_one (j, matches[m], dest, dest_is_dir, err) < 0)
-          return -1;
+      if (copy_path (j, words[i], err) < 0)
+        return -1;
     }
   return 0;
+}
+
+/* BuildKit's rule (fsutil copy.Copy): a destination whose last element is
+ * empty or "." names a directory to make. */
+static bool
+names_dir (const char *raw)
+{
+  return kiln_str_has_suffix (raw, "/") || strcmp (raw, ".") == 0 || kiln_str_has_suffix (raw, "/.");
 }
 
 int
@@ -1202,40 +1535,21 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1, .downloads_fd = -1 };
   struct build_stage tmp = { .rootfs_fd = -1 };
   kiln_autostrv char **words = NULL;
-  kiln_autofree char *dest = NULL;
   size_t nsrc;
-  const char *raw;
-  bool multi, dest_is_dir, chown;
   int ret = -1;
 
   if (copy_words (&j, &words, err) < 0 || check_flags (&j, err) < 0 || source_root (&j, &tmp, err) < 0)
     goto out;
   nsrc = kiln_strv_len (words) - 1;
-  raw = words[nsrc];
-  dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", raw);
-  /* a URL's '?' starts its query, not a pattern */
-  multi = nsrc > 1 || (!kiln_fetch_is_url (words[0]) && has_glob (words[0]));
+  j.raw_dest = words[nsrc];
+  j.dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", j.raw_dest);
+  j.dest_slash = names_dir (j.raw_dest);
   if (j.has_checksum && nsrc > 1)
     {
       job_fail (&j, err, "--checksum takes a single source%s", NULL);
       goto out;
     }
-  dest_is_dir = is_dir_dest (&j, raw, dest);
-  if (multi && !dest_is_dir)
-    {
-      job_fail (&j, err, "with more than one source the destination `%s` must be a directory ending in /", raw);
-      goto out;
-    }
-  /* WORKDIRs belong to root, not to this step's --chown user */
-  chown = j.has_chown;
-  j.has_chown = false;
-  for (size_t i = 0; s->pending_dirs && s->pending_dirs[i]; i++)
-    {
-      add_parents (&j, s->pending_dirs[i]);
-      add_dir (&j, s->pending_dirs[i], 0755);
-    }
-  j.has_chown = chown;
-  if (collect_sources (&j, words, nsrc, dest, dest_is_dir, err) < 0)
+  if (collect_sources (&j, words, nsrc, err) < 0)
     goto out;
   ret = commit_layer (&j, err);
   if (ret == 0)
@@ -1245,6 +1559,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
     }
 out:
   free_entries (&j);
+  free (j.dest);
   kiln_ignore_free (j.exclude);
   if (j.downloads_fd >= 0)
     close (j.downloads_fd);
@@ -1265,15 +1580,10 @@ kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, cons
   kiln_autoclose int fd = kiln_fs_open_in_root (rootfd, src, O_RDONLY | O_NONBLOCK, 0, err);
   if (fd < 0 || fstat (fd, &st) < 0)
     goto out;
-  if (S_ISDIR (st.st_mode))
-    {
-      add_from_stat (&j, src, ".", &st, NULL);
-      if (walk_dir (&j, kiln_steal_fd (&fd), src, "", err) < 0)
-        goto out;
-    }
-  else
-    add_from_stat (&j, src, ".", &st, NULL);
-  sort_entries (&j);
+  add_from_stat (&j, src, "", &st, NULL);
+  if (S_ISDIR (st.st_mode) && walk_dir (&j, kiln_steal_fd (&fd), src, "", err) < 0)
+    goto out;
+  qsort (j.v, j.n, sizeof *j.v, compare_collected);
   kiln_cache_key_init (&k, NULL);
   for (size_t i = 0; i < j.n; i++)
     {
@@ -1283,7 +1593,7 @@ kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, cons
           kiln_cache_key_clear (&k);
           goto out;
         }
-      kiln_cache_key_addf (&k, c->dest, "%o %u:%u %s %s", (unsigned) c->mode, (unsigned) c->uid,
+      kiln_cache_key_addf (&k, *c->rel ? c->rel : ".", "%o %u:%u %s %s", (unsigned) c->mode, (unsigned) c->uid,
                            (unsigned) c->gid, c->link ? c->link : "", S_ISREG (c->mode) ? c->digest.s : "");
     }
   kiln_cache_key_final (&k, out);

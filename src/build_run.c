@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "build-internal.h"
+#include "kiln/toc.h"
 #include "kiln/cleanup.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
@@ -367,6 +368,7 @@ kiln_build_stage_clear (struct build_stage *s)
   free (s->clock);
   if (s->rootfs_fd >= 0)
     close (s->rootfs_fd);
+  kiln_tocview_free (s->view);
   memset (s, 0, sizeof *s);
   s->rootfs_fd = -1;
 }

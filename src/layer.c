@@ -26,6 +26,7 @@
 #include "kiln/layer.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
+#include "kiln/toc.h"
 #include "kiln/util.h"
 
 /* Between the tar thread and the compressor: 4 MiB, enough to ride out a
@@ -64,6 +65,8 @@ struct kiln_layer_writer {
   locale_t utf8;                   /* C.UTF-8 for libarchive's name conversion; 0 if missing */
   bool failed;                     /* the tar stream is broken; only free is allowed */
   bool dropping;                   /* free(): swallow libarchive's closing writes */
+  struct kiln_store *st;
+  struct kiln_toc_rec toc;         /* the layer's table of contents, stored by diffID at finish */
 };
 
 void
@@ -342,6 +345,8 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
 {
   struct kiln_layer_writer *w = kiln_xcalloc (1, sizeof *w);
   w->opts = *opts;
+  w->st = st;
+  kiln_toc_rec_init (&w->toc);
   w->tar_hash = kiln_sha256_new ();
   w->utf8 = newlocale (LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
   if (w->utf8 == (locale_t) 0)
@@ -407,6 +412,16 @@ fill_entry (struct kiln_layer_writer *w, const struct kiln_layer_entry *e)
     archive_entry_xattr_add_entry (ae, e->xattr_names[i], e->xattr_values[i], e->xattr_sizes[i]);
 }
 
+static void
+record_toc (struct kiln_layer_writer *w, const struct kiln_layer_entry *e)
+{
+  struct kiln_toc_entry t = {
+    .path = e->path, .mode = e->mode, .uid = e->uid, .gid = e->gid, .link = e->link, .hardlink = e->hardlink,
+    .mtime = w->opts.clamp_mtime && e->mtime > w->opts.epoch ? w->opts.epoch : e->mtime,
+  };
+  kiln_toc_rec_add (&w->toc, &t);
+}
+
 static int
 write_header (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, struct kiln_error **err)
 {
@@ -425,7 +440,10 @@ write_header (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, str
   r = archive_write_header (w->ar, w->entry);
   if (old)
     uselocale (old);
-  return archive_status (w, r, "write tar header for", e->path, err);
+  r = archive_status (w, r, "write tar header for", e->path, err);
+  if (r == 0)
+    record_toc (w, e);
+  return r;
 }
 
 static int
@@ -537,6 +555,10 @@ fill_result (struct kiln_layer_writer *w, const struct kiln_digest *blob, uint64
   res->desc.media_type = kiln_xstrdup (kiln_compression_media_type (w->opts.compression));
   res->desc.digest = *blob;
   res->desc.size = (int64_t) size;
+  kiln_autoerror struct kiln_error *e = NULL;
+  /* the TOC can always be read again from the blob: losing it is no failure */
+  if (kiln_toc_rec_save (w->st, &res->diff_id, &w->toc, &e) < 0)
+    kiln_log_warn ("%s", e->msg);
   return 0;
 }
 
@@ -582,6 +604,7 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   kiln_sha256_free (w->tar_hash);
   kiln_error_free (&w->cb_err);
   pipe_clear (&w->pipe);
+  kiln_toc_rec_clear (&w->toc);
   if (w->utf8)
     freelocale (w->utf8);
   free (w);

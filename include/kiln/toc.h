@@ -1,0 +1,96 @@
+/* kiln/toc.h - layer tables of contents and the merged view of a layer chain.
+ *
+ * A table of contents (TOC) lists what one layer's tar holds, without the
+ * file contents: path, type and mode, owner, mtime, link target.  kiln
+ * writes it while it writes a layer (free: the writer sees every header) and
+ * otherwise reads it once from the layer's blob; it is kept in the store as
+ * cache/toc/<diffID hex>, versioned and checksummed, so "what is at /tmp in
+ * this image" never needs an extracted filesystem.
+ *
+ * A view merges the TOCs of a layer chain the way a runtime extracts the
+ * layers (whiteouts and opaque directories applied, a non-directory replacing
+ * a directory drops what was below it) and resolves paths with symlinks
+ * followed inside the root, as COPY/ADD/WORKDIR need for their destinations. */
+#ifndef KILN_TOC_H
+#define KILN_TOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "kiln/buf.h"
+#include "kiln/digest.h"
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+
+struct kiln_toc_entry {
+  const char *path;        /* relative, cleaned, no trailing '/'; whiteouts keep their ".wh." names */
+  mode_t mode;             /* type bits + permission bits */
+  uid_t uid;
+  gid_t gid;
+  int64_t mtime;
+  const char *link;        /* symlink target, or the hardlinked path; NULL otherwise */
+  bool hardlink;
+};
+
+/* ---- recording and storing ---- */
+
+/* The TOC being recorded while a layer is written: entries in tar order. */
+struct kiln_toc_rec {
+  struct kiln_buf data;
+  uint64_t count;
+};
+void kiln_toc_rec_init (struct kiln_toc_rec *r);
+void kiln_toc_rec_add (struct kiln_toc_rec *r, const struct kiln_toc_entry *e);
+void kiln_toc_rec_clear (struct kiln_toc_rec *r);
+/* Stores r as the TOC of the layer whose tar has digest diff_id. */
+int kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc_rec *r,
+                       struct kiln_error **err);
+
+/* A loaded TOC (read-only entries). */
+struct kiln_toc {
+  struct kiln_toc_entry *v;
+  size_t n;
+  char *strings;           /* owns the paths and link targets */
+};
+void kiln_toc_free (struct kiln_toc *t);
+
+/* The TOC of a layer: from cache/toc/, or read from the layer's blob (fetched
+ * when the store has a fetcher) and then stored.  A stored TOC that does not
+ * verify is rebuilt from the blob. */
+int kiln_toc_load (struct kiln_store *st, const struct kiln_descriptor *layer, const struct kiln_digest *diff_id,
+                   struct kiln_toc **out, struct kiln_error **err);
+
+/* ---- the merged view ---- */
+
+struct kiln_tocview;
+struct kiln_tocnode {
+  mode_t mode;
+  uid_t uid;
+  gid_t gid;
+  int64_t mtime;
+  char *link;              /* symlink target */
+};
+
+struct kiln_tocview *kiln_tocview_new (void);
+void kiln_tocview_free (struct kiln_tocview *v);
+/* Applies one layer on top: its whiteouts first, then its entries. */
+void kiln_tocview_apply (struct kiln_tocview *v, const struct kiln_toc *t);
+/* What is at path (relative, cleaned), not following a final symlink; NULL
+ * when nothing is. */
+const struct kiln_tocnode *kiln_tocview_get (const struct kiln_tocview *v, const char *path);
+/* Puts one entry (as a layer entry would), replacing what was there; a
+ * non-directory replacing a directory drops its subtree.  Missing parents are
+ * created as 0755 root directories. */
+void kiln_tocview_put (struct kiln_tocview *v, const struct kiln_toc_entry *e);
+/* path ('/'-separated, absolute or relative to the root) with every symlink
+ * followed inside the root (the last component too when follow_last), ".."
+ * never above the root, as a runtime's chroot would see it.  *out: the
+ * cleaned relative result ("" for the root); components after a missing one
+ * are kept as written.  KILN_E_PARSE on a symlink loop (more than 40 links). */
+int kiln_tocview_resolve (const struct kiln_tocview *v, const char *path, bool follow_last, char **out,
+                          struct kiln_error **err);
+
+#endif

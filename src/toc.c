@@ -1,0 +1,550 @@
+/* toc.c - layer tables of contents (stored by diffID) and the merged view
+ * of a layer chain that COPY/ADD/WORKDIR resolve destinations against. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "kiln/cleanup.h"
+#include "kiln/fs.h"
+#include "kiln/log.h"
+#include "kiln/store.h"
+#include "kiln/toc.h"
+#include "kiln/util.h"
+
+/* File format, version 1: "KILNTOC1", u64 count, count records, then the
+ * "sha256:<hex>" of everything before it.  A record: u32 mode, u32 uid,
+ * u32 gid, i64 mtime, u8 flags (1 hardlink, 2 has link), u32 path length,
+ * path, [u32 link length, link].  Integers little-endian. */
+#define TOC_MAGIC "KILNTOC1"
+#define TOC_MAX ((size_t) 1 << 31)   /* 2 GiB: far past any real layer's TOC */
+#define MAX_LINKS 40                 /* symlinks followed in one resolution, as Linux */
+
+enum { F_HARDLINK = 1, F_LINK = 2 };
+
+static void
+put_le (struct kiln_buf *b, uint64_t v, int bytes)
+{
+  unsigned char x[8];
+  for (int i = 0; i < bytes; i++)
+    x[i] = (unsigned char) (v >> (8 * i));
+  kiln_buf_add (b, x, (size_t) bytes);
+}
+
+void
+kiln_toc_rec_init (struct kiln_toc_rec *r)
+{
+  kiln_buf_init (&r->data, 0);
+  r->count = 0;
+}
+
+void
+kiln_toc_rec_clear (struct kiln_toc_rec *r)
+{
+  kiln_buf_release (&r->data);
+  r->count = 0;
+}
+
+void
+kiln_toc_rec_add (struct kiln_toc_rec *r, const struct kiln_toc_entry *e)
+{
+  size_t pl = strlen (e->path);
+  put_le (&r->data, (uint32_t) e->mode, 4);
+  put_le (&r->data, (uint32_t) e->uid, 4);
+  put_le (&r->data, (uint32_t) e->gid, 4);
+  put_le (&r->data, (uint64_t) e->mtime, 8);
+  put_le (&r->data, (e->hardlink ? F_HARDLINK : 0) | (e->link ? F_LINK : 0), 1);
+  put_le (&r->data, pl, 4);
+  kiln_buf_add (&r->data, e->path, pl);
+  if (e->link)
+    {
+      put_le (&r->data, strlen (e->link), 4);
+      kiln_buf_adds (&r->data, e->link);
+    }
+  r->count++;
+}
+
+static char *
+toc_name (const struct kiln_digest *diff_id)
+{
+  return kiln_xstrdup (kiln_digest_hex (diff_id));
+}
+
+int
+kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc_rec *r,
+                   struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf out = KILN_BUF_INIT;
+  struct kiln_digest d;
+  kiln_autofree char *name = toc_name (diff_id);
+  kiln_buf_add (&out, TOC_MAGIC, 8);
+  put_le (&out, r->count, 8);
+  kiln_buf_add (&out, r->data.buf, r->data.len);
+  kiln_digest_of (out.buf, out.len, &d);
+  kiln_buf_adds (&out, d.s);
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
+  /* a TOC that is lost or torn is rebuilt from its blob */
+  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, out.buf, out.len, 0644, err) < 0)
+    return kiln_error_wrap (err, "save the table of contents of layer %s", diff_id->s);
+  return 0;
+}
+
+void
+kiln_toc_free (struct kiln_toc *t)
+{
+  if (!t)
+    return;
+  free (t->v);
+  free (t->strings);
+  free (t);
+}
+
+/* ---- decoding a stored TOC ---- */
+
+struct reader {
+  const unsigned char *p, *end;
+  bool bad;
+};
+
+static uint64_t
+get_le (struct reader *r, int bytes)
+{
+  uint64_t v = 0;
+  if (r->bad || r->end - r->p < bytes)
+    {
+      r->bad = true;
+      return 0;
+    }
+  for (int i = 0; i < bytes; i++)
+    v |= (uint64_t) r->p[i] << (8 * i);
+  r->p += bytes;
+  return v;
+}
+
+/* A length-prefixed string copied into *sp (NUL-terminated); NULL if bad. */
+static const char *
+get_str (struct reader *r, char **sp)
+{
+  uint64_t n = get_le (r, 4);
+  if (r->bad || (uint64_t) (r->end - r->p) < n || memchr (r->p, '\0', n))
+    {
+      r->bad = true;
+      return NULL;
+    }
+  char *s = *sp;
+  memcpy (s, r->p, n);
+  s[n] = '\0';
+  *sp += n + 1;
+  r->p += n;
+  return s;
+}
+
+static int
+decode (const struct kiln_buf *b, struct kiln_toc **out)
+{
+  const size_t tl = KILN_DIGEST_STR_LEN;
+  struct kiln_digest d;
+  if (b->len < 16 + tl || memcmp (b->buf, TOC_MAGIC, 8) != 0)
+    return -1;
+  kiln_digest_of (b->buf, b->len - tl, &d);
+  if (memcmp (d.s, b->buf + b->len - tl, tl) != 0)
+    return -1;
+  struct reader r = { (const unsigned char *) b->buf + 8, (const unsigned char *) b->buf + b->len - tl, false };
+  uint64_t count = get_le (&r, 8);
+  /* every record takes at least 25 bytes: a count beyond that is a lie */
+  if (count > (uint64_t) (r.end - r.p) / 25)
+    return -1;
+  struct kiln_toc *t = kiln_xcalloc (1, sizeof *t);
+  t->v = kiln_xcalloc (count ? count : 1, sizeof *t->v);
+  t->strings = kiln_xmalloc (b->len + 2 * count + 1);
+  char *sp = t->strings;
+  for (uint64_t i = 0; i < count && !r.bad; i++)
+    {
+      struct kiln_toc_entry *e = &t->v[i];
+      e->mode = (mode_t) get_le (&r, 4);
+      e->uid = (uid_t) get_le (&r, 4);
+      e->gid = (gid_t) get_le (&r, 4);
+      e->mtime = (int64_t) get_le (&r, 8);
+      unsigned flags = (unsigned) get_le (&r, 1);
+      e->hardlink = flags & F_HARDLINK;
+      e->path = get_str (&r, &sp);
+      e->link = flags & F_LINK ? get_str (&r, &sp) : NULL;
+    }
+  t->n = count;
+  if (r.bad || r.p != r.end)
+    {
+      kiln_toc_free (t);
+      return -1;
+    }
+  *out = t;
+  return 0;
+}
+
+/* ---- building a TOC from a layer blob ---- */
+
+static void
+rec_from_archive (struct kiln_toc_rec *rec, struct archive_entry *ae)
+{
+  kiln_autofree char *path = kiln_fs_path_clean (archive_entry_pathname (ae) ? archive_entry_pathname (ae) : "");
+  const char *hl = archive_entry_hardlink (ae);
+  const char *sl = archive_entry_symlink (ae);
+  kiln_autofree char *hlc = hl ? kiln_fs_path_clean (hl) : NULL;
+  struct kiln_toc_entry e = {
+    .path = path, .mode = archive_entry_mode (ae), .uid = (uid_t) archive_entry_uid (ae),
+    .gid = (gid_t) archive_entry_gid (ae), .mtime = archive_entry_mtime (ae),
+    .link = hlc ? hlc : sl, .hardlink = hlc != NULL,
+  };
+  if (!*path)
+    return;
+  if (e.hardlink)
+    e.mode = (e.mode & 07777) | S_IFREG;
+  kiln_toc_rec_add (rec, &e);
+}
+
+static int
+rec_from_blob (struct kiln_store *st, const struct kiln_descriptor *layer, struct kiln_toc_rec *rec,
+               struct kiln_error **err)
+{
+  kiln_autoclose int fd = kiln_store_blob_open (st, &layer->digest, err);
+  if (fd < 0)
+    return -1;
+  struct archive *a = archive_read_new ();
+  struct archive_entry *ae;
+  int r;
+  archive_read_support_filter_all (a);
+  archive_read_support_format_tar (a);
+  r = archive_read_open_fd (a, fd, 1 << 16);
+  while (r == ARCHIVE_OK && (r = archive_read_next_header (a, &ae)) == ARCHIVE_OK)
+    {
+      rec_from_archive (rec, ae);
+      r = archive_read_data_skip (a);
+    }
+  if (r != ARCHIVE_EOF)
+    kiln_error_set (err, archive_errno (a), KILN_E_IO, "read layer %s for its table of contents: %s",
+                    layer->digest.s, archive_error_string (a) ? archive_error_string (a) : "bad tar");
+  archive_read_free (a);
+  return r == ARCHIVE_EOF ? 0 : -1;
+}
+
+static int
+load_stored (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc **out)
+{
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  kiln_autofree char *rel = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (diff_id));
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (kiln_fs_read_file (kiln_store_dirfd (st), rel, TOC_MAX, &b, &e) < 0)
+    return 0;
+  if (decode (&b, out) == 0)
+    return 1;
+  kiln_log_warn ("the table of contents of layer %s does not verify; reading the layer again", diff_id->s);
+  return 0;
+}
+
+int
+kiln_toc_load (struct kiln_store *st, const struct kiln_descriptor *layer, const struct kiln_digest *diff_id,
+               struct kiln_toc **out, struct kiln_error **err)
+{
+  struct kiln_toc_rec rec;
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  if (load_stored (st, diff_id, out))
+    return 0;
+  kiln_toc_rec_init (&rec);
+  int r = rec_from_blob (st, layer, &rec, err);
+  if (r == 0)
+    r = kiln_toc_rec_save (st, diff_id, &rec, err);
+  kiln_toc_rec_clear (&rec);
+  if (r < 0)
+    return -1;
+  if (!load_stored (st, diff_id, out))
+    return kiln_error_set (err, 0, KILN_E_INTERNAL, "read back the table of contents of layer %s", diff_id->s);
+  return 0;
+}
+
+/* ---- the merged view: nodes in a hash table by path, children linked ---- */
+
+struct node {
+  struct kiln_tocnode n;
+  char *path;
+  struct node *parent, *first, *next;   /* children list; dead nodes stay linked */
+  bool dead;
+};
+
+struct kiln_tocview {
+  struct node **slots;                    /* open addressing; TOMB marks a removed slot */
+  size_t cap, used;                       /* used counts live + tombstones */
+  struct node **all;                      /* every node ever made, freed at the end */
+  size_t nall;
+  struct node root;
+};
+
+static struct node tomb;
+#define TOMB (&tomb)
+
+static uint64_t
+hash (const char *s)
+{
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++)
+    h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+  return h;
+}
+
+static struct node **
+find_slot (const struct kiln_tocview *v, const char *path, bool for_insert)
+{
+  size_t i = hash (path) & (v->cap - 1);
+  struct node **tomb_slot = NULL;
+  for (;; i = (i + 1) & (v->cap - 1))
+    {
+      struct node *n = v->slots[i];
+      if (n == NULL)
+        return for_insert && tomb_slot ? tomb_slot : &v->slots[i];
+      if (n == TOMB)
+        {
+          if (!tomb_slot)
+            tomb_slot = &v->slots[i];
+        }
+      else if (strcmp (n->path, path) == 0)
+        return &v->slots[i];
+    }
+}
+
+static void
+grow (struct kiln_tocview *v)
+{
+  struct node **old = v->slots;
+  size_t oldcap = v->cap;
+  v->cap = oldcap ? oldcap * 2 : 1024;
+  v->slots = kiln_xcalloc (v->cap, sizeof *v->slots);
+  v->used = 0;
+  for (size_t i = 0; i < oldcap; i++)
+    if (old[i] && old[i] != TOMB)
+      {
+        *find_slot (v, old[i]->path, true) = old[i];
+        v->used++;
+      }
+  free (old);
+}
+
+struct kiln_tocview *
+kiln_tocview_new (void)
+{
+  struct kiln_tocview *v = kiln_xcalloc (1, sizeof *v);
+  v->root.n.mode = S_IFDIR | 0755;
+  v->root.path = (char *) "";
+  grow (v);
+  return v;
+}
+
+void
+kiln_tocview_free (struct kiln_tocview *v)
+{
+  if (!v)
+    return;
+  for (size_t i = 0; i < v->nall; i++)
+    {
+      free (v->all[i]->path);
+      free (v->all[i]->n.link);
+      free (v->all[i]);
+    }
+  free (v->all);
+  free (v->slots);
+  free (v);
+}
+
+static struct node *
+lookup (const struct kiln_tocview *v, const char *path)
+{
+  if (!*path)
+    return (struct node *) &v->root;
+  struct node *n = *find_slot (v, path, false);
+  return n && n != TOMB ? n : NULL;
+}
+
+const struct kiln_tocnode *
+kiln_tocview_get (const struct kiln_tocview *v, const char *path)
+{
+  struct node *n = lookup (v, path);
+  return n ? &n->n : NULL;
+}
+
+static void
+remove_children (struct kiln_tocview *v, struct node *n);
+
+static void
+remove_node (struct kiln_tocview *v, struct node *n)
+{
+  if (n->dead || n == &v->root)
+    return;
+  remove_children (v, n);
+  n->dead = true;
+  *find_slot (v, n->path, false) = TOMB;
+}
+
+static void
+remove_children (struct kiln_tocview *v, struct node *n)
+{
+  for (struct node *c = n->first; c; c = c->next)
+    remove_node (v, c);
+  n->first = NULL;
+}
+
+static struct node *ensure_dir (struct kiln_tocview *v, const char *path);
+
+static struct node *
+new_node (struct kiln_tocview *v, const char *path)
+{
+  const char *slash = strrchr (path, '/');
+  kiln_autofree char *pp = slash ? kiln_xstrndup (path, (size_t) (slash - path)) : kiln_xstrdup ("");
+  struct node *parent = ensure_dir (v, pp);
+  struct node *n = kiln_xcalloc (1, sizeof *n);
+  if ((v->used + 1) * 2 > v->cap)
+    grow (v);
+  n->path = kiln_xstrdup (path);
+  n->parent = parent;
+  n->next = parent->first;
+  parent->first = n;
+  v->all = kiln_xrealloc (v->all, (v->nall + 1) * sizeof *v->all);
+  v->all[v->nall++] = n;
+  struct node **slot = find_slot (v, path, true);
+  if (*slot == NULL)
+    v->used++;
+  *slot = n;
+  return n;
+}
+
+/* The directory at path, made (0755 root) when missing or not a directory,
+ * as runtimes do for a tar entry whose parents are not in the layer. */
+static struct node *
+ensure_dir (struct kiln_tocview *v, const char *path)
+{
+  struct node *n = lookup (v, path);
+  if (n && S_ISDIR (n->n.mode))
+    return n;
+  if (n)
+    remove_node (v, n);
+  n = new_node (v, path);
+  n->n.mode = S_IFDIR | 0755;
+  return n;
+}
+
+void
+kiln_tocview_put (struct kiln_tocview *v, const struct kiln_toc_entry *e)
+{
+  struct node *n = lookup (v, e->path);
+  if (n == &v->root)
+    {
+      v->root.n.mode = S_IFDIR | (e->mode & 07777), v->root.n.uid = e->uid, v->root.n.gid = e->gid;
+      return;
+    }
+  /* a directory over a directory merges; anything else replaces */
+  if (n && !(S_ISDIR (n->n.mode) && S_ISDIR (e->mode)))
+    {
+      remove_node (v, n);
+      n = NULL;
+    }
+  if (!n)
+    n = new_node (v, e->path);
+  n->n.mode = e->mode;
+  n->n.uid = e->uid;
+  n->n.gid = e->gid;
+  n->n.mtime = e->mtime;
+  free (n->n.link);
+  n->n.link = e->link && !e->hardlink ? kiln_xstrdup (e->link) : NULL;
+}
+
+static void
+apply_whiteout (struct kiln_tocview *v, const char *path)
+{
+  const char *slash = strrchr (path, '/');
+  const char *base = slash ? slash + 1 : path;
+  kiln_autofree char *dir = slash ? kiln_xstrndup (path, (size_t) (slash - path)) : kiln_xstrdup ("");
+  if (strcmp (base, ".wh..wh..opq") == 0)
+    {
+      struct node *d = lookup (v, dir);
+      if (d)
+        remove_children (v, d);
+      return;
+    }
+  kiln_autofree char *victim = *dir ? kiln_xasprintf ("%s/%s", dir, base + 4) : kiln_xstrdup (base + 4);
+  struct node *n = lookup (v, victim);
+  if (n)
+    remove_node (v, n);
+}
+
+static bool
+is_whiteout (const char *path)
+{
+  const char *slash = strrchr (path, '/');
+  return kiln_str_has_prefix (slash ? slash + 1 : path, ".wh.");
+}
+
+void
+kiln_tocview_apply (struct kiln_tocview *v, const struct kiln_toc *t)
+{
+  for (size_t i = 0; i < t->n; i++)
+    if (is_whiteout (t->v[i].path))
+      apply_whiteout (v, t->v[i].path);
+  for (size_t i = 0; i < t->n; i++)
+    if (!is_whiteout (t->v[i].path))
+      kiln_tocview_put (v, &t->v[i]);
+}
+
+/* ---- resolution ---- */
+
+/* Pops the last component of the relative path in b (never above the root). */
+static void
+pop_component (struct kiln_buf *b)
+{
+  char *slash = strrchr (b->buf, '/');
+  kiln_buf_setlen (b, slash ? (size_t) (slash - b->buf) : 0);
+}
+
+int
+kiln_tocview_resolve (const struct kiln_tocview *v, const char *path, bool follow_last, char **out,
+                      struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf cur = KILN_BUF_INIT;
+  /* the components still to walk, as one '/'-joined string */
+  kiln_autofree char *rest = kiln_xstrdup (path);
+  int links = 0;
+  char *p = rest;
+  kiln_buf_adds (&cur, "");
+  while (*p)
+    {
+      while (*p == '/')
+        p++;
+      char *s = p;
+      while (*p && *p != '/')
+        p++;
+      size_t cl = (size_t) (p - s);
+      bool last = strspn (p, "/") == strlen (p);
+      if (cl == 0 || (cl == 1 && *s == '.'))
+        continue;
+      if (cl == 2 && s[0] == '.' && s[1] == '.')
+        {
+          pop_component (&cur);
+          continue;
+        }
+      if (cur.len)
+        kiln_buf_addch (&cur, '/');
+      kiln_buf_add (&cur, s, cl);
+      /* below a missing or non-directory component nothing is in the view */
+      struct node *n = lookup (v, cur.buf);
+      if (!n || !S_ISLNK (n->n.mode) || (last && !follow_last))
+        continue;
+      if (++links > MAX_LINKS)
+        return kiln_error_set (err, ELOOP, KILN_E_PARSE, "too many levels of symbolic links in `%s`", path);
+      pop_component (&cur);
+      if (n->n.link[0] == '/')
+        kiln_buf_reset (&cur);
+      char *next = kiln_xasprintf ("%s/%s", n->n.link, p);
+      free (rest);
+      rest = p = next;
+    }
+  *out = kiln_xstrdup (cur.buf);
+  return 0;
+}
