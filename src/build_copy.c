@@ -1457,6 +1457,22 @@ check_flags (struct copy_job *j, struct kiln_error **err)
   return 0;
 }
 
+/* A match's path below the pivot: the pivot's components (a wildcard in
+ * one matched one component) dropped. */
+static const char *
+below_pivot (const char *match, const char *pivot)
+{
+  if (!*pivot)
+    return match;
+  size_t skip = 1;
+  for (const char *c = pivot; (c = strchr (c, '/')); c++)
+    skip++;
+  for (; skip > 0 && match; skip--)
+    if ((match = strchr (match, '/')))
+      match++;
+  return match ? match : "";
+}
+
 /* A context (or stage) path source: wildcards resolved here, as BuildKit
  * does in the copy itself, so one match is one source.  With --parents the
  * path is split at its "/./" pivot (none: the root) and each match keeps
@@ -1477,8 +1493,7 @@ copy_path (struct copy_job *j, const char *word, struct kiln_error **err)
     return kiln_build_step_error (j->b, j->in, err);
   for (size_t m = 0; matches && matches[m]; m++)
     {
-      size_t pl = strlen (pc);
-      j->parent_prefix = !j->parents ? NULL : pl == 0 ? matches[m] : matches[m] + pl + (matches[m][pl] == '/');
+      j->parent_prefix = j->parents ? below_pivot (matches[m], pc) : NULL;
       int r = copy_one (j, matches[m], err);
       j->parent_prefix = NULL;
       if (r < 0)

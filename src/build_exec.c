@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "build-internal.h"
+#include "kiln/toc.h"
 #include "kiln/cleanup.h"
 #include "kiln/diff.h"
 #include "kiln/expand.h"
@@ -487,9 +488,17 @@ make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **er
   kiln_autoclose int rootfd = open (merged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", merged);
+  /* symlinks on the way are followed inside the root, a dangling one too
+   * (its target is made), as BuildKit does: resolve against the image's view */
+  struct kiln_tocview *v = kiln_build_stage_view (r->b, r->s, err);
+  if (!v)
+    return -1;
   for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
     {
-      int fd = kiln_fs_mkdir_p_in_root (rootfd, r->s->pending_dirs[i], 0755, err);
+      kiln_autofree char *dir = NULL;
+      if (kiln_tocview_resolve (v, r->s->pending_dirs[i], true, &dir, err) < 0)
+        return -1;
+      int fd = kiln_fs_mkdir_p_in_root (rootfd, dir, 0755, err);
       if (fd < 0)
         return -1;
       close (fd);
