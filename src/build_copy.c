@@ -89,6 +89,7 @@ struct copy_job {
   const char *parent_prefix;   /* with --parents: the current source's path below its pivot */
   const char *raw_dest;  /* the destination as written */
   char *dest;            /* joined to WORKDIR, cleaned, relative */
+  bool globbed;          /* the source being added is a wildcard's match */
   bool dest_slash;       /* it names a directory (ends in '/' or '.') */
 };
 
@@ -435,6 +436,26 @@ fetch_pending (struct copy_job *j, struct kiln_error **err)
   return 0;
 }
 
+static int add_pivot_parents (struct copy_job *j, const char *src, struct kiln_error **err);
+
+/* A directory source.  One that .dockerignore excludes is sent only as the
+ * parent of what an exception re-includes (fsutil's filterFS): with nothing
+ * re-included it does not exist for the build - an error when named, no
+ * match for a wildcard. */
+static int
+copy_dir_source (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err)
+{
+  size_t mark = j->n;
+  bool ignored = j->from_context && kiln_ignore_excluded (j->b->ignore, src);
+  begin_source (j, true, NULL);
+  if ((j->parent_prefix && add_pivot_parents (j, src, err) < 0) || copy_tree (j, src, st, err) < 0)
+    return -1;
+  if (!ignored || j->n > mark)
+    return 0;
+  free (j->srcs[--j->nsrcs].name);
+  return j->globbed ? 0 : job_fail (j, err, "source `%s` not found in the build context (.dockerignore excludes it)", src);
+}
+
 /* --parents: the directories between the pivot and the source, with the
  * metadata they have in the source, as BuildKit's copier creates them. */
 static int
@@ -473,10 +494,7 @@ copy_one (struct copy_job *j, const char *src, struct kiln_error **err)
   if (fstat (fd, &st) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
   if (S_ISDIR (st.st_mode))
-    {
-      begin_source (j, true, NULL);
-      return (j->parent_prefix && add_pivot_parents (j, src, err) < 0) ? -1 : copy_tree (j, src, &st, err);
-    }
+    return copy_dir_source (j, src, &st, err);
   /* a file source is matched by its own name (COPY --exclude=*.txt hom* /d/) */
   const char *base = strrchr (src, '/') ? strrchr (src, '/') + 1 : src;
   if (j->exclude && kiln_ignore_excluded (j->exclude, base))
@@ -1494,6 +1512,7 @@ copy_path (struct copy_job *j, const char *word, struct kiln_error **err)
   for (size_t m = 0; matches && matches[m]; m++)
     {
       j->parent_prefix = j->parents ? below_pivot (matches[m], pc) : NULL;
+      j->globbed = has_glob (src);
       int r = copy_one (j, matches[m], err);
       j->parent_prefix = NULL;
       if (r < 0)
