@@ -226,49 +226,72 @@ mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **
   return 0;
 }
 
-/* A secret: a 0400 file in scratch space bound read-only, or an env var of
- * the process; its value enters no key, layer, history or log. */
+/* BuildKit dispatchSecret (frontend/dockerfile/dockerfile2llb/convert_secrets.go):
+ * the id is id=, else source=, else basename(target); without env= the
+ * secret is a file at target (default /run/secrets/<id>); env= alone makes it
+ * only an environment variable; env= with a target gives both. */
 static int
-mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
+secret_id (struct run_job *r, const struct mount_spec *m, const char **id, struct kiln_error **err)
 {
-  struct kiln_buf val = KILN_BUF_INIT;
+  *id = m->source ? m->source : m->id;
+  if (*id && **id)
+    return 0;
+  kiln_autofree char *t = m->target ? kiln_fs_path_clean (m->target) : NULL;
+  if (!t || !*t)
+    return run_fail (r, err, "--mount=type=secret needs an id or a target%s", NULL);
+  const char *slash = strrchr (t, '/');
+  *id = keep (r, kiln_xstrdup (slash ? slash + 1 : t));
+  return 0;
+}
+
+/* Writes the secret into a 0400 file (or mode=, uid=, gid=) in scratch
+ * space; *path receives the file's host path. */
+static int
+secret_file (struct run_job *r, const struct mount_spec *m, const char *id, const struct kiln_buf *val,
+             const char **path, struct kiln_error **err)
+{
   int tmpfd;
-  if (!m->id)
-    return run_fail (r, err, "--mount=type=secret needs an id%s", NULL);
-  int found = kiln_build_secret (r->b, m->id, &val, err);
-  if (found < 0)
-    return kiln_build_step_error (r->b, r->in, err);
-  if (found == 0)
-    {
-      kiln_buf_release (&val);
-      if (m->required)
-        return run_fail (r, err, "secret `%s` is required but was not given with --secret", m->id);
-      return 0;
-    }
-  input (r, "mount secret", m->id);
-  if (m->env && !m->target)
-    {
-      kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", m->env, val.buf));
-      kiln_buf_release (&val);
-      return 0;
-    }
   char *dirpath = NULL;
   if (kiln_build_tmpdir (r->b, &tmpfd, &dirpath, err) < 0)
-    return kiln_buf_release (&val), -1;
+    return -1;
   keep (r, dirpath);
   kiln_autoclose int dir = tmpfd;
   kiln_autoclose int fd = openat (dir, "secret", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-  int ret = fd < 0 ? kiln_error_set (err, errno, KILN_E_IO, "write secret `%s`", m->id)
-                   : kiln_fs_write_all (fd, val.buf, val.len, err);
-  kiln_buf_release (&val);
-  if (ret < 0)
-    return -1;
+  if (fd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "write secret `%s`", id);
+  if (kiln_fs_write_all (fd, val->buf, val->len, err) < 0)
+    return kiln_error_wrap (err, "write secret `%s`", id);
   if (m->uid || m->gid)
     (void) !fchown (fd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0);
   if (m->mode)
     fchmod (fd, (mode_t) strtoul (m->mode, NULL, 8));
-  const char *src = keep (r, kiln_xasprintf ("%s/secret", dirpath));
-  const char *target = m->target ? m->target : keep (r, kiln_xasprintf ("/run/secrets/%s", m->id));
+  *path = keep (r, kiln_xasprintf ("%s/secret", dirpath));
+  return 0;
+}
+
+/* A secret: a file bound read-only and/or an env var of the process; its
+ * value enters no key, layer, history or log (only its id enters the key). */
+static int
+mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf val = KILN_BUF_INIT;
+  const char *id = NULL, *src = NULL;
+  if (secret_id (r, m, &id, err) < 0)
+    return -1;
+  int found = kiln_build_secret (r->b, id, &val, err);
+  if (found < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  if (found == 0)
+    return m->required ? run_fail (r, err, "secret `%s` is required but was not given with --secret", id) : 0;
+  input (r, "mount secret", id);
+  if (m->env)
+    kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", m->env, val.buf));
+  if (m->env && !m->target)
+    return 0;
+  if (secret_file (r, m, id, &val, &src, err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  /* the target is kept by the job: the mount spec is freed before the run */
+  const char *target = keep (r, m->target ? kiln_xstrdup (m->target) : kiln_xasprintf ("/run/secrets/%s", id));
   add_mount (r, KILN_SANDBOX_BIND, src, target, true, NULL);
   return 0;
 }
