@@ -189,14 +189,103 @@ add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *sou
                                                          .readonly = readonly, .options = options };
 }
 
-/* A cache mount: a directory of the store that outlives builds and enters no
- * key or layer. */
+/* The stage or image a mount names with from= (an image is loaded into tmp,
+ * which one RUN reuses for each such mount: an earlier mount keeps its path,
+ * the view's dir lives until the build ends). */
 static int
-mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
+from_stage (struct run_job *r, struct build_stage *tmp, const char *from, struct build_stage **out,
+            struct kiln_error **err)
+{
+  long idx = kiln_plan_find_stage (r->b->plan, from, (size_t) (r->s - r->b->stages));
+  if (idx >= 0)
+    {
+      *out = &r->b->stages[idx];
+      return 0;
+    }
+  kiln_build_stage_clear (tmp);
+  if (kiln_build_load_image (r->b, tmp, from, err) < 0)
+    return -1;
+  *out = tmp;
+  return 0;
+}
+
+static int
+from_root (struct run_job *r, struct build_stage *tmp, const char *from, struct build_stage **out,
+           struct kiln_error **err)
+{
+  if (from_stage (r, tmp, from, out, err) < 0)
+    return -1;
+  return kiln_build_stage_rootfs (r->b, *out, err);
+}
+
+/* A cache mount with from=: BuildKit (solver/llbsolver/mounts/mount.go
+ * getRefCacheDir) keys the cache by its id and the from= snapshot and makes
+ * a new cache a copy of that snapshot, whose source= path is mounted; an
+ * existing cache is reused as it is, never re-seeded.  kiln copies only the
+ * source path, into scratch space, and renames it into place, so a cache
+ * is either absent or completely seeded. */
+static int
+seed_cache (struct run_job *r, struct build_stage *from, const struct mount_spec *m, const char *hex,
+            struct kiln_error **err)
+{
+  int store = kiln_store_dirfd (r->b->st);
+  kiln_autofree char *rel = kiln_xasprintf ("cache/mounts/%s", hex);
+  kiln_autoerror struct kiln_error *absent = NULL;
+  kiln_autoclose int have = kiln_fs_open_beneath (store, rel, O_PATH | O_DIRECTORY, 0, &absent);
+  if (have >= 0)
+    return 0;
+  int rootfd = kiln_build_stage_rootfs (r->b, from, err);
+  if (rootfd < 0)
+    return -1;
+  const char *source = m->source ? m->source : "/";
+  kiln_autoclose int sfd = kiln_fs_open_in_root (rootfd, source, O_RDONLY | O_DIRECTORY, 0, err);
+  if (sfd < 0)
+    return kiln_error_wrap (err, "cache mount source `%s` from `%s`", source, m->from);
+  int tmpfd;
+  if (kiln_build_tmpdir (r->b, &tmpfd, NULL, err) < 0)
+    return -1;
+  kiln_autoclose int scratch = tmpfd;
+  kiln_autoclose int mounts = kiln_fs_mkdir_p_beneath (store, "cache/mounts", 0755, err);
+  if (mounts < 0 || kiln_fs_copy_tree (sfd, scratch, "seed", err) < 0)
+    return kiln_error_wrap (err, "seed cache mount `%s` from `%s`", m->target, m->from);
+  /* another build seeding the same cache first is fine: its copy is equal */
+  if (renameat (scratch, "seed", mounts, hex) < 0 && errno != EEXIST && errno != ENOTEMPTY)
+    return kiln_error_set (err, errno, KILN_E_IO, "seed cache mount `%s`", m->target);
+  return 0;
+}
+
+/* The cache's directory name: the id (default: the target), and with from=
+ * the from= stage's key and the source path. */
+static void
+cache_name (const struct mount_spec *m, const struct build_stage *from, struct kiln_digest *id, char **what)
+{
+  const char *name = m->id ? m->id : m->target;
+  kiln_autofree char *src = kiln_fs_path_clean (m->source ? m->source : "/");
+  if (!m->from)
+    {
+      kiln_digest_of (name, strlen (name), id);
+      *what = kiln_xstrdup (m->target);
+      return;
+    }
+  kiln_autofree char *full = kiln_xasprintf ("%s\nfrom %s\nsource /%s", name, from->key.s, src);
+  kiln_digest_of (full, strlen (full), id);
+  *what = kiln_xasprintf ("%s from %s /%s", m->target, from->key.s, src);
+}
+
+/* A cache mount: a directory of the store that outlives builds and enters no
+ * layer; its content enters no key (with from=, the from= stage's key does). */
+static int
+mount_cache (struct run_job *r, struct build_stage *tmp, const struct mount_spec *m, struct kiln_error **err)
 {
   struct kiln_digest id;
+  kiln_autofree char *what = NULL;
   const char *name = m->id ? m->id : m->target;
-  kiln_digest_of (name, strlen (name), &id);
+  struct build_stage *from = NULL;
+  if (m->from && from_stage (r, tmp, m->from, &from, err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  cache_name (m, from, &id, &what);
+  if (from && seed_cache (r, from, m, kiln_digest_hex (&id), err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
   kiln_autofree char *rel = kiln_xasprintf ("cache/mounts/%s", kiln_digest_hex (&id));
   kiln_autoclose int fd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (r->b->st), rel, 0755, err);
   if (fd < 0)
@@ -205,8 +294,9 @@ mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **
   if (dfd < 0)
     return kiln_build_step_error (r->b, r->in, err);
   struct stat st;
-  /* uid/gid/mode apply when the cache directory is new (still root-owned and empty-handed) */
-  if (fstat (dfd, &st) == 0 && st.st_nlink == 2 && (m->uid || m->gid || m->mode))
+  /* uid/gid/mode apply when the cache directory is new (still root-owned and
+   * empty-handed); BuildKit ignores them on a cache with a source path */
+  if (!m->from && fstat (dfd, &st) == 0 && st.st_nlink == 2 && (m->uid || m->gid || m->mode))
     {
       if (fchown (dfd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0) < 0
           || (m->mode && fchmod (dfd, (mode_t) strtoul (m->mode, NULL, 8)) < 0))
@@ -222,7 +312,7 @@ mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **
     }
   const char *src = keep (r, kiln_xasprintf ("%s/%s", kiln_store_root (r->b->st), rel));
   add_mount (r, KILN_SANDBOX_BIND, src, keep (r, kiln_xstrdup (m->target)), false, NULL);
-  input (r, "mount cache", m->target);
+  input (r, "mount cache", what);
   return 0;
 }
 
@@ -341,11 +431,7 @@ mount_bind (struct run_job *r, struct build_stage *tmp, const struct mount_spec 
   struct build_stage *src = NULL;
   if (m->from)
     {
-      long idx = kiln_plan_find_stage (r->b->plan, m->from, (size_t) (r->s - r->b->stages));
-      src = idx >= 0 ? &r->b->stages[idx] : tmp;
-      if (idx < 0 && kiln_build_load_image (r->b, tmp, m->from, err) < 0)
-        return kiln_build_step_error (r->b, r->in, err);
-      rootfd = kiln_build_stage_rootfs (r->b, src, err);
+      rootfd = from_root (r, tmp, m->from, &src, err);
       if (rootfd < 0)
         return kiln_build_step_error (r->b, r->in, err);
       origin = keep (r, kiln_xasprintf ("from %s:", src->key.s));
@@ -390,7 +476,7 @@ parse_mounts (struct run_job *r, struct build_stage *tmp, struct kiln_error **er
       if (parse_mount_spec (r, spec, &m, err) < 0)
         ret = -1;
       else if (strcmp (m.type, "cache") == 0)
-        ret = mount_cache (r, &m, err);
+        ret = mount_cache (r, tmp, &m, err);
       else if (strcmp (m.type, "secret") == 0)
         ret = mount_secret (r, &m, err);
       else if (strcmp (m.type, "bind") == 0)
