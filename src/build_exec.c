@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -532,13 +533,67 @@ kiln_build_secret (struct build *b, const char *id, struct kiln_buf *out, struct
   return 1;
 }
 
-/* Copies the step's output to the progress stream, each line prefixed.  A
- * process, not a thread: the sandbox forks, and forking a multithreaded
- * process can leave the child waiting on a lock another thread held. */
+/* The last output of a step, kept for its failure report: the last
+ * TAIL_BYTES bytes of the stream, of which the last TAIL_LINES lines are
+ * shown.  Bounded, so a chatty step costs no memory. */
+#define TAIL_BYTES 16384
+#define TAIL_LINES 40
+
+struct tail {
+  char buf[TAIL_BYTES];
+  size_t end, len;                  /* ring: next write position, bytes held */
+};
+
+static void
+tail_add (struct tail *t, const char *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      t->buf[t->end] = p[i];
+      t->end = (t->end + 1) % TAIL_BYTES;
+      if (t->len < TAIL_BYTES)
+        t->len++;
+    }
+}
+
+/* Writes the held lines (the last TAIL_LINES; a line the ring cut is
+ * dropped unless it is the only one) to fd. */
+static void
+tail_write (const struct tail *t, int fd)
+{
+  char lin[TAIL_BYTES];
+  size_t n = t->len, from = 0, lines = 0;
+  for (size_t i = 0; i < n; i++)
+    lin[i] = t->buf[(t->end + TAIL_BYTES - n + i) % TAIL_BYTES];
+  const char *nl = n == TAIL_BYTES ? memchr (lin, '\n', n - 1) : NULL;
+  if (nl)
+    from = (size_t) (nl - lin) + 1;
+  for (size_t i = n; i-- > from;)
+    if (lin[i] == '\n' && i + 1 < n && ++lines == TAIL_LINES)
+      {
+        from = i + 1;
+        break;
+      }
+  for (size_t done = from; done < n;)
+    {
+      ssize_t w = write (fd, lin + done, n - done);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        break;
+      done += (size_t) w;
+    }
+}
+
+/* Copies the step's output to the progress stream, each line prefixed, and
+ * keeps its tail for tailfd.  A process, not a thread: the sandbox forks,
+ * and forking a multithreaded process can leave the child waiting on a lock
+ * another thread held. */
 static void __attribute__ ((noreturn))
-relay (int fd, FILE *out, const char *prefix)
+relay (int fd, FILE *out, const char *prefix, int tailfd)
 {
   char buf[8192];
+  struct tail t = { .end = 0, .len = 0 };
   bool bol = true;
   ssize_t n;
   while ((n = read (fd, buf, sizeof buf)) != 0)
@@ -547,6 +602,7 @@ relay (int fd, FILE *out, const char *prefix)
         continue;
       if (n < 0)
         break;
+      tail_add (&t, buf, (size_t) n);
       for (ssize_t i = 0; out && i < n; i++)
         {
           if (bol)
@@ -561,20 +617,38 @@ relay (int fd, FILE *out, const char *prefix)
     fputc ('\n', out);
   if (out)
     fflush (out);
+  if (tailfd >= 0)
+    tail_write (&t, tailfd);
   _exit (0);
 }
 
 static pid_t
-start_relay (int fd, int other, FILE *out, const char *prefix)
+start_relay (int fd, int other, FILE *out, const char *prefix, int tailfd)
 {
   fflush (NULL);
   pid_t pid = fork ();
   if (pid == 0)
     {
       close (other);
-      relay (fd, out, prefix);
+      relay (fd, out, prefix, tailfd);
     }
   return pid;
+}
+
+/* A failed step's last output lines, framed as BuildKit frames them above
+ * the error, in every progress mode: with --progress=quiet this is the only
+ * place the output shows, with plain it repeats what scrolled by. */
+static void
+print_failure_output (struct run_job *r, int tailfd)
+{
+  FILE *out = r->b->o->progress_out;
+  kiln_autobuf struct kiln_buf t = KILN_BUF_INIT;
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (!out || tailfd < 0 || lseek (tailfd, 0, SEEK_SET) < 0 || kiln_fs_read_fd (tailfd, TAIL_BYTES, &t, &e) < 0)
+    return;
+  fprintf (out, "------\n > [%zu/%zu] %s:\n%s%s------\n", r->b->step, r->b->nsteps, r->in->original, t.buf,
+           t.len && t.buf[t.len - 1] != '\n' ? "\n" : "");
+  fflush (out);
 }
 
 static int
@@ -606,8 +680,10 @@ make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **er
   return 0;
 }
 
+/* Runs the command; tailfd (may be -1) receives the tail of its output. */
 static int
-execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *status, struct kiln_error **err)
+execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *status, int tailfd,
+         struct kiln_error **err)
 {
   struct kiln_passwd_ids ids = { 0 };
   int pipefd[2] = { -1, -1 };
@@ -617,7 +693,7 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     return -1;
   if (pipe2 (pipefd, O_CLOEXEC) < 0)
     return kiln_passwd_ids_clear (&ids), kiln_error_set (err, errno, KILN_E_IO, "pipe");
-  pid_t relay_pid = start_relay (pipefd[0], pipefd[1], plain ? r->b->o->progress_out : NULL, prefix);
+  pid_t relay_pid = start_relay (pipefd[0], pipefd[1], plain ? r->b->o->progress_out : NULL, prefix, tailfd);
   struct kiln_sandbox_opts so = {
     .rootfs = mnt->merged, .argv = r->argv, .env = r->env, .cwd = r->s->cfg.working_dir,
     .uid = ids.uid, .gid = ids.gid, .groups = ids.groups, .ngroups = ids.ngroups,
@@ -686,14 +762,16 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
   struct kiln_layer_result lr = { 0 };
   kiln_autoerror struct kiln_error *cleanup_err = NULL;
   int status = 0, ret = -1;
+  kiln_autoclose int tailfd = memfd_create ("kiln-run-output", MFD_CLOEXEC);
   if (kiln_snapshot_prepare_with (r->b->st, s->layers, s->cfg.diff_ids, s->nlayers, kiln_build_materialize, r->b,
                                   &lowers, err) < 0
       || kiln_snapshot_mount (r->b->st, lowers, NULL, &mnt, err) < 0)
     return kiln_build_step_error (r->b, r->in, err);
-  if (execute (r, mnt, &created, &status, err) < 0)
+  if (execute (r, mnt, &created, &status, tailfd, err) < 0)
     goto out;
   if (status != 0)
     {
+      print_failure_output (r, tailfd);
       kiln_error_set (err, 0, KILN_E_INTERNAL, "%s:%d: %s: exited with status %d", r->b->df->name, r->in->line,
                       r->in->original, status);
       goto out;
