@@ -335,38 +335,15 @@ secret_id (struct run_job *r, const struct mount_spec *m, const char **id, struc
   return 0;
 }
 
-/* Writes the secret into a 0400 file (or mode=, uid=, gid=) in scratch
- * space; *path receives the file's host path. */
-static int
-secret_file (struct run_job *r, const struct mount_spec *m, const char *id, const struct kiln_buf *val,
-             const char **path, struct kiln_error **err)
-{
-  int tmpfd;
-  char *dirpath = NULL;
-  if (kiln_build_tmpdir (r->b, &tmpfd, &dirpath, err) < 0)
-    return -1;
-  keep (r, dirpath);
-  kiln_autoclose int dir = tmpfd;
-  kiln_autoclose int fd = openat (dir, "secret", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-  if (fd < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "write secret `%s`", id);
-  if (kiln_fs_write_all (fd, val->buf, val->len, err) < 0)
-    return kiln_error_wrap (err, "write secret `%s`", id);
-  if (m->uid || m->gid)
-    (void) !fchown (fd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0);
-  if (m->mode)
-    fchmod (fd, (mode_t) strtoul (m->mode, NULL, 8));
-  *path = keep (r, kiln_xasprintf ("%s/secret", dirpath));
-  return 0;
-}
-
-/* A secret: a file bound read-only and/or an env var of the process; its
- * value enters no key, layer, history or log (only its id enters the key). */
+/* A secret: a read-only file (0400 root, or mode=, uid=, gid=) that exists
+ * only on the sandbox's private tmpfs, and/or an env var of the process; its
+ * value enters no key, layer, history, log or file of the store (only its
+ * id enters the key). */
 static int
 mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf val = KILN_BUF_INIT;
-  const char *id = NULL, *src = NULL;
+  const char *id = NULL;
   if (secret_id (r, m, &id, err) < 0)
     return -1;
   int found = kiln_build_secret (r->b, id, &val, err);
@@ -379,11 +356,18 @@ mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error *
     kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", m->env, val.buf));
   if (m->env && !m->target)
     return 0;
-  if (secret_file (r, m, id, &val, &src, err) < 0)
-    return kiln_build_step_error (r->b, r->in, err);
-  /* the target is kept by the job: the mount spec is freed before the run */
-  const char *target = keep (r, m->target ? kiln_xstrdup (m->target) : kiln_xasprintf ("/run/secrets/%s", id));
-  add_mount (r, KILN_SANDBOX_BIND, src, target, true, NULL);
+  /* the target is kept by the job: the mount spec is freed before the run;
+   * the default path uses the id's base name, as BuildKit does */
+  const char *base = strrchr (id, '/') ? strrchr (id, '/') + 1 : id;
+  const char *target = keep (r, m->target ? kiln_xstrdup (m->target) : kiln_xasprintf ("/run/secrets/%s", base));
+  size_t len = val.len;
+  add_mount (r, KILN_SANDBOX_DATA, NULL, target, true, NULL);
+  struct kiln_sandbox_mount *sm = &r->mounts[r->nmounts - 1];
+  sm->data = keep (r, kiln_buf_detach (&val, NULL));
+  sm->len = len;
+  sm->mode = m->mode ? (mode_t) strtoul (m->mode, NULL, 8) : 0400;
+  sm->uid = m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0;
+  sm->gid = m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0;
   return 0;
 }
 
