@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -190,14 +191,103 @@ add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *sou
                                                          .readonly = readonly, .options = options };
 }
 
-/* A cache mount: a directory of the store that outlives builds and enters no
- * key or layer. */
+/* The stage or image a mount names with from= (an image is loaded into tmp,
+ * which one RUN reuses for each such mount: an earlier mount keeps its path,
+ * the view's dir lives until the build ends). */
 static int
-mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
+from_stage (struct run_job *r, struct build_stage *tmp, const char *from, struct build_stage **out,
+            struct kiln_error **err)
+{
+  long idx = kiln_plan_find_stage (r->b->plan, from, (size_t) (r->s - r->b->stages));
+  if (idx >= 0)
+    {
+      *out = &r->b->stages[idx];
+      return 0;
+    }
+  kiln_build_stage_clear (tmp);
+  if (kiln_build_load_image (r->b, tmp, from, err) < 0)
+    return -1;
+  *out = tmp;
+  return 0;
+}
+
+static int
+from_root (struct run_job *r, struct build_stage *tmp, const char *from, struct build_stage **out,
+           struct kiln_error **err)
+{
+  if (from_stage (r, tmp, from, out, err) < 0)
+    return -1;
+  return kiln_build_stage_rootfs (r->b, *out, err);
+}
+
+/* A cache mount with from=: BuildKit (solver/llbsolver/mounts/mount.go
+ * getRefCacheDir) keys the cache by its id and the from= snapshot and makes
+ * a new cache a copy of that snapshot, whose source= path is mounted; an
+ * existing cache is reused as it is, never re-seeded.  kiln copies only the
+ * source path, into scratch space, and renames it into place, so a cache
+ * is either absent or completely seeded. */
+static int
+seed_cache (struct run_job *r, struct build_stage *from, const struct mount_spec *m, const char *hex,
+            struct kiln_error **err)
+{
+  int store = kiln_store_dirfd (r->b->st);
+  kiln_autofree char *rel = kiln_xasprintf ("cache/mounts/%s", hex);
+  kiln_autoerror struct kiln_error *absent = NULL;
+  kiln_autoclose int have = kiln_fs_open_beneath (store, rel, O_PATH | O_DIRECTORY, 0, &absent);
+  if (have >= 0)
+    return 0;
+  int rootfd = kiln_build_stage_rootfs (r->b, from, err);
+  if (rootfd < 0)
+    return -1;
+  const char *source = m->source ? m->source : "/";
+  kiln_autoclose int sfd = kiln_fs_open_in_root (rootfd, source, O_RDONLY | O_DIRECTORY, 0, err);
+  if (sfd < 0)
+    return kiln_error_wrap (err, "cache mount source `%s` from `%s`", source, m->from);
+  int tmpfd;
+  if (kiln_build_tmpdir (r->b, &tmpfd, NULL, err) < 0)
+    return -1;
+  kiln_autoclose int scratch = tmpfd;
+  kiln_autoclose int mounts = kiln_fs_mkdir_p_beneath (store, "cache/mounts", 0755, err);
+  if (mounts < 0 || kiln_fs_copy_tree (sfd, scratch, "seed", err) < 0)
+    return kiln_error_wrap (err, "seed cache mount `%s` from `%s`", m->target, m->from);
+  /* another build seeding the same cache first is fine: its copy is equal */
+  if (renameat (scratch, "seed", mounts, hex) < 0 && errno != EEXIST && errno != ENOTEMPTY)
+    return kiln_error_set (err, errno, KILN_E_IO, "seed cache mount `%s`", m->target);
+  return 0;
+}
+
+/* The cache's directory name: the id (default: the target), and with from=
+ * the from= stage's key and the source path. */
+static void
+cache_name (const struct mount_spec *m, const struct build_stage *from, struct kiln_digest *id, char **what)
+{
+  const char *name = m->id ? m->id : m->target;
+  kiln_autofree char *src = kiln_fs_path_clean (m->source ? m->source : "/");
+  if (!m->from)
+    {
+      kiln_digest_of (name, strlen (name), id);
+      *what = kiln_xstrdup (m->target);
+      return;
+    }
+  kiln_autofree char *full = kiln_xasprintf ("%s\nfrom %s\nsource /%s", name, from->key.s, src);
+  kiln_digest_of (full, strlen (full), id);
+  *what = kiln_xasprintf ("%s from %s /%s", m->target, from->key.s, src);
+}
+
+/* A cache mount: a directory of the store that outlives builds and enters no
+ * layer; its content enters no key (with from=, the from= stage's key does). */
+static int
+mount_cache (struct run_job *r, struct build_stage *tmp, const struct mount_spec *m, struct kiln_error **err)
 {
   struct kiln_digest id;
+  kiln_autofree char *what = NULL;
   const char *name = m->id ? m->id : m->target;
-  kiln_digest_of (name, strlen (name), &id);
+  struct build_stage *from = NULL;
+  if (m->from && from_stage (r, tmp, m->from, &from, err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
+  cache_name (m, from, &id, &what);
+  if (from && seed_cache (r, from, m, kiln_digest_hex (&id), err) < 0)
+    return kiln_build_step_error (r->b, r->in, err);
   kiln_autofree char *rel = kiln_xasprintf ("cache/mounts/%s", kiln_digest_hex (&id));
   kiln_autoclose int fd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (r->b->st), rel, 0755, err);
   if (fd < 0)
@@ -206,8 +296,9 @@ mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **
   if (dfd < 0)
     return kiln_build_step_error (r->b, r->in, err);
   struct stat st;
-  /* uid/gid/mode apply when the cache directory is new (still root-owned and empty-handed) */
-  if (fstat (dfd, &st) == 0 && st.st_nlink == 2 && (m->uid || m->gid || m->mode))
+  /* uid/gid/mode apply when the cache directory is new (still root-owned and
+   * empty-handed); BuildKit ignores them on a cache with a source path */
+  if (!m->from && fstat (dfd, &st) == 0 && st.st_nlink == 2 && (m->uid || m->gid || m->mode))
     {
       if (fchown (dfd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0) < 0
           || (m->mode && fchmod (dfd, (mode_t) strtoul (m->mode, NULL, 8)) < 0))
@@ -223,54 +314,61 @@ mount_cache (struct run_job *r, const struct mount_spec *m, struct kiln_error **
     }
   const char *src = keep (r, kiln_xasprintf ("%s/%s", kiln_store_root (r->b->st), rel));
   add_mount (r, KILN_SANDBOX_BIND, src, keep (r, kiln_xstrdup (m->target)), false, NULL);
-  input (r, "mount cache", m->target);
+  input (r, "mount cache", what);
   return 0;
 }
 
-/* A secret: a 0400 file in scratch space bound read-only, or an env var of
- * the process; its value enters no key, layer, history or log. */
+/* BuildKit dispatchSecret (frontend/dockerfile/dockerfile2llb/convert_secrets.go):
+ * the id is id=, else source=, else basename(target); without env= the
+ * secret is a file at target (default /run/secrets/<id>); env= alone makes it
+ * only an environment variable; env= with a target gives both. */
+static int
+secret_id (struct run_job *r, const struct mount_spec *m, const char **id, struct kiln_error **err)
+{
+  *id = m->source ? m->source : m->id;
+  if (*id && **id)
+    return 0;
+  kiln_autofree char *t = m->target ? kiln_fs_path_clean (m->target) : NULL;
+  if (!t || !*t)
+    return run_fail (r, err, "--mount=type=secret needs an id or a target%s", NULL);
+  const char *slash = strrchr (t, '/');
+  *id = keep (r, kiln_xstrdup (slash ? slash + 1 : t));
+  return 0;
+}
+
+/* A secret: a read-only file (0400 root, or mode=, uid=, gid=) that exists
+ * only on the sandbox's private tmpfs, and/or an env var of the process; its
+ * value enters no key, layer, history, log or file of the store (only its
+ * id enters the key). */
 static int
 mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error **err)
 {
-  struct kiln_buf val = KILN_BUF_INIT;
-  int tmpfd;
-  if (!m->id)
-    return run_fail (r, err, "--mount=type=secret needs an id%s", NULL);
-  int found = kiln_build_secret (r->b, m->id, &val, err);
+  kiln_autobuf struct kiln_buf val = KILN_BUF_INIT;
+  const char *id = NULL;
+  if (secret_id (r, m, &id, err) < 0)
+    return -1;
+  int found = kiln_build_secret (r->b, id, &val, err);
   if (found < 0)
     return kiln_build_step_error (r->b, r->in, err);
   if (found == 0)
-    {
-      kiln_buf_release (&val);
-      if (m->required)
-        return run_fail (r, err, "secret `%s` is required but was not given with --secret", m->id);
-      return 0;
-    }
-  input (r, "mount secret", m->id);
+    return m->required ? run_fail (r, err, "secret `%s` is required but was not given with --secret", id) : 0;
+  input (r, "mount secret", id);
+  if (m->env)
+    kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", m->env, val.buf));
   if (m->env && !m->target)
-    {
-      kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", m->env, val.buf));
-      kiln_buf_release (&val);
-      return 0;
-    }
-  char *dirpath = NULL;
-  if (kiln_build_tmpdir (r->b, &tmpfd, &dirpath, err) < 0)
-    return kiln_buf_release (&val), -1;
-  keep (r, dirpath);
-  kiln_autoclose int dir = tmpfd;
-  kiln_autoclose int fd = openat (dir, "secret", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-  int ret = fd < 0 ? kiln_error_set (err, errno, KILN_E_IO, "write secret `%s`", m->id)
-                   : kiln_fs_write_all (fd, val.buf, val.len, err);
-  kiln_buf_release (&val);
-  if (ret < 0)
-    return -1;
-  if (m->uid || m->gid)
-    (void) !fchown (fd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0);
-  if (m->mode)
-    fchmod (fd, (mode_t) strtoul (m->mode, NULL, 8));
-  const char *src = keep (r, kiln_xasprintf ("%s/secret", dirpath));
-  const char *target = m->target ? m->target : keep (r, kiln_xasprintf ("/run/secrets/%s", m->id));
-  add_mount (r, KILN_SANDBOX_BIND, src, target, true, NULL);
+    return 0;
+  /* the target is kept by the job: the mount spec is freed before the run;
+   * the default path uses the id's base name, as BuildKit does */
+  const char *base = strrchr (id, '/') ? strrchr (id, '/') + 1 : id;
+  const char *target = keep (r, m->target ? kiln_xstrdup (m->target) : kiln_xasprintf ("/run/secrets/%s", base));
+  size_t len = val.len;
+  add_mount (r, KILN_SANDBOX_DATA, NULL, target, true, NULL);
+  struct kiln_sandbox_mount *sm = &r->mounts[r->nmounts - 1];
+  sm->data = keep (r, kiln_buf_detach (&val, NULL));
+  sm->len = len;
+  sm->mode = m->mode ? (mode_t) strtoul (m->mode, NULL, 8) : 0400;
+  sm->uid = m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0;
+  sm->gid = m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0;
   return 0;
 }
 
@@ -319,11 +417,7 @@ mount_bind (struct run_job *r, struct build_stage *tmp, const struct mount_spec 
   struct build_stage *src = NULL;
   if (m->from)
     {
-      long idx = kiln_plan_find_stage (r->b->plan, m->from, (size_t) (r->s - r->b->stages));
-      src = idx >= 0 ? &r->b->stages[idx] : tmp;
-      if (idx < 0 && kiln_build_load_image (r->b, tmp, m->from, err) < 0)
-        return kiln_build_step_error (r->b, r->in, err);
-      rootfd = kiln_build_stage_rootfs (r->b, src, err);
+      rootfd = from_root (r, tmp, m->from, &src, err);
       if (rootfd < 0)
         return kiln_build_step_error (r->b, r->in, err);
       origin = keep (r, kiln_xasprintf ("from %s:", src->key.s));
@@ -368,7 +462,7 @@ parse_mounts (struct run_job *r, struct build_stage *tmp, struct kiln_error **er
       if (parse_mount_spec (r, spec, &m, err) < 0)
         ret = -1;
       else if (strcmp (m.type, "cache") == 0)
-        ret = mount_cache (r, &m, err);
+        ret = mount_cache (r, tmp, &m, err);
       else if (strcmp (m.type, "secret") == 0)
         ret = mount_secret (r, &m, err);
       else if (strcmp (m.type, "bind") == 0)
@@ -424,13 +518,67 @@ kiln_build_secret (struct build *b, const char *id, struct kiln_buf *out, struct
   return 1;
 }
 
-/* Copies the step's output to the progress stream, each line prefixed.  A
- * process, not a thread: the sandbox forks, and forking a multithreaded
- * process can leave the child waiting on a lock another thread held. */
+/* The last output of a step, kept for its failure report: the last
+ * TAIL_BYTES bytes of the stream, of which the last TAIL_LINES lines are
+ * shown.  Bounded, so a chatty step costs no memory. */
+#define TAIL_BYTES 16384
+#define TAIL_LINES 40
+
+struct tail {
+  char buf[TAIL_BYTES];
+  size_t end, len;                  /* ring: next write position, bytes held */
+};
+
+static void
+tail_add (struct tail *t, const char *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      t->buf[t->end] = p[i];
+      t->end = (t->end + 1) % TAIL_BYTES;
+      if (t->len < TAIL_BYTES)
+        t->len++;
+    }
+}
+
+/* Writes the held lines (the last TAIL_LINES; a line the ring cut is
+ * dropped unless it is the only one) to fd. */
+static void
+tail_write (const struct tail *t, int fd)
+{
+  char lin[TAIL_BYTES];
+  size_t n = t->len, from = 0, lines = 0;
+  for (size_t i = 0; i < n; i++)
+    lin[i] = t->buf[(t->end + TAIL_BYTES - n + i) % TAIL_BYTES];
+  const char *nl = n == TAIL_BYTES ? memchr (lin, '\n', n - 1) : NULL;
+  if (nl)
+    from = (size_t) (nl - lin) + 1;
+  for (size_t i = n; i-- > from;)
+    if (lin[i] == '\n' && i + 1 < n && ++lines == TAIL_LINES)
+      {
+        from = i + 1;
+        break;
+      }
+  for (size_t done = from; done < n;)
+    {
+      ssize_t w = write (fd, lin + done, n - done);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        break;
+      done += (size_t) w;
+    }
+}
+
+/* Copies the step's output to the progress stream, each line prefixed, and
+ * keeps its tail for tailfd.  A process, not a thread: the sandbox forks,
+ * and forking a multithreaded process can leave the child waiting on a lock
+ * another thread held. */
 static void __attribute__ ((noreturn))
-relay (int fd, FILE *out, const char *prefix)
+relay (int fd, FILE *out, const char *prefix, int tailfd)
 {
   char buf[8192];
+  struct tail t = { .end = 0, .len = 0 };
   bool bol = true;
   ssize_t n;
   while ((n = read (fd, buf, sizeof buf)) != 0)
@@ -439,6 +587,7 @@ relay (int fd, FILE *out, const char *prefix)
         continue;
       if (n < 0)
         break;
+      tail_add (&t, buf, (size_t) n);
       for (ssize_t i = 0; out && i < n; i++)
         {
           if (bol)
@@ -453,20 +602,38 @@ relay (int fd, FILE *out, const char *prefix)
     fputc ('\n', out);
   if (out)
     fflush (out);
+  if (tailfd >= 0)
+    tail_write (&t, tailfd);
   _exit (0);
 }
 
 static pid_t
-start_relay (int fd, int other, FILE *out, const char *prefix)
+start_relay (int fd, int other, FILE *out, const char *prefix, int tailfd)
 {
   fflush (NULL);
   pid_t pid = fork ();
   if (pid == 0)
     {
       close (other);
-      relay (fd, out, prefix);
+      relay (fd, out, prefix, tailfd);
     }
   return pid;
+}
+
+/* A failed step's last output lines, framed as BuildKit frames them above
+ * the error, in every progress mode: with --progress=quiet this is the only
+ * place the output shows, with plain it repeats what scrolled by. */
+static void
+print_failure_output (struct run_job *r, int tailfd)
+{
+  FILE *out = r->b->o->progress_out;
+  kiln_autobuf struct kiln_buf t = KILN_BUF_INIT;
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (!out || tailfd < 0 || lseek (tailfd, 0, SEEK_SET) < 0 || kiln_fs_read_fd (tailfd, TAIL_BYTES, &t, &e) < 0)
+    return;
+  fprintf (out, "------\n > [%zu/%zu] %s:\n%s%s------\n", r->b->step, r->b->nsteps, r->in->original, t.buf,
+           t.len && t.buf[t.len - 1] != '\n' ? "\n" : "");
+  fflush (out);
 }
 
 static int
@@ -506,8 +673,10 @@ make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **er
   return 0;
 }
 
+/* Runs the command; tailfd (may be -1) receives the tail of its output. */
 static int
-execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *status, struct kiln_error **err)
+execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *status, int tailfd,
+         struct kiln_error **err)
 {
   struct kiln_passwd_ids ids = { 0 };
   int pipefd[2] = { -1, -1 };
@@ -517,7 +686,7 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     return -1;
   if (pipe2 (pipefd, O_CLOEXEC) < 0)
     return kiln_passwd_ids_clear (&ids), kiln_error_set (err, errno, KILN_E_IO, "pipe");
-  pid_t relay_pid = start_relay (pipefd[0], pipefd[1], plain ? r->b->o->progress_out : NULL, prefix);
+  pid_t relay_pid = start_relay (pipefd[0], pipefd[1], plain ? r->b->o->progress_out : NULL, prefix, tailfd);
   struct kiln_sandbox_opts so = {
     .rootfs = mnt->merged, .argv = r->argv, .env = r->env, .cwd = r->s->cfg.working_dir,
     .uid = ids.uid, .gid = ids.gid, .groups = ids.groups, .ngroups = ids.ngroups,
@@ -586,14 +755,16 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
   struct kiln_layer_result lr = { 0 };
   kiln_autoerror struct kiln_error *cleanup_err = NULL;
   int status = 0, ret = -1;
+  kiln_autoclose int tailfd = memfd_create ("kiln-run-output", MFD_CLOEXEC);
   if (kiln_snapshot_prepare_with (r->b->st, s->layers, s->cfg.diff_ids, s->nlayers, kiln_build_materialize, r->b,
                                   &lowers, err) < 0
       || kiln_snapshot_mount (r->b->st, lowers, NULL, &mnt, err) < 0)
     return kiln_build_step_error (r->b, r->in, err);
-  if (execute (r, mnt, &created, &status, err) < 0)
+  if (execute (r, mnt, &created, &status, tailfd, err) < 0)
     goto out;
   if (status != 0)
     {
+      print_failure_output (r, tailfd);
       kiln_error_set (err, 0, KILN_E_INTERNAL, "%s:%d: %s: exited with status %d", r->b->df->name, r->in->line,
                       r->in->original, status);
       goto out;

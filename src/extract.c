@@ -8,8 +8,9 @@
  * RESOLVE_IN_ROOT (the parent directory) while the last component is created
  * with *at() calls on the parent fd that never follow it (O_EXCL|O_NOFOLLOW,
  * AT_SYMLINK_NOFOLLOW, linkat without AT_SYMLINK_FOLLOW).  An entry that
- * cleans to the root itself is skipped when it is a directory and rejected
- * otherwise (CVE-2021-29136: a symlink named "." or "/").
+ * cleans to the root itself ("", ".", "/") is skipped whatever its type, as
+ * BuildKit and containerd do: the root is never replaced (CVE-2021-29136: a
+ * symlink named "." or "/") and keeps its own metadata.
  *
  * Whiteout ordering: we track every path created by the current layer (and
  * its ancestors) in a hash set.  ".wh.NAME" never removes a same-layer entry,
@@ -653,10 +654,15 @@ extract_path (struct xstate *x, struct archive_entry *e, char *path, struct kiln
 
   if (*path == '\0')
     {
-      /* the root keeps its own metadata; anything else there would replace it */
-      if (archive_entry_filetype (e) == AE_IFDIR && hardlink == NULL)
-        return 0;
-      return kiln_error_set (err, EINVAL, KILN_E_PARSE, "entry replaces the root with a non-directory");
+      /* BuildKit (go-archive Unpack: Clean("") and Clean("./") are ".", and
+       * "." on an existing directory is skipped before anything else) and
+       * containerd (an entry resolving to the root is ignored) skip it,
+       * whatever its type: the root keeps its own metadata and is never
+       * replaced (CVE-2021-29136 was a symlink named "." replacing it). */
+      if (archive_entry_filetype (e) != AE_IFDIR || hardlink != NULL)
+        kiln_log_warn ("extract `%s`: skipping entry `%s`: it names the root but is not a directory", x->name,
+                       archive_entry_pathname (e));
+      return 0;
     }
   kiln_autofree char *full = kiln_xstrdup (path);
   split_path (path, &parent, &base);
@@ -679,8 +685,9 @@ static int
 extract_entry (struct xstate *x, struct archive_entry *e, struct kiln_error **err)
 {
   const char *raw = archive_entry_pathname (e);
-  if (raw == NULL || *raw == '\0')
-    return kiln_error_set (err, EINVAL, KILN_E_PARSE, "entry without a name");
+  /* an empty name is the root, as tar and BuildKit read it */
+  if (raw == NULL)
+    raw = "";
   if (strlen (raw) > NAME_MAX_BYTES)
     return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "entry `%.64s...`: name longer than %d bytes", raw,
                            NAME_MAX_BYTES);
@@ -715,9 +722,8 @@ apply_dir_meta (struct xstate *x, struct kiln_error **err)
  * falls back to exec'ing an external program when a library is missing,
  * which is exactly what SECURITY.md §0 forbids. */
 static void
-support_formats (struct archive *a)
+support_filters (struct archive *a)
 {
-  archive_read_support_format_tar (a);
   if (archive_zlib_version ())
     archive_read_support_filter_gzip (a);
   if (archive_bzlib_version ())
@@ -728,6 +734,22 @@ support_formats (struct archive *a)
     archive_read_support_filter_zstd (a);
 }
 
+static void
+support_formats (struct archive *a)
+{
+  archive_read_support_format_tar (a);
+  support_filters (a);
+}
+
+/* Docker and BuildKit (DecompressStream) undo one compression, detected by
+ * its magic; libarchive would undo any number.  The filter count includes
+ * the reader itself: 1 for a plain tar, 2 for a compressed one. */
+static bool
+one_compression (struct archive *a)
+{
+  return archive_filter_count (a) <= 2;
+}
+
 static int
 open_reader (struct xstate *x, int fd, struct kiln_error **err)
 {
@@ -736,12 +758,80 @@ open_reader (struct xstate *x, int fd, struct kiln_error **err)
   return archive_check (x, archive_read_open_fd (a, fd, READ_BLOCK), err);
 }
 
+struct peek {
+  int fd;
+  off_t off;
+  char buf[READ_BLOCK];
+};
+
+static la_ssize_t
+peek_read (struct archive *a, void *ud, const void **out)
+{
+  struct peek *p = ud;
+  ssize_t n;
+  (void) a;
+  do
+    n = pread (p->fd, p->buf, sizeof p->buf, p->off);
+  while (n < 0 && errno == EINTR);
+  if (n > 0)
+    p->off += n;
+  *out = p->buf;
+  return n;
+}
+
+/* Whether the uncompressed stream of fd, read from offset start, holds
+ * more than pos bytes: 1 yes, 0 no, -1 unreadable.  Decompresses again, with
+ * pread (fd's offset is untouched). */
+static int
+bytes_after (int fd, off_t start, int64_t pos)
+{
+  struct archive_entry *e;
+  kiln_autofree struct peek *p = kiln_xmalloc (sizeof *p);
+  kiln_autofree char *buf = kiln_xmalloc (READ_BLOCK);
+  struct archive *a = archive_read_new ();
+  int64_t total = 0;
+  la_ssize_t n = -1;
+  p->fd = fd;
+  p->off = start;
+  support_filters (a);
+  archive_read_support_format_raw (a);
+  if (archive_read_open (a, p, NULL, peek_read, NULL) == ARCHIVE_OK && archive_read_next_header (a, &e) == ARCHIVE_OK)
+    while ((n = archive_read_data (a, buf, READ_BLOCK)) > 0 && total <= pos)
+      total += n;
+  archive_read_free (a);
+  if (n < 0)
+    return -1;
+  return total > pos;
+}
+
+/* Go's archive/tar, with which BuildKit extracts ADD archives, ends a tar at
+ * a clean end of input or at two zero blocks: a zero block followed by a
+ * partial block (ErrUnexpectedEOF) or by a non-zero one (ErrHeader) fails
+ * the build.  libarchive ends at the first zero block in both cases, so when
+ * it consumed exactly one zero block, look at what follows it.  start < 0:
+ * the input cannot be re-read (a pipe), libarchive's answer stands. */
+static int
+check_end_marker (struct xstate *x, int fd, off_t start, struct kiln_error **err)
+{
+  int64_t end = archive_filter_bytes (x->a, 0);
+  int64_t marker = archive_read_header_position (x->a);
+  if (start < 0 || end - marker != 512)
+    return 0;
+  int more = bytes_after (fd, start, end);
+  if (more < 0)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "read the end of the archive again");
+  if (more)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "truncated tar archive: damaged end-of-archive marker");
+  return 0;
+}
+
 int
 kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts,
                  struct kiln_error **err)
 {
   struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts };
   struct archive_entry *e;
+  off_t start = lseek (fd, 0, SEEK_CUR);
   int r;
 
   if ((r = open_reader (&x, fd, err)) < 0)
@@ -751,9 +841,18 @@ kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract
       r = archive_read_next_header (x.a, &e);
       if (r == ARCHIVE_EOF)
         break;
-      if ((r = archive_check (&x, r, err)) < 0 || (r = extract_entry (&x, e, err)) < 0)
+      if ((r = archive_check (&x, r, err)) < 0)
+        goto out;
+      if (!one_compression (x.a))
+        {
+          r = kiln_error_set (err, 0, KILN_E_PARSE, "compressed more than once (a tar is decompressed once)");
+          goto out;
+        }
+      if ((r = extract_entry (&x, e, err)) < 0)
         goto out;
     }
+  if ((r = check_end_marker (&x, fd, start, err)) < 0)
+    goto out;
   r = apply_dir_meta (&x, err);
 out:
   xstate_clear (&x);
@@ -785,29 +884,9 @@ tar_checksum_ok (const unsigned char *h)
   return want == sum || (long) want == ssum;
 }
 
-struct peek {
-  int fd;
-  off_t off;
-  char buf[READ_BLOCK];
-};
-
-static la_ssize_t
-peek_read (struct archive *a, void *ud, const void **out)
-{
-  struct peek *p = ud;
-  ssize_t n;
-  (void) a;
-  do
-    n = pread (p->fd, p->buf, sizeof p->buf, p->off);
-  while (n < 0 && errno == EINTR);
-  if (n > 0)
-    p->off += n;
-  *out = p->buf;
-  return n;
-}
-
 /* Docker extracts a compressed file only when what it holds is a tar: a
- * gzip'd text file is copied as it is.  Reads with pread, so fd's offset
+ * gzip'd text file is copied as it is, and so is a gzip'd tar.xz (BuildKit
+ * isArchivePath: one DecompressStream, then tar.Next must succeed).  Reads with pread, so fd's offset
  * is untouched. */
 static bool
 compressed_tar (int fd)
@@ -819,7 +898,7 @@ compressed_tar (int fd)
   p->off = 0;
   support_formats (a);
   bool ok = archive_read_open (a, p, NULL, peek_read, NULL) == ARCHIVE_OK
-            && archive_read_next_header (a, &e) == ARCHIVE_OK;
+            && archive_read_next_header (a, &e) == ARCHIVE_OK && one_compression (a);
   archive_read_free (a);
   free (p);
   return ok;

@@ -264,6 +264,115 @@ kiln_fs_rm_rf_at (int dirfd, const char *name, struct kiln_error **err)
   return 0;
 }
 
+/* Owner, mode and times of st onto the entry name of dirfd (not followed);
+ * the mode after the owner, since chown clears set-id bits. */
+static int
+copy_meta (int dirfd, const char *name, const struct stat *st, struct kiln_error **err)
+{
+  struct timespec ts[2] = { st->st_atim, st->st_mtim };
+  if (fchownat (dirfd, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0
+      || (!S_ISLNK (st->st_mode) && fchmodat (dirfd, name, st->st_mode & 07777, 0) < 0)
+      || utimensat (dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "copy the owner, mode and times of `%s`", name);
+  return 0;
+}
+
+static int copy_dir_contents (int sfd, int dfd, struct kiln_error **err);
+
+static int
+copy_entry (int sdir, int ddir, const char *name, struct kiln_error **err)
+{
+  struct stat st;
+  if (fstatat (sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", name);
+  if (S_ISDIR (st.st_mode))
+    {
+      if (mkdirat (ddir, name, 0700) < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "create `%s`", name);
+      int sfd = openat (sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      kiln_autoclose int dfd = openat (ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sfd < 0 || dfd < 0)
+        {
+          int e = errno;
+          if (sfd >= 0)
+            close (sfd);
+          return kiln_error_set (err, e, KILN_E_IO, "open `%s`", name);
+        }
+      if (copy_dir_contents (sfd, dfd, err) < 0)
+        return kiln_error_wrap (err, "`%s`", name);
+    }
+  else if (S_ISREG (st.st_mode))
+    {
+      kiln_autoclose int in = openat (sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      kiln_autoclose int out = openat (ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (in < 0 || out < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "copy `%s`", name);
+      if (kiln_fs_copy_data (in, out, (uint64_t) st.st_size, err) < 0)
+        return kiln_error_wrap (err, "copy `%s`", name);
+    }
+  else if (S_ISLNK (st.st_mode))
+    {
+      char target[4096];
+      ssize_t n = readlinkat (sdir, name, target, sizeof target - 1);
+      if (n < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "read link `%s`", name);
+      target[n] = '\0';
+      if (symlinkat (target, ddir, name) < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "create link `%s`", name);
+    }
+  else if (S_ISSOCK (st.st_mode))
+    return 0; /* a socket is no content (tar skips it too) */
+  else if (mknodat (ddir, name, st.st_mode & ~07777u, st.st_rdev) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "create special file `%s`", name);
+  return copy_meta (ddir, name, &st, err);
+}
+
+/* Takes ownership of sfd. */
+static int
+copy_dir_contents (int sfd, int dfd, struct kiln_error **err)
+{
+  kiln_autodir DIR *d = fdopendir (sfd);
+  struct dirent *de;
+  if (d == NULL)
+    {
+      close (sfd);
+      return kiln_error_set (err, errno, KILN_E_IO, "open directory to copy");
+    }
+  while ((errno = 0, de = readdir (d)))
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+        continue;
+      if (copy_entry (dirfd (d), dfd, de->d_name, err) < 0)
+        return -1;
+    }
+  return errno ? kiln_error_set (err, errno, KILN_E_IO, "read directory to copy") : 0;
+}
+
+int
+kiln_fs_copy_tree (int srcfd, int dstdirfd, const char *name, struct kiln_error **err)
+{
+  struct stat st;
+  if (fstat (srcfd, &st) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "stat the directory to copy");
+  if (!S_ISDIR (st.st_mode))
+    return kiln_error_set (err, ENOTDIR, KILN_E_IO, "copy a tree: not a directory");
+  int sfd = openat (srcfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (sfd < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "open the directory to copy");
+  kiln_autoclose int dfd = -1;
+  if (mkdirat (dstdirfd, name, 0700) == 0)
+    dfd = openat (dstdirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0)
+    {
+      int e = errno;
+      close (sfd);
+      return kiln_error_set (err, e, KILN_E_IO, "create `%s`", name);
+    }
+  if (copy_dir_contents (sfd, dfd, err) < 0)
+    return -1;
+  return copy_meta (dstdirfd, name, &st, err);
+}
+
 char *
 kiln_fs_path_clean (const char *path)
 {

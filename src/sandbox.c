@@ -124,7 +124,8 @@ prep_etc (struct prep *pr, const struct kiln_sandbox_opts *o, struct kiln_error 
   return 0;
 }
 
-/* A bind's target has the type of its source; a tmpfs needs a directory. */
+/* A bind's target has the type of its source; a tmpfs needs a directory,
+ * a data mount a file. */
 static int
 prep_mounts (struct prep *pr, const struct kiln_sandbox_opts *o, struct kiln_error **err)
 {
@@ -136,7 +137,7 @@ prep_mounts (struct prep *pr, const struct kiln_sandbox_opts *o, struct kiln_err
       if (!*t)
         return kiln_error_set (err, EINVAL, KILN_E_USAGE, "mount onto `%s`: not allowed on the root",
                                m->target ? m->target : "(null)");
-      pr->plan.target_dir[i] = true;
+      pr->plan.target_dir[i] = m->type != KILN_SANDBOX_DATA;
       if (m->type == KILN_SANDBOX_BIND)
         {
           struct stat st;

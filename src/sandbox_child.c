@@ -281,9 +281,46 @@ setup_sys (struct sb_plan *p)
     bind_onto (p, "/sys", "sys", true, true, false);
 }
 
-/* The /etc files are written to a private file on our /dev tmpfs, bound
- * read-only onto the target, then unlinked: the bind keeps the inode, and
- * nothing is ever written on the host. */
+/* Writes data to a private file (stage, under /dev) on our /dev tmpfs, binds
+ * it read-only onto rel, then unlinks it: the bind keeps the inode, and
+ * nothing is ever written on the host.  Errors name rel, never the data. */
+static void
+bind_data (struct sb_plan *p, const char *stage, const char *rel, const char *data, size_t len, mode_t mode,
+           uid_t uid, gid_t gid)
+{
+  int fd = kiln_sb_open_in_root (p->rootfd, stage, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    kiln_sb_fail (p, errno, "create the contents of `/%s`", rel);
+  for (size_t off = 0; off < len;)
+    {
+      ssize_t n = write (fd, data + off, len - off);
+      if (n < 0 && errno != EINTR)
+        kiln_sb_fail (p, errno, "write the contents of `/%s`", rel);
+      off += n > 0 ? (size_t) n : 0;
+    }
+  /* an owner a user namespace does not map stays as it is, as for binds */
+  (void) !fchown (fd, uid, gid);
+  if (fchmod (fd, mode) < 0)
+    kiln_sb_fail (p, errno, "set the mode of `/%s`", rel);
+  close (fd);
+  fd = kiln_sb_open_in_root (p->rootfd, stage, O_PATH | O_NOFOLLOW, 0);
+  int tfd = ensure (p, p->rootfd, rel, false, true);
+  if (fd < 0 || tfd < 0)
+    kiln_sb_fail (p, errno, "create mount point `/%s` in `%s`", rel, p->o->rootfs);
+  char s[FD_PATH_MAX];
+  fd_path (s, fd);
+  if (mount_at (s, tfd, NULL, MS_BIND, NULL) < 0)
+    kiln_sb_fail (p, errno, "bind `/%s`", rel);
+  if (make_readonly (p->rootfd, rel) < 0)
+    kiln_sb_fail (p, errno, "make `/%s` read-only", rel);
+  close (fd);
+  close (tfd);
+  int devfd = kiln_sb_open_in_root (p->rootfd, "dev", O_PATH | O_DIRECTORY, 0);
+  if (devfd < 0 || unlinkat (devfd, stage + 4, 0) < 0)
+    kiln_sb_fail (p, errno, "remove the staging copy of `/%s`", rel);
+  close (devfd);
+}
+
 static void
 setup_etc (struct sb_plan *p)
 {
@@ -291,33 +328,7 @@ setup_etc (struct sb_plan *p)
   for (int i = 0; i < SB_ETC_N; i++)
     {
       snprintf (name, sizeof name, "dev/.kiln-etc-%d", i);
-      int fd = kiln_sb_open_in_root (p->rootfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, 0644);
-      if (fd < 0)
-        kiln_sb_fail (p, errno, "create the contents of `/%s`", p->etc_rel[i]);
-      for (size_t off = 0; off < p->etc_len[i];)
-        {
-          ssize_t n = write (fd, p->etc_data[i] + off, p->etc_len[i] - off);
-          if (n < 0 && errno != EINTR)
-            kiln_sb_fail (p, errno, "write the contents of `/%s`", p->etc_rel[i]);
-          off += n > 0 ? (size_t) n : 0;
-        }
-      close (fd);
-      fd = kiln_sb_open_in_root (p->rootfd, name, O_PATH | O_NOFOLLOW, 0);
-      int tfd = ensure (p, p->rootfd, p->etc_rel[i], false, true);
-      if (fd < 0 || tfd < 0)
-        kiln_sb_fail (p, errno, "create mount point `/%s` in `%s`", p->etc_rel[i], p->o->rootfs);
-      char s[FD_PATH_MAX];
-      fd_path (s, fd);
-      if (mount_at (s, tfd, NULL, MS_BIND, NULL) < 0)
-        kiln_sb_fail (p, errno, "bind `/%s`", p->etc_rel[i]);
-      if (make_readonly (p->rootfd, p->etc_rel[i]) < 0)
-        kiln_sb_fail (p, errno, "make `/%s` read-only", p->etc_rel[i]);
-      close (fd);
-      close (tfd);
-      int devfd = kiln_sb_open_in_root (p->rootfd, "dev", O_PATH | O_DIRECTORY, 0);
-      if (devfd < 0 || unlinkat (devfd, name + 4, 0) < 0)
-        kiln_sb_fail (p, errno, "remove the staging copy of `/%s`", p->etc_rel[i]);
-      close (devfd);
+      bind_data (p, name, p->etc_rel[i], p->etc_data[i], p->etc_len[i], 0644, 0, 0);
     }
 }
 
@@ -331,6 +342,13 @@ setup_user_mounts (struct sb_plan *p)
       if (m->type == KILN_SANDBOX_BIND)
         {
           bind_onto (p, m->source, rel, p->target_dir[i], m->readonly, true);
+          continue;
+        }
+      if (m->type == KILN_SANDBOX_DATA)
+        {
+          char name[64];
+          snprintf (name, sizeof name, "dev/.kiln-data-%zu", i);
+          bind_data (p, name, rel, m->data, m->len, m->mode ? m->mode & 07777 : 0400, m->uid, m->gid);
           continue;
         }
       unsigned long fl = MS_NOSUID | MS_NODEV | (m->readonly ? MS_RDONLY : 0);

@@ -13,6 +13,7 @@
  *   mounts         print /proc/self/mountinfo */
 #include <dirent.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,6 +95,14 @@ main (int argc, char **argv)
     return cat (argv[2]);
   if (!strcmp (c, "sleep") && argc > 2)
     return sleep ((unsigned) atoi (argv[2])), 0;
+  if (!strcmp (c, "stat") && argc > 2)
+    {
+      struct stat st;
+      if (lstat (argv[2], &st) < 0)
+        return perror (argv[2]), 1;
+      return printf ("%o %d %d %lld\n", (unsigned) st.st_mode, (int) st.st_uid, (int) st.st_gid,
+                     (long long) st.st_size), 0;
+    }
   if (!strcmp (c, "mounts"))
     return cat ("/proc/self/mountinfo");
   return 2;

@@ -358,6 +358,56 @@ Test (sandbox, bind_and_tmpfs_mounts_appear_and_readonly_bind_rejects_writes)
   run_clear (&r);
 }
 
+/* A data mount (RUN secrets): the content exists only on the sandbox's
+ * tmpfs; the file is read-only with the given mode and owner, the mount
+ * point kiln made is reported and stays empty on the host. */
+Test (sandbox, data_mount_is_a_readonly_file_that_never_touches_the_host)
+{
+  struct run r;
+  static const char secret[] = "data-mount-secret\0with a NUL";
+  struct kiln_sandbox_mount m[] = {
+    { .type = KILN_SANDBOX_DATA, .target = "/run/secrets/tok", .data = secret, .len = sizeof secret - 1,
+      .mode = 0440, .uid = 1000, .gid = 1001 },
+    { .type = KILN_SANDBOX_DATA, .target = "/tmp/default", .data = "d", .len = 1 },
+  };
+  run_init (&r);
+  r.o.mounts = m;
+  r.o.nmounts = 2;
+  expect_ok (&r, RUN (&r, "stat", "/run/secrets/tok"));
+  cr_assert_str_eq (r.out, "100440 1000 1001 28\n");
+  free (r.out);
+  expect_ok (&r, RUN (&r, "stat", "/tmp/default"));
+  cr_assert_str_eq (r.out, "100400 0 0 1\n", "default mode 0400, root");
+  free (r.out);
+  expect_ok (&r, RUN (&r, "cat", "/run/secrets/tok"));
+  cr_assert_eq (memcmp (r.out, "data-mount-secret", 17), 0, "%s", r.out);
+  free (r.out);
+  cr_assert_eq (RUN (&r, "write", "/run/secrets/tok", "evil"), 0);
+  cr_assert_eq (r.status, 1, "writing a data mount must fail");
+  free (r.out);
+  cr_assert_eq (RUN (&r, "stat", "/dev/.kiln-data-0"), 0);
+  cr_assert_eq (r.status, 1, "the staging copy is removed once bound");
+  run_clear (&r);
+}
+
+Test (sandbox, data_mount_leaves_only_an_empty_stub_on_the_host)
+{
+  struct run r;
+  struct kiln_sandbox_mount m[] = {
+    { .type = KILN_SANDBOX_DATA, .target = "/run/secrets/tok", .data = "s3cr3t", .len = 6 },
+  };
+  run_init (&r);
+  r.o.mounts = m;
+  r.o.nmounts = 1;
+  expect_ok (&r, RUN (&r, "pid"));
+  cr_assert (strv_has (r.created, "run") && strv_has (r.created, "run/secrets/tok"));
+  kiln_autofree char *stub = kiln_xasprintf ("%s/run/secrets/tok", rootfs);
+  struct stat st;
+  cr_assert_eq (stat (stub, &st), 0);
+  cr_assert_eq (st.st_size, 0, "the mount point stays empty on the host");
+  run_clear (&r);
+}
+
 Test (sandbox, created_lists_new_mount_points_once)
 {
   struct run r;

@@ -52,6 +52,14 @@ int64_t kiln_fs_copy_data (int in, int out, uint64_t size, struct kiln_error **e
 /* Removes dirfd/name recursively (no symlink following); missing is success. */
 int kiln_fs_rm_rf_at (int dirfd, const char *name, struct kiln_error **err);
 
+/* Copies the directory srcfd (an fd that can be read, e.g. O_RDONLY |
+ * O_DIRECTORY) to a new directory dstdirfd/name, as `cp -a` would but
+ * without following any symlink: directories, regular files, symlinks and
+ * special files with their owners, modes and times (sockets are skipped;
+ * hard links become separate files; no xattrs).  Fails with EEXIST when
+ * name exists. */
+int kiln_fs_copy_tree (int srcfd, int dstdirfd, const char *name, struct kiln_error **err);
+
 /* Normalises a slash path lexically: no "." or empty components, ".." popped
  * but never above the root, no leading or trailing '/'; "" for the root.
  * Caller frees. */

@@ -41,7 +41,12 @@
 #include <sys/types.h>
 #include "kiln/error.h"
 
-enum kiln_sandbox_mount_type { KILN_SANDBOX_BIND, KILN_SANDBOX_TMPFS };
+enum kiln_sandbox_mount_type {
+  KILN_SANDBOX_BIND,
+  KILN_SANDBOX_TMPFS,
+  KILN_SANDBOX_DATA,                  /* a read-only file holding `data`, written only to the
+                                         sandbox's private tmpfs (never to the host's disk): secrets */
+};
 
 struct kiln_sandbox_mount {           /* extra mounts, applied after the standard ones */
   enum kiln_sandbox_mount_type type;
@@ -50,6 +55,11 @@ struct kiln_sandbox_mount {           /* extra mounts, applied after the standar
                                          missing components are created (see `created`) */
   bool readonly;                      /* bind: recursively read-only; tmpfs: mounted read-only */
   const char *options;                /* tmpfs: mount data such as "size=64m,mode=1777"; may be NULL */
+  const char *data;                   /* data: the file's content, len bytes (never in an error) */
+  size_t len;
+  mode_t mode;                        /* data: permission bits (0 means 0400) */
+  uid_t uid;                          /* data: owner (kept as is when chown is refused, rootless) */
+  gid_t gid;
 };
 
 struct kiln_sandbox_opts {

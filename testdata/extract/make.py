@@ -11,6 +11,7 @@ relative way out of the root.
 """
 import gzip
 import io
+import lzma
 import os
 import struct
 import tarfile
@@ -142,6 +143,55 @@ TARS = {
 SMALL = [d("hello/"), f("hello/world", b"hi\n")]
 
 
+def raw_entry(name, typeflag, data=b"", mode=0o700):
+    """One ustar entry written by hand: tarfile cannot write an empty name
+    (it turns a directory's "" into "/")."""
+    h = bytearray(512)
+    h[0:len(name)] = name
+    h[100:108] = b"%07o\0" % mode
+    h[108:116] = b"%07o\0" % 0
+    h[116:124] = b"%07o\0" % 0
+    h[124:136] = b"%011o\0" % len(data)
+    h[136:148] = b"%011o\0" % MTIME
+    h[148:156] = b" " * 8
+    h[156:157] = typeflag
+    h[257:265] = b"ustar\x0000"
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h) + data + b"\0" * (-len(data) % 512)
+
+
+def entries_end(data):
+    """Offset just past the last entry (its header, data and padding)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        last = t.getmembers()[-1]
+    return last.offset_data + (last.size + 511) // 512 * 512
+
+
+def edge_tars(plain):
+    """ADD edge cases, as BuildKit reads them: an empty entry name is the root
+    (skipped); Go's archive/tar accepts a tar without end-of-archive blocks or
+    with one, fails on a partial marker block, a zero block followed by a
+    non-zero one, and a cut entry."""
+    after = tar_bytes([f("after", b"after")])
+    end = entries_end(plain)
+    data_at = end - 512  # hello/world's one data block
+    out = {
+        "empty_name_dir.tar": raw_entry(b"", b"5") + after,
+        "empty_name_file.tar": raw_entry(b"", b"0", b"x", mode=0o600) + after,
+        "end_none.tar": plain[:end],
+        "end_one_block.tar": plain[:end + 512],
+        "end_record_cut.tar": plain[:end + 1024 + 100],
+        "end_first_block_cut.tar": plain[:end + 100],
+        "end_second_block_cut.tar": plain[:end + 512 + 100],
+        "end_zero_then_garbage.tar": plain[:end + 512] + b"\x01" * 512,
+        "end_data_cut.tar": plain[:data_at + 2],
+    }
+    out["end_second_block_cut.tar.gz"] = gzip.compress(out["end_second_block_cut.tar"], mtime=0)
+    out["small.tar.gz.gz"] = gzip.compress(gzip.compress(plain, mtime=0), mtime=0)
+    out["small.tar.xz.gz"] = gzip.compress(lzma.compress(plain, format=lzma.FORMAT_XZ), mtime=0)
+    return out
+
+
 def main():
     for name, entries in TARS.items():
         write(name, tar_bytes(entries))
@@ -149,6 +199,8 @@ def main():
     write("small.tar", plain)
     write("small.tar.gz", gzip.compress(plain, mtime=0))
     write("small.tar.zst", zstd_raw_frame(plain))
+    for name, data in edge_tars(plain).items():
+        write(name, data)
     write("notatar.txt", b"this is a plain text file,\nnot an archive at all.\n" * 20)
 
 
