@@ -576,7 +576,12 @@ parse_flags (const struct ictx *ic, struct kiln_df_instr *in, char **words,
 
 /* Exec form: when args parse as a JSON array, sets json and argv.  Invalid
  * JSON leaves the shell form; a valid array holding anything but strings is
- * an error, as in BuildKit. */
+ * an error, as in BuildKit (parser/line_parsers.go parseJSON/parseMaybeJSON,
+ * whose json.Unmarshal accepts "\u0000" and numbers of any size).  A string
+ * holding U+0000 is valid JSON, so the line is exec form; kiln's argv and
+ * image config are C strings and cannot carry the NUL, and cutting the string
+ * there would write a different command than the one asked for, so that is an
+ * error instead of a silently changed image. */
 static int
 maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
             struct kiln_error **err)
@@ -589,7 +594,9 @@ maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
 
   if (args[0] != '[')
     return 0;
-  j = json_loads (args, 0, &jerr);
+  /* JSON_DECODE_INT_AS_REAL: an integer too big for json_int_t is still a
+   * valid number (a non-string element), as for Go. */
+  j = json_loads (args, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
   if (j == NULL || !json_is_array (j))
     return 0;
   v = kiln_xcalloc (1, sizeof *v);
@@ -597,6 +604,11 @@ maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
     {
       if (!json_is_string (e))
         return ifail (ic, err, "JSON array must contain only strings");
+      if (strlen (json_string_value (e)) != json_string_length (e))
+        return ifail (ic, err,
+                      "JSON string %zu of the array contains a NUL character (\\u0000), "
+                      "which kiln cannot store in a command or path",
+                      i + 1);
       kiln_strv_push (&v, json_string_value (e));
     }
   in->json = true;

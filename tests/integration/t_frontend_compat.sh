@@ -1,0 +1,42 @@
+#!/bin/bash
+# Dockerfile front-end cases where kiln must do what BuildKit does (issue 10),
+# each checked against the BuildKit source named in its section.
+source "$IT_DIR/lib.sh"
+need jq
+make_busybox_base
+mkdir -p "$T/ctx"
+B=localhost/busybox:latest
+
+# build NAME DOCKERFILE_TEXT [BUILD ARGS...]: builds $T/ctx with that
+# Dockerfile, tagged localhost/fc:NAME; prints kiln's stderr+stdout to $T/NAME.log
+build() {
+  local name=$1 text=$2; shift 2
+  printf '%s\n' "$text" >"$T/ctx/Dockerfile"
+  kiln build --progress=plain "$@" -t "localhost/fc:$name" "$T/ctx" >"$T/$name.log" 2>&1 \
+    || { cat "$T/$name.log" >&2; fail "build $name"; }
+}
+# bad NAME DOCKERFILE_TEXT [BUILD ARGS...]: the build must fail; $ERR holds stderr
+bad() {
+  local text=$2; shift 2
+  printf '%s\n' "$text" >"$T/ctx/Dockerfile"
+  expect_fail kiln build --progress=plain "$@" -t localhost/fc:bad "$T/ctx"
+}
+cfg() { ijq "localhost/fc:$1" ".config.config$2"; }
+
+note "1. a JSON array with \\u0000 is exec form (BuildKit parser/line_parsers.go parseJSON:"
+note "   json.Unmarshal accepts it); kiln cannot store the NUL and says so instead of"
+note "   writing a shell-form CMD"
+for ins in 'CMD ["x\u0000y"]' 'ENTRYPOINT ["/bin/true", "\u0000"]' 'RUN ["/bin/true", "a\u0000"]' \
+           'VOLUME ["/v\u0000"]' 'COPY ["a\u0000", "/d"]' 'SHELL ["/bin/sh", "\u0000"]' \
+           'HEALTHCHECK CMD ["x\u0000"]'; do
+  bad nul "FROM $B
+$ins"
+  assert_contains "$ERR" "Dockerfile:2: ${ins%% *}: JSON string" "error for $ins"
+  assert_contains "$ERR" 'contains a NUL character (\u0000)' "error for $ins"
+done
+# still exec form without the NUL: the escaped characters are decoded
+build json1 "FROM $B
+CMD [\"x\\u0041y\"]"
+assert_eq '["xAy"]' "$(cfg json1 .Cmd)" "CMD with an escape"
+
+note "ok"
