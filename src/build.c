@@ -212,18 +212,48 @@ step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in
   return 0;
 }
 
+/* BuildKit dispatchWorkdir -> system.NormalizeWorkdir (util/system/path.go
+ * NormalizePath, keepSlash false): an absolute path is kept as written
+ * ("/tmp/" stays "/tmp/", as Docker and buildah keep it too); a relative one
+ * is joined to the current directory and cleaned; an empty one keeps the
+ * current directory. */
+char *
+kiln_build_workdir (const char *current, const char *dir)
+{
+  if (dir[0] == '/')
+    return kiln_xstrdup (dir);
+  if (current == NULL || *current == '\0')
+    current = "/";
+  if (dir[0] == '\0' && current[0] == '/')
+    return kiln_xstrdup (current);
+  kiln_autofree char *joined = kiln_fs_path_join (current, dir);
+  return kiln_xasprintf ("/%s", joined);
+}
+
+void
+kiln_build_set_workdir (struct build_stage *s, char *wd)
+{
+  free (s->workdir);
+  free (s->cfg.working_dir);
+  s->workdir = wd;
+  s->cfg.working_dir = NULL;
+  if (wd && *wd)
+    {
+      kiln_autofree char *rel = kiln_fs_path_clean (wd);
+      s->cfg.working_dir = kiln_xasprintf ("/%s", rel);
+    }
+}
+
 static int
 step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
   kiln_autofree char *dir = NULL;
   if (expand_word (b, s, in->args, &dir, err) < 0)
     return kiln_build_step_error (b, in, err);
-  kiln_autofree char *joined = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", dir);
-  free (s->cfg.working_dir);
-  s->cfg.working_dir = kiln_xasprintf ("/%s", joined);
+  kiln_build_set_workdir (s, kiln_build_workdir (s->workdir, dir));
   /* created in the next layer this stage writes, as an image runtime would */
-  if (*joined)
-    kiln_strv_push (&s->pending_dirs, joined);
+  if (s->cfg.working_dir[1])
+    kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
   return 0;
 }
 

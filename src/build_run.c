@@ -174,6 +174,7 @@ copy_stage_image (struct build_stage *dst, const struct build_stage *src)
   for (size_t i = 0; i < src->nlayers; i++)
     kiln_descriptor_copy (&dst->layers[i], &src->layers[i]);
   dst->nlayers = src->nlayers;
+  kiln_build_set_workdir (dst, src->workdir ? kiln_xstrdup (src->workdir) : NULL);
 }
 
 static void
@@ -229,6 +230,8 @@ run_stage (struct build *b, size_t idx, struct kiln_error **err)
     init_scratch (b, s);
   else if (kiln_build_load_image (b, s, ps->base, err) < 0)
     return kiln_build_step_error (b, ps->from, err);
+  if (ps->base_stage < 0)
+    kiln_build_set_workdir (s, kiln_steal_ptr (&s->cfg.working_dir));
   if (b->o->have_epoch || !s->clock)
     {
       free (s->clock);
@@ -285,7 +288,12 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   s->cfg.created = kiln_xstrdup (s->clock ? s->clock : b->created);
   if (b->o->force_compression && force_compression (b, s, err) < 0)
     return -1;
-  if (kiln_store_put_config (b->st, &s->cfg, &cfgd, err) < 0)
+  /* the config records WorkingDir as written (see build_stage.workdir) */
+  char *clean = s->cfg.working_dir;
+  s->cfg.working_dir = s->workdir;
+  int r = kiln_store_put_config (b->st, &s->cfg, &cfgd, err);
+  s->cfg.working_dir = clean;
+  if (r < 0)
     return kiln_error_wrap (err, "store image config");
   m.media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);
   m.config = cfgd;
@@ -364,6 +372,7 @@ kiln_build_stage_clear (struct build_stage *s)
   free (s->layers);
   kiln_kvlist_clear (&s->args);
   kiln_strv_free (s->pending_dirs);
+  free (s->workdir);
   free (s->clock);
   if (s->rootfs_fd >= 0)
     close (s->rootfs_fd);

@@ -39,4 +39,45 @@ build json1 "FROM $B
 CMD [\"x\\u0041y\"]"
 assert_eq '["xAy"]' "$(cfg json1 .Cmd)" "CMD with an escape"
 
+note "2. WORKDIR keeps an absolute path as written (BuildKit convert.go dispatchWorkdir ->"
+note "   util/system/path.go NormalizeWorkdir/NormalizePath keepSlash=false); relative ones"
+note "   are joined and cleaned; the directory created and COPY destinations use the clean path"
+put "$T/ctx/a.txt" a
+put "$T/ctx/b.txt" b
+build wd1 "FROM $B
+WORKDIR /tmp/
+RUN pwd >/tmp/pwd1
+WORKDIR /app//x/../
+COPY a.txt .
+COPY b.txt /app
+COPY a.txt sub/
+WORKDIR rel/
+RUN pwd >/app/pwd2"
+assert_eq '"/app/rel"' "$(cfg wd1 .WorkingDir | jq -R .)" "relative WORKDIR after /app//x/../"
+unpack_image localhost/fc:wd1 "$T/wd1"
+assert_file "$T/wd1/rootfs/tmp/pwd1" /tmp
+assert_file "$T/wd1/rootfs/app/a.txt" a
+assert_file "$T/wd1/rootfs/app/b.txt" b
+assert_file "$T/wd1/rootfs/app/sub/a.txt" a
+assert_file "$T/wd1/rootfs/app/pwd2" /app/rel
+assert_absent "$T/wd1/rootfs/app/x"
+build wd2 "FROM $B
+WORKDIR /srv/data/"
+assert_eq /srv/data/ "$(cfg wd2 .WorkingDir)" "WORKDIR /srv/data/"
+assert_contains "$(ijq localhost/fc:wd2 '.config.history[-1].created_by')" "WORKDIR /srv/data/" "history"
+# an image whose WorkingDir ends in / (as Docker writes it) as a base: COPY
+# to that directory by name, once it exists in a layer, goes into it
+build wd3 "FROM localhost/fc:wd2
+COPY a.txt .
+COPY b.txt /srv/data
+RUN true
+COPY a.txt /srv/data"
+unpack_image localhost/fc:wd3 "$T/wd3"
+assert_file "$T/wd3/rootfs/srv/data/a.txt" a
+assert_file "$T/wd3/rootfs/srv/data/b.txt" b
+build wd4 "FROM localhost/fc:wd2
+COPY b.txt /srv/data"
+unpack_image localhost/fc:wd4 "$T/wd4"
+assert_file "$T/wd4/rootfs/srv/data/b.txt" b
+
 note "ok"
