@@ -288,23 +288,21 @@ step_expose (struct build *b, struct build_stage *s, const struct kiln_df_instr 
 static int
 step_volume (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
-  kiln_autostrv char **words = NULL;
-  if (in->json)
+  /* BuildKit VolumeCommand.Expand expands each word on its own (no word
+   * splitting of values), and dispatchVolume rejects an empty result */
+  kiln_autostrv char **raw = kiln_df_list_words (in);
+  kiln_autostrv char **words = kiln_xcalloc (1, sizeof *words);
+  for (size_t i = 0; raw[i]; i++)
     {
-      for (size_t i = 0; in->argv[i]; i++)
-        {
-          char *w = NULL;
-          if (expand_word (b, s, in->argv[i], &w, err) < 0)
-            return kiln_build_step_error (b, in, err);
-          kiln_strv_push_take (&words, w);
-        }
+      char *w = NULL;
+      if (expand_word (b, s, raw[i], &w, err) < 0)
+        return kiln_build_step_error (b, in, err);
+      kiln_strv_push_take (&words, w);
+      if (!*w)
+        return step_fail (b, in, err, "`%s` expands to an empty string; a volume can not be empty", raw[i]);
     }
-  else if (expand_words (b, s, in->args, &words, err) < 0)
-    return kiln_build_step_error (b, in, err);
-  for (size_t i = 0; words && words[i]; i++)
+  for (size_t i = 0; words[i]; i++)
     {
-      if (!*words[i])
-        return step_fail (b, in, err, "volume path is empty%s", NULL);
       bool dup = false;
       for (size_t k = 0; s->cfg.volumes && s->cfg.volumes[k]; k++)
         dup |= strcmp (s->cfg.volumes[k], words[i]) == 0;

@@ -652,6 +652,25 @@ check_copy (const struct ictx *ic, struct kiln_df_instr *in, struct kiln_error *
   return 0;
 }
 
+/* BuildKit instructions/parse.go parseVolume: each word, blanks trimmed,
+ * must not be empty (only a JSON string can be, before expansion). */
+static int
+check_volume (const struct ictx *ic, struct kiln_df_instr *in, struct kiln_error **err)
+{
+  kiln_autostrv char **w = NULL;
+  int r = maybe_json (ic, in, in->args, err);
+
+  if (r < 0)
+    return r;
+  if (count_list_args (in) == 0)
+    return ifail (ic, err, "requires at least one argument");
+  w = kiln_df_list_words (in);
+  for (size_t i = 0; w[i]; i++)
+    if (!*w[i])
+      return ifail (ic, err, "a volume can not be an empty string");
+  return 0;
+}
+
 static int
 check_stage_name (const struct ictx *ic, const char *name, struct kiln_error **err)
 {
@@ -789,12 +808,7 @@ parse_args (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *in,
     case KILN_DF_ADD:
       return check_copy (ic, in, err);
     case KILN_DF_VOLUME:
-      {
-        int r = maybe_json (ic, in, in->args, err);
-        if (r == 0 && count_list_args (in) == 0)
-          r = ifail (ic, err, "requires at least one argument");
-        return r;
-      }
+      return check_volume (ic, in, err);
     case KILN_DF_SHELL:
       return check_shell (ic, in, err);
     case KILN_DF_ENV:
@@ -1052,4 +1066,32 @@ kiln_df_healthcheck_cmd (const struct kiln_df_instr *in)
   for (p += 3; is_blank (*p); p++)
     ;
   return p;
+}
+
+/* JSON strings are trimmed as Go's strings.TrimSpace does (ASCII blanks and
+ * newlines; other Unicode spaces are kept). */
+static char *
+trim_space (const char *s)
+{
+  const char *ws = " \t\n\v\f\r";
+  size_t n;
+
+  s += strspn (s, ws);
+  n = strlen (s);
+  while (n > 0 && strchr (ws, s[n - 1]))
+    n--;
+  return kiln_xstrndup (s, n);
+}
+
+char **
+kiln_df_list_words (const struct kiln_df_instr *in)
+{
+  char **v;
+
+  if (!in->json)
+    return split_blanks (in->args);
+  v = kiln_xcalloc (1, sizeof *v);
+  for (size_t i = 0; in->argv[i]; i++)
+    kiln_strv_push_take (&v, trim_space (in->argv[i]));
+  return v;
 }

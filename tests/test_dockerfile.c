@@ -521,6 +521,31 @@ Test (dockerfile, json_with_a_number_out_of_double_range_is_shell_form)
   kiln_dockerfile_free (df);
 }
 
+/* BuildKit parser parseMaybeJSONToList + instructions/parse.go parseVolume:
+ * words split on blanks only (quotes are expanded per word later), JSON
+ * strings trimmed, an empty one rejected. */
+Test (dockerfile, volume_words_split_on_blanks_or_trimmed_json)
+{
+  struct kiln_dockerfile *df = parse ("FROM a\nVOLUME /a \"$x y\"\t/b\nVOLUME [\" /c \", \"/d e\"]\n");
+  char **w1 = kiln_df_list_words (&df->instrs[1]);
+  char **w2 = kiln_df_list_words (&df->instrs[2]);
+  cr_assert_eq (kiln_strv_len (w1), 4);
+  cr_expect_str_eq (w1[1], "\"$x");
+  cr_expect_str_eq (w1[2], "y\"");
+  cr_expect_str_eq (w1[3], "/b");
+  cr_assert_eq (kiln_strv_len (w2), 2);
+  cr_expect_str_eq (w2[0], "/c");
+  cr_expect_str_eq (w2[1], "/d e");
+  kiln_strv_free (w1);
+  kiln_strv_free (w2);
+  kiln_dockerfile_free (df);
+}
+
+ERR_TEST (rejects_empty_json_volume, "FROM a\nVOLUME [\"/a\", \"\"]\n",
+          "Dockerfile:2: VOLUME: a volume can not be an empty string")
+ERR_TEST (rejects_blank_json_volume, "FROM a\nVOLUME [\" \\t\"]\n",
+          "Dockerfile:2: VOLUME: a volume can not be an empty string")
+
 /* ---- heredocs ---- */
 
 Test (dockerfile, run_heredoc_reads_body_and_end_line)

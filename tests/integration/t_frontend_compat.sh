@@ -80,4 +80,23 @@ COPY b.txt /srv/data"
 unpack_image localhost/fc:wd4 "$T/wd4"
 assert_file "$T/wd4/rootfs/srv/data/b.txt" b
 
+note "3. VOLUME: each word expanded on its own; an empty result is an error (BuildKit"
+note "   instructions/commands.go VolumeCommand.Expand, convert.go dispatchVolume)"
+bad vol1 "FROM $B
+ENV foo=\"\"
+VOLUME /ok \$foo"
+assert_contains "$ERR" 'Dockerfile:3: VOLUME: `$foo` expands to an empty string; a volume can not be empty'
+bad vol2 "FROM $B
+ARG foo
+VOLUME [\"\${foo}\"]"
+assert_contains "$ERR" 'Dockerfile:3: VOLUME: `${foo}` expands to an empty string'
+bad vol3 "FROM $B
+VOLUME [\" \"]"
+assert_contains "$ERR" 'Dockerfile:2: VOLUME: a volume can not be an empty string'
+build vol4 "FROM $B
+ENV two=\"/a /b\"
+VOLUME \$two /c
+VOLUME [\" /d \"]"
+assert_eq '{"/a /b":{},"/c":{},"/d":{}}' "$(cfg vol4 .Volumes)" "volumes"
+
 note "ok"
