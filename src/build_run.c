@@ -352,6 +352,8 @@ prepare (struct build *b, struct kiln_error **err)
   struct kiln_plan_opts po = { .build_args = &o->build_args, .target = o->target };
   if (kiln_plan_new (b->df, &po, &b->plan, err) < 0)
     return -1;
+  for (size_t i = 0; b->plan->warnings && b->plan->warnings[i]; i++)
+    kiln_log_warn ("%s", b->plan->warnings[i]);
   kiln_autofree char *abs = realpath (o->context, NULL);
   if (!abs || kiln_ctxsum_open (b->st, abs, &b->ctxsum, err) < 0)
     return abs ? -1 : kiln_error_set (err, errno, KILN_E_IO, "resolve build context `%s`", o->context);

@@ -99,4 +99,38 @@ VOLUME \$two /c
 VOLUME [\" /d \"]"
 assert_eq '{"/a /b":{},"/c":{},"/d":{}}' "$(cfg vol4 .Volumes)" "volumes"
 
+note "4. two stages with the same name: a warning naming both lines; FROM resolves to the"
+note "   latest earlier stage (convert.go dispatchStates.addState), COPY --from, --mount from="
+note "   and --target to the last stage of the file (toCommand/detectRunMount/resolveTarget:"
+note "   findStateByName); lint rule from validations.go validateStageNames"
+dup="FROM $B AS final
+RUN echo first >/which
+FROM final AS final
+RUN echo \"second on \$(cat /which)\" >/which
+FROM $B AS user
+COPY --from=final /which /copied
+RUN --mount=type=bind,from=final,target=/m cat /m/which >/mounted
+FROM final
+RUN cp /which /base"
+build dup1 "$dup"
+assert_contains "$(cat "$T/dup1.log")" \
+  'kiln: warning: Dockerfile:3: DuplicateStageName: Duplicate stage name "final", stage names should be unique (first named at line 1)' \
+  "warning"
+unpack_image localhost/fc:dup1 "$T/dup1"
+assert_file "$T/dup1/rootfs/base" "second on first"
+build dup2 "$dup" --target final
+assert_eq "" "$(ijq localhost/fc:dup2 '.config.history[] | select(.created_by | test("cp /which")) | .created_by')" "--target final is stage 2, not the last stage"
+unpack_image localhost/fc:dup2 "$T/dup2"
+assert_file "$T/dup2/rootfs/which" "second on first"
+build dup3 "$dup" --target user
+unpack_image localhost/fc:dup3 "$T/dup3"
+assert_file "$T/dup3/rootfs/copied" "second on first"
+assert_file "$T/dup3/rootfs/mounted" "second on first"
+# --from names the last `final` of the file even where an earlier one was built
+bad dup4 "FROM $B AS final
+FROM $B
+COPY --from=final /etc/passwd /p
+FROM $B AS final"
+assert_contains "$ERR" 'Dockerfile:3: COPY: stage must be defined before it is used: `final`'
+
 note "ok"
