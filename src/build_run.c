@@ -206,6 +206,11 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
       kiln_autofree char *text = kiln_xasprintf ("FROM scratch\n%s\n", triggers[i]);
       if (kiln_dockerfile_parse (name, text, strlen (text), &t, err) < 0)
         return -1;
+      if (kiln_plan_check_copy_from (t, &t->instrs[1], err) < 0)
+        {
+          kiln_dockerfile_free (t);
+          return -1;
+        }
       b->nsteps++;
       int r = run_instr (b, s, &t->instrs[1], "ONBUILD ", err);
       kiln_dockerfile_free (t);

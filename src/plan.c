@@ -199,6 +199,32 @@ add_dep (struct kiln_plan_stage *s, long dep)
   s->deps[s->ndeps++] = dep;
 }
 
+static const char *
+no_lookup (void *ud, const char *name)
+{
+  (void) ud;
+  (void) name;
+  return NULL;
+}
+
+int
+kiln_plan_check_copy_from (const struct kiln_dockerfile *df, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  const char *from = in->cmd == KILN_DF_COPY ? kiln_df_instr_flag (in, "from", NULL) : NULL;
+  kiln_autofree char *out = NULL;
+
+  if (!from)
+    return 0;
+  if (kiln_expand_word (from, df->escape, no_lookup, NULL, &out, err) < 0)
+    return kiln_error_wrap (err, "%s:%d: COPY: --from", df->name, in->line);
+  if (strcmp (out, from) != 0)
+    return kiln_error_set (err, 0, KILN_E_PARSE,
+                           "%s:%d: COPY: variable expansion is not supported for --from, define a new stage "
+                           "with FROM using ARG from global scope as a workaround",
+                           df->name, in->line);
+  return 0;
+}
+
 /* --from= of COPY and from= of RUN --mount name other stages. */
 static int
 collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_df_instr *in,
@@ -209,7 +235,11 @@ collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_
       const char *v = NULL;
       const struct kiln_df_flag *fl = &in->flags[f];
       if (strcmp (fl->name, "from") == 0 && in->cmd == KILN_DF_COPY)
-        v = fl->value;
+        {
+          if (kiln_plan_check_copy_from (p->df, in, err) < 0)
+            return -1;
+          v = fl->value;
+        }
       else if (strcmp (fl->name, "mount") == 0 && fl->value && (v = strstr (fl->value, "from=")))
         {
           if (v != fl->value && v[-1] != ',')

@@ -182,3 +182,29 @@ Test (plan, rejects_from_that_expands_to_nothing)
   cr_assert_lt (make_plan ("ARG IMG\nFROM $IMG\n", NULL, NULL), 0);
   cr_assert (strstr (err->msg, "Dockerfile:2: FROM:") == err->msg, "%s", err->msg);
 }
+
+/* BuildKit convert.go toCommand: --from is expanded with no variables and
+ * rejected when that changes it, global ARG or not. */
+Test (plan, copy_from_with_a_variable_is_rejected_naming_the_line)
+{
+  const char *texts[] = {
+    "ARG SRC=a\nFROM scratch AS a\nFROM scratch\nCOPY --from=$SRC /x /x\n",
+    "FROM scratch AS a\nFROM scratch\nARG SRC=a\nCOPY --from=${SRC} /x /x\n",
+    "FROM scratch AS a\nFROM scratch\nLABEL x=y\nCOPY --from=${SRC:-a} /x /x\n",
+  };
+  for (size_t i = 0; i < 3; i++)
+    {
+      cr_assert_lt (make_plan (texts[i], NULL, NULL), 0, "%zu", i);
+      cr_assert_str_eq (err->msg, "Dockerfile:4: COPY: variable expansion is not supported for --from, define a "
+                                  "new stage with FROM using ARG from global scope as a workaround");
+      fini ();
+    }
+}
+
+Test (plan, copy_from_without_variables_and_mount_from_with_one_are_accepted)
+{
+  /* RUN --mount from= is expanded (instructions/commands_runmount.go), not checked here */
+  cr_assert_eq (make_plan ("FROM scratch AS a\nFROM scratch\nCOPY --from=a /x /x\n"
+                           "RUN --mount=from=$X,target=/m true\n", NULL, NULL), 0);
+  cr_assert_eq (plan->stages[1].ndeps, 1);
+}

@@ -62,6 +62,14 @@ void kiln_plan_free (struct kiln_plan *p);
  * The plan rejects a reference to a stage at or after its own. */
 long kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before);
 
+/* COPY --from= takes no variables: BuildKit convert.go toCommand expands
+ * the value with no variables at all and rejects it when that changes it
+ * ("variable expansion is not supported for --from, ..."), for global ARGs
+ * too.  0 for any other instruction; errors name NAME:LINE.  The plan checks
+ * the Dockerfile's COPYs; the executor calls it for ONBUILD triggers. */
+int kiln_plan_check_copy_from (const struct kiln_dockerfile *df, const struct kiln_df_instr *in,
+                               struct kiln_error **err);
+
 /* Number of steps the needed stages run (a FROM counts as one), for progress. */
 size_t kiln_plan_count_steps (const struct kiln_plan *p);
 

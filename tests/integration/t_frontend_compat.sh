@@ -133,4 +133,27 @@ COPY --from=final /etc/passwd /p
 FROM $B AS final"
 assert_contains "$ERR" 'Dockerfile:3: COPY: stage must be defined before it is used: `final`'
 
+note "5. COPY --from with a variable is rejected, global ARG or stage ARG (BuildKit convert.go"
+note "   toCommand: ProcessWordWithMatches with no env must leave --from unchanged)"
+msg='variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround'
+bad from1 "ARG SRC=src
+FROM $B AS src
+FROM $B
+COPY --from=\$SRC /etc/passwd /p"
+assert_contains "$ERR" "Dockerfile:4: COPY: $msg"
+bad from2 "FROM $B AS src
+FROM $B
+ARG SRC=src
+COPY --from=\"\${SRC}\" /etc/passwd /p"
+assert_contains "$ERR" "Dockerfile:4: COPY: $msg"
+assert_not_contains "$ERR" "build context"
+# an ONBUILD trigger is checked when it runs
+build onb "FROM $B AS src
+FROM $B
+ONBUILD ARG SRC=src
+ONBUILD COPY --from=\$SRC /etc/passwd /p"
+bad from3 "FROM localhost/fc:onb"
+assert_contains "$ERR" "COPY: $msg"
+assert_contains "$ERR" "Dockerfile:1: ONBUILD trigger"
+
 note "ok"
