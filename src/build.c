@@ -183,7 +183,8 @@ step_env_label (struct build *b, struct build_stage *s, const struct kiln_df_ins
   return ret;
 }
 
-/* ARG NAME[=default]: --build-arg wins, then the default, then the global value. */
+/* ARG NAME[=default]: --build-arg wins, then the default, then the global
+ * value (or a predefined platform arg). */
 static int
 step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
@@ -206,8 +207,12 @@ step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in
         val = kiln_kvlist_get (&p->platform_args, words[i]);
       if (!*words[i])
         return step_fail (b, in, err, "empty argument name%s", NULL);
-      /* declared without any value: in scope but unset, which expands to "" */
-      kiln_kvlist_set (&s->args, words[i], val ? val : "");
+      /* BuildKit dispatchArg adds an ARG to the environment (RUN's, and the
+       * one later instructions expand against) only when it has a value;
+       * without one it stays unset (${FOO+x} is empty, ${FOO-d} is d) and an
+       * earlier value of the same ARG is kept */
+      if (val)
+        kiln_kvlist_set (&s->args, words[i], val);
     }
   return 0;
 }

@@ -156,4 +156,29 @@ bad from3 "FROM localhost/fc:onb"
 assert_contains "$ERR" "COPY: $msg"
 assert_contains "$ERR" "Dockerfile:1: ONBUILD trigger"
 
+note "6. ARG without a value (no default, no --build-arg, no global value) is not exported"
+note "   and stays unset for expansion (BuildKit convert.go dispatchArg: AddEnv only when"
+note "   arg.Value != nil; later instructions expand against that env with shell.Lex)"
+build arg1 "ARG GLOBAL_NOVAL
+ARG GLOBAL_VAL=g
+FROM $B
+ARG FOO
+ARG GLOBAL_NOVAL
+ARG GLOBAL_VAL
+ARG EMPTY=
+ARG GIVEN
+ARG KEPT=k
+ARG KEPT
+RUN env | grep -E '^(FOO|GLOBAL_NOVAL|GLOBAL_VAL|EMPTY|GIVEN|KEPT)=' | sort >/env.txt; \
+    echo \"plus=[\${FOO+x}] minus=[\${FOO-d}] cminus=[\${FOO:-d}] given=[\${GIVEN+x}]\" >/sh.txt
+LABEL plus=\"[\${FOO+x}]\" minus=\"[\${FOO-d}]\" cminus=\"[\${FOO:-d}]\" given=\"[\${GIVEN+x}]\" empty=\"[\${EMPTY+x}]\"" \
+  --build-arg GIVEN=
+unpack_image localhost/fc:arg1 "$T/arg1"
+assert_file "$T/arg1/rootfs/env.txt" "EMPTY=
+GIVEN=
+GLOBAL_VAL=g
+KEPT=k"
+assert_file "$T/arg1/rootfs/sh.txt" "plus=[] minus=[d] cminus=[d] given=[x]"
+assert_eq '{"cminus":"[d]","empty":"[x]","given":"[x]","minus":"[d]","plus":"[]"}' "$(cfg arg1 .Labels)" "expansion in LABEL"
+
 note "ok"
