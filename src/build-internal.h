@@ -19,6 +19,12 @@ struct build_stage {
   struct kiln_kvlist args;          /* ARGs declared in this stage, in scope */
   bool cmd_set;                     /* CMD given in this stage (ENTRYPOINT resets an inherited one) */
   char **pending_dirs;              /* WORKDIRs to create in the next layer */
+  /* WorkingDir as the image config records it: an absolute WORKDIR as
+   * written ("/tmp/").  cfg.working_dir holds the same directory cleaned
+   * ("/tmp") while the stage builds, because RUN, COPY destinations and the
+   * cache key use the directory, not its spelling; write_image puts this
+   * one back into the config. NULL when unset. */
+  char *workdir;
   char *rootfs;                     /* ROOT-relative flattened view, or NULL */
   int rootfs_fd;
   size_t rootfs_layers;             /* layers already applied to the view */
@@ -71,6 +77,14 @@ struct step_env {
   struct build_stage *s;
 };
 const char *kiln_build_lookup (void *ud, const char *name);
+
+/* The working directory after `WORKDIR dir` (dir expanded) when it was
+ * current (NULL: unset): an absolute dir as written, a relative one joined
+ * and cleaned.  Caller frees. */
+char *kiln_build_workdir (const char *current, const char *dir);
+/* Sets the stage's WorkingDir to wd (taken; NULL: unset): s->workdir keeps
+ * it, s->cfg.working_dir gets it cleaned. */
+void kiln_build_set_workdir (struct build_stage *s, char *wd);
 
 /* "Dockerfile:LINE: KEYWORD: " prefix for errors of one instruction. */
 int kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err);

@@ -206,7 +206,8 @@ step_env_label (struct build *b, struct build_stage *s, const struct kiln_df_ins
   return ret;
 }
 
-/* ARG NAME[=default]: --build-arg wins, then the default, then the global value. */
+/* ARG NAME[=default]: --build-arg wins, then the default, then the global
+ * value (or a predefined platform arg). */
 static int
 step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
@@ -229,10 +230,46 @@ step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in
         val = kiln_kvlist_get (&p->platform_args, words[i]);
       if (!*words[i])
         return step_fail (b, in, err, "empty argument name%s", NULL);
-      /* declared without any value: in scope but unset, which expands to "" */
-      kiln_kvlist_set (&s->args, words[i], val ? val : "");
+      /* BuildKit dispatchArg adds an ARG to the environment (RUN's, and the
+       * one later instructions expand against) only when it has a value;
+       * without one it stays unset (${FOO+x} is empty, ${FOO-d} is d) and an
+       * earlier value of the same ARG is kept */
+      if (val)
+        kiln_kvlist_set (&s->args, words[i], val);
     }
   return 0;
+}
+
+/* BuildKit dispatchWorkdir -> system.NormalizeWorkdir (util/system/path.go
+ * NormalizePath, keepSlash false): an absolute path is kept as written
+ * ("/tmp/" stays "/tmp/", as Docker and buildah keep it too); a relative one
+ * is joined to the current directory and cleaned; an empty one keeps the
+ * current directory. */
+char *
+kiln_build_workdir (const char *current, const char *dir)
+{
+  if (dir[0] == '/')
+    return kiln_xstrdup (dir);
+  if (current == NULL || *current == '\0')
+    current = "/";
+  if (dir[0] == '\0' && current[0] == '/')
+    return kiln_xstrdup (current);
+  kiln_autofree char *joined = kiln_fs_path_join (current, dir);
+  return kiln_xasprintf ("/%s", joined);
+}
+
+void
+kiln_build_set_workdir (struct build_stage *s, char *wd)
+{
+  free (s->workdir);
+  free (s->cfg.working_dir);
+  s->workdir = wd;
+  s->cfg.working_dir = NULL;
+  if (wd && *wd)
+    {
+      kiln_autofree char *rel = kiln_fs_path_clean (wd);
+      s->cfg.working_dir = kiln_xasprintf ("/%s", rel);
+    }
 }
 
 static int
@@ -241,12 +278,10 @@ step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr
   kiln_autofree char *dir = NULL;
   if (expand_word (b, s, in->args, &dir, err) < 0)
     return kiln_build_step_error (b, in, err);
-  kiln_autofree char *joined = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", dir);
-  free (s->cfg.working_dir);
-  s->cfg.working_dir = kiln_xasprintf ("/%s", joined);
+  kiln_build_set_workdir (s, kiln_build_workdir (s->workdir, dir));
   /* created in the next layer this stage writes, as an image runtime would */
-  if (*joined)
-    kiln_strv_push (&s->pending_dirs, joined);
+  if (s->cfg.working_dir[1])
+    kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
   return 0;
 }
 
@@ -281,23 +316,21 @@ step_expose (struct build *b, struct build_stage *s, const struct kiln_df_instr 
 static int
 step_volume (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
-  kiln_autostrv char **words = NULL;
-  if (in->json)
+  /* BuildKit VolumeCommand.Expand expands each word on its own (no word
+   * splitting of values), and dispatchVolume rejects an empty result */
+  kiln_autostrv char **raw = kiln_df_list_words (in);
+  kiln_autostrv char **words = kiln_xcalloc (1, sizeof *words);
+  for (size_t i = 0; raw[i]; i++)
     {
-      for (size_t i = 0; in->argv[i]; i++)
-        {
-          char *w = NULL;
-          if (expand_word (b, s, in->argv[i], &w, err) < 0)
-            return kiln_build_step_error (b, in, err);
-          kiln_strv_push_take (&words, w);
-        }
+      char *w = NULL;
+      if (expand_word (b, s, raw[i], &w, err) < 0)
+        return kiln_build_step_error (b, in, err);
+      kiln_strv_push_take (&words, w);
+      if (!*w)
+        return step_fail (b, in, err, "`%s` expands to an empty string; a volume can not be empty", raw[i]);
     }
-  else if (expand_words (b, s, in->args, &words, err) < 0)
-    return kiln_build_step_error (b, in, err);
-  for (size_t i = 0; words && words[i]; i++)
+  for (size_t i = 0; words[i]; i++)
     {
-      if (!*words[i])
-        return step_fail (b, in, err, "volume path is empty%s", NULL);
       bool dup = false;
       for (size_t k = 0; s->cfg.volumes && s->cfg.volumes[k]; k++)
         dup |= strcmp (s->cfg.volumes[k], words[i]) == 0;

@@ -175,6 +175,7 @@ copy_stage_image (struct build_stage *dst, const struct build_stage *src)
   for (size_t i = 0; i < src->nlayers; i++)
     kiln_descriptor_copy (&dst->layers[i], &src->layers[i]);
   dst->nlayers = src->nlayers;
+  kiln_build_set_workdir (dst, src->workdir ? kiln_xstrdup (src->workdir) : NULL);
 }
 
 static void
@@ -206,6 +207,11 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
       kiln_autofree char *text = kiln_xasprintf ("FROM scratch\n%s\n", triggers[i]);
       if (kiln_dockerfile_parse (name, text, strlen (text), &t, err) < 0)
         return -1;
+      if (kiln_plan_check_copy_from (t, &t->instrs[1], err) < 0)
+        {
+          kiln_dockerfile_free (t);
+          return -1;
+        }
       b->nsteps++;
       int r = run_instr (b, s, &t->instrs[1], "ONBUILD ", err);
       kiln_dockerfile_free (t);
@@ -230,6 +236,8 @@ run_stage (struct build *b, size_t idx, struct kiln_error **err)
     init_scratch (b, s);
   else if (kiln_build_load_image (b, s, ps->base, err) < 0)
     return kiln_build_step_error (b, ps->from, err);
+  if (ps->base_stage < 0)
+    kiln_build_set_workdir (s, kiln_steal_ptr (&s->cfg.working_dir));
   if (b->o->have_epoch || !s->clock)
     {
       free (s->clock);
@@ -286,7 +294,12 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   s->cfg.created = kiln_xstrdup (s->clock ? s->clock : b->created);
   if (b->o->force_compression && force_compression (b, s, err) < 0)
     return -1;
-  if (kiln_store_put_config (b->st, &s->cfg, &cfgd, err) < 0)
+  /* the config records WorkingDir as written (see build_stage.workdir) */
+  char *clean = s->cfg.working_dir;
+  s->cfg.working_dir = s->workdir;
+  int r = kiln_store_put_config (b->st, &s->cfg, &cfgd, err);
+  s->cfg.working_dir = clean;
+  if (r < 0)
     return kiln_error_wrap (err, "store image config");
   m.media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);
   m.config = cfgd;
@@ -345,6 +358,8 @@ prepare (struct build *b, struct kiln_error **err)
   struct kiln_plan_opts po = { .build_args = &o->build_args, .target = o->target };
   if (kiln_plan_new (b->df, &po, &b->plan, err) < 0)
     return -1;
+  for (size_t i = 0; b->plan->warnings && b->plan->warnings[i]; i++)
+    kiln_log_warn ("%s", b->plan->warnings[i]);
   kiln_autofree char *abs = realpath (o->context, NULL);
   if (!abs || kiln_ctxsum_open (b->st, abs, &b->ctxsum, err) < 0)
     return abs ? -1 : kiln_error_set (err, errno, KILN_E_IO, "resolve build context `%s`", o->context);
@@ -365,6 +380,7 @@ kiln_build_stage_clear (struct build_stage *s)
   free (s->layers);
   kiln_kvlist_clear (&s->args);
   kiln_strv_free (s->pending_dirs);
+  free (s->workdir);
   free (s->clock);
   if (s->rootfs_fd >= 0)
     close (s->rootfs_fd);

@@ -576,7 +576,12 @@ parse_flags (const struct ictx *ic, struct kiln_df_instr *in, char **words,
 
 /* Exec form: when args parse as a JSON array, sets json and argv.  Invalid
  * JSON leaves the shell form; a valid array holding anything but strings is
- * an error, as in BuildKit. */
+ * an error, as in BuildKit (parser/line_parsers.go parseJSON/parseMaybeJSON,
+ * whose json.Unmarshal accepts "\u0000" and numbers of any size).  A string
+ * holding U+0000 is valid JSON, so the line is exec form; kiln's argv and
+ * image config are C strings and cannot carry the NUL, and cutting the string
+ * there would write a different command than the one asked for, so that is an
+ * error instead of a silently changed image. */
 static int
 maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
             struct kiln_error **err)
@@ -589,7 +594,9 @@ maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
 
   if (args[0] != '[')
     return 0;
-  j = json_loads (args, 0, &jerr);
+  /* JSON_DECODE_INT_AS_REAL: an integer too big for json_int_t is still a
+   * valid number (a non-string element), as for Go. */
+  j = json_loads (args, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
   if (j == NULL || !json_is_array (j))
     return 0;
   v = kiln_xcalloc (1, sizeof *v);
@@ -597,6 +604,11 @@ maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
     {
       if (!json_is_string (e))
         return ifail (ic, err, "JSON array must contain only strings");
+      if (strlen (json_string_value (e)) != json_string_length (e))
+        return ifail (ic, err,
+                      "JSON string %zu of the array contains a NUL character (\\u0000), "
+                      "which kiln cannot store in a command or path",
+                      i + 1);
       kiln_strv_push (&v, json_string_value (e));
     }
   in->json = true;
@@ -637,6 +649,25 @@ check_copy (const struct ictx *ic, struct kiln_df_instr *in, struct kiln_error *
       heredoc_clear (&h);
       return ifail (ic, err, "cannot use a heredoc as the destination");
     }
+  return 0;
+}
+
+/* BuildKit instructions/parse.go parseVolume: each word, blanks trimmed,
+ * must not be empty (only a JSON string can be, before expansion). */
+static int
+check_volume (const struct ictx *ic, struct kiln_df_instr *in, struct kiln_error **err)
+{
+  kiln_autostrv char **w = NULL;
+  int r = maybe_json (ic, in, in->args, err);
+
+  if (r < 0)
+    return r;
+  if (count_list_args (in) == 0)
+    return ifail (ic, err, "requires at least one argument");
+  w = kiln_df_list_words (in);
+  for (size_t i = 0; w[i]; i++)
+    if (!*w[i])
+      return ifail (ic, err, "a volume can not be an empty string");
   return 0;
 }
 
@@ -777,12 +808,7 @@ parse_args (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *in,
     case KILN_DF_ADD:
       return check_copy (ic, in, err);
     case KILN_DF_VOLUME:
-      {
-        int r = maybe_json (ic, in, in->args, err);
-        if (r == 0 && count_list_args (in) == 0)
-          r = ifail (ic, err, "requires at least one argument");
-        return r;
-      }
+      return check_volume (ic, in, err);
     case KILN_DF_SHELL:
       return check_shell (ic, in, err);
     case KILN_DF_ENV:
@@ -1040,4 +1066,32 @@ kiln_df_healthcheck_cmd (const struct kiln_df_instr *in)
   for (p += 3; is_blank (*p); p++)
     ;
   return p;
+}
+
+/* JSON strings are trimmed as Go's strings.TrimSpace does (ASCII blanks and
+ * newlines; other Unicode spaces are kept). */
+static char *
+trim_space (const char *s)
+{
+  const char *ws = " \t\n\v\f\r";
+  size_t n;
+
+  s += strspn (s, ws);
+  n = strlen (s);
+  while (n > 0 && strchr (ws, s[n - 1]))
+    n--;
+  return kiln_xstrndup (s, n);
+}
+
+char **
+kiln_df_list_words (const struct kiln_df_instr *in)
+{
+  char **v;
+
+  if (!in->json)
+    return split_blanks (in->args);
+  v = kiln_xcalloc (1, sizeof *v);
+  for (size_t i = 0; in->argv[i]; i++)
+    kiln_strv_push_take (&v, trim_space (in->argv[i]));
+  return v;
 }

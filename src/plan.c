@@ -97,6 +97,39 @@ expand_global (struct kiln_plan *p, const struct kiln_df_instr *in, const char *
   return 0;
 }
 
+/* FROM's base among the stages so far: BuildKit convert.go dispatchStates
+ * addState looks the expanded base up in statesByName, whose entry for a
+ * name is the latest stage so named (a duplicate replaces it), keyed by the
+ * lowercased name and looked up as written (so `FROM Builder` is an image
+ * reference, never the stage `builder`), by name only (`FROM 0` is an
+ * image too). */
+static long
+find_base (const struct kiln_plan *p, const char *base)
+{
+  for (size_t i = p->nstages; i-- > 0;)
+    if (p->stages[i].name && strcmp (p->stages[i].name, base) == 0)
+      return (long) i;
+  return -1;
+}
+
+/* BuildKit builds a Dockerfile that names two stages alike, with the lint
+ * warning DuplicateStageName (dockerfile2llb/validations.go
+ * validateStageNames); references then mean the stage find_base or
+ * kiln_plan_find_stage picks. */
+static void
+warn_duplicate (struct kiln_plan *p, const struct kiln_plan_stage *s)
+{
+  for (size_t i = 0; i < s->index; i++)
+    if (p->stages[i].name && strcmp (p->stages[i].name, s->name) == 0)
+      {
+        kiln_strv_push_take (&p->warnings,
+                             kiln_xasprintf ("%s:%d: DuplicateStageName: Duplicate stage name \"%s\", stage names "
+                                             "should be unique (first named at line %d)",
+                                             p->df->name, s->from->line, s->name, p->stages[i].from->line));
+        return;
+      }
+}
+
 /* FROM [--platform=P] IMAGE [AS NAME] */
 static int
 add_stage (struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_error **err)
@@ -118,15 +151,16 @@ add_stage (struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_erro
   s->index = p->nstages;
   s->from = in;
   s->base = kiln_xstrdup (words[0]);
-  s->base_stage = kiln_plan_find_stage (p, s->base, p->nstages);
+  s->base_stage = find_base (p, s->base);
   if (n == 3)
     {
       s->name = lowercase (words[2]);
-      if (kiln_plan_find_stage (p, s->name, p->nstages) >= 0 || strspn (s->name, "0123456789") == strlen (s->name))
+      if (strspn (s->name, "0123456789") == strlen (s->name))
         {
           p->nstages++;
-          return parse_error (p, in, err, "invalid or duplicate stage name", s->name);
+          return parse_error (p, in, err, "invalid stage name", s->name);
         }
+      warn_duplicate (p, s);
     }
   const char *plat = kiln_df_instr_flag (in, "platform", NULL);
   p->nstages++;
@@ -135,19 +169,27 @@ add_stage (struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_erro
   return 0;
 }
 
+/* The last stage of the file with that name (case-insensitive), or -1. */
+static long
+find_last_named (const struct kiln_plan *p, const char *name)
+{
+  for (size_t i = p->nstages; i-- > 0;)
+    if (p->stages[i].name && strcasecmp (p->stages[i].name, name) == 0)
+      return (long) i;
+  return -1;
+}
+
 long
 kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before)
 {
-  char *end = NULL;
+  long i;
   if (*ref && strspn (ref, "0123456789") == strlen (ref))
     {
-      unsigned long v = strtoul (ref, &end, 10);
+      unsigned long v = strtoul (ref, NULL, 10);
       return v < before ? (long) v : -1;
     }
-  for (size_t i = 0; i < before; i++)
-    if (p->stages[i].name && strcasecmp (p->stages[i].name, ref) == 0)
-      return (long) i;
-  return -1;
+  i = find_last_named (p, ref);
+  return i >= 0 && (size_t) i < before ? i : -1;
 }
 
 static void
@@ -155,6 +197,32 @@ add_dep (struct kiln_plan_stage *s, long dep)
 {
   s->deps = kiln_xrealloc (s->deps, (s->ndeps + 1) * sizeof (long));
   s->deps[s->ndeps++] = dep;
+}
+
+static const char *
+no_lookup (void *ud, const char *name)
+{
+  (void) ud;
+  (void) name;
+  return NULL;
+}
+
+int
+kiln_plan_check_copy_from (const struct kiln_dockerfile *df, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  const char *from = in->cmd == KILN_DF_COPY ? kiln_df_instr_flag (in, "from", NULL) : NULL;
+  kiln_autofree char *out = NULL;
+
+  if (!from)
+    return 0;
+  if (kiln_expand_word (from, df->escape, no_lookup, NULL, &out, err) < 0)
+    return kiln_error_wrap (err, "%s:%d: COPY: --from", df->name, in->line);
+  if (strcmp (out, from) != 0)
+    return kiln_error_set (err, 0, KILN_E_PARSE,
+                           "%s:%d: COPY: variable expansion is not supported for --from, define a new stage "
+                           "with FROM using ARG from global scope as a workaround",
+                           df->name, in->line);
+  return 0;
 }
 
 /* --from= of COPY and from= of RUN --mount name other stages. */
@@ -167,7 +235,11 @@ collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_
       const char *v = NULL;
       const struct kiln_df_flag *fl = &in->flags[f];
       if (strcmp (fl->name, "from") == 0 && in->cmd == KILN_DF_COPY)
-        v = fl->value;
+        {
+          if (kiln_plan_check_copy_from (p->df, in, err) < 0)
+            return -1;
+          v = fl->value;
+        }
       else if (strcmp (fl->name, "mount") == 0 && fl->value && (v = strstr (fl->value, "from=")))
         {
           if (v != fl->value && v[-1] != ',')
@@ -274,10 +346,8 @@ kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *op
   p->target = p->nstages - 1;
   if (opts->target)
     {
-      long t = -1;
-      for (size_t i = 0; i < p->nstages && t < 0; i++)
-        if (p->stages[i].name && strcasecmp (p->stages[i].name, opts->target) == 0)
-          t = (long) i;
+      /* BuildKit resolveTarget: findStateByName, the last stage so named */
+      long t = find_last_named (p, opts->target);
       if (t < 0)
         {
           kiln_plan_free (p);
@@ -318,6 +388,7 @@ kiln_plan_free (struct kiln_plan *p)
   kiln_kvlist_clear (&p->global_args);
   kiln_kvlist_clear (&p->build_args);
   kiln_kvlist_clear (&p->platform_args);
+  kiln_strv_free (p->warnings);
   free (p->global_has_value);
   free (p);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "helpers.h"
 #include "kiln/dockerfile.h"
+#include "kiln/cleanup.h"
 #include "kiln/util.h"
 
 static struct kiln_dockerfile *
@@ -486,6 +487,64 @@ ERR_TEST (rejects_shell_in_shell_form, "FROM a\nSHELL /bin/sh -c\n",
 ERR_TEST (rejects_empty_shell, "FROM a\nSHELL []\n", "Dockerfile:2: SHELL: requires at least one argument")
 ERR_TEST (rejects_json_array_of_non_strings, "FROM a\nRUN [\"a\", null]\n",
           "Dockerfile:2: RUN: JSON array must contain only strings")
+
+/* BuildKit parser/line_parsers.go parseJSON: json.Unmarshal accepts "\u0000"
+ * and numbers of any size, so such lines are exec form (a NUL string is an
+ * error in kiln, see maybe_json; a huge number is a non-string element). */
+Test (dockerfile, json_with_escaped_nul_is_exec_form_not_shell_form)
+{
+  const char *lines[] = {
+    "CMD [\"x\\u0000y\"]",         "RUN [\"x\\u0000\"]",          "ENTRYPOINT [\"\\u0000\"]",
+    "SHELL [\"/bin/sh\", \"\\u0000\"]", "COPY [\"a\\u0000\", \"/d\"]", "ADD [\"a\", \"/d\\u0000\"]",
+    "VOLUME [\"/v\\u0000\"]",     "HEALTHCHECK CMD [\"x\\u0000\"]",
+  };
+  const char *kw[] = { "CMD", "RUN", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME", "HEALTHCHECK" };
+  int pos[] = { 1, 1, 1, 2, 1, 2, 1, 1 };
+  for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
+    {
+      kiln_autofree char *text = kiln_xasprintf ("FROM a\n%s\n", lines[i]);
+      kiln_autofree char *msg = kiln_xasprintf (
+          "Dockerfile:2: %s: JSON string %d of the array contains a NUL character (\\u0000), "
+          "which kiln cannot store in a command or path",
+          kw[i], pos[i]);
+      expect_err (text, msg);
+    }
+}
+
+ERR_TEST (rejects_json_array_with_a_huge_number, "FROM a\nCMD [\"a\", 123456789012345678901234567890]\n",
+          "Dockerfile:2: CMD: JSON array must contain only strings")
+
+Test (dockerfile, json_with_a_number_out_of_double_range_is_shell_form)
+{
+  struct kiln_dockerfile *df = parse ("FROM a\nCMD [\"a\", 1e999]\n");
+  cr_expect_not (df->instrs[1].json);
+  kiln_dockerfile_free (df);
+}
+
+/* BuildKit parser parseMaybeJSONToList + instructions/parse.go parseVolume:
+ * words split on blanks only (quotes are expanded per word later), JSON
+ * strings trimmed, an empty one rejected. */
+Test (dockerfile, volume_words_split_on_blanks_or_trimmed_json)
+{
+  struct kiln_dockerfile *df = parse ("FROM a\nVOLUME /a \"$x y\"\t/b\nVOLUME [\" /c \", \"/d e\"]\n");
+  char **w1 = kiln_df_list_words (&df->instrs[1]);
+  char **w2 = kiln_df_list_words (&df->instrs[2]);
+  cr_assert_eq (kiln_strv_len (w1), 4);
+  cr_expect_str_eq (w1[1], "\"$x");
+  cr_expect_str_eq (w1[2], "y\"");
+  cr_expect_str_eq (w1[3], "/b");
+  cr_assert_eq (kiln_strv_len (w2), 2);
+  cr_expect_str_eq (w2[0], "/c");
+  cr_expect_str_eq (w2[1], "/d e");
+  kiln_strv_free (w1);
+  kiln_strv_free (w2);
+  kiln_dockerfile_free (df);
+}
+
+ERR_TEST (rejects_empty_json_volume, "FROM a\nVOLUME [\"/a\", \"\"]\n",
+          "Dockerfile:2: VOLUME: a volume can not be an empty string")
+ERR_TEST (rejects_blank_json_volume, "FROM a\nVOLUME [\" \\t\"]\n",
+          "Dockerfile:2: VOLUME: a volume can not be an empty string")
 
 /* ---- heredocs ---- */
 

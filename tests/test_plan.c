@@ -100,10 +100,75 @@ Test (plan, rejects_unknown_target)
   cr_assert_eq (err->kind, KILN_E_USAGE);
 }
 
-Test (plan, rejects_duplicate_stage_name_with_line)
+/* BuildKit dockerfile2llb: validations.go validateStageNames only warns
+ * (lint DuplicateStageName); convert.go dispatchStates.addState resolves a
+ * FROM to the latest earlier stage of that name, toCommand (COPY --from,
+ * RUN --mount from=) and resolveTarget (--target) to the last one of the
+ * file (findStateByName over statesByName, where a duplicate replaces the
+ * entry); a COPY from a stage not yet built fails. */
+Test (plan, duplicate_stage_name_is_a_warning_naming_both_lines)
 {
-  cr_assert_lt (make_plan ("FROM scratch AS a\nFROM scratch AS a\n", NULL, NULL), 0);
-  cr_assert_str_eq (err->msg, "Dockerfile:2: FROM: invalid or duplicate stage name `a`");
+  cr_assert_eq (make_plan ("FROM scratch AS a\nFROM scratch AS b\nFROM scratch AS A\n", NULL, NULL), 0);
+  cr_assert_eq (plan->nstages, 3);
+  cr_assert_eq (kiln_strv_len (plan->warnings), 1);
+  cr_assert_str_eq (plan->warnings[0], "Dockerfile:3: DuplicateStageName: Duplicate stage name \"a\", stage names "
+                                       "should be unique (first named at line 1)");
+}
+
+Test (plan, no_warnings_without_duplicates)
+{
+  cr_assert_eq (make_plan ("FROM scratch AS a\nFROM a AS b\n", NULL, NULL), 0);
+  cr_assert_null (plan->warnings);
+}
+
+Test (plan, from_a_duplicate_name_is_the_latest_earlier_stage)
+{
+  const char *text = "FROM scratch AS final\n"   /* 0 */
+                     "FROM final AS final\n"     /* 1: builds on 0 */
+                     "FROM final\n"              /* 2: builds on 1 */
+                     "FROM scratch AS final\n";  /* 3 */
+  cr_assert_eq (make_plan (text, NULL, NULL), 0);
+  cr_assert_eq (plan->stages[1].base_stage, 0);
+  cr_assert_eq (plan->stages[2].base_stage, 1);
+  cr_assert_eq (plan->stages[3].base_stage, -1);
+  cr_assert_eq (kiln_strv_len (plan->warnings), 2);
+}
+
+Test (plan, copy_and_mount_from_a_duplicate_name_is_the_last_stage_of_the_file)
+{
+  const char *text = "FROM scratch AS final\nFROM scratch AS final\n"
+                     "FROM scratch\nCOPY --from=final /a /a\nRUN --mount=from=final,target=/m true\n";
+  cr_assert_eq (make_plan (text, NULL, NULL), 0);
+  cr_assert_eq (plan->stages[2].ndeps, 2);
+  cr_assert_eq (plan->stages[2].deps[0], 1);
+  cr_assert_eq (plan->stages[2].deps[1], 1);
+  cr_assert_not (plan->stages[0].needed);
+  cr_assert_eq (kiln_plan_find_stage (plan, "FINAL", 2), 1);
+  cr_assert_eq (kiln_plan_find_stage (plan, "final", 1), -1);
+}
+
+Test (plan, copy_from_a_name_whose_last_stage_comes_later_is_rejected)
+{
+  /* the earlier `final` does not count: BuildKit picks the last one, not built yet */
+  const char *text = "FROM scratch AS final\nFROM scratch\nCOPY --from=final /a /a\nFROM scratch AS final\n";
+  cr_assert_lt (make_plan (text, NULL, NULL), 0);
+  cr_assert_str_eq (err->msg, "Dockerfile:3: COPY: stage must be defined before it is used: `final`");
+}
+
+Test (plan, target_with_a_duplicate_name_is_the_last_stage)
+{
+  const char *text = "FROM scratch AS final\nFROM scratch AS final\nFROM scratch AS other\n";
+  cr_assert_eq (make_plan (text, "Final", NULL), 0);
+  cr_assert_eq (plan->target, 1);
+  cr_assert_not (plan->stages[0].needed);
+}
+
+Test (plan, from_is_looked_up_by_exact_name_only)
+{
+  /* statesByName is keyed by the lowercased name and looked up as written */
+  cr_assert_eq (make_plan ("FROM scratch AS builder\nFROM Builder\nFROM 0\n", NULL, NULL), 0);
+  cr_assert_eq (plan->stages[1].base_stage, -1);
+  cr_assert_eq (plan->stages[2].base_stage, -1);
 }
 
 Test (plan, rejects_copy_from_a_stage_defined_later)
@@ -116,4 +181,30 @@ Test (plan, rejects_from_that_expands_to_nothing)
 {
   cr_assert_lt (make_plan ("ARG IMG\nFROM $IMG\n", NULL, NULL), 0);
   cr_assert (strstr (err->msg, "Dockerfile:2: FROM:") == err->msg, "%s", err->msg);
+}
+
+/* BuildKit convert.go toCommand: --from is expanded with no variables and
+ * rejected when that changes it, global ARG or not. */
+Test (plan, copy_from_with_a_variable_is_rejected_naming_the_line)
+{
+  const char *texts[] = {
+    "ARG SRC=a\nFROM scratch AS a\nFROM scratch\nCOPY --from=$SRC /x /x\n",
+    "FROM scratch AS a\nFROM scratch\nARG SRC=a\nCOPY --from=${SRC} /x /x\n",
+    "FROM scratch AS a\nFROM scratch\nLABEL x=y\nCOPY --from=${SRC:-a} /x /x\n",
+  };
+  for (size_t i = 0; i < 3; i++)
+    {
+      cr_assert_lt (make_plan (texts[i], NULL, NULL), 0, "%zu", i);
+      cr_assert_str_eq (err->msg, "Dockerfile:4: COPY: variable expansion is not supported for --from, define a "
+                                  "new stage with FROM using ARG from global scope as a workaround");
+      fini ();
+    }
+}
+
+Test (plan, copy_from_without_variables_and_mount_from_with_one_are_accepted)
+{
+  /* RUN --mount from= is expanded (instructions/commands_runmount.go), not checked here */
+  cr_assert_eq (make_plan ("FROM scratch AS a\nFROM scratch\nCOPY --from=a /x /x\n"
+                           "RUN --mount=from=$X,target=/m true\n", NULL, NULL), 0);
+  cr_assert_eq (plan->stages[1].ndeps, 1);
 }

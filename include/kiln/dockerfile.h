@@ -116,4 +116,10 @@ const char *kiln_df_instr_flag (const struct kiln_df_instr *in, const char *name
  * NULL for HEALTHCHECK NONE or another instruction.  Points into in->args. */
 const char *kiln_df_healthcheck_cmd (const struct kiln_df_instr *in);
 
+/* VOLUME's words, unexpanded (BuildKit parseMaybeJSONToList, then
+ * parseVolume): the JSON strings with surrounding blanks trimmed, or the
+ * arguments split on blanks (quotes are not word boundaries: each word is
+ * expanded on its own later).  NULL-terminated, caller frees. */
+char **kiln_df_list_words (const struct kiln_df_instr *in);
+
 #endif

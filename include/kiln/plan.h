@@ -14,10 +14,10 @@
 
 struct kiln_plan_stage {
   size_t index;
-  char *name;                       /* lowercased "AS name", or NULL */
+  char *name;                       /* lowercased "AS name", or NULL; may repeat */
   const struct kiln_df_instr *from;
   char *base;                       /* expanded FROM image ("scratch", stage name or reference) */
-  long base_stage;                  /* index of the stage it builds on, or -1 */
+  long base_stage;                  /* the latest earlier stage named base, or -1 */
   char *platform;                   /* expanded --platform, or NULL */
   const struct kiln_df_instr **instrs;   /* the stage's instructions after FROM */
   size_t ninstrs;
@@ -39,6 +39,9 @@ struct kiln_plan {
   struct kiln_kvlist build_args;
   /* Predefined platform args (TARGETPLATFORM, TARGETOS, ... BUILDARCH). */
   struct kiln_kvlist platform_args;
+  /* BuildKit lint warnings, "NAME:LINE: Rule: message", for the caller to
+   * print (DuplicateStageName); NULL when none. */
+  char **warnings;
 };
 
 struct kiln_plan_opts {
@@ -51,9 +54,21 @@ int kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts
                    struct kiln_plan **out, struct kiln_error **err);
 void kiln_plan_free (struct kiln_plan *p);
 
-/* Finds a stage by name (case-insensitive) or decimal index, among the stages
- * before `before`; -1 when none. */
+/* The stage COPY --from= / RUN --mount from= names, as BuildKit resolves it
+ * (convert.go toCommand: findStateByName, findStateByIndex): a decimal
+ * index, or the LAST stage of the whole file with that name
+ * (case-insensitive).  Returns it when it comes before `before` (it must be
+ * built first), else -1; -1 also when there is none (an image reference).
+ * The plan rejects a reference to a stage at or after its own. */
 long kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before);
+
+/* COPY --from= takes no variables: BuildKit convert.go toCommand expands
+ * the value with no variables at all and rejects it when that changes it
+ * ("variable expansion is not supported for --from, ..."), for global ARGs
+ * too.  0 for any other instruction; errors name NAME:LINE.  The plan checks
+ * the Dockerfile's COPYs; the executor calls it for ONBUILD triggers. */
+int kiln_plan_check_copy_from (const struct kiln_dockerfile *df, const struct kiln_df_instr *in,
+                               struct kiln_error **err);
 
 /* Number of steps the needed stages run (a FROM counts as one), for progress. */
 size_t kiln_plan_count_steps (const struct kiln_plan *p);

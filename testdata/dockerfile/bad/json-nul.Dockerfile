@@ -1,0 +1,2 @@
+FROM alpine
+CMD ["x\u0000y"]
