@@ -35,6 +35,8 @@ static const char usage_text[] =
   "      --compression gzip|zstd|none\n"
   "      --compression-level N\n"
   "      --force-compression       recompress inherited layers that use another compression\n"
+  "      --format oci|docker       manifest and config media types (default oci; docker: v2 schema 2, gzip or\n"
+  "                                uncompressed layers only)\n"
   "      --source-date-epoch N     clamp new files' mtimes and set `created` (also SOURCE_DATE_EPOCH)\n"
   "      --iidfile FILE            write the image (manifest) digest to FILE\n"
   "      --metadata-file FILE      write build metadata as JSON to FILE\n"
@@ -58,7 +60,7 @@ struct build_cli {
 enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
        OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
        OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_CACHE_TO, OPT_CACHE_FROM, OPT_CACHE_TTL,
-       OPT_FORCE_COMPRESSION, OPT_UNSUPPORTED };
+       OPT_FORCE_COMPRESSION, OPT_FORMAT, OPT_UNSUPPORTED };
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
@@ -70,6 +72,7 @@ static const struct option options[] = {
   { "compression", required_argument, NULL, OPT_COMPRESSION },
   { "compression-level", required_argument, NULL, OPT_LEVEL },
   { "force-compression", no_argument, NULL, OPT_FORCE_COMPRESSION },
+  { "format", required_argument, NULL, OPT_FORMAT },
   { "source-date-epoch", required_argument, NULL, OPT_EPOCH },
   { "iidfile", required_argument, NULL, OPT_IIDFILE },
   { "metadata-file", required_argument, NULL, OPT_METADATA },
@@ -178,6 +181,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
         return -1;
       return 0;
     case OPT_FORCE_COMPRESSION: c->o.force_compression = true; return 0;
+    case OPT_FORMAT: return kiln_image_format_parse (arg, &c->o.format, err);
     case OPT_LEVEL:
       {
         char *end;
@@ -499,6 +503,8 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
     return -1;
   if (c->push && !c->tags)
     return kiln_error_set (err, 0, KILN_E_USAGE, "--push needs at least one -t name");
+  if (c->o.format == KILN_IMAGE_DOCKER && c->o.layer.compression == KILN_COMP_ZSTD)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--format docker: Docker manifests cannot hold zstd layers");
   for (size_t i = 0; c->tags && c->tags[i]; i++)
     {
       char *norm = NULL;
