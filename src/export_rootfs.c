@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -297,6 +298,20 @@ make_dest_dir (const char *dest, struct kiln_error **err)
   return 0;
 }
 
+/* True in the initial user namespace, whose uid_map is the whole range
+ * mapped to itself: "0 0 4294967295". */
+static bool
+initial_user_namespace (void)
+{
+  unsigned long inside = 1, outside = 1, count = 0;
+  FILE *f = fopen ("/proc/self/uid_map", "re");
+  if (f == NULL)
+    return true;   /* no /proc: no user namespaces either */
+  int n = fscanf (f, "%lu %lu %lu", &inside, &outside, &count);
+  fclose (f);
+  return n == 3 && inside == 0 && outside == 0 && count == 4294967295UL;
+}
+
 /* The tree at rootfd into the directory dest, through a tar in scratch. */
 static int
 write_tree_dir (int scratchfd, int rootfd, const char *dest, const int64_t *epoch, struct kiln_error **err)
@@ -313,8 +328,10 @@ write_tree_dir (int scratchfd, int rootfd, const char *dest, const int64_t *epoc
   kiln_autoclose int dfd = open (dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", dest);
-  /* owners only when we may set them: a plain user gets the files as its own */
-  const struct kiln_extract_opts opts = { .keep_owner = geteuid () == 0 };
+  /* owners only as real root: a rootless kiln is root of its own user
+   * namespace, and files owned by its subordinate ids would be files the
+   * user cannot remove; it gets them as its own, as from buildx */
+  const struct kiln_extract_opts opts = { .keep_owner = geteuid () == 0 && initial_user_namespace () };
   return kiln_extract_fd (tfd, "image filesystem", dfd, &opts, err);
 }
 

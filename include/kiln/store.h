@@ -125,7 +125,8 @@ int kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *mani
  *                           name, xattrs as PAX SCHILY.xattr.*;
  *   KILN_EXPORT_ROOTFS_DIR  the same entries extracted into the directory
  *                           dest (created when missing) by the hardened
- *                           extractor, owners kept when permitted.
+ *                           extractor, owners kept as real root only (a
+ *                           rootless user gets the files as its own).
  * epoch non-NULL replaces every mtime (--source-date-epoch). */
 int kiln_store_export_rootfs (struct kiln_store *st, const struct kiln_descriptor *manifest,
                               enum kiln_export_format fmt, const char *dest, const int64_t *epoch,
