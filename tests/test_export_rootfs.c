@@ -14,7 +14,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 #include "helpers.h"
+#include "kiln/buf.h"
 #include "kiln/cleanup.h"
+#include "kiln/fs.h"
 #include "kiln/store.h"
 #include "kiln/util.h"
 
@@ -170,15 +172,19 @@ Test (export_rootfs, tar_is_the_flattened_tree_in_buildkit_form, .init = kiln_te
     }
   cr_assert_eq (n, sizeof want / sizeof *want, "entries: %zu", n);
   archive_read_free (a);
+  /* the raw PAX record is fsutil's SCHILY.xattr.*, without libarchive's own copy */
+  struct kiln_buf raw = KILN_BUF_INIT;
+  cr_assert_eq (kiln_fs_read_file (AT_FDCWD, dest, 1 << 20, &raw, NULL), 0);
+  cr_assert (memmem (raw.buf, raw.len, "SCHILY.xattr.user.note=hello\n", 29) != NULL);
+  cr_assert (memmem (raw.buf, raw.len, "LIBARCHIVE.xattr", 16) == NULL);
+  kiln_buf_release (&raw);
   /* the scratch tree is gone */
-  struct stat sb;
   kiln_autofree char *tmp = kiln_xasprintf ("%s/store/tmp", kiln_test_tmpdir ());
   kiln_autodir DIR *d = opendir (tmp);
   int left = 0;
   for (struct dirent *de; (de = readdir (d));)
     left += de->d_name[0] != '.';
   cr_assert_eq (left, 0, "ROOT/tmp is empty after the export");
-  (void) sb;
   kiln_descriptor_clear (&img);
   kiln_store_free (st);
 }
