@@ -520,6 +520,10 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
       free (out.dest);
       if (r < 0)
         return -1;
+      /* as buildx: checked before anything is built */
+      if (output_to_stdout (c->output) && isatty (STDOUT_FILENO))
+        return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: refusing to write an archive to a terminal",
+                               c->output);
     }
   static volatile sig_atomic_t interrupted;
   /* without namespaces a build of COPY and metadata steps still works; a

@@ -112,5 +112,11 @@ expect_fail kiln build -o "type=nope,dest=$T/bad" "$c"
 assert_contains "$ERR" "unknown type \`nope\`" "unknown type message"
 expect_fail kiln build -o "type=tar,dest=$T/bad,color=red" "$c"
 assert_contains "$ERR" "unknown key \`color=red\`" "unknown key message"
+if command -v script >/dev/null 2>&1; then
+  # stdout a terminal (script's pty): refused before the build, as buildx does
+  out=$(script -qec "$KILN --root $KILN_ROOT build -t localhost/fs:bad -o type=tar,dest=- $c" /dev/null </dev/null || true)
+  assert_contains "$out" "refusing to write an archive to a terminal" "dest=- on a terminal"
+  assert_not_contains "$out" "[1/" "steps run for dest=- on a terminal"
+fi
 expect_fail kiln inspect localhost/fs:bad
 store_clean
