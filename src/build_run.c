@@ -284,6 +284,33 @@ force_compression (struct build *b, struct build_stage *s, struct kiln_error **e
   return 0;
 }
 
+/* Every layer, inherited ones too, gets the media type of the output format
+ * (the bytes stay): a Docker-format base gives OCI layer types in an OCI
+ * manifest, which umoci and other strict readers require. */
+static int
+layer_media_types (struct build *b, struct build_stage *s, struct kiln_error **err)
+{
+  for (size_t i = 0; i < s->nlayers; i++)
+    {
+      const char *mt;
+      bool known;
+      if (kiln_layer_media_type_for (s->layers[i].media_type, b->o->format, &mt, &known, err) < 0)
+        return kiln_error_wrap (err, "layer %zu (%s)%s", i + 1, s->layers[i].digest.s,
+                                b->o->format == KILN_IMAGE_DOCKER ? " in --format docker (use --compression gzip "
+                                                                    "--force-compression)" : "");
+      if (!known)
+        kiln_log_warn ("layer %zu (%s): unknown media type `%s` kept as it is", i + 1, s->layers[i].digest.s,
+                       s->layers[i].media_type ? s->layers[i].media_type : "");
+      if (mt != s->layers[i].media_type)
+        {
+          char *copy = kiln_xstrdup (mt);
+          free (s->layers[i].media_type);
+          s->layers[i].media_type = copy;
+        }
+    }
+  return 0;
+}
+
 static int
 write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
@@ -294,6 +321,8 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   s->cfg.created = kiln_xstrdup (s->clock ? s->clock : b->created);
   if (b->o->force_compression && force_compression (b, s, err) < 0)
     return -1;
+  if (layer_media_types (b, s, err) < 0)
+    return -1;
   /* the config records WorkingDir as written (see build_stage.workdir) */
   char *clean = s->cfg.working_dir;
   s->cfg.working_dir = s->workdir;
@@ -301,7 +330,10 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   s->cfg.working_dir = clean;
   if (r < 0)
     return kiln_error_wrap (err, "store image config");
-  m.media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);
+  /* the same config bytes in both formats, as BuildKit's oci-mediatypes=false */
+  free (cfgd.media_type);
+  cfgd.media_type = kiln_xstrdup (kiln_image_format_config_type (b->o->format));
+  m.media_type = kiln_xstrdup (kiln_image_format_manifest_type (b->o->format));
   m.config = cfgd;
   m.layers = s->layers;
   m.nlayers = s->nlayers;

@@ -28,10 +28,15 @@ static const char usage_text[] =
   "      --cache-from type=registry,ref=REF | type=local,src=DIR[,tag=NAME]\n"
   "                                use an exported cache (repeatable; layers are fetched only when needed)\n"
   "      --cache-ttl DURATION      ignore cache records older than this (e.g. 72h, 14d; 0 = no limit; default 14d)\n"
-  "      --output type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE\n"
+  "  -o, --output type=tar,dest=FILE  the image's filesystem as a tar (FILE `-` = stdout)\n"
+  "                  | type=local,dest=DIR  the image's filesystem as a directory\n"
+  "                  | type=oci,dest=DIR[,tar=true]  OCI layout (tar=true: an oci-archive, also type=oci-archive)\n"
+  "                  | type=docker,dest=FILE  docker-archive (also type=docker-archive)\n"
   "      --compression gzip|zstd|none\n"
   "      --compression-level N\n"
   "      --force-compression       recompress inherited layers that use another compression\n"
+  "      --format oci|docker       manifest and config media types (default oci; docker: v2 schema 2, gzip or\n"
+  "                                uncompressed layers only)\n"
   "      --source-date-epoch N     clamp new files' mtimes and set `created` (also SOURCE_DATE_EPOCH)\n"
   "      --iidfile FILE            write the image (manifest) digest to FILE\n"
   "      --metadata-file FILE      write build metadata as JSON to FILE\n"
@@ -52,10 +57,10 @@ struct build_cli {
   char **cache_to, **cache_from;   /* raw --cache-to / --cache-from values */
 };
 
-enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_OUTPUT, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
+enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
        OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
        OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_CACHE_TO, OPT_CACHE_FROM, OPT_CACHE_TTL,
-       OPT_FORCE_COMPRESSION, OPT_UNSUPPORTED };
+       OPT_FORCE_COMPRESSION, OPT_FORMAT, OPT_UNSUPPORTED };
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
@@ -63,10 +68,11 @@ static const struct option options[] = {
   { "build-arg", required_argument, NULL, OPT_BUILD_ARG },
   { "target", required_argument, NULL, OPT_TARGET },
   { "no-cache", no_argument, NULL, OPT_NO_CACHE },
-  { "output", required_argument, NULL, OPT_OUTPUT },
+  { "output", required_argument, NULL, 'o' },
   { "compression", required_argument, NULL, OPT_COMPRESSION },
   { "compression-level", required_argument, NULL, OPT_LEVEL },
   { "force-compression", no_argument, NULL, OPT_FORCE_COMPRESSION },
+  { "format", required_argument, NULL, OPT_FORMAT },
   { "source-date-epoch", required_argument, NULL, OPT_EPOCH },
   { "iidfile", required_argument, NULL, OPT_IIDFILE },
   { "metadata-file", required_argument, NULL, OPT_METADATA },
@@ -169,12 +175,13 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     case OPT_BUILD_ARG: return add_build_arg (c, arg, err);
     case OPT_TARGET: c->o.target = arg; return 0;
     case OPT_NO_CACHE: c->o.no_cache = true; return 0;
-    case OPT_OUTPUT: c->output = arg; return 0;
+    case 'o': c->output = arg; return 0;
     case OPT_COMPRESSION:
       if (kiln_compression_parse (arg, &c->o.layer.compression, err) < 0)
         return -1;
       return 0;
     case OPT_FORCE_COMPRESSION: c->o.force_compression = true; return 0;
+    case OPT_FORMAT: return kiln_image_format_parse (arg, &c->o.format, err);
     case OPT_LEVEL:
       {
         char *end;
@@ -250,7 +257,7 @@ parse_args (struct build_cli *c, int argc, char **argv, struct kiln_error **err)
   int opt, idx = 0;
   optind = 1;
   opterr = 0;
-  while ((opt = getopt_long (argc, argv, ":f:t:h", options, &idx)) != -1)
+  while ((opt = getopt_long (argc, argv, ":f:t:o:h", options, &idx)) != -1)
     {
       if (opt == '?' || opt == ':')
         return kiln_error_set (err, 0, KILN_E_USAGE, "%s option `%s`", opt == '?' ? "unknown" : "missing value for",
@@ -283,33 +290,74 @@ struct output_spec {
   char *dest;
 };
 
-/* "type=oci,dest=DIR" and friends. */
+/* BuildKit's exporter names; kiln's older names stay as aliases. */
+static const struct
+{
+  const char *name;
+  enum kiln_export_format fmt;
+} output_types[] = {
+  { "tar", KILN_EXPORT_ROOTFS_TAR },        { "local", KILN_EXPORT_ROOTFS_DIR },
+  { "oci", KILN_EXPORT_OCI_DIR },           { "oci-archive", KILN_EXPORT_OCI_ARCHIVE },
+  { "docker", KILN_EXPORT_DOCKER_ARCHIVE }, { "docker-archive", KILN_EXPORT_DOCKER_ARCHIVE },
+};
+
+static int
+output_type (const char *spec, const char *type, enum kiln_export_format *fmt, struct kiln_error **err)
+{
+  for (size_t i = 0; i < sizeof output_types / sizeof *output_types; i++)
+    if (strcmp (type, output_types[i].name) == 0)
+      {
+        *fmt = output_types[i].fmt;
+        return 0;
+      }
+  return kiln_error_set (err, 0, KILN_E_USAGE,
+                         "--output `%s`: unknown type `%s` (tar, local, oci, oci-archive, docker, docker-archive)",
+                         spec, type);
+}
+
+/* "type=tar,dest=FILE" and friends; checked before the build, so a bad
+ * spec writes nothing.  type=oci is a layout directory unless tar=true (or
+ * dest=-): BuildKit's type=oci defaults to tar=true, kiln's predates that. */
 static int
 parse_output (const char *spec, struct output_spec *out, struct kiln_error **err)
 {
   kiln_autofree char *copy = kiln_xstrdup (spec);
-  char *save = NULL, *type = NULL;
+  char *save = NULL, *type = NULL, *tar = NULL;
   for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save))
     {
       if (kiln_str_has_prefix (kv, "type="))
         type = kv + 5;
       else if (kiln_str_has_prefix (kv, "dest="))
-        out->dest = kiln_xstrdup (kv + 5);
+        free (out->dest), out->dest = kiln_xstrdup (kv + 5);
+      else if (kiln_str_has_prefix (kv, "tar="))
+        tar = kv + 4;
       else
-        return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: unknown key in `%s`", spec, kv);
+        return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: unknown key `%s` (type, dest, tar)", spec, kv);
     }
   if (!type || !out->dest || !*out->dest)
-    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: want type=oci|oci-archive|docker-archive,dest=PATH",
-                           spec);
-  if (strcmp (type, "oci") == 0)
-    out->fmt = KILN_EXPORT_OCI_DIR;
-  else if (strcmp (type, "oci-archive") == 0 || strcmp (type, "tar") == 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: want type=TYPE,dest=PATH", spec);
+  if (output_type (spec, type, &out->fmt, err) < 0)
+    return -1;
+  bool to_stdout = strcmp (out->dest, "-") == 0;
+  if (tar && out->fmt != KILN_EXPORT_OCI_DIR)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: key `tar` is only for type=oci", spec);
+  if (tar && strcmp (tar, "true") != 0 && strcmp (tar, "false") != 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: tar=%s (want true or false)", spec, tar);
+  if (out->fmt == KILN_EXPORT_OCI_DIR && ((tar && strcmp (tar, "true") == 0) || (!tar && to_stdout)))
     out->fmt = KILN_EXPORT_OCI_ARCHIVE;
-  else if (strcmp (type, "docker-archive") == 0 || strcmp (type, "docker") == 0)
-    out->fmt = KILN_EXPORT_DOCKER_ARCHIVE;
-  else
-    return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "--output type `%s` is not supported", type);
+  if (to_stdout && (out->fmt == KILN_EXPORT_OCI_DIR || out->fmt == KILN_EXPORT_ROOTFS_DIR))
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: a directory cannot go to stdout", spec);
   return 0;
+}
+
+static bool
+output_to_stdout (const char *spec)
+{
+  struct output_spec out = { 0 };
+  kiln_autoerror struct kiln_error *ignored = NULL;
+  bool r = parse_output (spec, &out, &ignored) == 0 && strcmp (out.dest, "-") == 0;
+  free (out.dest);
+  return r;
 }
 
 static int
@@ -412,7 +460,10 @@ finish (struct kiln_store *st, struct build_cli *c, const struct kiln_build_resu
       struct output_spec out = { 0 };
       int ret = parse_output (c->output, &out, err);
       kiln_autofree char *tag = c->tags ? kiln_cmd_ref_tag (c->tags[0]) : kiln_xstrdup ("latest");
-      if (ret == 0)
+      if (ret == 0 && (out.fmt == KILN_EXPORT_ROOTFS_TAR || out.fmt == KILN_EXPORT_ROOTFS_DIR))
+        ret = kiln_store_export_rootfs (st, &r->manifest, out.fmt, out.dest, c->o.have_epoch ? &c->o.epoch : NULL,
+                                        err);
+      else if (ret == 0)
         ret = kiln_store_export (st, &r->manifest, c->tags ? c->tags[0] : NULL, tag, out.fmt, out.dest, err);
       free (out.dest);
       if (ret < 0)
@@ -432,7 +483,9 @@ finish (struct kiln_store *st, struct build_cli *c, const struct kiln_build_resu
   /* after the push: the cache's layers are then found there (HEAD/mount) */
   if (export_caches (st, c, r, err) < 0)
     return -1;
-  fputs (line, stdout);
+  /* with dest=- stdout carries the archive and nothing else */
+  if (!c->output || !output_to_stdout (c->output))
+    fputs (line, stdout);
   return 0;
 }
 
@@ -450,6 +503,8 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
     return -1;
   if (c->push && !c->tags)
     return kiln_error_set (err, 0, KILN_E_USAGE, "--push needs at least one -t name");
+  if (c->o.format == KILN_IMAGE_DOCKER && c->o.layer.compression == KILN_COMP_ZSTD)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--format docker: Docker manifests cannot hold zstd layers");
   for (size_t i = 0; c->tags && c->tags[i]; i++)
     {
       char *norm = NULL;
@@ -465,6 +520,10 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
       free (out.dest);
       if (r < 0)
         return -1;
+      /* as buildx: checked before anything is built */
+      if (output_to_stdout (c->output) && isatty (STDOUT_FILENO))
+        return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: refusing to write an archive to a terminal",
+                               c->output);
     }
   static volatile sig_atomic_t interrupted;
   /* without namespaces a build of COPY and metadata steps still works; a

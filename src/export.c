@@ -1,5 +1,6 @@
 /* export.c - writing an image out of the store: an OCI layout directory, an
- * oci-archive (the same layout as a tar) or a docker-archive (docker save).
+ * oci-archive (the same layout as a tar) or a docker-archive (docker save);
+ * its filesystem instead of the image: export_rootfs.c.
  *
  * Blobs are streamed from the store, never loaded whole; tar output is
  * deterministic (numeric owner 0, mtime 0, fixed order). */
@@ -314,34 +315,89 @@ tar_close (struct tar *t, struct kiln_error **err)
   return tar_check (t, archive_write_close (t->a), "finish", "tar", err);
 }
 
-/* Writes dest through a temp file beside it, so a failed export leaves no
- * half-written archive under the final name. */
+/* ---- archive destinations ---- */
+
+int
+kiln_export_out_open (const char *dest, struct kiln_export_out *o, struct kiln_error **err)
+{
+  char suffix[48];
+  memset (o, 0, sizeof *o);
+  o->dest = dest;
+  if (strcmp (dest, "-") == 0)
+    {
+      /* buildx refuses too: a tar on a terminal helps nobody */
+      if (isatty (STDOUT_FILENO))
+        return kiln_error_set (err, 0, KILN_E_USAGE, "refusing to write an archive to a terminal (dest=-)");
+      o->fd = STDOUT_FILENO;
+      return 0;
+    }
+  kiln_store_random_name (suffix, sizeof suffix, ".kiln-tmp-");
+  o->tmp = kiln_xasprintf ("%s%s", dest, suffix);
+  o->fd = open (o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (o->fd < 0)
+    {
+      kiln_error_set (err, errno, KILN_E_IO, "create `%s`", o->tmp);
+      free (o->tmp);
+      o->tmp = NULL;
+      return -1;
+    }
+  return 0;
+}
+
+int
+kiln_export_out_commit (struct kiln_export_out *o, struct kiln_error **err)
+{
+  int r = 0;
+  if (o->tmp == NULL)
+    return 0;   /* stdout: nothing to rename */
+  if (fsync (o->fd) < 0)
+    r = kiln_error_set (err, errno, KILN_E_IO, "fsync `%s`", o->tmp);
+  if (r == 0 && rename (o->tmp, o->dest) < 0)
+    r = kiln_error_set (err, errno, KILN_E_IO, "rename `%s` to `%s`", o->tmp, o->dest);
+  if (r < 0)
+    kiln_export_out_abort (o);
+  else
+    {
+      close (o->fd);
+      free (o->tmp);
+      memset (o, 0, sizeof *o);
+    }
+  return r;
+}
+
+void
+kiln_export_out_abort (struct kiln_export_out *o)
+{
+  if (o->tmp == NULL)
+    return;
+  close (o->fd);
+  unlink (o->tmp);
+  free (o->tmp);
+  memset (o, 0, sizeof *o);
+}
+
+/* Writes dest (or stdout for "-") through a temp file beside it, so a failed
+ * export leaves no half-written archive under the final name. */
 typedef int (*tar_fill_fn) (struct tar *t, void *opaque, struct kiln_error **err);
 
 static int
 write_tar_file (const char *dest, tar_fill_fn fill, void *opaque, struct kiln_error **err)
 {
   struct tar t = { 0 };
-  char suffix[48];
-  kiln_store_random_name (suffix, sizeof suffix, ".kiln-tmp-");
-  kiln_autofree char *tmp = kiln_xasprintf ("%s%s", dest, suffix);
-  kiln_autoclose int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  int r;
-  if (fd < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "create `%s`", tmp);
-  r = tar_open (&t, fd, err);
+  struct kiln_export_out o;
+  int r = kiln_export_out_open (dest, &o, err);
+  if (r < 0)
+    return -1;
+  r = tar_open (&t, o.fd, err);
   if (r == 0)
     r = fill (&t, opaque, err);
   if (r == 0)
     r = tar_close (&t, err);
   tar_free (&t);
-  if (r == 0 && fsync (fd) < 0)
-    r = kiln_error_set (err, errno, KILN_E_IO, "fsync `%s`", tmp);
-  if (r == 0 && rename (tmp, dest) < 0)
-    r = kiln_error_set (err, errno, KILN_E_IO, "rename `%s` to `%s`", tmp, dest);
-  if (r < 0)
-    unlink (tmp);
-  return r;
+  if (r == 0)
+    return kiln_export_out_commit (&o, err);
+  kiln_export_out_abort (&o);
+  return -1;
 }
 
 /* ---- oci-archive ---- */
@@ -554,6 +610,10 @@ kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest
         break;
       case KILN_EXPORT_DOCKER_ARCHIVE:
         r = write_tar_file (dest, fill_docker_archive, &x, err);
+        break;
+      case KILN_EXPORT_ROOTFS_TAR:
+      case KILN_EXPORT_ROOTFS_DIR:
+        r = kiln_store_export_rootfs (st, manifest, fmt, dest, NULL, err);
         break;
       default:
         r = kiln_error_set (err, 0, KILN_E_USAGE, "unknown export format %d", (int) fmt);

@@ -94,3 +94,67 @@ kiln_manifest_from_json (const char *data, size_t len, struct kiln_manifest *out
   *out = m;
   return 0;
 }
+
+/* ---- formats ---- */
+
+int
+kiln_image_format_parse (const char *s, enum kiln_image_format *out, struct kiln_error **err)
+{
+  if (strcmp (s, "oci") == 0)
+    *out = KILN_IMAGE_OCI;
+  else if (strcmp (s, "docker") == 0)
+    *out = KILN_IMAGE_DOCKER;
+  else
+    return kiln_error_set (err, 0, KILN_E_USAGE, "unknown image format `%s` (oci or docker)", s);
+  return 0;
+}
+
+const char *
+kiln_image_format_manifest_type (enum kiln_image_format f)
+{
+  return f == KILN_IMAGE_DOCKER ? KILN_MT_DOCKER_MANIFEST : KILN_MT_OCI_MANIFEST;
+}
+
+const char *
+kiln_image_format_config_type (enum kiln_image_format f)
+{
+  return f == KILN_IMAGE_DOCKER ? KILN_MT_DOCKER_CONFIG : KILN_MT_OCI_CONFIG;
+}
+
+/* One row per kind of layer bytes: its OCI name, its Docker name (NULL: none)
+ * and the other names it goes by. */
+static const struct
+{
+  const char *oci, *docker, *alias;
+} layer_types[] = {
+  { KILN_MT_OCI_LAYER_GZIP, KILN_MT_DOCKER_LAYER_GZIP, NULL },
+  { KILN_MT_OCI_LAYER, KILN_MT_DOCKER_LAYER, NULL },
+  { KILN_MT_OCI_LAYER_ZSTD, NULL, KILN_MT_DOCKER_LAYER_ZSTD },
+  { KILN_MT_OCI_NONDIST_GZIP, KILN_MT_DOCKER_FOREIGN_GZIP, NULL },
+  { KILN_MT_OCI_NONDIST, KILN_MT_DOCKER_FOREIGN, NULL },
+  { KILN_MT_OCI_NONDIST_ZSTD, NULL, NULL },
+};
+
+int
+kiln_layer_media_type_for (const char *mt, enum kiln_image_format f, const char **out, bool *known,
+                           struct kiln_error **err)
+{
+  *out = mt;
+  *known = false;
+  for (size_t i = 0; mt && i < sizeof layer_types / sizeof *layer_types; i++)
+    {
+      const char *d = layer_types[i].docker, *a = layer_types[i].alias;
+      if (strcmp (mt, layer_types[i].oci) != 0 && !(d && strcmp (mt, d) == 0) && !(a && strcmp (mt, a) == 0))
+        continue;
+      *known = true;
+      if (f == KILN_IMAGE_OCI)
+        *out = layer_types[i].oci;
+      else if (d)
+        *out = d;
+      else
+        return kiln_error_set (err, 0, KILN_E_UNSUPPORTED,
+                               "a zstd layer (`%s`) cannot be written in a Docker manifest", mt);
+      return 0;
+    }
+  return 0;
+}

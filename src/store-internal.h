@@ -33,4 +33,16 @@ size_t kiln_index_remove_name (struct kiln_index *ix, const char *name);
 /* Appends a copy of d. */
 void kiln_index_add (struct kiln_index *ix, const struct kiln_descriptor *d);
 
+/* An archive output of export: dest through a temp file beside it (renamed
+ * into place by commit, removed by abort), or stdout for "-" (refused when
+ * stdout is a terminal). */
+struct kiln_export_out {
+  int fd;
+  char *tmp;                  /* NULL for stdout */
+  const char *dest;
+};
+int kiln_export_out_open (const char *dest, struct kiln_export_out *o, struct kiln_error **err);
+int kiln_export_out_commit (struct kiln_export_out *o, struct kiln_error **err);
+void kiln_export_out_abort (struct kiln_export_out *o);
+
 #endif

@@ -33,6 +33,7 @@ struct kiln_build_opts {
   char **no_cache_filter;         /* stage names (or indexes) built without cache lookups */
   struct kiln_layer_opts layer;   /* compression and mtime clamping */
   bool force_compression;         /* base layers too: recompress those in another compression */
+  enum kiln_image_format format;  /* media types of the manifest, config and every layer (--format) */
   bool have_epoch;                /* --source-date-epoch / SOURCE_DATE_EPOCH */
   int64_t epoch;
   struct kiln_kvlist secrets;     /* --secret: id -> "src=PATH" or "env=NAME" */

@@ -23,6 +23,14 @@
 #define KILN_MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 #define KILN_MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
 #define KILN_MT_DOCKER_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#define KILN_MT_DOCKER_LAYER "application/vnd.docker.image.rootfs.diff.tar"
+/* containerd's name for a zstd layer in a Docker manifest; no Docker engine reads it */
+#define KILN_MT_DOCKER_LAYER_ZSTD "application/vnd.docker.image.rootfs.diff.tar.zstd"
+#define KILN_MT_DOCKER_FOREIGN "application/vnd.docker.image.rootfs.foreign.diff.tar"
+#define KILN_MT_DOCKER_FOREIGN_GZIP "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+#define KILN_MT_OCI_NONDIST "application/vnd.oci.image.layer.nondistributable.v1.tar"
+#define KILN_MT_OCI_NONDIST_GZIP "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+#define KILN_MT_OCI_NONDIST_ZSTD "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
 
 #define KILN_ANNOT_REF_NAME "org.opencontainers.image.ref.name"
 #define KILN_ANNOT_IMAGE_NAME "io.containerd.image.name"
@@ -122,6 +130,21 @@ int kiln_manifest_to_json (const struct kiln_manifest *m, char **out, size_t *le
 /* Accepts OCI and Docker v2 schema 2 manifests; rejects indexes (use oci_index). */
 int kiln_manifest_from_json (const char *data, size_t len, struct kiln_manifest *out,
                              struct kiln_error **err);
+
+/* The manifest format kiln build writes (--format). */
+enum kiln_image_format { KILN_IMAGE_OCI = 0, KILN_IMAGE_DOCKER };
+int kiln_image_format_parse (const char *s, enum kiln_image_format *out, struct kiln_error **err);
+/* The manifest and config media types of a format. */
+const char *kiln_image_format_manifest_type (enum kiln_image_format f);
+const char *kiln_image_format_config_type (enum kiln_image_format f);
+/* The media type the same layer bytes have in a manifest of format f, as
+ * BuildKit's convertLayerMediaType (util/compression): Docker gzip/plain <->
+ * OCI gzip/plain, Docker foreign <-> OCI non-distributable.  A zstd layer has
+ * no Docker media type (only containerd's unofficial one, which Docker does
+ * not read): KILN_E_UNSUPPORTED.  A type kiln does not know is returned
+ * unchanged with *known false (BuildKit warns and keeps it too). */
+int kiln_layer_media_type_for (const char *mt, enum kiln_image_format f, const char **out, bool *known,
+                               struct kiln_error **err);
 
 struct kiln_index {
   char *media_type;            /* may be NULL in an index.json */

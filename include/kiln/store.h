@@ -108,10 +108,28 @@ int kiln_store_mktemp_dir (struct kiln_store *st, char **relpath, struct kiln_er
 /* Writes an image (manifest + config + layers) as an OCI layout directory,
  * oci-archive or docker-archive; tag is the ref.name in the output (the tag
  * part, e.g. "latest") and name the full reference (may be NULL).
- * Blobs are hardlinked into a layout directory when on the same filesystem. */
-enum kiln_export_format { KILN_EXPORT_OCI_DIR, KILN_EXPORT_OCI_ARCHIVE, KILN_EXPORT_DOCKER_ARCHIVE };
+ * Blobs are hardlinked into a layout directory when on the same filesystem.
+ * An archive goes to stdout when dest is "-" (never to a terminal). */
+enum kiln_export_format { KILN_EXPORT_OCI_DIR, KILN_EXPORT_OCI_ARCHIVE, KILN_EXPORT_DOCKER_ARCHIVE,
+                          KILN_EXPORT_ROOTFS_TAR, KILN_EXPORT_ROOTFS_DIR };
 int kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest, const char *name,
                        const char *tag, enum kiln_export_format fmt, const char *dest,
                        struct kiln_error **err);
+
+/* The image's final filesystem - its layers applied in order, whiteouts
+ * applied, in ROOT/tmp - written out (src/export_rootfs.c), as BuildKit's
+ * tar and local exporters write a build result:
+ *   KILN_EXPORT_ROOTFS_TAR  a tar at dest ("-" = stdout): names relative
+ *                           ("etc/", "etc/passwd"), no root entry, sorted,
+ *                           numeric owners, hardlinks as links to the first
+ *                           name, xattrs as PAX SCHILY.xattr.*;
+ *   KILN_EXPORT_ROOTFS_DIR  the same entries extracted into the directory
+ *                           dest (created when missing) by the hardened
+ *                           extractor, owners kept as real root only (a
+ *                           rootless user gets the files as its own).
+ * epoch non-NULL replaces every mtime (--source-date-epoch). */
+int kiln_store_export_rootfs (struct kiln_store *st, const struct kiln_descriptor *manifest,
+                              enum kiln_export_format fmt, const char *dest, const int64_t *epoch,
+                              struct kiln_error **err);
 
 #endif
