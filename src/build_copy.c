@@ -776,6 +776,12 @@ source_target (struct copy_job *j, struct kiln_tocview *v, size_t i, const char 
     *out = kiln_xstrdup (dst);
   if (!*out[0])
     return place_fail (j, err, "cannot replace the root directory `%s` with a file", "");
+  /* only a dangling symlink as the destination gets here: BuildKit fails too */
+  const char *slash = strrchr (*out, '/');
+  kiln_autofree char *parent = slash ? kiln_xstrndup (*out, (size_t) (slash - *out)) : kiln_xstrdup ("");
+  n = kiln_tocview_get (v, parent);
+  if (!n || !S_ISDIR (n->mode))
+    return place_fail (j, err, "cannot copy to `%s`: its directory does not exist", *out);
   return 0;
 }
 

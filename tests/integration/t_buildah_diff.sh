@@ -11,15 +11,10 @@
 source "$IT_DIR/lib.sh"
 need umoci jq python3
 need_root
-command -v buildah >/dev/null 2>&1 || skip "needs \`buildah\` (the reference builder)"
+source "$IT_DIR/buildah_lib.sh"
 make_busybox_base
 
 D=$REPO_DIR/testdata/buildah-diff
-BH=(buildah --root "$T/buildah/root" --runroot "$T/buildah/run" --storage-driver vfs)
-# buildah leaves storage mounts and read-only files behind; take them down
-# before run.sh removes $T
-trap '"${BH[@]}" rm --all >/dev/null 2>&1 || true; "${BH[@]}" umount --all >/dev/null 2>&1 || true' EXIT
-
 # The documented differences (docs/differences.md), as "CASE<TAB>ERE": the
 # lines of the flattened filesystems ("path type mode uid gid ...") of CASE
 # (* = every case) that match ERE are dropped from both sides.  Nothing else
@@ -30,11 +25,9 @@ IGNORE_FS=(
   # kiln leaves nothing (t_run_layers checks that)
   $'*\t^/etc/(hosts|hostname|resolv\\.conf) f 0755 0 0 0 '
   $'*\t^/run d 0755 0 0 '
-  # "directories kiln creates for COPY/ADD destinations": a parent created
-  # (or re-created) for a --chown COPY/ADD is owned by the --chown user;
-  # buildah makes it root's (and keeps an existing one)
-  $'add\t^/added d 0755 '
-  $'add-url\t^/home(/app)? d 0755 '
+  # "parent directory of a --chown destination": a parent that COPY/ADD
+  # --chown makes is owned by the --chown user, as in BuildKit; buildah
+  # makes it root's (an existing one both keep)
   $'multistage\t^/app d 0755 '
   # "escape directive": buildah drops the backslashes of ENV/LABEL values
   # under `# escape=``; kiln keeps them as BuildKit does (checked below)
@@ -44,25 +37,9 @@ IGNORE_FS=(
 IGNORE_CFG=(
   $'escape-shell\tdel(.Env[] | select(startswith("P="))) | del(.Labels.path)'
 )
-CONFIG_FIELDS='{Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes, StopSignal}'
 
 note "the base image for buildah, from kiln save --format oci"
-kiln save --format oci -o "$T/base-oci" localhost/busybox:latest
-# (a relative path: buildah names the image after it, and $T may have capitals)
-(cd "$T" && "${BH[@]}" pull -q oci:base-oci:latest >/dev/null)
-"${BH[@]}" tag localhost/base-oci:latest localhost/busybox:latest
-
-# flat LAYOUT OUT: unpack and write the manifest OUT.fs and the config OUT.cfg
-flat() {
-  unpack_layout "$1" "$2.bundle"
-  python3 "$D/flatten.py" "$2.bundle/rootfs" >"$2.fs"
-  local m
-  m=$(jq -r '.manifests[0].digest' "$1/index.json")
-  m=$(jq -r .config.digest "$1/blobs/sha256/${m#sha256:}")
-  jq -S "(.config // {}) | $CONFIG_FIELDS | with_entries(select(.value != null and .value != {} and .value != [] and .value != \"\"))" \
-    "$1/blobs/sha256/${m#sha256:}" >"$2.cfg"
-  rm -rf "$2.bundle"
-}
+buildah_base
 
 # filter CASE FILE: FILE without the lines IGNORE_FS lists for CASE
 filter() {
@@ -97,11 +74,7 @@ for name in "${cases[@]}"; do
   kiln build --progress=quiet -t "localhost/diff-$name:k" "$ctx" >/dev/null \
     || fail "kiln build of case $name failed"
   kiln save --format oci -o "$T/k-$name" "localhost/diff-$name:k"
-    # --format docker: buildah ignores SHELL in its OCI format
-  "${BH[@]}" bud --quiet --layers --isolation chroot --pull=never --identity-label=false --format docker \
-    -t "localhost/diff-$name:b" "$ctx" >"$T/buildah-$name.log" 2>&1 \
-    || { cat "$T/buildah-$name.log"; fail "buildah bud of case $name failed"; }
-  "${BH[@]}" push -q "localhost/diff-$name:b" "oci:$T/b-$name:b" >/dev/null
+  buildah_build "$ctx" "localhost/diff-$name:b" "$T/b-$name" || fail "buildah bud of case $name failed"
   flat "$T/k-$name" "$T/kiln-$name"
   flat "$T/b-$name" "$T/buildah-$name"
   [ "$(wc -l <"$T/kiln-$name.fs")" -gt 250 ] || fail "case $name: kiln's rootfs has almost nothing in it"
