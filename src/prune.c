@@ -299,7 +299,9 @@ kiln_prune (struct kiln_store *st, const struct kiln_prune_opts *o, struct kiln_
   if (sweep (st, "blobs/sha256", keep_blob, &blobs, &r->blobs, &r->bytes, err) < 0
       || sweep (st, "snapshots", keep_chain, o->all ? NULL : &chains, &r->snapshots, NULL, err) < 0
       || sweep (st, "tmp", keep_nothing, NULL, &r->scratch, NULL, err) < 0
-      || sweep (st, "ingest", keep_nothing, NULL, &r->scratch, NULL, err) < 0)
+      || sweep (st, "ingest", keep_nothing, NULL, &r->scratch, NULL, err) < 0
+      /* tables of contents are derived data (read again from a layer when needed) */
+      || (o->all && sweep (st, "cache/toc", keep_nothing, NULL, &r->scratch, NULL, err) < 0))
     goto out;
   ret = 0;
 out:

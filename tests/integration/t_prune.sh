@@ -43,6 +43,13 @@ cat "$T/p2.log"
 kiln store check
 [ -z "$(ls -A "$KILN_ROOT/snapshots" 2>/dev/null | grep -v '^\.' || true)" ] || fail "snapshots left after --all"
 kiln inspect localhost/busybox:latest >/dev/null
+[ -z "$(ls -A "$KILN_ROOT/cache/toc" 2>/dev/null || true)" ] || fail "layer tables of contents left after --all"
+note "a COPY after --all reads the base's table of contents again from its layer"
+printf 'FROM localhost/busybox:latest\nCOPY f /tmp\n' >"$c/Dockerfile"
+put "$c/f" f
+kiln build -t localhost/p:3 "$c" >/dev/null
+unpack_image localhost/p:3 "$T/p3"
+assert_file "$T/p3/rootfs/tmp/f" f
 
 note "prune refuses to run beside a build, and --wait waits for it"
 printf 'FROM localhost/busybox:latest\nRUN sleep 3\n' >"$c/Dockerfile"
