@@ -90,6 +90,8 @@ struct copy_job {
   const char *raw_dest;  /* the destination as written */
   char *dest;            /* joined to WORKDIR, cleaned, relative */
   bool globbed;          /* the source being added is a wildcard's match */
+  bool link;             /* COPY --link: placed on an empty view */
+  struct kiln_tocview *link_view;
   bool dest_slash;       /* it names a directory (ends in '/' or '.') */
 };
 
@@ -853,10 +855,22 @@ add_ancestors (struct copy_job *j, struct kiln_tocview *v)
     }
 }
 
+/* COPY --link writes a layer that does not depend on the image below
+ * (BuildKit copies onto scratch and links the result): nothing of the image
+ * is read, so a remote base's layers need not be fetched. */
+static bool
+is_link (const struct copy_job *j)
+{
+  bool present;
+  const char *v = kiln_df_instr_flag (j->in, "link", &present);
+  /* BuildKit links only without --chmod (dispatchCopy) */
+  return present && (v == NULL || *v == '\0' || strcmp (v, "true") == 0) && !j->has_chmod;
+}
+
 static int
 place_entries (struct copy_job *j, struct kiln_error **err)
 {
-  struct kiln_tocview *v = kiln_build_stage_view (j->b, j->s, err);
+  struct kiln_tocview *v = j->link ? j->link_view : kiln_build_stage_view (j->b, j->s, err);
   kiln_autofree char *ensure = NULL, *dst = NULL;
   if (!v)
     return kiln_build_step_error (j->b, j->in, err);
@@ -1265,7 +1279,8 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   if (wr < 0)
     return -1;
   /* the stage's view already holds what this layer put there */
-  j->s->view_layers = j->s->nlayers;
+  if (!j->link && j->s->view_layers + 1 == j->s->nlayers)
+    j->s->view_layers = j->s->nlayers;
   if (!may_hit)
     {
       /* a cold build hashed the files while they streamed */
@@ -1584,6 +1599,8 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   j.raw_dest = words[nsrc];
   j.dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", j.raw_dest);
   j.dest_slash = names_dir (j.raw_dest);
+  j.link = is_link (&j);
+  j.link_view = j.link ? kiln_tocview_new () : NULL;
   if (j.has_checksum && nsrc > 1)
     {
       job_fail (&j, err, "--checksum takes a single source%s", NULL);
@@ -1600,6 +1617,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
 out:
   free_entries (&j);
   free (j.dest);
+  kiln_tocview_free (j.link_view);
   kiln_ignore_free (j.exclude);
   if (j.downloads_fd >= 0)
     close (j.downloads_fd);

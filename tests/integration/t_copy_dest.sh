@@ -136,6 +136,14 @@ printf 'FROM localhost/busybox:latest\nRUN ln -s /loop2 /loop1 && ln -s /loop1 /
 expect_fail kiln build "$c4"
 assert_contains "$ERR" 'too many levels of symbolic links'
 
+note "COPY --link copies onto an empty tree, as BuildKit's merge of a scratch copy: /opt is the copy's own 0755"
+printf 'FROM localhost/busybox:latest\nRUN mkdir -m 0750 /opt && ln -s /opt /lnk\nCOPY --link x /opt/\nCOPY --link x /lnk/\n' >"$c4/Dockerfile"
+kiln build -t localhost/link:1 "$c4"
+unpack_image localhost/link:1 "$T/l"
+assert_file "$T/l/rootfs/opt/x" x
+assert_stat "$T/l/rootfs/opt" '%a %u:%g' '755 0:0'
+assert_file "$T/l/rootfs/lnk/x" x
+
 note "a symlink whose target leaves the root is resolved inside it"
 printf 'FROM localhost/busybox:latest\nRUN ln -s ../../../../etc/../../outside /esc\nCOPY x /esc/\n' >"$c4/Dockerfile"
 kiln build -t localhost/esc:1 "$c4"
