@@ -13,6 +13,7 @@
 #include "kiln/log.h"
 #include "kiln/ref.h"
 #include "kiln/store.h"
+#include "kiln/toc.h"
 #include "kiln/util.h"
 #include "oci-internal.h"
 
@@ -113,7 +114,10 @@ void
 kiln_cache_doc_clear (struct kiln_cache_doc *d)
 {
   for (size_t i = 0; i < d->n; i++)
-    kiln_cache_record_clear (&d->v[i].rec);
+    {
+      kiln_cache_record_clear (&d->v[i].rec);
+      kiln_descriptor_clear (&d->v[i].toc);
+    }
   free (d->v);
   memset (d, 0, sizeof *d);
 }
@@ -131,6 +135,8 @@ entry_to_json (const struct kiln_cache_entry *e)
   json_object_set_new (j, "layer", kiln_oci_descriptor_to_json (&r->layer));
   json_object_set_new (j, "diff_id", json_string (r->diff_id.s));
   json_object_set_new (j, "inputs", kiln_oci_strv_to_json (r->inputs ? r->inputs : (char *[]){ NULL }));
+  if (e->has_toc)
+    json_object_set_new (j, "toc", json_string (e->toc.digest.s));
   return j;
 }
 
@@ -152,7 +158,7 @@ entry_from_json (json_t *j, size_t i, struct kiln_cache_entry *e, struct kiln_er
   kiln_autofree char *prefix = kiln_xasprintf ("records[%zu].", i);
   kiln_autofree char *lprefix = kiln_xasprintf ("records[%zu].layer.", i);
   const struct kiln_jpath p = { CACHE_DOC, prefix }, lp = { CACHE_DOC, lprefix };
-  kiln_autofree char *key = NULL, *parent = NULL, *diff = NULL;
+  kiln_autofree char *key = NULL, *parent = NULL, *diff = NULL, *toc = NULL;
   struct kiln_cache_record *r = &e->rec;
   json_t *layer = NULL;
   if (!json_is_object (j))
@@ -164,11 +170,13 @@ entry_from_json (json_t *j, size_t i, struct kiln_cache_entry *e, struct kiln_er
       || kiln_oci_get_strv (j, "inputs", &p, &r->inputs, err) < 0
       || kiln_oci_get_obj (j, "layer", &p, true, &layer, err) < 0
       || kiln_oci_get_str (j, "diff_id", &p, true, &diff, err) < 0
+      || kiln_oci_get_str (j, "toc", &p, false, &toc, err) < 0
       || kiln_oci_descriptor_from_json (layer, &lp, &r->layer, err) < 0)
     return -1;
   if (kiln_digest_parse (key, &r->key, err) < 0 || kiln_digest_parse (parent, &r->parent, err) < 0
-      || kiln_digest_parse (diff, &r->diff_id, err) < 0)
+      || kiln_digest_parse (diff, &r->diff_id, err) < 0 || (toc && kiln_digest_parse (toc, &e->toc.digest, err) < 0))
     return kiln_error_wrap (err, "%s: records[%zu]", CACHE_DOC, i);
+  e->has_toc = toc != NULL;
   r->has_layer = true;
   return 0;
 }
@@ -263,7 +271,17 @@ kiln_cache_doc_collect (struct kiln_store *st, const struct kiln_digest *keys, s
       e->built = r == 0 ? kiln_cache_built (st, &e->rec.parent, &keys[i]) : 0;
       /* metadata steps have no record; mode=min keeps the final image's layers */
       if (r == 0 && e->rec.has_layer && !too_old (e->built, ttl) && (!image || manifest_has_layer (&m, &e->rec.layer.digest)))
-        out->n++;
+        r = kiln_toc_export (st, &e->rec.diff_id, &e->toc, err);
+      else
+        r = -2;
+      if (r == -1)
+        {
+          kiln_manifest_clear (&m);
+          kiln_cache_doc_clear (out);
+          return -1;
+        }
+      if (r >= 0)
+        e->has_toc = r == 1, out->n++;
       else
         kiln_cache_record_clear (&e->rec);
     }
@@ -271,19 +289,27 @@ kiln_cache_doc_collect (struct kiln_store *st, const struct kiln_digest *keys, s
   return 0;
 }
 
-/* The layers the records name, each once, in record order. */
+static void
+add_doc_layer (struct kiln_manifest *m, const struct kiln_descriptor *d)
+{
+  if (manifest_has_layer (m, &d->digest))
+    return;
+  kiln_descriptor_copy (&m->layers[m->nlayers], d);
+  kiln_kvlist_clear (&m->layers[m->nlayers].annotations);
+  m->nlayers++;
+}
+
+/* The layers the records name, each once, in record order, then their
+ * tables of contents. */
 static void
 doc_layers (const struct kiln_cache_doc *d, struct kiln_manifest *m)
 {
-  m->layers = kiln_xcalloc (d->n + 1, sizeof *m->layers);
+  m->layers = kiln_xcalloc (2 * d->n + 1, sizeof *m->layers);
   for (size_t i = 0; i < d->n; i++)
-    {
-      if (manifest_has_layer (m, &d->v[i].rec.layer.digest))
-        continue;
-      kiln_descriptor_copy (&m->layers[m->nlayers], &d->v[i].rec.layer);
-      kiln_kvlist_clear (&m->layers[m->nlayers].annotations);
-      m->nlayers++;
-    }
+    add_doc_layer (m, &d->v[i].rec.layer);
+  for (size_t i = 0; i < d->n; i++)
+    if (d->v[i].has_toc)
+      add_doc_layer (m, &d->v[i].toc);
 }
 
 int
@@ -330,7 +356,8 @@ kiln_cache_doc_import (struct kiln_store *st, const struct kiln_cache_doc *d, in
       const struct kiln_cache_entry *e = &d->v[i];
       if (too_old (e->built, ttl) || have_local (st, &e->rec.key, ttl))
         continue;
-      if (kiln_cache_put (st, &e->rec, err) < 0)
+      if (kiln_cache_put (st, &e->rec, err) < 0
+          || (e->has_toc && kiln_toc_note_blob (st, &e->rec.diff_id, &e->toc.digest, err) < 0))
         return kiln_error_wrap (err, "import cache record `%s`", e->rec.key.s);
       /* the TTL counts from when the step was built, not from this import */
       kiln_autofree char *rel = child_rel (&e->rec.parent, &e->rec.key);

@@ -244,12 +244,69 @@ load_stored (struct kiln_store *st, const struct kiln_digest *diff_id, struct ki
 }
 
 int
+kiln_toc_export (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_descriptor *blob,
+                 struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  kiln_autofree char *rel = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (diff_id));
+  kiln_autoerror struct kiln_error *e = NULL;
+  struct kiln_toc *t = NULL;
+  if (kiln_fs_read_file (kiln_store_dirfd (st), rel, TOC_MAX, &b, &e) < 0 || decode (&b, &t) < 0)
+    return 0;
+  kiln_toc_free (t);
+  memset (blob, 0, sizeof *blob);
+  if (kiln_store_blob_put (st, b.buf, b.len, &blob->digest, err) < 0)
+    return -1;
+  blob->media_type = kiln_xstrdup (KILN_MT_TOC);
+  blob->size = (int64_t) b.len;
+  return 1;
+}
+
+static char *
+pointer_rel (const struct kiln_digest *diff_id)
+{
+  return kiln_xasprintf ("cache/toc/%s.blob", kiln_digest_hex (diff_id));
+}
+
+int
+kiln_toc_note_blob (struct kiln_store *st, const struct kiln_digest *diff_id, const struct kiln_digest *blob,
+                    struct kiln_error **err)
+{
+  kiln_autofree char *name = kiln_xasprintf ("%s.blob", kiln_digest_hex (diff_id));
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
+  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, blob->s, strlen (blob->s), 0644, err) < 0)
+    return kiln_error_wrap (err, "note the table of contents of layer %s", diff_id->s);
+  return 0;
+}
+
+/* The TOC from the blob a cache import named, fetched now; 0 if none. */
+static int
+load_noted (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc **out)
+{
+  kiln_autobuf struct kiln_buf ptr = KILN_BUF_INIT, b = KILN_BUF_INIT;
+  kiln_autofree char *rel = pointer_rel (diff_id);
+  kiln_autofree char *name = kiln_xstrdup (kiln_digest_hex (diff_id));
+  kiln_autoerror struct kiln_error *e = NULL;
+  struct kiln_digest d;
+  if (kiln_fs_read_file (kiln_store_dirfd (st), rel, 128, &ptr, &e) < 0 || kiln_digest_parse (ptr.buf, &d, &e) < 0
+      || kiln_store_blob_read (st, &d, TOC_MAX, &b, &e) < 0 || decode (&b, out) < 0)
+    {
+      if (e)
+        kiln_log_debug ("table of contents of layer %s from the cache: %s", diff_id->s, e->msg);
+      return 0;
+    }
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, &e);
+  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, b.buf, b.len, 0644, &e) < 0)
+    kiln_log_warn ("%s", e->msg);
+  return 1;
+}
+
+int
 kiln_toc_load (struct kiln_store *st, const struct kiln_descriptor *layer, const struct kiln_digest *diff_id,
                struct kiln_toc **out, struct kiln_error **err)
 {
   struct kiln_toc_rec rec;
-  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
-  if (load_stored (st, diff_id, out))
+  if (load_stored (st, diff_id, out) || load_noted (st, diff_id, out))
     return 0;
   kiln_toc_rec_init (&rec);
   int r = rec_from_blob (st, layer, &rec, err);

@@ -46,6 +46,8 @@ void kiln_cache_spec_clear (struct kiln_cache_spec *s);
 struct kiln_cache_entry {
   struct kiln_cache_record rec;
   int64_t built;
+  bool has_toc;                /* the layer's table of contents travels as a blob */
+  struct kiln_descriptor toc;
 };
 struct kiln_cache_doc {
   struct kiln_cache_entry *v;

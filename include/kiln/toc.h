@@ -63,6 +63,17 @@ void kiln_toc_free (struct kiln_toc *t);
 int kiln_toc_load (struct kiln_store *st, const struct kiln_descriptor *layer, const struct kiln_digest *diff_id,
                    struct kiln_toc **out, struct kiln_error **err);
 
+/* A registry or layout cache carries the TOCs of its layers as blobs, so a
+ * runner that reuses a cached layer without fetching it can still place a
+ * COPY on top of it.  Export: the stored TOC of diff_id as a blob of the
+ * store (1; 0 when there is none).  Import: remembers that blob (fetched
+ * only when kiln_toc_load needs it). */
+#define KILN_MT_TOC "application/vnd.kiln.layer.toc.v1"
+int kiln_toc_export (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_descriptor *blob,
+                     struct kiln_error **err);
+int kiln_toc_note_blob (struct kiln_store *st, const struct kiln_digest *diff_id, const struct kiln_digest *blob,
+                        struct kiln_error **err);
+
 /* ---- the merged view ---- */
 
 struct kiln_tocview;

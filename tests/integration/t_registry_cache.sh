@@ -54,7 +54,21 @@ raw=$(skopeo inspect --raw --tls-verify=false "docker://$REG_HOST/kiln/app:cache
 assert_eq application/vnd.oci.image.manifest.v1+json "$(jq -r .mediaType <<<"$raw")" "cache manifest type"
 assert_eq application/vnd.kiln.cache.config.v1+json "$(jq -r .config.mediaType <<<"$raw")" "cache config type"
 # mode=min: the layers the final image's steps made (not the base's), by digest
-assert_eq "$(printf '%s\n' "${layers[@]:1}" | sort)" "$(jq -r '.layers[].digest' <<<"$raw" | sort)" "cache layers"
+assert_eq "$(printf '%s\n' "${layers[@]:1}" | sort)" \
+  "$(jq -r '.layers[] | select(.mediaType != "application/vnd.kiln.layer.toc.v1") | .digest' <<<"$raw" | sort)" "cache layers"
+# and the tables of contents of those layers, so a COPY can be placed on them without fetching them
+assert_eq 4 "$(jq '[.layers[] | select(.mediaType == "application/vnd.kiln.layer.toc.v1")] | length' <<<"$raw")" \
+  "tables of contents in the cache"
+toc_bytes() {   # the sizes of the cached tables of contents of layers N...
+  local cfg n sum=0 d
+  cfg=$(skopeo inspect --raw --tls-verify=false "docker://$REG_HOST/kiln/app:cache" | jq -r .config.digest)
+  cfg=$(curl -sf "http://$REG_HOST/v2/kiln/app/blobs/$cfg")
+  for n in "$@"; do
+    d=$(jq -r --arg l "${layers[$n]}" '.records[] | select(.layer.digest == $l) | .toc' <<<"$cfg")
+    sum=$((sum + $(jq -r --arg d "$d" '.layers[] | select(.digest == $d) | .size' <<<"$raw")))
+  done
+  echo "$sum"
+}
 cache_cfg_size=$(jq -r .config.size <<<"$raw")
 base_cfg_size=$(skopeo inspect --raw --tls-verify=false "docker://$REG_HOST/kiln/busybox:1" | jq -r .config.size)
 
@@ -96,13 +110,34 @@ assert_not_contains "$(grep '\] COPY app/' "$T/b2.err")" CACHED "app step"
 assert_eq 3 "$(layer_gets "${layers[0]}" "${layers[1]}" "${layers[2]}")" "lower layers fetched; $(cat "$PROXY_LOG")"
 assert_eq 0 "$(layer_gets "${layers[3]}" "${layers[4]}")" "replaced layers fetched"
 sizes=$(KILN_ROOT=$T/a kiln inspect "$P/kiln/app:1" | jq '[.manifest.layers[0:3][].size] | add')
-assert_eq $((sizes + cache_cfg_size)) "$(proxy_stat .blob_download_bytes)" "bytes downloaded by the rebuild"
+# (placing COPY app/ reads the tables of contents of the cached stamp and weights layers)
+assert_eq $((sizes + cache_cfg_size + $(toc_bytes 1 2))) "$(proxy_stat .blob_download_bytes)" "bytes downloaded by the rebuild"
 assert_eq "19 /app/main.py" "$(KILN_ROOT=$T/b kiln run --rm "$P/kiln/app:3" cat /app/size.txt)" "RUN over fetched layers"
 proxy_reset
 KILN_ROOT=$T/b kiln push --quiet "$KILN_TLS_OFF" "$P/kiln/app:3"
 new=$(KILN_ROOT=$T/b kiln inspect "$P/kiln/app:3" | jq '.manifest.layers[3].size + .manifest.layers[4].size + .manifest.config.size')
 assert_eq "$new" "$(proxy_stat .blob_upload_bytes)" "bytes uploaded for the rebuilt image"
 KILN_ROOT=$T/b store_clean
+
+note "no RUN after the change: the weights layer is never fetched, only its table of contents"
+c2=$T/ctx2
+cp -a "$c" "$c2"
+printf 'FROM %s/kiln/busybox:1\nCOPY weights/ /models/\nCOPY app/ /app/\n' "$P" >"$c2/Dockerfile"
+KILN_ROOT=$T/a kiln build "$EPOCH" "$KILN_TLS_OFF" --cache-to "type=registry,ref=$P/kiln/app:cache2" "$c2" \
+  >/dev/null 2>"$T/a2.err" || fail "runner A build 2: $(cat "$T/a2.err")"
+put "$c2/app/main.py" "print('version 3')"
+proxy_reset
+KILN_ROOT=$T/f kiln build "$EPOCH" "$KILN_TLS_OFF" --cache-from "type=registry,ref=$P/kiln/app:cache2" \
+  -t localhost/app:f "$c2" >/dev/null 2>"$T/f.err" || fail "runner F build: $(cat "$T/f.err")"
+assert_match "$(cat "$T/f.err")" "\] COPY weights/.* CACHED" "runner F weights step"
+assert_eq "${layers[2]}" "$(KILN_ROOT=$T/f kiln inspect localhost/app:f | jq -r '.manifest.layers[1].digest')" \
+  "runner F's weights layer is the cached one"
+assert_eq 0 "$(layer_gets "${layers[2]}")" "weights layer fetched by runner F; $(cat "$PROXY_LOG")"
+assert_absent "$T/f/blobs/sha256/${layers[2]#sha256:}"
+KILN_ROOT=$T/f kiln save --format oci -o "$T/f-oci" localhost/app:f
+unpack_layout "$T/f-oci" "$T/f-b"
+assert_file "$T/f-b/rootfs/app/main.py" "print('version 3')"
+cmp "$T/f-b/rootfs/models/model.bin" "$c2/weights/model.bin" || fail "weights of runner F's image"
 
 note "type=local round trip (mode=max)"
 KILN_ROOT=$T/a kiln build "$EPOCH" --cache-to "type=local,dest=$T/cache-dir,mode=max" "$c" >/dev/null 2>"$T/l.err" \
