@@ -9,6 +9,7 @@
 # Prints "PASS|FAIL|SKIP name (1.2s)" per test, the log tail of failures, and
 # ends with "N passed, N failed, N skipped"; exits 1 if anything failed.
 # A test skips by exiting 77; with CI=true a skip counts as a failure.
+# A test that needs longer says so in a line `# it-timeout: SECONDS`.
 # Env: KILN_IT_TIMEOUT (seconds per test, default 150), KILN_IT_KEEP=1 keeps
 # the temp dirs, KILN_IT_VERBOSE=1 prints every log.
 set -euo pipefail
@@ -41,6 +42,9 @@ for f in "${tests[@]}"; do
   T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-it-$name.XXXXXX")
   mkdir -p "$T/tmp"
   log=$T.log
+  limit=$(sed -n 's/^# it-timeout: \([0-9][0-9]*\)$/\1/p' "$f" | head -1)
+  limit=${limit:-$TIMEOUT}
+  [ -z "${KILN_IT_TIMEOUT:-}" ] || limit=$KILN_IT_TIMEOUT
   start=$(date +%s%N)
   rc=0
   (
@@ -48,7 +52,7 @@ for f in "${tests[@]}"; do
     export KILN T KILN_ROOT="$T/store" TMPDIR="$T/tmp" IT_DIR REPO_DIR
     # timeout runs the test in its own process group and signals the whole
     # group, so background kiln processes die with a timed-out test.
-    exec timeout --kill-after=5 "$TIMEOUT" bash "$f"
+    exec timeout --kill-after=5 "$limit" bash "$f"
   ) >"$log" 2>&1 </dev/null || rc=$?
   end=$(date +%s%N)
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
@@ -63,7 +67,7 @@ for f in "${tests[@]}"; do
   case "$rc" in
     77) extra=" $(grep -m1 '^SKIP:' "$log" | sed 's/^SKIP: */- /')"
         [ "$status" = FAIL ] && extra="$extra (skip counts as failure under CI=true)" ;;
-    124|137) extra=" - timed out after ${TIMEOUT}s" ;;
+    124|137) extra=" - timed out after ${limit}s" ;;
   esac
   echo "$status $name (${secs}s)$extra"
   if [ "$status" = FAIL ] || [ -n "${KILN_IT_VERBOSE:-}" ]; then

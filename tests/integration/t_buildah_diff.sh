@@ -7,6 +7,7 @@
 # the config fields (Env Cmd Entrypoint WorkingDir User Labels ExposedPorts
 # Volumes StopSignal) must be equal, except for the differences
 # docs/differences.md documents, listed in IGNORE_* below.
+# it-timeout: 400
 # Env: KILN_DIFF_CASES="copy run" limits the cases.
 source "$IT_DIR/lib.sh"
 need umoci jq python3

@@ -6,6 +6,7 @@
 # buildah 1.28; the flattened filesystems must be equal.  Bounded: a fixed
 # number of cases from a seed that is printed (KILN_DEST_SEED / KILN_DEST_N
 # to reproduce or widen a run).
+# it-timeout: 300
 source "$IT_DIR/lib.sh"
 need umoci jq python3
 need_root
