@@ -63,18 +63,9 @@ struct pathset {
 };
 
 static size_t
-hash_str (const char *s)
-{
-  size_t h = 1469598103934665603ULL;
-  for (; *s; s++)
-    h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-  return h;
-}
-
-static size_t
 set_slot (const struct pathset *s, const char *key)
 {
-  size_t i = hash_str (key) & (s->cap - 1);
+  size_t i = kiln_str_hash (key) & (s->cap - 1);
   while (s->keys[i] && strcmp (s->keys[i], key) != 0)
     i = (i + 1) & (s->cap - 1);
   return i;

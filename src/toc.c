@@ -340,19 +340,10 @@ struct kiln_tocview {
 static struct node tomb;
 #define TOMB (&tomb)
 
-static uint64_t
-hash (const char *s)
-{
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++)
-    h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-  return h;
-}
-
 static struct node **
 find_slot (const struct kiln_tocview *v, const char *path, bool for_insert)
 {
-  size_t i = hash (path) & (v->cap - 1);
+  size_t i = kiln_str_hash (path) & (v->cap - 1);
   struct node **tomb_slot = NULL;
   for (;; i = (i + 1) & (v->cap - 1))
     {

@@ -179,3 +179,12 @@ kiln_cleanup_jsonp (void *pj)
   if (*j)
     json_decref (*j);
 }
+
+uint64_t
+kiln_str_hash (const char *s)
+{
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++)
+    h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+  return h;
+}

@@ -3,6 +3,7 @@
 #define KILN_UTIL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -27,5 +28,8 @@ bool kiln_str_has_suffix (const char *s, const char *suffix);
 
 /* Monotonic clock in nanoseconds. */
 unsigned long long kiln_now_ns (void);
+
+/* FNV-1a of a string, for the hash tables of paths. */
+uint64_t kiln_str_hash (const char *s);
 
 #endif
