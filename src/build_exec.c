@@ -324,6 +324,13 @@ mount_cache (struct run_job *r, struct build_stage *tmp, const struct mount_spec
 static int
 secret_id (struct run_job *r, const struct mount_spec *m, const char **id, struct kiln_error **err)
 {
+  /* instructions/commands_runmount.go validateMount */
+  if (m->from)
+    return run_fail (r, err, "secret mount should not have a from%s", NULL);
+  if (m->sharing)
+    return run_fail (r, err, "secret mount should not define sharing%s", NULL);
+  if (m->source && m->id)
+    return run_fail (r, err, "secret mount: both source and id can't be set%s", NULL);
   *id = m->source ? m->source : m->id;
   if (*id && **id)
     return 0;
