@@ -637,8 +637,9 @@ print_failure_output (struct run_job *r, int tailfd)
   kiln_autoerror struct kiln_error *e = NULL;
   if (!out || tailfd < 0 || lseek (tailfd, 0, SEEK_SET) < 0 || kiln_fs_read_fd (tailfd, TAIL_BYTES, &t, &e) < 0)
     return;
-  fprintf (out, "------\n > [%zu/%zu] %s:\n%s%s------\n", r->b->step, r->b->nsteps, r->in->original, t.buf,
-           t.len && t.buf[t.len - 1] != '\n' ? "\n" : "");
+  fprintf (out, "------\n > [%zu/%zu] %s:\n", r->b->step, r->b->nsteps, r->in->original);
+  fwrite (t.buf, 1, t.len, out);
+  fputs (t.len && t.buf[t.len - 1] != '\n' ? "\n------\n" : "------\n", out);
   fflush (out);
 }
 
