@@ -325,6 +325,13 @@ mount_cache (struct run_job *r, struct build_stage *tmp, const struct mount_spec
 static int
 secret_id (struct run_job *r, const struct mount_spec *m, const char **id, struct kiln_error **err)
 {
+  /* instructions/commands_runmount.go validateMount */
+  if (m->from)
+    return run_fail (r, err, "secret mount should not have a from%s", NULL);
+  if (m->sharing)
+    return run_fail (r, err, "secret mount should not define sharing%s", NULL);
+  if (m->source && m->id)
+    return run_fail (r, err, "secret mount: both source and id can't be set%s", NULL);
   *id = m->source ? m->source : m->id;
   if (*id && **id)
     return 0;
@@ -631,8 +638,9 @@ print_failure_output (struct run_job *r, int tailfd)
   kiln_autoerror struct kiln_error *e = NULL;
   if (!out || tailfd < 0 || lseek (tailfd, 0, SEEK_SET) < 0 || kiln_fs_read_fd (tailfd, TAIL_BYTES, &t, &e) < 0)
     return;
-  fprintf (out, "------\n > [%zu/%zu] %s:\n%s%s------\n", r->b->step, r->b->nsteps, r->in->original, t.buf,
-           t.len && t.buf[t.len - 1] != '\n' ? "\n" : "");
+  fprintf (out, "------\n > [%zu/%zu] %s:\n", r->b->step, r->b->nsteps, r->in->original);
+  fwrite (t.buf, 1, t.len, out);
+  fputs (t.len && t.buf[t.len - 1] != '\n' ? "\n------\n" : "------\n", out);
   fflush (out);
 }
 

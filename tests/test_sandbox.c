@@ -376,6 +376,8 @@ Test (sandbox, data_mount_is_a_readonly_file_that_never_touches_the_host)
   expect_ok (&r, RUN (&r, "stat", "/run/secrets/tok"));
   cr_assert_str_eq (r.out, "100440 1000 1001 28\n");
   free (r.out);
+  kiln_strv_free (r.created);
+  r.created = NULL;
   expect_ok (&r, RUN (&r, "stat", "/tmp/default"));
   cr_assert_str_eq (r.out, "100400 0 0 1\n", "default mode 0400, root");
   free (r.out);

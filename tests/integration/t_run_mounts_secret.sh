@@ -67,6 +67,14 @@ kiln build --progress=plain --compression none -f "$c/Dockerfile.req" --secret i
 cat "$T/b3.out" "$T/b3.err" >>"$T/all.log"
 assert_match "$(cat "$T/b3.out" "$T/b3.err")" '^\[[0-9]+/[0-9]+\] \| required-ok$' "required secret given"
 
+note "invalid secret mounts (BuildKit validateMount): from=, sharing=, both source= and id="
+for opt in "id=tok,from=other" "id=tok,sharing=locked" "id=tok,source=tok"; do
+  printf 'FROM localhost/busybox:latest\nRUN --mount=type=secret,%s true\n' "$opt" >"$c/Dockerfile.inv"
+  expect_fail kiln build --progress=plain -f "$c/Dockerfile.inv" --secret id=tok,src="$T/secret.txt" "$c"
+  assert_contains "$ERR" "Dockerfile.inv:2" "error location for $opt"
+  assert_contains "$ERR" "secret mount" "error for $opt"
+done
+
 note "a RUN that fails with the secret as file and as env: the error does not hold it"
 cat >"$c/Dockerfile.fail" <<DF
 FROM localhost/busybox:latest
