@@ -290,10 +290,8 @@ add_archive (struct copy_job *j, int fd, const char *src, struct kiln_error **er
   int tmpfd;
   struct stat st;
   struct kiln_extract_opts eo = { .whiteouts = false, .keep_owner = true };
-  if (kiln_build_tmpdir (j->b, &tmpfd, NULL, err) < 0)
-    return -1;
-  if (kiln_extract_fd (fd, src, tmpfd, &eo, err) < 0)
-    return -1;
+  if (kiln_build_tmpdir (j->b, &tmpfd, NULL, err) < 0 || kiln_extract_fd (fd, src, tmpfd, &eo, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
   fstat (tmpfd, &st);
   st.st_mode = S_IFDIR | 0755;
   st.st_uid = st.st_gid = 0;

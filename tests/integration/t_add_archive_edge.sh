@@ -80,6 +80,7 @@ note "a cut end-of-archive marker or a cut entry fails, naming the file"
 for t in cutmarker cutentry; do
   printf 'FROM scratch\nADD %s.tar /x/\n' "$t" >"$c/Dockerfile.$t"
   expect_fail kiln build --progress=plain -f "$c/Dockerfile.$t" "$c"
+  assert_contains "$ERR" "Dockerfile.$t:2: ADD: " "error for $t.tar names the line"
   assert_contains "$ERR" "$t.tar" "error for $t.tar"
   assert_match "$ERR" "[Tt]runcated" "error for $t.tar"
 done
