@@ -875,6 +875,10 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
     if (make_dirs_at (j, v, j->s->pending_dirs[i], false, NULL, err) < 0)
       return -1;
+  /* a WORKDIR of the base that its layers never made (kiln makes it with the
+   * next layer): BuildKit's WORKDIR would have made it, so make it now */
+  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, false, NULL, err) < 0)
+    return -1;
   if (j->nsrcs > 0)
     {
       const char *slash = strrchr (j->dest, '/');
