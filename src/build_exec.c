@@ -660,6 +660,8 @@ resolve_user (struct run_job *r, const char *merged, struct kiln_passwd_ids *ids
 static int
 make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **err)
 {
+  if (!r->s->pending_dirs)
+    return 0;
   kiln_autoclose int rootfd = open (merged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", merged);

@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include "kiln/cleanup.h"
 #include "kiln/extract.h"
+#include "kiln/toc.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
@@ -839,6 +840,8 @@ kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract
           r = kiln_error_set (err, 0, KILN_E_PARSE, "compressed more than once (a tar is decompressed once)");
           goto out;
         }
+      if (opts->toc)
+        kiln_toc_rec_add_archive (opts->toc, e);
       if ((r = extract_entry (&x, e, err)) < 0)
         goto out;
     }

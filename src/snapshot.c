@@ -27,6 +27,7 @@
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/snapshot.h"
+#include "kiln/toc.h"
 #include "kiln/store.h"
 #include "kiln/util.h"
 #include "snapshot-internal.h"
@@ -367,16 +368,26 @@ kiln_snapshot_gc_tmp (struct kiln_store *st, struct kiln_error **err)
   return snapfd < 0 ? -1 : gc_at (snapfd, err);
 }
 
+/* Extracts a layer into its snapshot dir, recording the layer's table of
+ * contents on the way when the store has none yet (a pulled layer). */
 static int
-extract_layer (struct kiln_store *st, const struct kiln_descriptor *layer, int dfd, struct kiln_error **err)
+extract_layer (struct kiln_store *st, const struct kiln_descriptor *layer, const char *diff_id, int dfd,
+               struct kiln_error **err)
 {
-  const struct kiln_extract_opts xo = { .overlay_whiteouts = true, .keep_owner = true };
+  struct kiln_toc_rec rec;
+  struct kiln_digest d;
+  kiln_autoerror struct kiln_error *e = NULL;
+  bool want = kiln_digest_parse (diff_id, &d, &e) == 0 && !kiln_toc_exists (st, &d);
+  struct kiln_extract_opts xo = { .overlay_whiteouts = true, .keep_owner = true, .toc = want ? &rec : NULL };
   kiln_autoclose int fd = kiln_store_blob_open (st, &layer->digest, err);
   if (fd < 0)
     return -1;
-  if (kiln_extract_fd (fd, layer->digest.s, dfd, &xo, err) < 0)
-    return -1;
-  return 0;
+  kiln_toc_rec_init (&rec);
+  int r = kiln_extract_fd (fd, layer->digest.s, dfd, &xo, err);
+  if (r == 0 && want && kiln_toc_rec_save (st, &d, &rec, &e) < 0)
+    kiln_log_warn ("%s", e->msg);
+  kiln_toc_rec_clear (&rec);
+  return r;
 }
 
 /* A snapshot is a cache, so it is not fsynced (that cost seconds per GB):
@@ -506,7 +517,7 @@ kiln_snapshot_abort (struct kiln_snapshot_tmp *t)
 }
 
 static int
-create_snapshot (struct kiln_store *st, const struct kiln_descriptor *layer, const char *hex,
+create_snapshot (struct kiln_store *st, const struct kiln_descriptor *layer, const char *diff_id, const char *hex,
                  kiln_snapshot_materialize_fn fn, void *opaque, struct kiln_error **err)
 {
   struct kiln_snapshot_tmp *t = NULL;
@@ -514,7 +525,7 @@ create_snapshot (struct kiln_store *st, const struct kiln_descriptor *layer, con
   if (kiln_snapshot_begin (st, &t, &dfd, err) < 0)
     return kiln_error_wrap (err, "prepare snapshot of layer `%s`", layer->digest.s);
   int made = fn ? fn (opaque, layer, dfd, err) : 0;
-  int r = made < 0 ? -1 : made == 0 ? extract_layer (st, layer, dfd, err) : 0;
+  int r = made < 0 ? -1 : made == 0 ? extract_layer (st, layer, diff_id, dfd, err) : 0;
   if (r == 0)
     r = tmp_commit (kiln_steal_ptr (&t), hex, err);
   kiln_snapshot_abort (t);
@@ -559,7 +570,7 @@ kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor 
       if (!gc_done && gc_at (snapfd, err) < 0)
         return -1;
       gc_done = true;
-      if (create_snapshot (st, &layers[i], hex, fn, opaque, err) < 0)
+      if (create_snapshot (st, &layers[i], diff_ids[i], hex, fn, opaque, err) < 0)
         return -1;
     }
   *lowerdirs = kiln_steal_ptr (&out);

@@ -185,8 +185,8 @@ decode (const struct kiln_buf *b, struct kiln_toc **out)
 
 /* ---- building a TOC from a layer blob ---- */
 
-static void
-rec_from_archive (struct kiln_toc_rec *rec, struct archive_entry *ae)
+void
+kiln_toc_rec_add_archive (struct kiln_toc_rec *rec, struct archive_entry *ae)
 {
   kiln_autofree char *path = kiln_fs_path_clean (archive_entry_pathname (ae) ? archive_entry_pathname (ae) : "");
   const char *hl = archive_entry_hardlink (ae);
@@ -219,7 +219,7 @@ rec_from_blob (struct kiln_store *st, const struct kiln_descriptor *layer, struc
   r = archive_read_open_fd (a, fd, 1 << 16);
   while (r == ARCHIVE_OK && (r = archive_read_next_header (a, &ae)) == ARCHIVE_OK)
     {
-      rec_from_archive (rec, ae);
+      kiln_toc_rec_add_archive (rec, ae);
       r = archive_read_data_skip (a);
     }
   if (r != ARCHIVE_EOF)
@@ -227,6 +227,14 @@ rec_from_blob (struct kiln_store *st, const struct kiln_descriptor *layer, struc
                     layer->digest.s, archive_error_string (a) ? archive_error_string (a) : "bad tar");
   archive_read_free (a);
   return r == ARCHIVE_EOF ? 0 : -1;
+}
+
+bool
+kiln_toc_exists (struct kiln_store *st, const struct kiln_digest *diff_id)
+{
+  struct stat sb;
+  kiln_autofree char *rel = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (diff_id));
+  return fstatat (kiln_store_dirfd (st), rel, &sb, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 static int

@@ -15,6 +15,7 @@
 #include "kiln/oci.h"
 
 struct kiln_store;
+struct kiln_toc_rec;
 
 struct kiln_extract_opts {
   bool whiteouts;          /* apply .wh. entries (image layers); false for ADD archives */
@@ -28,6 +29,7 @@ struct kiln_extract_opts {
    * device is refused (in a user namespace, Linux >= 5.8 allows it). */
   bool overlay_whiteouts;
   bool keep_owner;         /* chown to the entry's uid/gid (when permitted) */
+  struct kiln_toc_rec *toc; /* optional: records every header read (kiln/toc.h) */
   bool has_chown;          /* ADD --chown: every entry gets uid/gid below */
   unsigned int uid, gid;
 };

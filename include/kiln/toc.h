@@ -24,6 +24,7 @@
 #include "kiln/oci.h"
 
 struct kiln_store;
+struct archive_entry;
 
 struct kiln_toc_entry {
   const char *path;        /* relative, cleaned, no trailing '/'; whiteouts keep their ".wh." names */
@@ -45,6 +46,10 @@ struct kiln_toc_rec {
 void kiln_toc_rec_init (struct kiln_toc_rec *r);
 void kiln_toc_rec_add (struct kiln_toc_rec *r, const struct kiln_toc_entry *e);
 void kiln_toc_rec_clear (struct kiln_toc_rec *r);
+/* Records a tar header as read by libarchive (an extraction records as it goes). */
+void kiln_toc_rec_add_archive (struct kiln_toc_rec *r, struct archive_entry *ae);
+/* Whether the TOC of diff_id is stored already. */
+bool kiln_toc_exists (struct kiln_store *st, const struct kiln_digest *diff_id);
 /* Stores r as the TOC of the layer whose tar has digest diff_id. */
 int kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc_rec *r,
                        struct kiln_error **err);

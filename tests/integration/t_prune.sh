@@ -44,6 +44,12 @@ kiln store check
 [ -z "$(ls -A "$KILN_ROOT/snapshots" 2>/dev/null | grep -v '^\.' || true)" ] || fail "snapshots left after --all"
 kiln inspect localhost/busybox:latest >/dev/null
 [ -z "$(ls -A "$KILN_ROOT/cache/toc" 2>/dev/null || true)" ] || fail "layer tables of contents left after --all"
+note "a RUN after --all records the base layer's table of contents while it extracts the snapshot"
+d0=$(ijq localhost/busybox:latest '.config.rootfs.diff_ids[0]')
+printf 'FROM localhost/busybox:latest\nRUN true\n' >"$c/Dockerfile"
+kiln build --no-cache -t localhost/p:run "$c" >/dev/null
+[ -s "$KILN_ROOT/cache/toc/${d0#sha256:}" ] || fail "no table of contents for the base layer after its snapshot"
+kiln prune --all >/dev/null
 note "a COPY after --all reads the base's table of contents again from its layer"
 printf 'FROM localhost/busybox:latest\nCOPY f /tmp\n' >"$c/Dockerfile"
 put "$c/f" f
