@@ -719,22 +719,12 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool own
 
 /* Resolves rel in the view and makes it a directory. */
 static int
-make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, bool owner, char **out,
-              struct kiln_error **err)
+make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, bool owner, struct kiln_error **err)
 {
-  char *r = NULL;
+  kiln_autofree char *r = NULL;
   if (kiln_tocview_resolve (v, rel, true, &r, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
-  if (make_dirs (j, v, r, owner, err) < 0)
-    {
-      free (r);
-      return -1;
-    }
-  if (out)
-    *out = r;
-  else
-    free (r);
-  return 0;
+  return make_dirs (j, v, r, owner, err);
 }
 
 /* Sets c->dest and puts it into the view; a directory over a non-directory
@@ -873,17 +863,17 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   if (!v)
     return kiln_build_step_error (j->b, j->in, err);
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    if (make_dirs_at (j, v, j->s->pending_dirs[i], false, NULL, err) < 0)
+    if (make_dirs_at (j, v, j->s->pending_dirs[i], false, err) < 0)
       return -1;
   /* a WORKDIR of the base that its layers never made (kiln makes it with the
    * next layer): BuildKit's WORKDIR would have made it, so make it now */
-  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, false, NULL, err) < 0)
+  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, false, err) < 0)
     return -1;
   if (j->nsrcs > 0)
     {
       const char *slash = strrchr (j->dest, '/');
       ensure = j->dest_slash ? kiln_xstrdup (j->dest) : kiln_xstrndup (j->dest, slash ? (size_t) (slash - j->dest) : 0);
-      if (make_dirs_at (j, v, ensure, true, NULL, err) < 0)
+      if (make_dirs_at (j, v, ensure, true, err) < 0)
         return -1;
       if (kiln_tocview_resolve (v, j->dest, true, &dst, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
