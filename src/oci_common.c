@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "kiln/buf.h"
 #include "kiln/cleanup.h"
 #include "kiln/oci.h"
 #include "oci-internal.h"
@@ -307,49 +306,6 @@ kiln_oci_check_schema_version (json_t *root, const struct kiln_jpath *p, struct 
   return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s, 0 when s does not start one
- * (Go's utf8.DecodeRune: no overlong forms, surrogates or code points above
- * U+10FFFF). */
-static size_t
-utf8_len (const unsigned char *s)
-{
-  unsigned char lo = 0x80, hi = 0xbf;
-  size_t n;
-  if (s[0] < 0x80)
-    return 1;
-  if (s[0] >= 0xc2 && s[0] <= 0xdf)
-    n = 2;
-  else if (s[0] >= 0xe0 && s[0] <= 0xef)
-    n = 3, lo = s[0] == 0xe0 ? 0xa0 : 0x80, hi = s[0] == 0xed ? 0x9f : 0xbf;
-  else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-    n = 4, lo = s[0] == 0xf0 ? 0x90 : 0x80, hi = s[0] == 0xf4 ? 0x8f : 0xbf;
-  else
-    return 0;
-  if (s[1] < lo || s[1] > hi)
-    return 0;
-  for (size_t i = 2; i < n; i++)
-    if (s[i] < 0x80 || s[i] > 0xbf)
-      return 0;
-  return n;
-}
-
-char *
-kiln_oci_utf8_coerce (const char *s)
-{
-  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
-  const unsigned char *p = (const unsigned char *) s;
-  while (*p)
-    {
-      size_t n = utf8_len (p);
-      if (n == 0)
-        kiln_buf_adds (&b, "\xef\xbf\xbd");
-      else
-        kiln_buf_add (&b, p, n);
-      p += n ? n : 1;
-    }
-  return kiln_buf_detach (&b, NULL);
-}
-
 /* Go's encoding/json, which writes BuildKit's configs, turns each byte that
  * does not start valid UTF-8 into U+FFFD; jansson refuses such a string
  * (NULL, and the field silently vanished from the image), so the same
@@ -360,7 +316,7 @@ jstring (const char *s)
   json_t *j = json_string (s);
   if (j == NULL)
     {
-      kiln_autofree char *c = kiln_oci_utf8_coerce (s);
+      kiln_autofree char *c = kiln_str_utf8_coerce (s);
       j = json_string (c);
     }
   return j;
@@ -371,7 +327,7 @@ jstring (const char *s)
 static void
 set_key (json_t *o, const char *key, json_t *v)
 {
-  kiln_autofree char *c = kiln_oci_utf8_coerce (key);
+  kiln_autofree char *c = kiln_str_utf8_coerce (key);
   json_object_set_new (o, c, v);
 }
 

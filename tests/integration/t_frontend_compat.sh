@@ -183,12 +183,15 @@ assert_eq '{"cminus":"[d]","empty":"[x]","given":"[x]","minus":"[d]","plus":"[]"
 
 note "7. text that is not UTF-8 (a Latin-1 Dockerfile) reaches the config with each bad byte"
 note "   replaced by U+FFFD, as Go's encoding/json writes BuildKit's config (it used to vanish);"
-note "   RUN gets the bytes unchanged"
+note "   RUN gets the bytes unchanged; in a JSON array they are U+FFFD (Go json.Unmarshal)"
 printf 'FROM %s\nCMD echo caf\xe9\nLABEL l=caf\xe9\nENV E=caf\xe9\nRUN printf caf\xe9 >/raw\n' "$B" >"$T/ctx/Dockerfile"
 kiln build --progress=quiet -t localhost/fc:latin1 "$T/ctx" >/dev/null
 assert_eq "$(printf '["/bin/sh","-c","echo caf\xef\xbf\xbd"]')" "$(cfg latin1 .Cmd)" "CMD"
 assert_eq "$(printf 'caf\xef\xbf\xbd')" "$(cfg latin1 .Labels.l)" "LABEL"
 assert_eq "$(printf 'E=caf\xef\xbf\xbd')" "$(cfg latin1 '.Env[-1]')" "ENV"
+printf 'FROM %s\nENTRYPOINT ["echo", "caf\xe9"]\n' "$B" >"$T/ctx/Dockerfile"
+kiln build --progress=quiet -t localhost/fc:latin1j "$T/ctx" >/dev/null
+assert_eq "$(printf '["echo","caf\xef\xbf\xbd"]')" "$(cfg latin1j .Entrypoint)" "JSON form with a Latin-1 byte (Go json.Unmarshal)"
 unpack_image localhost/fc:latin1 "$T/latin1"
 assert_eq 636166e9 "$(od -An -tx1 "$T/latin1/rootfs/raw" | tr -d ' \n')" "RUN's bytes"
 
