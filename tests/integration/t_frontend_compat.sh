@@ -181,6 +181,24 @@ KEPT=k"
 assert_file "$T/arg1/rootfs/sh.txt" "plus=[] minus=[d] cminus=[d] given=[x]"
 assert_eq '{"cminus":"[d]","empty":"[x]","given":"[x]","minus":"[d]","plus":"[]"}' "$(cfg arg1 .Labels)" "expansion in LABEL"
 
+note "   a stage built FROM another inherits its ARGs (convert.go dispatchState.init:"
+note "   ds.state = base.state, buildArgs appended; reference.md since moby/buildkit#5381)"
+build arg2 "FROM $B AS base
+ARG NAME=joe
+ARG NOVAL
+FROM base AS child
+ARG NAME
+RUN echo \"hello \$NAME [\${NOVAL+x}]\" >/hello
+LABEL name=\$NAME
+FROM $B AS other
+RUN echo \"[\${NAME+x}]\" >/other
+FROM child
+COPY --from=other /other /other"
+unpack_image localhost/fc:arg2 "$T/arg2"
+assert_file "$T/arg2/rootfs/hello" "hello joe []"
+assert_file "$T/arg2/rootfs/other" "[]"
+assert_eq joe "$(cfg arg2 .Labels.name)" "ARG NAME in a LABEL of the child stage"
+
 note "7. text that is not UTF-8 (a Latin-1 Dockerfile) reaches the config with each bad byte"
 note "   replaced by U+FFFD, as Go's encoding/json writes BuildKit's config (it used to vanish);"
 note "   RUN gets the bytes unchanged; in a JSON array they are U+FFFD (Go json.Unmarshal)"
