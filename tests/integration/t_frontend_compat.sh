@@ -199,6 +199,27 @@ assert_file "$T/arg2/rootfs/hello" "hello joe []"
 assert_file "$T/arg2/rootfs/other" "[]"
 assert_eq joe "$(cfg arg2 .Labels.name)" "ARG NAME in a LABEL of the child stage"
 
+note "   ENV and ARG share one environment where the later wins (dispatchEnv and dispatchArg"
+note "   both llb.State.AddEnv, client/llb/meta.go AddOrReplace); the config keeps the ENV"
+build arg3 "FROM $B
+ENV V=env
+ARG V=arg
+ENV V=env2
+RUN echo \$V >/v2
+LABEL l2=\$V"
+unpack_image localhost/fc:arg3 "$T/arg3"
+assert_file "$T/arg3/rootfs/v2" env2
+assert_eq env2 "$(cfg arg3 .Labels.l2)" "ENV after ARG"
+build arg4 "FROM $B
+ENV V=env
+ARG V=arg
+RUN echo \$V >/v1
+LABEL l1=\$V"
+unpack_image localhost/fc:arg4 "$T/arg4"
+assert_file "$T/arg4/rootfs/v1" arg
+assert_eq arg "$(cfg arg4 .Labels.l1)" "ARG after ENV"
+assert_eq V=env "$(cfg arg4 '.Env[-1]')" "the config keeps the ENV"
+
 note "7. text that is not UTF-8 (a Latin-1 Dockerfile) reaches the config with each bad byte"
 note "   replaced by U+FFFD, as Go's encoding/json writes BuildKit's config (it used to vanish);"
 note "   RUN gets the bytes unchanged; in a JSON array they are U+FFFD (Go json.Unmarshal)"
