@@ -22,16 +22,19 @@
 int kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                             struct kiln_error **err);
 
+/* BuildKit keeps ENV and ARG values in one environment (dispatchEnv and
+ * dispatchArg both call llb.State.AddEnv, which replaces), so the later one
+ * wins: ENV after ARG hides the ARG, an ARG with a value after ENV (or after
+ * the base image's ENV) overrides it for RUN and expansion, while the image
+ * config keeps the ENV.  An ENV removes the ARG of its name from s->args, so
+ * an ARG still there was set after the ENV. */
 static const char *
 lookup (struct build_stage *s, const char *name)
 {
-  const char *v = kiln_image_config_getenv (&s->cfg, name);
-  if (v)
-    return v;
   for (size_t i = 0; i < s->args.n; i++)
     if (strcmp (s->args.items[i].key, name) == 0)
       return s->args.items[i].value;
-  return NULL;
+  return kiln_image_config_getenv (&s->cfg, name);
 }
 
 /* Every lookup is recorded: the values a step used are part of its cache
@@ -198,7 +201,11 @@ step_env_label (struct build *b, struct build_stage *s, const struct kiln_df_ins
   for (size_t i = 0; ret == 0 && i < kv.n; i++)
     {
       if (in->cmd == KILN_DF_ENV)
-        kiln_image_config_setenv (&s->cfg, kv.items[i].key, kv.items[i].value);
+        {
+          kiln_image_config_setenv (&s->cfg, kv.items[i].key, kv.items[i].value);
+          /* the later of ENV and ARG wins (see lookup) */
+          kiln_kvlist_remove (&s->args, kv.items[i].key);
+        }
       else
         kiln_kvlist_set (&s->cfg.labels, kv.items[i].key, kv.items[i].value);
     }

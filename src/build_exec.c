@@ -105,7 +105,10 @@ env_has (char *const *env, const char *key)
   return false;
 }
 
-/* The image's ENV, then the stage's ARGs (ENV wins), then proxy build args. */
+/* The image's ENV, then the stage's ARGs with a value, then proxy build
+ * args.  An ARG in s->args was set after any ENV of its name (an ENV drops
+ * it, build.c lookup), and replaces it as in BuildKit, whose ENV and ARG
+ * share one environment where the later wins. */
 static void
 environment (struct run_job *r)
 {
@@ -113,8 +116,19 @@ environment (struct run_job *r)
   if (!env_has (r->env, "PATH"))
     kiln_strv_push (&r->env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   for (size_t i = 0; i < r->s->args.n; i++)
-    if (!env_has (r->env, r->s->args.items[i].key))
-      kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", r->s->args.items[i].key, r->s->args.items[i].value));
+    {
+      const struct kiln_kv *a = &r->s->args.items[i];
+      size_t n = strlen (a->key), k = 0;
+      while (r->env[k] && !(strncmp (r->env[k], a->key, n) == 0 && r->env[k][n] == '='))
+        k++;
+      if (r->env[k])
+        {
+          free (r->env[k]);
+          r->env[k] = kiln_xasprintf ("%s=%s", a->key, a->value);
+        }
+      else
+        kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", a->key, a->value));
+    }
   for (size_t i = 0; r->env[i]; i++)
     {
       /* named by the variable, so a miss names what changed */

@@ -176,6 +176,9 @@ copy_stage_image (struct build_stage *dst, const struct build_stage *src)
     kiln_descriptor_copy (&dst->layers[i], &src->layers[i]);
   dst->nlayers = src->nlayers;
   kiln_build_set_workdir (dst, src->workdir ? kiln_xstrdup (src->workdir) : NULL);
+  /* a stage built FROM another inherits its ARGs with their values
+   * (BuildKit dispatchState.init copies the base's state env and buildArgs) */
+  kiln_kvlist_copy (&dst->args, &src->args);
 }
 
 static void

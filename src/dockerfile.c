@@ -594,9 +594,12 @@ maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
 
   if (args[0] != '[')
     return 0;
-  /* JSON_DECODE_INT_AS_REAL: an integer too big for json_int_t is still a
-   * valid number (a non-string element), as for Go. */
-  j = json_loads (args, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
+  /* As Go's json.Unmarshal: bytes that are not UTF-8 become U+FFFD inside
+   * strings (outside them they stay a syntax error), and an integer too big
+   * for json_int_t is still a number (JSON_DECODE_INT_AS_REAL), so a
+   * non-string element. */
+  kiln_autofree char *text = kiln_str_utf8_coerce (args);
+  j = json_loads (text, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
   if (j == NULL || !json_is_array (j))
     return 0;
   v = kiln_xcalloc (1, sizeof *v);

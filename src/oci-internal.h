@@ -44,6 +44,8 @@ int kiln_oci_get_array (json_t *obj, const char *key, const struct kiln_jpath *p
                         struct kiln_error **err);
 int kiln_oci_check_schema_version (json_t *root, const struct kiln_jpath *p, struct kiln_error **err);
 
+/* The *_to_json functions and kiln_oci_set_str write strings that are not
+ * UTF-8 through kiln_str_utf8_coerce (keys too), as Go's encoding/json. */
 json_t *kiln_oci_strv_to_json (char *const *v);
 json_t *kiln_oci_kvlist_to_json (const struct kiln_kvlist *l);
 json_t *kiln_oci_keyset_to_json (char *const *v);

@@ -306,11 +306,36 @@ kiln_oci_check_schema_version (json_t *root, const struct kiln_jpath *p, struct 
   return 0;
 }
 
+/* Go's encoding/json, which writes BuildKit's configs, turns each byte that
+ * does not start valid UTF-8 into U+FFFD; jansson refuses such a string
+ * (NULL, and the field silently vanished from the image), so the same
+ * replacement is made here. */
+static json_t *
+jstring (const char *s)
+{
+  json_t *j = json_string (s);
+  if (j == NULL)
+    {
+      kiln_autofree char *c = kiln_str_utf8_coerce (s);
+      j = json_string (c);
+    }
+  return j;
+}
+
+/* (json_object_set_new frees v when it refuses the key, so the key is
+ * made valid first) */
+static void
+set_key (json_t *o, const char *key, json_t *v)
+{
+  kiln_autofree char *c = kiln_str_utf8_coerce (key);
+  json_object_set_new (o, c, v);
+}
+
 void
 kiln_oci_set_str (json_t *obj, const char *key, const char *s)
 {
   if (s)
-    json_object_set_new (obj, key, json_string (s));
+    json_object_set_new (obj, key, jstring (s));
 }
 
 json_t *
@@ -318,7 +343,7 @@ kiln_oci_strv_to_json (char *const *v)
 {
   json_t *a = json_array ();
   for (size_t i = 0; v && v[i]; i++)
-    json_array_append_new (a, json_string (v[i]));
+    json_array_append_new (a, jstring (v[i]));
   return a;
 }
 
@@ -327,7 +352,7 @@ kiln_oci_kvlist_to_json (const struct kiln_kvlist *l)
 {
   json_t *o = json_object ();
   for (size_t i = 0; i < l->n; i++)
-    json_object_set_new (o, l->items[i].key, json_string (l->items[i].value));
+    set_key (o, l->items[i].key, jstring (l->items[i].value));
   return o;
 }
 
@@ -336,7 +361,7 @@ kiln_oci_keyset_to_json (char *const *v)
 {
   json_t *o = json_object ();
   for (size_t i = 0; v && v[i]; i++)
-    json_object_set_new (o, v[i], json_object ());
+    set_key (o, v[i], json_object ());
   return o;
 }
 

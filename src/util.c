@@ -188,3 +188,53 @@ kiln_str_hash (const char *s)
     h = (h ^ (unsigned char) *s) * 1099511628211ULL;
   return h;
 }
+
+/* Length of the valid UTF-8 sequence at s, 0 when s does not start one
+ * (Go's utf8.DecodeRune: no overlong forms, surrogates or code points above
+ * U+10FFFF). */
+static size_t
+utf8_len (const unsigned char *s)
+{
+  unsigned char lo = 0x80, hi = 0xbf;
+  size_t n;
+  if (s[0] < 0x80)
+    return 1;
+  if (s[0] >= 0xc2 && s[0] <= 0xdf)
+    n = 2;
+  else if (s[0] >= 0xe0 && s[0] <= 0xef)
+    n = 3, lo = s[0] == 0xe0 ? 0xa0 : 0x80, hi = s[0] == 0xed ? 0x9f : 0xbf;
+  else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+    n = 4, lo = s[0] == 0xf0 ? 0x90 : 0x80, hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+  else
+    return 0;
+  if (s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t i = 2; i < n; i++)
+    if (s[i] < 0x80 || s[i] > 0xbf)
+      return 0;
+  return n;
+}
+
+char *
+kiln_str_utf8_coerce (const char *s)
+{
+  /* U+FFFD takes 3 bytes where one bad byte was */
+  char *r = kiln_xmalloc (3 * strlen (s) + 1), *o = r;
+  const unsigned char *p = (const unsigned char *) s;
+  while (*p)
+    {
+      size_t n = utf8_len (p);
+      if (n == 0)
+        {
+          memcpy (o, "\xef\xbf\xbd", 3);
+          o += 3;
+          p++;
+          continue;
+        }
+      memcpy (o, p, n);
+      o += n;
+      p += n;
+    }
+  *o = '\0';
+  return r;
+}

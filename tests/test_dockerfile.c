@@ -511,6 +511,17 @@ Test (dockerfile, json_with_escaped_nul_is_exec_form_not_shell_form)
     }
 }
 
+/* Go's json.Unmarshal (decode.go unquote) turns bytes that are not UTF-8
+ * inside a string into U+FFFD; outside strings they are a syntax error. */
+Test (dockerfile, json_with_latin1_bytes_is_exec_form_with_replacement_characters)
+{
+  struct kiln_dockerfile *df = parse ("FROM a\nCMD [\"caf\xe9\"]\nCMD [\"a\"]\xe9\n");
+  cr_assert (df->instrs[1].json);
+  cr_expect_str_eq (df->instrs[1].argv[0], "caf\xef\xbf\xbd");
+  cr_expect_not (df->instrs[2].json);
+  kiln_dockerfile_free (df);
+}
+
 ERR_TEST (rejects_json_array_with_a_huge_number, "FROM a\nCMD [\"a\", 123456789012345678901234567890]\n",
           "Dockerfile:2: CMD: JSON array must contain only strings")
 

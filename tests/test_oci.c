@@ -138,6 +138,27 @@ Test (oci, config_keeps_empty_entrypoint_and_omits_unset)
   kiln_image_config_clear (&back);
 }
 
+/* Go's encoding/json (encode.go appendString: utf8.DecodeRuneInString,
+ * RuneError of width 1 -> \ufffd), which writes BuildKit's config, replaces
+ * each byte that starts no valid UTF-8 sequence with U+FFFD; jansson refused
+ * the string and the field vanished from the image. */
+Test (oci, config_replaces_invalid_utf8_like_go_instead_of_dropping_it)
+{
+  struct kiln_image_config c = { 0 };
+  c.cmd = strv ("/bin/sh", "-c", "echo \xff\xc3\xa9\xc0\x80\xed\xa0\x80\xe2\x82");
+  c.env = strv ("E=\xfe", NULL, NULL);
+  c.volumes = strv ("/v\xff", NULL, NULL);
+  kiln_kvlist_set (&c.labels, "k\xff", "v\xff");
+  c.working_dir = kiln_xstrdup ("/w\xff");
+  kiln_autofree char *a = config_json (&c);
+  cr_assert_str_eq (a, "{\"config\":{\"Cmd\":[\"/bin/sh\",\"-c\",\"echo \xef\xbf\xbd\xc3\xa9"
+                       "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"],"
+                       "\"Env\":[\"E=\xef\xbf\xbd\"],\"Labels\":{\"k\xef\xbf\xbd\":\"v\xef\xbf\xbd\"},"
+                       "\"Volumes\":{\"/v\xef\xbf\xbd\":{}},\"WorkingDir\":\"/w\xef\xbf\xbd\"},"
+                       "\"rootfs\":{\"diff_ids\":[],\"type\":\"layers\"}}");
+  kiln_image_config_clear (&c);
+}
+
 Test (oci, config_setenv_replaces_in_place)
 {
   struct kiln_image_config c = { 0 };

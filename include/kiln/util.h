@@ -25,6 +25,10 @@ void kiln_strv_free (char **v);
 
 bool kiln_str_has_prefix (const char *s, const char *prefix);
 bool kiln_str_has_suffix (const char *s, const char *suffix);
+/* s with every byte that does not start a valid UTF-8 sequence replaced by
+ * U+FFFD, as Go does when it encodes or decodes JSON (so BuildKit's configs
+ * and its parser's JSON strings).  Caller frees. */
+char *kiln_str_utf8_coerce (const char *s);
 
 /* Monotonic clock in nanoseconds. */
 unsigned long long kiln_now_ns (void);

@@ -181,4 +181,57 @@ KEPT=k"
 assert_file "$T/arg1/rootfs/sh.txt" "plus=[] minus=[d] cminus=[d] given=[x]"
 assert_eq '{"cminus":"[d]","empty":"[x]","given":"[x]","minus":"[d]","plus":"[]"}' "$(cfg arg1 .Labels)" "expansion in LABEL"
 
+note "   a stage built FROM another inherits its ARGs (convert.go dispatchState.init:"
+note "   ds.state = base.state, buildArgs appended; reference.md since moby/buildkit#5381)"
+build arg2 "FROM $B AS base
+ARG NAME=joe
+ARG NOVAL
+FROM base AS child
+ARG NAME
+RUN echo \"hello \$NAME [\${NOVAL+x}]\" >/hello
+LABEL name=\$NAME
+FROM $B AS other
+RUN echo \"[\${NAME+x}]\" >/other
+FROM child
+COPY --from=other /other /other"
+unpack_image localhost/fc:arg2 "$T/arg2"
+assert_file "$T/arg2/rootfs/hello" "hello joe []"
+assert_file "$T/arg2/rootfs/other" "[]"
+assert_eq joe "$(cfg arg2 .Labels.name)" "ARG NAME in a LABEL of the child stage"
+
+note "   ENV and ARG share one environment where the later wins (dispatchEnv and dispatchArg"
+note "   both llb.State.AddEnv, client/llb/meta.go AddOrReplace); the config keeps the ENV"
+build arg3 "FROM $B
+ENV V=env
+ARG V=arg
+ENV V=env2
+RUN echo \$V >/v2
+LABEL l2=\$V"
+unpack_image localhost/fc:arg3 "$T/arg3"
+assert_file "$T/arg3/rootfs/v2" env2
+assert_eq env2 "$(cfg arg3 .Labels.l2)" "ENV after ARG"
+build arg4 "FROM $B
+ENV V=env
+ARG V=arg
+RUN echo \$V >/v1
+LABEL l1=\$V"
+unpack_image localhost/fc:arg4 "$T/arg4"
+assert_file "$T/arg4/rootfs/v1" arg
+assert_eq arg "$(cfg arg4 .Labels.l1)" "ARG after ENV"
+assert_eq V=env "$(cfg arg4 '.Env[-1]')" "the config keeps the ENV"
+
+note "7. text that is not UTF-8 (a Latin-1 Dockerfile) reaches the config with each bad byte"
+note "   replaced by U+FFFD, as Go's encoding/json writes BuildKit's config (it used to vanish);"
+note "   RUN gets the bytes unchanged; in a JSON array they are U+FFFD (Go json.Unmarshal)"
+printf 'FROM %s\nCMD echo caf\xe9\nLABEL l=caf\xe9\nENV E=caf\xe9\nRUN printf caf\xe9 >/raw\n' "$B" >"$T/ctx/Dockerfile"
+kiln build --progress=quiet -t localhost/fc:latin1 "$T/ctx" >/dev/null
+assert_eq "$(printf '["/bin/sh","-c","echo caf\xef\xbf\xbd"]')" "$(cfg latin1 .Cmd)" "CMD"
+assert_eq "$(printf 'caf\xef\xbf\xbd')" "$(cfg latin1 .Labels.l)" "LABEL"
+assert_eq "$(printf 'E=caf\xef\xbf\xbd')" "$(cfg latin1 '.Env[-1]')" "ENV"
+printf 'FROM %s\nENTRYPOINT ["echo", "caf\xe9"]\n' "$B" >"$T/ctx/Dockerfile"
+kiln build --progress=quiet -t localhost/fc:latin1j "$T/ctx" >/dev/null
+assert_eq "$(printf '["echo","caf\xef\xbf\xbd"]')" "$(cfg latin1j .Entrypoint)" "JSON form with a Latin-1 byte (Go json.Unmarshal)"
+unpack_image localhost/fc:latin1 "$T/latin1"
+assert_eq 636166e9 "$(od -An -tx1 "$T/latin1/rootfs/raw" | tr -d ' \n')" "RUN's bytes"
+
 note "ok"
