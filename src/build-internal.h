@@ -19,7 +19,6 @@ struct build_stage {
   struct kiln_kvlist args;          /* ARGs declared in this stage, in scope */
   bool cmd_set;                     /* CMD given in this stage (ENTRYPOINT resets an inherited one) */
   char **pending_dirs;              /* WORKDIRs to create in the next layer */
-  char **pending_owners;            /* the USER at each of those WORKDIRs ("" for none) */
   /* WorkingDir as the image config records it: an absolute WORKDIR as
    * written ("/tmp/").  cfg.working_dir holds the same directory cleaned
    * ("/tmp") while the stage builds, because RUN, COPY destinations and the
@@ -95,14 +94,6 @@ void kiln_build_progress (struct build *b, const char *fmt, ...) __attribute__ (
 /* The stage's merged table of contents, brought up to its last layer
  * (NULL on error).  Owned by the stage. */
 struct kiln_tocview *kiln_build_stage_view (struct build *b, struct build_stage *s, struct kiln_error **err);
-
-/* The owner of pending WORKDIR i: the USER in force at that WORKDIR, as
- * BuildKit's mkdir WithUser; names are looked up in rootfd (-1: the stage's
- * flattened view, made only when a name needs it). */
-int kiln_build_pending_owner (struct build *b, struct build_stage *s, size_t i, int rootfd, uid_t *uid, gid_t *gid,
-                              struct kiln_error **err);
-/* The WORKDIRs are in a layer now. */
-void kiln_build_pending_clear (struct build_stage *s);
 
 /* Makes or updates the stage's flattened filesystem view; returns its fd. */
 int kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err);

@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 #include "build-internal.h"
-#include "kiln/passwd.h"
 #include "kiln/toc.h"
 #include "kiln/cleanup.h"
 #include "kiln/expand.h"
@@ -289,39 +288,8 @@ step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr
   kiln_build_set_workdir (s, kiln_build_workdir (s->workdir, dir));
   /* created in the next layer this stage writes, as an image runtime would */
   if (s->cfg.working_dir[1])
-    {
-      kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
-      kiln_strv_push (&s->pending_owners, s->cfg.user ? s->cfg.user : "");
-    }
+    kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
   return 0;
-}
-
-int
-kiln_build_pending_owner (struct build *b, struct build_stage *s, size_t i, int rootfd, uid_t *uid, gid_t *gid,
-                          struct kiln_error **err)
-{
-  const char *spec = s->pending_owners ? s->pending_owners[i] : "";
-  struct kiln_passwd_ids ids;
-  *uid = 0;
-  *gid = 0;
-  if (!*spec)
-    return 0;
-  if (rootfd < 0 && kiln_passwd_spec_has_names (spec) && (rootfd = kiln_build_stage_rootfs (b, s, err)) < 0)
-    return -1;
-  if (kiln_passwd_resolve (rootfd, spec, false, false, &ids, err) < 0)
-    return kiln_error_wrap (err, "USER `%s` of WORKDIR /%s", spec, s->pending_dirs[i]);
-  *uid = ids.uid;
-  *gid = ids.gid;
-  kiln_passwd_ids_clear (&ids);
-  return 0;
-}
-
-void
-kiln_build_pending_clear (struct build_stage *s)
-{
-  kiln_strv_free (s->pending_dirs);
-  kiln_strv_free (s->pending_owners);
-  s->pending_dirs = s->pending_owners = NULL;
 }
 
 static int

@@ -687,24 +687,10 @@ add_made_dir (struct copy_job *j, const char *dest, const struct kiln_tocnode *n
   e->mtime = n->mtime;
 }
 
-/* Who owns the directories a COPY makes: the --chown user, else root. */
-static uid_t
-copy_uid (const struct copy_job *j)
-{
-  return j->has_chown ? j->uid : 0;
-}
-
-static gid_t
-copy_gid (const struct copy_job *j)
-{
-  return j->has_chown ? j->gid : 0;
-}
-
-/* mkdir -p of the resolved path dir in the view, owned by uid:gid; made
- * directories become entries. */
+/* mkdir -p of the resolved path dir in the view; made directories become
+ * entries.  owner: the --chown ids apply (WORKDIRs belong to root). */
 static int
-make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, uid_t uid, gid_t gid,
-           struct kiln_error **err)
+make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool owner, struct kiln_error **err)
 {
   kiln_autofree char *p = kiln_xstrdup (dir);
   for (char *c = p; *p; c++)
@@ -718,8 +704,9 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, uid_t ui
         return place_fail (j, err, "cannot make directory `%s`: a file is in the way", p);
       if (!n)
         {
-          struct kiln_toc_entry e = { .path = p, .mode = S_IFDIR | 0755, .mtime = synth_mtime (j), .uid = uid,
-                                      .gid = gid };
+          struct kiln_toc_entry e = { .path = p, .mode = S_IFDIR | 0755, .mtime = synth_mtime (j),
+                                      .uid = owner && j->has_chown ? j->uid : 0,
+                                      .gid = owner && j->has_chown ? j->gid : 0 };
           kiln_tocview_put (v, &e);
           add_made_dir (j, p, kiln_tocview_get (v, p));
         }
@@ -732,13 +719,12 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, uid_t ui
 
 /* Resolves rel in the view and makes it a directory. */
 static int
-make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, uid_t uid, gid_t gid,
-              struct kiln_error **err)
+make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, bool owner, struct kiln_error **err)
 {
   kiln_autofree char *r = NULL;
   if (kiln_tocview_resolve (v, rel, true, &r, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
-  return make_dirs (j, v, r, uid, gid, err);
+  return make_dirs (j, v, r, owner, err);
 }
 
 /* Sets c->dest and puts it into the view; a directory over a non-directory
@@ -769,7 +755,7 @@ source_target (struct copy_job *j, struct kiln_tocview *v, size_t i, const char 
     {
       if (n && !S_ISDIR (n->mode))
         return place_fail (j, err, "cannot copy a directory to `%s`: it is not a directory", dst);
-      if (!n && make_dirs (j, v, dst, copy_uid (j), copy_gid (j), err) < 0)
+      if (!n && make_dirs (j, v, dst, true, err) < 0)
         return -1;
       *out = kiln_xstrdup (dst);
       return 0;
@@ -877,23 +863,17 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   if (!v)
     return kiln_build_step_error (j->b, j->in, err);
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    {
-      uid_t uid;
-      gid_t gid;
-      if (kiln_build_pending_owner (j->b, j->s, i, -1, &uid, &gid, err) < 0)
-        return kiln_build_step_error (j->b, j->in, err);
-      if (make_dirs_at (j, v, j->s->pending_dirs[i], uid, gid, err) < 0)
-        return -1;
-    }
+    if (make_dirs_at (j, v, j->s->pending_dirs[i], false, err) < 0)
+      return -1;
   /* a WORKDIR of the base that its layers never made (kiln makes it with the
    * next layer): BuildKit's WORKDIR would have made it, so make it now */
-  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, 0, 0, err) < 0)
+  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, false, err) < 0)
     return -1;
   if (j->nsrcs > 0)
     {
       const char *slash = strrchr (j->dest, '/');
       ensure = j->dest_slash ? kiln_xstrdup (j->dest) : kiln_xstrndup (j->dest, slash ? (size_t) (slash - j->dest) : 0);
-      if (make_dirs_at (j, v, ensure, copy_uid (j), copy_gid (j), err) < 0)
+      if (make_dirs_at (j, v, ensure, true, err) < 0)
         return -1;
       if (kiln_tocview_resolve (v, j->dest, true, &dst, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
@@ -975,8 +955,7 @@ step_key (struct copy_job *j, struct kiln_digest *key)
   /* where the files land follows from these and the parent's files (its key) */
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("destination\t/%s%s", j->dest, j->dest_slash ? "/" : ""));
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s %s", j->s->pending_dirs[i],
-                                                     j->s->pending_owners[i]));
+    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s", j->s->pending_dirs[i]));
   for (size_t i = 0; i < j->nsrcs; i++)
     kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s", i, j->srcs[i].is_dir ? "tree" : "file",
                                                      j->srcs[i].name));
@@ -1623,7 +1602,10 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
     goto out;
   ret = commit_layer (&j, err);
   if (ret == 0)
-    kiln_build_pending_clear (s);
+    {
+      kiln_strv_free (s->pending_dirs);
+      s->pending_dirs = NULL;
+    }
 out:
   free_entries (&j);
   free (j.dest);

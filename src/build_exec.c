@@ -670,41 +670,6 @@ resolve_user (struct run_job *r, const char *merged, struct kiln_passwd_ids *ids
   return 0;
 }
 
-/* mkdir -p of the resolved dir; the directories it makes (those the image
- * does not have) belong to uid:gid, as BuildKit's WORKDIR under a USER. */
-static int
-make_owned_dirs (struct kiln_tocview *v, int rootfd, const char *dir, uid_t uid, gid_t gid, struct kiln_error **err)
-{
-  kiln_autofree char *p = kiln_xstrdup (dir);
-  size_t first_new = strlen (p) + 1;
-  for (char *c = p;; c++)
-    if (*c == '/' || *c == '\0')
-      {
-        char saved = *c;
-        *c = '\0';
-        if (!kiln_tocview_get (v, p) && first_new > (size_t) (c - p))
-          first_new = (size_t) (c - p);
-        *c = saved;
-        if (!saved)
-          break;
-      }
-  int fd = kiln_fs_mkdir_p_in_root (rootfd, dir, 0755, err);
-  if (fd < 0)
-    return -1;
-  close (fd);
-  for (char *c = p + first_new; (uid || gid) && c <= p + strlen (dir); c++)
-    if (*c == '/' || *c == '\0')
-      {
-        char saved = *c;
-        *c = '\0';
-        kiln_autoclose int d = kiln_fs_open_in_root (rootfd, p, O_PATH | O_DIRECTORY, 0, err);
-        if (d < 0 || fchownat (d, "", uid, gid, AT_EMPTY_PATH) < 0)
-          return d < 0 ? -1 : kiln_error_set (err, errno, KILN_E_IO, "set the owner of WORKDIR `/%s`", p);
-        *c = saved;
-      }
-  return 0;
-}
-
 /* WORKDIRs recorded since the last layer are created now, in this layer. */
 static int
 make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **err)
@@ -722,12 +687,12 @@ make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **er
   for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
     {
       kiln_autofree char *dir = NULL;
-      uid_t uid;
-      gid_t gid;
-      if (kiln_tocview_resolve (v, r->s->pending_dirs[i], true, &dir, err) < 0
-          || kiln_build_pending_owner (r->b, r->s, i, rootfd, &uid, &gid, err) < 0
-          || make_owned_dirs (v, rootfd, dir, uid, gid, err) < 0)
+      if (kiln_tocview_resolve (v, r->s->pending_dirs[i], true, &dir, err) < 0)
         return -1;
+      int fd = kiln_fs_mkdir_p_in_root (rootfd, dir, 0755, err);
+      if (fd < 0)
+        return -1;
+      close (fd);
     }
   return 0;
 }
@@ -796,10 +761,7 @@ step_key (struct run_job *r, struct kiln_digest *key)
   input (r, "user", r->s->cfg.user);
   input (r, "workdir", r->s->cfg.working_dir);
   for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
-    {
-      kiln_autofree char *d = kiln_xasprintf ("%s %s", r->s->pending_dirs[i], r->s->pending_owners[i]);
-      input (r, "mkdir", d);
-    }
+    input (r, "mkdir", r->s->pending_dirs[i]);
   kiln_cache_key_init (&k, &r->s->key);
   for (size_t i = 0; r->inputs[i]; i++)
     kiln_cache_key_add (&k, "input", r->inputs[i]);
@@ -869,7 +831,10 @@ kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_d
   ret = kiln_build_cache_record (b, s, in, &key, r.inputs, err);
 out:
   if (ret == 0)
-    kiln_build_pending_clear (s);
+    {
+      kiln_strv_free (s->pending_dirs);
+      s->pending_dirs = NULL;
+    }
   kiln_build_stage_clear (&tmp);
   run_job_clear (&r);
   return ret;
