@@ -144,6 +144,17 @@ assert_file "$T/l/rootfs/opt/x" x
 assert_stat "$T/l/rootfs/opt" '%a %u:%g' '755 0:0'
 assert_file "$T/l/rootfs/lnk/x" x
 
+note "WORKDIR under a USER: the directories it makes belong to that user (BuildKit dispatchWorkdir: Mkdir WithUser)"
+printf 'FROM localhost/busybox:latest\nUSER app\nWORKDIR /home/app/data/x\nCOPY x .\nWORKDIR /srv/w2\nRUN touch f\nUSER root\nWORKDIR /rootdir\nRUN true\n' >"$c4/Dockerfile"
+kiln build -t localhost/wdu:1 "$c4"
+unpack_image localhost/wdu:1 "$T/w"
+assert_stat "$T/w/rootfs/home/app/data" '%u:%g' 1000:1000
+assert_stat "$T/w/rootfs/home/app/data/x" '%u:%g' 1000:1000
+assert_stat "$T/w/rootfs/srv" '%u:%g' 1000:1000
+assert_stat "$T/w/rootfs/srv/w2/f" '%u:%g' 1000:1000
+assert_stat "$T/w/rootfs/rootdir" '%u:%g' 0:0
+assert_stat "$T/w/rootfs/home" '%u:%g' 0:0
+
 note "a symlink whose target leaves the root is resolved inside it"
 printf 'FROM localhost/busybox:latest\nRUN ln -s ../../../../etc/../../outside /esc\nCOPY x /esc/\n' >"$c4/Dockerfile"
 kiln build -t localhost/esc:1 "$c4"
