@@ -522,3 +522,49 @@ kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_f
   *out = sp.words ? sp.words : kiln_xcalloc (1, sizeof (char *));
   return 0;
 }
+
+/* The end of the quoted text or ${...} that starts at p (p itself when it
+ * starts neither), so that blanks inside never split a raw word. */
+static const char *
+skip_grouped (const char *p, char esc)
+{
+  if (*p == '\'')
+    {
+      const char *q = strchr (p + 1, '\'');
+      return q ? q + 1 : p + strlen (p);
+    }
+  if (*p == '"' || (p[0] == '$' && p[1] == '{'))
+    {
+      char close = *p == '"' ? '"' : '}';
+      const char *q = p + (*p == '"' ? 1 : 2);
+      while (*q && *q != close)
+        q += (*q == esc && q[1]) ? 2 : 1;
+      return *q ? q + 1 : q;
+    }
+  return p;
+}
+
+int
+kiln_split_words_raw (const char *text, char escape, char ***out)
+{
+  struct splitter sp = { KILN_BUF_INIT, false, NULL };
+  const char *p = text;
+  while (*p)
+    {
+      const char *end = skip_grouped (p, escape);
+      if (end == p && *p == escape && p[1])
+        end = p + 2;
+      if (end != p)
+        {
+          split_add_raw (&sp, p, (size_t) (end - p));
+          p = end;
+          continue;
+        }
+      split_add_text (&sp, p, 1);
+      p++;
+    }
+  split_push (&sp);
+  kiln_buf_release (&sp.cur);
+  *out = sp.words ? sp.words : kiln_xcalloc (1, sizeof (char *));
+  return 0;
+}
