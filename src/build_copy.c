@@ -1392,19 +1392,20 @@ static int
 copy_words (struct copy_job *j, char ***words, struct kiln_error **err)
 {
   struct step_env e = { j->b, j->s };
+  /* As BuildKit: the arguments are split first, then each is expanded as
+   * one word (SourcesAndDest.Expand), so `COPY f $empty` copies to the
+   * working directory and a value with blanks stays one path. */
+  kiln_autostrv char **raw = NULL;
   if (!j->in->json)
+    kiln_split_words_raw (j->in->args, j->b->df->escape, &raw);
+  char *const *argv = j->in->json ? j->in->argv : raw;
+  for (size_t i = 0; argv[i]; i++)
     {
-      if (kiln_expand_words (j->in->args, j->b->df->escape, kiln_build_lookup, &e, words, err) < 0)
+      char *w = NULL;
+      if (kiln_expand_word (argv[i], j->b->df->escape, kiln_build_lookup, &e, &w, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
+      kiln_strv_push_take (words, w);
     }
-  else
-    for (size_t i = 0; j->in->argv[i]; i++)
-      {
-        char *w = NULL;
-        if (kiln_expand_word (j->in->argv[i], j->b->df->escape, kiln_build_lookup, &e, &w, err) < 0)
-          return kiln_build_step_error (j->b, j->in, err);
-        kiln_strv_push_take (words, w);
-      }
   if (kiln_strv_len (*words) < 2)
     return job_fail (j, err, "requires at least two arguments%s", NULL);
   return 0;
