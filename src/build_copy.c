@@ -148,6 +148,13 @@ add_from_stat (struct copy_job *j, const char *src, const char *rel, const struc
   e->st = *st;
   e->ctx = j->from_context;
   e->origin = j->origin;
+  /* BuildKit's context transfer (fsutil) sends a socket as an empty regular
+   * file (testCopySocket); kept as empty data, it is never opened. */
+  if (S_ISSOCK (st->st_mode) && j->from_context)
+    {
+      e->mode = S_IFREG | (e->mode & 07777);
+      e->data = kiln_xstrdup ("");
+    }
 }
 
 static bool
@@ -194,7 +201,7 @@ walk_child (struct copy_job *j, int dfd, const char *name, const char *src, cons
   if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
   bool skip = excluded (j, src, &descend);
-  if (S_ISSOCK (st.st_mode) || (skip && !(descend && S_ISDIR (st.st_mode))))
+  if ((S_ISSOCK (st.st_mode) && !j->from_context) || (skip && !(descend && S_ISDIR (st.st_mode))))
     return 0;
   if (S_ISLNK (st.st_mode))
     {
