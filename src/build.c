@@ -15,6 +15,7 @@
 #include "kiln/extract.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/passwd.h"
 #include "kiln/ref.h"
 #include "kiln/util.h"
 
@@ -272,6 +273,43 @@ kiln_build_set_workdir (struct build_stage *s, char *wd)
     }
 }
 
+void
+kiln_build_stage_pending_clear (struct build_stage *s)
+{
+  kiln_strv_free (s->pending_dirs);
+  s->pending_dirs = NULL;
+  free (s->pending_owners);
+  s->pending_owners = NULL;
+}
+
+/* The owner of the directories a WORKDIR makes, from the USER in force (see
+ * struct kiln_build_owner).  A name missing from /etc/passwd gives root, as
+ * readUser does when it finds no such user. */
+static int
+workdir_owner (struct build *b, struct build_stage *s, struct kiln_build_owner *o, struct kiln_error **err)
+{
+  const char *user = s->cfg.user;
+  struct kiln_passwd_ids ids;
+  int rootfd = -1;
+  *o = (struct kiln_build_owner) { 0, 0 };
+  if (user == NULL || *user == '\0')
+    return 0;
+  if (kiln_passwd_spec_has_names (user) && (rootfd = kiln_build_stage_rootfs (b, s, err)) < 0)
+    return -1;
+  bool numeric_user = user[strspn (user, "0123456789")] == '\0' || user[strspn (user, "0123456789")] == ':';
+  if (kiln_passwd_resolve (rootfd, user, numeric_user, false, &ids, err) < 0)
+    {
+      if ((*err)->kind != KILN_E_NOTFOUND)
+        return -1;
+      kiln_error_free (err);
+      return 0;
+    }
+  o->uid = ids.uid;
+  o->gid = ids.gid;
+  kiln_passwd_ids_clear (&ids);
+  return 0;
+}
+
 static int
 step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
@@ -281,7 +319,15 @@ step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr
   kiln_build_set_workdir (s, kiln_build_workdir (s->workdir, dir));
   /* created in the next layer this stage writes, as an image runtime would */
   if (s->cfg.working_dir[1])
-    kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
+    {
+      struct kiln_build_owner o;
+      if (workdir_owner (b, s, &o, err) < 0)
+        return kiln_build_step_error (b, in, err);
+      size_t n = kiln_strv_len (s->pending_dirs);
+      s->pending_owners = kiln_xrealloc (s->pending_owners, (n + 1) * sizeof *s->pending_owners);
+      s->pending_owners[n] = o;
+      kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
+    }
   return 0;
 }
 

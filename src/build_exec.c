@@ -648,6 +648,46 @@ resolve_user (struct run_job *r, const char *merged, struct kiln_passwd_ids *ids
   return 0;
 }
 
+/* mkdir -p of p inside rootfd; p itself, when it did not exist, gets owner. */
+static int
+owned_step (int rootfd, const char *p, const struct kiln_build_owner *owner, struct kiln_error **err)
+{
+  struct kiln_error *probe_err = NULL;
+  int probe = kiln_fs_open_in_root (rootfd, p, O_PATH | O_CLOEXEC, 0, &probe_err);
+  bool made = probe < 0 && probe_err->kind == KILN_E_NOTFOUND;
+  if (probe >= 0)
+    close (probe);
+  kiln_error_free (&probe_err);
+  kiln_autoclose int fd = kiln_fs_mkdir_p_in_root (rootfd, p, 0755, err);
+  if (fd < 0)
+    return -1;
+  if (made && (owner->uid || owner->gid) && fchownat (fd, "", owner->uid, owner->gid, AT_EMPTY_PATH) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "chown `%s`", p);
+  return 0;
+}
+
+/* The directories of dir (resolved, inside rootfd) that do not exist yet are
+ * made 0755 and given to owner, as BuildKit's MkdirAll with a user does;
+ * existing ones are left alone. */
+static int
+mkdir_owned (int rootfd, const char *dir, const struct kiln_build_owner *owner, struct kiln_error **err)
+{
+  kiln_autofree char *p = kiln_xstrdup (dir);
+  for (char *c = p;; c++)
+    {
+      char saved = *c;
+      if (saved != '/' && saved != '\0')
+        continue;
+      *c = '\0';
+      if (*p && owned_step (rootfd, p, owner, err) < 0)
+        return -1;
+      *c = saved;
+      if (!saved)
+        break;
+    }
+  return 0;
+}
+
 /* WORKDIRs recorded since the last layer are created now, in this layer. */
 static int
 make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **err)
@@ -665,10 +705,8 @@ make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **er
       kiln_autofree char *dir = NULL;
       if (kiln_tocview_resolve (v, r->s->pending_dirs[i], true, &dir, err) < 0)
         return -1;
-      int fd = kiln_fs_mkdir_p_in_root (rootfd, dir, 0755, err);
-      if (fd < 0)
+      if (mkdir_owned (rootfd, dir, &r->s->pending_owners[i], err) < 0)
         return -1;
-      close (fd);
     }
   return 0;
 }
@@ -737,7 +775,12 @@ step_key (struct run_job *r, struct kiln_digest *key)
   input (r, "user", r->s->cfg.user);
   input (r, "workdir", r->s->cfg.working_dir);
   for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
-    input (r, "mkdir", r->s->pending_dirs[i]);
+    {
+      kiln_autofree char *owned = kiln_xasprintf ("%s %u:%u", r->s->pending_dirs[i],
+                                                  (unsigned) r->s->pending_owners[i].uid,
+                                                  (unsigned) r->s->pending_owners[i].gid);
+      input (r, "mkdir", owned);
+    }
   kiln_cache_key_init (&k, &r->s->key);
   for (size_t i = 0; r->inputs[i]; i++)
     kiln_cache_key_add (&k, "input", r->inputs[i]);
@@ -808,8 +851,7 @@ kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_d
 out:
   if (ret == 0)
     {
-      kiln_strv_free (s->pending_dirs);
-      s->pending_dirs = NULL;
+      kiln_build_stage_pending_clear (s);
     }
   kiln_build_stage_clear (&tmp);
   run_job_clear (&r);
