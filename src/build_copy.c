@@ -695,9 +695,11 @@ add_made_dir (struct copy_job *j, const char *dest, const struct kiln_tocnode *n
 }
 
 /* mkdir -p of the resolved path dir in the view; made directories become
- * entries.  owner: the --chown ids apply (WORKDIRs belong to root). */
+ * entries, owned by wd (a pending WORKDIR's owner) or, when wd is NULL, by
+ * the --chown user (else root). */
 static int
-make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool owner, struct kiln_error **err)
+make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, const struct kiln_build_owner *wd,
+           struct kiln_error **err)
 {
   kiln_autofree char *p = kiln_xstrdup (dir);
   for (char *c = p; *p; c++)
@@ -712,8 +714,8 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool own
       if (!n)
         {
           struct kiln_toc_entry e = { .path = p, .mode = S_IFDIR | 0755, .mtime = synth_mtime (j),
-                                      .uid = owner && j->has_chown ? j->uid : 0,
-                                      .gid = owner && j->has_chown ? j->gid : 0 };
+                                      .uid = wd ? wd->uid : j->has_chown ? j->uid : 0,
+                                      .gid = wd ? wd->gid : j->has_chown ? j->gid : 0 };
           kiln_tocview_put (v, &e);
           add_made_dir (j, p, kiln_tocview_get (v, p));
         }
@@ -726,13 +728,13 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool own
 
 /* Resolves rel in the view and makes it a directory. */
 static int
-make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, bool owner, char **out,
+make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, const struct kiln_build_owner *wd, char **out,
               struct kiln_error **err)
 {
   char *r = NULL;
   if (kiln_tocview_resolve (v, rel, true, &r, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
-  if (make_dirs (j, v, r, owner, err) < 0)
+  if (make_dirs (j, v, r, wd, err) < 0)
     {
       free (r);
       return -1;
@@ -772,7 +774,7 @@ source_target (struct copy_job *j, struct kiln_tocview *v, size_t i, const char 
     {
       if (n && !S_ISDIR (n->mode))
         return place_fail (j, err, "cannot copy a directory to `%s`: it is not a directory", dst);
-      if (!n && make_dirs (j, v, dst, true, err) < 0)
+      if (!n && make_dirs (j, v, dst, NULL, err) < 0)
         return -1;
       *out = kiln_xstrdup (dst);
       return 0;
@@ -868,13 +870,13 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   if (!v)
     return kiln_build_step_error (j->b, j->in, err);
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    if (make_dirs_at (j, v, j->s->pending_dirs[i], false, NULL, err) < 0)
+    if (make_dirs_at (j, v, j->s->pending_dirs[i], &j->s->pending_owners[i], NULL, err) < 0)
       return -1;
   if (j->nsrcs > 0)
     {
       const char *slash = strrchr (j->dest, '/');
       ensure = j->dest_slash ? kiln_xstrdup (j->dest) : kiln_xstrndup (j->dest, slash ? (size_t) (slash - j->dest) : 0);
-      if (make_dirs_at (j, v, ensure, true, NULL, err) < 0)
+      if (make_dirs_at (j, v, ensure, NULL, NULL, err) < 0)
         return -1;
       if (kiln_tocview_resolve (v, j->dest, true, &dst, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
@@ -956,7 +958,9 @@ step_key (struct copy_job *j, struct kiln_digest *key)
   /* where the files land follows from these and the parent's files (its key) */
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("destination\t/%s%s", j->dest, j->dest_slash ? "/" : ""));
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s", j->s->pending_dirs[i]));
+    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s %u:%u", j->s->pending_dirs[i],
+                                                     (unsigned) j->s->pending_owners[i].uid,
+                                                     (unsigned) j->s->pending_owners[i].gid));
   for (size_t i = 0; i < j->nsrcs; i++)
     kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s", i, j->srcs[i].is_dir ? "tree" : "file",
                                                      j->srcs[i].name));
@@ -1602,8 +1606,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   ret = commit_layer (&j, err);
   if (ret == 0)
     {
-      kiln_strv_free (s->pending_dirs);
-      s->pending_dirs = NULL;
+      kiln_build_stage_pending_clear (s);
     }
 out:
   free_entries (&j);
