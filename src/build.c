@@ -214,16 +214,22 @@ step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in
 {
   kiln_autostrv char **words = NULL;
   const struct kiln_plan *p = b->plan;
-  if (expand_words (b, s, in->args, &words, err) < 0)
-    return kiln_build_step_error (b, in, err);
+  /* as BuildKit dispatchArg: names are not expanded, and a default only
+   * when no --build-arg gives the value (ARG B=${A:?} with B given builds) */
+  kiln_split_words_raw (in->args, b->df->escape, &words);
   for (size_t i = 0; words[i]; i++)
     {
       char *eq = strchr (words[i], '=');
+      kiln_autofree char *def = NULL;
       if (eq)
         *eq = '\0';
       const char *val = kiln_kvlist_get (&p->build_args, words[i]);
       if (!val && eq)
-        val = eq + 1;
+        {
+          if (expand_word (b, s, eq + 1, &def, err) < 0)
+            return kiln_build_step_error (b, in, err);
+          val = def;
+        }
       for (size_t g = 0; !val && g < p->global_args.n; g++)
         if (strcmp (p->global_args.items[g].key, words[i]) == 0 && p->global_has_value[g])
           val = p->global_args.items[g].value;
