@@ -1,10 +1,12 @@
 /* build_exec.c - RUN: an overlay over the stage's snapshots, the command in
  * the sandbox, the upper dir streamed into a layer. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -22,9 +24,11 @@
 #include "kiln/snapshot.h"
 #include "kiln/util.h"
 
-/* Build args a RUN sees without declaring them, kept out of keys and history. */
-static const char *const proxy_args[] = { "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
-                                          "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", NULL };
+/* Build args a RUN sees without declaring them, kept out of keys and
+ * history.  BuildKit proxyEnvFromBuildArgs takes each in any case (over the
+ * sorted names, so `http_proxy` wins over `HTTP_PROXY`) and the executor
+ * sets both spellings (solver/llbsolver/ops/exec.go proxyEnvList). */
+static const char *const proxy_args[] = { "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy", NULL };
 
 struct run_job {
   struct build *b;
@@ -123,8 +127,19 @@ environment (struct run_job *r)
     }
   for (size_t i = 0; proxy_args[i]; i++)
     {
-      const char *v = kiln_kvlist_get (&r->b->plan->build_args, proxy_args[i]);
-      if (v && !env_has (r->env, proxy_args[i]))
+      const struct kiln_kvlist *ba = &r->b->plan->build_args;
+      const char *key = NULL, *v = NULL;
+      for (size_t k = 0; k < ba->n; k++)
+        if (strcasecmp (ba->items[k].key, proxy_args[i]) == 0 && (!key || strcmp (ba->items[k].key, key) > 0))
+          key = ba->items[k].key, v = ba->items[k].value;
+      if (!v || !*v)
+        continue;
+      kiln_autofree char *upper = kiln_xstrdup (proxy_args[i]);
+      for (char *c = upper; *c; c++)
+        *c = (char) toupper ((unsigned char) *c);
+      if (!env_has (r->env, upper))
+        kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", upper, v));
+      if (!env_has (r->env, proxy_args[i]))
         kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", proxy_args[i], v));
     }
 }
