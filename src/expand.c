@@ -24,6 +24,7 @@ struct lexer
   char esc;
   kiln_expand_lookup_fn lookup;
   void *ud;
+  bool literal_quotes; /* quotes are plain text (heredoc bodies) */
 };
 
 struct splitter
@@ -461,7 +462,7 @@ process_until (struct lexer *lx, int stop, bool raw, const char *open, struct ki
           lx->p++;
           return 0;
         }
-      if (c == '$' || c == '\'' || c == '"')
+      if (c == '$' || (!lx->literal_quotes && (c == '\'' || c == '"')))
         {
           int r = process_special (lx, raw, out, sp, err);
           if (r < 0)
@@ -492,7 +493,7 @@ int
 kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
                   char **out, struct kiln_error **err)
 {
-  struct lexer lx = { word, escape, lookup_fn, ud };
+  struct lexer lx = { word, escape, lookup_fn, ud, false };
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
 
   if (process_until (&lx, NO_STOP, false, word, &res, NULL, err) < 0)
@@ -505,7 +506,7 @@ int
 kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
                    char ***out, struct kiln_error **err)
 {
-  struct lexer lx = { text, escape, lookup_fn, ud };
+  struct lexer lx = { text, escape, lookup_fn, ud, false };
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
   struct splitter sp = { KILN_BUF_INIT, false, NULL };
   int r = process_until (&lx, NO_STOP, false, text, &res, &sp, err);
@@ -566,5 +567,18 @@ kiln_split_words_raw (const char *text, char escape, char ***out)
   split_push (&sp);
   kiln_buf_release (&sp.cur);
   *out = sp.words ? sp.words : kiln_xcalloc (1, sizeof (char *));
+  return 0;
+}
+
+int
+kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup_fn, void *ud, char **out,
+                     struct kiln_error **err)
+{
+  struct lexer lx = { body, '\\', lookup_fn, ud, true };
+  kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
+
+  if (process_until (&lx, NO_STOP, false, body, &res, NULL, err) < 0)
+    return kiln_error_wrap (err, "expand heredoc");
+  *out = kiln_buf_detach (&res, NULL);
   return 0;
 }

@@ -381,3 +381,31 @@ Test (expand, split_words_raw_keeps_quotes_escapes_and_braces)
       kiln_strv_free (w);
     }
 }
+
+/* COPY <<EOF bodies: quotes are text, the backslash escapes (BuildKit
+ * testCopyHeredocSpecialSymbols, testHeredocVarSubstitution). */
+Test (expand, heredoc_keeps_quotes_and_processes_backslashes)
+{
+  static const char *env[] = { "name=world", NULL };
+  static const struct
+  {
+    const char *in, *want;
+  } cases[] = {
+    { "\"quotes in file\"\n", "\"quotes in file\"\n" },
+    { "\\\n", "\n" },
+    { "\\\\\n", "\\\n" },
+    { "\\$\n", "$\n" },
+    { "Hello ${name}!\n", "Hello world!\n" },
+    { "Hello '${name}'!\n", "Hello 'world'!\n" },
+    { "Hello \"${name}\"!\n", "Hello \"world\"!\n" },
+    { "${unset:-it's}\n", "it's\n" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    {
+      struct kiln_error *err = NULL;
+      char *got = NULL;
+      cr_assert_eq (kiln_expand_heredoc (cases[i].in, env_lookup, env, &got, &err), 0, "`%s`", cases[i].in);
+      cr_expect_str_eq (got, cases[i].want, "`%s`", cases[i].in);
+      free (got);
+    }
+}
