@@ -1382,7 +1382,8 @@ add_heredoc (struct copy_job *j, const struct kiln_df_heredoc *h, struct kiln_er
   struct step_env e = { j->b, j->s };
   if (h->expand)
     {
-      if (kiln_expand_word (h->content, j->b->df->escape, kiln_build_lookup, &e, &data, err) < 0)
+      /* quotes in the body are text (BuildKit ExpandRaw, SkipProcessQuotes) */
+      if (kiln_expand_heredoc (h->content, kiln_build_lookup, &e, &data, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
     }
   else
