@@ -66,6 +66,30 @@ input (struct run_job *r, const char *name, const char *value)
   kiln_strv_push_take (&r->inputs, kiln_xasprintf ("%s\t%s", name, value ? value : ""));
 }
 
+static void add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source,
+                       const char *target, bool readonly, const char *options);
+
+/* A lone `<<EOF` whose body starts with `#!` is a script run by its own
+ * interpreter: BuildKit dispatchRun writes it as an executable file under a
+ * read-only /dev/pipes/ and runs that path through the shell.  The body is
+ * part of the key (the command line names only the path). */
+static bool
+shebang_script (struct run_job *r, struct kiln_buf *cmd)
+{
+  const struct kiln_df_heredoc *h = &r->in->heredocs[0];
+  if (strncmp (h->content, "#!", 2) != 0)
+    return false;
+  const char *target = keep (r, kiln_xasprintf ("/dev/pipes/%s", h->name));
+  add_mount (r, KILN_SANDBOX_DATA, NULL, target, true, NULL);
+  struct kiln_sandbox_mount *sm = &r->mounts[r->nmounts - 1];
+  sm->data = h->content;
+  sm->len = strlen (h->content);
+  sm->mode = 0755;
+  input (r, "heredoc script", h->content);
+  kiln_buf_adds (cmd, target);
+  return true;
+}
+
 /* Shell form through SHELL; heredocs are handed to the shell, which knows
  * them: a lone `<<EOF` is the script itself. */
 static void
@@ -81,7 +105,7 @@ command (struct run_job *r)
   struct kiln_buf cmd = KILN_BUF_INIT;
   const char *a = in->args;
   bool only_heredoc = in->nheredocs == 1 && a[0] == '<' && a[1] == '<' && !strpbrk (a, " \t");
-  if (only_heredoc)
+  if (only_heredoc && !shebang_script (r, &cmd))
     kiln_buf_adds (&cmd, in->heredocs[0].content);
   else
     {
