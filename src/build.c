@@ -543,6 +543,22 @@ step_simple_word (struct build *b, struct build_stage *s, const struct kiln_df_i
   return 0;
 }
 
+/* The trigger as the config keeps it: BuildKit parseOnBuild appends each
+ * heredoc's body and delimiter to the instruction, so that the image that
+ * runs the trigger can read it again (BuildKit testOnBuildHeredoc). */
+static char *
+onbuild_trigger (const struct kiln_df_instr *in)
+{
+  const struct kiln_df_instr *t = in->sub;
+  if (!t)
+    return kiln_xstrdup (in->args);
+  struct kiln_buf b = KILN_BUF_INIT;
+  kiln_buf_adds (&b, t->original);
+  for (size_t i = 0; i < t->nheredocs; i++)
+    kiln_buf_addf (&b, "\n%s%s", t->heredocs[i].content, t->heredocs[i].name);
+  return kiln_buf_detach (&b, NULL);
+}
+
 static int
 step_metadata (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
@@ -577,7 +593,7 @@ step_metadata (struct build *b, struct build_stage *s, const struct kiln_df_inst
       s->cfg.shell = kiln_strv_dup (in->argv);
       return 0;
     case KILN_DF_ONBUILD:
-      kiln_strv_push (&s->cfg.onbuild, in->sub ? in->sub->original : in->args);
+      kiln_strv_push_take (&s->cfg.onbuild, onbuild_trigger (in));
       return 0;
     default:
       return kiln_error_set (err, 0, KILN_E_INTERNAL, "not a metadata instruction");
