@@ -11,6 +11,14 @@
 #include "kiln/plan.h"
 #include "kiln/store.h"
 
+/* Owner of the directories a WORKDIR makes: BuildKit dispatchWorkdir makes
+ * them with llb.WithUser(USER), whose ids fileop's readUser resolves: a name
+ * gives the passwd uid and gid, a number gives uid = gid = that number. */
+struct kiln_build_owner {
+  uid_t uid;
+  gid_t gid;
+};
+
 struct build_stage {
   bool built;
   struct kiln_image_config cfg;
@@ -19,6 +27,7 @@ struct build_stage {
   struct kiln_kvlist args;          /* ARGs declared in this stage, in scope */
   bool cmd_set;                     /* CMD given in this stage (ENTRYPOINT resets an inherited one) */
   char **pending_dirs;              /* WORKDIRs to create in the next layer */
+  struct kiln_build_owner *pending_owners; /* each one's owner: USER at the WORKDIR */
   /* WorkingDir as the image config records it: an absolute WORKDIR as
    * written ("/tmp/").  cfg.working_dir holds the same directory cleaned
    * ("/tmp") while the stage builds, because RUN, COPY destinations and the
@@ -85,6 +94,8 @@ char *kiln_build_workdir (const char *current, const char *dir);
 /* Sets the stage's WorkingDir to wd (taken; NULL: unset): s->workdir keeps
  * it, s->cfg.working_dir gets it cleaned. */
 void kiln_build_set_workdir (struct build_stage *s, char *wd);
+/* Forgets the stage's pending WORKDIRs (once a layer has made them). */
+void kiln_build_stage_pending_clear (struct build_stage *s);
 
 /* "Dockerfile:LINE: KEYWORD: " prefix for errors of one instruction. */
 int kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err);

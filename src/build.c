@@ -15,6 +15,7 @@
 #include "kiln/extract.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/passwd.h"
 #include "kiln/ref.h"
 #include "kiln/util.h"
 
@@ -220,16 +221,22 @@ step_arg (struct build *b, struct build_stage *s, const struct kiln_df_instr *in
 {
   kiln_autostrv char **words = NULL;
   const struct kiln_plan *p = b->plan;
-  if (expand_words (b, s, in->args, &words, err) < 0)
-    return kiln_build_step_error (b, in, err);
+  /* as BuildKit dispatchArg: names are not expanded, and a default only
+   * when no --build-arg gives the value (ARG B=${A:?} with B given builds) */
+  kiln_split_words_raw (in->args, b->df->escape, &words);
   for (size_t i = 0; words[i]; i++)
     {
       char *eq = strchr (words[i], '=');
+      kiln_autofree char *def = NULL;
       if (eq)
         *eq = '\0';
       const char *val = kiln_kvlist_get (&p->build_args, words[i]);
       if (!val && eq)
-        val = eq + 1;
+        {
+          if (expand_word (b, s, eq + 1, &def, err) < 0)
+            return kiln_build_step_error (b, in, err);
+          val = def;
+        }
       for (size_t g = 0; !val && g < p->global_args.n; g++)
         if (strcmp (p->global_args.items[g].key, words[i]) == 0 && p->global_has_value[g])
           val = p->global_args.items[g].value;
@@ -279,6 +286,43 @@ kiln_build_set_workdir (struct build_stage *s, char *wd)
     }
 }
 
+void
+kiln_build_stage_pending_clear (struct build_stage *s)
+{
+  kiln_strv_free (s->pending_dirs);
+  s->pending_dirs = NULL;
+  free (s->pending_owners);
+  s->pending_owners = NULL;
+}
+
+/* The owner of the directories a WORKDIR makes, from the USER in force (see
+ * struct kiln_build_owner).  A name missing from /etc/passwd gives root, as
+ * readUser does when it finds no such user. */
+static int
+workdir_owner (struct build *b, struct build_stage *s, struct kiln_build_owner *o, struct kiln_error **err)
+{
+  const char *user = s->cfg.user;
+  struct kiln_passwd_ids ids;
+  int rootfd = -1;
+  *o = (struct kiln_build_owner) { 0, 0 };
+  if (user == NULL || *user == '\0')
+    return 0;
+  if (kiln_passwd_spec_has_names (user) && (rootfd = kiln_build_stage_rootfs (b, s, err)) < 0)
+    return -1;
+  bool numeric_user = user[strspn (user, "0123456789")] == '\0' || user[strspn (user, "0123456789")] == ':';
+  if (kiln_passwd_resolve (rootfd, user, numeric_user, false, &ids, err) < 0)
+    {
+      if ((*err)->kind != KILN_E_NOTFOUND)
+        return -1;
+      kiln_error_free (err);
+      return 0;
+    }
+  o->uid = ids.uid;
+  o->gid = ids.gid;
+  kiln_passwd_ids_clear (&ids);
+  return 0;
+}
+
 static int
 step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
@@ -288,7 +332,15 @@ step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr
   kiln_build_set_workdir (s, kiln_build_workdir (s->workdir, dir));
   /* created in the next layer this stage writes, as an image runtime would */
   if (s->cfg.working_dir[1])
-    kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
+    {
+      struct kiln_build_owner o;
+      if (workdir_owner (b, s, &o, err) < 0)
+        return kiln_build_step_error (b, in, err);
+      size_t n = kiln_strv_len (s->pending_dirs);
+      s->pending_owners = kiln_xrealloc (s->pending_owners, (n + 1) * sizeof *s->pending_owners);
+      s->pending_owners[n] = o;
+      kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
+    }
   return 0;
 }
 
@@ -498,6 +550,22 @@ step_simple_word (struct build *b, struct build_stage *s, const struct kiln_df_i
   return 0;
 }
 
+/* The trigger as the config keeps it: BuildKit parseOnBuild appends each
+ * heredoc's body and delimiter to the instruction, so that the image that
+ * runs the trigger can read it again (BuildKit testOnBuildHeredoc). */
+static char *
+onbuild_trigger (const struct kiln_df_instr *in)
+{
+  const struct kiln_df_instr *t = in->sub;
+  if (!t)
+    return kiln_xstrdup (in->args);
+  struct kiln_buf b = KILN_BUF_INIT;
+  kiln_buf_adds (&b, t->original);
+  for (size_t i = 0; i < t->nheredocs; i++)
+    kiln_buf_addf (&b, "\n%s%s", t->heredocs[i].content, t->heredocs[i].name);
+  return kiln_buf_detach (&b, NULL);
+}
+
 static int
 step_metadata (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
@@ -532,7 +600,7 @@ step_metadata (struct build *b, struct build_stage *s, const struct kiln_df_inst
       s->cfg.shell = kiln_strv_dup (in->argv);
       return 0;
     case KILN_DF_ONBUILD:
-      kiln_strv_push (&s->cfg.onbuild, in->sub ? in->sub->original : in->args);
+      kiln_strv_push_take (&s->cfg.onbuild, onbuild_trigger (in));
       return 0;
     default:
       return kiln_error_set (err, 0, KILN_E_INTERNAL, "not a metadata instruction");

@@ -150,6 +150,13 @@ add_from_stat (struct copy_job *j, const char *src, const char *rel, const struc
   e->st = *st;
   e->ctx = j->from_context;
   e->origin = j->origin;
+  /* BuildKit's context transfer (fsutil) sends a socket as an empty regular
+   * file (testCopySocket); kept as empty data, it is never opened. */
+  if (S_ISSOCK (st->st_mode) && j->from_context)
+    {
+      e->mode = S_IFREG | (e->mode & 07777);
+      e->data = kiln_xstrdup ("");
+    }
 }
 
 static bool
@@ -196,7 +203,7 @@ walk_child (struct copy_job *j, int dfd, const char *name, const char *src, cons
   if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
   bool skip = excluded (j, src, &descend);
-  if (S_ISSOCK (st.st_mode) || (skip && !(descend && S_ISDIR (st.st_mode))))
+  if ((S_ISSOCK (st.st_mode) && !j->from_context) || (skip && !(descend && S_ISDIR (st.st_mode))))
     return 0;
   if (S_ISLNK (st.st_mode))
     {
@@ -688,9 +695,11 @@ add_made_dir (struct copy_job *j, const char *dest, const struct kiln_tocnode *n
 }
 
 /* mkdir -p of the resolved path dir in the view; made directories become
- * entries.  owner: the --chown ids apply (WORKDIRs belong to root). */
+ * entries, owned by wd (a pending WORKDIR's owner) or, when wd is NULL, by
+ * the --chown user (else root). */
 static int
-make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool owner, struct kiln_error **err)
+make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, const struct kiln_build_owner *wd,
+           struct kiln_error **err)
 {
   kiln_autofree char *p = kiln_xstrdup (dir);
   for (char *c = p; *p; c++)
@@ -705,8 +714,8 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool own
       if (!n)
         {
           struct kiln_toc_entry e = { .path = p, .mode = S_IFDIR | 0755, .mtime = synth_mtime (j),
-                                      .uid = owner && j->has_chown ? j->uid : 0,
-                                      .gid = owner && j->has_chown ? j->gid : 0 };
+                                      .uid = wd ? wd->uid : j->has_chown ? j->uid : 0,
+                                      .gid = wd ? wd->gid : j->has_chown ? j->gid : 0 };
           kiln_tocview_put (v, &e);
           add_made_dir (j, p, kiln_tocview_get (v, p));
         }
@@ -719,12 +728,13 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, bool own
 
 /* Resolves rel in the view and makes it a directory. */
 static int
-make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, bool owner, struct kiln_error **err)
+make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, const struct kiln_build_owner *wd,
+              struct kiln_error **err)
 {
   kiln_autofree char *r = NULL;
   if (kiln_tocview_resolve (v, rel, true, &r, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
-  return make_dirs (j, v, r, owner, err);
+  return make_dirs (j, v, r, wd, err);
 }
 
 /* Sets c->dest and puts it into the view; a directory over a non-directory
@@ -755,7 +765,7 @@ source_target (struct copy_job *j, struct kiln_tocview *v, size_t i, const char 
     {
       if (n && !S_ISDIR (n->mode))
         return place_fail (j, err, "cannot copy a directory to `%s`: it is not a directory", dst);
-      if (!n && make_dirs (j, v, dst, true, err) < 0)
+      if (!n && make_dirs (j, v, dst, NULL, err) < 0)
         return -1;
       *out = kiln_xstrdup (dst);
       return 0;
@@ -863,17 +873,18 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   if (!v)
     return kiln_build_step_error (j->b, j->in, err);
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    if (make_dirs_at (j, v, j->s->pending_dirs[i], false, err) < 0)
+    if (make_dirs_at (j, v, j->s->pending_dirs[i], &j->s->pending_owners[i], err) < 0)
       return -1;
   /* a WORKDIR of the base that its layers never made (kiln makes it with the
    * next layer): BuildKit's WORKDIR would have made it, so make it now */
-  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, false, err) < 0)
+  static const struct kiln_build_owner root = { 0, 0 };
+  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, &root, err) < 0)
     return -1;
   if (j->nsrcs > 0)
     {
       const char *slash = strrchr (j->dest, '/');
       ensure = j->dest_slash ? kiln_xstrdup (j->dest) : kiln_xstrndup (j->dest, slash ? (size_t) (slash - j->dest) : 0);
-      if (make_dirs_at (j, v, ensure, true, err) < 0)
+      if (make_dirs_at (j, v, ensure, NULL, err) < 0)
         return -1;
       if (kiln_tocview_resolve (v, j->dest, true, &dst, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
@@ -955,7 +966,9 @@ step_key (struct copy_job *j, struct kiln_digest *key)
   /* where the files land follows from these and the parent's files (its key) */
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("destination\t/%s%s", j->dest, j->dest_slash ? "/" : ""));
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s", j->s->pending_dirs[i]));
+    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s %u:%u", j->s->pending_dirs[i],
+                                                     (unsigned) j->s->pending_owners[i].uid,
+                                                     (unsigned) j->s->pending_owners[i].gid));
   for (size_t i = 0; i < j->nsrcs; i++)
     kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s", i, j->srcs[i].is_dir ? "tree" : "file",
                                                      j->srcs[i].name));
@@ -1378,7 +1391,8 @@ add_heredoc (struct copy_job *j, const struct kiln_df_heredoc *h, struct kiln_er
   struct step_env e = { j->b, j->s };
   if (h->expand)
     {
-      if (kiln_expand_word (h->content, j->b->df->escape, kiln_build_lookup, &e, &data, err) < 0)
+      /* quotes in the body are text (BuildKit ExpandRaw, SkipProcessQuotes) */
+      if (kiln_expand_heredoc (h->content, kiln_build_lookup, &e, &data, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
     }
   else
@@ -1399,19 +1413,20 @@ static int
 copy_words (struct copy_job *j, char ***words, struct kiln_error **err)
 {
   struct step_env e = { j->b, j->s };
+  /* As BuildKit: the arguments are split first, then each is expanded as
+   * one word (SourcesAndDest.Expand), so `COPY f $empty` copies to the
+   * working directory and a value with blanks stays one path. */
+  kiln_autostrv char **raw = NULL;
   if (!j->in->json)
+    kiln_split_words_raw (j->in->args, j->b->df->escape, &raw);
+  char *const *argv = j->in->json ? j->in->argv : raw;
+  for (size_t i = 0; argv[i]; i++)
     {
-      if (kiln_expand_words (j->in->args, j->b->df->escape, kiln_build_lookup, &e, words, err) < 0)
+      char *w = NULL;
+      if (kiln_expand_word (argv[i], j->b->df->escape, kiln_build_lookup, &e, &w, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
+      kiln_strv_push_take (words, w);
     }
-  else
-    for (size_t i = 0; j->in->argv[i]; i++)
-      {
-        char *w = NULL;
-        if (kiln_expand_word (j->in->argv[i], j->b->df->escape, kiln_build_lookup, &e, &w, err) < 0)
-          return kiln_build_step_error (j->b, j->in, err);
-        kiln_strv_push_take (words, w);
-      }
   if (kiln_strv_len (*words) < 2)
     return job_fail (j, err, "requires at least two arguments%s", NULL);
   return 0;
@@ -1603,8 +1618,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   ret = commit_layer (&j, err);
   if (ret == 0)
     {
-      kiln_strv_free (s->pending_dirs);
-      s->pending_dirs = NULL;
+      kiln_build_stage_pending_clear (s);
     }
 out:
   free_entries (&j);

@@ -1,10 +1,12 @@
 /* build_exec.c - RUN: an overlay over the stage's snapshots, the command in
  * the sandbox, the upper dir streamed into a layer. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -22,9 +24,11 @@
 #include "kiln/snapshot.h"
 #include "kiln/util.h"
 
-/* Build args a RUN sees without declaring them, kept out of keys and history. */
-static const char *const proxy_args[] = { "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
-                                          "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", NULL };
+/* Build args a RUN sees without declaring them, kept out of keys and
+ * history.  BuildKit proxyEnvFromBuildArgs takes each in any case (over the
+ * sorted names, so `http_proxy` wins over `HTTP_PROXY`) and the executor
+ * sets both spellings (solver/llbsolver/ops/exec.go proxyEnvList). */
+static const char *const proxy_args[] = { "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy", NULL };
 
 struct run_job {
   struct build *b;
@@ -62,6 +66,30 @@ input (struct run_job *r, const char *name, const char *value)
   kiln_strv_push_take (&r->inputs, kiln_xasprintf ("%s\t%s", name, value ? value : ""));
 }
 
+static void add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source,
+                       const char *target, bool readonly, const char *options);
+
+/* A lone `<<EOF` whose body starts with `#!` is a script run by its own
+ * interpreter: BuildKit dispatchRun writes it as an executable file under a
+ * read-only /dev/pipes/ and runs that path through the shell.  The body is
+ * part of the key (the command line names only the path). */
+static bool
+shebang_script (struct run_job *r, struct kiln_buf *cmd)
+{
+  const struct kiln_df_heredoc *h = &r->in->heredocs[0];
+  if (strncmp (h->content, "#!", 2) != 0)
+    return false;
+  const char *target = keep (r, kiln_xasprintf ("/dev/pipes/%s", h->name));
+  add_mount (r, KILN_SANDBOX_DATA, NULL, target, true, NULL);
+  struct kiln_sandbox_mount *sm = &r->mounts[r->nmounts - 1];
+  sm->data = h->content;
+  sm->len = strlen (h->content);
+  sm->mode = 0755;
+  input (r, "heredoc script", h->content);
+  kiln_buf_adds (cmd, target);
+  return true;
+}
+
 /* Shell form through SHELL; heredocs are handed to the shell, which knows
  * them: a lone `<<EOF` is the script itself. */
 static void
@@ -77,7 +105,7 @@ command (struct run_job *r)
   struct kiln_buf cmd = KILN_BUF_INIT;
   const char *a = in->args;
   bool only_heredoc = in->nheredocs == 1 && a[0] == '<' && a[1] == '<' && !strpbrk (a, " \t");
-  if (only_heredoc)
+  if (only_heredoc && !shebang_script (r, &cmd))
     kiln_buf_adds (&cmd, in->heredocs[0].content);
   else
     {
@@ -137,8 +165,19 @@ environment (struct run_job *r)
     }
   for (size_t i = 0; proxy_args[i]; i++)
     {
-      const char *v = kiln_kvlist_get (&r->b->plan->build_args, proxy_args[i]);
-      if (v && !env_has (r->env, proxy_args[i]))
+      const struct kiln_kvlist *ba = &r->b->plan->build_args;
+      const char *key = NULL, *v = NULL;
+      for (size_t k = 0; k < ba->n; k++)
+        if (strcasecmp (ba->items[k].key, proxy_args[i]) == 0 && (!key || strcmp (ba->items[k].key, key) > 0))
+          key = ba->items[k].key, v = ba->items[k].value;
+      if (!v || !*v)
+        continue;
+      kiln_autofree char *upper = kiln_xstrdup (proxy_args[i]);
+      for (char *c = upper; *c; c++)
+        *c = (char) toupper ((unsigned char) *c);
+      if (!env_has (r->env, upper))
+        kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", upper, v));
+      if (!env_has (r->env, proxy_args[i]))
         kiln_strv_push_take (&r->env, kiln_xasprintf ("%s=%s", proxy_args[i], v));
     }
 }
@@ -670,6 +709,46 @@ resolve_user (struct run_job *r, const char *merged, struct kiln_passwd_ids *ids
   return 0;
 }
 
+/* mkdir -p of p inside rootfd; p itself, when it did not exist, gets owner. */
+static int
+owned_step (int rootfd, const char *p, const struct kiln_build_owner *owner, struct kiln_error **err)
+{
+  struct kiln_error *probe_err = NULL;
+  int probe = kiln_fs_open_in_root (rootfd, p, O_PATH | O_CLOEXEC, 0, &probe_err);
+  bool made = probe < 0 && probe_err->kind == KILN_E_NOTFOUND;
+  if (probe >= 0)
+    close (probe);
+  kiln_error_free (&probe_err);
+  kiln_autoclose int fd = kiln_fs_mkdir_p_in_root (rootfd, p, 0755, err);
+  if (fd < 0)
+    return -1;
+  if (made && (owner->uid || owner->gid) && fchownat (fd, "", owner->uid, owner->gid, AT_EMPTY_PATH) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "chown `%s`", p);
+  return 0;
+}
+
+/* The directories of dir (resolved, inside rootfd) that do not exist yet are
+ * made 0755 and given to owner, as BuildKit's MkdirAll with a user does;
+ * existing ones are left alone. */
+static int
+mkdir_owned (int rootfd, const char *dir, const struct kiln_build_owner *owner, struct kiln_error **err)
+{
+  kiln_autofree char *p = kiln_xstrdup (dir);
+  for (char *c = p;; c++)
+    {
+      char saved = *c;
+      if (saved != '/' && saved != '\0')
+        continue;
+      *c = '\0';
+      if (*p && owned_step (rootfd, p, owner, err) < 0)
+        return -1;
+      *c = saved;
+      if (!saved)
+        break;
+    }
+  return 0;
+}
+
 /* WORKDIRs recorded since the last layer are created now, in this layer. */
 static int
 make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **err)
@@ -689,10 +768,8 @@ make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **er
       kiln_autofree char *dir = NULL;
       if (kiln_tocview_resolve (v, r->s->pending_dirs[i], true, &dir, err) < 0)
         return -1;
-      int fd = kiln_fs_mkdir_p_in_root (rootfd, dir, 0755, err);
-      if (fd < 0)
+      if (mkdir_owned (rootfd, dir, &r->s->pending_owners[i], err) < 0)
         return -1;
-      close (fd);
     }
   return 0;
 }
@@ -761,7 +838,12 @@ step_key (struct run_job *r, struct kiln_digest *key)
   input (r, "user", r->s->cfg.user);
   input (r, "workdir", r->s->cfg.working_dir);
   for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
-    input (r, "mkdir", r->s->pending_dirs[i]);
+    {
+      kiln_autofree char *owned = kiln_xasprintf ("%s %u:%u", r->s->pending_dirs[i],
+                                                  (unsigned) r->s->pending_owners[i].uid,
+                                                  (unsigned) r->s->pending_owners[i].gid);
+      input (r, "mkdir", owned);
+    }
   kiln_cache_key_init (&k, &r->s->key);
   for (size_t i = 0; r->inputs[i]; i++)
     kiln_cache_key_add (&k, "input", r->inputs[i]);
@@ -832,8 +914,7 @@ kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_d
 out:
   if (ret == 0)
     {
-      kiln_strv_free (s->pending_dirs);
-      s->pending_dirs = NULL;
+      kiln_build_stage_pending_clear (s);
     }
   kiln_build_stage_clear (&tmp);
   run_job_clear (&r);

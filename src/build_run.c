@@ -414,7 +414,7 @@ kiln_build_stage_clear (struct build_stage *s)
     kiln_descriptor_clear (&s->layers[l]);
   free (s->layers);
   kiln_kvlist_clear (&s->args);
-  kiln_strv_free (s->pending_dirs);
+  kiln_build_stage_pending_clear (s);
   free (s->workdir);
   free (s->clock);
   if (s->rootfs_fd >= 0)

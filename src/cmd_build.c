@@ -251,6 +251,23 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     }
 }
 
+/* A missing file named `Dockerfile` is read as `dockerfile` when that exists,
+ * as BuildKit's dockerui does (moby/moby#10858); its ignore file keeps the
+ * name given (Dockerfile.dockerignore). */
+static void
+lowercase_dockerfile (struct build_cli *c)
+{
+  if (strcmp (c->o.dockerfile_name, "Dockerfile") != 0 || access (c->dockerfile_path, F_OK) == 0 || errno != ENOENT)
+    return;
+  size_t dirlen = strlen (c->dockerfile_path) - strlen ("Dockerfile");
+  kiln_autofree char *lower = kiln_xasprintf ("%.*sdockerfile", (int) dirlen, c->dockerfile_path);
+  if (access (lower, F_OK) == 0)
+    {
+      free (c->dockerfile_path);
+      c->dockerfile_path = kiln_steal_ptr (&lower);
+    }
+}
+
 static int
 parse_args (struct build_cli *c, int argc, char **argv, struct kiln_error **err)
 {
@@ -279,9 +296,10 @@ parse_args (struct build_cli *c, int argc, char **argv, struct kiln_error **err)
   c->o.layer.clamp_mtime = c->o.have_epoch;
   c->o.layer.epoch = c->o.epoch;
   c->dockerfile_path = c->file ? kiln_xstrdup (c->file) : kiln_xasprintf ("%s/Dockerfile", c->o.context);
-  c->o.dockerfile = c->dockerfile_path;
   kiln_autofree char *copy = kiln_xstrdup (c->dockerfile_path);
   c->o.dockerfile_name = kiln_xstrdup (basename (copy));
+  lowercase_dockerfile (c);
+  c->o.dockerfile = c->dockerfile_path;
   return 0;
 }
 

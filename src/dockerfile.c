@@ -845,6 +845,59 @@ lookup_cmd (const char *kw, size_t n, enum kiln_df_cmd *cmd)
   return NULL;
 }
 
+/* Edit distance of a and b (lowercased), one per insertion, deletion or
+ * substitution. */
+static size_t
+edit_distance (const char *a, size_t na, const char *b, size_t nb)
+{
+  kiln_autofree size_t *row = kiln_xcalloc (nb + 1, sizeof *row);
+  for (size_t j = 0; j <= nb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= na; i++)
+    {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= nb; j++)
+        {
+          size_t up = row[j];
+          size_t sub = diag + (tolower ((unsigned char) a[i - 1]) != tolower ((unsigned char) b[j - 1]));
+          size_t best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+          row[j] = sub < best ? sub : best;
+          diag = up;
+        }
+    }
+  return row[nb];
+}
+
+/* " (did you mean ENTRYPOINT?)" for a misspelt instruction: BuildKit's
+ * suggest.Search: the closest name at a distance below 3, upper case when
+ * the word is, else lower case (matchCase).  NULL when none is close. */
+static char *
+suggest_cmd (const char *kw, size_t n)
+{
+  const char *best = NULL;
+  size_t mindist = 3;
+  bool upper = true;
+  for (size_t i = 0; i < n; i++)
+    upper = upper && !islower ((unsigned char) kw[i]);
+  for (size_t i = 0; i < NCMDS; i++)
+    {
+      size_t d = edit_distance (kw, n, cmd_specs[i].name, strlen (cmd_specs[i].name));
+      if (d < mindist)
+        {
+          best = cmd_specs[i].name;
+          mindist = d;
+        }
+    }
+  if (!best)
+    return NULL;
+  char *s = kiln_xasprintf (" (did you mean %s?)", best);
+  if (!upper)
+    for (char *c = s + strlen (" (did you mean "); *c != '?'; c++)
+      *c = (char) tolower ((unsigned char) *c);
+  return s;
+}
+
 /* Parses one logical line (already joined) into *in; on failure *in may be
  * partly filled and the caller clears it. */
 static int
@@ -866,7 +919,10 @@ parse_instr (struct parser *ps, const char *text, int line, struct kiln_df_instr
     ;
   spec = lookup_cmd (kw, (size_t) (p - kw), &in->cmd);
   if (spec == NULL)
-    return fail (ps, line, err, "unknown instruction: %.*s", (int) (p - kw), kw);
+    {
+      kiln_autofree char *hint = suggest_cmd (kw, (size_t) (p - kw));
+      return fail (ps, line, err, "unknown instruction: %.*s%s", (int) (p - kw), kw, hint ? hint : "");
+    }
   struct ictx ic = { ps, line, spec->name };
   args = extract_flag_words (p, &words);
   while (is_blank (*args))

@@ -24,6 +24,7 @@ struct lexer
   char esc;
   kiln_expand_lookup_fn lookup;
   void *ud;
+  bool literal_quotes; /* quotes are plain text (heredoc bodies) */
 };
 
 struct splitter
@@ -461,7 +462,7 @@ process_until (struct lexer *lx, int stop, bool raw, const char *open, struct ki
           lx->p++;
           return 0;
         }
-      if (c == '$' || c == '\'' || c == '"')
+      if (c == '$' || (!lx->literal_quotes && (c == '\'' || c == '"')))
         {
           int r = process_special (lx, raw, out, sp, err);
           if (r < 0)
@@ -492,7 +493,7 @@ int
 kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
                   char **out, struct kiln_error **err)
 {
-  struct lexer lx = { word, escape, lookup_fn, ud };
+  struct lexer lx = { word, escape, lookup_fn, ud, false };
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
 
   if (process_until (&lx, NO_STOP, false, word, &res, NULL, err) < 0)
@@ -505,7 +506,7 @@ int
 kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
                    char ***out, struct kiln_error **err)
 {
-  struct lexer lx = { text, escape, lookup_fn, ud };
+  struct lexer lx = { text, escape, lookup_fn, ud, false };
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
   struct splitter sp = { KILN_BUF_INIT, false, NULL };
   int r = process_until (&lx, NO_STOP, false, text, &res, &sp, err);
@@ -520,5 +521,64 @@ kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_f
     }
   /* No words at all is an empty vector, never NULL. */
   *out = sp.words ? sp.words : kiln_xcalloc (1, sizeof (char *));
+  return 0;
+}
+
+/* The end of the quoted text or ${...} that starts at p (p itself when it
+ * starts neither), so that blanks inside never split a raw word. */
+static const char *
+skip_grouped (const char *p, char esc)
+{
+  if (*p == '\'')
+    {
+      const char *q = strchr (p + 1, '\'');
+      return q ? q + 1 : p + strlen (p);
+    }
+  if (*p == '"' || (p[0] == '$' && p[1] == '{'))
+    {
+      char close = *p == '"' ? '"' : '}';
+      const char *q = p + (*p == '"' ? 1 : 2);
+      while (*q && *q != close)
+        q += (*q == esc && q[1]) ? 2 : 1;
+      return *q ? q + 1 : q;
+    }
+  return p;
+}
+
+int
+kiln_split_words_raw (const char *text, char escape, char ***out)
+{
+  struct splitter sp = { KILN_BUF_INIT, false, NULL };
+  const char *p = text;
+  while (*p)
+    {
+      const char *end = skip_grouped (p, escape);
+      if (end == p && *p == escape && p[1])
+        end = p + 2;
+      if (end != p)
+        {
+          split_add_raw (&sp, p, (size_t) (end - p));
+          p = end;
+          continue;
+        }
+      split_add_text (&sp, p, 1);
+      p++;
+    }
+  split_push (&sp);
+  kiln_buf_release (&sp.cur);
+  *out = sp.words ? sp.words : kiln_xcalloc (1, sizeof (char *));
+  return 0;
+}
+
+int
+kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup_fn, void *ud, char **out,
+                     struct kiln_error **err)
+{
+  struct lexer lx = { body, '\\', lookup_fn, ud, true };
+  kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
+
+  if (process_until (&lx, NO_STOP, false, body, &res, NULL, err) < 0)
+    return kiln_error_wrap (err, "expand heredoc");
+  *out = kiln_buf_detach (&res, NULL);
   return 0;
 }

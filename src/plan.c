@@ -60,20 +60,25 @@ parse_error (const struct kiln_plan *p, const struct kiln_df_instr *in, struct k
                          kiln_df_cmd_name (in->cmd), msg, arg ? " `" : "", arg ? arg : "", arg ? "`" : "");
 }
 
-/* ARG NAME[=default] before the first FROM. */
+/* ARG NAME[=default] before the first FROM.  As BuildKit (dockerfile2llb
+ * Dockerfile2LLB over metaArgs): names are not expanded, a default is
+ * expanded only when no --build-arg gives the value, and each argument sees
+ * the ones before it. */
 static int
 add_global_arg (struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_error **err)
 {
   struct lookup_ctx lc = { p };
   kiln_autostrv char **words = NULL;
-  if (kiln_expand_words (in->args, p->df->escape, global_lookup, &lc, &words, err) < 0)
-    return kiln_error_wrap (err, "%s:%d: ARG", p->df->name, in->line);
+  kiln_split_words_raw (in->args, p->df->escape, &words);
   for (size_t i = 0; words[i]; i++)
     {
       char *eq = strchr (words[i], '=');
       kiln_autofree char *name = eq ? kiln_xstrndup (words[i], (size_t) (eq - words[i])) : kiln_xstrdup (words[i]);
+      kiln_autofree char *def = NULL;
       const char *given = kiln_kvlist_get (&p->build_args, name);
-      const char *val = given ? given : eq ? eq + 1 : NULL;
+      if (!given && eq && kiln_expand_word (eq + 1, p->df->escape, global_lookup, &lc, &def, err) < 0)
+        return kiln_error_wrap (err, "%s:%d: ARG", p->df->name, in->line);
+      const char *val = given ? given : def;
       if (!*name)
         return parse_error (p, in, err, "empty argument name", NULL);
       kiln_kvlist_set (&p->global_args, name, val ? val : "");

@@ -104,9 +104,14 @@ Test (dockerfile, cmd_name_maps_every_keyword)
   cr_expect_null (kiln_df_cmd_name ((enum kiln_df_cmd) 999));
 }
 
-ERR_TEST (rejects_unknown_instruction, "FROM a\nFOO bar\n", "Dockerfile:2: unknown instruction: FOO")
+ERR_TEST (rejects_unknown_instruction, "FROM a\nXYZZY bar\n", "Dockerfile:2: unknown instruction: XYZZY")
 ERR_TEST (unknown_instruction_keeps_spelling, "FROM a\n\n  frob x\n",
-          "Dockerfile:3: unknown instruction: frob")
+          "Dockerfile:3: unknown instruction: frob (did you mean from?)")
+/* BuildKit suggest.Search: the closest name below distance 3, in the word's case */
+ERR_TEST (unknown_instruction_suggests_upper, "FROM a\nFNTRYPOINT [\"x\"]\n",
+          "Dockerfile:2: unknown instruction: FNTRYPOINT (did you mean ENTRYPOINT?)")
+ERR_TEST (unknown_instruction_suggests_lower, "FROM a\nCopyy x y\n",
+          "Dockerfile:2: unknown instruction: Copyy (did you mean copy?)")
 
 Test (dockerfile, skips_comments_and_blank_lines_keeping_line_numbers)
 {

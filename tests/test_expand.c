@@ -347,3 +347,65 @@ Test (expand, words_returns_empty_vector_not_null)
   cr_expect_null (words[0]);
   kiln_strv_free (words);
 }
+
+/* COPY/ADD arguments: split raw, then each expanded alone (BuildKit
+ * parseStringsWhitespaceDelimited + ProcessWord). */
+Test (expand, split_words_raw_keeps_quotes_escapes_and_braces)
+{
+  static const struct
+  {
+    const char *in, *want;
+  } cases[] = {
+    { "testfile $empty", "testfile|$empty" },
+    { "  a\t b  ", "a|b" },
+    { "\"my file\" 'x y' /d/", "\"my file\"|'x y'|/d/" },
+    { "${v:-a b} c", "${v:-a b}|c" },
+    { "a\\ b c", "a\\ b|c" },
+    { "\"unterminated x", "\"unterminated x" },
+    { "   ", "" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    {
+      char **w = NULL;
+      cr_assert_eq (kiln_split_words_raw (cases[i].in, '\\', &w), 0);
+      struct kiln_buf b = KILN_BUF_INIT;
+      for (size_t k = 0; w[k]; k++)
+        {
+          if (k)
+            kiln_buf_addch (&b, '|');
+          kiln_buf_adds (&b, w[k]);
+        }
+      char *got = kiln_buf_detach (&b, NULL);
+      cr_expect_str_eq (got, cases[i].want, "`%s`", cases[i].in);
+      free (got);
+      kiln_strv_free (w);
+    }
+}
+
+/* COPY <<EOF bodies: quotes are text, the backslash escapes (BuildKit
+ * testCopyHeredocSpecialSymbols, testHeredocVarSubstitution). */
+Test (expand, heredoc_keeps_quotes_and_processes_backslashes)
+{
+  static const char *env[] = { "name=world", NULL };
+  static const struct
+  {
+    const char *in, *want;
+  } cases[] = {
+    { "\"quotes in file\"\n", "\"quotes in file\"\n" },
+    { "\\\n", "\n" },
+    { "\\\\\n", "\\\n" },
+    { "\\$\n", "$\n" },
+    { "Hello ${name}!\n", "Hello world!\n" },
+    { "Hello '${name}'!\n", "Hello 'world'!\n" },
+    { "Hello \"${name}\"!\n", "Hello \"world\"!\n" },
+    { "${unset:-it's}\n", "it's\n" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    {
+      struct kiln_error *err = NULL;
+      char *got = NULL;
+      cr_assert_eq (kiln_expand_heredoc (cases[i].in, env_lookup, env, &got, &err), 0, "`%s`", cases[i].in);
+      cr_expect_str_eq (got, cases[i].want, "`%s`", cases[i].in);
+      free (got);
+    }
+}

@@ -30,4 +30,19 @@ int kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn looku
 int kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup, void *ud,
                        char ***out, struct kiln_error **err);
 
+/* Expands the body of an unquoted heredoc (COPY <<EOF) as BuildKit's
+ * dispatch ExpandRaw does: a lexer with the backslash as escape whatever the
+ * escape directive, and SkipProcessQuotes, so quotes stay as written;
+ * variables and backslash escapes are processed. */
+int kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup, void *ud, char **out,
+                         struct kiln_error **err);
+
+/* Splits text into raw words on blanks outside quotes, escapes and ${...},
+ * expanding nothing (quotes and escapes are kept for kiln_expand_word).
+ * BuildKit splits COPY/ADD arguments this way before expanding each as one
+ * word (parser parseStringsWhitespaceDelimited, then ProcessWord): `$empty`
+ * stays an (empty) argument and a value with blanks stays one path.
+ * Unlike BuildKit, a quoted blank does not split ("a b" is one word). */
+int kiln_split_words_raw (const char *text, char escape, char ***out);
+
 #endif
