@@ -834,6 +834,7 @@ kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract
   off_t start = lseek (fd, 0, SEEK_CUR);
   int r;
 
+  locale_t old = kiln_locale_utf8_enter ();
   if ((r = open_reader (&x, fd, err)) < 0)
     goto out;
   for (;;)
@@ -855,6 +856,7 @@ kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract
     goto out;
   r = apply_dir_meta (&x, err);
 out:
+  kiln_locale_restore (old);
   xstate_clear (&x);
   if (r < 0)
     return kiln_error_wrap (err, "extract `%s`", name);

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,4 +179,27 @@ kiln_cleanup_jsonp (void *pj)
   json_t **j = pj;
   if (*j)
     json_decref (*j);
+}
+
+static locale_t utf8_locale;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+
+static void
+utf8_locale_init (void)
+{
+  utf8_locale = newlocale (LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
+}
+
+locale_t
+kiln_locale_utf8_enter (void)
+{
+  pthread_once (&utf8_once, utf8_locale_init);
+  return utf8_locale ? uselocale (utf8_locale) : (locale_t) 0;
+}
+
+void
+kiln_locale_restore (locale_t old)
+{
+  if (old)
+    uselocale (old);
 }

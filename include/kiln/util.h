@@ -2,6 +2,7 @@
 #ifndef KILN_UTIL_H
 #define KILN_UTIL_H
 
+#include <locale.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -27,5 +28,13 @@ bool kiln_str_has_suffix (const char *s, const char *suffix);
 
 /* Monotonic clock in nanoseconds. */
 unsigned long long kiln_now_ns (void);
+
+/* libarchive converts tar names between pax records (UTF-8) and the
+ * thread's locale; in kiln's default "C" locale a non-ASCII name fails that
+ * conversion (ARCHIVE_WARN, "Pathname can't be converted").  Enter switches
+ * the calling thread's LC_CTYPE to C.UTF-8 (no-op where missing) around tar
+ * reading or writing; restore gives back what enter returned. */
+locale_t kiln_locale_utf8_enter (void);
+void kiln_locale_restore (locale_t old);
 
 #endif

@@ -316,6 +316,16 @@ bk_local "$c" "$T/uni"
 assert_file "$T/uni/test-äöü.txt" foo
 assert_file "$T/uni/test-%C3%A4%C3%B6%C3%BC.txt" bar
 assert_file "$T/uni/test+aou.txt" baz
+# kiln: a layer whose table of contents must be read from its blob (as for
+# an image pulled from a registry) holds the UTF-8 names in pax records; the
+# tar readers and writers take names as bytes in any locale
+kiln build --progress=quiet -t localhost/port-unicode "$c" >/dev/null
+rm -f "$KILN_ROOT"/cache/toc/*
+printf 'FROM localhost/port-unicode\nCOPY test+aou.txt /more/\n' >"$c/Dockerfile"
+out=$(LC_ALL=C kiln build --progress=plain -o "type=local,dest=$T/uni2" "$c" 2>&1)
+assert_not_contains "$out" "warning"
+assert_file "$T/uni2/test-äöü.txt" foo
+assert_file "$T/uni2/more/test+aou.txt" baz
 
 note "testDockerfileCopyFromArgs"
 c=$(bk_ctx from-args)
