@@ -899,8 +899,13 @@ compressed_tar (int fd)
   p->fd = fd;
   p->off = 0;
   support_formats (a);
-  bool ok = archive_read_open (a, p, NULL, peek_read, NULL) == ARCHIVE_OK
-            && archive_read_next_header (a, &e) == ARCHIVE_OK && one_compression (a);
+  /* a warning (a name libarchive cannot convert) still means a tar */
+  locale_t old = kiln_locale_utf8_enter ();
+  int r = archive_read_open (a, p, NULL, peek_read, NULL);
+  if (r == ARCHIVE_OK)
+    r = archive_read_next_header (a, &e);
+  bool ok = (r == ARCHIVE_OK || r == ARCHIVE_WARN) && one_compression (a);
+  kiln_locale_restore (old);
   archive_read_free (a);
   free (p);
   return ok;

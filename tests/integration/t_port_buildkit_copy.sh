@@ -326,6 +326,18 @@ out=$(LC_ALL=C kiln build --progress=plain -o "type=local,dest=$T/uni2" "$c" 2>&
 assert_not_contains "$out" "warning"
 assert_file "$T/uni2/test-äöü.txt" foo
 assert_file "$T/uni2/more/test+aou.txt" baz
+# ... and ADD recognises a compressed tar whose first name is in a pax record
+python3 - "$c" <<'PY'
+import io, sys, tarfile
+for name, mode in (("u.tar.gz", "w:gz"), ("u.tar", "w")):
+    with tarfile.open(sys.argv[1] + "/" + name, mode, format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo("ä.txt"); ti.size = 2
+        t.addfile(ti, io.BytesIO(b"hi"))
+PY
+printf 'FROM scratch\nADD u.tar.gz /gz/\nADD u.tar /plain/\n' >"$c/Dockerfile"
+LC_ALL=C bk_local "$c" "$T/uni3"
+assert_file "$T/uni3/gz/ä.txt" hi
+assert_file "$T/uni3/plain/ä.txt" hi
 
 note "testDockerfileCopyFromArgs"
 c=$(bk_ctx from-args)
