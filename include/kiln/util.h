@@ -29,6 +29,13 @@ bool kiln_str_has_suffix (const char *s, const char *suffix);
 /* Monotonic clock in nanoseconds. */
 unsigned long long kiln_now_ns (void);
 
+/* " (did you mean X?)" for a mistyped word (n bytes): BuildKit's
+ * util/suggest Search, the option at the smallest edit distance below 3 (an
+ * exact match gives none); without case_sensitive the comparison ignores
+ * case and X is upper case when the word is, else lower case.  options is
+ * NULL-terminated.  NULL when nothing is close; the caller frees. */
+char *kiln_suggest (const char *word, size_t n, const char *const *options, bool case_sensitive);
+
 /* libarchive converts tar names between pax records (UTF-8) and the
  * thread's locale; in kiln's default "C" locale a non-ASCII name fails that
  * conversion (ARCHIVE_WARN, "Pathname can't be converted").  Enter switches
