@@ -309,8 +309,7 @@ workdir_owner (struct build *b, struct build_stage *s, struct kiln_build_owner *
     return 0;
   if (kiln_passwd_spec_has_names (user) && (rootfd = kiln_build_stage_rootfs (b, s, err)) < 0)
     return -1;
-  bool numeric_user = user[strspn (user, "0123456789")] == '\0' || user[strspn (user, "0123456789")] == ':';
-  if (kiln_passwd_resolve (rootfd, user, numeric_user, false, &ids, err) < 0)
+  if (kiln_passwd_resolve (rootfd, user, true, false, &ids, err) < 0)
     {
       if ((*err)->kind != KILN_E_NOTFOUND)
         return -1;

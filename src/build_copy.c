@@ -56,6 +56,7 @@ struct centry {
  * (its contents land in the destination, which is made when missing). */
 struct csource {
   bool is_dir;
+  bool archive;          /* ADD of a local archive: unpacked into the destination */
   char *name;            /* a file source's name inside a destination directory */
 };
 
@@ -121,6 +122,7 @@ begin_source (struct copy_job *j, bool is_dir, const char *name)
 {
   j->srcs = kiln_xrealloc (j->srcs, (j->nsrcs + 1) * sizeof *j->srcs);
   j->srcs[j->nsrcs].is_dir = is_dir;
+  j->srcs[j->nsrcs].archive = false;
   j->srcs[j->nsrcs].name = kiln_xstrdup (name ? name : "");
   j->nsrcs++;
 }
@@ -315,6 +317,7 @@ add_archive (struct copy_job *j, int fd, const char *src, struct kiln_error **er
   j->keep_owner = true;
   j->from_context = false;
   begin_source (j, true, NULL);
+  j->srcs[j->nsrcs - 1].archive = true;
   int ret = copy_tree (j, "", &st, err);
   j->rootfd = saved_root, j->keep_owner = saved_keep, j->from_context = saved_ctx, j->origin = saved_origin;
   return ret;
@@ -865,6 +868,18 @@ is_link (const struct copy_job *j)
   return present && (v == NULL || *v == '\0' || strcmp (v, "true") == 0) && !j->has_chmod;
 }
 
+/* Several archives unpack into one directory, which each makes (BuildKit
+ * unpack: MkdirAll(dest) then Untar; testDockerfileAddArchiveWildcard):
+ * nothing is overwritten, so no trailing slash is needed. */
+static bool
+all_archives (const struct copy_job *j)
+{
+  for (size_t i = 0; i < j->nsrcs; i++)
+    if (!j->srcs[i].archive)
+      return false;
+  return true;
+}
+
 static int
 place_entries (struct copy_job *j, struct kiln_error **err)
 {
@@ -889,7 +904,7 @@ place_entries (struct copy_job *j, struct kiln_error **err)
       if (kiln_tocview_resolve (v, j->dest, true, &dst, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
       const struct kiln_tocnode *n = kiln_tocview_get (v, dst);
-      if (j->nsrcs > 1 && !j->dest_slash && !(n && S_ISDIR (n->mode)))
+      if (j->nsrcs > 1 && !j->dest_slash && !(n && S_ISDIR (n->mode)) && !all_archives (j))
         return job_fail (j, err, "with more than one source the destination `%s` must be a directory (end it with /)",
                          j->raw_dest);
       if (place_sources (j, v, dst, err) < 0)

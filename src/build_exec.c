@@ -194,6 +194,20 @@ mount_spec_clear (struct mount_spec *m)
   free (m->mode), free (m->uid), free (m->gid), free (m->env), free (m->size);
 }
 
+/* BuildKit commands_runmount.go: "unexpected key 'typ' in 'typ=tmpfs'" with
+ * a suggestion among the keys it knows. */
+static int
+unknown_mount_key (struct run_job *r, const char *key, const char *val, bool has_val, struct kiln_error **err)
+{
+  static const char *const keys[] = { "type", "from", "source", "target", "readonly", "id", "sharing",
+                                      "required", "size", "mode", "uid", "gid", "src", "dst", "destination",
+                                      "ro", "rw", "readwrite", "env", NULL };
+  kiln_autofree char *hint = kiln_suggest (key, strlen (key), keys, true);
+  kiln_error_set (err, 0, KILN_E_PARSE, "--mount: unexpected key '%s' in '%s%s%s'%s", key, key, has_val ? "=" : "",
+                  has_val ? val : "", hint ? hint : "");
+  return kiln_build_step_error (r->b, r->in, err);
+}
+
 static int
 parse_mount_spec (struct run_job *r, const char *spec, struct mount_spec *m, struct kiln_error **err)
 {
@@ -226,10 +240,23 @@ parse_mount_spec (struct run_job *r, const char *spec, struct mount_spec *m, str
       else if (strcmp (kv, "required") == 0)
         m->required = strcmp (val, "false") != 0, known = true;
       if (!known)
-        return run_fail (r, err, "--mount: unknown option `%s`", kv);
+        return unknown_mount_key (r, kv, val, eq != NULL, err);
     }
   if (!m->type)
     m->type = kiln_xstrdup ("bind");
+  /* BuildKit commands_runmount.go: the type is case-insensitive */
+  for (char *c = m->type; *c; c++)
+    *c = (char) tolower ((unsigned char) *c);
+  static const char *const types[] = { "bind", "cache", "tmpfs", "secret", "ssh", NULL };
+  bool known_type = false;
+  for (size_t i = 0; types[i]; i++)
+    known_type = known_type || strcmp (m->type, types[i]) == 0;
+  if (!known_type)
+    {
+      kiln_autofree char *hint = kiln_suggest (m->type, strlen (m->type), types, true);
+      kiln_error_set (err, 0, KILN_E_PARSE, "--mount: unsupported mount type \"%s\"%s", m->type, hint ? hint : "");
+      return kiln_build_step_error (r->b, r->in, err);
+    }
   if (!m->target && strcmp (m->type, "secret") != 0)
     return run_fail (r, err, "--mount: `target` is required for type=%s", m->type);
   return 0;

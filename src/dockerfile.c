@@ -528,10 +528,11 @@ extract_flag_words (const char *line, char ***words)
 }
 
 static int
-check_flag (const struct ictx *ic, const struct flag_spec *spec, const struct kiln_df_flag *f,
+check_flag (const struct ictx *ic, const struct flag_spec *specs, const struct kiln_df_flag *f,
             struct kiln_error **err)
 {
-  for (; spec->name; spec++)
+  size_t n = 0;
+  for (const struct flag_spec *spec = specs; spec->name; spec++, n++)
     {
       if (strcmp (spec->name, f->name) != 0)
         continue;
@@ -546,7 +547,13 @@ check_flag (const struct ictx *ic, const struct flag_spec *spec, const struct ki
                       f->value);
       return 0;
     }
-  return ifail (ic, err, "unknown flag: --%s", f->name);
+  /* BuildKit bflag.go Parse: suggest among the instruction's flags */
+  const char **names = kiln_xcalloc (n + 1, sizeof *names);
+  for (size_t i = 0; i < n; i++)
+    names[i] = specs[i].name;
+  kiln_autofree char *hint = kiln_suggest (f->name, strlen (f->name), names, true);
+  free (names);
+  return ifail (ic, err, "unknown flag: --%s%s", f->name, hint ? hint : "");
 }
 
 /* Fills in->flags from the flag words and checks them against the flags the
@@ -845,57 +852,16 @@ lookup_cmd (const char *kw, size_t n, enum kiln_df_cmd *cmd)
   return NULL;
 }
 
-/* Edit distance of a and b (lowercased), one per insertion, deletion or
- * substitution. */
-static size_t
-edit_distance (const char *a, size_t na, const char *b, size_t nb)
-{
-  kiln_autofree size_t *row = kiln_xcalloc (nb + 1, sizeof *row);
-  for (size_t j = 0; j <= nb; j++)
-    row[j] = j;
-  for (size_t i = 1; i <= na; i++)
-    {
-      size_t diag = row[0];
-      row[0] = i;
-      for (size_t j = 1; j <= nb; j++)
-        {
-          size_t up = row[j];
-          size_t sub = diag + (tolower ((unsigned char) a[i - 1]) != tolower ((unsigned char) b[j - 1]));
-          size_t best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
-          row[j] = sub < best ? sub : best;
-          diag = up;
-        }
-    }
-  return row[nb];
-}
-
-/* " (did you mean ENTRYPOINT?)" for a misspelt instruction: BuildKit's
- * suggest.Search: the closest name at a distance below 3, upper case when
- * the word is, else lower case (matchCase).  NULL when none is close. */
+/* " (did you mean ENTRYPOINT?)" for a misspelt instruction (BuildKit
+ * parse.go: suggest over allInstructionNames, case-insensitive). */
 static char *
 suggest_cmd (const char *kw, size_t n)
 {
-  const char *best = NULL;
-  size_t mindist = 3;
-  bool upper = true;
-  for (size_t i = 0; i < n; i++)
-    upper = upper && !islower ((unsigned char) kw[i]);
+  const char *names[NCMDS + 1];
   for (size_t i = 0; i < NCMDS; i++)
-    {
-      size_t d = edit_distance (kw, n, cmd_specs[i].name, strlen (cmd_specs[i].name));
-      if (d < mindist)
-        {
-          best = cmd_specs[i].name;
-          mindist = d;
-        }
-    }
-  if (!best)
-    return NULL;
-  char *s = kiln_xasprintf (" (did you mean %s?)", best);
-  if (!upper)
-    for (char *c = s + strlen (" (did you mean "); *c != '?'; c++)
-      *c = (char) tolower ((unsigned char) *c);
-  return s;
+    names[i] = cmd_specs[i].name;
+  names[NCMDS] = NULL;
+  return kiln_suggest (kw, n, names, false);
 }
 
 /* Parses one logical line (already joined) into *in; on failure *in may be

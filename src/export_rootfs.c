@@ -200,7 +200,10 @@ walk_entry (struct walk *w, int dfd, const char *name, const char *path, struct 
       if (add_xattrs (w, fd, path, err) < 0)
         return -1;
     }
-  if (walk_check (w, archive_write_header (w->a, w->e), path, err) < 0)
+  locale_t old = kiln_locale_utf8_enter ();
+  int hr = archive_write_header (w->a, w->e);
+  kiln_locale_restore (old);
+  if (walk_check (w, hr, path, err) < 0)
     return -1;
   if (S_ISREG (sb.st_mode) && !hardlink && copy_body (w, fd, path, sb.st_size, err) < 0)
     return -1;

@@ -826,6 +826,7 @@ kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract
   off_t start = lseek (fd, 0, SEEK_CUR);
   int r;
 
+  locale_t old = kiln_locale_utf8_enter ();
   if ((r = open_reader (&x, fd, err)) < 0)
     goto out;
   for (;;)
@@ -849,6 +850,7 @@ kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract
     goto out;
   r = apply_dir_meta (&x, err);
 out:
+  kiln_locale_restore (old);
   xstate_clear (&x);
   if (r < 0)
     return kiln_error_wrap (err, "extract `%s`", name);
@@ -891,8 +893,13 @@ compressed_tar (int fd)
   p->fd = fd;
   p->off = 0;
   support_formats (a);
-  bool ok = archive_read_open (a, p, NULL, peek_read, NULL) == ARCHIVE_OK
-            && archive_read_next_header (a, &e) == ARCHIVE_OK && one_compression (a);
+  /* a warning (a name libarchive cannot convert) still means a tar */
+  locale_t old = kiln_locale_utf8_enter ();
+  int r = archive_read_open (a, p, NULL, peek_read, NULL);
+  if (r == ARCHIVE_OK)
+    r = archive_read_next_header (a, &e);
+  bool ok = (r == ARCHIVE_OK || r == ARCHIVE_WARN) && one_compression (a);
+  kiln_locale_restore (old);
   archive_read_free (a);
   free (p);
   return ok;

@@ -104,8 +104,10 @@ resolve_user (const char *passwd, const char *user, bool same_gid, struct kiln_p
       out->gid = gidf && numeric (gidf) ? (gid_t) strtoul (gidf, NULL, 10) : 0;
       *name = field (line, 0);
     }
-  /* Docker's COPY --chown: "a user without group gets the same numeric id as group" */
-  if (same_gid)
+  /* COPY --chown without a group: a number is also the gid, a name brings
+   * its passwd group, as BuildKit's readUser (solver/llbsolver/ops/
+   * user_linux.go) and buildah do */
+  if (same_gid && numeric (user))
     out->gid = (gid_t) out->uid;
   return 0;
 }

@@ -256,6 +256,12 @@ collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_
         continue;
       kiln_autofree char *raw = kiln_xstrndup (v, strcspn (v, ","));
       kiln_autofree char *name = NULL;
+      /* BuildKit commands_runmount.go parseMount (no expander when the
+       * stages are collected): a `$` other than the last byte fails */
+      const char *dollar = in->cmd == KILN_DF_RUN ? strchr (raw, '$') : NULL;
+      if (dollar && dollar[1])
+        return parse_error (p, in, err, "--mount: 'from' doesn't support variable expansion, define alias stage instead",
+                            NULL);
       if (expand_global (p, in, raw, &name, err) < 0)
         return -1;
       long dep = kiln_plan_find_stage (p, name, s->index);

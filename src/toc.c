@@ -217,11 +217,15 @@ rec_from_blob (struct kiln_store *st, const struct kiln_descriptor *layer, struc
   archive_read_support_filter_all (a);
   archive_read_support_format_tar (a);
   r = archive_read_open_fd (a, fd, 1 << 16);
-  while (r == ARCHIVE_OK && (r = archive_read_next_header (a, &ae)) == ARCHIVE_OK)
+  /* names as bytes, whatever the locale (a warning about one would end the
+   * walk and fail the COPY) */
+  locale_t old = kiln_locale_utf8_enter ();
+  while (r == ARCHIVE_OK && ((r = archive_read_next_header (a, &ae)) == ARCHIVE_OK || r == ARCHIVE_WARN))
     {
       kiln_toc_rec_add_archive (rec, ae);
       r = archive_read_data_skip (a);
     }
+  kiln_locale_restore (old);
   if (r != ARCHIVE_EOF)
     kiln_error_set (err, archive_errno (a), KILN_E_IO, "read layer %s for its table of contents: %s",
                     layer->digest.s, archive_error_string (a) ? archive_error_string (a) : "bad tar");

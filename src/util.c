@@ -1,7 +1,9 @@
 /* util.c - allocation that aborts on OOM, string vectors, cleanup helpers. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,4 +239,79 @@ kiln_str_utf8_coerce (const char *s)
     }
   *o = '\0';
   return r;
+}
+
+static locale_t utf8_locale;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+
+static void
+utf8_locale_init (void)
+{
+  utf8_locale = newlocale (LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
+}
+
+locale_t
+kiln_locale_utf8_enter (void)
+{
+  pthread_once (&utf8_once, utf8_locale_init);
+  return utf8_locale ? uselocale (utf8_locale) : (locale_t) 0;
+}
+
+void
+kiln_locale_restore (locale_t old)
+{
+  if (old)
+    uselocale (old);
+}
+
+/* Edit distance of a and b, one per insertion, deletion or substitution. */
+static size_t
+edit_distance (const char *a, size_t na, const char *b, size_t nb, bool case_sensitive)
+{
+  size_t *row = kiln_xcalloc (nb + 1, sizeof *row);
+  for (size_t j = 0; j <= nb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= na; i++)
+    {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= nb; j++)
+        {
+          size_t up = row[j];
+          int ca = (unsigned char) a[i - 1], cb = (unsigned char) b[j - 1];
+          bool same = case_sensitive ? ca == cb : tolower (ca) == tolower (cb);
+          size_t sub = diag + !same;
+          size_t best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+          row[j] = sub < best ? sub : best;
+          diag = up;
+        }
+    }
+  size_t d = row[nb];
+  free (row);
+  return d;
+}
+
+char *
+kiln_suggest (const char *word, size_t n, const char *const *options, bool case_sensitive)
+{
+  const char *best = NULL;
+  size_t mindist = 3;
+  for (size_t i = 0; options[i]; i++)
+    {
+      size_t d = edit_distance (word, n, options[i], strlen (options[i]), case_sensitive);
+      if (d == 0)
+        return NULL; /* the word is valid: the error is about something else */
+      if (d < mindist)
+        best = options[i], mindist = d;
+    }
+  if (!best)
+    return NULL;
+  bool upper = true;
+  for (size_t i = 0; i < n; i++)
+    upper = upper && !islower ((unsigned char) word[i]);
+  char *s = kiln_xasprintf (" (did you mean %s?)", best);
+  if (!case_sensitive)
+    for (char *c = s + strlen (" (did you mean "); *c != '?'; c++)
+      *c = (char) (upper ? toupper ((unsigned char) *c) : tolower ((unsigned char) *c));
+  return s;
 }

@@ -415,7 +415,13 @@ Test (dockerfile, accepts_flags_of_each_instruction)
   kiln_dockerfile_free (df);
 }
 
-ERR_TEST (rejects_unknown_flag, "FROM a\nCOPY --foo a b\n", "Dockerfile:2: COPY: unknown flag: --foo")
+ERR_TEST (rejects_unknown_flag, "FROM a\nCOPY --foo a b\n",
+          "Dockerfile:2: COPY: unknown flag: --foo (did you mean from?)")
+/* BuildKit bflag.go: a suggestion among the instruction's own flags */
+ERR_TEST (unknown_flag_suggests_a_flag_of_the_instruction, "FROM a\nRUN --mont=type=tmpfs x\n",
+          "Dockerfile:2: RUN: unknown flag: --mont (did you mean mount?)")
+ERR_TEST (unknown_flag_without_a_close_one, "FROM a\nCOPY --verbose a b\n",
+          "Dockerfile:2: COPY: unknown flag: --verbose")
 ERR_TEST (rejects_flag_of_other_instruction, "FROM a\nADD --from=x a b\n",
           "Dockerfile:2: ADD: unknown flag: --from")
 ERR_TEST (rejects_flag_on_instruction_without_flags, "FROM a\nWORKDIR --x=1 /a\n",

@@ -38,14 +38,18 @@ Test (passwd, spec_has_names_only_when_a_part_is_not_a_number)
   cr_assert (kiln_passwd_spec_has_names ("10a"));
 }
 
-Test (passwd, copy_chown_by_name_gives_uid_as_gid_unless_a_group_is_named)
+Test (passwd, copy_chown_by_name_gives_passwd_group_by_number_uid_as_gid)
 {
   int fd = image_root ();
   struct kiln_passwd_ids ids;
   struct kiln_error *err = NULL;
   cr_assert_eq (kiln_passwd_resolve (fd, "app", true, false, &ids, &err), 0);
   cr_assert_eq (ids.uid, 1000);
-  cr_assert_eq (ids.gid, 1000, "COPY --chown=user: gid = uid, as Docker does");
+  cr_assert_eq (ids.gid, 1001, "COPY --chown=user: the passwd group, as BuildKit readUser");
+  kiln_passwd_ids_clear (&ids);
+  cr_assert_eq (kiln_passwd_resolve (fd, "1000", true, false, &ids, &err), 0);
+  cr_assert_eq (ids.uid, 1000);
+  cr_assert_eq (ids.gid, 1000, "COPY --chown=UID: gid = uid, listed in passwd or not");
   kiln_passwd_ids_clear (&ids);
   cr_assert_eq (kiln_passwd_resolve (fd, "app:extra", true, false, &ids, &err), 0);
   cr_assert_eq (ids.gid, 2000);

@@ -16,8 +16,10 @@ struct kiln_passwd_ids {
 };
 
 /* Resolves "user[:group]" (names or numbers) as Docker does.  A user without
- * a group gets: with same_gid (COPY --chown) gid = uid; otherwise (USER) the
- * primary group from /etc/passwd, or 0 for a numeric user not listed there.
+ * a group gets: with same_gid (COPY --chown, WORKDIR's owner) gid = uid for a
+ * number and the passwd group for a name (BuildKit readUser); otherwise
+ * (USER) the primary group from /etc/passwd, or 0 for a numeric user not
+ * listed there.
  * rootfd may be -1 (no files: only numbers resolve).  with_groups also
  * collects the supplementary groups of /etc/group. */
 int kiln_passwd_resolve (int rootfd, const char *spec, bool same_gid, bool with_groups,

@@ -2,6 +2,7 @@
 #ifndef KILN_UTIL_H
 #define KILN_UTIL_H
 
+#include <locale.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -35,5 +36,19 @@ unsigned long long kiln_now_ns (void);
 
 /* FNV-1a of a string, for the hash tables of paths. */
 uint64_t kiln_str_hash (const char *s);
+/* " (did you mean X?)" for a mistyped word (n bytes): BuildKit's
+ * util/suggest Search, the option at the smallest edit distance below 3 (an
+ * exact match gives none); without case_sensitive the comparison ignores
+ * case and X is upper case when the word is, else lower case.  options is
+ * NULL-terminated.  NULL when nothing is close; the caller frees. */
+char *kiln_suggest (const char *word, size_t n, const char *const *options, bool case_sensitive);
+
+/* libarchive converts tar names between pax records (UTF-8) and the
+ * thread's locale; in kiln's default "C" locale a non-ASCII name fails that
+ * conversion (ARCHIVE_WARN, "Pathname can't be converted").  Enter switches
+ * the calling thread's LC_CTYPE to C.UTF-8 (no-op where missing) around tar
+ * reading or writing; restore gives back what enter returned. */
+locale_t kiln_locale_utf8_enter (void);
+void kiln_locale_restore (locale_t old);
 
 #endif

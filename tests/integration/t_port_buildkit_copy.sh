@@ -316,6 +316,28 @@ bk_local "$c" "$T/uni"
 assert_file "$T/uni/test-äöü.txt" foo
 assert_file "$T/uni/test-%C3%A4%C3%B6%C3%BC.txt" bar
 assert_file "$T/uni/test+aou.txt" baz
+# kiln: a layer whose table of contents must be read from its blob (as for
+# an image pulled from a registry) holds the UTF-8 names in pax records; the
+# tar readers and writers take names as bytes in any locale
+kiln build --progress=quiet -t localhost/port-unicode "$c" >/dev/null
+rm -f "$KILN_ROOT"/cache/toc/*
+printf 'FROM localhost/port-unicode\nCOPY test+aou.txt /more/\n' >"$c/Dockerfile"
+out=$(LC_ALL=C kiln build --progress=plain -o "type=local,dest=$T/uni2" "$c" 2>&1)
+assert_not_contains "$out" "warning"
+assert_file "$T/uni2/test-äöü.txt" foo
+assert_file "$T/uni2/more/test+aou.txt" baz
+# ... and ADD recognises a compressed tar whose first name is in a pax record
+python3 - "$c" <<'PY'
+import io, sys, tarfile
+for name, mode in (("u.tar.gz", "w:gz"), ("u.tar", "w")):
+    with tarfile.open(sys.argv[1] + "/" + name, mode, format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo("ä.txt"); ti.size = 2
+        t.addfile(ti, io.BytesIO(b"hi"))
+PY
+printf 'FROM scratch\nADD u.tar.gz /gz/\nADD u.tar /plain/\n' >"$c/Dockerfile"
+LC_ALL=C bk_local "$c" "$T/uni3"
+assert_file "$T/uni3/gz/ä.txt" hi
+assert_file "$T/uni3/plain/ä.txt" hi
 
 note "testDockerfileCopyFromArgs"
 c=$(bk_ctx from-args)
