@@ -15,9 +15,17 @@
  * them with llb.WithUser(USER), whose ids fileop's readUser resolves: a name
  * gives the passwd uid and gid, a number gives uid = gid = that number. */
 struct kiln_build_owner {
+  char *user;              /* the USER at the WORKDIR ("" for none); the cache key uses it */
+  bool resolved;           /* uid/gid looked up (only when a layer makes the directories) */
   uid_t uid;
   gid_t gid;
 };
+struct build;
+struct build_stage;
+/* Looks o's user up once; names need the stage's files (rootfd, or -1: its
+ * flattened view, made then). */
+int kiln_build_owner_resolve (struct build *b, struct build_stage *s, struct kiln_build_owner *o, int rootfd,
+                              struct kiln_error **err);
 
 struct build_stage {
   bool built;

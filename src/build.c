@@ -291,6 +291,8 @@ kiln_build_stage_pending_clear (struct build_stage *s)
 {
   kiln_strv_free (s->pending_dirs);
   s->pending_dirs = NULL;
+  for (size_t i = 0; s->pending_owners && s->pending_owners[i].user; i++)
+    free (s->pending_owners[i].user);
   free (s->pending_owners);
   s->pending_owners = NULL;
 }
@@ -298,16 +300,20 @@ kiln_build_stage_pending_clear (struct build_stage *s)
 /* The owner of the directories a WORKDIR makes, from the USER in force (see
  * struct kiln_build_owner).  A name missing from /etc/passwd gives root, as
  * readUser does when it finds no such user. */
-static int
-workdir_owner (struct build *b, struct build_stage *s, struct kiln_build_owner *o, struct kiln_error **err)
+int
+kiln_build_owner_resolve (struct build *b, struct build_stage *s, struct kiln_build_owner *o, int rootfd,
+                          struct kiln_error **err)
 {
-  const char *user = s->cfg.user;
+  const char *user = o->user;
   struct kiln_passwd_ids ids;
-  int rootfd = -1;
-  *o = (struct kiln_build_owner) { 0, 0 };
-  if (user == NULL || *user == '\0')
+  if (o->resolved)
     return 0;
-  if (kiln_passwd_spec_has_names (user) && (rootfd = kiln_build_stage_rootfs (b, s, err)) < 0)
+  o->resolved = true;
+  o->uid = 0;
+  o->gid = 0;
+  if (*user == '\0')
+    return 0;
+  if (rootfd < 0 && kiln_passwd_spec_has_names (user) && (rootfd = kiln_build_stage_rootfs (b, s, err)) < 0)
     return -1;
   if (kiln_passwd_resolve (rootfd, user, true, false, &ids, err) < 0)
     {
@@ -332,12 +338,11 @@ step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr
   /* created in the next layer this stage writes, as an image runtime would */
   if (s->cfg.working_dir[1])
     {
-      struct kiln_build_owner o;
-      if (workdir_owner (b, s, &o, err) < 0)
-        return kiln_build_step_error (b, in, err);
+      /* looked up when a layer makes the directories: a cached build needs no passwd */
       size_t n = kiln_strv_len (s->pending_dirs);
-      s->pending_owners = kiln_xrealloc (s->pending_owners, (n + 1) * sizeof *s->pending_owners);
-      s->pending_owners[n] = o;
+      s->pending_owners = kiln_xrealloc (s->pending_owners, (n + 2) * sizeof *s->pending_owners);
+      s->pending_owners[n] = (struct kiln_build_owner) { .user = kiln_xstrdup (s->cfg.user ? s->cfg.user : "") };
+      s->pending_owners[n + 1] = (struct kiln_build_owner) { 0 };
       kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
     }
   return 0;

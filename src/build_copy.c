@@ -888,11 +888,15 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   if (!v)
     return kiln_build_step_error (j->b, j->in, err);
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    if (make_dirs_at (j, v, j->s->pending_dirs[i], &j->s->pending_owners[i], err) < 0)
-      return -1;
+    {
+      if (kiln_build_owner_resolve (j->b, j->s, &j->s->pending_owners[i], -1, err) < 0)
+        return kiln_build_step_error (j->b, j->in, err);
+      if (make_dirs_at (j, v, j->s->pending_dirs[i], &j->s->pending_owners[i], err) < 0)
+        return -1;
+    }
   /* a WORKDIR of the base that its layers never made (kiln makes it with the
    * next layer): BuildKit's WORKDIR would have made it, so make it now */
-  static const struct kiln_build_owner root = { 0, 0 };
+  static const struct kiln_build_owner root = { .resolved = true };
   if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, &root, err) < 0)
     return -1;
   if (j->nsrcs > 0)
@@ -981,9 +985,8 @@ step_key (struct copy_job *j, struct kiln_digest *key)
   /* where the files land follows from these and the parent's files (its key) */
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("destination\t/%s%s", j->dest, j->dest_slash ? "/" : ""));
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s %u:%u", j->s->pending_dirs[i],
-                                                     (unsigned) j->s->pending_owners[i].uid,
-                                                     (unsigned) j->s->pending_owners[i].gid));
+    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s %s", j->s->pending_dirs[i],
+                                                     j->s->pending_owners[i].user));
   for (size_t i = 0; i < j->nsrcs; i++)
     kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s", i, j->srcs[i].is_dir ? "tree" : "file",
                                                      j->srcs[i].name));

@@ -795,7 +795,8 @@ make_pending_dirs (struct run_job *r, const char *merged, struct kiln_error **er
       kiln_autofree char *dir = NULL;
       if (kiln_tocview_resolve (v, r->s->pending_dirs[i], true, &dir, err) < 0)
         return -1;
-      if (mkdir_owned (rootfd, dir, &r->s->pending_owners[i], err) < 0)
+      if (kiln_build_owner_resolve (r->b, r->s, &r->s->pending_owners[i], rootfd, err) < 0
+          || mkdir_owned (rootfd, dir, &r->s->pending_owners[i], err) < 0)
         return -1;
     }
   return 0;
@@ -866,9 +867,7 @@ step_key (struct run_job *r, struct kiln_digest *key)
   input (r, "workdir", r->s->cfg.working_dir);
   for (size_t i = 0; r->s->pending_dirs && r->s->pending_dirs[i]; i++)
     {
-      kiln_autofree char *owned = kiln_xasprintf ("%s %u:%u", r->s->pending_dirs[i],
-                                                  (unsigned) r->s->pending_owners[i].uid,
-                                                  (unsigned) r->s->pending_owners[i].gid);
+      kiln_autofree char *owned = kiln_xasprintf ("%s %s", r->s->pending_dirs[i], r->s->pending_owners[i].user);
       input (r, "mkdir", owned);
     }
   kiln_cache_key_init (&k, &r->s->key);
