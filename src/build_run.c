@@ -192,6 +192,8 @@ init_scratch (struct build *b, struct build_stage *s)
   s->cfg.architecture = kiln_xstrdup (arch);
   s->cfg.variant = variant ? kiln_xstrdup (variant) : NULL;
   kiln_image_config_setenv (&s->cfg, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  /* BuildKit dockerfile2llb/image.go emptyImage (testDockerfileScratchConfig) */
+  s->cfg.working_dir = kiln_xstrdup ("/");
 }
 
 /* ONBUILD triggers of the base run right after FROM, then are dropped. */
