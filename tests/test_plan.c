@@ -218,3 +218,16 @@ Test (plan, mount_from_with_a_variable_fails)
   cr_assert_str_eq (err->msg, "Dockerfile:4: RUN: --mount: 'from' doesn't support variable expansion, define "
                               "alias stage instead");
 }
+
+/* A stage FROM a stage with ONBUILD COPY --from / RUN --mount from= depends
+ * on those stages (BuildKit testOnBuildInheritedStageWithFrom) */
+Test (plan, onbuild_triggers_of_a_base_stage_are_dependencies)
+{
+  cr_assert_eq (make_plan ("FROM scratch AS src\nFROM scratch AS m\nFROM scratch AS base\n"
+                           "ONBUILD COPY --from=src /x /x\nONBUILD RUN --mount=from=m,target=/m true\n"
+                           "FROM base AS mid\n", NULL, NULL), 0);
+  cr_assert_eq (plan->stages[3].ndeps, 2);
+  cr_assert (plan->stages[0].needed);
+  cr_assert (plan->stages[1].needed);
+  cr_assert_eq (plan->stages[2].ndeps, 0, "the triggers do not run in the stage that declares them");
+}
