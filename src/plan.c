@@ -381,9 +381,17 @@ kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *op
       long t = find_last_named (p, opts->target);
       if (t < 0)
         {
+          /* BuildKit suggests among the stage names */
+          const char **names = kiln_xcalloc (p->nstages + 1, sizeof *names);
+          for (size_t i = 0, n = 0; i < p->nstages; i++)
+            if (p->stages[i].name)
+              names[n++] = p->stages[i].name;
+          kiln_autofree char *hint = kiln_suggest (opts->target, strlen (opts->target), names, true);
+          free (names);
+          kiln_error_set (err, 0, KILN_E_USAGE, "target stage `%s` could not be found in %s%s", opts->target,
+                          df->name, hint ? hint : "");
           kiln_plan_free (p);
-          return kiln_error_set (err, 0, KILN_E_USAGE, "target stage `%s` could not be found in %s", opts->target,
-                                 df->name);
+          return -1;
         }
       p->target = (size_t) t;
     }

@@ -231,3 +231,10 @@ Test (plan, onbuild_triggers_of_a_base_stage_are_dependencies)
   cr_assert (plan->stages[1].needed);
   cr_assert_eq (plan->stages[2].ndeps, 0, "the triggers do not run in the stage that declares them");
 }
+
+/* BuildKit resolveTarget: suggest among the stage names (testTargetMistype) */
+Test (plan, unknown_target_suggests_a_stage)
+{
+  cr_assert_lt (make_plan ("FROM scratch AS build\nFROM scratch\n", "bulid", NULL), 0);
+  cr_assert_str_eq (err->msg, "target stage `bulid` could not be found in Dockerfile (did you mean build?)");
+}
