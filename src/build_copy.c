@@ -1378,6 +1378,8 @@ source_root (struct copy_job *j, struct build_stage *tmp, struct kiln_error **er
     }
   struct build_stage *src = tmp;
   long idx = kiln_plan_find_stage (j->b->plan, from, (size_t) (j->s - j->b->stages));
+  if (idx >= 0 && !j->b->stages[idx].built) /* never empty files for a stage the plan missed */
+    return job_fail (j, err, "stage `%s` was not built before its use", from);
   if (idx >= 0)
     src = &j->b->stages[idx];
   else if (kiln_build_load_image (j->b, tmp, from, err) < 0)

@@ -281,6 +281,9 @@ from_stage (struct run_job *r, struct build_stage *tmp, const char *from, struct
   long idx = kiln_plan_find_stage (r->b->plan, from, (size_t) (r->s - r->b->stages));
   if (idx >= 0)
     {
+      /* never an empty mount for a stage the plan missed */
+      if (!r->b->stages[idx].built)
+        return kiln_error_set (err, 0, KILN_E_INTERNAL, "stage `%s` was not built before its use", from);
       *out = &r->b->stages[idx];
       return 0;
     }

@@ -195,6 +195,51 @@ init_scratch (struct build *b, struct build_stage *s)
   s->cfg.architecture = kiln_xstrdup (arch);
   s->cfg.variant = variant ? kiln_xstrdup (variant) : NULL;
   kiln_image_config_setenv (&s->cfg, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  /* BuildKit dockerfile2llb/image.go emptyImage (testDockerfileScratchConfig) */
+  s->cfg.working_dir = kiln_xstrdup ("/");
+}
+
+static int run_stage (struct build *b, size_t idx, struct kiln_error **err);
+
+/* Builds stage idx (its base and dependencies first) unless it is built. */
+static int
+ensure_stage (struct build *b, size_t idx, struct kiln_error **err)
+{
+  const struct kiln_plan_stage *ps = &b->plan->stages[idx];
+  if (b->stages[idx].built)
+    return 0;
+  if (ps->base_stage >= 0 && ensure_stage (b, (size_t) ps->base_stage, err) < 0)
+    return -1;
+  for (size_t d = 0; d < ps->ndeps; d++)
+    if (ensure_stage (b, (size_t) ps->deps[d], err) < 0)
+      return -1;
+  b->nsteps += 1 + ps->ninstrs;
+  return run_stage (b, idx, err);
+}
+
+/* A trigger of an image can name stages of this file (COPY --from, RUN
+ * --mount from=) that the plan could not know the stage needs, as the image
+ * is read only now: they are built before the trigger runs, as BuildKit
+ * adds a trigger's dependencies when it dispatches (testOnBuildNewDeps). */
+static int
+build_trigger_deps (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  for (size_t f = 0; f < in->nflags; f++)
+    {
+      const struct kiln_df_flag *fl = &in->flags[f];
+      const char *v = NULL;
+      if (strcmp (fl->name, "from") == 0 && in->cmd == KILN_DF_COPY)
+        v = fl->value;
+      else if (strcmp (fl->name, "mount") == 0 && fl->value && (v = strstr (fl->value, "from=")))
+        v = (v == fl->value || v[-1] == ',') ? v + 5 : NULL;
+      if (!v)
+        continue;
+      kiln_autofree char *name = kiln_xstrndup (v, strcspn (v, ","));
+      long idx = kiln_plan_find_stage (b->plan, name, (size_t) (s - b->stages));
+      if (idx >= 0 && ensure_stage (b, (size_t) idx, err) < 0)
+        return -1;
+    }
+  return 0;
 }
 
 /* ONBUILD triggers of the base run right after FROM, then are dropped. */
@@ -211,6 +256,11 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
       if (kiln_dockerfile_parse (name, text, strlen (text), &t, err) < 0)
         return -1;
       if (kiln_plan_check_copy_from (t, &t->instrs[1], err) < 0)
+        {
+          kiln_dockerfile_free (t);
+          return -1;
+        }
+      if (build_trigger_deps (b, s, &t->instrs[1], err) < 0)
         {
           kiln_dockerfile_free (t);
           return -1;

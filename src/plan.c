@@ -273,6 +273,22 @@ collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_
   return 0;
 }
 
+/* A stage FROM another stage of the file runs that stage's ONBUILD
+ * triggers, so their COPY --from / --mount from= stages are its own
+ * dependencies (BuildKit testOnBuildInheritedStageWithFrom). */
+static int
+collect_trigger_deps (struct kiln_plan *p, struct kiln_plan_stage *s, struct kiln_error **err)
+{
+  if (s->base_stage < 0)
+    return 0;
+  const struct kiln_plan_stage *base = &p->stages[s->base_stage];
+  for (size_t k = 0; k < base->ninstrs; k++)
+    if (base->instrs[k]->cmd == KILN_DF_ONBUILD && base->instrs[k]->sub
+        && collect_deps (p, s, base->instrs[k]->sub, err) < 0)
+      return -1;
+  return 0;
+}
+
 static void
 mark_needed (struct kiln_plan *p, size_t i)
 {
@@ -334,9 +350,13 @@ split_stages (struct kiln_plan *p, struct kiln_error **err)
     return kiln_error_set (err, 0, KILN_E_PARSE, "%s: no FROM instruction", df->name);
   /* after all stages are known, so a reference to a later one is recognised */
   for (size_t i = 0; i < p->nstages; i++)
-    for (size_t k = 0; k < p->stages[i].ninstrs; k++)
-      if (collect_deps (p, &p->stages[i], p->stages[i].instrs[k], err) < 0)
+    {
+      for (size_t k = 0; k < p->stages[i].ninstrs; k++)
+        if (collect_deps (p, &p->stages[i], p->stages[i].instrs[k], err) < 0)
+          return -1;
+      if (collect_trigger_deps (p, &p->stages[i], err) < 0)
         return -1;
+    }
   return 0;
 }
 
@@ -361,9 +381,17 @@ kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *op
       long t = find_last_named (p, opts->target);
       if (t < 0)
         {
+          /* BuildKit suggests among the stage names */
+          const char **names = kiln_xcalloc (p->nstages + 1, sizeof *names);
+          for (size_t i = 0, n = 0; i < p->nstages; i++)
+            if (p->stages[i].name)
+              names[n++] = p->stages[i].name;
+          kiln_autofree char *hint = kiln_suggest (opts->target, strlen (opts->target), names, true);
+          free (names);
+          kiln_error_set (err, 0, KILN_E_USAGE, "target stage `%s` could not be found in %s%s", opts->target,
+                          df->name, hint ? hint : "");
           kiln_plan_free (p);
-          return kiln_error_set (err, 0, KILN_E_USAGE, "target stage `%s` could not be found in %s", opts->target,
-                                 df->name);
+          return -1;
         }
       p->target = (size_t) t;
     }

@@ -201,10 +201,40 @@ Test (plan, copy_from_with_a_variable_is_rejected_naming_the_line)
     }
 }
 
-Test (plan, copy_from_without_variables_and_mount_from_with_one_are_accepted)
+Test (plan, copy_from_and_mount_from_without_variables_are_accepted)
 {
-  /* RUN --mount from= is expanded (instructions/commands_runmount.go), not checked here */
-  cr_assert_eq (make_plan ("FROM scratch AS a\nFROM scratch\nCOPY --from=a /x /x\n"
-                           "RUN --mount=from=$X,target=/m true\n", NULL, NULL), 0);
-  cr_assert_eq (plan->stages[1].ndeps, 1);
+  cr_assert_eq (make_plan ("FROM scratch AS a\nFROM scratch AS b\nFROM scratch\nCOPY --from=a /x /x\n"
+                           "RUN --mount=from=b,target=/m true\n", NULL, NULL), 0);
+  cr_assert_eq (plan->stages[2].ndeps, 2);
+}
+
+/* BuildKit commands_runmount.go: runMountPostHook parses the mounts with no
+ * expander, and parseMount then rejects a `$` in from= (BuildKit
+ * testMountFromError) */
+Test (plan, mount_from_with_a_variable_fails)
+{
+  cr_assert_lt (make_plan ("FROM scratch AS a\nFROM scratch\nARG X=a\n"
+                           "RUN --mount=type=cache,from=$X,target=/m true\n", NULL, NULL), 0);
+  cr_assert_str_eq (err->msg, "Dockerfile:4: RUN: --mount: 'from' doesn't support variable expansion, define "
+                              "alias stage instead");
+}
+
+/* A stage FROM a stage with ONBUILD COPY --from / RUN --mount from= depends
+ * on those stages (BuildKit testOnBuildInheritedStageWithFrom) */
+Test (plan, onbuild_triggers_of_a_base_stage_are_dependencies)
+{
+  cr_assert_eq (make_plan ("FROM scratch AS src\nFROM scratch AS m\nFROM scratch AS base\n"
+                           "ONBUILD COPY --from=src /x /x\nONBUILD RUN --mount=from=m,target=/m true\n"
+                           "FROM base AS mid\n", NULL, NULL), 0);
+  cr_assert_eq (plan->stages[3].ndeps, 2);
+  cr_assert (plan->stages[0].needed);
+  cr_assert (plan->stages[1].needed);
+  cr_assert_eq (plan->stages[2].ndeps, 0, "the triggers do not run in the stage that declares them");
+}
+
+/* BuildKit resolveTarget: suggest among the stage names (testTargetMistype) */
+Test (plan, unknown_target_suggests_a_stage)
+{
+  cr_assert_lt (make_plan ("FROM scratch AS build\nFROM scratch\n", "bulid", NULL), 0);
+  cr_assert_str_eq (err->msg, "target stage `bulid` could not be found in Dockerfile (did you mean build?)");
 }

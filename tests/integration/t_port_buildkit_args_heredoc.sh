@@ -36,6 +36,13 @@ bk_build "$c" --build-arg FOO=123
 # the default is not expanded when a build argument gives the value
 bk_build "$c" --build-arg BAR=123
 
+note "kiln, after testArgDefaultExpansion: each ARG of a line sees the ones before it (BuildKit dispatchArg adds each to the env in turn)"
+c=$(bk_ctx arg-sequential)
+printf 'ARG g1=a g2=${g1}b\nFROM busybox\nARG g2\nARG x=1 y=${x}2 z="${g2} c"\nRUN [ "$x:$y:$z" = "1:12:ab c" ]\n' >"$c/Dockerfile"
+bk_build "$c"
+printf 'ARG g1=a g2=${g1}b\nFROM busybox\nARG g2\nARG x=1 y=${x}2\nRUN [ "$y:$g2" = 52:qb ]\n' >"$c/Dockerfile"
+bk_build "$c" --build-arg x=5 --build-arg g1=q
+
 note "testMultiArgs"
 c=$(bk_ctx multi-args)
 cat >"$c/Dockerfile" <<'DF'
