@@ -37,12 +37,14 @@ BASE_BUILD_FLAGS="--source-date-epoch $EPOCH" make_busybox_base "$T/base"
 c=$T/ctx
 put "$c/app/a.txt" a
 put "$c/app/run.sh" '#!/bin/sh' 0755
+# (the base's /home/app comes from a COPY without --chown, so it is root's:
+# a COPY --chown into it keeps it so, as BuildKit does; the RUN gives it away)
 cat >"$c/Dockerfile" <<'EOF'
 FROM localhost/busybox:latest
 COPY app/ /app/
 COPY --chown=1000:1000 app/a.txt /home/app/a.txt
 RUN mkdir -p /data/sub && echo data >/data/sub/f && chown -R 1000:1000 /data && chmod 0700 /data/sub \
- && ln /data/sub/f /data/hl && rm /bin/vi && echo "uid=$(id -u)" >/data/who
+ && ln /data/sub/f /data/hl && rm /bin/vi && echo "uid=$(id -u)" >/data/who && chown 1000:1000 /home/app
 USER app
 RUN echo "$(id -u):$(id -g)" >/home/app/who
 EOF
