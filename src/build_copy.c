@@ -643,7 +643,8 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
 static void
 sort_entries (struct copy_job *j)
 {
-  qsort (j->v, j->n, sizeof *j->v, compare_entries);
+  if (j->n > 1) /* v is NULL when nothing was collected (COPY nomatch* /d/) */
+    qsort (j->v, j->n, sizeof *j->v, compare_entries);
   for (size_t i = 0; i < j->n; i++)
     {
       struct centry *c = &j->v[i];
@@ -1277,7 +1278,8 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   struct kiln_digest key;
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
-  qsort (j->v, j->n, sizeof *j->v, compare_collected);
+  if (j->n > 1)
+    qsort (j->v, j->n, sizeof *j->v, compare_collected);
   bool cheap = all_cheap (j);
   bool may_hit = kiln_build_cache_enabled (j->b, j->s)
                  && (cheap || kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
