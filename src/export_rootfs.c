@@ -227,18 +227,8 @@ static int
 walk_dir (struct walk *w, int dfd, const char *prefix, struct kiln_error **err)
 {
   kiln_autostrv char **names = NULL;
-  int dup_fd = dup (dfd);
-  kiln_autodir DIR *d = dup_fd >= 0 ? fdopendir (dup_fd) : NULL;
-  struct dirent *de;
-  if (d == NULL)
-    {
-      if (dup_fd >= 0)
-        close (dup_fd);
-      return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", *prefix ? prefix : "/");
-    }
-  while ((de = readdir (d)))
-    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
-      kiln_strv_push (&names, de->d_name);
+  if (kiln_fs_list_names (dfd, *prefix ? prefix : "/", &names, err) < 0)
+    return -1;
   size_t n = kiln_strv_len (names);
   if (n > 1)
     qsort (names, n, sizeof *names, cmp_names);

@@ -504,20 +504,8 @@ static int
 clear_lower (struct xstate *x, int dfd, const char *dirpath, struct kiln_error **err)
 {
   kiln_autostrv char **names = NULL;
-  int dup_fd = dup (dfd);
-  kiln_autodir DIR *d = dup_fd >= 0 ? fdopendir (dup_fd) : NULL;
-  struct dirent *de;
-
-  if (d == NULL)
-    {
-      if (dup_fd >= 0)
-        close (dup_fd);
-      return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", dirpath);
-    }
-  /* collect first: removing while iterating may skip entries */
-  while ((de = readdir (d)))
-    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
-      kiln_strv_push (&names, de->d_name);
+  if (kiln_fs_list_names (dfd, dirpath, &names, err) < 0)
+    return -1;
   for (size_t i = 0; names && names[i]; i++)
     {
       kiln_autofree char *child = *dirpath ? kiln_xasprintf ("%s/%s", dirpath, names[i]) : kiln_xstrdup (names[i]);

@@ -416,3 +416,29 @@ kiln_fs_path_join (const char *a, const char *b)
   kiln_autofree char *j = kiln_xasprintf ("%s/%s", a, b);
   return kiln_fs_path_clean (j);
 }
+
+int
+kiln_fs_list_names (int dfd, const char *shown, char ***out, struct kiln_error **err)
+{
+  int dup_fd = dup (dfd);
+  kiln_autodir DIR *d = dup_fd >= 0 ? fdopendir (dup_fd) : NULL;
+  struct dirent *de;
+  *out = NULL;
+  if (d == NULL)
+    {
+      if (dup_fd >= 0)
+        close (dup_fd);
+      return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", shown);
+    }
+  /* collected first: a caller that removes entries would skip some while iterating */
+  while ((errno = 0, de = readdir (d)))
+    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
+      kiln_strv_push (out, de->d_name);
+  if (errno)
+    {
+      kiln_strv_free (*out);
+      *out = NULL;
+      return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", shown);
+    }
+  return 0;
+}

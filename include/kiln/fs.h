@@ -34,6 +34,10 @@ int kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kil
 int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len,
                           mode_t mode, struct kiln_error **err);
 
+/* The names in the directory dfd (not "." or ".."), in readdir order; dfd
+ * stays open and usable.  shown names the directory in errors. */
+int kiln_fs_list_names (int dfd, const char *shown, char ***out, struct kiln_error **err);
+
 /* Reads a whole file relative to dirfd (plain openat, or "-" for stdin when
  * dirfd is AT_FDCWD), failing with EFBIG past max bytes. */
 int kiln_fs_read_file (int dirfd, const char *path, size_t max, struct kiln_buf *out,
