@@ -31,6 +31,9 @@ struct centry {
   char *rel;             /* path below its source's destination, "" for a file source itself */
   size_t srcno;          /* which source (struct csource) it came from; SIZE_MAX: made by placement */
   bool dropped;          /* a later entry has the same dest: not written, still a cache input */
+  bool implied;          /* an ADD archive's directory that the archive does not list (a parent) */
+  size_t link_to;        /* hardlink: index (in the placed, sorted entries) of the file it links to */
+  bool hardlink;         /* another name of a file written earlier in the layer */
   int rootfd;            /* source root (borrowed), -1 when synthesized */
   char *src;             /* path under rootfd */
   char *data;            /* heredoc content */
@@ -292,14 +295,44 @@ source_digest (struct copy_job *j, int fd, const char *src, struct kiln_digest *
   return 0;
 }
 
+static int
+compare_str (const void *a, const void *b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The archive's directories that it does not list itself (parents its
+ * entries imply): placed as tar extraction treats them, through symlinks. */
+static void
+mark_implied (struct copy_job *j, size_t from, const struct kiln_toc *listed)
+{
+  const char **names = kiln_xcalloc (listed->n + 1, sizeof *names);
+  for (size_t i = 0; i < listed->n; i++)
+    names[i] = listed->v[i].path;
+  qsort (names, listed->n, sizeof *names, compare_str);
+  for (size_t i = from; i < j->n; i++)
+    {
+      const char *rel = j->v[i].rel;
+      j->v[i].implied = S_ISDIR (j->v[i].mode) && !bsearch (&rel, names, listed->n, sizeof *names, compare_str);
+    }
+  free (names);
+}
+
 /* ADD of a local archive: extracted into scratch space, then copied as a tree. */
 static int
 add_archive (struct copy_job *j, int fd, const char *src, struct kiln_error **err)
 {
   int tmpfd;
   struct stat st;
-  struct kiln_extract_opts eo = { .whiteouts = false, .keep_owner = true };
-  if (kiln_build_tmpdir (j->b, &tmpfd, NULL, err) < 0 || kiln_extract_fd (fd, src, tmpfd, &eo, err) < 0)
+  struct kiln_toc_rec rec;
+  struct kiln_toc *listed = NULL;
+  struct kiln_extract_opts eo = { .whiteouts = false, .keep_owner = true, .toc = &rec };
+  kiln_toc_rec_init (&rec);
+  int xr = kiln_build_tmpdir (j->b, &tmpfd, NULL, err) < 0 ? -1 : kiln_extract_fd (fd, src, tmpfd, &eo, err);
+  if (xr == 0 && kiln_toc_rec_read (&rec, &listed) < 0)
+    xr = kiln_error_set (err, 0, KILN_E_INTERNAL, "list the entries of `%s`", src);
+  kiln_toc_rec_clear (&rec);
+  if (xr < 0)
     return kiln_build_step_error (j->b, j->in, err);
   fstat (tmpfd, &st);
   st.st_mode = S_IFDIR | 0755;
@@ -318,8 +351,12 @@ add_archive (struct copy_job *j, int fd, const char *src, struct kiln_error **er
   j->from_context = false;
   begin_source (j, true, NULL);
   j->srcs[j->nsrcs - 1].archive = true;
+  size_t mark = j->n;
   int ret = copy_tree (j, "", &st, err);
   j->rootfd = saved_root, j->keep_owner = saved_keep, j->from_context = saved_ctx, j->origin = saved_origin;
+  if (ret == 0)
+    mark_implied (j, mark, listed);
+  kiln_toc_free (listed);
   return ret;
 }
 
@@ -624,7 +661,14 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
   };
   if (c->data)
     return kiln_layer_writer_add_data (w, &e, c->data, c->datalen, err);
-  if (!S_ISREG (c->mode))
+  if (c->hardlink)
+    {
+      /* the same content as the file it names, written just before in the tar */
+      const struct centry *to = &j->v[c->link_to];
+      e.link = to->dest, e.hardlink = true, e.content_digest = NULL;
+      c->digest = to->digest, c->have_digest = to->have_digest;
+    }
+  if (!S_ISREG (c->mode) || c->hardlink)
     return kiln_layer_writer_add (w, &e, -1, err);
   kiln_autoclose int fd = kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
   if (fd < 0 || kiln_layer_writer_add (w, &e, fd, err) < 0)
@@ -789,6 +833,37 @@ source_target (struct copy_job *j, struct kiln_tocview *v, size_t i, const char 
   return 0;
 }
 
+/* An ADD archive's entry lands as tar extraction puts it (BuildKit unpacks
+ * with go-archive's Untar): the path up to it is resolved through the
+ * image's symlinks, a listed entry replaces what is there (a directory over
+ * a directory merges), an implied parent that exists is kept as it is. */
+static int
+place_archive_entry (struct copy_job *j, struct kiln_tocview *v, struct centry *c, const char *target,
+                     struct kiln_error **err)
+{
+  static const struct kiln_build_owner root = { .resolved = true };
+  kiln_autofree char *path = *target ? kiln_xasprintf ("%s/%s", target, c->rel) : kiln_xstrdup (c->rel);
+  kiln_autofree char *resolved = NULL;
+  if (kiln_tocview_resolve (v, path, c->implied, &resolved, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  const char *slash = strrchr (resolved, '/');
+  kiln_autofree char *parent = slash ? kiln_xstrndup (resolved, (size_t) (slash - resolved)) : kiln_xstrdup ("");
+  if (make_dirs (j, v, parent, &root, err) < 0)
+    return -1;
+  c->dest = kiln_xstrdup (resolved);
+  const struct kiln_tocnode *n = kiln_tocview_get (v, c->dest);
+  if (c->implied && n && S_ISDIR (n->mode))
+    {
+      /* kept: written as the image has it, like any directory above an entry */
+      c->mode = S_IFDIR | (n->mode & 07777), c->uid = n->uid, c->gid = n->gid, c->mtime = n->mtime;
+      return 0;
+    }
+  struct kiln_toc_entry e = { .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid,
+                              .mtime = c->mtime, .link = c->link };
+  kiln_tocview_put (v, &e);
+  return 0;
+}
+
 static int
 place_sources (struct copy_job *j, struct kiln_tocview *v, const char *dst, struct kiln_error **err)
 {
@@ -798,6 +873,9 @@ place_sources (struct copy_job *j, struct kiln_tocview *v, const char *dst, stru
       kiln_autofree char *target = NULL;
       if (source_target (j, v, i, dst, &target, err) < 0)
         return -1;
+      for (; e < n && j->v[e].srcno == i && j->srcs[i].archive; e++)
+        if (place_archive_entry (j, v, &j->v[e], target, err) < 0)
+          return -1;
       for (; e < n && j->v[e].srcno == i; e++)
         {
           int r = place_entry (v, &j->v[e], target);
@@ -808,6 +886,43 @@ place_sources (struct copy_job *j, struct kiln_tocview *v, const char *dst, stru
         }
     }
   return 0;
+}
+
+static int
+compare_inode (const void *a, const void *b)
+{
+  const struct centry *x = *(const struct centry *const *) a, *y = *(const struct centry *const *) b;
+  if (x->srcno != y->srcno)
+    return x->srcno < y->srcno ? -1 : 1;
+  if (x->st.st_dev != y->st.st_dev)
+    return x->st.st_dev < y->st.st_dev ? -1 : 1;
+  if (x->st.st_ino != y->st.st_ino)
+    return x->st.st_ino < y->st.st_ino ? -1 : 1;
+  return strcmp (x->dest, y->dest);
+}
+
+/* Names of one file within a source stay one file, as BuildKit's copier
+ * links them (fsutil getLinkSource): the first name in the layer's order
+ * carries the content, the others are tar hardlinks to it.  Entries must be
+ * placed and sorted. */
+static void
+link_hardlinks (struct copy_job *j)
+{
+  size_t n = 0;
+  kiln_autofree struct centry **v = kiln_xcalloc (j->n + 1, sizeof *v);
+  for (size_t i = 0; i < j->n; i++)
+    if (!j->v[i].dropped && S_ISREG (j->v[i].mode) && j->v[i].src && !j->v[i].data && !j->v[i].url
+        && j->v[i].st.st_nlink > 1)
+      v[n++] = &j->v[i];
+  qsort (v, n, sizeof *v, compare_inode);
+  for (size_t i = 1; i < n; i++)
+    {
+      struct centry *lead = v[i - 1]->hardlink ? &j->v[v[i - 1]->link_to] : v[i - 1];
+      if (lead->srcno != v[i]->srcno || lead->st.st_dev != v[i]->st.st_dev || lead->st.st_ino != v[i]->st.st_ino)
+        continue;
+      v[i]->hardlink = true;
+      v[i]->link_to = (size_t) (lead - j->v);
+    }
 }
 
 static bool
@@ -918,6 +1033,7 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   sort_entries (j);
   add_ancestors (j, v);
   sort_entries (j);
+  link_hardlinks (j);
   return 0;
 }
 
@@ -1146,6 +1262,9 @@ layer_mtime (const struct build *b, int64_t mtime)
 static int
 materialize_entries (struct build *b, const struct centry *v, size_t n, int dirfd, struct kiln_error **err)
 {
+  for (size_t i = 0; i < n; i++)
+    if (v[i].hardlink)
+      return 0;   /* the layer's blob makes the links */
   for (size_t i = 0; i < n; i++)
     {
       int r = v[i].dropped ? 1 : materialize_one (&v[i], dirfd, layer_mtime (b, v[i].mtime), err);

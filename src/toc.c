@@ -67,6 +67,28 @@ kiln_toc_rec_add (struct kiln_toc_rec *r, const struct kiln_toc_entry *e)
   r->count++;
 }
 
+static int decode (const struct kiln_buf *b, struct kiln_toc **out);
+
+/* The file format around r's records. */
+static void
+rec_frame (const struct kiln_toc_rec *r, struct kiln_buf *out)
+{
+  struct kiln_digest d;
+  kiln_buf_add (out, TOC_MAGIC, 8);
+  put_le (out, r->count, 8);
+  kiln_buf_add (out, r->data.buf, r->data.len);
+  kiln_digest_of (out->buf, out->len, &d);
+  kiln_buf_adds (out, d.s);
+}
+
+int
+kiln_toc_rec_read (const struct kiln_toc_rec *r, struct kiln_toc **out)
+{
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  rec_frame (r, &b);
+  return decode (&b, out);
+}
+
 static char *
 toc_name (const struct kiln_digest *diff_id)
 {
@@ -78,13 +100,8 @@ kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, str
                    struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf out = KILN_BUF_INIT;
-  struct kiln_digest d;
   kiln_autofree char *name = toc_name (diff_id);
-  kiln_buf_add (&out, TOC_MAGIC, 8);
-  put_le (&out, r->count, 8);
-  kiln_buf_add (&out, r->data.buf, r->data.len);
-  kiln_digest_of (out.buf, out.len, &d);
-  kiln_buf_adds (&out, d.s);
+  rec_frame (r, &out);
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
   /* a TOC that is lost or torn is rebuilt from its blob */
   if (dfd < 0 || kiln_fs_write_atomic (dfd, name, out.buf, out.len, 0644, err) < 0)

@@ -25,6 +25,7 @@
 
 struct kiln_store;
 struct archive_entry;
+struct kiln_toc;
 
 struct kiln_toc_entry {
   const char *path;        /* relative, cleaned, no trailing '/'; whiteouts keep their ".wh." names */
@@ -50,6 +51,8 @@ void kiln_toc_rec_clear (struct kiln_toc_rec *r);
 void kiln_toc_rec_add_archive (struct kiln_toc_rec *r, struct archive_entry *ae);
 /* Whether the TOC of diff_id is stored already. */
 bool kiln_toc_exists (struct kiln_store *st, const struct kiln_digest *diff_id);
+/* The recorded entries as a TOC (*out; r is left as it was). */
+int kiln_toc_rec_read (const struct kiln_toc_rec *r, struct kiln_toc **out);
 /* Stores r as the TOC of the layer whose tar has digest diff_id. */
 int kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc_rec *r,
                        struct kiln_error **err);

@@ -155,6 +155,20 @@ assert_stat "$T/w/rootfs/srv/w2/f" '%u:%g' 1000:1000
 assert_stat "$T/w/rootfs/rootdir" '%u:%g' 0:0
 assert_stat "$T/w/rootfs/home" '%u:%g' 0:0
 
+note "two names of one file in a source stay one file (BuildKit's copier links them: fsutil getLinkSource), also in the RUN after"
+mkdir -p "$c4/hl/sub"
+put "$c4/hl/z-first" linked
+ln -f "$c4/hl/z-first" "$c4/hl/a-second"
+ln -f "$c4/hl/z-first" "$c4/hl/sub/third"
+printf 'FROM localhost/busybox:latest\nCOPY hl /hl/\nRUN test "$(stat -c %%i /hl/a-second)" = "$(stat -c %%i /hl/z-first)" && test "$(stat -c %%h /hl/z-first)" = 3\n' >"$c4/Dockerfile"
+kiln build -t localhost/hl:1 "$c4"
+unpack_image localhost/hl:1 "$T/hl"
+assert_file "$T/hl/rootfs/hl/z-first" linked
+assert_eq "$(stat -c %i "$T/hl/rootfs/hl/a-second")" "$(stat -c %i "$T/hl/rootfs/hl/z-first")" "hard link in the image"
+assert_eq 3 "$(stat -c %h "$T/hl/rootfs/hl/z-first")" "link count"
+kiln build -t localhost/hl:2 "$c4" >"$T/hl2.log" 2>&1
+assert_not_contains "$(cat "$T/hl2.log")" "miss:" "a rebuild with hard links hits the cache"
+
 note "a symlink whose target leaves the root is resolved inside it"
 printf 'FROM localhost/busybox:latest\nRUN ln -s ../../../../etc/../../outside /esc\nCOPY x /esc/\n' >"$c4/Dockerfile"
 kiln build -t localhost/esc:1 "$c4"

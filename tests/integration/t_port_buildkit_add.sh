@@ -8,14 +8,6 @@
 # testDockerfileADDFromURL, testAddURLChmod, testAddChecksum (URL sources;
 # t_add_url.sh covers kiln's), `ADD --unpack` (not supported by kiln),
 # testMultiStageImplicitFrom (pulls golang/busybox images from Docker Hub).
-# Left out, kiln fails it: testDockerfileAddArchiveThroughAbsoluteSymlink
-# (moby/moby#53258): `ADD rootfs.tar /` giving var/run -> /run, then
-# `ADD payload.tar /` with var/run/act/... fails with "Dockerfile:3: ADD:
-# cannot copy a directory to `/var/run`: it is not a directory"; BuildKit
-# untars in a chroot (solver/llbsolver/file/unpack.go, go-archive
-# createTarFile), so a parent that is a symlink is followed and an entry over
-# a non-directory replaces it, while kiln places the extracted tree with
-# COPY's rules (fsutil copyDirectoryOnly: error).
 source "$IT_DIR/port_lib.sh"
 need python3
 need_root
@@ -112,6 +104,29 @@ DF
 bk_local "$c" "$T/msc" --target Stage1
 assert_file "$T/msc/baz" foo-contents
 assert_absent "$T/msc/bax"
+
+note "testDockerfileAddArchiveThroughAbsoluteSymlink (moby/moby#53258)"
+# BuildKit untars in a chroot (solver/llbsolver/file/unpack.go, go-archive
+# createTarFile): the payload's implied parent var/run is the image's
+# symlink to /run and is followed; the listed entries land below /run
+c=$(bk_ctx add-through-symlink)
+mktar "$c/rootfs.tar" d:run/ d:var/ l:var/run:/run
+mktar "$c/payload.tar" d:var/run/act/ d:var/run/act/actions/ d:var/run/act/actions/broad/ \
+  d:var/run/act/actions/broad/.git/ "f:var/run/act/actions/broad/.git/HEAD:ref: refs/heads/main" \
+  h:var/run/act/actions/broad/.git/HEAD.link:var/run/act/actions/broad/.git/HEAD
+printf 'FROM scratch\nADD rootfs.tar /\nADD payload.tar /\n' >"$c/Dockerfile"
+bk_local "$c" "$T/ats"
+assert_symlink "$T/ats/var/run" /run
+assert_file "$T/ats/run/act/actions/broad/.git/HEAD" "ref: refs/heads/main"
+assert_file "$T/ats/run/act/actions/broad/.git/HEAD.link" "ref: refs/heads/main"
+assert_eq "$(stat -c %i "$T/ats/run/act/actions/broad/.git/HEAD")" \
+  "$(stat -c %i "$T/ats/run/act/actions/broad/.git/HEAD.link")" "HEAD.link is a hard link to HEAD"
+note "... and an entry the archive lists replaces a non-directory, as tar does"
+mktar "$c/over.tar" d:var/run/ f:var/run/x:x
+printf 'FROM scratch\nADD rootfs.tar /\nADD over.tar /\n' >"$c/Dockerfile"
+bk_local "$c" "$T/ats2"
+assert_dir "$T/ats2/var/run"
+assert_file "$T/ats2/var/run/x" x
 
 note "testEmptyStages (dockerfile_multistage_test.go)"
 c=$(bk_ctx empty-stages)
