@@ -1,4 +1,4 @@
-# kiln - one non-recursive GNU Makefile (see ../shared/docs/STYLE.md §19).
+# kiln - one non-recursive GNU Makefile: every dependency is visible to make, so -j is safe.
 #
 #   make            build build/kiln
 #   make deps       install the Debian packages for build, tests and benchmarks (root)

@@ -1,4 +1,4 @@
-/* extract.c - the hardened tar extractor (../shared/docs/SECURITY.md §1).
+/* extract.c - the hardened tar extractor: no entry of a hostile tar can write outside the root.
  *
  * Path policy (containerd's, "confine"): every entry name is cleaned
  * lexically with kiln_fs_path_clean, which pops ".." but never above the root

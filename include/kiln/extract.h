@@ -3,7 +3,7 @@
  * Every path is resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
  * under rootfd; hardlink targets and symlinks stay inside the root; entries
  * with ".." that would leave the root, absolute names, and ".wh..*" escapes
- * are rejected or confined (../shared/docs/SECURITY.md §1).  Whiteouts
+ * are rejected or confined (path traversal and link escapes).  Whiteouts
  * ".wh.NAME" and ".wh..wh..opq" are applied when asked.  Device nodes that
  * cannot be created are skipped with a warning. */
 #ifndef KILN_EXTRACT_H
