@@ -150,3 +150,34 @@ store_clean() {
   [ "$rc" = 0 ] || fail "kiln store check exit $rc: $out"
   assert_contains "$out" "store ok" "kiln store check"
 }
+
+# rootless_user PREFIX SUBID_BASE: an unprivileged user (PREFIX$$, home
+# /home/PREFIX$$) with a subordinate id range at SUBID_BASE, removed on exit;
+# sets $user and $home and defines as_user CMD...  Skips (with the reason)
+# where rootless builds cannot run.
+rootless_user() {
+  need useradd userdel runuser
+  command -v newuidmap >/dev/null 2>&1 && command -v newgidmap >/dev/null 2>&1 \
+    || skip "needs newuidmap and newgidmap (uidmap package) for rootless builds"
+  [ "$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo 0)" -gt 0 ] \
+    || skip "user namespaces are disabled (user.max_user_namespaces = 0)"
+  if [ -r /proc/sys/kernel/unprivileged_userns_clone ] && [ "$(cat /proc/sys/kernel/unprivileged_userns_clone)" = 0 ]; then
+    skip "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
+  fi
+  user=$1$$
+  home=/home/$user
+  trap rootless_cleanup EXIT
+  useradd -m -d "$home" -s /bin/bash "$user"
+  echo "$user:$2:65536" >>/etc/subuid
+  echo "$user:$2:65536" >>/etc/subgid
+  [ -x "$KILN" ] && runuser -u "$user" -- test -x "$KILN" || skip "$KILN is not executable by an unprivileged user"
+  as_user mkdir -p "$home/tmp"
+  as_user unshare --user --map-root-user true 2>/dev/null || skip "the user cannot create a user namespace"
+}
+rootless_cleanup() {
+  pkill -KILL -u "$user" 2>/dev/null || true
+  userdel -r "$user" >/dev/null 2>&1 || true
+  rm -rf "$home"
+  sed -i "/^$user:/d" /etc/subuid /etc/subgid 2>/dev/null || true
+}
+as_user() { runuser -u "$user" -- env -i PATH=/usr/bin:/bin HOME="$home" TMPDIR="$home/tmp" "$@"; }

@@ -5,32 +5,9 @@
 # root builds with the same flags from an identically built base.
 source "$IT_DIR/lib.sh"
 need_root
-need useradd userdel runuser jq
-command -v newuidmap >/dev/null 2>&1 && command -v newgidmap >/dev/null 2>&1 \
-  || skip "needs newuidmap and newgidmap (uidmap package) for rootless builds"
-[ "$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo 0)" -gt 0 ] \
-  || skip "user namespaces are disabled (user.max_user_namespaces = 0)"
-if [ -r /proc/sys/kernel/unprivileged_userns_clone ] && [ "$(cat /proc/sys/kernel/unprivileged_userns_clone)" = 0 ]; then
-  skip "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
-fi
-
-user=kilnrl$$
-home=/home/$user
+need jq
+rootless_user kilnrl 200000
 EPOCH=1700000000
-cleanup() {
-  pkill -KILL -u "$user" 2>/dev/null || true
-  userdel -r "$user" >/dev/null 2>&1 || true
-  rm -rf "$home"
-  sed -i "/^$user:/d" /etc/subuid /etc/subgid 2>/dev/null || true
-}
-trap cleanup EXIT
-useradd -m -d "$home" -s /bin/bash "$user"
-echo "$user:200000:65536" >>/etc/subuid
-echo "$user:200000:65536" >>/etc/subgid
-[ -x "$KILN" ] && runuser -u "$user" -- test -x "$KILN" || skip "$KILN is not executable by an unprivileged user"
-as_user() { runuser -u "$user" -- env -i PATH=/usr/bin:/bin HOME="$home" TMPDIR="$home/tmp" "$@"; }
-as_user mkdir -p "$home/tmp"
-as_user unshare --user --map-root-user true 2>/dev/null || skip "the user cannot create a user namespace"
 
 note "root: base and image with --source-date-epoch"
 BASE_BUILD_FLAGS="--source-date-epoch $EPOCH" make_busybox_base "$T/base"
