@@ -89,10 +89,24 @@ kiln_toc_rec_read (const struct kiln_toc_rec *r, struct kiln_toc **out)
   return decode (&b, out);
 }
 
+/* cache/toc/<diffID hex><suffix>: the TOC itself ("") or the blob a cache
+ * import named for it (".blob"). */
 static char *
-toc_name (const struct kiln_digest *diff_id)
+toc_rel (const struct kiln_digest *diff_id, const char *suffix)
 {
-  return kiln_xstrdup (kiln_digest_hex (diff_id));
+  return kiln_xasprintf ("cache/toc/%s%s", kiln_digest_hex (diff_id), suffix);
+}
+
+static int
+write_toc_file (struct kiln_store *st, const struct kiln_digest *diff_id, const char *suffix, const void *data,
+                size_t len, struct kiln_error **err)
+{
+  kiln_autofree char *name = kiln_xasprintf ("%s%s", kiln_digest_hex (diff_id), suffix);
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
+  /* a TOC that is lost or torn is rebuilt from its blob */
+  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, data, len, 0644, err) < 0)
+    return kiln_error_wrap (err, "save the table of contents of layer %s", diff_id->s);
+  return 0;
 }
 
 int
@@ -100,13 +114,8 @@ kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, str
                    struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf out = KILN_BUF_INIT;
-  kiln_autofree char *name = toc_name (diff_id);
   rec_frame (r, &out);
-  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
-  /* a TOC that is lost or torn is rebuilt from its blob */
-  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, out.buf, out.len, 0644, err) < 0)
-    return kiln_error_wrap (err, "save the table of contents of layer %s", diff_id->s);
-  return 0;
+  return write_toc_file (st, diff_id, "", out.buf, out.len, err);
 }
 
 void
@@ -254,22 +263,30 @@ bool
 kiln_toc_exists (struct kiln_store *st, const struct kiln_digest *diff_id)
 {
   struct stat sb;
-  kiln_autofree char *rel = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (diff_id));
+  kiln_autofree char *rel = toc_rel (diff_id, "");
   return fstatat (kiln_store_dirfd (st), rel, &sb, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+/* The stored TOC of diff_id, its bytes in b and decoded in *out (optional):
+ * 1, or 0 when there is none or it does not verify. */
 static int
-load_stored (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc **out)
+read_stored (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_buf *b, struct kiln_toc **out)
 {
-  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
-  kiln_autofree char *rel = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (diff_id));
+  kiln_autofree char *rel = toc_rel (diff_id, "");
   kiln_autoerror struct kiln_error *e = NULL;
-  if (kiln_fs_read_file (kiln_store_dirfd (st), rel, TOC_MAX, &b, &e) < 0)
+  struct kiln_toc *t = NULL;
+  if (kiln_fs_read_file (kiln_store_dirfd (st), rel, TOC_MAX, b, &e) < 0)
     return 0;
-  if (decode (&b, out) == 0)
-    return 1;
-  kiln_log_warn ("the table of contents of layer %s does not verify; reading the layer again", diff_id->s);
-  return 0;
+  if (decode (b, &t) < 0)
+    {
+      kiln_log_warn ("the table of contents of layer %s does not verify; reading the layer again", diff_id->s);
+      return 0;
+    }
+  if (out)
+    *out = t;
+  else
+    kiln_toc_free (t);
+  return 1;
 }
 
 int
@@ -277,12 +294,8 @@ kiln_toc_export (struct kiln_store *st, const struct kiln_digest *diff_id, struc
                  struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
-  kiln_autofree char *rel = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (diff_id));
-  kiln_autoerror struct kiln_error *e = NULL;
-  struct kiln_toc *t = NULL;
-  if (kiln_fs_read_file (kiln_store_dirfd (st), rel, TOC_MAX, &b, &e) < 0 || decode (&b, &t) < 0)
+  if (!read_stored (st, diff_id, &b, NULL))
     return 0;
-  kiln_toc_free (t);
   memset (blob, 0, sizeof *blob);
   if (kiln_store_blob_put (st, b.buf, b.len, &blob->digest, err) < 0)
     return -1;
@@ -291,21 +304,11 @@ kiln_toc_export (struct kiln_store *st, const struct kiln_digest *diff_id, struc
   return 1;
 }
 
-static char *
-pointer_rel (const struct kiln_digest *diff_id)
-{
-  return kiln_xasprintf ("cache/toc/%s.blob", kiln_digest_hex (diff_id));
-}
-
 int
 kiln_toc_note_blob (struct kiln_store *st, const struct kiln_digest *diff_id, const struct kiln_digest *blob,
                     struct kiln_error **err)
 {
-  kiln_autofree char *name = kiln_xasprintf ("%s.blob", kiln_digest_hex (diff_id));
-  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
-  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, blob->s, strlen (blob->s), 0644, err) < 0)
-    return kiln_error_wrap (err, "note the table of contents of layer %s", diff_id->s);
-  return 0;
+  return write_toc_file (st, diff_id, ".blob", blob->s, strlen (blob->s), err);
 }
 
 /* The TOC from the blob a cache import named, fetched now; 0 if none. */
@@ -313,8 +316,7 @@ static int
 load_noted (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc **out)
 {
   kiln_autobuf struct kiln_buf ptr = KILN_BUF_INIT, b = KILN_BUF_INIT;
-  kiln_autofree char *rel = pointer_rel (diff_id);
-  kiln_autofree char *name = kiln_xstrdup (kiln_digest_hex (diff_id));
+  kiln_autofree char *rel = toc_rel (diff_id, ".blob");
   kiln_autoerror struct kiln_error *e = NULL;
   struct kiln_digest d;
   if (kiln_fs_read_file (kiln_store_dirfd (st), rel, 128, &ptr, &e) < 0 || kiln_digest_parse (ptr.buf, &d, &e) < 0
@@ -324,8 +326,7 @@ load_noted (struct kiln_store *st, const struct kiln_digest *diff_id, struct kil
         kiln_log_debug ("table of contents of layer %s from the cache: %s", diff_id->s, e->msg);
       return 0;
     }
-  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, &e);
-  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, b.buf, b.len, 0644, &e) < 0)
+  if (write_toc_file (st, diff_id, "", b.buf, b.len, &e) < 0)
     kiln_log_warn ("%s", e->msg);
   return 1;
 }
@@ -335,18 +336,22 @@ kiln_toc_load (struct kiln_store *st, const struct kiln_descriptor *layer, const
                struct kiln_toc **out, struct kiln_error **err)
 {
   struct kiln_toc_rec rec;
-  if (load_stored (st, diff_id, out) || load_noted (st, diff_id, out))
+  kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
+  if (read_stored (st, diff_id, &b, out) || load_noted (st, diff_id, out))
     return 0;
   kiln_toc_rec_init (&rec);
   int r = rec_from_blob (st, layer, &rec, err);
+  if (r == 0 && kiln_toc_rec_read (&rec, out) < 0)
+    r = kiln_error_set (err, 0, KILN_E_INTERNAL, "list the table of contents of layer %s", diff_id->s);
   if (r == 0)
-    r = kiln_toc_rec_save (st, diff_id, &rec, err);
+    {
+      /* kept for next time; without it the layer is only read again */
+      kiln_autoerror struct kiln_error *e = NULL;
+      if (kiln_toc_rec_save (st, diff_id, &rec, &e) < 0)
+        kiln_log_warn ("%s", e->msg);
+    }
   kiln_toc_rec_clear (&rec);
-  if (r < 0)
-    return -1;
-  if (!load_stored (st, diff_id, out))
-    return kiln_error_set (err, 0, KILN_E_INTERNAL, "read back the table of contents of layer %s", diff_id->s);
-  return 0;
+  return r;
 }
 
 /* ---- the merged view: nodes in a hash table by path, children linked ---- */
