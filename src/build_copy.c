@@ -94,10 +94,19 @@ struct copy_job {
   const char *raw_dest;  /* the destination as written */
   char *dest;            /* joined to WORKDIR, cleaned, relative */
   bool globbed;          /* the source being added is a wildcard's match */
-  bool link;             /* COPY --link: placed on an empty view */
-  struct kiln_tocview *link_view;
+  struct kiln_tocview *link_view;  /* COPY --link: the empty view it is placed on, else NULL */
   bool dest_slash;       /* it names a directory (ends in '/' or '.') */
 };
+
+/* A boolean flag (--link, --parents: bare or =true); the parser has refused
+ * any other value. */
+static bool
+flag_true (const struct kiln_df_instr *in, const char *name)
+{
+  bool present;
+  const char *v = kiln_df_instr_flag (in, name, &present);
+  return present && (v == NULL || *v == '\0' || strcmp (v, "true") == 0);
+}
 
 static int
 job_fail (struct copy_job *j, struct kiln_error **err, const char *fmt, const char *arg)
@@ -483,26 +492,6 @@ fetch_pending (struct copy_job *j, struct kiln_error **err)
   return 0;
 }
 
-static int add_pivot_parents (struct copy_job *j, const char *src, struct kiln_error **err);
-
-/* A directory source.  One that .dockerignore excludes is sent only as the
- * parent of what an exception re-includes (fsutil's filterFS): with nothing
- * re-included it does not exist for the build - an error when named, no
- * match for a wildcard. */
-static int
-copy_dir_source (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err)
-{
-  size_t mark = j->n;
-  bool ignored = j->from_context && kiln_ignore_excluded (j->b->ignore, src);
-  begin_source (j, true, NULL);
-  if ((j->parent_prefix && add_pivot_parents (j, src, err) < 0) || copy_tree (j, src, st, err) < 0)
-    return -1;
-  if (!ignored || j->n > mark)
-    return 0;
-  free (j->srcs[--j->nsrcs].name);
-  return j->globbed ? 0 : job_fail (j, err, "source `%s` not found in the build context (.dockerignore excludes it)", src);
-}
-
 /* --parents: the directories between the pivot and the source, with the
  * metadata they have in the source, as BuildKit's copier creates them. */
 static int
@@ -521,6 +510,24 @@ add_pivot_parents (struct copy_job *j, const char *src, struct kiln_error **err)
       add_from_stat (j, path, rel, &st, NULL);
     }
   return 0;
+}
+
+/* A directory source.  One that .dockerignore excludes is sent only as the
+ * parent of what an exception re-includes (fsutil's filterFS): with nothing
+ * re-included it does not exist for the build - an error when named, no
+ * match for a wildcard. */
+static int
+copy_dir_source (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err)
+{
+  size_t mark = j->n;
+  bool ignored = j->from_context && kiln_ignore_excluded (j->b->ignore, src);
+  begin_source (j, true, NULL);
+  if ((j->parent_prefix && add_pivot_parents (j, src, err) < 0) || copy_tree (j, src, st, err) < 0)
+    return -1;
+  if (!ignored || j->n > mark)
+    return 0;
+  free (j->srcs[--j->nsrcs].name);
+  return j->globbed ? 0 : job_fail (j, err, "source `%s` not found in the build context (.dockerignore excludes it)", src);
 }
 
 static int
@@ -562,7 +569,6 @@ has_glob (const char *s)
   return strpbrk (s, "*?[") != NULL;
 }
 
-/* Expands a wildcard source component by component, as BuildKit does. */
 /* The directories before a wildcard source's first wildcard must exist:
  * BuildKit walks from there (fsutil ResolveWildcards) and fails otherwise,
  * while a pattern that matches nothing copies nothing. */
@@ -581,6 +587,7 @@ check_glob_base (struct copy_job *j, const char *src, struct kiln_error **err)
   return fd >= 0 ? 0 : job_fail (j, err, "source directory `%s` not found in the build context", fixed);
 }
 
+/* Expands a wildcard source component by component, as BuildKit does. */
 static int
 glob_sources (struct copy_job *j, const char *dir, const char *pattern, char ***out, struct kiln_error **err)
 {
@@ -925,15 +932,15 @@ link_hardlinks (struct copy_job *j)
     }
 }
 
+/* Whether path is the dest of one of the first n (sorted) entries. */
 static bool
-has_dest (const struct copy_job *j, const char *path)
+has_dest (const struct copy_job *j, size_t n, const char *path)
 {
-  struct centry key = { .dest = (char *) path, .seq = SIZE_MAX };
-  size_t lo = 0, hi = j->n;
+  size_t lo = 0, hi = n;
   while (lo < hi)
     {
       size_t mid = (lo + hi) / 2;
-      int c = strcmp (j->v[mid].dest, key.dest);
+      int c = strcmp (j->v[mid].dest, path);
       if (c == 0)
         return true;
       if (c < 0)
@@ -962,7 +969,7 @@ add_ancestors (struct copy_job *j, struct kiln_tocview *v)
       free (prev);
       prev = kiln_xstrdup (dir);
       /* an ancestor that is an entry was handled when its turn came: it sorts first */
-      while (!has_dest (j, dir))
+      while (!has_dest (j, n, dir))
         {
           add_made_dir (j, dir, kiln_tocview_get (v, dir));
           if (!(slash = strrchr (dir, '/')))
@@ -978,10 +985,8 @@ add_ancestors (struct copy_job *j, struct kiln_tocview *v)
 static bool
 is_link (const struct copy_job *j)
 {
-  bool present;
-  const char *v = kiln_df_instr_flag (j->in, "link", &present);
   /* BuildKit links only without --chmod (dispatchCopy) */
-  return present && (v == NULL || *v == '\0' || strcmp (v, "true") == 0) && !j->has_chmod;
+  return flag_true (j->in, "link") && !j->has_chmod;
 }
 
 /* Several archives unpack into one directory, which each makes (BuildKit
@@ -999,7 +1004,7 @@ all_archives (const struct copy_job *j)
 static int
 place_entries (struct copy_job *j, struct kiln_error **err)
 {
-  struct kiln_tocview *v = j->link ? j->link_view : kiln_build_stage_view (j->b, j->s, err);
+  struct kiln_tocview *v = j->link_view ? j->link_view : kiln_build_stage_view (j->b, j->s, err);
   kiln_autofree char *ensure = NULL, *dst = NULL;
   if (!v)
     return kiln_build_step_error (j->b, j->in, err);
@@ -1013,7 +1018,7 @@ place_entries (struct copy_job *j, struct kiln_error **err)
   /* a WORKDIR of the base that its layers never made (kiln makes it with the
    * next layer): BuildKit's WORKDIR would have made it, so make it now */
   static const struct kiln_build_owner root = { .resolved = true };
-  if (j->s->cfg.working_dir && !j->link && make_dirs_at (j, v, j->s->cfg.working_dir, &root, err) < 0)
+  if (j->s->cfg.working_dir && !j->link_view && make_dirs_at (j, v, j->s->cfg.working_dir, &root, err) < 0)
     return -1;
   if (j->nsrcs > 0)
     {
@@ -1108,13 +1113,12 @@ step_key (struct copy_job *j, struct kiln_digest *key)
     kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s", i, j->srcs[i].is_dir ? "tree" : "file",
                                                      j->srcs[i].name));
   /* the collected entries in collection order, whether or not placed yet */
-  const struct centry **order = kiln_xcalloc (j->n + 1, sizeof *order);
+  kiln_autofree const struct centry **order = kiln_xcalloc (j->n + 1, sizeof *order);
   size_t no = 0;
   for (size_t i = 0; i < j->n; i++)
     if (j->v[i].srcno != SIZE_MAX)
       order[no++] = &j->v[i];
   qsort (order, no, sizeof *order, compare_collected_ptr);
-  kiln_autofree void *order_mem = order;
   for (size_t i = 0; i < no; i++)
     {
       const struct centry *c = order[i];
@@ -1423,7 +1427,7 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   if (wr < 0)
     return -1;
   /* the stage's view already holds what this layer put there */
-  if (!j->link && j->s->view_layers + 1 == j->s->nlayers)
+  if (!j->link_view && j->s->view_layers + 1 == j->s->nlayers)
     j->s->view_layers = j->s->nlayers;
   if (!may_hit)
     {
@@ -1598,21 +1602,6 @@ parse_exclude (struct copy_job *j, struct kiln_error **err)
   return r < 0 ? kiln_build_step_error (j->b, j->in, err) : 0;
 }
 
-/* --parents, --parents=true|false (Dockerfile 1.20). */
-static int
-parse_parents (struct copy_job *j, struct kiln_error **err)
-{
-  bool present;
-  const char *v = kiln_df_instr_flag (j->in, "parents", &present);
-  if (!present)
-    return 0;
-  if (v == NULL || *v == '\0' || strcmp (v, "true") == 0)
-    j->parents = true;
-  else if (strcmp (v, "false") != 0)
-    return job_fail (j, err, "invalid --parents `%s` (want true or false)", v);
-  return 0;
-}
-
 static int
 check_flags (struct copy_job *j, struct kiln_error **err)
 {
@@ -1635,7 +1624,9 @@ check_flags (struct copy_job *j, struct kiln_error **err)
       return job_fail (j, err, "invalid --checksum `%s` (want sha256:<64 lowercase hex digits>)", checksum);
     }
   j->has_checksum = checksum != NULL;
-  if (parse_parents (j, err) < 0 || parse_exclude (j, err) < 0)
+  /* --parents (Dockerfile 1.20), a boolean the parser has checked */
+  j->parents = flag_true (j->in, "parents");
+  if (parse_exclude (j, err) < 0)
     return -1;
   if (chown && parse_chown (j, chown, err) < 0)
     return -1;
@@ -1747,8 +1738,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   j.raw_dest = words[nsrc];
   j.dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", j.raw_dest);
   j.dest_slash = names_dir (j.raw_dest);
-  j.link = is_link (&j);
-  j.link_view = j.link ? kiln_tocview_new () : NULL;
+  j.link_view = is_link (&j) ? kiln_tocview_new () : NULL;
   if (j.has_checksum && nsrc > 1)
     {
       job_fail (&j, err, "--checksum takes a single source%s", NULL);
@@ -1758,9 +1748,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
     goto out;
   ret = commit_layer (&j, err);
   if (ret == 0)
-    {
-      kiln_build_stage_pending_clear (s);
-    }
+    kiln_build_stage_pending_clear (s);
 out:
   free_entries (&j);
   free (j.dest);

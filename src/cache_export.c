@@ -280,10 +280,13 @@ kiln_cache_doc_collect (struct kiln_store *st, const struct kiln_digest *keys, s
           kiln_cache_doc_clear (out);
           return -1;
         }
-      if (r >= 0)
-        e->has_toc = r == 1, out->n++;
-      else
+      if (r < 0)
         kiln_cache_record_clear (&e->rec);
+      else
+        {
+          e->has_toc = r == 1;
+          out->n++;
+        }
     }
   kiln_manifest_clear (&m);
   return 0;
