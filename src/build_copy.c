@@ -1257,8 +1257,7 @@ materialize_one (const struct centry *c, int dirfd, int64_t mtime, struct kiln_e
 static int64_t
 layer_mtime (const struct build *b, int64_t mtime)
 {
-  const struct kiln_layer_opts *lo = &b->o->layer;
-  return lo->clamp_mtime && mtime > lo->epoch ? lo->epoch : mtime;
+  return kiln_layer_opts_mtime (&b->o->layer, mtime);
 }
 
 /* 1 when the entries are now in dirfd, 0 when a source changed (use the

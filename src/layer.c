@@ -393,10 +393,7 @@ fill_entry (struct kiln_layer_writer *w, const struct kiln_layer_entry *e)
   archive_entry_set_gid (ae, e->gid);
   /* Whole seconds only: sub-second times differ between copies of the same
    * tree and would make the digest depend on when a file was written. */
-  int64_t mtime = e->mtime;
-  if (w->opts.clamp_mtime && mtime > w->opts.epoch)
-    mtime = w->opts.epoch;
-  archive_entry_set_mtime (ae, (time_t) mtime, 0);
+  archive_entry_set_mtime (ae, (time_t) kiln_layer_opts_mtime (&w->opts, e->mtime), 0);
   if (e->hardlink)
     {
       archive_entry_copy_hardlink (ae, e->link);
@@ -412,12 +409,18 @@ fill_entry (struct kiln_layer_writer *w, const struct kiln_layer_entry *e)
     archive_entry_xattr_add_entry (ae, e->xattr_names[i], e->xattr_values[i], e->xattr_sizes[i]);
 }
 
+int64_t
+kiln_layer_opts_mtime (const struct kiln_layer_opts *o, int64_t mtime)
+{
+  return o->clamp_mtime && mtime > o->epoch ? o->epoch : mtime;
+}
+
 static void
 record_toc (struct kiln_layer_writer *w, const struct kiln_layer_entry *e)
 {
   struct kiln_toc_entry t = {
     .path = e->path, .mode = e->mode, .uid = e->uid, .gid = e->gid, .link = e->link, .hardlink = e->hardlink,
-    .mtime = w->opts.clamp_mtime && e->mtime > w->opts.epoch ? w->opts.epoch : e->mtime,
+    .mtime = kiln_layer_opts_mtime (&w->opts, e->mtime),
   };
   kiln_toc_rec_add (&w->toc, &t);
 }

@@ -27,6 +27,9 @@ struct kiln_layer_opts {
   int64_t epoch;
 };
 
+/* The mtime a layer records for mtime: clamped to the epoch when asked. */
+int64_t kiln_layer_opts_mtime (const struct kiln_layer_opts *o, int64_t mtime);
+
 /* Parses "gzip" | "zstd" | "none"/"uncompressed". */
 int kiln_compression_parse (const char *s, enum kiln_compression *out, struct kiln_error **err);
 const char *kiln_compression_media_type (enum kiln_compression c);
