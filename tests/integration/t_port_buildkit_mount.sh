@@ -9,7 +9,7 @@
 # --mount=from=build,src=out,rw misses the cache ("unique" differs) although
 # out/foo is unchanged: BuildKit keys the mount by the content of out
 # (contenthash), kiln by the stage's key and the path (kiln_build_tree_digest
-# with an origin; cheap_digest in build_copy.c).
+# with an origin; cheap_digest in build_copy.c); docs/differences.md has the row.
 source "$IT_DIR/port_lib.sh"
 need_root
 make_bk_busybox
