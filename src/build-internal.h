@@ -5,6 +5,7 @@
 
 #include "kiln/build.h"
 #include "kiln/cache.h"
+#include "kiln/ctxsum.h"
 #include "kiln/dockerfile.h"
 #include "kiln/ignore.h"
 #include "kiln/oci.h"
@@ -72,6 +73,10 @@ struct build {
   bool step_cached;
   char *miss_reason;
   struct kiln_digest step_key;
+  /* says why input `now_line` (was: `was`) changed better than "NAME changed"
+   * (COPY: which files of a tree); NULL when it cannot */
+  char *(*explain_input) (void *ud, const char *now_line, const char *was);
+  void *explain_ud;
 };
 
 /* Whether lookups may use the cache for stage s (--no-cache, --no-cache-filter). */
@@ -80,6 +85,10 @@ bool kiln_build_cache_enabled (struct build *b, const struct build_stage *s);
  * stage and returns 1; 0 on a miss (b->miss_reason set). */
 int kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                              const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);
+/* The same without saying anything on a miss: the caller notes it once it
+ * can explain it (kiln_build_cache_note_miss). */
+int kiln_build_cache_try (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                          const struct kiln_digest *key, struct kiln_error **err);
 /* For a step that was not looked up (no cached result could exist): sets
  * the step's key and why it missed, and says so in plain progress. */
 void kiln_build_cache_note_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,

@@ -63,7 +63,13 @@ explain_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr
     return kiln_xstrdup ("the cached step is older than --cache-ttl");
   if (kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) != 0)
     return kiln_xstrdup (b->any_miss ? "an earlier step changed" : "not built before");
-  char *why = kiln_cache_explain (sib.inputs, inputs);
+  size_t idx;
+  const char *was;
+  char *why = NULL;
+  if (b->explain_input && kiln_cache_changed_input (sib.inputs, inputs, &idx, &was))
+    why = b->explain_input (b->explain_ud, inputs[idx], was);
+  if (!why)
+    why = kiln_cache_explain (sib.inputs, inputs);
   kiln_cache_record_clear (&sib);
   return why;
 }
@@ -72,15 +78,22 @@ int
 kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                          const struct kiln_digest *key, char *const *inputs, struct kiln_error **err)
 {
+  int hit = kiln_build_cache_try (b, s, in, key, err);
+  if (hit == 0)
+    kiln_build_cache_note_miss (b, s, in, key, inputs);
+  return hit;
+}
+
+int
+kiln_build_cache_try (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                      const struct kiln_digest *key, struct kiln_error **err)
+{
   struct kiln_cache_record r = { 0 };
   b->step_key = *key;
   free (b->miss_reason);
   b->miss_reason = NULL;
   if (!kiln_build_cache_enabled (b, s))
-    {
-      kiln_build_cache_note_miss (b, s, in, key, inputs);
-      return 0;
-    }
+    return 0;
   int found = kiln_cache_get (b->st, key, &r, err);
   if (found < 0)
     return -1;
@@ -96,7 +109,6 @@ kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct ki
       return 1;
     }
   kiln_cache_record_clear (&r);
-  kiln_build_cache_note_miss (b, s, in, key, inputs);
   return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "kiln/passwd.h"
 #include "kiln/snapshot.h"
 #include "kiln/toc.h"
+#include "kiln/treesum.h"
 #include "kiln/util.h"
 
 /* One file of the layer.  Collection fills rel (the path below where its
@@ -61,6 +62,8 @@ struct csource {
   bool is_dir;
   bool archive;          /* ADD of a local archive: unpacked into the destination */
   char *name;            /* a file source's name inside a destination directory */
+  bool folded;           /* digest was made by the streaming fold (key mode) */
+  struct kiln_digest digest;
 };
 
 static void free_centry (struct centry *c);
@@ -71,7 +74,17 @@ struct copy_job {
   struct build_stage *s;
   const struct kiln_df_instr *in;
   struct centry *v;
-  size_t n;
+  size_t n, cap;
+  size_t added;          /* entries collected so far, folded ones included */
+  /* key mode: each entry goes into its source's tree digest as soon as it
+   * is known, and the array holds only the last few (memory does not grow
+   * with the tree); a miss collects again into the array */
+  struct kiln_treesum *fold;
+  size_t fold_src;       /* the source the fold belongs to; SIZE_MAX: none */
+  bool fold_cheap_only;  /* give up when a file would have to be read */
+  bool fold_abort;       /* key mode cannot do this step: collect into the array */
+  struct kiln_error *fold_err;   /* why, when a file could not be hashed */
+  bool looked_up;        /* key mode looked the step up and it missed */
   bool has_chown, has_chmod;
   uid_t uid;
   gid_t gid;
@@ -115,16 +128,58 @@ job_fail (struct copy_job *j, struct kiln_error **err, const char *fmt, const ch
   return kiln_build_step_error (j->b, j->in, err);
 }
 
+static bool cheap_digest (struct copy_job *j, struct centry *c);
+static int entry_digest (struct copy_job *j, struct centry *c, struct kiln_error **err);
+static const struct kiln_treesum_entry *treesum_entry (const struct centry *c, struct kiln_treesum_entry *e);
+
+/* Key mode: the entries in the array go into the fold.  Every one is final
+ * by now: a later entry was added, so an excluded directory before it is the
+ * parent of a re-included file and stays. */
+static void
+fold_flush (struct copy_job *j)
+{
+  for (size_t i = 0; i < j->n; i++)
+    {
+      struct centry *c = &j->v[i];
+      struct kiln_treesum_entry te;
+      if (!j->fold_abort && S_ISREG (c->mode)
+          && (j->fold_cheap_only ? !cheap_digest (j, c) : entry_digest (j, c, &j->fold_err) < 0))
+        j->fold_abort = true;
+      if (!j->fold_abort && kiln_treesum_add (j->fold, treesum_entry (c, &te), &j->fold_err) < 0)
+        j->fold_abort = true;
+      free_centry (c);
+    }
+  j->n = 0;
+}
+
+/* Key mode: the current source's digest, once all its entries are in. */
+static void
+fold_finish_source (struct copy_job *j)
+{
+  if (!j->fold || j->fold_src == SIZE_MAX)
+    return;
+  fold_flush (j);
+  kiln_treesum_final (j->fold, &j->srcs[j->fold_src].digest);
+  j->srcs[j->fold_src].folded = true;
+  j->fold_src = SIZE_MAX;
+}
+
 static struct centry *
 add_entry (struct copy_job *j, const char *rel)
 {
-  j->v = kiln_xrealloc (j->v, (j->n + 1) * sizeof *j->v);
-  struct centry *e = &j->v[j->n];
+  if (j->fold)
+    fold_flush (j);
+  if (j->n == j->cap)
+    {
+      j->cap = j->cap ? 2 * j->cap : 64;
+      j->v = kiln_xrealloc (j->v, j->cap * sizeof *j->v);
+    }
+  struct centry *e = &j->v[j->n++];
   memset (e, 0, sizeof *e);
   e->rel = kiln_fs_path_clean (rel);
   e->srcno = j->nsrcs ? j->nsrcs - 1 : 0;
   e->rootfd = -1;
-  e->seq = ++j->n;   /* from 1: placement's own entries (0) lose to a source's */
+  e->seq = ++j->added;   /* from 1: placement's own entries (0) lose to a source's */
   return e;
 }
 
@@ -132,11 +187,28 @@ add_entry (struct copy_job *j, const char *rel)
 static void
 begin_source (struct copy_job *j, bool is_dir, const char *name)
 {
+  fold_finish_source (j);
   j->srcs = kiln_xrealloc (j->srcs, (j->nsrcs + 1) * sizeof *j->srcs);
+  memset (&j->srcs[j->nsrcs], 0, sizeof *j->srcs);
   j->srcs[j->nsrcs].is_dir = is_dir;
-  j->srcs[j->nsrcs].archive = false;
   j->srcs[j->nsrcs].name = kiln_xstrdup (name ? name : "");
+  if (j->fold)
+    j->fold_src = j->nsrcs;
   j->nsrcs++;
+}
+
+/* Forgets the last source, which turned out to have nothing. */
+static void
+drop_last_source (struct copy_job *j)
+{
+  if (j->fold && j->fold_src == j->nsrcs - 1)
+    {
+      struct kiln_digest unused;
+      fold_flush (j);
+      kiln_treesum_final (j->fold, &unused);
+      j->fold_src = SIZE_MAX;
+    }
+  free (j->srcs[--j->nsrcs].name);
 }
 
 static int64_t
@@ -226,8 +298,8 @@ walk_child (struct copy_job *j, int dfd, const char *name, const char *src, cons
         return kiln_error_set (err, errno, KILN_E_IO, "read link `%s`", src);
       link[n] = '\0';
     }
-  size_t mark = j->n;
   add_from_stat (j, src, rel, &st, S_ISLNK (st.st_mode) ? link : NULL);
+  size_t mark = j->added;
   if (!S_ISDIR (st.st_mode))
     return 0;
   int cfd = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -235,10 +307,44 @@ walk_child (struct copy_job *j, int dfd, const char *name, const char *src, cons
     return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", src);
   if (walk_dir (j, cfd, src, rel, err) < 0)
     return -1;
-  /* an excluded directory appears only as the parent of re-included files */
-  if (skip && j->n == mark + 1)
+  /* an excluded directory appears only as the parent of re-included files
+   * (in key mode too: it is still the last entry when nothing followed) */
+  if (skip && j->added == mark && j->n > 0 && j->v[j->n - 1].seq == mark)
     free_centry (&j->v[--j->n]);
   return 0;
+}
+
+static int
+compare_str (const void *a, const void *b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The names of a directory, sorted (a key-mode walk feeds the tree digest
+ * in tree order); *n of them. */
+static char **
+sorted_names (DIR *d, size_t *n)
+{
+  char **v = NULL;
+  size_t cap = 0;
+  struct dirent *de;
+  *n = 0;
+  while ((errno = 0, de = readdir (d)))
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+        continue;
+      if (*n == cap)
+        {
+          cap = cap ? 2 * cap : 32;
+          v = kiln_xrealloc (v, cap * sizeof *v);
+        }
+      v[(*n)++] = kiln_xstrdup (de->d_name);
+    }
+  int saved = errno;
+  if (*n > 1)
+    qsort (v, *n, sizeof *v, compare_str);
+  errno = saved;
+  return v;
 }
 
 /* Takes ownership of dfd. */
@@ -246,24 +352,24 @@ static int
 walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err)
 {
   kiln_autodir DIR *d = fdopendir (dfd);
-  struct dirent *de;
   if (!d)
     {
       close (dfd);
       return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src);
     }
-  while ((errno = 0, de = readdir (d)))
+  size_t n;
+  char **names = sorted_names (d, &n);
+  int ret = errno ? kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src) : 0;
+  for (size_t i = 0; ret == 0 && i < n; i++)
     {
-      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
-        continue;
-      kiln_autofree char *csrc = *src ? kiln_xasprintf ("%s/%s", src, de->d_name) : kiln_xstrdup (de->d_name);
-      kiln_autofree char *crel = *rel ? kiln_xasprintf ("%s/%s", rel, de->d_name) : kiln_xstrdup (de->d_name);
-      if (walk_child (j, dirfd (d), de->d_name, csrc, crel, err) < 0)
-        return -1;
+      kiln_autofree char *csrc = *src ? kiln_xasprintf ("%s/%s", src, names[i]) : kiln_xstrdup (names[i]);
+      kiln_autofree char *crel = *rel ? kiln_xasprintf ("%s/%s", rel, names[i]) : kiln_xstrdup (names[i]);
+      ret = walk_child (j, dirfd (d), names[i], csrc, crel, err);
     }
-  if (errno)
-    return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src);
-  return 0;
+  for (size_t i = 0; i < n; i++)
+    free (names[i]);
+  free (names);
+  return ret;
 }
 
 /* A source that is a directory: its contents go to the destination (the
@@ -304,11 +410,6 @@ source_digest (struct copy_job *j, int fd, const char *src, struct kiln_digest *
   return 0;
 }
 
-static int
-compare_str (const void *a, const void *b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
 
 /* The archive's directories that it does not list itself (parents its
  * entries imply): placed as tar extraction treats them, through symlinks. */
@@ -519,14 +620,16 @@ add_pivot_parents (struct copy_job *j, const char *src, struct kiln_error **err)
 static int
 copy_dir_source (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err)
 {
-  size_t mark = j->n;
+  size_t mark = j->added;
   bool ignored = j->from_context && kiln_ignore_excluded (j->b->ignore, src);
-  begin_source (j, true, NULL);
+  /* named by its path: the key line and its listing (cache/trees) tell two
+   * equal trees at two paths apart */
+  begin_source (j, true, *src ? src : ".");
   if ((j->parent_prefix && add_pivot_parents (j, src, err) < 0) || copy_tree (j, src, st, err) < 0)
     return -1;
-  if (!ignored || j->n > mark)
+  if (!ignored || j->added > mark)
     return 0;
-  free (j->srcs[--j->nsrcs].name);
+  drop_last_source (j);
   return j->globbed ? 0 : job_fail (j, err, "source `%s` not found in the build context (.dockerignore excludes it)", src);
 }
 
@@ -554,7 +657,12 @@ copy_one (struct copy_job *j, const char *src, struct kiln_error **err)
   if (j->exclude && kiln_ignore_excluded (j->exclude, base))
     return 0;
   if (j->in->cmd == KILN_DF_ADD && S_ISREG (st.st_mode) && kiln_extract_is_archive (fd))
-    return add_archive (j, fd, src, err);
+    {
+      /* key mode would unpack it twice on a miss */
+      if (j->fold)
+        return j->fold_abort = true, 0;
+      return add_archive (j, fd, src, err);
+    }
   /* with --parents a file lands at its path below the pivot, inside the destination */
   begin_source (j, j->parent_prefix != NULL, base);
   if (j->parent_prefix && add_pivot_parents (j, src, err) < 0)
@@ -635,12 +743,6 @@ compare_collected (const void *a, const void *b)
   return strcmp (x->rel, y->rel);
 }
 
-static int
-compare_collected_ptr (const void *a, const void *b)
-{
-  return compare_collected (*(const struct centry *const *) a, *(const struct centry *const *) b);
-}
-
 static void
 free_entries (struct copy_job *j)
 {
@@ -660,6 +762,11 @@ free_entries (struct copy_job *j)
 static int
 write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, struct kiln_error **err)
 {
+  /* the digest a lookup would use (heredoc data, a stage's file by its
+   * origin), else the content's, hashed while it streams: the key of a cold
+   * build must be the key a rebuild computes */
+  if (S_ISREG (c->mode))
+    cheap_digest (j, c);
   struct kiln_layer_entry e = {
     .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid, .mtime = c->mtime,
     .size = c->size, .link = c->link, .rdev = c->rdev,
@@ -1086,9 +1193,113 @@ all_cheap (struct copy_job *j)
   return ok;
 }
 
-/* The key: the instruction, the variables it used, and per entry its path,
- * type, mode, owner, link target and content digest; never mtimes.  Entries
- * must all have their digests. */
+/* Tree order within each source: a directory before its contents, siblings
+ * by name (what the tree digest and the listings read); equal paths keep
+ * their collection order. */
+static int
+compare_tree_ptr (const void *a, const void *b)
+{
+  const struct centry *x = *(const struct centry *const *) a, *y = *(const struct centry *const *) b;
+  if (x->srcno != y->srcno)
+    return x->srcno < y->srcno ? -1 : 1;
+  int c = kiln_treesum_path_cmp (x->rel, y->rel);
+  return c ? c : x->seq < y->seq ? -1 : 1;
+}
+
+/* The collected entries (not placement's own), in tree order. */
+static const struct centry **
+tree_order (const struct copy_job *j, size_t *n)
+{
+  const struct centry **order = kiln_xcalloc (j->n + 1, sizeof *order);
+  size_t no = 0;
+  for (size_t i = 0; i < j->n; i++)
+    if (j->v[i].srcno != SIZE_MAX)
+      order[no++] = &j->v[i];
+  qsort (order, no, sizeof *order, compare_tree_ptr);
+  *n = no;
+  return order;
+}
+
+static const struct kiln_treesum_entry *
+treesum_entry (const struct centry *c, struct kiln_treesum_entry *e)
+{
+  *e = (struct kiln_treesum_entry){ .path = c->rel, .mode = c->mode, .uid = c->uid, .gid = c->gid, .link = c->link,
+                                    .content = S_ISREG (c->mode) ? &c->digest : NULL };
+  return e;
+}
+
+/* ---- listings: what the last build of a source held, to explain a miss ---- */
+
+/* Writes the listing of source srcno (key line value) unless the store has
+ * it: derived data, so failing costs only the next explanation. */
+static void
+save_listing (struct copy_job *j, size_t srcno, const char *value)
+{
+  kiln_autoerror struct kiln_error *e = NULL;
+  kiln_autofree char *name = kiln_treelist_name (value);
+  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) getpid ());
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (j->b->st), "cache/trees", 0755, &e);
+  if (dfd < 0 || faccessat (dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    return;
+  int fd = openat (dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return;
+  struct kiln_treelist_writer *w = kiln_treelist_writer_new (fd);
+  size_t no;
+  kiln_autofree const struct centry **order = tree_order (j, &no);
+  for (size_t k = 0; k < no; k++)
+    {
+      const struct centry *c = order[k];
+      if (c->srcno != srcno)
+        continue;
+      struct kiln_treesum_entry te;
+      kiln_autofree char *own = c->ctx ? NULL : kiln_xasprintf ("%zu:%s", c->srcno, c->rel);
+      kiln_treelist_write (w, c->ctx ? c->src : own, treesum_entry (c, &te));
+    }
+  if (kiln_treelist_writer_finish (w, &e) < 0 || renameat (dfd, tmp, dfd, name) < 0)
+    unlinkat (dfd, tmp, 0);
+}
+
+static void
+save_listings (struct copy_job *j)
+{
+  for (size_t i = 0; j->inputs && j->inputs[i]; i++)
+    {
+      size_t srcno;
+      int off = 0;
+      if (sscanf (j->inputs[i], "source %zu\t%n", &srcno, &off) == 1 && off > 0 && srcno < j->nsrcs)
+        save_listing (j, srcno, j->inputs[i] + off);
+    }
+}
+
+static int
+open_listing (struct copy_job *j, const char *value)
+{
+  kiln_autofree char *name = kiln_treelist_name (value);
+  kiln_autofree char *rel = kiln_xasprintf ("cache/trees/%s", name);
+  return openat (kiln_store_dirfd (j->b->st), rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* A source whose tree changed: the files that differ from the last build's
+ * listing of it (b->explain_input). */
+static char *
+explain_source (void *ud, const char *now_line, const char *was)
+{
+  struct copy_job *j = ud;
+  size_t srcno;
+  int off = 0;
+  if (sscanf (now_line, "source %zu\t%n", &srcno, &off) != 1 || off == 0 || srcno >= j->nsrcs)
+    return NULL;
+  save_listing (j, srcno, now_line + off);
+  kiln_autoclose int old = open_listing (j, was);
+  kiln_autoclose int now = open_listing (j, now_line + off);
+  return old >= 0 && now >= 0 ? kiln_treelist_explain (old, now) : NULL;
+}
+
+/* The key: the instruction, the variables it used, where the files land,
+ * and per source the digest of its tree (each entry's path, type, mode,
+ * owner, link target and content digest; never mtimes), so a record stays
+ * small for any tree.  Entries must all have their digests. */
 static void
 step_key (struct copy_job *j, struct kiln_digest *key)
 {
@@ -1109,26 +1320,28 @@ step_key (struct copy_job *j, struct kiln_digest *key)
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
     kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s %s", j->s->pending_dirs[i],
                                                      j->s->pending_owners[i].user));
-  for (size_t i = 0; i < j->nsrcs; i++)
-    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s", i, j->srcs[i].is_dir ? "tree" : "file",
-                                                     j->srcs[i].name));
-  /* the collected entries in collection order, whether or not placed yet */
-  kiln_autofree const struct centry **order = kiln_xcalloc (j->n + 1, sizeof *order);
-  size_t no = 0;
-  for (size_t i = 0; i < j->n; i++)
-    if (j->v[i].srcno != SIZE_MAX)
-      order[no++] = &j->v[i];
-  qsort (order, no, sizeof *order, compare_collected_ptr);
-  for (size_t i = 0; i < no; i++)
+  /* one line per source, whatever its size: its tree's digest */
+  size_t no;
+  kiln_autofree const struct centry **order = tree_order (j, &no);
+  struct kiln_treesum *t = kiln_treesum_new ();
+  for (size_t i = 0, k = 0; i < j->nsrcs; i++)
     {
-      const struct centry *c = order[i];
-      kiln_autofree char *own = kiln_xasprintf ("%zu:%s", c->srcno, c->rel);
-      const char *name = c->ctx ? c->src : own;
-      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s meta\t%s %o %u:%u %s", name, own, (unsigned) c->mode,
-                                                       (unsigned) c->uid, (unsigned) c->gid, c->link ? c->link : ""));
-      if (S_ISREG (c->mode))
-        kiln_strv_push_take (&j->inputs, kiln_xasprintf ("%s content\t%s", name, c->digest.s));
+      struct kiln_digest d;
+      kiln_autoerror struct kiln_error *e = NULL;
+      for (; k < no && order[k]->srcno == i; k++)
+        {
+          struct kiln_treesum_entry te;
+          /* cannot fail: tree_order sorts as the fold wants */
+          kiln_treesum_add (t, treesum_entry (order[k], &te), &e);
+        }
+      if (j->srcs[i].folded)
+        d = j->srcs[i].digest;   /* key mode: the walk made it, the array is empty */
+      else
+        kiln_treesum_final (t, &d);
+      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s %s", i, j->srcs[i].is_dir ? "tree" : "file",
+                                                       j->srcs[i].name, d.s));
     }
+  kiln_treesum_free (t);
   kiln_cache_key_init (&k, &j->s->key);
   for (size_t i = 0; j->inputs[i]; i++)
     kiln_cache_key_add (&k, "input", j->inputs[i]);
@@ -1402,10 +1615,12 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   kiln_autoerror struct kiln_error *e = NULL;
   if (j->n > 1)
     qsort (j->v, j->n, sizeof *j->v, compare_collected);
-  bool cheap = all_cheap (j);
-  bool may_hit = kiln_build_cache_enabled (j->b, j->s)
-                 && (cheap || kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
-                     || j->b->o->cache_sources);
+  /* key mode looked it up already: only the explanation is left */
+  bool may_hit = j->looked_up
+                 || (kiln_build_cache_enabled (j->b, j->s)
+                     && (all_cheap (j)
+                         || kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
+                         || j->b->o->cache_sources));
   kiln_cache_record_clear (&sib);
   if (may_hit)
     {
@@ -1413,7 +1628,13 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
         if (S_ISREG (j->v[i].mode) && entry_digest (j, &j->v[i], err) < 0)
           return kiln_build_step_error (j->b, j->in, err);
       step_key (j, &key);
-      int hit = kiln_build_cache_lookup (j->b, j->s, j->in, &key, j->inputs, err);
+      j->b->explain_input = explain_source, j->b->explain_ud = j;
+      int hit = 0;
+      if (j->looked_up)
+        kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
+      else
+        hit = kiln_build_cache_lookup (j->b, j->s, j->in, &key, j->inputs, err);
+      j->b->explain_input = NULL, j->b->explain_ud = NULL;
       if (hit != 0)
         return hit < 0 ? -1 : 0;
     }
@@ -1434,6 +1655,7 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
       step_key (j, &key);
       kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
     }
+  save_listings (j);
   /* after the key: the entries move to the build for snapshot materialising */
   compact_entries (j);
   keep_entries (j);
@@ -1710,6 +1932,8 @@ collect_sources (struct copy_job *j, char **words, size_t nsrc, struct kiln_erro
         }
       if (copy_path (j, words[i], err) < 0)
         return -1;
+      if (j->fold_abort)
+        return 0;
     }
   return 0;
 }
@@ -1722,6 +1946,62 @@ names_dir (const char *raw)
   return kiln_str_has_suffix (raw, "/") || strcmp (raw, ".") == 0 || kiln_str_has_suffix (raw, "/.");
 }
 
+/* Forgets what a collection gathered (not the step's flags, root or origin). */
+static void
+reset_collection (struct copy_job *j)
+{
+  free_centries (j->v, j->n);
+  j->v = NULL;
+  j->n = j->cap = j->added = 0;
+  for (size_t i = 0; i < j->nsrcs; i++)
+    free (j->srcs[i].name);
+  free (j->srcs);
+  j->srcs = NULL;
+  j->nsrcs = 0;
+  kiln_strv_free (j->inputs);
+  j->inputs = NULL;
+}
+
+/* Key mode: the sources are walked and folded into their tree digests
+ * without keeping their entries, and the step is looked up.  1 on a hit
+ * (done), 0 to collect the entries into the array (a miss, or a step key
+ * mode cannot do: downloads, archives, or files to read before anything
+ * could hit), -1 on error. */
+static int
+key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err)
+{
+  struct kiln_cache_record sib = { 0 };
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (!kiln_build_cache_enabled (j->b, j->s))
+    return 0;
+  for (size_t i = 0; i < nsrc; i++)
+    if (kiln_fetch_is_url (words[i]))
+      return 0;
+  /* with no earlier record, a cold build reads each file once, while it
+   * streams into the layer: key mode gives up at the first unknown file */
+  j->fold_cheap_only = !(kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
+                         || j->b->o->cache_sources);
+  kiln_cache_record_clear (&sib);
+  j->fold = kiln_treesum_new ();
+  j->fold_src = SIZE_MAX;
+  int ret = collect_sources (j, words, nsrc, err);
+  fold_finish_source (j);
+  if (ret == 0 && !j->fold_abort)
+    {
+      struct kiln_digest key;
+      step_key (j, &key);
+      ret = kiln_build_cache_try (j->b, j->s, j->in, &key, err);
+      j->looked_up = ret == 0;
+    }
+  kiln_treesum_free (j->fold);
+  j->fold = NULL;
+  j->fold_abort = false;   /* the array collection reports any error again */
+  kiln_error_free (&j->fold_err);
+  if (ret == 0)
+    reset_collection (j);
+  return ret;
+}
+
 int
 kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
@@ -1729,7 +2009,7 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
   struct build_stage tmp = { .rootfs_fd = -1 };
   kiln_autostrv char **words = NULL;
   size_t nsrc;
-  int ret = -1;
+  int ret = -1, hit;
 
   if (copy_words (&j, &words, err) < 0 || check_flags (&j, err) < 0 || source_root (&j, &tmp, err) < 0)
     goto out;
@@ -1743,9 +2023,16 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
       job_fail (&j, err, "--checksum takes a single source%s", NULL);
       goto out;
     }
+  hit = key_mode (&j, words, nsrc, err);
+  if (hit != 0)
+    {
+      ret = hit < 0 ? -1 : 0;
+      goto done;
+    }
   if (collect_sources (&j, words, nsrc, err) < 0)
     goto out;
   ret = commit_layer (&j, err);
+done:
   if (ret == 0)
     kiln_build_stage_pending_clear (s);
 out:
@@ -1763,34 +2050,30 @@ int
 kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, const char *rel, bool from_context,
                         const char *origin, struct kiln_digest *out, struct kiln_error **err)
 {
+  /* key mode: the tree is folded as it is walked, whatever its size */
   struct copy_job j = { .b = b, .s = s, .rootfd = rootfd, .from_context = from_context, .origin = origin,
-                        .keep_owner = !from_context };
-  struct kiln_cache_key k;
+                        .keep_owner = !from_context, .fold = kiln_treesum_new (), .fold_src = SIZE_MAX };
   struct stat st;
   int ret = -1;
   kiln_autofree char *src = kiln_fs_path_clean (rel);
   kiln_autoclose int fd = kiln_fs_open_in_root (rootfd, src, O_RDONLY | O_NONBLOCK, 0, err);
   if (fd < 0 || fstat (fd, &st) < 0)
     goto out;
+  begin_source (&j, S_ISDIR (st.st_mode), NULL);
   add_from_stat (&j, src, "", &st, NULL);
   if (S_ISDIR (st.st_mode) && walk_dir (&j, kiln_steal_fd (&fd), src, "", err) < 0)
     goto out;
-  qsort (j.v, j.n, sizeof *j.v, compare_collected);
-  kiln_cache_key_init (&k, NULL);
-  for (size_t i = 0; i < j.n; i++)
+  fold_finish_source (&j);
+  if (j.fold_abort)
     {
-      const struct centry *c = &j.v[i];
-      if (S_ISREG (c->mode) && entry_digest (&j, &j.v[i], err) < 0)
-        {
-          kiln_cache_key_clear (&k);
-          goto out;
-        }
-      kiln_cache_key_addf (&k, *c->rel ? c->rel : ".", "%o %u:%u %s %s", (unsigned) c->mode, (unsigned) c->uid,
-                           (unsigned) c->gid, c->link ? c->link : "", S_ISREG (c->mode) ? c->digest.s : "");
+      *err = kiln_steal_ptr (&j.fold_err);
+      goto out;
     }
-  kiln_cache_key_final (&k, out);
+  *out = j.srcs[0].digest;
   ret = 0;
 out:
+  kiln_treesum_free (j.fold);
+  kiln_error_free (&j.fold_err);
   free_entries (&j);
   return ret;
 }

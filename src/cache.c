@@ -1,4 +1,4 @@
-/* cache.c - step keys, step records, the context checksum cache. */
+/* cache.c - step keys, step records, ADD <url> validators, recompressed layers. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,9 +18,6 @@
 #include "oci-internal.h"
 
 #define RECORD_MAX (16u << 20)
-#define CTXSUM_MAX (256u << 20)
-/* a file changed this recently may change again within its timestamp granule */
-#define RACY_NS (2ULL * 1000000000ULL)
 
 void
 kiln_cache_key_init (struct kiln_cache_key *k, const struct kiln_digest *parent)
@@ -238,6 +235,25 @@ input_value (char *const *v, const char *name, size_t nlen)
   return NULL;
 }
 
+bool
+kiln_cache_changed_input (char *const *old_inputs, char *const *now_inputs, size_t *idx, const char **was)
+{
+  for (size_t i = 0; now_inputs && now_inputs[i]; i++)
+    {
+      const char *sp = strchr (now_inputs[i], '\t');
+      size_t nlen = sp ? (size_t) (sp - now_inputs[i]) : strlen (now_inputs[i]);
+      const char *old = input_value (old_inputs, now_inputs[i], nlen);
+      if (!old)
+        return false;
+      if (sp && strcmp (old, sp + 1) != 0)
+        {
+          *idx = i, *was = old;
+          return true;
+        }
+    }
+  return false;
+}
+
 char *
 kiln_cache_explain (char *const *old_inputs, char *const *now_inputs)
 {
@@ -259,20 +275,6 @@ kiln_cache_explain (char *const *old_inputs, char *const *now_inputs)
         return kiln_xasprintf ("%.*s went away", (int) nlen, old_inputs[i]);
     }
   return kiln_xstrdup ("an earlier step changed");
-}
-
-struct kiln_ctxsum {
-  struct kiln_store *st;
-  char *name;             /* file name under cache/ctxsum */
-  json_t *files;          /* rel -> [dev, ino, size, mtime_ns, ctime_ns, digest] */
-  bool dirty;
-  unsigned long long now_ns;
-};
-
-static long long
-ns_of (const struct timespec *t)
-{
-  return (long long) t->tv_sec * 1000000000LL + t->tv_nsec;
 }
 
 /* A small JSON file of the store's cache, or NULL when it is missing or
@@ -304,80 +306,6 @@ save_cache_json (struct kiln_store *st, const char *dir, const char *name, json_
   if (dfd < 0 || kiln_fs_write_atomic (dfd, name, text, strlen (text), 0644, err) < 0)
     return kiln_error_wrap (err, "save %s", what);
   return 0;
-}
-
-int
-kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ctxsum **out, struct kiln_error **err)
-{
-  struct kiln_digest id;
-  struct kiln_ctxsum *cs = kiln_xcalloc (1, sizeof *cs);
-  struct timespec now;
-  kiln_digest_of (context_abs, strlen (context_abs), &id);
-  cs->st = st;
-  cs->name = kiln_xasprintf ("%s.json", kiln_digest_hex (&id));
-  clock_gettime (CLOCK_REALTIME, &now);
-  cs->now_ns = (unsigned long long) ns_of (&now);
-  kiln_autofree char *rel = kiln_xasprintf ("cache/ctxsum/%s", cs->name);
-  /* a missing or unreadable checksum cache only costs re-hashing */
-  json_t *root = load_cache_json (st, rel, CTXSUM_MAX);
-  json_t *files = root ? json_object_get (root, "files") : NULL;
-  cs->files = json_is_object (files) ? json_incref (files) : json_object ();
-  json_decref (root);
-  *out = cs;
-  (void) err;
-  return 0;
-}
-
-bool
-kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, struct kiln_digest *d)
-{
-  json_t *e = json_object_get (cs->files, rel);
-  kiln_autoerror struct kiln_error *err = NULL;
-  if (!json_is_array (e) || json_array_size (e) != 6)
-    return false;
-  long long want[5] = { (long long) st->st_dev, (long long) st->st_ino, (long long) st->st_size,
-                        ns_of (&st->st_mtim), ns_of (&st->st_ctim) };
-  for (size_t i = 0; i < 5; i++)
-    if (!json_is_integer (json_array_get (e, i)) || json_integer_value (json_array_get (e, i)) != want[i])
-      return false;
-  return kiln_digest_parse (json_string_value (json_array_get (e, 5)), d, &err) == 0;
-}
-
-void
-kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d)
-{
-  unsigned long long m = (unsigned long long) ns_of (&st->st_mtim), c = (unsigned long long) ns_of (&st->st_ctim);
-  cs->dirty = true;
-  if (m + RACY_NS > cs->now_ns || c + RACY_NS > cs->now_ns)
-    {
-      json_object_del (cs->files, rel);
-      return;
-    }
-  json_object_set_new (cs->files, rel,
-                       json_pack ("[I,I,I,I,I,s]", (json_int_t) st->st_dev, (json_int_t) st->st_ino,
-                                  (json_int_t) st->st_size, (json_int_t) m, (json_int_t) c, d->s));
-}
-
-int
-kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err)
-{
-  if (!cs->dirty)
-    return 0;
-  kiln_autojson json_t *root = json_pack ("{s:i, s:O}", "version", 1, "files", cs->files);
-  if (save_cache_json (cs->st, "cache/ctxsum", cs->name, root, "the context checksum cache", err) < 0)
-    return -1;
-  cs->dirty = false;
-  return 0;
-}
-
-void
-kiln_ctxsum_free (struct kiln_ctxsum *cs)
-{
-  if (!cs)
-    return;
-  json_decref (cs->files);
-  free (cs->name);
-  free (cs);
 }
 
 /* ---- ADD <url> validators ---- */

@@ -42,6 +42,23 @@ to_digest (const unsigned char *md, struct kiln_digest *out)
 }
 
 void
+kiln_digest_from_raw (const unsigned char md[32], struct kiln_digest *out)
+{
+  to_digest (md, out);
+}
+
+void
+kiln_digest_raw (const struct kiln_digest *d, unsigned char md[32])
+{
+  for (int i = 0; i < 32; i++)
+    {
+      char c1 = d->s[7 + 2 * i], c2 = d->s[8 + 2 * i];
+      int hi = c1 <= '9' ? c1 - '0' : c1 - 'a' + 10, lo = c2 <= '9' ? c2 - '0' : c2 - 'a' + 10;
+      md[i] = (unsigned char) (hi << 4 | lo);
+    }
+}
+
+void
 kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out)
 {
   unsigned char md[EVP_MAX_MD_SIZE];

@@ -15,6 +15,7 @@
 #include "kiln/log.h"
 #include "kiln/prune.h"
 #include "kiln/store.h"
+#include "kiln/treesum.h"
 #include "kiln/util.h"
 
 #define JSON_MAX (8u << 20)
@@ -236,6 +237,21 @@ sweep (struct kiln_store *st, const char *dir, bool (*keep) (void *ud, const cha
   return 0;
 }
 
+/* The tree listings (cache/trees) a COPY record's sources name. */
+static void
+mark_listings (const struct kiln_cache_record *r, struct strset *trees)
+{
+  for (size_t i = 0; r->inputs && r->inputs[i]; i++)
+    {
+      const char *tab = strchr (r->inputs[i], '\t');
+      if (tab && strncmp (r->inputs[i], "source ", 7) == 0)
+        {
+          kiln_autofree char *name = kiln_treelist_name (tab + 1);
+          set_add (trees, name);
+        }
+    }
+}
+
 static bool
 keep_blob (void *ud, const char *name, const struct stat *sb)
 {
@@ -277,7 +293,7 @@ int
 kiln_prune (struct kiln_store *st, const struct kiln_prune_opts *o, struct kiln_prune_report *r,
             struct kiln_error **err)
 {
-  struct strset blobs = { 0 }, chains = { 0 };
+  struct strset blobs = { 0 }, chains = { 0 }, trees = { 0 };
   struct record_file *rec = NULL;
   size_t n = 0, drop;
   kiln_autoclose int lock = -1;
@@ -294,12 +310,17 @@ kiln_prune (struct kiln_store *st, const struct kiln_prune_opts *o, struct kiln_
         r->records += rec[i].r.has_layer || i < drop;
       }
     else
-      set_add (&blobs, rec[i].r.layer.digest.s);
+      {
+        set_add (&blobs, rec[i].r.layer.digest.s);
+        mark_listings (&rec[i].r, &trees);
+      }
   /* only now, with every reference known, does anything unreferenced go */
   if (sweep (st, "blobs/sha256", keep_blob, &blobs, &r->blobs, &r->bytes, err) < 0
       || sweep (st, "snapshots", keep_chain, o->all ? NULL : &chains, &r->snapshots, NULL, err) < 0
       || sweep (st, "tmp", keep_nothing, NULL, &r->scratch, NULL, err) < 0
       || sweep (st, "ingest", keep_nothing, NULL, &r->scratch, NULL, err) < 0
+      /* listings only explain misses of the records kept */
+      || sweep (st, "cache/trees", keep_chain, &trees, &r->scratch, NULL, err) < 0
       /* tables of contents are derived data (read again from a layer when needed) */
       || (o->all && sweep (st, "cache/toc", keep_nothing, NULL, &r->scratch, NULL, err) < 0))
     goto out;
@@ -313,6 +334,7 @@ out:
   free (rec);
   kiln_strv_free (blobs.v);
   kiln_strv_free (chains.v);
+  kiln_strv_free (trees.v);
   return ret;
 }
 

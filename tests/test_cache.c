@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "helpers.h"
 #include "kiln/cache.h"
+#include "kiln/ctxsum.h"
 #include "kiln/store.h"
 #include "kiln/util.h"
 

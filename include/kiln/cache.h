@@ -63,21 +63,11 @@ int kiln_cache_find_sibling (struct kiln_store *st, const struct kiln_digest *pa
  * that changed, appeared or went away, e.g. "weights/model.bin content
  * changed"; "parent changed" when the inputs are equal. Caller frees. */
 char *kiln_cache_explain (char *const *old_inputs, char *const *now_inputs);
+/* Whether the first input of now that old also has (by name) has another
+ * value there, before any input that old lacks: its index in now and old's
+ * value (for an explanation more precise than "NAME changed"). */
+bool kiln_cache_changed_input (char *const *old_inputs, char *const *now_inputs, size_t *idx, const char **was);
 
-struct kiln_ctxsum;
-
-/* Loads the checksum cache of a context directory (by its absolute path). */
-int kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ctxsum **out,
-                      struct kiln_error **err);
-/* True and *d set when rel's recorded stat matches st exactly. */
-bool kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, struct kiln_digest *d);
-/* Records a digest; entries changed within the last seconds are kept out of
- * the saved file, so a file rewritten within the same timestamp granule is
- * always hashed again ("racily clean", as git calls it). */
-void kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st,
-                         const struct kiln_digest *d);
-int kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err);
-void kiln_ctxsum_free (struct kiln_ctxsum *cs);
 
 /* What an ADD <url> download's ETag stood for, kept per URL (under
  * cache/urls/, named by the URL's sha256, so no URL text or password is

@@ -25,6 +25,9 @@ void kiln_sha256_reset (struct kiln_sha256 *h);
 void kiln_sha256_free (struct kiln_sha256 *h);
 
 void kiln_digest_of (const void *data, size_t len, struct kiln_digest *out);
+/* The 32 bytes of a digest and back (d must be valid, as parse makes it). */
+void kiln_digest_from_raw (const unsigned char md[32], struct kiln_digest *out);
+void kiln_digest_raw (const struct kiln_digest *d, unsigned char md[32]);
 
 /* Parses and validates "sha256:<64 lowercase hex>"; KILN_E_PARSE otherwise. */
 int kiln_digest_parse (const char *s, struct kiln_digest *out, struct kiln_error **err);
