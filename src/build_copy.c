@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,34 @@
 #include "kiln/toc.h"
 #include "kiln/treesum.h"
 #include "kiln/util.h"
+
+/* What an entry keeps of its source's stat (half of a struct stat: a
+ * 100,000-file COPY holds 100,000 of them). */
+struct cstat {
+  dev_t st_dev;
+  ino_t st_ino;
+  nlink_t st_nlink;
+  off_t st_size;
+  mode_t st_mode;
+  struct timespec st_mtim, st_ctim;
+};
+
+static void
+cstat_set (struct cstat *c, const struct stat *st)
+{
+  *c = (struct cstat){ .st_dev = st->st_dev, .st_ino = st->st_ino, .st_nlink = st->st_nlink, .st_size = st->st_size,
+                       .st_mode = st->st_mode, .st_mtim = st->st_mtim, .st_ctim = st->st_ctim };
+}
+
+/* The fields the checksum cache compares, as a struct stat. */
+static const struct stat *
+cstat_get (const struct cstat *c, struct stat *st)
+{
+  memset (st, 0, sizeof *st);
+  st->st_dev = c->st_dev, st->st_ino = c->st_ino, st->st_nlink = c->st_nlink, st->st_size = c->st_size;
+  st->st_mode = c->st_mode, st->st_mtim = c->st_mtim, st->st_ctim = c->st_ctim;
+  return st;
+}
 
 /* One file of the layer.  Collection fills rel (the path below where its
  * source lands); placement, once the step misses the cache, fills dest
@@ -47,7 +76,7 @@ struct centry {
   char *link;
   dev_t rdev;
   size_t seq;
-  struct stat st;        /* of the source, for the context checksum cache */
+  struct cstat st;       /* of the source, for the checksum cache and hardlinks */
   bool ctx;              /* a context file */
   const char *origin;    /* non-context source: its identity instead of its content */
   struct kiln_digest digest;   /* content digest of a regular file */
@@ -233,7 +262,7 @@ add_from_stat (struct copy_job *j, const char *src, const char *rel, const struc
   e->size = S_ISREG (st->st_mode) ? (uint64_t) st->st_size : 0;
   e->rdev = st->st_rdev;
   e->link = link ? kiln_xstrdup (link) : NULL;
-  e->st = *st;
+  cstat_set (&e->st, st);
   e->ctx = j->from_context;
   e->origin = j->origin;
   /* BuildKit's context transfer (fsutil) sends a socket as an empty regular
@@ -360,10 +389,16 @@ walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct 
   size_t n;
   char **names = sorted_names (d, &n);
   int ret = errno ? kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src) : 0;
+  /* the children's paths are made in two buffers, not allocated per file */
+  size_t sl = strlen (src), rl = strlen (rel);
+  kiln_autofree char *csrc = kiln_xmalloc (sl + NAME_MAX + 2), *crel = kiln_xmalloc (rl + NAME_MAX + 2);
+  memcpy (csrc, src, sl), memcpy (crel, rel, rl);
+  csrc[sl] = crel[rl] = '/';
   for (size_t i = 0; ret == 0 && i < n; i++)
     {
-      kiln_autofree char *csrc = *src ? kiln_xasprintf ("%s/%s", src, names[i]) : kiln_xstrdup (names[i]);
-      kiln_autofree char *crel = *rel ? kiln_xasprintf ("%s/%s", rel, names[i]) : kiln_xstrdup (names[i]);
+      size_t nl = strlen (names[i]) + 1;
+      memcpy (csrc + sl + (sl > 0), names[i], nl);
+      memcpy (crel + rl + (rl > 0), names[i], nl);
       ret = walk_child (j, dirfd (d), names[i], csrc, crel, err);
     }
   for (size_t i = 0; i < n; i++)
@@ -791,7 +826,10 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
     {
       c->have_digest = true;
       if (c->ctx)
-        kiln_ctxsum_update (j->b->ctxsum, c->src, &c->st, &c->digest);
+        {
+          struct stat sb;
+          kiln_ctxsum_update (j->b->ctxsum, c->src, cstat_get (&c->st, &sb), &c->digest);
+        }
     }
   return 0;
 }
@@ -1155,6 +1193,7 @@ place_entries (struct copy_job *j, struct kiln_error **err)
 static bool
 cheap_digest (struct copy_job *j, struct centry *c)
 {
+  struct stat sb;
   if (c->have_digest)
     return true;
   if (c->data)
@@ -1164,7 +1203,7 @@ cheap_digest (struct copy_job *j, struct centry *c)
       kiln_autofree char *id = kiln_xasprintf ("%s%s", c->origin, c->src);
       kiln_digest_of (id, strlen (id), &c->digest);
     }
-  else if (!(c->ctx && kiln_ctxsum_lookup (j->b->ctxsum, c->src, &c->st, &c->digest)))
+  else if (!(c->ctx && kiln_ctxsum_lookup (j->b->ctxsum, c->src, cstat_get (&c->st, &sb), &c->digest)))
     return false;
   c->have_digest = true;
   return true;
@@ -1613,6 +1652,12 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   struct kiln_digest key;
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
+  /* the array's doubling slack back (placement adds a few directories) */
+  if (j->cap > j->n + 64)
+    {
+      j->cap = j->n + 64;
+      j->v = kiln_xrealloc (j->v, j->cap * sizeof *j->v);
+    }
   if (j->n > 1)
     qsort (j->v, j->n, sizeof *j->v, compare_collected);
   /* key mode looked it up already: only the explanation is left */

@@ -1,6 +1,7 @@
 /* digest.c - streaming sha256 over OpenSSL EVP, and "sha256:<hex>" strings. */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,12 +12,30 @@ struct kiln_sha256 {
   EVP_MD_CTX *ctx;
 };
 
+/* OpenSSL 3 looks EVP_sha256() up (under a lock) at every init; fetched
+ * once, small digests (a tree's entries, keys) cost what they hash. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+fetch_sha256 (void)
+{
+  sha256_md = EVP_MD_fetch (NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *
+sha256 (void)
+{
+  pthread_once (&sha256_once, fetch_sha256);
+  return sha256_md ? sha256_md : EVP_sha256 ();
+}
+
 struct kiln_sha256 *
 kiln_sha256_new (void)
 {
   struct kiln_sha256 *h = kiln_xmalloc (sizeof *h);
   h->ctx = EVP_MD_CTX_new ();
-  if (h->ctx == NULL || EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
+  if (h->ctx == NULL || EVP_DigestInit_ex (h->ctx, sha256 (), NULL) != 1)
     abort ();
   return h;
 }
@@ -71,7 +90,7 @@ kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out)
 void
 kiln_sha256_reset (struct kiln_sha256 *h)
 {
-  if (EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
+  if (EVP_DigestInit_ex (h->ctx, sha256 (), NULL) != 1)
     abort ();
 }
 
@@ -89,7 +108,7 @@ kiln_digest_of (const void *data, size_t len, struct kiln_digest *out)
 {
   unsigned char md[32];
   unsigned int n = 0;
-  if (EVP_Digest (data, len, md, &n, EVP_sha256 (), NULL) != 1)
+  if (EVP_Digest (data, len, md, &n, sha256 (), NULL) != 1)
     abort ();
   to_digest (md, out);
 }
@@ -119,8 +138,9 @@ int
 kiln_digest_fd (int fd, struct kiln_digest *out, uint64_t *size, struct kiln_error **err)
 {
   struct kiln_sha256 *h = kiln_sha256_new ();
-  size_t bufsz = 1 << 20;
-  char *buf = kiln_xmalloc (bufsz);
+  /* on the stack: hashing 100,000 small files allocates nothing */
+  char buf[128 << 10];
+  size_t bufsz = sizeof buf;
   uint64_t total = 0;
   int ret = 0;
   for (;;)
@@ -144,7 +164,6 @@ kiln_digest_fd (int fd, struct kiln_digest *out, uint64_t *size, struct kiln_err
       if (size)
         *size = total;
     }
-  free (buf);
   kiln_sha256_free (h);
   return ret;
 }
