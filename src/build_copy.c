@@ -138,6 +138,9 @@ struct copy_job {
   bool globbed;          /* the source being added is a wildcard's match */
   struct kiln_tocview *link_view;  /* COPY --link: the empty view it is placed on, else NULL */
   bool dest_slash;       /* it names a directory (ends in '/' or '.') */
+  /* the directory of the last file opened for the layer (see open_source) */
+  int dc_root, dc_fd;
+  char *dc_dir;
 };
 
 /* A boolean flag (--link, --parents: bare or =true); the parser has refused
@@ -794,6 +797,46 @@ free_entries (struct copy_job *j)
   j->origins = j->inputs = NULL;
 }
 
+/* Opens a regular entry's source for the layer.  The entries come sorted,
+ * so files of one directory follow each other: their directory, resolved
+ * inside the root once, stays open and each file is opened below it without
+ * following a link (a name, no '/'), instead of resolving the whole path
+ * from the root per file.  Anything unexpected takes the full resolution. */
+static int
+open_source (struct copy_job *j, const struct centry *c, struct kiln_error **err)
+{
+  const char *slash = strrchr (c->src, '/');
+  size_t dl = slash ? (size_t) (slash - c->src) : 0;
+  if (slash && (j->dc_fd < 0 || j->dc_root != c->rootfd || strncmp (j->dc_dir, c->src, dl) != 0 || j->dc_dir[dl]))
+    {
+      kiln_autoerror struct kiln_error *e = NULL;
+      if (j->dc_fd >= 0)
+        close (j->dc_fd);
+      free (j->dc_dir);
+      j->dc_dir = kiln_xstrndup (c->src, dl);
+      j->dc_root = c->rootfd;
+      j->dc_fd = kiln_fs_open_in_root (c->rootfd, j->dc_dir, O_PATH | O_DIRECTORY, 0, &e);
+    }
+  if (slash && j->dc_fd >= 0)
+    {
+      int fd = openat (j->dc_fd, slash + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0 || errno != ELOOP)
+        return fd >= 0 ? fd : kiln_error_set (err, errno, errno == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO,
+                                              "open `%s`", c->src);
+    }
+  return kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
+}
+
+static void
+open_source_done (struct copy_job *j)
+{
+  if (j->dc_fd >= 0)
+    close (j->dc_fd);
+  free (j->dc_dir);
+  j->dc_fd = -1;
+  j->dc_dir = NULL;
+}
+
 static int
 write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, struct kiln_error **err)
 {
@@ -819,7 +862,7 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
     }
   if (!S_ISREG (c->mode) || c->hardlink)
     return kiln_layer_writer_add (w, &e, -1, err);
-  kiln_autoclose int fd = kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
+  kiln_autoclose int fd = open_source (j, c, err);
   if (fd < 0 || kiln_layer_writer_add (w, &e, fd, err) < 0)
     return -1;
   if (e.content_digest)
@@ -1627,8 +1670,10 @@ write_layer (struct copy_job *j, struct kiln_error **err)
                         : write_entry (j, w, &j->v[i], err) < 0)
       {
         kiln_layer_writer_free (w);
+        open_source_done (j);
         return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
       }
+  open_source_done (j);
   if (kiln_layer_writer_finish (w, &lr, err) < 0)
     {
       kiln_layer_writer_free (w);
@@ -2050,7 +2095,7 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
 int
 kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
-  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1, .downloads_fd = -1 };
+  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1, .downloads_fd = -1, .dc_fd = -1 };
   struct build_stage tmp = { .rootfs_fd = -1 };
   kiln_autostrv char **words = NULL;
   size_t nsrc;
@@ -2096,7 +2141,7 @@ kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, cons
                         const char *origin, struct kiln_digest *out, struct kiln_error **err)
 {
   /* key mode: the tree is folded as it is walked, whatever its size */
-  struct copy_job j = { .b = b, .s = s, .rootfd = rootfd, .from_context = from_context, .origin = origin,
+  struct copy_job j = { .b = b, .s = s, .rootfd = rootfd, .from_context = from_context, .origin = origin, .dc_fd = -1,
                         .keep_owner = !from_context, .fold = kiln_treesum_new (), .fold_src = SIZE_MAX };
   struct stat st;
   int ret = -1;

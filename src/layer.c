@@ -481,6 +481,7 @@ static int
 copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, struct kiln_error **err)
 {
   uint64_t done = 0;
+  bool eof = false;
   struct kiln_sha256 *h = e->content_digest ? kiln_sha256_new () : NULL;
   /* read-ahead doubled for big files; a hint, so failure does not matter */
   if (e->size > PIPE_CHUNK)
@@ -489,7 +490,10 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
     {
       size_t room;
       unsigned char *buf = pipe_tail (&w->pipe, &room);
-      size_t want = e->size - done < room ? (size_t) (e->size - done) : room;
+      uint64_t left = e->size - done;
+      /* the last read asks one byte more: a short answer is the end of a
+       * regular file, so a small file costs one read, not a read and a probe */
+      size_t want = left < room ? (size_t) left + 1 : room;
       ssize_t n = read_some (fd, buf, want);
       if (n < 0)
         {
@@ -497,8 +501,9 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
           kiln_sha256_free (h);
           return kiln_error_set (err, errno, KILN_E_IO, "read `%s`", e->path);
         }
-      if (n == 0)
-        break;
+      if (n == 0 || (uint64_t) n > left)
+        break;   /* shrank or grew: the size check below fails */
+      eof = (size_t) n < want && (uint64_t) n == left;
       if (h)
         kiln_sha256_update (h, buf, (size_t) n);
       int r = write_data (w, e->path, buf, (size_t) n, err);
@@ -510,7 +515,7 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
       done += (uint64_t) n;
     }
   char probe;
-  if (done == e->size && read_some (fd, &probe, 1) == 0)
+  if (done == e->size && (eof || read_some (fd, &probe, 1) == 0))
     {
       if (h)
         kiln_sha256_final (h, e->content_digest);
