@@ -24,6 +24,7 @@
 #include "kiln/toc.h"
 #include "kiln/treesum.h"
 #include "kiln/util.h"
+#include "kiln/walkahead.h"
 
 /* What an entry keeps of its source's stat (half of a struct stat: a
  * 100,000-file COPY holds 100,000 of them). */
@@ -138,6 +139,9 @@ struct copy_job {
   bool globbed;          /* the source being added is a wildcard's match */
   struct kiln_tocview *link_view;  /* COPY --link: the empty view it is placed on, else NULL */
   bool dest_slash;       /* it names a directory (ends in '/' or '.') */
+  /* key mode: directory listings read ahead on a second thread */
+  struct kiln_walkahead *walk;
+  bool walk_off;         /* it fell out of step: the walk reads alone */
   /* the directory of the last file opened for the layer (see open_source) */
   int dc_root, dc_fd;
   char *dc_dir;
@@ -311,32 +315,27 @@ excluded (struct copy_job *j, const char *src, bool *descend)
 
 static int walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err);
 
+/* One entry of a directory being walked, its stat (and link target) known. */
 static int
-walk_child (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel,
-            struct kiln_error **err)
+visit (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel, const struct stat *st,
+       const char *link, struct kiln_error **err)
 {
-  struct stat st;
   bool descend;
-  char link[4097];
-  if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
   bool skip = excluded (j, src, &descend);
-  if ((S_ISSOCK (st.st_mode) && !j->from_context) || (skip && !(descend && S_ISDIR (st.st_mode))))
+  if ((S_ISSOCK (st->st_mode) && !j->from_context) || (skip && !(descend && S_ISDIR (st->st_mode))))
     return 0;
-  if (S_ISLNK (st.st_mode))
-    {
-      ssize_t n = readlinkat (dfd, name, link, sizeof link - 1);
-      if (n < 0)
-        return kiln_error_set (err, errno, KILN_E_IO, "read link `%s`", src);
-      link[n] = '\0';
-    }
-  add_from_stat (j, src, rel, &st, S_ISLNK (st.st_mode) ? link : NULL);
+  add_from_stat (j, src, rel, st, S_ISLNK (st->st_mode) ? link : NULL);
   size_t mark = j->added;
-  if (!S_ISDIR (st.st_mode))
+  if (!S_ISDIR (st->st_mode))
     return 0;
-  int cfd = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (cfd < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", src);
+  int cfd = -1;
+  if (!j->walk || j->walk_off)
+    {
+      cfd = dfd >= 0 ? openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                     : kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_DIRECTORY, 0, err);
+      if (cfd < 0)
+        return dfd >= 0 ? kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", src) : -1;
+    }
   if (walk_dir (j, cfd, src, rel, err) < 0)
     return -1;
   /* an excluded directory appears only as the parent of re-included files
@@ -347,51 +346,66 @@ walk_child (struct copy_job *j, int dfd, const char *name, const char *src, cons
 }
 
 static int
+walk_child (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel,
+            struct kiln_error **err)
+{
+  struct stat st;
+  char link[4097];
+  if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", src);
+  if (S_ISLNK (st.st_mode))
+    {
+      ssize_t n = readlinkat (dfd, name, link, sizeof link - 1);
+      if (n < 0)
+        return kiln_error_set (err, errno, KILN_E_IO, "read link `%s`", src);
+      link[n] = '\0';
+    }
+  return visit (j, dfd, name, src, rel, &st, S_ISLNK (st.st_mode) ? link : NULL, err);
+}
+
+/* Whether a walk enters directory path (the read-ahead thread asks). */
+static bool
+walk_enters (void *ud, const char *path)
+{
+  bool descend;
+  return !excluded (ud, path, &descend) || descend;
+}
+
+/* The listing of src read ahead, or NULL (then the walk reads alone). */
+static struct kiln_dirlisting *
+listing_ahead (struct copy_job *j, const char *src)
+{
+  if (!j->walk || j->walk_off)
+    return NULL;
+  struct kiln_dirlisting *l = kiln_walkahead_next (j->walk, src);
+  j->walk_off = l == NULL;
+  return l;
+}
+
+static int
 compare_str (const void *a, const void *b)
 {
   return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
-/* The names of a directory, sorted (a key-mode walk feeds the tree digest
- * in tree order); *n of them. */
-static char **
-sorted_names (DIR *d, size_t *n)
-{
-  char **v = NULL;
-  size_t cap = 0;
-  struct dirent *de;
-  *n = 0;
-  while ((errno = 0, de = readdir (d)))
-    {
-      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
-        continue;
-      if (*n == cap)
-        {
-          cap = cap ? 2 * cap : 32;
-          v = kiln_xrealloc (v, cap * sizeof *v);
-        }
-      v[(*n)++] = kiln_xstrdup (de->d_name);
-    }
-  int saved = errno;
-  if (*n > 1)
-    qsort (v, *n, sizeof *v, compare_str);
-  errno = saved;
-  return v;
-}
-
-/* Takes ownership of dfd. */
+/* Takes ownership of dfd; -1: the directory's listing was read ahead. */
 static int
 walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err)
 {
-  kiln_autodir DIR *d = fdopendir (dfd);
-  if (!d)
+  struct kiln_dirlisting *l = dfd < 0 ? listing_ahead (j, src) : NULL;
+  if (dfd < 0 && !l && (dfd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_DIRECTORY, 0, err)) < 0)
+    return -1;
+  kiln_autodir DIR *d = l ? NULL : fdopendir (dfd);
+  if (!l && !d)
     {
       close (dfd);
       return kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src);
     }
-  size_t n;
-  char **names = sorted_names (d, &n);
-  int ret = errno ? kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src) : 0;
+  size_t n = 0;
+  char **names = l ? l->names : kiln_fs_read_sorted (d, &n);
+  int ret = !l && errno ? kiln_error_set (err, errno, KILN_E_IO, "read directory `%s`", src) : 0;
+  if (l)
+    n = l->n;
   /* the children's paths are made in two buffers, not allocated per file */
   size_t sl = strlen (src), rl = strlen (rel);
   kiln_autofree char *csrc = kiln_xmalloc (sl + NAME_MAX + 2), *crel = kiln_xmalloc (rl + NAME_MAX + 2);
@@ -402,12 +416,36 @@ walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct 
       size_t nl = strlen (names[i]) + 1;
       memcpy (csrc + sl + (sl > 0), names[i], nl);
       memcpy (crel + rl + (rl > 0), names[i], nl);
-      ret = walk_child (j, dirfd (d), names[i], csrc, crel, err);
+      ret = l ? visit (j, -1, names[i], csrc, crel, &l->st[i], l->links[i], err)
+              : walk_child (j, dirfd (d), names[i], csrc, crel, err);
     }
-  for (size_t i = 0; i < n; i++)
-    free (names[i]);
-  free (names);
+  if (l)
+    kiln_dirlisting_free (l);
+  else
+    {
+      for (size_t i = 0; i < n; i++)
+        free (names[i]);
+      free (names);
+    }
   return ret;
+}
+
+/* Key mode reads the tree's listings ahead on a second thread: the walk
+ * itself then makes no system call per file. */
+static void
+walk_ahead_start (struct copy_job *j, int dfd, const char *src)
+{
+  int dup_fd = j->fold ? fcntl (dfd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (dup_fd >= 0)
+    j->walk = kiln_walkahead_start (dup_fd, src, walk_enters, j);
+  j->walk_off = false;
+}
+
+static void
+walk_ahead_stop (struct copy_job *j)
+{
+  kiln_walkahead_stop (j->walk);
+  j->walk = NULL;
 }
 
 /* A source that is a directory: its contents go to the destination (the
@@ -425,7 +463,14 @@ copy_tree (struct copy_job *j, const char *src, const struct stat *st, struct ki
     add_from_stat (j, src, rel, st, NULL);
   const char *saved = j->tree;
   j->tree = src;
+  walk_ahead_start (j, dfd, src);
+  if (j->walk)
+    {
+      close (dfd);
+      dfd = -1;
+    }
   int r = walk_dir (j, dfd, src, rel, err);
+  walk_ahead_stop (j);
   j->tree = saved;
   return r;
 }
@@ -2151,8 +2196,14 @@ kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, cons
     goto out;
   begin_source (&j, S_ISDIR (st.st_mode), NULL);
   add_from_stat (&j, src, "", &st, NULL);
-  if (S_ISDIR (st.st_mode) && walk_dir (&j, kiln_steal_fd (&fd), src, "", err) < 0)
-    goto out;
+  if (S_ISDIR (st.st_mode))
+    {
+      walk_ahead_start (&j, fd, src);
+      int r = walk_dir (&j, j.walk ? -1 : kiln_steal_fd (&fd), src, "", err);
+      walk_ahead_stop (&j);
+      if (r < 0)
+        goto out;
+    }
   fold_finish_source (&j);
   if (j.fold_abort)
     {

@@ -417,6 +417,37 @@ kiln_fs_path_join (const char *a, const char *b)
   return kiln_fs_path_clean (j);
 }
 
+static int
+compare_names (const void *a, const void *b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+char **
+kiln_fs_read_sorted (DIR *d, size_t *n)
+{
+  char **v = NULL;
+  size_t cap = 0;
+  struct dirent *de;
+  *n = 0;
+  while ((errno = 0, de = readdir (d)))
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+        continue;
+      if (*n == cap)
+        {
+          cap = cap ? 2 * cap : 32;
+          v = kiln_xrealloc (v, cap * sizeof *v);
+        }
+      v[(*n)++] = kiln_xstrdup (de->d_name);
+    }
+  int saved = errno;
+  if (*n > 1)
+    qsort (v, *n, sizeof *v, compare_names);
+  errno = saved;
+  return v;
+}
+
 int
 kiln_fs_list_names (int dfd, const char *shown, char ***out, struct kiln_error **err)
 {

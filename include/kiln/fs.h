@@ -7,6 +7,7 @@
 #ifndef KILN_FS_H
 #define KILN_FS_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,9 @@ int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t 
 /* The names in the directory dfd (not "." or ".."), in readdir order; dfd
  * stays open and usable.  shown names the directory in errors. */
 int kiln_fs_list_names (int dfd, const char *shown, char ***out, struct kiln_error **err);
+/* The names in d (not "." or ".."), sorted by strcmp, *n of them, read in
+ * one pass without an O(n^2) vector; errno is not 0 when reading failed. */
+char **kiln_fs_read_sorted (DIR *d, size_t *n);
 
 /* Reads a whole file relative to dirfd (plain openat, or "-" for stdin when
  * dirfd is AT_FDCWD), failing with EFBIG past max bytes. */
