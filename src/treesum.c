@@ -43,6 +43,8 @@ struct kiln_treesum {
   size_t n, cap;
   char *path;                /* the innermost open directory's path */
   char *last;                /* the last entry's path, for the order check */
+  size_t lastcap;
+  struct kiln_sha256 *leaf;  /* reused for every file's digest */
   bool leaf_root;            /* the root is not a directory: its digest is the tree's */
   struct kiln_digest root;
   size_t count;
@@ -53,27 +55,28 @@ kiln_treesum_new (void)
 {
   struct kiln_treesum *t = kiln_xcalloc (1, sizeof *t);
   t->path = kiln_xstrdup ("");
-  t->last = kiln_xstrdup ("");
+  t->lastcap = 64;
+  t->last = kiln_xcalloc (1, t->lastcap);
   return t;
 }
 
+/* metadata NUL link NUL content digest */
 static void
-leaf_digest (const struct kiln_treesum_entry *e, struct kiln_digest *out)
+leaf_digest (struct kiln_treesum *t, const struct kiln_treesum_entry *e, struct kiln_digest *out)
 {
-  /* metadata NUL link NUL content digest, hashed in one call */
-  size_t llen = e->link ? strlen (e->link) : 0;
-  kiln_autofree char *buf = kiln_xmalloc (64 + llen + KILN_DIGEST_STR_LEN + 2);
-  int n = snprintf (buf, 64, "%o %u:%u", (unsigned) e->mode, (unsigned) e->uid, (unsigned) e->gid);
-  size_t len = (size_t) n + 1;
-  memcpy (buf + len, e->link ? e->link : "", llen);
-  len += llen;
-  buf[len++] = '\0';
+  char meta[64];
+  int n = snprintf (meta, sizeof meta, "%o %u:%u", (unsigned) e->mode, (unsigned) e->uid, (unsigned) e->gid);
+  if (!t->leaf)
+    t->leaf = kiln_sha256_new ();
+  else
+    kiln_sha256_reset (t->leaf);
+  kiln_sha256_update (t->leaf, meta, (size_t) n + 1);
+  if (e->link)
+    kiln_sha256_update (t->leaf, e->link, strlen (e->link));
+  kiln_sha256_update (t->leaf, "", 1);
   if (e->content)
-    {
-      memcpy (buf + len, e->content->s, KILN_DIGEST_STR_LEN);
-      len += KILN_DIGEST_STR_LEN;
-    }
-  kiln_digest_of (buf, len, out);
+    kiln_sha256_update (t->leaf, e->content->s, KILN_DIGEST_STR_LEN);
+  kiln_sha256_final (t->leaf, out);
 }
 
 static void
@@ -152,8 +155,13 @@ kiln_treesum_add (struct kiln_treesum *t, const struct kiln_treesum_entry *e, st
 {
   if ((t->count > 0 && kiln_treesum_path_cmp (t->last, e->path) > 0) || (t->leaf_root && t->count > 0))
     return kiln_error_set (err, 0, KILN_E_INTERNAL, "tree digest: `%s` after `%s`", e->path, t->last);
-  free (t->last);
-  t->last = kiln_xstrdup (e->path);
+  size_t plen = strlen (e->path);
+  if (plen >= t->lastcap)
+    {
+      t->lastcap = plen + 64;
+      t->last = kiln_xrealloc (t->last, t->lastcap);
+    }
+  memcpy (t->last, e->path, plen + 1);
   t->count++;
   if (t->n == 0)
     push_level (t, "", 0, NULL);
@@ -161,7 +169,7 @@ kiln_treesum_add (struct kiln_treesum *t, const struct kiln_treesum_entry *e, st
     {
       if (!S_ISDIR (e->mode))
         {
-          leaf_digest (e, &t->root);
+          leaf_digest (t, e, &t->root);
           t->leaf_root = true;
           return 0;
         }
@@ -182,7 +190,7 @@ kiln_treesum_add (struct kiln_treesum *t, const struct kiln_treesum_entry *e, st
       return 0;
     }
   struct kiln_digest d;
-  leaf_digest (e, &d);
+  leaf_digest (t, e, &d);
   add_child (t, name, strlen (name), &d);
   return 0;
 }
@@ -201,8 +209,7 @@ kiln_treesum_final (struct kiln_treesum *t, struct kiln_digest *out)
   t->n = 0;
   t->leaf_root = false;
   t->count = 0;
-  free (t->last);
-  t->last = kiln_xstrdup ("");
+  t->last[0] = '\0';
 }
 
 void
@@ -215,6 +222,7 @@ kiln_treesum_free (struct kiln_treesum *t)
   free (t->v);
   free (t->path);
   free (t->last);
+  kiln_sha256_free (t->leaf);
   free (t);
 }
 
