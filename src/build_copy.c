@@ -430,12 +430,12 @@ walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct 
   return ret;
 }
 
-/* Key mode reads the tree's listings ahead on a second thread: the walk
- * itself then makes no system call per file. */
+/* A tree's listings are read ahead on a second thread: the walk itself
+ * then makes no system call per file. */
 static void
 walk_ahead_start (struct copy_job *j, int dfd, const char *src)
 {
-  int dup_fd = j->fold ? fcntl (dfd, F_DUPFD_CLOEXEC, 0) : -1;
+  int dup_fd = fcntl (dfd, F_DUPFD_CLOEXEC, 0);
   if (dup_fd >= 0)
     j->walk = kiln_walkahead_start (dup_fd, src, walk_enters, j);
   j->walk_off = false;
