@@ -1420,7 +1420,11 @@ explain_source (void *ud, const char *now_line, const char *was)
   save_listing (j, srcno, now_line + off);
   kiln_autoclose int old = open_listing (j, was);
   kiln_autoclose int now = open_listing (j, now_line + off);
-  return old >= 0 && now >= 0 ? kiln_treelist_explain (old, now) : NULL;
+  char *why = old >= 0 && now >= 0 ? kiln_treelist_explain (old, now) : NULL;
+  /* no listing of the last build (a record imported from a registry cache) */
+  if (!why && j->srcs[srcno].name[0])
+    why = kiln_xasprintf ("the files of `%s` changed", j->srcs[srcno].name);
+  return why;
 }
 
 /* The key: the instruction, the variables it used, where the files land,

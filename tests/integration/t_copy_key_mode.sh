@@ -86,6 +86,12 @@ assert_match "$out4b" "COPY app/sub /sub/ CACHED"
 assert_contains "$out4b" "miss: COPY app/ /app/ : app/a.txt content changed"
 build >/dev/null || fail "rebuild of the first Dockerfile"
 
+note "without the last build's listing (a record imported from a registry cache) the source is named"
+rm -rf "$KILN_ROOT/cache/trees"
+echo again >>"$c/app/a-b"
+out4c=$(build) || fail "$out4c"
+assert_contains "$out4c" "miss: COPY app/ /app/ : the files of \`app\` changed"
+
 note "a damaged checksum index is ignored with a warning, hashed again and rewritten"
 idx=$(ls "$KILN_ROOT"/cache/ctxsum/*.idx)
 [ "$(ls "$KILN_ROOT"/cache/ctxsum | wc -l)" = 1 ] || fail "one index file per context: $(ls "$KILN_ROOT"/cache/ctxsum)"
