@@ -826,20 +826,28 @@ compare_collected (const void *a, const void *b)
   return strcmp (x->rel, y->rel);
 }
 
+/* Forgets what a collection gathered (not the step's flags, root or origin). */
 static void
-free_entries (struct copy_job *j)
+reset_collection (struct copy_job *j)
 {
   free_centries (j->v, j->n);
   j->v = NULL;
-  j->n = 0;
+  j->n = j->cap = j->added = 0;
   for (size_t i = 0; i < j->nsrcs; i++)
     free (j->srcs[i].name);
   free (j->srcs);
   j->srcs = NULL;
   j->nsrcs = 0;
-  kiln_strv_free (j->origins);
   kiln_strv_free (j->inputs);
-  j->origins = j->inputs = NULL;
+  j->inputs = NULL;
+}
+
+static void
+free_entries (struct copy_job *j)
+{
+  reset_collection (j);
+  kiln_strv_free (j->origins);
+  j->origins = NULL;
 }
 
 /* Opens a regular entry's source for the layer.  The entries come sorted,
@@ -2083,22 +2091,6 @@ static bool
 names_dir (const char *raw)
 {
   return kiln_str_has_suffix (raw, "/") || strcmp (raw, ".") == 0 || kiln_str_has_suffix (raw, "/.");
-}
-
-/* Forgets what a collection gathered (not the step's flags, root or origin). */
-static void
-reset_collection (struct copy_job *j)
-{
-  free_centries (j->v, j->n);
-  j->v = NULL;
-  j->n = j->cap = j->added = 0;
-  for (size_t i = 0; i < j->nsrcs; i++)
-    free (j->srcs[i].name);
-  free (j->srcs);
-  j->srcs = NULL;
-  j->nsrcs = 0;
-  kiln_strv_free (j->inputs);
-  j->inputs = NULL;
 }
 
 /* Key mode: the sources are walked and folded into their tree digests

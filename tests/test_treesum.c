@@ -22,6 +22,17 @@ struct ent {
   uid_t uid;
 };
 
+/* The tree entry of a test entry; c holds its content digest. */
+static const struct kiln_treesum_entry *
+entry_of (const struct ent *v, struct kiln_digest *c, struct kiln_treesum_entry *e)
+{
+  if (v->content)
+    kiln_digest_of (v->content, strlen (v->content), c);
+  *e = (struct kiln_treesum_entry){ .path = v->path, .mode = v->mode, .uid = v->uid, .link = v->link,
+                                    .content = v->content ? c : NULL };
+  return e;
+}
+
 static void
 fold (const struct ent *v, size_t n, struct kiln_digest *out)
 {
@@ -30,11 +41,8 @@ fold (const struct ent *v, size_t n, struct kiln_digest *out)
   for (size_t i = 0; i < n; i++)
     {
       struct kiln_digest c;
-      if (v[i].content)
-        kiln_digest_of (v[i].content, strlen (v[i].content), &c);
-      struct kiln_treesum_entry e = { .path = v[i].path, .mode = v[i].mode, .uid = v[i].uid, .link = v[i].link,
-                                      .content = v[i].content ? &c : NULL };
-      cr_assert_eq (kiln_treesum_add (t, &e, &err), 0, "%s", err ? err->msg : "");
+      struct kiln_treesum_entry e;
+      cr_assert_eq (kiln_treesum_add (t, entry_of (&v[i], &c, &e), &err), 0, "%s", err ? err->msg : "");
     }
   kiln_treesum_final (t, out);
   kiln_treesum_free (t);
@@ -183,12 +191,9 @@ listing (const char *name, const struct ent *v, size_t n)
   for (size_t i = 0; i < n; i++)
     {
       struct kiln_digest c;
-      if (v[i].content)
-        kiln_digest_of (v[i].content, strlen (v[i].content), &c);
-      struct kiln_treesum_entry e = { .path = v[i].path, .mode = v[i].mode, .uid = v[i].uid, .link = v[i].link,
-                                      .content = v[i].content ? &c : NULL };
+      struct kiln_treesum_entry e;
       kiln_autofree char *shown = kiln_xasprintf ("ctx/%s", v[i].path);
-      kiln_treelist_write (w, shown, &e);
+      kiln_treelist_write (w, shown, entry_of (&v[i], &c, &e));
     }
   cr_assert_eq (kiln_treelist_writer_finish (w, &err), 0);
   return fd;
