@@ -805,41 +805,114 @@ check_end_marker (struct xstate *x, int fd, off_t start, struct kiln_error **err
   return 0;
 }
 
+/* Entries until the end of the archive; max_filters: the filter count
+ * allowed (the reader itself is one, see one_compression). */
+static int
+read_entries (struct xstate *x, int max_filters, struct kiln_error **err)
+{
+  struct archive_entry *e;
+  for (;;)
+    {
+      int r = archive_read_next_header (x->a, &e);
+      if (r == ARCHIVE_EOF)
+        return 0;
+      if (archive_check (x, r, err) < 0)
+        return -1;
+      if (archive_filter_count (x->a) > max_filters)
+        return kiln_error_set (err, 0, KILN_E_PARSE, "compressed more than once (a tar is decompressed once)");
+      if (x->opts->toc)
+        kiln_toc_rec_add_archive (x->opts->toc, e);
+      if (extract_entry (x, e, err) < 0)
+        return -1;
+    }
+}
+
 int
 kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts,
                  struct kiln_error **err)
 {
   struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts };
-  struct archive_entry *e;
   off_t start = lseek (fd, 0, SEEK_CUR);
   int r;
 
   locale_t old = kiln_locale_utf8_enter ();
-  if ((r = open_reader (&x, fd, err)) < 0)
-    goto out;
-  for (;;)
-    {
-      r = archive_read_next_header (x.a, &e);
-      if (r == ARCHIVE_EOF)
-        break;
-      if ((r = archive_check (&x, r, err)) < 0)
-        goto out;
-      if (!one_compression (x.a))
-        {
-          r = kiln_error_set (err, 0, KILN_E_PARSE, "compressed more than once (a tar is decompressed once)");
-          goto out;
-        }
-      if (opts->toc)
-        kiln_toc_rec_add_archive (opts->toc, e);
-      if ((r = extract_entry (&x, e, err)) < 0)
-        goto out;
-    }
-  if ((r = check_end_marker (&x, fd, start, err)) < 0)
-    goto out;
-  r = apply_dir_meta (&x, err);
-out:
+  if ((r = open_reader (&x, fd, err)) == 0 && (r = read_entries (&x, 2, err)) == 0
+      && (r = check_end_marker (&x, fd, start, err)) == 0)
+    r = apply_dir_meta (&x, err);
   kiln_locale_restore (old);
   xstate_clear (&x);
+  if (r < 0)
+    return kiln_error_wrap (err, "extract `%s`", name);
+  return 0;
+}
+
+/* ---- a stream instead of a file ---- */
+
+struct sread {
+  kiln_extract_read_fn fn;
+  void *opaque;
+  struct kiln_error *err;     /* the read function's own failure */
+  int64_t delivered;          /* bytes handed to libarchive */
+};
+
+static la_ssize_t
+sread_cb (struct archive *a, void *ud, const void **out)
+{
+  struct sread *s = ud;
+  ssize_t n = s->fn (s->opaque, out, &s->err);
+  if (n < 0)
+    {
+      archive_set_error (a, EIO, "%s", s->err ? s->err->msg : "read error");
+      return -1;
+    }
+  s->delivered += n;
+  return n;
+}
+
+/* check_end_marker for a stream, which cannot be read again: whatever
+ * follows the one zero block is either already handed to libarchive or
+ * still to come, and one more byte of either means the marker is damaged.
+ * Behind a libarchive filter the positions are not the stream's: skipped. */
+static int
+stream_end_marker (struct xstate *x, struct sread *s, struct kiln_error **err)
+{
+  int64_t end = archive_filter_bytes (x->a, 0);
+  int64_t marker = archive_read_header_position (x->a);
+  const void *buf;
+  if (end - marker != 512 || archive_filter_count (x->a) != 1)
+    return 0;
+  ssize_t n = s->delivered > end ? 1 : s->fn (s->opaque, &buf, err);
+  if (n < 0)
+    return -1;
+  if (n > 0)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "truncated tar archive: damaged end-of-archive marker");
+  return 0;
+}
+
+int
+kiln_extract_stream (kiln_extract_read_fn read, void *opaque, bool decompressed, const char *name, int rootfd,
+                     const struct kiln_extract_opts *opts, struct kiln_error **err)
+{
+  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts };
+  struct sread s = { .fn = read, .opaque = opaque };
+  int r;
+
+  locale_t old = kiln_locale_utf8_enter ();
+  x.a = archive_read_new ();
+  support_formats (x.a);
+  r = archive_check (&x, archive_read_open (x.a, &s, NULL, sread_cb, NULL), err);
+  if (r == 0 && (r = read_entries (&x, decompressed ? 1 : 2, err)) == 0
+      && (r = stream_end_marker (&x, &s, err)) == 0)
+    r = apply_dir_meta (&x, err);
+  kiln_locale_restore (old);
+  xstate_clear (&x);
+  if (r < 0 && s.err)
+    {
+      /* the stream's own error says more than libarchive's copy of it */
+      kiln_error_free (err);
+      *err = kiln_steal_ptr (&s.err);
+    }
+  kiln_error_free (&s.err);
   if (r < 0)
     return kiln_error_wrap (err, "extract `%s`", name);
   return 0;

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
-#include <zstd.h>
+#include <stdint.h>
 #include "kiln/cleanup.h"
+#include "kiln/decompress.h"
 #include "kiln/log.h"
 #include "kiln/ref.h"
 #include "kiln/util.h"
@@ -195,75 +195,72 @@ get_config (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descript
 
 /* ---- one layer download ---- */
 
-enum comp { COMP_NONE, COMP_GZIP, COMP_ZSTD };
-
 struct dl {
   struct pull *p;
   const struct kiln_descriptor *d;
   const char *diff_id;
-  enum comp comp;
+  enum kiln_compression comp;
   struct kiln_blob_writer *w;
   struct kiln_sha256 *dh;     /* over the uncompressed stream */
-  z_stream z;
-  bool zinit, zend;
-  ZSTD_DStream *zs;
+  struct kiln_decomp *dc;
   int64_t got, attempt_start;
   struct kiln_reg_resp *resp;
   bool checked, restart;
+  /* where the uncompressed tar also goes (a snapshot), or NULL */
+  const struct kiln_registry_layer_sink *sink;
+  void *stream;
 };
 
 static int
-media_comp (const char *mt, enum comp *c)
+media_comp (const char *mt, enum kiln_compression *c)
 {
   if (strstr (mt, "gzip"))
-    *c = COMP_GZIP;
+    *c = KILN_COMP_GZIP;
   else if (strstr (mt, "zstd"))
-    *c = COMP_ZSTD;
+    *c = KILN_COMP_ZSTD;
   else if (kiln_str_has_suffix (mt, ".tar") || kiln_str_has_suffix (mt, "diff.tar"))
-    *c = COMP_NONE;
+    *c = KILN_COMP_NONE;
   else
     return -1;
   return 0;
 }
 
-static int
-inflate_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+static void
+tar_out (struct dl *x, const void *data, size_t len)
 {
-  unsigned char out[65536];
-  x->z.next_in = (unsigned char *) data, x->z.avail_in = (uInt) len;
-  while (x->z.avail_in > 0)
-    {
-      if (x->zend)
-        {
-          /* concatenated gzip members form one stream (RFC 1952) */
-          if (inflateReset (&x->z) != Z_OK)
-            return kiln_error_set (err, 0, KILN_E_DIGEST, "gzip stream reset failed");
-          x->zend = false;
-        }
-      x->z.next_out = out, x->z.avail_out = sizeof out;
-      int zr = inflate (&x->z, Z_NO_FLUSH);
-      if (zr != Z_OK && zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && x->z.avail_out == 0))
-        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer is not valid gzip: %s", x->z.msg ? x->z.msg : "error");
-      kiln_sha256_update (x->dh, out, sizeof out - x->z.avail_out);
-      x->zend = zr == Z_STREAM_END;
-    }
-  return 0;
+  kiln_sha256_update (x->dh, data, len);
+  if (x->stream)
+    x->sink->write (x->stream, data, len);
 }
 
+/* The decompressed bytes go to the diffID hash and the sink. */
 static int
-zstd_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+decomp_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
 {
-  unsigned char out[65536];
-  ZSTD_inBuffer in = { data, len, 0 };
-  while (in.pos < in.size)
+  unsigned char out[128 * 1024];
+  const unsigned char *in = data;
+  for (;;)
     {
-      ZSTD_outBuffer o = { out, sizeof out, 0 };
-      size_t zr = ZSTD_decompressStream (x->zs, &o, &in);
-      if (ZSTD_isError (zr))
-        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer is not valid zstd: %s", ZSTD_getErrorName (zr));
-      kiln_sha256_update (x->dh, out, o.pos);
+      size_t made = 0, before = len;
+      if (kiln_decomp_step (x->dc, &in, &len, out, sizeof out, &made, err) < 0)
+        {
+          (*err)->kind = KILN_E_DIGEST;   /* a corrupt blob, as a wrong digest is */
+          return kiln_error_wrap (err, "layer");
+        }
+      tar_out (x, out, made);
+      if (len == 0 && made < sizeof out)
+        return 0;
+      if (made == 0 && len == before)
+        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer: compressed stream does not decode");
     }
-  return 0;
+}
+
+static void
+sink_abort (struct dl *x)
+{
+  if (x->stream)
+    x->sink->abort (x->stream);
+  x->stream = NULL;
 }
 
 static void
@@ -273,26 +270,17 @@ dl_reset (struct dl *x)
   x->w = NULL;
   x->got = 0;
   kiln_sha256_reset (x->dh);
-  if (x->zinit)
-    inflateEnd (&x->z);
-  x->zinit = x->zend = false;
-  if (x->zs)
-    ZSTD_freeDStream (x->zs);
-  x->zs = NULL;
+  kiln_decomp_free (x->dc);
+  x->dc = NULL;
+  /* the snapshot has seen bytes that come again: it is made from the blob later */
+  sink_abort (x);
 }
 
 static int
 dl_begin (struct dl *x, struct kiln_error **err)
 {
-  memset (&x->z, 0, sizeof x->z);
-  if (x->comp == COMP_GZIP)
-    {
-      if (inflateInit2 (&x->z, 15 + 16) != Z_OK)
-        return kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "inflateInit2");
-      x->zinit = true;
-    }
-  else if (x->comp == COMP_ZSTD && (x->zs = ZSTD_createDStream ()) == NULL)
-    return kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "ZSTD_createDStream");
+  if (kiln_decomp_new (x->comp, &x->dc, err) < 0)
+    return -1;
   return kiln_store_blob_begin (x->p->st, &x->w, err);
 }
 
@@ -331,27 +319,37 @@ dl_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
   if (kiln_blob_writer_write (x->w, data, len, err) < 0)
     return -1;
   x->got += (int64_t) len;
-  if (x->comp == COMP_GZIP)
-    return inflate_feed (x, data, len, err);
-  if (x->comp == COMP_ZSTD)
-    return zstd_feed (x, data, len, err);
-  kiln_sha256_update (x->dh, data, len);
-  return 0;
+  if (x->comp == KILN_COMP_NONE)
+    {
+      tar_out (x, data, len);
+      return 0;
+    }
+  return decomp_feed (x, data, len, err);
 }
 
+/* Blob first: a snapshot is committed only for a verified, stored blob. */
 static int
 dl_finish (struct dl *x, struct kiln_error **err)
 {
   struct kiln_digest diff;
-  if (x->comp == COMP_GZIP && !x->zend)
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "gzip stream is truncated");
+  if (!kiln_decomp_complete (x->dc))
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "%s stream is truncated",
+                           x->comp == KILN_COMP_GZIP ? "gzip" : "zstd");
   kiln_sha256_final (x->dh, &diff);
   /* a lazy blob has no diffID at hand: its digest is checked on commit */
   if (x->diff_id && strcmp (diff.s, x->diff_id) != 0)
     return kiln_error_set (err, 0, KILN_E_DIGEST, "uncompressed content has digest `%s`, the config says `%s`",
                            diff.s, x->diff_id);
   struct kiln_blob_writer *w = kiln_steal_ptr (&x->w);
-  return kiln_blob_writer_commit (w, &x->d->digest, NULL, NULL, err);
+  if (kiln_blob_writer_commit (w, &x->d->digest, NULL, NULL, err) < 0)
+    return -1;
+  void *stream = kiln_steal_ptr (&x->stream);
+  kiln_autoerror struct kiln_error *e = NULL;
+  /* the blob is stored: a failed snapshot is made again from it when a step
+   * needs it, and reports its error there */
+  if (stream && x->sink->commit (stream, &e) < 0)
+    kiln_log_warn ("snapshot of layer %s: %s", x->d->digest.s, e->msg);
+  return 0;
 }
 
 static void
@@ -393,16 +391,24 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
   return r;
 }
 
+/* index: the layer's place in the image (diff_ids[0..index] is its chain)
+ * when it may be streamed into a snapshot, or SIZE_MAX. */
 static int
-download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, const char *diff_id,
-                struct kiln_error **err)
+download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, char *const *diff_ids,
+                size_t index, struct kiln_error **err)
 {
+  const char *diff_id = diff_ids && index != SIZE_MAX ? diff_ids[index] : NULL;
   struct dl x = { .p = p, .d = d, .diff_id = diff_id };
   kiln_autofree char *url = kiln_xasprintf ("%s/blobs/%s", p->base, d->digest.s);
   int r = 0, fails = 0, resumes = 0;
   if (media_comp (d->media_type ? d->media_type : "", &x.comp) < 0)
     return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "unsupported layer media type `%s`", d->media_type);
   x.dh = kiln_sha256_new ();
+  if (diff_id && p->o->layer_sink)
+    {
+      x.sink = p->o->layer_sink;
+      x.stream = x.sink->begin (x.sink->opaque, diff_ids, index + 1, d, x.comp != KILN_COMP_NONE);
+    }
   while (r == 0)
     {
       if (x.w == NULL && (r = dl_begin (&x, err)) < 0)
@@ -420,7 +426,7 @@ download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_desc
     }
   if (r > 0)
     r = dl_finish (&x, err);
-  dl_reset (&x);
+  dl_reset (&x);   /* aborts the snapshot unless dl_finish committed it */
   kiln_sha256_free (x.dh);
   return r < 0 ? kiln_error_wrap (err, "blob %s", d->digest.s) : 0;
 }
@@ -434,7 +440,7 @@ kiln_reg_download_blob (struct kiln_store *st, struct kiln_reg_client *c, const 
   p.base = kiln_xasprintf ("%s/v2/%s", c->origin, path);
   int r = kiln_reg_conn_init (&cn, c, err);
   if (r == 0)
-    r = download_layer (&p, &cn, d, NULL, err);
+    r = download_layer (&p, &cn, d, NULL, SIZE_MAX, err);
   kiln_reg_conn_clear (&cn);
   free (p.base);
   return r;
@@ -464,7 +470,7 @@ worker (void *opaque)
             emit (pl->p->o, KILN_REGISTRY_BLOB_PRESENT, d->digest.s);
             continue;
           }
-        if (download_layer (pl->p, &cn, d, pl->diff_ids[i], &e) < 0)
+        if (download_layer (pl->p, &cn, d, pl->diff_ids, i, &e) < 0)
           break;
         emit (pl->p->o, KILN_REGISTRY_BLOB_FETCHED, d->digest.s);
       }
