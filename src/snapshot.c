@@ -415,6 +415,8 @@ extract_layer (struct kiln_store *st, const struct kiln_descriptor *layer, const
   int r = kiln_extract_stream (blob_read, rd, kiln_decomp_reader_decompressed (rd), layer->digest.s, dfd, &xo, err);
   if (r == 0 && want)
     kiln_snapshot_toc_keep (st, &d, &rec);
+  if (r == 0)
+    kiln_log_debug ("snapshot of layer %s extracted from its blob", layer->digest.s);
   kiln_toc_rec_clear (&rec);
   kiln_decomp_reader_free (rd);
   return r;

@@ -202,6 +202,8 @@ kiln_snapshot_stream_commit (struct kiln_snapshot_stream *s, struct kiln_error *
     kiln_snapshot_toc_keep (s->st, &s->diff_id, &s->rec);
   if (r == 0)
     r = kiln_snapshot_commit (kiln_steal_ptr (&s->tmp), s->diff_ids, s->n, err);
+  if (r == 0)
+    kiln_log_debug ("snapshot of layer %s extracted while it downloaded", s->name);
   stream_free (s);
   return r;
 }
