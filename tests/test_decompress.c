@@ -398,3 +398,144 @@ Test (decompress, stream_read_error_is_the_error_returned)
   kiln_error_free (&err);
   close (dfd);
 }
+
+/* ---- extraction details the fast paths must keep ---- */
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/mman.h>
+
+struct tar_ent {
+  const char *path;
+  mode_t type;
+  const char *data;        /* file content, or symlink target */
+  int64_t size;            /* > strlen(data): a sparse file ending in a hole */
+};
+
+/* A pax tar of ents in a memfd, positioned at 0. */
+static int
+make_tar (const struct tar_ent *ents, size_t n)
+{
+  int fd = memfd_create ("tar", MFD_CLOEXEC);
+  struct archive *a = archive_write_new ();
+  archive_write_set_format_pax_restricted (a);
+  cr_assert_eq (archive_write_open_fd (a, fd), ARCHIVE_OK);
+  for (size_t i = 0; i < n; i++)
+    {
+      struct archive_entry *e = archive_entry_new ();
+      archive_entry_set_pathname (e, ents[i].path);
+      archive_entry_set_filetype (e, ents[i].type);
+      archive_entry_set_perm (e, ents[i].type == AE_IFDIR ? 0755 : 0644);
+      archive_entry_set_mtime (e, 1000000, 0);
+      size_t len = ents[i].data && ents[i].type == AE_IFREG ? strlen (ents[i].data) : 0;
+      if (ents[i].type == AE_IFLNK)
+        archive_entry_set_symlink (e, ents[i].data);
+      if (ents[i].type == AE_IFREG)
+        archive_entry_set_size (e, ents[i].size > (int64_t) len ? ents[i].size : (int64_t) len);
+      if (ents[i].type == AE_IFREG && ents[i].size > (int64_t) len)
+        archive_entry_sparse_add_entry (e, 0, (la_int64_t) len);
+      cr_assert_eq (archive_write_header (a, e), ARCHIVE_OK, "%s", archive_error_string (a));
+      if (len)
+        cr_assert_eq (archive_write_data (a, ents[i].data, len), (la_ssize_t) len);
+      archive_entry_free (e);
+    }
+  archive_write_close (a);
+  archive_write_free (a);
+  lseek (fd, 0, SEEK_SET);
+  return fd;
+}
+
+static char *
+read_in (const char *dir, const char *rel)
+{
+  char p[4400];
+  snprintf (p, sizeof p, "%s/%s/%s", kiln_test_tmpdir (), dir, rel);
+  int fd = open (p, O_RDONLY);
+  if (fd < 0)
+    return NULL;
+  char buf[256];
+  ssize_t n = read (fd, buf, sizeof buf - 1);
+  close (fd);
+  buf[n > 0 ? n : 0] = '\0';
+  return kiln_xstrdup (buf);
+}
+
+static int
+extract_ents (const struct tar_ent *ents, size_t n, const char *dir, char **msg)
+{
+  char p[4300];
+  struct kiln_error *err = NULL;
+  snprintf (p, sizeof p, "%s/%s", kiln_test_tmpdir (), dir);
+  cr_assert_eq (mkdir (p, 0755), 0);
+  int rootfd = open (p, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = make_tar (ents, n);
+  struct kiln_extract_opts o = { .whiteouts = true };
+  int r = kiln_extract_fd (fd, dir, rootfd, &o, &err);
+  *msg = err ? kiln_error_format (err) : NULL;
+  kiln_error_free (&err);
+  close (fd);
+  close (rootfd);
+  return r;
+}
+
+/* A directory replaced by a symlink between two of its entries: the second
+ * entry follows the symlink (resolved in root), it does not land in the
+ * directory the first one went into. */
+Test (decompress, entry_after_its_directory_was_replaced_follows_the_new_one)
+{
+  static const struct tar_ent ents[] = {
+    { "x", AE_IFDIR, NULL, 0 },         { "d", AE_IFDIR, NULL, 0 },  { "d/a", AE_IFREG, "a", 0 },
+    { "d", AE_IFLNK, "x", 0 },          { "d/b", AE_IFREG, "b", 0 },
+  };
+  char *msg = NULL;
+  cr_assert_eq (extract_ents (ents, sizeof ents / sizeof *ents, "r1", &msg), 0, "%s", msg);
+  char *b = read_in ("r1", "x/b");
+  cr_assert_not_null (b, "d/b did not land in x/b through the symlink");
+  cr_assert_str_eq (b, "b");
+  char p[4400];
+  struct stat st;
+  snprintf (p, sizeof p, "%s/r1/x/b", kiln_test_tmpdir ());
+  cr_assert_eq (lstat (p, &st), 0, "d/b did not land in x/b through the symlink");
+  snprintf (p, sizeof p, "%s/r1/d", kiln_test_tmpdir ());
+  cr_assert_eq (lstat (p, &st), 0);
+  cr_assert (S_ISLNK (st.st_mode));
+  snprintf (p, sizeof p, "%s/r1/x/a", kiln_test_tmpdir ());
+  cr_assert_neq (lstat (p, &st), 0, "d/a must not reappear in x");
+  free (b);
+}
+
+/* A file over an existing file, a file over a directory, and a directory's
+ * file after the directory became a file: replaced, replaced, refused. */
+Test (decompress, files_replace_what_is_there)
+{
+  static const struct tar_ent ents[] = {
+    { "f", AE_IFREG, "one", 0 }, { "f", AE_IFREG, "two", 0 },      { "d", AE_IFDIR, NULL, 0 },
+    { "d/x", AE_IFREG, "x", 0 }, { "d", AE_IFREG, "now a file", 0 },
+  };
+  char *msg = NULL;
+  cr_assert_eq (extract_ents (ents, sizeof ents / sizeof *ents, "r2", &msg), 0, "%s", msg);
+  char *f = read_in ("r2", "f"), *d = read_in ("r2", "d");
+  cr_assert_str_eq (f, "two");
+  cr_assert_str_eq (d, "now a file");
+  free (f);
+  free (d);
+  static const struct tar_ent bad[] = {
+    { "d", AE_IFDIR, NULL, 0 }, { "d/x", AE_IFREG, "x", 0 }, { "d", AE_IFREG, "file", 0 }, { "d/y", AE_IFREG, "y", 0 },
+  };
+  cr_assert_lt (extract_ents (bad, sizeof bad / sizeof *bad, "r3", &msg), 0);
+  cr_assert (strstr (msg, "d/y"), "%s", msg);
+  free (msg);
+}
+
+Test (decompress, sparse_file_ending_in_a_hole_keeps_its_size)
+{
+  static const struct tar_ent ents[] = { { "s", AE_IFREG, "head", 100000 }, { "t", AE_IFREG, "full", 0 } };
+  char *msg = NULL, p[4400];
+  struct stat st;
+  cr_assert_eq (extract_ents (ents, 2, "r4", &msg), 0, "%s", msg);
+  snprintf (p, sizeof p, "%s/r4/s", kiln_test_tmpdir ());
+  cr_assert_eq (stat (p, &st), 0);
+  cr_assert_eq (st.st_size, 100000);
+  snprintf (p, sizeof p, "%s/r4/t", kiln_test_tmpdir ());
+  cr_assert_eq (stat (p, &st), 0);
+  cr_assert_eq (st.st_size, 4);
+}
