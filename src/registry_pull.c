@@ -206,6 +206,10 @@ struct dl {
   int64_t got, attempt_start;
   struct kiln_reg_resp *resp;
   bool checked, restart;
+  /* libcurl hands over 16 KiB at a time: staged into 1 MiB pieces, a blob
+   * is written, hashed and inflated in few large calls */
+  unsigned char *stage, *obuf;
+  size_t staged;
   /* where the uncompressed tar also goes (a snapshot), or NULL */
   const struct kiln_registry_layer_sink *sink;
   void *stream;
@@ -233,26 +237,46 @@ tar_out (struct dl *x, const void *data, size_t len)
     x->sink->write (x->stream, data, len);
 }
 
+#define STAGE (1u << 20)
+#define OBUF (256u * 1024)
+
 /* The decompressed bytes go to the diffID hash and the sink. */
 static int
 decomp_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
 {
-  unsigned char out[128 * 1024];
   const unsigned char *in = data;
   for (;;)
     {
       size_t made = 0, before = len;
-      if (kiln_decomp_step (x->dc, &in, &len, out, sizeof out, &made, err) < 0)
+      if (kiln_decomp_step (x->dc, &in, &len, x->obuf, OBUF, &made, err) < 0)
         {
           (*err)->kind = KILN_E_DIGEST;   /* a corrupt blob, as a wrong digest is */
           return kiln_error_wrap (err, "layer");
         }
-      tar_out (x, out, made);
-      if (len == 0 && made < sizeof out)
+      tar_out (x, x->obuf, made);
+      if (len == 0 && made < OBUF)
         return 0;
       if (made == 0 && len == before)
         return kiln_error_set (err, 0, KILN_E_DIGEST, "layer: compressed stream does not decode");
     }
+}
+
+/* The staged bytes into the blob, the hashes and the sink. */
+static int
+stage_flush (struct dl *x, struct kiln_error **err)
+{
+  size_t n = x->staged;
+  x->staged = 0;
+  if (n == 0)
+    return 0;
+  if (kiln_blob_writer_write (x->w, x->stage, n, err) < 0)
+    return -1;
+  if (x->comp == KILN_COMP_NONE)
+    {
+      tar_out (x, x->stage, n);
+      return 0;
+    }
+  return decomp_feed (x, x->stage, n, err);
 }
 
 static void
@@ -269,6 +293,7 @@ dl_reset (struct dl *x)
   kiln_blob_writer_abort (x->w);
   x->w = NULL;
   x->got = 0;
+  x->staged = 0;
   kiln_sha256_reset (x->dh);
   kiln_decomp_free (x->dc);
   x->dc = NULL;
@@ -316,15 +341,16 @@ dl_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
   if (x->d->size >= 0 && x->got + (int64_t) len > x->d->size)
     return kiln_error_set (err, 0, KILN_E_DIGEST, "more bytes than the descriptor's size %lld",
                            (long long) x->d->size);
-  if (kiln_blob_writer_write (x->w, data, len, err) < 0)
-    return -1;
   x->got += (int64_t) len;
-  if (x->comp == KILN_COMP_NONE)
+  for (const unsigned char *p = data; len > 0;)
     {
-      tar_out (x, data, len);
-      return 0;
+      size_t n = STAGE - x->staged < len ? STAGE - x->staged : len;
+      memcpy (x->stage + x->staged, p, n);
+      x->staged += n, p += n, len -= n;
+      if (x->staged == STAGE && stage_flush (x, err) < 0)
+        return -1;
     }
-  return decomp_feed (x, data, len, err);
+  return 0;
 }
 
 /* Blob first: a snapshot is committed only for a verified, stored blob. */
@@ -370,6 +396,16 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
   q.method = "GET", q.url = url, q.sink = dl_sink, q.opaque = x, q.range_from = x->got;
   x->resp = &resp, x->checked = false, x->restart = false, x->attempt_start = x->got;
   int r = kiln_reg_do (cn, &q, &resp, err);
+  kiln_autoerror struct kiln_error *fe = NULL;
+  /* what arrived before the attempt ended is the blob's (a resume goes on
+   * after it); a stream that does not decode is final */
+  if (!x->restart && stage_flush (x, &fe) < 0)
+    {
+      kiln_error_free (err);
+      *err = kiln_steal_ptr (&fe);
+      kiln_reg_resp_clear (&resp);
+      return -1;
+    }
   bool transient = r < 0 && !x->restart && resp.curl_code != CURLE_OK && resp.curl_code != CURLE_WRITE_ERROR
                    && resp.curl_code != CURLE_PEER_FAILED_VERIFICATION;
   if (r < 0 && (x->restart || transient))
@@ -404,6 +440,8 @@ download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_desc
   if (media_comp (d->media_type ? d->media_type : "", &x.comp) < 0)
     return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "unsupported layer media type `%s`", d->media_type);
   x.dh = kiln_sha256_new ();
+  x.stage = kiln_xmalloc (STAGE);
+  x.obuf = kiln_xmalloc (OBUF);
   if (diff_id && p->o->layer_sink)
     {
       x.sink = p->o->layer_sink;
@@ -428,6 +466,8 @@ download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_desc
     r = dl_finish (&x, err);
   dl_reset (&x);   /* aborts the snapshot unless dl_finish committed it */
   kiln_sha256_free (x.dh);
+  free (x.stage);
+  free (x.obuf);
   return r < 0 ? kiln_error_wrap (err, "blob %s", d->digest.s) : 0;
 }
 
