@@ -2,6 +2,7 @@
  * layers streamed into the store with digest, size and diffID checked while
  * they arrive; interrupted downloads resume with Range. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include "kiln/cleanup.h"
 #include "kiln/decompress.h"
+#include "kiln/ring.h"
 #include "kiln/log.h"
 #include "kiln/ref.h"
 #include "kiln/util.h"
@@ -210,6 +212,14 @@ struct dl {
    * is written, hashed and inflated in few large calls */
   unsigned char *stage, *obuf;
   size_t staged;
+  /* The staged bytes go through a ring to a thread of their own that
+   * inflates and hashes them and feeds the sink, so receiving and storing
+   * the blob, inflating it, and extracting it are three threads per layer. */
+  struct kiln_ring *ring;
+  pthread_t vth;
+  bool vrunning;
+  int vresult;
+  struct kiln_error *verr;
   /* where the uncompressed tar also goes (a snapshot), or NULL */
   const struct kiln_registry_layer_sink *sink;
   void *stream;
@@ -239,6 +249,7 @@ tar_out (struct dl *x, const void *data, size_t len)
 
 #define STAGE (1u << 20)
 #define OBUF (256u * 1024)
+#define RING (2u << 20)
 
 /* The decompressed bytes go to the diffID hash and the sink. */
 static int
@@ -261,7 +272,69 @@ decomp_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err
     }
 }
 
-/* The staged bytes into the blob, the hashes and the sink. */
+/* Blob bytes to the diffID hash and the sink, inflated first if need be. */
+static int
+tar_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+{
+  if (x->comp == KILN_COMP_NONE)
+    {
+      tar_out (x, data, len);
+      return 0;
+    }
+  return decomp_feed (x, data, len, err);
+}
+
+static void *
+inflater (void *opaque)
+{
+  struct dl *x = opaque;
+  const void *p;
+  ssize_t n;
+  while ((n = kiln_ring_read (x->ring, &p)) > 0)
+    if (tar_feed (x, p, (size_t) n, &x->verr) < 0)
+      break;
+  x->vresult = n == 0 ? 0 : -1;   /* n < 0: aborted, nothing to report */
+  kiln_ring_done (x->ring);
+  return NULL;
+}
+
+static int
+inflater_start (struct dl *x, struct kiln_error **err)
+{
+  x->ring = kiln_ring_new (RING, STAGE);
+  x->vresult = 0;
+  int e = pthread_create (&x->vth, NULL, inflater, x);
+  if (e != 0)
+    return kiln_error_set (err, e, KILN_E_INTERNAL, "start a thread");
+  x->vrunning = true;
+  return 0;
+}
+
+/* Ends the inflate thread (after the stream's last byte, or aborting it);
+ * its failure, if any, is returned. */
+static int
+inflater_stop (struct dl *x, bool abort, struct kiln_error **err)
+{
+  if (x->vrunning)
+    {
+      kiln_ring_close (x->ring, abort);
+      pthread_join (x->vth, NULL);
+      x->vrunning = false;
+    }
+  kiln_ring_free (x->ring);
+  x->ring = NULL;
+  int r = x->vresult;
+  x->vresult = 0;
+  if (r < 0 && x->verr)
+    {
+      *err = kiln_steal_ptr (&x->verr);
+      return -1;
+    }
+  kiln_error_free (&x->verr);
+  return abort ? 0 : r;
+}
+
+/* The staged bytes into the blob and on to the inflate thread. */
 static int
 stage_flush (struct dl *x, struct kiln_error **err)
 {
@@ -271,12 +344,10 @@ stage_flush (struct dl *x, struct kiln_error **err)
     return 0;
   if (kiln_blob_writer_write (x->w, x->stage, n, err) < 0)
     return -1;
-  if (x->comp == KILN_COMP_NONE)
-    {
-      tar_out (x, x->stage, n);
-      return 0;
-    }
-  return decomp_feed (x, x->stage, n, err);
+  if (kiln_ring_write (x->ring, x->stage, n))
+    return 0;
+  /* it stopped early: the stream does not decode */
+  return inflater_stop (x, false, err) < 0 ? -1 : kiln_error_set (err, 0, KILN_E_DIGEST, "layer: inflate stopped");
 }
 
 static void
@@ -290,6 +361,9 @@ sink_abort (struct dl *x)
 static void
 dl_reset (struct dl *x)
 {
+  struct kiln_error *e = NULL;
+  inflater_stop (x, true, &e);
+  kiln_error_free (&e);
   kiln_blob_writer_abort (x->w);
   x->w = NULL;
   x->got = 0;
@@ -304,7 +378,7 @@ dl_reset (struct dl *x)
 static int
 dl_begin (struct dl *x, struct kiln_error **err)
 {
-  if (kiln_decomp_new (x->comp, &x->dc, err) < 0)
+  if (kiln_decomp_new (x->comp, &x->dc, err) < 0 || inflater_start (x, err) < 0)
     return -1;
   return kiln_store_blob_begin (x->p->st, &x->w, err);
 }
@@ -358,6 +432,8 @@ static int
 dl_finish (struct dl *x, struct kiln_error **err)
 {
   struct kiln_digest diff;
+  if (inflater_stop (x, false, err) < 0)
+    return -1;
   if (!kiln_decomp_complete (x->dc))
     return kiln_error_set (err, 0, KILN_E_DIGEST, "%s stream is truncated",
                            x->comp == KILN_COMP_GZIP ? "gzip" : "zstd");

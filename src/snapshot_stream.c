@@ -6,10 +6,10 @@
  * committed only after the pull verified the whole blob (digest, size,
  * diffID): until then it is a flock()ed temp dir that a failure removes.
  *
- * Why a thread and a ring: the download is pushed by libcurl, libarchive
- * pulls; the ring (RING bytes, fixed) is what keeps memory bounded whatever
- * the layer's size, and makes a slow disk slow the download down instead of
- * buffering it. */
+ * Why a thread and a ring (kiln/ring.h): the download is pushed by libcurl,
+ * libarchive pulls; the ring (RING bytes, fixed) is what keeps memory
+ * bounded whatever the layer's size, and makes a slow disk slow the download
+ * down instead of buffering it. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@
 #include "kiln/cleanup.h"
 #include "kiln/extract.h"
 #include "kiln/log.h"
+#include "kiln/ring.h"
 #include "kiln/snapshot.h"
 #include "kiln/toc.h"
 #include "kiln/util.h"
@@ -37,47 +38,21 @@ struct kiln_snapshot_stream {
   bool want_toc;
   struct kiln_digest diff_id;
   struct kiln_toc_rec rec;
-
+  struct kiln_ring *ring;
   pthread_t th;
-  pthread_mutex_t lock;
-  pthread_cond_t readable, writable;
-  unsigned char *ring;
-  uint64_t head;              /* bytes written */
-  uint64_t tail;              /* bytes the extractor is done with */
-  size_t lent;                /* bytes from tail the extractor is reading */
-  bool eof;                   /* the writer is done: the stream ends at head */
-  bool aborted;               /* the download failed: the extractor stops */
-  bool done;                  /* the extractor returned: writes are dropped */
-  int result;
-  struct kiln_error *err;     /* the extractor's failure */
+  int result;                 /* the extractor's */
+  struct kiln_error *err;
 };
 
-/* The extractor's read function: the next piece of the ring, waiting for the
- * writer; the piece handed out last time is released first. */
+/* The extractor's read function: the next piece of the ring. */
 static ssize_t
 ring_read (void *opaque, const void **out, struct kiln_error **err)
 {
   struct kiln_snapshot_stream *s = opaque;
-  pthread_mutex_lock (&s->lock);
-  s->tail += s->lent;
-  s->lent = 0;
-  pthread_cond_signal (&s->writable);
-  while (s->head == s->tail && !s->eof && !s->aborted)
-    pthread_cond_wait (&s->readable, &s->lock);
-  if (s->aborted)
-    {
-      pthread_mutex_unlock (&s->lock);
-      return kiln_error_set (err, ECANCELED, KILN_E_INTERNAL, "the layer's download stopped");
-    }
-  size_t off = (size_t) (s->tail % RING);
-  uint64_t avail = s->head - s->tail;
-  size_t n = avail < RING - off ? (size_t) avail : RING - off;
-  if (n > PIECE)
-    n = PIECE;
-  s->lent = n;
-  pthread_mutex_unlock (&s->lock);
-  *out = s->ring + off;
-  return (ssize_t) n;
+  ssize_t n = kiln_ring_read (s->ring, out);
+  if (n < 0)
+    return kiln_error_set (err, ECANCELED, KILN_E_INTERNAL, "the layer's download stopped");
+  return n;
 }
 
 static void *
@@ -85,12 +60,10 @@ extractor (void *opaque)
 {
   struct kiln_snapshot_stream *s = opaque;
   struct kiln_extract_opts xo = { .overlay_whiteouts = true, .keep_owner = true, .toc = s->want_toc ? &s->rec : NULL };
-  int r = kiln_extract_stream (ring_read, s, s->decompressed, s->name, s->dfd, &xo, &s->err);
-  pthread_mutex_lock (&s->lock);
-  s->result = r;
-  s->done = true;
-  pthread_cond_broadcast (&s->writable);
-  pthread_mutex_unlock (&s->lock);
+  s->result = kiln_extract_stream (ring_read, s, s->decompressed, s->name, s->dfd, &xo, &s->err);
+  /* the archive ended (what follows is padding) or extraction failed
+   * (commit reports it): the rest of the stream is not needed */
+  kiln_ring_done (s->ring);
   return NULL;
 }
 
@@ -101,10 +74,7 @@ stream_free (struct kiln_snapshot_stream *s)
   kiln_strv_free (s->diff_ids);
   kiln_toc_rec_clear (&s->rec);
   kiln_error_free (&s->err);
-  pthread_cond_destroy (&s->readable);
-  pthread_cond_destroy (&s->writable);
-  pthread_mutex_destroy (&s->lock);
-  free (s->ring);
+  kiln_ring_free (s->ring);
   free (s->name);
   free (s);
 }
@@ -127,10 +97,7 @@ kiln_snapshot_stream_begin (struct kiln_store *st, char *const *diff_ids, size_t
   s->decompressed = decompressed;
   s->want_toc = kiln_snapshot_toc_wanted (st, diff_ids[n - 1], &s->diff_id);
   kiln_toc_rec_init (&s->rec);
-  pthread_mutex_init (&s->lock, NULL);
-  pthread_cond_init (&s->readable, NULL);
-  pthread_cond_init (&s->writable, NULL);
-  s->ring = kiln_xmalloc (RING);
+  s->ring = kiln_ring_new (RING, PIECE);
   if (kiln_snapshot_begin (st, &s->tmp, &s->dfd, err) < 0)
     {
       stream_free (s);
@@ -149,45 +116,13 @@ kiln_snapshot_stream_begin (struct kiln_store *st, char *const *diff_ids, size_t
 void
 kiln_snapshot_stream_write (struct kiln_snapshot_stream *s, const void *data, size_t len)
 {
-  const unsigned char *p = data;
-  while (len > 0)
-    {
-      pthread_mutex_lock (&s->lock);
-      while (!s->done && s->head - s->tail == RING)
-        pthread_cond_wait (&s->writable, &s->lock);
-      if (s->done)
-        {
-          /* the archive ended (what follows is padding) or extraction
-           * failed (commit reports it): the rest is not needed */
-          pthread_mutex_unlock (&s->lock);
-          return;
-        }
-      size_t off = (size_t) (s->head % RING);
-      size_t room = RING - (size_t) (s->head - s->tail);
-      size_t n = len < room ? len : room;
-      if (n > RING - off)
-        n = RING - off;
-      pthread_mutex_unlock (&s->lock);
-      /* [head, tail + RING) belongs to the writer: copied without the lock */
-      memcpy (s->ring + off, p, n);
-      pthread_mutex_lock (&s->lock);
-      s->head += n;
-      pthread_cond_signal (&s->readable);
-      pthread_mutex_unlock (&s->lock);
-      p += n, len -= n;
-    }
+  kiln_ring_write (s->ring, data, len);
 }
 
 static void
 stream_stop (struct kiln_snapshot_stream *s, bool abort)
 {
-  pthread_mutex_lock (&s->lock);
-  if (abort)
-    s->aborted = true;
-  else
-    s->eof = true;
-  pthread_cond_broadcast (&s->readable);
-  pthread_mutex_unlock (&s->lock);
+  kiln_ring_close (s->ring, abort);
   pthread_join (s->th, NULL);
 }
 

@@ -36,7 +36,8 @@ typedef void (*kiln_registry_event_fn) (void *opaque, enum kiln_registry_event e
  * (else the blob's own bytes).  write takes every byte in order and never
  * fails the download; commit is called once the blob is verified and
  * stored (its failure is only a warning: the blob is there), abort when the
- * download failed or starts over.  Calls for one layer come from one thread. */
+ * download failed or starts over.  Calls for one layer never overlap (write
+ * runs on the layer's inflate thread, the others on its download thread). */
 struct kiln_registry_layer_sink {
   void *(*begin) (void *opaque, char *const *diff_ids, size_t n, const struct kiln_descriptor *layer,
                   bool decompressed);
