@@ -14,6 +14,7 @@
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/ref.h"
+#include "kiln/snapshot.h"
 #include "kiln/util.h"
 
 #define DOCKERFILE_MAX (16u << 20)
@@ -118,9 +119,70 @@ run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *i
   return 0;
 }
 
-/* Base image from the store; pulling arrives with the registry client. */
+/* ---- a pulled base's layers streamed into snapshots ---- */
+
+static void *
+snap_begin (void *opaque, char *const *diff_ids, size_t n, const struct kiln_descriptor *layer, bool decompressed)
+{
+  struct kiln_snapshot_stream *s = NULL;
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (kiln_snapshot_stream_begin (opaque, diff_ids, n, layer->digest.s, decompressed, &s, &e) < 0)
+    kiln_log_warn ("%s; extracting it from the store when a step needs it", e->msg);
+  return s;
+}
+
+static void
+snap_write (void *stream, const void *data, size_t len)
+{
+  kiln_snapshot_stream_write (stream, data, len);
+}
+
+static int
+snap_commit (void *stream, struct kiln_error **err)
+{
+  return kiln_snapshot_stream_commit (stream, err);
+}
+
+static void
+snap_abort (void *stream)
+{
+  kiln_snapshot_stream_abort (stream);
+}
+
+/* Whether a RUN of stage idx, or of a stage built on it, will need the
+ * base's snapshots: then a pull extracts each layer as it downloads instead
+ * of reading it back from the store later.  (ONBUILD RUN triggers of the
+ * image are not known before the pull; their snapshots come from the store.) */
+static bool
+stage_runs (const struct kiln_plan *plan, size_t idx)
+{
+  for (size_t i = idx; i < plan->nstages; i++)
+    {
+      const struct kiln_plan_stage *ps = &plan->stages[i];
+      long up = (long) i;
+      while (up >= 0 && (size_t) up != idx)
+        up = plan->stages[up].base_stage;
+      if (up < 0)
+        continue;
+      for (size_t k = 0; k < ps->ninstrs; k++)
+        if (ps->instrs[k]->cmd == KILN_DF_RUN)
+          return true;
+    }
+  return false;
+}
+
+static int
+load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, struct kiln_error **err);
+
 int
 kiln_build_load_image (struct build *b, struct build_stage *s, const char *name, struct kiln_error **err)
+{
+  return load_image (b, s, name, false, err);
+}
+
+/* Base image from the store, pulled when missing. */
+static int
+load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, struct kiln_error **err)
 {
   struct kiln_ref ref = { 0 };
   struct kiln_descriptor d = { 0 };
@@ -132,8 +194,12 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   if (kiln_store_resolve (b->st, full, &d, err) < 0)
     {
       kiln_error_free (err);
+      struct kiln_registry_layer_sink sink = { snap_begin, snap_write, snap_commit, snap_abort, b->st };
+      struct kiln_registry_opts ro = b->o->registry;
+      if (snapshots && !ro.lazy)
+        ro.layer_sink = &sink;
       kiln_build_progress (b, "pulling %s", full);
-      if (kiln_registry_pull (b->st, full, &b->o->registry, &d, err) < 0)
+      if (kiln_registry_pull (b->st, full, &ro, &d, err) < 0)
         goto out;
     }
   if (kiln_store_get_manifest (b->st, &d.digest, &m, err) < 0
@@ -287,7 +353,7 @@ run_stage (struct build *b, size_t idx, struct kiln_error **err)
     copy_stage_image (s, &b->stages[ps->base_stage]);
   else if (strcmp (ps->base, "scratch") == 0)
     init_scratch (b, s);
-  else if (kiln_build_load_image (b, s, ps->base, err) < 0)
+  else if (load_image (b, s, ps->base, stage_runs (b->plan, idx), err) < 0)
     return kiln_build_step_error (b, ps->from, err);
   if (ps->base_stage < 0)
     kiln_build_set_workdir (s, kiln_steal_ptr (&s->cfg.working_dir));

@@ -151,7 +151,23 @@ struct xstate {
   struct dirmeta *dirs;
   size_t ndirs, adirs;
   bool warned_chown;
+  /* The directory the previous entry went into (a tar lists a directory's
+   * files together): its path and fd, so its files skip resolving it again.
+   * Valid only while every change goes through parent_fd; a whiteout, which
+   * may remove directories by its own lookup, drops it. */
+  char *pcache;
+  int pcache_fd;
 };
+
+static void
+pcache_drop (struct xstate *x)
+{
+  if (x->pcache_fd >= 0)
+    close (x->pcache_fd);
+  x->pcache_fd = -1;
+  free (x->pcache);
+  x->pcache = NULL;
+}
 
 static void
 xstate_clear (struct xstate *x)
@@ -160,6 +176,7 @@ xstate_clear (struct xstate *x)
     free (x->dirs[i].path);
   free (x->dirs);
   set_clear (&x->created);
+  pcache_drop (x);
   if (x->a)
     archive_read_free (x->a);
 }
@@ -338,7 +355,7 @@ copy_data (struct xstate *x, int fd, struct archive_entry *e, struct kiln_error 
 {
   const void *buf;
   size_t size;
-  la_int64_t off;
+  la_int64_t off, end = 0;
   int r;
 
   /* data blocks carry offsets: sparse holes are simply not written */
@@ -346,6 +363,8 @@ copy_data (struct xstate *x, int fd, struct archive_entry *e, struct kiln_error 
     {
       if (archive_check (x, r, err) < 0)
         return -1;
+      if (off + (la_int64_t) size > end)
+        end = off + (la_int64_t) size;
       for (size_t done = 0; done < size;)
         {
           ssize_t n = pwrite (fd, (const char *) buf + done, size - done, (off_t) (off + (la_int64_t) done));
@@ -356,7 +375,8 @@ copy_data (struct xstate *x, int fd, struct archive_entry *e, struct kiln_error 
           done += (size_t) n;
         }
     }
-  if (archive_entry_size_is_set (e) && ftruncate (fd, archive_entry_size (e)) < 0)
+  /* only a sparse file ending in a hole is shorter than its size here */
+  if (archive_entry_size_is_set (e) && end != archive_entry_size (e) && ftruncate (fd, archive_entry_size (e)) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "set size");
   return 0;
 }
@@ -365,7 +385,16 @@ static int
 make_file (struct xstate *x, int pfd, const char *base, struct archive_entry *e, const struct meta *m,
            struct kiln_error **err)
 {
-  kiln_autoclose int fd = openat (pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  kiln_autoclose int fd = openat (pfd, base, flags, 0600);
+  /* something is there (a lower layer's, an earlier entry): replace it; most
+   * files are new, so this costs them no stat */
+  if (fd < 0 && errno == EEXIST)
+    {
+      if (clear_dest (pfd, base, false, err) < 0)
+        return -1;
+      fd = openat (pfd, base, flags, 0600);
+    }
   if (fd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create file");
   if (copy_data (x, fd, e, err) < 0)
@@ -613,7 +642,7 @@ create_object (struct xstate *x, int pfd, const char *base, const char *path, st
     }
   if (type != AE_IFREG && type != AE_IFLNK && type != AE_IFCHR && type != AE_IFBLK && type != AE_IFIFO)
     return kiln_error_set (err, EINVAL, KILN_E_UNSUPPORTED, "unsupported entry type %o", (unsigned) type);
-  if (clear_dest (pfd, base, false, err) < 0)
+  if (type != AE_IFREG && clear_dest (pfd, base, false, err) < 0)
     return -1;
   if (type == AE_IFREG)
     r = make_file (x, pfd, base, e, &m, err);
@@ -624,6 +653,26 @@ create_object (struct xstate *x, int pfd, const char *base, const char *path, st
   if (r == 0)
     mark_created (x, path);
   return r < 0 ? r : 0;
+}
+
+/* The entry's parent directory, resolved in root and created when missing
+ * (borrowed: owned by the cache).  One openat2 when it exists, none when the
+ * previous entry had the same parent. */
+static int
+parent_fd (struct xstate *x, const char *parent, struct kiln_error **err)
+{
+  kiln_autoerror struct kiln_error *tmp = NULL;
+  if (x->pcache && strcmp (x->pcache, parent) == 0)
+    return x->pcache_fd;
+  pcache_drop (x);
+  int fd = kiln_fs_open_in_root (x->rootfd, parent, O_PATH | O_DIRECTORY, 0, &tmp);
+  if (fd < 0)
+    fd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
+  if (fd < 0)
+    return -1;
+  x->pcache = kiln_xstrdup (parent);
+  x->pcache_fd = fd;
+  return fd;
 }
 
 static int
@@ -647,8 +696,11 @@ extract_path (struct xstate *x, struct archive_entry *e, char *path, struct kiln
   kiln_autofree char *full = kiln_xstrdup (path);
   split_path (path, &parent, &base);
   if ((x->opts->whiteouts || x->opts->overlay_whiteouts) && kiln_str_has_prefix (base, WH_PREFIX))
-    return apply_whiteout (x, parent, base, err);
-  kiln_autoclose int pfd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
+    {
+      pcache_drop (x);
+      return apply_whiteout (x, parent, base, err);
+    }
+  int pfd = parent_fd (x, parent, err);
   if (pfd < 0)
     return -1;
   if (hardlink)
@@ -805,41 +857,114 @@ check_end_marker (struct xstate *x, int fd, off_t start, struct kiln_error **err
   return 0;
 }
 
+/* Entries until the end of the archive; max_filters: the filter count
+ * allowed (the reader itself is one, see one_compression). */
+static int
+read_entries (struct xstate *x, int max_filters, struct kiln_error **err)
+{
+  struct archive_entry *e;
+  for (;;)
+    {
+      int r = archive_read_next_header (x->a, &e);
+      if (r == ARCHIVE_EOF)
+        return 0;
+      if (archive_check (x, r, err) < 0)
+        return -1;
+      if (archive_filter_count (x->a) > max_filters)
+        return kiln_error_set (err, 0, KILN_E_PARSE, "compressed more than once (a tar is decompressed once)");
+      if (x->opts->toc)
+        kiln_toc_rec_add_archive (x->opts->toc, e);
+      if (extract_entry (x, e, err) < 0)
+        return -1;
+    }
+}
+
 int
 kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts,
                  struct kiln_error **err)
 {
-  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts };
-  struct archive_entry *e;
+  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache_fd = -1 };
   off_t start = lseek (fd, 0, SEEK_CUR);
   int r;
 
   locale_t old = kiln_locale_utf8_enter ();
-  if ((r = open_reader (&x, fd, err)) < 0)
-    goto out;
-  for (;;)
-    {
-      r = archive_read_next_header (x.a, &e);
-      if (r == ARCHIVE_EOF)
-        break;
-      if ((r = archive_check (&x, r, err)) < 0)
-        goto out;
-      if (!one_compression (x.a))
-        {
-          r = kiln_error_set (err, 0, KILN_E_PARSE, "compressed more than once (a tar is decompressed once)");
-          goto out;
-        }
-      if (opts->toc)
-        kiln_toc_rec_add_archive (opts->toc, e);
-      if ((r = extract_entry (&x, e, err)) < 0)
-        goto out;
-    }
-  if ((r = check_end_marker (&x, fd, start, err)) < 0)
-    goto out;
-  r = apply_dir_meta (&x, err);
-out:
+  if ((r = open_reader (&x, fd, err)) == 0 && (r = read_entries (&x, 2, err)) == 0
+      && (r = check_end_marker (&x, fd, start, err)) == 0)
+    r = apply_dir_meta (&x, err);
   kiln_locale_restore (old);
   xstate_clear (&x);
+  if (r < 0)
+    return kiln_error_wrap (err, "extract `%s`", name);
+  return 0;
+}
+
+/* ---- a stream instead of a file ---- */
+
+struct sread {
+  kiln_extract_read_fn fn;
+  void *opaque;
+  struct kiln_error *err;     /* the read function's own failure */
+  int64_t delivered;          /* bytes handed to libarchive */
+};
+
+static la_ssize_t
+sread_cb (struct archive *a, void *ud, const void **out)
+{
+  struct sread *s = ud;
+  ssize_t n = s->fn (s->opaque, out, &s->err);
+  if (n < 0)
+    {
+      archive_set_error (a, EIO, "%s", s->err ? s->err->msg : "read error");
+      return -1;
+    }
+  s->delivered += n;
+  return n;
+}
+
+/* check_end_marker for a stream, which cannot be read again: whatever
+ * follows the one zero block is either already handed to libarchive or
+ * still to come, and one more byte of either means the marker is damaged.
+ * Behind a libarchive filter the positions are not the stream's: skipped. */
+static int
+stream_end_marker (struct xstate *x, struct sread *s, struct kiln_error **err)
+{
+  int64_t end = archive_filter_bytes (x->a, 0);
+  int64_t marker = archive_read_header_position (x->a);
+  const void *buf;
+  if (end - marker != 512 || archive_filter_count (x->a) != 1)
+    return 0;
+  ssize_t n = s->delivered > end ? 1 : s->fn (s->opaque, &buf, err);
+  if (n < 0)
+    return -1;
+  if (n > 0)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "truncated tar archive: damaged end-of-archive marker");
+  return 0;
+}
+
+int
+kiln_extract_stream (kiln_extract_read_fn read, void *opaque, bool decompressed, const char *name, int rootfd,
+                     const struct kiln_extract_opts *opts, struct kiln_error **err)
+{
+  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache_fd = -1 };
+  struct sread s = { .fn = read, .opaque = opaque };
+  int r;
+
+  locale_t old = kiln_locale_utf8_enter ();
+  x.a = archive_read_new ();
+  support_formats (x.a);
+  r = archive_check (&x, archive_read_open (x.a, &s, NULL, sread_cb, NULL), err);
+  if (r == 0 && (r = read_entries (&x, decompressed ? 1 : 2, err)) == 0
+      && (r = stream_end_marker (&x, &s, err)) == 0)
+    r = apply_dir_meta (&x, err);
+  kiln_locale_restore (old);
+  xstate_clear (&x);
+  if (r < 0 && s.err)
+    {
+      /* the stream's own error says more than libarchive's copy of it */
+      kiln_error_free (err);
+      *err = kiln_steal_ptr (&s.err);
+    }
+  kiln_error_free (&s.err);
   if (r < 0)
     return kiln_error_wrap (err, "extract `%s`", name);
   return 0;

@@ -2,13 +2,15 @@
  * layers streamed into the store with digest, size and diffID checked while
  * they arrive; interrupted downloads resume with Range. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
-#include <zstd.h>
+#include <stdint.h>
 #include "kiln/cleanup.h"
+#include "kiln/decompress.h"
+#include "kiln/ring.h"
 #include "kiln/log.h"
 #include "kiln/ref.h"
 #include "kiln/util.h"
@@ -195,104 +197,189 @@ get_config (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descript
 
 /* ---- one layer download ---- */
 
-enum comp { COMP_NONE, COMP_GZIP, COMP_ZSTD };
-
 struct dl {
   struct pull *p;
   const struct kiln_descriptor *d;
   const char *diff_id;
-  enum comp comp;
+  enum kiln_compression comp;
   struct kiln_blob_writer *w;
   struct kiln_sha256 *dh;     /* over the uncompressed stream */
-  z_stream z;
-  bool zinit, zend;
-  ZSTD_DStream *zs;
+  struct kiln_decomp *dc;
   int64_t got, attempt_start;
   struct kiln_reg_resp *resp;
   bool checked, restart;
+  /* libcurl hands over 16 KiB at a time: staged into 1 MiB pieces, a blob
+   * is written, hashed and inflated in few large calls */
+  unsigned char *stage, *obuf;
+  size_t staged;
+  /* The staged bytes go through a ring to a thread of their own that
+   * inflates and hashes them and feeds the sink, so receiving and storing
+   * the blob, inflating it, and extracting it are three threads per layer. */
+  struct kiln_ring *ring;
+  pthread_t vth;
+  bool vrunning;
+  int vresult;
+  struct kiln_error *verr;
+  /* where the uncompressed tar also goes (a snapshot), or NULL */
+  const struct kiln_registry_layer_sink *sink;
+  void *stream;
 };
 
 static int
-media_comp (const char *mt, enum comp *c)
+media_comp (const char *mt, enum kiln_compression *c)
 {
   if (strstr (mt, "gzip"))
-    *c = COMP_GZIP;
+    *c = KILN_COMP_GZIP;
   else if (strstr (mt, "zstd"))
-    *c = COMP_ZSTD;
+    *c = KILN_COMP_ZSTD;
   else if (kiln_str_has_suffix (mt, ".tar") || kiln_str_has_suffix (mt, "diff.tar"))
-    *c = COMP_NONE;
+    *c = KILN_COMP_NONE;
   else
     return -1;
   return 0;
 }
 
-static int
-inflate_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+static void
+tar_out (struct dl *x, const void *data, size_t len)
 {
-  unsigned char out[65536];
-  x->z.next_in = (unsigned char *) data, x->z.avail_in = (uInt) len;
-  while (x->z.avail_in > 0)
+  kiln_sha256_update (x->dh, data, len);
+  if (x->stream)
+    x->sink->write (x->stream, data, len);
+}
+
+#define STAGE (1u << 20)
+#define OBUF (256u * 1024)
+#define RING (2u << 20)
+
+/* The decompressed bytes go to the diffID hash and the sink. */
+static int
+decomp_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+{
+  const unsigned char *in = data;
+  for (;;)
     {
-      if (x->zend)
+      size_t made = 0, before = len;
+      if (kiln_decomp_step (x->dc, &in, &len, x->obuf, OBUF, &made, err) < 0)
         {
-          /* concatenated gzip members form one stream (RFC 1952) */
-          if (inflateReset (&x->z) != Z_OK)
-            return kiln_error_set (err, 0, KILN_E_DIGEST, "gzip stream reset failed");
-          x->zend = false;
+          (*err)->kind = KILN_E_DIGEST;   /* a corrupt blob, as a wrong digest is */
+          return kiln_error_wrap (err, "layer");
         }
-      x->z.next_out = out, x->z.avail_out = sizeof out;
-      int zr = inflate (&x->z, Z_NO_FLUSH);
-      if (zr != Z_OK && zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && x->z.avail_out == 0))
-        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer is not valid gzip: %s", x->z.msg ? x->z.msg : "error");
-      kiln_sha256_update (x->dh, out, sizeof out - x->z.avail_out);
-      x->zend = zr == Z_STREAM_END;
+      tar_out (x, x->obuf, made);
+      if (len == 0 && made < OBUF)
+        return 0;
+      if (made == 0 && len == before)
+        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer: compressed stream does not decode");
     }
-  return 0;
+}
+
+/* Blob bytes to the diffID hash and the sink, inflated first if need be. */
+static int
+tar_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+{
+  if (x->comp == KILN_COMP_NONE)
+    {
+      tar_out (x, data, len);
+      return 0;
+    }
+  return decomp_feed (x, data, len, err);
+}
+
+static void *
+inflater (void *opaque)
+{
+  struct dl *x = opaque;
+  const void *p;
+  ssize_t n;
+  while ((n = kiln_ring_read (x->ring, &p)) > 0)
+    if (tar_feed (x, p, (size_t) n, &x->verr) < 0)
+      break;
+  x->vresult = n == 0 ? 0 : -1;   /* n < 0: aborted, nothing to report */
+  kiln_ring_done (x->ring);
+  return NULL;
 }
 
 static int
-zstd_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err)
+inflater_start (struct dl *x, struct kiln_error **err)
 {
-  unsigned char out[65536];
-  ZSTD_inBuffer in = { data, len, 0 };
-  while (in.pos < in.size)
-    {
-      ZSTD_outBuffer o = { out, sizeof out, 0 };
-      size_t zr = ZSTD_decompressStream (x->zs, &o, &in);
-      if (ZSTD_isError (zr))
-        return kiln_error_set (err, 0, KILN_E_DIGEST, "layer is not valid zstd: %s", ZSTD_getErrorName (zr));
-      kiln_sha256_update (x->dh, out, o.pos);
-    }
+  x->ring = kiln_ring_new (RING, STAGE);
+  x->vresult = 0;
+  int e = pthread_create (&x->vth, NULL, inflater, x);
+  if (e != 0)
+    return kiln_error_set (err, e, KILN_E_INTERNAL, "start a thread");
+  x->vrunning = true;
   return 0;
+}
+
+/* Ends the inflate thread (after the stream's last byte, or aborting it);
+ * its failure, if any, is returned. */
+static int
+inflater_stop (struct dl *x, bool abort, struct kiln_error **err)
+{
+  if (x->vrunning)
+    {
+      kiln_ring_close (x->ring, abort);
+      pthread_join (x->vth, NULL);
+      x->vrunning = false;
+    }
+  kiln_ring_free (x->ring);
+  x->ring = NULL;
+  int r = x->vresult;
+  x->vresult = 0;
+  if (r < 0 && x->verr)
+    {
+      *err = kiln_steal_ptr (&x->verr);
+      return -1;
+    }
+  kiln_error_free (&x->verr);
+  return abort ? 0 : r;
+}
+
+/* The staged bytes into the blob and on to the inflate thread. */
+static int
+stage_flush (struct dl *x, struct kiln_error **err)
+{
+  size_t n = x->staged;
+  x->staged = 0;
+  if (n == 0)
+    return 0;
+  if (kiln_blob_writer_write (x->w, x->stage, n, err) < 0)
+    return -1;
+  if (kiln_ring_write (x->ring, x->stage, n))
+    return 0;
+  /* it stopped early: the stream does not decode */
+  return inflater_stop (x, false, err) < 0 ? -1 : kiln_error_set (err, 0, KILN_E_DIGEST, "layer: inflate stopped");
+}
+
+static void
+sink_abort (struct dl *x)
+{
+  if (x->stream)
+    x->sink->abort (x->stream);
+  x->stream = NULL;
 }
 
 static void
 dl_reset (struct dl *x)
 {
+  struct kiln_error *e = NULL;
+  inflater_stop (x, true, &e);
+  kiln_error_free (&e);
   kiln_blob_writer_abort (x->w);
   x->w = NULL;
   x->got = 0;
+  x->staged = 0;
   kiln_sha256_reset (x->dh);
-  if (x->zinit)
-    inflateEnd (&x->z);
-  x->zinit = x->zend = false;
-  if (x->zs)
-    ZSTD_freeDStream (x->zs);
-  x->zs = NULL;
+  kiln_decomp_free (x->dc);
+  x->dc = NULL;
+  /* the snapshot has seen bytes that come again: it is made from the blob later */
+  sink_abort (x);
 }
 
 static int
 dl_begin (struct dl *x, struct kiln_error **err)
 {
-  memset (&x->z, 0, sizeof x->z);
-  if (x->comp == COMP_GZIP)
-    {
-      if (inflateInit2 (&x->z, 15 + 16) != Z_OK)
-        return kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "inflateInit2");
-      x->zinit = true;
-    }
-  else if (x->comp == COMP_ZSTD && (x->zs = ZSTD_createDStream ()) == NULL)
-    return kiln_error_set (err, ENOMEM, KILN_E_INTERNAL, "ZSTD_createDStream");
+  if (kiln_decomp_new (x->comp, &x->dc, err) < 0 || inflater_start (x, err) < 0)
+    return -1;
   return kiln_store_blob_begin (x->p->st, &x->w, err);
 }
 
@@ -328,30 +415,43 @@ dl_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
   if (x->d->size >= 0 && x->got + (int64_t) len > x->d->size)
     return kiln_error_set (err, 0, KILN_E_DIGEST, "more bytes than the descriptor's size %lld",
                            (long long) x->d->size);
-  if (kiln_blob_writer_write (x->w, data, len, err) < 0)
-    return -1;
   x->got += (int64_t) len;
-  if (x->comp == COMP_GZIP)
-    return inflate_feed (x, data, len, err);
-  if (x->comp == COMP_ZSTD)
-    return zstd_feed (x, data, len, err);
-  kiln_sha256_update (x->dh, data, len);
+  for (const unsigned char *p = data; len > 0;)
+    {
+      size_t n = STAGE - x->staged < len ? STAGE - x->staged : len;
+      memcpy (x->stage + x->staged, p, n);
+      x->staged += n, p += n, len -= n;
+      if (x->staged == STAGE && stage_flush (x, err) < 0)
+        return -1;
+    }
   return 0;
 }
 
+/* Blob first: a snapshot is committed only for a verified, stored blob. */
 static int
 dl_finish (struct dl *x, struct kiln_error **err)
 {
   struct kiln_digest diff;
-  if (x->comp == COMP_GZIP && !x->zend)
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "gzip stream is truncated");
+  if (inflater_stop (x, false, err) < 0)
+    return -1;
+  if (!kiln_decomp_complete (x->dc))
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "%s stream is truncated",
+                           x->comp == KILN_COMP_GZIP ? "gzip" : "zstd");
   kiln_sha256_final (x->dh, &diff);
   /* a lazy blob has no diffID at hand: its digest is checked on commit */
   if (x->diff_id && strcmp (diff.s, x->diff_id) != 0)
     return kiln_error_set (err, 0, KILN_E_DIGEST, "uncompressed content has digest `%s`, the config says `%s`",
                            diff.s, x->diff_id);
   struct kiln_blob_writer *w = kiln_steal_ptr (&x->w);
-  return kiln_blob_writer_commit (w, &x->d->digest, NULL, NULL, err);
+  if (kiln_blob_writer_commit (w, &x->d->digest, NULL, NULL, err) < 0)
+    return -1;
+  void *stream = kiln_steal_ptr (&x->stream);
+  kiln_autoerror struct kiln_error *e = NULL;
+  /* the blob is stored: a failed snapshot is made again from it when a step
+   * needs it, and reports its error there */
+  if (stream && x->sink->commit (stream, &e) < 0)
+    kiln_log_warn ("snapshot of layer %s: %s", x->d->digest.s, e->msg);
+  return 0;
 }
 
 static void
@@ -372,6 +472,16 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
   q.method = "GET", q.url = url, q.sink = dl_sink, q.opaque = x, q.range_from = x->got;
   x->resp = &resp, x->checked = false, x->restart = false, x->attempt_start = x->got;
   int r = kiln_reg_do (cn, &q, &resp, err);
+  kiln_autoerror struct kiln_error *fe = NULL;
+  /* what arrived before the attempt ended is the blob's (a resume goes on
+   * after it); a stream that does not decode is final */
+  if (!x->restart && stage_flush (x, &fe) < 0)
+    {
+      kiln_error_free (err);
+      *err = kiln_steal_ptr (&fe);
+      kiln_reg_resp_clear (&resp);
+      return -1;
+    }
   bool transient = r < 0 && !x->restart && resp.curl_code != CURLE_OK && resp.curl_code != CURLE_WRITE_ERROR
                    && resp.curl_code != CURLE_PEER_FAILED_VERIFICATION;
   if (r < 0 && (x->restart || transient))
@@ -393,16 +503,26 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
   return r;
 }
 
+/* index: the layer's place in the image (diff_ids[0..index] is its chain)
+ * when it may be streamed into a snapshot, or SIZE_MAX. */
 static int
-download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, const char *diff_id,
-                struct kiln_error **err)
+download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, char *const *diff_ids,
+                size_t index, struct kiln_error **err)
 {
+  const char *diff_id = diff_ids && index != SIZE_MAX ? diff_ids[index] : NULL;
   struct dl x = { .p = p, .d = d, .diff_id = diff_id };
   kiln_autofree char *url = kiln_xasprintf ("%s/blobs/%s", p->base, d->digest.s);
   int r = 0, fails = 0, resumes = 0;
   if (media_comp (d->media_type ? d->media_type : "", &x.comp) < 0)
     return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "unsupported layer media type `%s`", d->media_type);
   x.dh = kiln_sha256_new ();
+  x.stage = kiln_xmalloc (STAGE);
+  x.obuf = kiln_xmalloc (OBUF);
+  if (diff_id && p->o->layer_sink)
+    {
+      x.sink = p->o->layer_sink;
+      x.stream = x.sink->begin (x.sink->opaque, diff_ids, index + 1, d, x.comp != KILN_COMP_NONE);
+    }
   while (r == 0)
     {
       if (x.w == NULL && (r = dl_begin (&x, err)) < 0)
@@ -420,8 +540,10 @@ download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_desc
     }
   if (r > 0)
     r = dl_finish (&x, err);
-  dl_reset (&x);
+  dl_reset (&x);   /* aborts the snapshot unless dl_finish committed it */
   kiln_sha256_free (x.dh);
+  free (x.stage);
+  free (x.obuf);
   return r < 0 ? kiln_error_wrap (err, "blob %s", d->digest.s) : 0;
 }
 
@@ -434,7 +556,7 @@ kiln_reg_download_blob (struct kiln_store *st, struct kiln_reg_client *c, const 
   p.base = kiln_xasprintf ("%s/v2/%s", c->origin, path);
   int r = kiln_reg_conn_init (&cn, c, err);
   if (r == 0)
-    r = download_layer (&p, &cn, d, NULL, err);
+    r = download_layer (&p, &cn, d, NULL, SIZE_MAX, err);
   kiln_reg_conn_clear (&cn);
   free (p.base);
   return r;
@@ -464,7 +586,7 @@ worker (void *opaque)
             emit (pl->p->o, KILN_REGISTRY_BLOB_PRESENT, d->digest.s);
             continue;
           }
-        if (download_layer (pl->p, &cn, d, pl->diff_ids[i], &e) < 0)
+        if (download_layer (pl->p, &cn, d, pl->diff_ids, i, &e) < 0)
           break;
         emit (pl->p->o, KILN_REGISTRY_BLOB_FETCHED, d->digest.s);
       }

@@ -54,4 +54,18 @@ void kiln_xattrs_clear (struct kiln_xattrs *x);
 int kiln_xattrs_read (int fd, struct kiln_xattrs *x, struct kiln_error **err);
 bool kiln_xattrs_equal (const struct kiln_xattrs *a, const struct kiln_xattrs *b);
 
+/* ---- shared by snapshot.c and snapshot_stream.c ---- */
+
+struct kiln_store;
+struct kiln_digest;
+struct kiln_toc_rec;
+/* 1 when the snapshot of the chain diff_ids[0..n) is missing (one from an
+ * earlier boot is removed first), 0 when it is there. */
+int kiln_snapshot_missing (struct kiln_store *st, char *const *diff_ids, size_t n, struct kiln_error **err);
+/* Whether the layer's table of contents is still to be recorded (*d: the
+ * parsed diff_id). */
+bool kiln_snapshot_toc_wanted (struct kiln_store *st, const char *diff_id, struct kiln_digest *d);
+/* Stores a recorded table of contents; a failure only warns. */
+void kiln_snapshot_toc_keep (struct kiln_store *st, const struct kiln_digest *d, struct kiln_toc_rec *rec);
+
 #endif

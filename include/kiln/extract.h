@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "kiln/error.h"
 #include "kiln/oci.h"
 
@@ -38,6 +39,19 @@ struct kiln_extract_opts {
  * content) readable from fd into rootfd.  name is used in errors. */
 int kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts,
                      struct kiln_error **err);
+
+/* The next piece of a stream: *out points at the returned number of bytes,
+ * valid until the next call; 0 at its end; < 0 on failure with *err set. */
+typedef ssize_t (*kiln_extract_read_fn) (void *opaque, const void **out, struct kiln_error **err);
+
+/* kiln_extract_fd for a tar read from a stream (a layer as it downloads, a
+ * blob decompressed by kiln/decompress.h).  decompressed: a compression was
+ * undone already, so the stream must be a plain tar (a tar is decompressed
+ * once); otherwise one compression is detected and undone as for a file.
+ * The end-of-archive check reads on after the archive's end when the end
+ * marker is a single zero block.  A failure of read is the error returned. */
+int kiln_extract_stream (kiln_extract_read_fn read, void *opaque, bool decompressed, const char *name, int rootfd,
+                         const struct kiln_extract_opts *opts, struct kiln_error **err);
 
 /* True when the first bytes of fd look like a (compressed) tar archive; fd's
  * offset is restored.  ADD uses this to decide whether to extract. */

@@ -28,6 +28,25 @@ enum kiln_registry_event {
  * "sha256:..." string. */
 typedef void (*kiln_registry_event_fn) (void *opaque, enum kiln_registry_event ev, const char *what);
 
+/* Pull: where a layer's tar goes besides the store while it downloads (a
+ * build extracts it into a snapshot on the way).  begin is called before
+ * the download of a layer the store lacks, with the chain diff_ids[0..n)
+ * that ends with it, and returns the layer's stream or NULL when it is not
+ * wanted; decompressed says the bytes written are the decompressed tar
+ * (else the blob's own bytes).  write takes every byte in order and never
+ * fails the download; commit is called once the blob is verified and
+ * stored (its failure is only a warning: the blob is there), abort when the
+ * download failed or starts over.  Calls for one layer never overlap (write
+ * runs on the layer's inflate thread, the others on its download thread). */
+struct kiln_registry_layer_sink {
+  void *(*begin) (void *opaque, char *const *diff_ids, size_t n, const struct kiln_descriptor *layer,
+                  bool decompressed);
+  void (*write) (void *stream, const void *data, size_t len);
+  int (*commit) (void *stream, struct kiln_error **err);
+  void (*abort) (void *stream);
+  void *opaque;
+};
+
 struct kiln_registry_opts {
   const char *platform;       /* "os/arch[/variant]"; NULL = the host's */
   bool tls_verify;            /* false = --tls-verify=false */
@@ -40,6 +59,7 @@ struct kiln_registry_opts {
                                * max(this, OCI-Chunk-Min-Length); 0 = 64 MiB / 32 MiB */
   bool lazy;                  /* pull: manifest and config only; missing layers are
                                * fetched when opened (kiln_registry_fetch_blob) */
+  const struct kiln_registry_layer_sink *layer_sink;   /* pull; may be NULL */
   kiln_registry_event_fn on_event;   /* may be NULL */
   void *opaque;
 };

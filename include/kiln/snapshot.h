@@ -34,19 +34,19 @@ struct kiln_store;
  * diff id of layers[i]; the snapshot is named after the chain id up to it)
  * and returns in *lowerdirs a NULL-terminated vector of their absolute
  * paths, TOP LAYER FIRST (overlay's lowerdir order); n == 0 gives an empty
- * vector.  Existing snapshots are not touched.  Free with kiln_strv_free. */
+ * vector.  Existing snapshots are not touched; missing ones are extracted
+ * from their blobs (gzip and zstd undone by kiln/decompress.h) up to four at
+ * a time, since each holds only its own layer.  Free with kiln_strv_free. */
 int kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
                            size_t n, char ***lowerdirs, struct kiln_error **err);
 
-/* Removes snapshots/.tmp-* dirs left by killed processes (those whose flock
- * is free); returns how many were removed.  Prepare calls it before
- * creating a snapshot. */
 /* Builds a missing snapshot without the blob: called with the empty temp dir
  * of the layer's snapshot; returns 1 when it filled it with exactly the
  * layer's files, 0 to let the blob be extracted instead, < 0 on error. */
 typedef int (*kiln_snapshot_materialize_fn) (void *opaque, const struct kiln_descriptor *layer, int dirfd,
                                              struct kiln_error **err);
-/* kiln_snapshot_prepare, trying fn first for each missing snapshot. */
+/* kiln_snapshot_prepare, trying fn first for each missing snapshot (one
+ * after the other, in the calling thread). */
 int kiln_snapshot_prepare_with (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
                                 size_t n, kiln_snapshot_materialize_fn fn, void *opaque, char ***lowerdirs,
                                 struct kiln_error **err);
@@ -57,7 +57,27 @@ struct kiln_snapshot_tmp;
 int kiln_snapshot_begin (struct kiln_store *st, struct kiln_snapshot_tmp **out, int *dirfd, struct kiln_error **err);
 int kiln_snapshot_commit (struct kiln_snapshot_tmp *t, char *const *diff_ids, size_t n, struct kiln_error **err);
 void kiln_snapshot_abort (struct kiln_snapshot_tmp *t);
+/* Removes snapshots/.tmp-* dirs left by killed processes (those whose flock
+ * is free); returns how many were removed.  Prepare calls it before
+ * creating a snapshot. */
 int kiln_snapshot_gc_tmp (struct kiln_store *st, struct kiln_error **err);
+
+/* A snapshot filled from its layer's tar while the layer downloads
+ * (snapshot_stream.c): begin starts an extractor thread on an empty temp
+ * dir, each write hands it the next bytes of the tar (blocking while its
+ * 1 MiB ring is full; never failing: an extraction error is kept for
+ * commit), commit - called only once the blob is verified - waits for the
+ * extraction and renames the snapshot into place under the chain id of
+ * diff_ids[0..n), abort drops it.  name (the layer digest) is for messages;
+ * decompressed: the bytes written are the decompressed tar (else one
+ * compression is still detected and undone, as kiln_extract_fd does).
+ * begin gives *out NULL when the snapshot exists already. */
+struct kiln_snapshot_stream;
+int kiln_snapshot_stream_begin (struct kiln_store *st, char *const *diff_ids, size_t n, const char *name,
+                                bool decompressed, struct kiln_snapshot_stream **out, struct kiln_error **err);
+void kiln_snapshot_stream_write (struct kiln_snapshot_stream *s, const void *data, size_t len);
+int kiln_snapshot_stream_commit (struct kiln_snapshot_stream *s, struct kiln_error **err);
+void kiln_snapshot_stream_abort (struct kiln_snapshot_stream *s);   /* NULL-safe */
 
 struct kiln_mount_opts {
   bool force_copy;   /* never try overlayfs (tests; hosts where it misbehaves) */
