@@ -11,6 +11,9 @@
 #               cold build with a .dockerignore that excludes the .txt half.
 #               Then FILES_1M (1,000,000) files: kiln's cold build once, then
 #               its no-change rebuild; buildah only with BENCH_1M_BUILDAH=1.
+#               Each 1M-file build is stopped after I1M_TIMEOUT s (exit 124);
+#               when the cold build fails, the rebuilds are not run, and the
+#               first failed rebuild ends the series.
 # h_big_base    a BASE_MB (2048) MiB base in BASE_LAYERS (8) layers (busybox,
 #               then random and text data, many files; scale_gen.py layer),
 #               pushed to a local registry. Timed, with an empty store every
@@ -30,6 +33,7 @@
 #
 # Env: RUNS (3), SCENARIOS ("i h j"), BENCH_OUT (/tmp/kiln-scale), SEED (11),
 #      FILES (100000), FILES_1M (1000000; 0 skips), BENCH_1M_BUILDAH (0),
+#      I1M_TIMEOUT (1800),
 #      BASE_MB (2048), BASE_LAYERS (8), J_BASE_MB (1024), J_NEW (50000),
 #      J_DEL (5000), BUILDAH (1; 0 = kiln only), SCALE_PORT (5012, the
 #      registry's port), KEEP (0; 1 keeps contexts and stores),
@@ -47,6 +51,7 @@ SEED=${SEED:-11}
 FILES=${FILES:-100000}
 FILES_1M=${FILES_1M:-1000000}
 BENCH_1M_BUILDAH=${BENCH_1M_BUILDAH:-0}
+I1M_TIMEOUT=${I1M_TIMEOUT:-1800}
 BASE_MB=${BASE_MB:-2048}
 BASE_LAYERS=${BASE_LAYERS:-8}
 J_BASE_MB=${J_BASE_MB:-1024}
@@ -65,16 +70,18 @@ log() { echo "=== $(date +%H:%M:%S) $*" >&2; }
 # ---------------------------------------------------------------- timing
 # measure NAME RUN CMD...: sync, run CMD (output to the log), append
 # "NAME RUN RC WALL_S PEAK_RSS_KIB" to runs.tsv. Never fails: a failed run is
-# a row with its exit status, and the log keeps the command's message.
+# a row with its exit status, and the log keeps the command's message. With
+# TIMEOUT=S in its environment CMD is stopped after S seconds (exit 124).
 measure() {
-  local name=$1 run=$2 t0 t1 rc=0 rss wall tf=$OUT/time.out
+  local name=$1 run=$2 t0 t1 rc=0 rss wall tf=$OUT/time.out lim=()
   shift 2
+  [ -z "${TIMEOUT:-}" ] || lim=(timeout -k 10 "$TIMEOUT")
   sync
   echo "=== $name run $run: $*" >>"$LOG"
   t0=$(date +%s.%N)
   # bash -c: CMD may be one of the exported functions below; time's %M is
   # the largest RSS of the processes it waited for, i.e. the builder's
-  /usr/bin/time -f '%M' -o "$tf" bash -c '"$@"' _ "$@" >>"$LOG" 2>&1 </dev/null || rc=$?
+  /usr/bin/time -f '%M' -o "$tf" "${lim[@]}" bash -c '"$@"' _ "$@" >>"$LOG" 2>&1 </dev/null || rc=$?
   t1=$(date +%s.%N)
   rss=$(tail -1 "$tf" 2>/dev/null || echo 0)
   case $rss in '' | *[!0-9]*) rss=0 ;; esac
@@ -285,14 +292,24 @@ scenario_i() {
   KSTORE=$OUT/i1m-kiln
   kiln_reset
   log "i_many_files 1M: kiln cold build (once), then no-change rebuilds"
-  measure i1m_cold_kiln 1 kiln_build -t bench/many "$ctx"
-  for r in $(seq "$RUNS"); do measure i1m_nochange_kiln "$r" kiln_build -t bench/many "$ctx"; done
+  TIMEOUT=$I1M_TIMEOUT measure i1m_cold_kiln 1 kiln_build -t bench/many "$ctx"
+  if [ "$(med i1m_cold_kiln)" != FAIL ]; then
+    for r in $(seq "$RUNS"); do
+      TIMEOUT=$I1M_TIMEOUT measure i1m_nochange_kiln "$r" kiln_build -t bench/many "$ctx"
+      [ "$(med i1m_nochange_kiln)" != FAIL ] || break
+    done
+  fi
   [ "$KEEP" = 1 ] || kiln_reset
   if [ "$BUILDAH" = 1 ] && [ "$BENCH_1M_BUILDAH" = 1 ]; then
     log "i_many_files 1M: buildah cold build (once), then no-change rebuilds"
     bh_reset
-    measure i1m_cold_buildah 1 bh_build -t bench/many "$ctx"
-    for r in $(seq "$RUNS"); do measure i1m_nochange_buildah "$r" bh_build -t bench/many "$ctx"; done
+    TIMEOUT=$I1M_TIMEOUT measure i1m_cold_buildah 1 bh_build -t bench/many "$ctx"
+    if [ "$(med i1m_cold_buildah)" != FAIL ]; then
+      for r in $(seq "$RUNS"); do
+        TIMEOUT=$I1M_TIMEOUT measure i1m_nochange_buildah "$r" bh_build -t bench/many "$ctx"
+        [ "$(med i1m_nochange_buildah)" != FAIL ] || break
+      done
+    fi
     bh_reset
   fi
   [ "$KEEP" = 1 ] || rm -rf "$ctx"
@@ -409,9 +426,11 @@ scenario_j() {
 # ---------------------------------------------------------------- summary
 row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
 num() { [[ $1 =~ ^[0-9.]+$ ]]; }
+secs() { if num "$1"; then echo "$1 s"; else echo "$1"; fi; }
 ratio() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo "-"; fi; }
 # verdict VALUE OP TARGET
 verdict() {
+  [ "$1" != FAIL ] || { echo "**failed**"; return; }
   num "$1" || { echo "**no figure**"; return; }
   awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<") ? v < t : (op == "<=") ? v <= t : v >= t
     print ok ? "met" : "**not met**" }'
@@ -420,7 +439,8 @@ verdict() {
 speedup() {
   local b k sp
   b=$(med "$2"); k=$(med "$3"); sp=$(ratio "$b" "$k")
-  row "$1: buildah / kiln" "$b s / $k s" "${sp}x" ">= $4x" "$(verdict "$sp" ">=" "$4")"
+  [ "$k" != FAIL ] || sp=FAIL
+  row "$1: buildah / kiln" "$(secs "$b") / $(secs "$k")" "${sp}x" ">= $4x" "$(verdict "$sp" ">=" "$4")"
 }
 rss_row() {   # LABEL PREFIX
   local m; m=$(rss_max "$2")
@@ -440,7 +460,7 @@ summary() {
   if grep -q '^i_' "$TSV"; then
     speedup "i cold build, $FILES files" i_cold_buildah i_cold_kiln 8
     k=$(med i_nochange_kiln)
-    row "i no-change rebuild, $FILES files: kiln" "$k s" "" "< 0.2 s" "$(verdict "$k" "<" 0.2)"
+    row "i no-change rebuild, $FILES files: kiln" "$(secs "$k")" "" "< 0.2 s" "$(verdict "$k" "<" 0.2)"
     speedup "i no-change rebuild, $FILES files" i_nochange_buildah i_nochange_kiln 200
     speedup "i one-file change, $FILES files" i_onefile_buildah i_onefile_kiln 50
     speedup "i cold build, .dockerignore excluding half" i_ignore_buildah i_ignore_kiln 8
@@ -448,10 +468,12 @@ summary() {
   fi
   if grep -q '^i1m_' "$TSV"; then
     k=$(med i1m_nochange_kiln)
-    row "i no-change rebuild, $FILES_1M files: kiln" "$k s" "" "< 2 s" "$(verdict "$k" "<" 2)"
-    row "i cold build, $FILES_1M files (one run): kiln" "$(med i1m_cold_kiln) s" "" "" ""
+    r=$(secs "$k")
+    [ "$k" != NA ] || r="not run (the cold build failed)"
+    row "i no-change rebuild, $FILES_1M files: kiln" "$r" "" "< 2 s" "$(verdict "$k" "<" 2)"
+    row "i cold build, $FILES_1M files (one run): kiln" "$(secs "$(med i1m_cold_kiln)")" "" "" ""
     if grep -q '^i1m_.*buildah' "$TSV"; then
-      row "i cold build, $FILES_1M files (one run): buildah / kiln" "$(med i1m_cold_buildah) s / $(med i1m_cold_kiln) s" \
+      row "i cold build, $FILES_1M files (one run): buildah / kiln" "$(secs "$(med i1m_cold_buildah)") / $(secs "$(med i1m_cold_kiln)")" \
         "$(ratio "$(med i1m_cold_buildah)" "$(med i1m_cold_kiln)")x" "" ""
       speedup "i no-change rebuild, $FILES_1M files" i1m_nochange_buildah i1m_nochange_kiln 200
     else
@@ -461,8 +483,9 @@ summary() {
   fi
   if grep -q '^h_' "$TSV"; then
     k=$(med h_kiln); b=$(med h_bound); r=$(ratio "$k" "$b")
+    [ "$k" != FAIL ] || r=FAIL
     row "h big base, empty store, FROM + RUN + push: kiln / bound (GET + igzip -d + tar -x, layers in parallel)" \
-      "$k s / $b s" "$r" "<= 1.25" "$(verdict "$r" "<=" 1.25)"
+      "$(secs "$k") / $(secs "$b")" "$r" "<= 1.25" "$(verdict "$r" "<=" 1.25)"
     speedup "h big base, empty store, FROM + RUN + push" h_buildah h_kiln 3
     rss_row "h big base" h_
   fi
@@ -471,7 +494,8 @@ summary() {
     rss_row "j RUN many files" j_
   fi
   local fails
-  fails=$(awk -F'\t' 'NR > 1 && $3 != 0 { printf "%s%s run %s (exit %s)", s, $1, $2, $3; s = ", " }' "$TSV")
+  fails=$(awk -F'\t' -v lim="$I1M_TIMEOUT" 'NR > 1 && $3 != 0 { printf "%s%s run %s (exit %s%s)", s, $1, $2, $3,
+    ($3 == 124 || $3 == 137) && $1 ~ /^i1m_/ ? ": stopped after " lim " s" : ""; s = ", " }' "$TSV")
   [ -z "$fails" ] || { echo; echo "Failed runs (messages in $LOG): $fails"; }
 }
 
@@ -492,8 +516,8 @@ wipe_dir "$OUT"
 mkdir -p "$OUT"
 : >"$LOG"
 printf 'name\trun\trc\twall_s\tpeak_rss_kib\n' >"$TSV"
-printf 'Sizes: FILES=%s FILES_1M=%s BASE_MB=%s BASE_LAYERS=%s J_BASE_MB=%s J_NEW=%s J_DEL=%s BUILDAH=%s BENCH_1M_BUILDAH=%s\n' \
-  "$FILES" "$FILES_1M" "$BASE_MB" "$BASE_LAYERS" "$J_BASE_MB" "$J_NEW" "$J_DEL" "$BUILDAH" "$BENCH_1M_BUILDAH" >"$OUT/sizes"
+printf 'Sizes: I1M_TIMEOUT=%s FILES=%s FILES_1M=%s BASE_MB=%s BASE_LAYERS=%s J_BASE_MB=%s J_NEW=%s J_DEL=%s BUILDAH=%s BENCH_1M_BUILDAH=%s\n' \
+  "$I1M_TIMEOUT" "$FILES" "$FILES_1M" "$BASE_MB" "$BASE_LAYERS" "$J_BASE_MB" "$J_NEW" "$J_DEL" "$BUILDAH" "$BENCH_1M_BUILDAH" >"$OUT/sizes"
 sed 's/^Sizes: //; s/ /\n/g' "$OUT/sizes" >"$OUT/sizes.env"
 cleanup() {
   registry_stop
