@@ -5,7 +5,8 @@
 #   make test       unit tests (Criterion) + integration tests against the real binary
 #   make unit T=mod only tests/test_mod.c (fast loop while working on one module)
 #   make demo       deps + build + example model image + smoke test
-#   make bench      model-image benchmark against buildah and the machine's bounds (tests/bench)
+#   make bench      model-image benchmark against buildah and the machine's bounds, then bench-scale (tests/bench)
+#   make bench-scale  the scale scenarios of issue 11 (100k/1M-file context, 2 GiB base, RUN with many files)
 #   SANITIZE=address,undefined   build with sanitizers;  DEV=1  adds -Werror
 
 PKGS     := libarchive libcrypto libzstd jansson libcurl zlib libisal
@@ -37,7 +38,7 @@ TOBJS  := $(patsubst tests/%.c,build/tests/%.o,$(TSRCS))
 TESTDATA := $(abspath testdata)
 
 .DELETE_ON_ERROR:
-.PHONY: all deps test unit integration demo bench clean lint asan FORCE
+.PHONY: all deps test unit integration demo bench bench-scale clean lint asan FORCE
 
 all: build/kiln
 
@@ -110,6 +111,10 @@ demo: deps build/kiln
 # buildah vs kiln, the machine's bounds, push bound and peak RSS in one run
 bench: build/kiln
 	tests/bench/model-image.sh build/kiln
+	tests/bench/scale.sh build/kiln
+
+bench-scale: build/kiln
+	tests/bench/scale.sh build/kiln
 
 lint: build/libkiln.a
 	@! grep -nE '\b(sprintf|vsprintf|strcat|strncat|strcpy|gets|system|popen|strtok|atoi)\s*\(' src/*.c include/kiln/*.h
