@@ -35,7 +35,7 @@ int kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kil
 int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len,
                           mode_t mode, struct kiln_error **err);
 
-/* The names in the directory dfd (not "." or ".."), in readdir order; dfd
+/* The names in the directory dfd (not "." or ".."), sorted; dfd
  * stays open and usable.  shown names the directory in errors. */
 int kiln_fs_list_names (int dfd, const char *shown, char ***out, struct kiln_error **err);
 /* The names in d (not "." or ".."), sorted by strcmp, *n of them, read in
