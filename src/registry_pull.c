@@ -1,13 +1,15 @@
 /* registry_pull.c - `kiln pull`: manifest (platform from an index), config,
  * layers streamed into the store with digest, size and diffID checked while
- * they arrive; interrupted downloads resume with Range. */
+ * they arrive; interrupted downloads resume with Range.  A layer sink (a
+ * build's snapshots) gets each layer's tar on the way: receiving + storing +
+ * digest, inflating + diffID, and the sink run on three threads. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <stdint.h>
+#include <time.h>
 #include "kiln/cleanup.h"
 #include "kiln/decompress.h"
 #include "kiln/ring.h"
@@ -197,6 +199,10 @@ get_config (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descript
 
 /* ---- one layer download ---- */
 
+#define STAGE (1u << 20)            /* blob bytes handed on at once */
+#define RING (2u << 20)             /* staged bytes in flight to the inflate thread */
+#define OBUF (256u * 1024)          /* inflated bytes handed on at once */
+
 struct dl {
   struct pull *p;
   const struct kiln_descriptor *d;
@@ -246,10 +252,6 @@ tar_out (struct dl *x, const void *data, size_t len)
   if (x->stream)
     x->sink->write (x->stream, data, len);
 }
-
-#define STAGE (1u << 20)
-#define OBUF (256u * 1024)
-#define RING (2u << 20)
 
 /* The decompressed bytes go to the diffID hash and the sink. */
 static int

@@ -2,7 +2,13 @@
  *
  * [tail, tail + lent) is the piece the reader holds, [tail + lent, head)
  * written and unread, [head, tail + size) free: the writer copies into its
- * free span without the lock, since the reader never touches it. */
+ * free span without the lock, since the reader never touches it.
+ *
+ * No lost wake-up: the reader sleeps only on an empty ring and is woken once
+ * a piece is there (a piece is at most the ring, so a writer that fills the
+ * ring has woken it) or at the close; the writer sleeps only on a full ring
+ * and the reader empties it a piece at a time, waking it at a quarter free
+ * (an empty ring is all free) or at done. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -70,7 +76,10 @@ kiln_ring_write (struct kiln_ring *r, const void *data, size_t len)
       memcpy (r->buf + off, p, n);
       pthread_mutex_lock (&r->lock);
       r->head += n;
-      pthread_cond_signal (&r->readable);
+      /* a piece's worth, not every write: each wake-up of the other thread
+       * costs a trip through the scheduler (milliseconds on a busy machine) */
+      if (r->head - r->tail >= r->piece)
+        pthread_cond_signal (&r->readable);
       pthread_mutex_unlock (&r->lock);
       p += n, len -= n;
     }
@@ -93,7 +102,9 @@ kiln_ring_read (struct kiln_ring *r, const void **out)
   pthread_mutex_lock (&r->lock);
   r->tail += r->lent;
   r->lent = 0;
-  pthread_cond_signal (&r->writable);
+  /* the writer waits only on a full ring: wake it once a quarter is free */
+  if (r->size - (size_t) (r->head - r->tail) >= r->size / 4)
+    pthread_cond_signal (&r->writable);
   while (r->head == r->tail && !r->closed)
     pthread_cond_wait (&r->readable, &r->lock);
   if (r->aborted)

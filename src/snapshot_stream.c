@@ -23,9 +23,9 @@
 #include "kiln/util.h"
 #include "snapshot-internal.h"
 
-#define RING (1u << 20)
+#define RING (2u << 20)
 /* the most the extractor takes at once, so the writer can refill behind it */
-#define PIECE (256u * 1024)
+#define PIECE (512u * 1024)
 
 struct kiln_snapshot_stream {
   struct kiln_store *st;

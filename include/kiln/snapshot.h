@@ -65,7 +65,7 @@ int kiln_snapshot_gc_tmp (struct kiln_store *st, struct kiln_error **err);
 /* A snapshot filled from its layer's tar while the layer downloads
  * (snapshot_stream.c): begin starts an extractor thread on an empty temp
  * dir, each write hands it the next bytes of the tar (blocking while its
- * 1 MiB ring is full; never failing: an extraction error is kept for
+ * 2 MiB ring is full; never failing: an extraction error is kept for
  * commit), commit - called only once the blob is verified - waits for the
  * extraction and renames the snapshot into place under the chain id of
  * diff_ids[0..n), abort drops it.  name (the layer digest) is for messages;
