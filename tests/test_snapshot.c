@@ -12,25 +12,8 @@
 #include "helpers.h"
 #include "snapshot_fixture.h"
 
-static struct fixture fx;
 
-static void
-setup (void)
-{
-  kiln_test_tmp_init ();
-  kiln_test_require (KILN_NEED_ROOT);
-  fx_init (&fx);
-}
-
-static void
-teardown (void)
-{
-  fx_fini (&fx);
-  fx_assert_no_mounts ();
-  kiln_test_tmp_fini ();
-}
-
-TestSuite (snapshot, .init = setup, .fini = teardown);
+FX_SUITE (snapshot);
 
 Test (snapshot, whiteouts_become_overlay_markers)
 {

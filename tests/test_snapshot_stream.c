@@ -19,25 +19,8 @@
 #include "kiln/toc.h"
 #include "snapshot_fixture.h"
 
-static struct fixture fx;
 
-static void
-setup (void)
-{
-  kiln_test_tmp_init ();
-  kiln_test_require (KILN_NEED_ROOT);
-  fx_init (&fx);
-}
-
-static void
-teardown (void)
-{
-  fx_fini (&fx);
-  fx_assert_no_mounts ();
-  kiln_test_tmp_fini ();
-}
-
-TestSuite (snapshot_stream, .init = setup, .fini = teardown);
+FX_SUITE (snapshot_stream);
 
 /* The uncompressed tar of fixture layer i. */
 static void
