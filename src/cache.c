@@ -198,13 +198,16 @@ kiln_cache_find_sibling (struct kiln_store *st, const struct kiln_digest *parent
     return 1;
   kiln_autodir DIR *d = fdopendir (dfd);
   struct dirent *de;
-  time_t best = 0;
+  struct timespec best = { 0, 0 };
   int found = 1;
   while (d && (de = readdir (d)))
     {
       struct stat sb;
       struct kiln_buf text = KILN_BUF_INIT;
-      if (de->d_name[0] == '.' || fstatat (dirfd (d), de->d_name, &sb, 0) < 0 || (found == 0 && sb.st_mtime < best))
+      /* the newest by nanoseconds: a fast rebuild records several in one second */
+      if (de->d_name[0] == '.' || fstatat (dirfd (d), de->d_name, &sb, 0) < 0
+          || (found == 0 && (sb.st_mtim.tv_sec < best.tv_sec
+                             || (sb.st_mtim.tv_sec == best.tv_sec && sb.st_mtim.tv_nsec <= best.tv_nsec))))
         continue;
       int ok = kiln_fs_read_file (dirfd (d), de->d_name, 1 << 20, &text, &e) == 0
                && strcmp (text.buf, instruction) == 0;
@@ -219,7 +222,7 @@ kiln_cache_find_sibling (struct kiln_store *st, const struct kiln_digest *parent
         }
       kiln_cache_record_clear (r);
       *r = cand;
-      best = sb.st_mtime;
+      best = sb.st_mtim;
       found = 0;
     }
   (void) err;
