@@ -143,8 +143,7 @@ struct copy_job {
   struct kiln_walkahead *walk;
   bool walk_off;         /* it fell out of step: the walk reads alone */
   /* the directory of the last file opened for the layer (see open_source) */
-  int dc_root, dc_fd;
-  char *dc_dir;
+  struct kiln_fs_dircache dc;
 };
 
 /* A boolean flag (--link, --parents: bare or =true); the parser has refused
@@ -382,12 +381,6 @@ listing_ahead (struct copy_job *j, const char *src)
   return l;
 }
 
-static int
-compare_str (const void *a, const void *b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
 /* Takes ownership of dfd; -1: the directory's listing was read ahead. */
 static int
 walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err)
@@ -493,6 +486,11 @@ source_digest (struct copy_job *j, int fd, const char *src, struct kiln_digest *
   return 0;
 }
 
+static int
+compare_str (const void *a, const void *b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
 
 /* The archive's directories that it does not list itself (parents its
  * entries imply): placed as tar extraction treats them, through symlinks. */
@@ -858,36 +856,17 @@ free_entries (struct copy_job *j)
 static int
 open_source (struct copy_job *j, const struct centry *c, struct kiln_error **err)
 {
+  kiln_autoerror struct kiln_error *e = NULL;
   const char *slash = strrchr (c->src, '/');
-  size_t dl = slash ? (size_t) (slash - c->src) : 0;
-  if (slash && (j->dc_fd < 0 || j->dc_root != c->rootfd || strncmp (j->dc_dir, c->src, dl) != 0 || j->dc_dir[dl]))
+  int dfd = slash ? kiln_fs_dircache_get (&j->dc, c->rootfd, c->src, (size_t) (slash - c->src), &e) : -1;
+  if (dfd >= 0)
     {
-      kiln_autoerror struct kiln_error *e = NULL;
-      if (j->dc_fd >= 0)
-        close (j->dc_fd);
-      free (j->dc_dir);
-      j->dc_dir = kiln_xstrndup (c->src, dl);
-      j->dc_root = c->rootfd;
-      j->dc_fd = kiln_fs_open_in_root (c->rootfd, j->dc_dir, O_PATH | O_DIRECTORY, 0, &e);
-    }
-  if (slash && j->dc_fd >= 0)
-    {
-      int fd = openat (j->dc_fd, slash + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      int fd = openat (dfd, slash + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd >= 0 || errno != ELOOP)
         return fd >= 0 ? fd : kiln_error_set (err, errno, errno == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO,
                                               "open `%s`", c->src);
     }
   return kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
-}
-
-static void
-open_source_done (struct copy_job *j)
-{
-  if (j->dc_fd >= 0)
-    close (j->dc_fd);
-  free (j->dc_dir);
-  j->dc_fd = -1;
-  j->dc_dir = NULL;
 }
 
 static int
@@ -1727,10 +1706,10 @@ write_layer (struct copy_job *j, struct kiln_error **err)
                         : write_entry (j, w, &j->v[i], err) < 0)
       {
         kiln_layer_writer_free (w);
-        open_source_done (j);
+        kiln_fs_dircache_clear (&j->dc);
         return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
       }
-  open_source_done (j);
+  kiln_fs_dircache_clear (&j->dc);
   if (kiln_layer_writer_finish (w, &lr, err) < 0)
     {
       kiln_layer_writer_free (w);
@@ -2136,7 +2115,7 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
 int
 kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
-  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1, .downloads_fd = -1, .dc_fd = -1 };
+  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1, .downloads_fd = -1, .dc = KILN_FS_DIRCACHE_INIT };
   struct build_stage tmp = { .rootfs_fd = -1 };
   kiln_autostrv char **words = NULL;
   size_t nsrc;
@@ -2182,8 +2161,9 @@ kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, cons
                         const char *origin, struct kiln_digest *out, struct kiln_error **err)
 {
   /* key mode: the tree is folded as it is walked, whatever its size */
-  struct copy_job j = { .b = b, .s = s, .rootfd = rootfd, .from_context = from_context, .origin = origin, .dc_fd = -1,
-                        .keep_owner = !from_context, .fold = kiln_treesum_new (), .fold_src = SIZE_MAX };
+  struct copy_job j = { .b = b, .s = s, .rootfd = rootfd, .from_context = from_context, .origin = origin,
+                        .dc = KILN_FS_DIRCACHE_INIT, .keep_owner = !from_context, .fold = kiln_treesum_new (),
+                        .fold_src = SIZE_MAX };
   struct stat st;
   int ret = -1;
   kiln_autofree char *src = kiln_fs_path_clean (rel);

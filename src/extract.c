@@ -155,19 +155,8 @@ struct xstate {
    * files together): its path and fd, so its files skip resolving it again.
    * Valid only while every change goes through parent_fd; a whiteout, which
    * may remove directories by its own lookup, drops it. */
-  char *pcache;
-  int pcache_fd;
+  struct kiln_fs_dircache pcache;
 };
-
-static void
-pcache_drop (struct xstate *x)
-{
-  if (x->pcache_fd >= 0)
-    close (x->pcache_fd);
-  x->pcache_fd = -1;
-  free (x->pcache);
-  x->pcache = NULL;
-}
 
 static void
 xstate_clear (struct xstate *x)
@@ -176,7 +165,7 @@ xstate_clear (struct xstate *x)
     free (x->dirs[i].path);
   free (x->dirs);
   set_clear (&x->created);
-  pcache_drop (x);
+  kiln_fs_dircache_clear (&x->pcache);
   if (x->a)
     archive_read_free (x->a);
 }
@@ -662,17 +651,15 @@ static int
 parent_fd (struct xstate *x, const char *parent, struct kiln_error **err)
 {
   kiln_autoerror struct kiln_error *tmp = NULL;
-  if (x->pcache && strcmp (x->pcache, parent) == 0)
-    return x->pcache_fd;
-  pcache_drop (x);
-  int fd = kiln_fs_open_in_root (x->rootfd, parent, O_PATH | O_DIRECTORY, 0, &tmp);
-  if (fd < 0)
-    fd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
+  int fd = kiln_fs_dircache_get (&x->pcache, x->rootfd, parent, strlen (parent), &tmp);
+  if (fd >= 0)
+    return fd;
+  /* missing: made, then resolved like any other */
+  fd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
   if (fd < 0)
     return -1;
-  x->pcache = kiln_xstrdup (parent);
-  x->pcache_fd = fd;
-  return fd;
+  close (fd);
+  return kiln_fs_dircache_get (&x->pcache, x->rootfd, parent, strlen (parent), err);
 }
 
 static int
@@ -697,7 +684,7 @@ extract_path (struct xstate *x, struct archive_entry *e, char *path, struct kiln
   split_path (path, &parent, &base);
   if ((x->opts->whiteouts || x->opts->overlay_whiteouts) && kiln_str_has_prefix (base, WH_PREFIX))
     {
-      pcache_drop (x);
+      kiln_fs_dircache_clear (&x->pcache);
       return apply_whiteout (x, parent, base, err);
     }
   int pfd = parent_fd (x, parent, err);
@@ -883,7 +870,7 @@ int
 kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts,
                  struct kiln_error **err)
 {
-  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache_fd = -1 };
+  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache = KILN_FS_DIRCACHE_INIT };
   off_t start = lseek (fd, 0, SEEK_CUR);
   int r;
 
@@ -945,7 +932,7 @@ int
 kiln_extract_stream (kiln_extract_read_fn read, void *opaque, bool decompressed, const char *name, int rootfd,
                      const struct kiln_extract_opts *opts, struct kiln_error **err)
 {
-  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache_fd = -1 };
+  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache = KILN_FS_DIRCACHE_INIT };
   struct sread s = { .fn = read, .opaque = opaque };
   int r;
 

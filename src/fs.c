@@ -417,6 +417,32 @@ kiln_fs_path_join (const char *a, const char *b)
   return kiln_fs_path_clean (j);
 }
 
+void
+kiln_fs_dircache_clear (struct kiln_fs_dircache *c)
+{
+  if (c->fd >= 0)
+    close (c->fd);
+  free (c->path);
+  *c = (struct kiln_fs_dircache) KILN_FS_DIRCACHE_INIT;
+}
+
+int
+kiln_fs_dircache_get (struct kiln_fs_dircache *c, int rootfd, const char *path, size_t len,
+                      struct kiln_error **err)
+{
+  if (c->fd >= 0 && c->rootfd == rootfd && strncmp (c->path, path, len) == 0 && c->path[len] == '\0')
+    return c->fd;
+  kiln_fs_dircache_clear (c);
+  kiln_autofree char *dir = kiln_xstrndup (path, len);
+  int fd = kiln_fs_open_in_root (rootfd, dir, O_PATH | O_DIRECTORY, 0, err);
+  if (fd < 0)
+    return -1;
+  c->rootfd = rootfd;
+  c->fd = fd;
+  c->path = kiln_steal_ptr (&dir);
+  return fd;
+}
+
 static int
 compare_names (const void *a, const void *b)
 {

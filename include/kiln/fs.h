@@ -35,6 +35,20 @@ int kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kil
 int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len,
                           mode_t mode, struct kiln_error **err);
 
+/* The last directory resolved inside a root (O_PATH), kept open for the next
+ * lookup of the same directory: files that come grouped by directory (a
+ * layer's entries, sorted sources) resolve their parent once. */
+struct kiln_fs_dircache {
+  int rootfd, fd;
+  char *path;
+};
+#define KILN_FS_DIRCACHE_INIT { .rootfd = -1, .fd = -1, .path = NULL }
+/* The fd of the first len bytes of path resolved in rootfd (borrowed: valid
+ * until the next call or the clear); -1 with err set. */
+int kiln_fs_dircache_get (struct kiln_fs_dircache *c, int rootfd, const char *path, size_t len,
+                          struct kiln_error **err);
+void kiln_fs_dircache_clear (struct kiln_fs_dircache *c);
+
 /* The names in the directory dfd (not "." or ".."), sorted; dfd
  * stays open and usable.  shown names the directory in errors. */
 int kiln_fs_list_names (int dfd, const char *shown, char ***out, struct kiln_error **err);
