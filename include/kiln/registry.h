@@ -1,7 +1,7 @@
 /* kiln/registry.h - the OCI distribution client: pull images into the store,
  * push images from it, verify credentials for `kiln login`.
  *
- * Transport rules (see shared/docs/REGISTRY.md): TLS verification is always
+ * Transport rules: TLS verification is always
  * on unless tls_verify is false; plain http is tried only for loopback hosts
  * or with tls_verify false, and only after https failed to connect.  Redirects
  * are followed by kiln, never by curl, and credentials go only to the
