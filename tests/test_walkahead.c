@@ -2,6 +2,7 @@
  * directories the walk does not enter left out, and a walk that falls out
  * of step going on alone. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -142,4 +143,73 @@ Test (walkahead, stopping_early_frees_what_was_read)
   struct kiln_walkahead *w = kiln_walkahead_start (root_fd (), "", not_skip, NULL);
   kiln_dirlisting_free (next (w, "", 200));
   kiln_walkahead_stop (w);   /* the reader is mid-walk or done; nothing leaks (asan) */
+}
+
+/* The walker's own depth-first walk, compared listing by listing with what
+ * the readers hand it. */
+static size_t
+walk_compare (struct kiln_walkahead *w, const char *path)
+{
+  struct kiln_dirlisting *l = kiln_walkahead_next (w, path);
+  cr_assert_not_null (l, "listing of `%s`", path);
+  cr_assert_str_eq (l->path, path);
+  kiln_autofree char *full = kiln_xasprintf ("%s/t%s%s", kiln_test_tmpdir (), *path ? "/" : "", path);
+  struct dirent **de;
+  int n = scandir (full, &de, NULL, alphasort);
+  cr_assert_geq (n, 2);
+  size_t k = 0, count = 1;
+  char **dirs = kiln_xcalloc ((size_t) n + 1, sizeof *dirs);
+  size_t nd = 0;
+  for (int i = 0; i < n; i++)
+    {
+      if (strcmp (de[i]->d_name, ".") != 0 && strcmp (de[i]->d_name, "..") != 0)
+        {
+          cr_assert_lt (k, l->n);
+          cr_assert_str_eq (l->names[k], de[i]->d_name, "`%s` entry %zu", path, k);
+          if (S_ISDIR (l->st[k].st_mode))
+            dirs[nd++] = kiln_xasprintf ("%s%s%s", path, *path ? "/" : "", de[i]->d_name);
+          k++;
+        }
+      free (de[i]);
+    }
+  free (de);
+  cr_assert_eq (k, l->n, "`%s` has %zu names, the listing %zu", path, k, l->n);
+  kiln_dirlisting_free (l);
+  for (size_t i = 0; i < nd; i++)
+    {
+      count += walk_compare (w, dirs[i]);
+      free (dirs[i]);
+    }
+  free (dirs);
+  return count;
+}
+
+Test (walkahead, a_big_tree_comes_whole_and_in_order_past_the_bound)
+{
+  /* 4 + 16 + 64 directories of 450 files each: more names than the
+   * readers may queue, so they wait for the walker and it reads some itself */
+  mk ("", true);
+  size_t dirs = 1;
+  for (int a = 0; a < 4; a++)
+    for (int b = -1; b < 4; b++)
+      for (int c = -1; c < (b < 0 ? 0 : 4); c++)
+        {
+          kiln_autofree char *d = b < 0 ? kiln_xasprintf ("d%d", a)
+                                  : c < 0 ? kiln_xasprintf ("d%d/e%d", a, b)
+                                          : kiln_xasprintf ("d%d/e%d/f%d", a, b, c);
+          mk (d, true);
+          dirs++;
+          for (int i = 0; i < 450; i++)
+            {
+              kiln_autofree char *p = kiln_xasprintf ("%s/t/%s/x%03d", kiln_test_tmpdir (), d, i);
+              int fd = open (p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+              cr_assert_geq (fd, 0, "%s", p);
+              close (fd);
+            }
+        }
+  struct kiln_walkahead *w = kiln_walkahead_start (root_fd (), "", not_skip, NULL);
+  cr_assert_not_null (w);
+  cr_assert_eq (walk_compare (w, ""), dirs);
+  cr_assert_null (kiln_walkahead_next (w, "zz"), "the walk is over");
+  kiln_walkahead_stop (w);
 }
