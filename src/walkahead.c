@@ -47,6 +47,7 @@ struct kiln_walkahead {
   struct node **stack;       /* the pending nodes, the next one in the walk's order on top */
   size_t nstack, capstack;
   size_t queued, busy;       /* names READY and not taken; nodes being read */
+  size_t idle;               /* readers waiting on work_cv */
   bool stop, walker_waits;
   int rootfd;
   size_t root_len;           /* strlen of the start path: node paths below it are relative to rootfd */
@@ -233,7 +234,7 @@ node_fill (struct kiln_walkahead *w, struct node *nd, struct kiln_dirlisting *l,
     }
   for (size_t i = nsub; i-- > 0;)
     w->stack[w->nstack++] = nd->kids[i];
-  if (nsub)
+  if (nsub && w->idle)
     pthread_cond_broadcast (&w->work_cv);
   if (w->walker_waits)
     pthread_cond_signal (&w->ready_cv);
@@ -292,7 +293,9 @@ reader_main (void *arg)
         }
       if (w->nstack == 0 && w->busy == 0)
         break; /* the tree is read */
+      w->idle++;
       pthread_cond_wait (&w->work_cv, &w->mu);
+      w->idle--;
     }
   pthread_mutex_unlock (&w->mu);
   return NULL;
@@ -377,7 +380,9 @@ kiln_walkahead_next (struct kiln_walkahead *w, const char *path)
       nd->state = NODE_TAKEN;
       w->cur = nd;
       w->queued -= l->n;
-      if (w->queued <= AHEAD_MAX_NAMES)
+      /* readers held back by the bound resume once half of it is free, not
+       * at every listing taken (each wake-up is a context switch) */
+      if (w->idle && w->queued <= AHEAD_MAX_NAMES / 2)
         pthread_cond_broadcast (&w->work_cv);
     }
   if (!l || l->err)
