@@ -1,14 +1,16 @@
 /* kiln/walkahead.h - a depth-first walk's directory listings, read ahead
- * on a second thread.
+ * by a few threads.
  *
  * Checking a large tree against the checksum index costs one lstat per file,
  * and in a VM the system call is most of the cost.  A walk that visits
  * directories depth-first, each one's names sorted, can hand the reading
- * (getdents, lstat, readlink) to a thread that walks the same order ahead of
- * it, while it hashes and looks up what is already read.  The walker asks for
- * each directory by path; when the thread's next listing is not that one (the
- * two disagreed on what to enter), it is told so and walks on by itself.
- * Listings queued ahead are bounded, so memory does not grow with the tree. */
+ * (getdents, lstat, readlink) to threads (one per CPU, at most four) that
+ * read the directories it will enter, in its order as far as they can,
+ * while it hashes and looks up what is already read.  The walker asks for
+ * each directory by path; when the next listing is not that one (the two
+ * disagreed on what to enter), it is told so and walks on by itself.
+ * Listings read ahead are bounded, so memory does not grow with the tree;
+ * a directory no reader has started yet is read by the walker itself. */
 #ifndef KILN_WALKAHEAD_H
 #define KILN_WALKAHEAD_H
 
@@ -26,7 +28,8 @@ struct kiln_dirlisting {
 };
 void kiln_dirlisting_free (struct kiln_dirlisting *l);
 
-/* Whether the walk enters directory `path` (called on the reading thread). */
+/* Whether the walk enters directory `path`; called on the reading threads,
+ * several at once, so it must only read shared state. */
 typedef bool (*kiln_walkahead_enter_fn) (void *ud, const char *path);
 
 struct kiln_walkahead;
