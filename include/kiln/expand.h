@@ -15,6 +15,19 @@
 
 #include "kiln/error.h"
 
+/* Limits of one kiln_expand_* call (one word, one instruction's words, one
+ * heredoc), so that a Dockerfile cannot make expansion blow up: the bytes
+ * its substitutions may produce in all (nested substitutions count each
+ * time, even when their result is discarded: ${E:-${D//?/${E:-...}}}
+ * otherwise grows exponentially), the glob matching steps of its patterns
+ * (one step: one pattern token at one character), and how deep ${ } may
+ * nest.  Text written as it is (a heredoc's lines) does not count.
+ * Exceeding one is a KILN_E_PARSE error `expansion larger than N bytes`,
+ * `pattern ...: more than N matching steps`, `${ nested more than N deep`. */
+#define KILN_EXPAND_MAX_OUTPUT (1u << 20)
+#define KILN_EXPAND_MAX_MATCH_STEPS (1u << 25)
+#define KILN_EXPAND_MAX_DEPTH 64
+
 /* Returns the value of name, or NULL when unset.  The planner records which
  * names a step looked up through this callback (cache keys, issue 5). */
 typedef const char *(*kiln_expand_lookup_fn) (void *ud, const char *name);
