@@ -5,7 +5,10 @@
  * nested), escape-char escapes (\$ gives a literal $), single quotes (no
  * expansion inside), double quotes (expansion inside, quotes removed).
  * Also as BuildKit: ${v:?msg} ${v?msg} (error naming v), ${v#p} ${v##p}
- * ${v%p} ${v%%p} ${v/p/r} ${v//p/r} (p: '*', '?', '\' escapes), $1 and the
+ * ${v%p} ${v%%p} ${v/p/r} ${v//p/r} (p: '*', '?', '\' escapes; matched
+ * as BuildKit's Go regular expressions match them: by UTF-8 character,
+ * '*' and '?' not matching a newline, ${v//p/r} replacing as Go's
+ * ReplaceAllString does; in linear time, see kiln/glob.h), $1 and the
  * special parameters $@ $* $# $? $- $$ $! (looked up like any name).
  * Differs from BuildKit in one point: kiln_expand_words keeps a quoted empty
  * string ("" or '') as an empty word, as sh does.
