@@ -145,9 +145,16 @@ char *kiln_reg_url_add_query (const char *url, const char *name, const char *val
 bool kiln_reg_host_is_loopback (const char *hostport);
 /* Parses "bytes 100-199/200" (strict); returns 0 and fills, < 0 otherwise. */
 int kiln_reg_parse_content_range (const char *s, int64_t *start, int64_t *end, int64_t *total);
-/* Parses an upload status "0-123" (or "bytes=0-123"); *next = 124. */
-int kiln_reg_parse_upload_range (const char *s, int64_t *next);
-/* Retry-After as milliseconds (delta-seconds or HTTP-date), capped; -1 when absent or invalid. */
+/* Parses an upload status "0-123" (or "bytes=0-123"); *next = 124.  An end
+ * at or past sent (the bytes sent so far), a start other than 0, a number
+ * that overflows or anything else is invalid. */
+int kiln_reg_parse_upload_range (const char *s, int64_t sent, int64_t *next);
+/* A header holding a size (OCI-Chunk-Min-Length): decimal digits only, no
+ * overflow; < 0 otherwise. */
+int kiln_reg_parse_size (const char *s, int64_t *out);
+/* Retry-After as milliseconds (delta-seconds or HTTP-date), capped at
+ * cap_ms without overflow (a huge delay or a date far ahead gives cap_ms);
+ * -1 when absent, invalid or in the past. */
 long kiln_reg_parse_retry_after (const char *s, long cap_ms);
 /* Backoff before attempt n (0-based): delay * 2^n + up to 25 % jitter, capped. */
 unsigned kiln_reg_backoff_ms (unsigned delay_ms, int n);
