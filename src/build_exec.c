@@ -185,6 +185,7 @@ environment (struct run_job *r)
 struct mount_spec {
   char *type, *target, *source, *from, *id, *sharing, *mode, *uid, *gid, *env, *size;
   bool rw, required;
+  uint32_t mode_v, uid_v, gid_v;   /* mode, uid, gid parsed (0 when not given) */
 };
 
 static void
@@ -206,6 +207,43 @@ unknown_mount_key (struct run_job *r, const char *key, const char *val, bool has
   kiln_error_set (err, 0, KILN_E_PARSE, "--mount: unexpected key '%s' in '%s%s%s'%s", key, key, has_val ? "=" : "",
                   has_val ? val : "", hint ? hint : "");
   return kiln_build_step_error (r->b, r->in, err);
+}
+
+/* An unsigned 32-bit number in base (decimal or octal), digits only, as Go's
+ * strconv.ParseUint(s, base, 32). */
+static bool
+parse_u32 (const char *s, int base, uint32_t *out)
+{
+  uint64_t v = 0;
+  if (*s == '\0')
+    return false;
+  for (; *s; s++)
+    {
+      if (*s < '0' || *s >= '0' + base)
+        return false;
+      v = v * (uint64_t) base + (uint64_t) (*s - '0');
+      if (v > UINT32_MAX)
+        return false;
+    }
+  *out = (uint32_t) v;
+  return true;
+}
+
+/* BuildKit commands_runmount.go: uid and gid decimal, mode octal, each
+ * ParseUint(.., 32); anything else is "invalid value X for uid". */
+static int
+parse_mount_ids (struct run_job *r, struct mount_spec *m, struct kiln_error **err)
+{
+  struct { const char *name, *val; int base; uint32_t *out; } ids[] = {
+    { "mode", m->mode, 8, &m->mode_v }, { "uid", m->uid, 10, &m->uid_v }, { "gid", m->gid, 10, &m->gid_v },
+  };
+  for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+    if (ids[i].val && !parse_u32 (ids[i].val, ids[i].base, ids[i].out))
+      {
+        kiln_error_set (err, 0, KILN_E_PARSE, "--mount: invalid value %s for %s", ids[i].val, ids[i].name);
+        return kiln_build_step_error (r->b, r->in, err);
+      }
+  return 0;
 }
 
 static int
@@ -242,6 +280,8 @@ parse_mount_spec (struct run_job *r, const char *spec, struct mount_spec *m, str
       if (!known)
         return unknown_mount_key (r, kv, val, eq != NULL, err);
     }
+  if (parse_mount_ids (r, m, err) < 0)
+    return -1;
   if (!m->type)
     m->type = kiln_xstrdup ("bind");
   /* BuildKit commands_runmount.go: the type is case-insensitive */
@@ -383,8 +423,7 @@ mount_cache (struct run_job *r, struct build_stage *tmp, const struct mount_spec
    * empty-handed); BuildKit ignores them on a cache with a source path */
   if (!m->from && fstat (dfd, &st) == 0 && st.st_nlink == 2 && (m->uid || m->gid || m->mode))
     {
-      if (fchown (dfd, m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0, m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0) < 0
-          || (m->mode && fchmod (dfd, (mode_t) strtoul (m->mode, NULL, 8)) < 0))
+      if (fchown (dfd, m->uid_v, m->gid_v) < 0 || (m->mode && fchmod (dfd, (mode_t) (m->mode_v & 07777)) < 0))
         kiln_log_warn ("cache mount `%s`: could not set owner or mode: %s", name, strerror (errno));
     }
   if (m->sharing && strcmp (m->sharing, "locked") == 0)
@@ -456,9 +495,9 @@ mount_secret (struct run_job *r, const struct mount_spec *m, struct kiln_error *
   struct kiln_sandbox_mount *sm = &r->mounts[r->nmounts - 1];
   sm->data = keep (r, kiln_buf_detach (&val, NULL));
   sm->len = len;
-  sm->mode = m->mode ? (mode_t) strtoul (m->mode, NULL, 8) : 0400;
-  sm->uid = m->uid ? (uid_t) strtoul (m->uid, NULL, 10) : 0;
-  sm->gid = m->gid ? (gid_t) strtoul (m->gid, NULL, 10) : 0;
+  sm->mode = m->mode ? (mode_t) (m->mode_v & 07777) : 0400;
+  sm->uid = m->uid_v;
+  sm->gid = m->gid_v;
   return 0;
 }
 
