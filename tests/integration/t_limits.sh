@@ -3,7 +3,7 @@
 # its value builds or pulls, one past it fails with an error that names the
 # file (Dockerfile:LINE where there is one), the limit and its value, and
 # leaves no image behind.  Dockerfile size, instruction count, heredoc size,
-# ARG names and --build-arg count through `kiln build`; a manifest listing
+# ARG names, --build-arg count and .dockerignore size through `kiln build`; a manifest listing
 # too many layers and an oversized response header from a registry through
 # `kiln pull` (a registry on 127.0.0.1 behind tests/tools/faultproxy.py).
 source "$IT_DIR/lib.sh"
@@ -87,6 +87,23 @@ kiln rmi localhost/limits:buildargs >/dev/null
 bad_build "${ba[@]}" --build-arg B4097=y "$T/ctx"
 assert_contains "$ERR" "kiln: error: 4097 build arguments (--build-arg) given, more than the limit of 4096"
 no_image_left "--build-arg"
+
+note ".dockerignore: 4 MiB is read, one byte more is refused"
+printf 'FROM scratch\nCOPY . /c/\n' >"$T/ctx/Dockerfile"
+python3 -c 'import sys; n = 4194304; open(sys.argv[1], "w").write("secret\n#" + "x" * (n - 9) + "\n")' \
+  "$T/ctx/.dockerignore"
+put "$T/ctx/secret" s
+kiln build --progress=quiet -t localhost/limits:ignore "$T/ctx" >/dev/null
+rm -rf "$T/out"
+kiln build --progress=quiet --output "type=local,dest=$T/out" "$T/ctx" >/dev/null
+assert_absent "$T/out/c/secret"
+assert_file "$T/out/c/Dockerfile"
+kiln rmi localhost/limits:ignore >/dev/null
+printf '#' >>"$T/ctx/.dockerignore"
+bad_build "$T/ctx"
+assert_contains "$ERR" "kiln: error: ignore file \`.dockerignore\` is larger than the limit of 4194304 bytes"
+no_image_left .dockerignore
+rm -f "$T/ctx/.dockerignore" "$T/ctx/secret"
 
 # ---- from a registry ----
 reg_need
