@@ -379,38 +379,53 @@ serve (void *arg)
     }
 }
 
+/* Serves resp (taken) on a new loopback port; returns "127.0.0.1:PORT". */
+static char *
+start_canned (struct kiln_buf *resp)
+{
+  struct canned *c = kiln_xcalloc (1, sizeof *c);   /* lives as long as the test process */
+  c->len = resp->len;
+  c->resp = kiln_buf_detach (resp, NULL);
+  c->lfd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+  socklen_t sl = sizeof sa;
+  cr_assert_eq (bind (c->lfd, (struct sockaddr *) &sa, sizeof sa), 0);
+  cr_assert_eq (listen (c->lfd, 8), 0);
+  cr_assert_eq (getsockname (c->lfd, (struct sockaddr *) &sa, &sl), 0);
+  pthread_t t;
+  pthread_create (&t, NULL, serve, c);
+  return kiln_xasprintf ("127.0.0.1:%d", ntohs (sa.sin_port));
+}
+
+static int
+open_client (const char *host, struct kiln_reg_client **cl, struct kiln_error **err)
+{
+  struct kiln_registry_opts *o = kiln_xcalloc (1, sizeof *o);   /* the client keeps a pointer */
+  kiln_registry_opts_init (o);
+  o->retries = 0;
+  return kiln_reg_client_open (host, o, false, cl, err);
+}
+
 /* Pings a server whose /v2/ answer is 200 with header lines of the given
  * sizes (each counted with its CRLF). */
 static int
 ping_with_headers (const size_t *lines, size_t n, struct kiln_error **err)
 {
-  static struct canned c;
   struct kiln_buf r = KILN_BUF_INIT;
   kiln_buf_adds (&r, "HTTP/1.1 200 OK\r\n");
   for (size_t i = 0; i < n; i++)
     {
+      size_t start = r.len;
       kiln_buf_addf (&r, "X-Pad-%zu: ", i % 10);
-      size_t start = r.len - 9;
       while (r.len - start < lines[i] - 2)
         kiln_buf_addch (&r, 'p');
       kiln_buf_adds (&r, "\r\n");
     }
-  kiln_buf_adds (&r, "Docker-Distribution-API-Version: registry/2.0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
-  c.resp = r.buf, c.len = r.len;
-  c.lfd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-  socklen_t sl = sizeof sa;
-  cr_assert_eq (bind (c.lfd, (struct sockaddr *) &sa, sizeof sa), 0);
-  cr_assert_eq (listen (c.lfd, 8), 0);
-  cr_assert_eq (getsockname (c.lfd, (struct sockaddr *) &sa, &sl), 0);
-  pthread_t t;
-  pthread_create (&t, NULL, serve, &c);
-  struct kiln_registry_opts o;
-  kiln_registry_opts_init (&o);
-  o.retries = 0;
-  kiln_autofree char *host = kiln_xasprintf ("127.0.0.1:%d", ntohs (sa.sin_port));
+  kiln_buf_adds (&r, "Docker-Distribution-API-Version: registry/2.0\r\nContent-Length: 2\r\n"
+                     "Connection: close\r\n\r\n{}");
+  kiln_autofree char *host = start_canned (&r);
   struct kiln_reg_client *cl = NULL;
-  int ret = kiln_reg_client_open (host, &o, false, &cl, err);
+  int ret = open_client (host, &cl, err);
   kiln_reg_client_free (cl);
   return ret;
 }
@@ -439,5 +454,42 @@ Test (limits, registry_headers_total)
   ok[4]++;
   cr_assert_lt (ping_with_headers (ok, 5, &err), 0);
   cr_expect (strstr (err->msg, "response headers larger than the limit of 262144 bytes"), "%s", err->msg);
+  kiln_error_free (&err);
+}
+
+/* A document read whole (manifest, config, token) larger than its cap:
+ * the error names the request and the cap. */
+static int
+get_body_of (size_t size, size_t max, struct kiln_error **err)
+{
+  struct kiln_buf r = KILN_BUF_INIT;
+  kiln_buf_addf (&r, "HTTP/1.1 200 OK\r\nDocker-Distribution-API-Version: registry/2.0\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n", size);
+  for (size_t i = 0; i < size; i++)
+    kiln_buf_addch (&r, 'b');
+  kiln_autofree char *host = start_canned (&r);
+  kiln_autofree char *url = kiln_xasprintf ("http://%s/v2/x/manifests/1", host);
+  struct kiln_reg_client *cl = NULL;
+  struct kiln_reg_conn cn = { 0 };
+  struct kiln_buf out = KILN_BUF_INIT;
+  int ret = open_client (host, &cl, err);
+  if (ret == 0)
+    ret = kiln_reg_conn_init (&cn, cl, err);
+  if (ret == 0)
+    ret = kiln_reg_get_small (&cn, url, NULL, max, &out, NULL, err);
+  if (ret == 0)
+    cr_expect_eq (out.len, size);
+  kiln_buf_release (&out);
+  kiln_reg_conn_clear (&cn);
+  kiln_reg_client_free (cl);
+  return ret;
+}
+
+Test (limits, registry_document_size)
+{
+  struct kiln_error *err = NULL;
+  cr_assert_eq (get_body_of (100000, 100000, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_lt (get_body_of (100001, 100000, &err), 0);
+  cr_expect (strstr (err->msg, "/v2/x/manifests/1`: response larger than the limit of 100000 bytes"), "%s", err->msg);
   kiln_error_free (&err);
 }
