@@ -754,7 +754,7 @@ apply_dir_meta (struct xstate *x, struct kiln_error **err)
 
 /* Only tar formats, and only decompressors linked in-process: libarchive
  * falls back to exec'ing an external program when a library is missing,
- * which is exactly what SECURITY.md §0 forbids. */
+ * which docs/security.md rules out (no external programs). */
 static void
 support_filters (struct archive *a)
 {
