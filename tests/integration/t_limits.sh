@@ -3,7 +3,8 @@
 # its value builds or pulls, one past it fails with an error that names the
 # file (Dockerfile:LINE where there is one), the limit and its value, and
 # leaves no image behind.  Dockerfile size, instruction count, heredoc size,
-# ARG names, --build-arg count and .dockerignore size through `kiln build`; a manifest listing
+# ARG names, --build-arg count and .dockerignore size through `kiln build`;
+# a RUN making a tree deeper than a layer entry may be; a manifest listing
 # too many layers and an oversized response header from a registry through
 # `kiln pull` (a registry on 127.0.0.1 behind tests/tools/faultproxy.py).
 source "$IT_DIR/lib.sh"
@@ -105,11 +106,27 @@ assert_contains "$ERR" "kiln: error: ignore file \`.dockerignore\` is larger tha
 no_image_left .dockerignore
 rm -f "$T/ctx/.dockerignore" "$T/ctx/secret"
 
+note "a RUN that makes a path 512 directories deep builds and exports, 513 is refused"
+make_busybox_base
+images_before=$(kiln images)
+# N directories d below /t and a file f: N + 2 components
+cat >"$T/ctx/Dockerfile" <<'EOF'
+FROM localhost/busybox:latest
+ARG N
+RUN p=/t; i=0; while [ $i -lt $N ]; do p=$p/d; i=$((i+1)); done; mkdir -p $p && echo deep >$p/f
+EOF
+rm -rf "$T/out"
+kiln build --progress=quiet --build-arg N=510 --output "type=local,dest=$T/out" "$T/ctx" >/dev/null
+assert_eq deep "$(cd "$T/out/t" && cat "$(printf 'd/%.0s' $(seq 1 510))f")" "the file 512 components deep"
+bad_build --build-arg N=511 "$T/ctx"
+assert_contains "$ERR" "Dockerfile:3"
+assert_contains "$ERR" "deeper than 512 directories (the limit of a layer entry)"
+no_image_left "deep RUN"
+
 # ---- from a registry ----
 reg_need
 reg_start_http limits
 proxy_start "$REG_URL"
-make_busybox_base
 kiln push "${KILN_RETRY[@]}" $KILN_TLS_OFF localhost/busybox:latest "$REG_HOST/base:1" >/dev/null 2>"$T/push.err" \
   || fail "push: $(cat "$T/push.err")"
 
