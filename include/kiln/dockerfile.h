@@ -16,9 +16,8 @@
 
 /* Resource limits: a Dockerfile may come from a pull request, so everything
  * the parser keeps in memory is bounded (docs/security.md explains each
- * value).  KILN_DOCKERFILE_MAX_SIZE: the file as read, BuildKit's effective
- * cap too (its frontend receives the Dockerfile in one gRPC message of at most
- * 16 MiB).  KILN_DOCKERFILE_MAX_INSTRUCTIONS: instructions of the file,
+ * value).  KILN_DOCKERFILE_MAX_SIZE: the file as read (a BuildKit frontend
+ * run as a gateway image reads it in one gRPC message of at most 16 MiB).  KILN_DOCKERFILE_MAX_INSTRUCTIONS: instructions of the file,
  * ONBUILD triggers counted once.  KILN_DOCKERFILE_MAX_HEREDOC: one heredoc
  * body.  KILN_DOCKERFILE_MAX_ARGS: ARG names declared over the whole file;
  * KILN_DOCKERFILE_MAX_PAIRS: ENV and LABEL name=value pairs over the whole
