@@ -946,7 +946,10 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
     }
   if (kiln_snapshot_unmount (mnt, err) < 0
       || kiln_diff_write_layer (r->b->st, mnt, &r->b->o->layer, created, &lr, err) < 0)
-    goto out;
+    {
+      kiln_build_step_error (r->b, r->in, err);
+      goto out;
+    }
   free (s->clock);
   s->clock = kiln_xstrdup (r->b->created);
   kiln_build_add_layer (r->b, s, &lr, r->in->original);

@@ -17,8 +17,6 @@
 #include "kiln/snapshot.h"
 #include "kiln/util.h"
 
-#define DOCKERFILE_MAX (16u << 20)
-#define IGNORE_MAX (4u << 20)
 
 int kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                             struct kiln_error **err);
@@ -464,6 +462,22 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   return ret < 0 ? kiln_error_wrap (err, "store image manifest") : 0;
 }
 
+/* Reads a build input whole, capped at max: past the cap the error names
+ * the file, the limit and its value instead of the buffer's generic one. */
+static int
+read_capped (int dirfd, const char *path, const char *what, size_t max, struct kiln_buf *out,
+             struct kiln_error **err)
+{
+  int r = kiln_fs_read_file (dirfd, path, max, out, err);
+  if (r < 0 && (*err)->errnum == EFBIG)
+    {
+      kiln_error_free (err);
+      return kiln_error_set (err, EFBIG, KILN_E_PARSE, "%s `%s` is larger than the limit of %zu bytes", what, path,
+                             max);
+    }
+  return r;
+}
+
 /* <Dockerfile>.dockerignore next to the Dockerfile wins over CONTEXT/.dockerignore. */
 static int
 load_ignore (struct build *b, struct kiln_error **err)
@@ -471,13 +485,13 @@ load_ignore (struct build *b, struct kiln_error **err)
   struct kiln_buf text = KILN_BUF_INIT;
   kiln_autofree char *specific = kiln_xasprintf ("%s.dockerignore", b->o->dockerfile);
   const char *name = specific;
-  int ret = kiln_fs_read_file (AT_FDCWD, specific, IGNORE_MAX, &text, err);
+  int ret = read_capped (AT_FDCWD, specific, "ignore file", KILN_BUILD_MAX_DOCKERIGNORE, &text, err);
   if (ret < 0 && (*err)->kind == KILN_E_NOTFOUND)
     {
       kiln_error_free (err);
       kiln_buf_release (&text);
       name = ".dockerignore";
-      ret = kiln_fs_read_file (b->ctx_fd, name, IGNORE_MAX, &text, err);
+      ret = read_capped (b->ctx_fd, name, "ignore file", KILN_BUILD_MAX_DOCKERIGNORE, &text, err);
       if (ret < 0 && (*err)->kind == KILN_E_NOTFOUND)
         {
           kiln_error_free (err);
@@ -500,7 +514,7 @@ prepare (struct build *b, struct kiln_error **err)
   b->ctx_fd = open (o->context, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (b->ctx_fd < 0)
     return kiln_error_set (err, errno, KILN_E_NOTFOUND, "open build context `%s`", o->context);
-  if (kiln_fs_read_file (AT_FDCWD, o->dockerfile, DOCKERFILE_MAX, &text, err) < 0)
+  if (read_capped (AT_FDCWD, o->dockerfile, "Dockerfile", KILN_DOCKERFILE_MAX_SIZE, &text, err) < 0)
     return -1;
   int ret = kiln_dockerfile_parse (o->dockerfile_name, text.buf, text.len, &b->df, err);
   kiln_buf_release (&text);

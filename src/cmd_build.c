@@ -14,6 +14,7 @@
 #include "kiln/cleanup.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
+#include "kiln/plan.h"
 #include "kiln/util.h"
 
 static const char usage_text[] =
@@ -126,6 +127,10 @@ add_build_arg (struct build_cli *c, const char *kv, struct kiln_error **err)
   const char *eq = strchr (kv, '=');
   if (eq == kv)
     return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --build-arg `%s` (want KEY=VALUE)", kv);
+  /* before the list grows: each insertion is a linear lookup */
+  if (c->o.build_args.n > KILN_PLAN_MAX_BUILD_ARGS)
+    return kiln_error_set (err, E2BIG, KILN_E_USAGE, "more than %d build arguments (--build-arg) given (the limit)",
+                           KILN_PLAN_MAX_BUILD_ARGS);
   if (!eq)
     {
       /* docker: `--build-arg NAME` takes the value from the environment, if set */

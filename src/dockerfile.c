@@ -77,6 +77,7 @@ struct parser
   const char *pos, *end;
   int lineno;               /* number of the last physical line read */
   char escape;
+  size_t nargs, npairs;     /* ARG names, ENV/LABEL pairs so far (the limits) */
 };
 
 /* Where an instruction error is reported: "NAME:LINE: KEYWORD: ". */
@@ -269,11 +270,47 @@ parse_directive (struct parser *ps, struct kiln_dockerfile *df, const char *s, s
 
 /* ---- words ----------------------------------------------------------------- */
 
+/* A NULL-terminated vector that knows its length: kiln_strv_push_take
+ * measures the vector on every push, and a hostile line holds millions of
+ * words (a 400 KB ENV line took seconds, a 16 MiB one hours). */
+struct wordv
+{
+  char **v;
+  size_t n, cap;
+};
+
+static void
+wordv_push_take (struct wordv *w, char *s)
+{
+  if (w->n + 2 > w->cap)
+    {
+      w->cap = w->cap ? w->cap * 2 : 8;
+      w->v = kiln_xrealloc (w->v, w->cap * sizeof *w->v);
+    }
+  w->v[w->n++] = s;
+  w->v[w->n] = NULL;
+}
+
+/* The vector, never NULL; w is left empty. */
+static char **
+wordv_detach (struct wordv *w)
+{
+  char **v = w->v ? w->v : kiln_xcalloc (1, sizeof *v);
+  *w = (struct wordv) { 0 };
+  return v;
+}
+
+static void
+wordv_clear (struct wordv *w)
+{
+  kiln_strv_free (wordv_detach (w));
+}
+
 /* Splits on runs of blanks, nothing else (BuildKit parseStringsWhitespaceDelimited). */
 static char **
 split_blanks (const char *s)
 {
-  char **v = kiln_xcalloc (1, sizeof *v);
+  struct wordv v = { 0 };
 
   while (*s)
     {
@@ -285,9 +322,9 @@ split_blanks (const char *s)
       w = s;
       while (*s && !is_blank (*s))
         s++;
-      kiln_strv_push_take (&v, kiln_xstrndup (w, (size_t) (s - w)));
+      wordv_push_take (&v, kiln_xstrndup (w, (size_t) (s - w)));
     }
-  return v;
+  return wordv_detach (&v);
 }
 
 /* Scans one quoted section starting at *s (a quote character), appending it
@@ -321,7 +358,7 @@ scan_quoted (const char **s, char escape, struct kiln_buf *w)
 static char **
 split_words (const char *s, char escape, bool heredoc)
 {
-  kiln_autostrv char **v = kiln_xcalloc (1, sizeof *v);
+  __attribute__ ((cleanup (wordv_clear))) struct wordv v = { 0 };
   kiln_autobuf struct kiln_buf w = KILN_BUF_INIT;
   bool inword = false;
 
@@ -330,7 +367,7 @@ split_words (const char *s, char escape, bool heredoc)
       if (!*s || is_blank (*s))
         {
           if (inword)
-            kiln_strv_push_take (&v, kiln_buf_detach (&w, NULL));
+            wordv_push_take (&v, kiln_buf_detach (&w, NULL));
           inword = false;
           if (!*s++)
             break;
@@ -354,7 +391,7 @@ split_words (const char *s, char escape, bool heredoc)
         }
       kiln_buf_addch (&w, *s++);
     }
-  return kiln_steal_ptr (&v);
+  return wordv_detach (&v);
 }
 
 /* ---- heredocs ---------------------------------------------------------------- */
@@ -445,8 +482,9 @@ find_heredocs (const char *line, struct kiln_df_instr *in)
     }
 }
 
-/* Reads body lines up to the delimiter.  Returns false at end of input. */
-static bool
+/* Reads body lines up to the delimiter.  Returns 1 when found, 0 at end of
+ * input, -1 when the body passes KILN_DOCKERFILE_MAX_HEREDOC. */
+static int
 read_heredoc_body (struct parser *ps, struct kiln_df_heredoc *h)
 {
   kiln_autobuf struct kiln_buf body = KILN_BUF_INIT;
@@ -462,12 +500,14 @@ read_heredoc_body (struct parser *ps, struct kiln_df_heredoc *h)
       if (n == nlen && memcmp (s, h->name, n) == 0)
         {
           h->content = kiln_buf_detach (&body, NULL);
-          return true;
+          return 1;
         }
+      if (body.len + n + 1 > KILN_DOCKERFILE_MAX_HEREDOC)
+        return -1;
       kiln_buf_add (&body, s, n);
       kiln_buf_addch (&body, '\n');
     }
-  return false;
+  return 0;
 }
 
 /* Heredocs apply to RUN, COPY and ADD in shell form, also as ONBUILD
@@ -481,9 +521,15 @@ read_heredocs (struct parser *ps, struct kiln_df_instr *in, struct kiln_error **
     return 0;
   find_heredocs (in->original, t);
   for (size_t i = 0; i < t->nheredocs; i++)
-    if (!read_heredoc_body (ps, &t->heredocs[i]))
-      return fail (ps, in->line, err, "%s: unterminated heredoc `%s`", cmd_specs[t->cmd].name,
-                   t->heredocs[i].name);
+    {
+      int r = read_heredoc_body (ps, &t->heredocs[i]);
+      if (r < 0)
+        return fail (ps, in->line, err, "%s: heredoc `%s` is larger than the limit of %u bytes",
+                     cmd_specs[t->cmd].name, t->heredocs[i].name, KILN_DOCKERFILE_MAX_HEREDOC);
+      if (r == 0)
+        return fail (ps, in->line, err, "%s: unterminated heredoc `%s`", cmd_specs[t->cmd].name,
+                     t->heredocs[i].name);
+    }
   in->end_line = t->end_line = ps->lineno;
   return 0;
 }
@@ -497,6 +543,7 @@ static const char *
 extract_flag_words (const char *line, char ***words)
 {
   const char *p = line;
+  struct wordv v = { 0 };
 
   for (;;)
     {
@@ -523,7 +570,8 @@ extract_flag_words (const char *line, char ***words)
         }
       if (strcmp (w.buf, "--") == 0)
         return p;
-      kiln_strv_push (words, w.buf);
+      wordv_push_take (&v, kiln_buf_detach (&w, NULL));
+      *words = v.v;   /* the caller owns (and frees) what is there so far */
     }
 }
 
@@ -797,6 +845,31 @@ parse_onbuild (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *i
   return parse_instr (ps, a, in->line, in->sub, err);
 }
 
+/* ARG names and ENV/LABEL pairs add up over the file (ONBUILD triggers
+ * included): each later declaration looks the earlier ones up. */
+static int
+count_decls (const struct ictx *ic, struct parser *ps, const struct kiln_df_instr *in,
+             struct kiln_error **err)
+{
+  bool arg = in->cmd == KILN_DF_ARG;
+  if (!arg && in->cmd != KILN_DF_ENV && in->cmd != KILN_DF_LABEL)
+    return 0;
+  kiln_autostrv char **w = split_words (in->args, ps->escape, false);
+  if (w == NULL)   /* an unterminated quote: count what the blanks separate */
+    w = split_blanks (in->args);
+  size_t n = kiln_strv_len (w);
+  /* the old form `ENV name value` is one pair */
+  if (!arg && n > 0 && strchr (w[0], '=') == NULL)
+    n = 1;
+  size_t *sum = arg ? &ps->nargs : &ps->npairs;
+  size_t max = arg ? KILN_DOCKERFILE_MAX_ARGS : KILN_DOCKERFILE_MAX_PAIRS;
+  *sum += n;
+  if (*sum > max)
+    return ifail (ic, err, arg ? "more than %zu ARG names declared in the file (the limit)"
+                               : "more than %zu ENV and LABEL pairs in the file (the limit)", max);
+  return 0;
+}
+
 static int
 parse_args (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *in,
             struct kiln_error **err)
@@ -900,7 +973,8 @@ parse_instr (struct parser *ps, const char *text, int line, struct kiln_df_instr
   r = parse_flags (&ic, in, words, err);
   if (r < 0)
     return r;
-  return parse_args (&ic, ps, in, err);
+  r = parse_args (&ic, ps, in, err);
+  return r < 0 ? r : count_decls (&ic, ps, in, err);
 }
 
 /* ---- the file ------------------------------------------------------------------------ */
@@ -947,6 +1021,9 @@ add_instr (struct parser *ps, struct kiln_dockerfile *df, struct kiln_df_instr *
   if (!has_from (df) && in->cmd != KILN_DF_FROM && in->cmd != KILN_DF_ARG)
     return fail (ps, in->line, err, "%s: instruction must be preceded by FROM",
                  cmd_specs[in->cmd].name);
+  if (df->ninstrs >= KILN_DOCKERFILE_MAX_INSTRUCTIONS)
+    return fail (ps, in->line, err, "%s: more than %d instructions in the file (the limit)",
+                 cmd_specs[in->cmd].name, KILN_DOCKERFILE_MAX_INSTRUCTIONS);
   if (df->ninstrs == *cap)
     {
       *cap = *cap ? *cap * 2 : 16;
@@ -1016,10 +1093,12 @@ kiln_dockerfile_parse (const char *name, const char *text, size_t len,
                        struct kiln_dockerfile **out, struct kiln_error **err)
 {
   struct kiln_dockerfile *df;
-  struct parser ps = { name, text, text + len, 0, '\\' };
+  struct parser ps = { .name = name, .pos = text, .end = text + len, .escape = '\\' };
   const char *nul = memchr (text, '\0', len);
   int r;
 
+  if (len > KILN_DOCKERFILE_MAX_SIZE)
+    return fail (&ps, 0, err, "file is larger than the limit of %u bytes", KILN_DOCKERFILE_MAX_SIZE);
   if (nul)
     {
       int line = 1;

@@ -50,7 +50,6 @@
 #include "kiln/store.h"
 #include "kiln/util.h"
 
-#define NAME_MAX_BYTES 4096
 #define READ_BLOCK (64 * 1024)
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
@@ -398,9 +397,9 @@ make_symlink (struct xstate *x, int pfd, const char *base, struct archive_entry 
   const char *target = archive_entry_symlink (e);
   if (target == NULL || *target == '\0')
     return kiln_error_set (err, EINVAL, KILN_E_PARSE, "symlink has no target");
-  if (strlen (target) > NAME_MAX_BYTES)
+  if (strlen (target) > KILN_EXTRACT_MAX_PATH)
     return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "symlink target longer than %d bytes",
-                           NAME_MAX_BYTES);
+                           KILN_EXTRACT_MAX_PATH);
   /* stored as-is: it is only ever resolved in root later */
   if (symlinkat (target, pfd, base) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create symlink");
@@ -467,6 +466,16 @@ make_dir (struct xstate *x, int pfd, const char *base, const char *path, struct 
   return add_dir_meta (x, path, &st, m);
 }
 
+/* Components of a cleaned path ("" is the root: 0). */
+static size_t
+path_depth (const char *path)
+{
+  size_t n = *path != '\0';
+  for (; *path; path++)
+    n += *path == '/';
+  return n;
+}
+
 static int
 split_path (char *path, const char **parent, const char **base)
 {
@@ -494,10 +503,13 @@ make_hardlink (struct xstate *x, int pfd, const char *base, const char *linkname
   struct stat tst, dst;
   const char *tparent, *tbase;
 
-  if (strlen (linkname) > NAME_MAX_BYTES)
+  if (strlen (linkname) > KILN_EXTRACT_MAX_PATH)
     return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "hardlink target longer than %d bytes",
-                           NAME_MAX_BYTES);
+                           KILN_EXTRACT_MAX_PATH);
   kiln_autofree char *tpath = kiln_fs_path_clean (linkname);
+  if (path_depth (tpath) > KILN_EXTRACT_MAX_DEPTH)
+    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
+                           "hardlink target deeper than %d directories (the limit)", KILN_EXTRACT_MAX_DEPTH);
   if (*tpath == '\0')
     return kiln_error_set (err, EISDIR, KILN_E_PARSE, "hardlink target `%s` is a directory", linkname);
   split_path (tpath, &tparent, &tbase);
@@ -707,10 +719,13 @@ extract_entry (struct xstate *x, struct archive_entry *e, struct kiln_error **er
   /* an empty name is the root, as tar and BuildKit read it */
   if (raw == NULL)
     raw = "";
-  if (strlen (raw) > NAME_MAX_BYTES)
-    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "entry `%.64s...`: name longer than %d bytes", raw,
-                           NAME_MAX_BYTES);
+  if (strlen (raw) > KILN_EXTRACT_MAX_PATH)
+    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
+                           "entry `%.64s...`: name longer than %d bytes (the limit)", raw, KILN_EXTRACT_MAX_PATH);
   kiln_autofree char *path = kiln_fs_path_clean (raw);
+  if (path_depth (path) > KILN_EXTRACT_MAX_DEPTH)
+    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
+                           "entry `%.64s...`: deeper than %d directories (the limit)", raw, KILN_EXTRACT_MAX_DEPTH);
   if (extract_path (x, e, path, err) < 0)
     return kiln_error_wrap (err, "entry `%s`", raw);
   return 0;
@@ -739,7 +754,7 @@ apply_dir_meta (struct xstate *x, struct kiln_error **err)
 
 /* Only tar formats, and only decompressors linked in-process: libarchive
  * falls back to exec'ing an external program when a library is missing,
- * which is exactly what SECURITY.md §0 forbids. */
+ * which docs/security.md rules out (no external programs). */
 static void
 support_filters (struct archive *a)
 {

@@ -1,4 +1,5 @@
 /* oci_config.c - the OCI image config (plus Docker's extensions) <-> JSON. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,11 @@ rootfs_from_json (json_t *r, struct kiln_image_config *c, struct kiln_error **er
     return -1;
   if (strcmp (type, "layers") != 0)
     return kiln_oci_type_error (&p, "type", "must be \"layers\"", err);
+  size_t n = kiln_strv_len (c->diff_ids);
+  if (n > KILN_OCI_MAX_LAYERS)
+    return kiln_error_set (err, E2BIG, KILN_E_PARSE,
+                           "%s: `rootfs.diff_ids` lists %zu layers, more than the limit of %d", DOC, n,
+                           KILN_OCI_MAX_LAYERS);
   for (size_t i = 0; c->diff_ids && c->diff_ids[i]; i++)
     if (!kiln_digest_valid (c->diff_ids[i]))
       return kiln_error_set (err, 0, KILN_E_PARSE, "%s: `rootfs.diff_ids[%zu]` is not a sha256 digest", DOC, i);

@@ -1,4 +1,5 @@
 /* oci_manifest.c - OCI image manifests and Docker v2 schema 2 manifests <-> JSON. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,9 @@ kiln_manifest_clear (struct kiln_manifest *m)
 int
 kiln_manifest_to_json (const struct kiln_manifest *m, char **out, size_t *len, struct kiln_error **err)
 {
+  if (m->nlayers > KILN_OCI_MAX_LAYERS)
+    return kiln_error_set (err, E2BIG, KILN_E_UNSUPPORTED, "%s: %zu layers, more than the limit of %d", DOC,
+                           m->nlayers, KILN_OCI_MAX_LAYERS);
   kiln_autojson json_t *o = json_object ();
   json_t *layers = json_array ();
   json_object_set_new (o, "schemaVersion", json_integer (2));
@@ -66,6 +70,9 @@ manifest_fields (json_t *o, struct kiln_manifest *m, struct kiln_error **err)
       || kiln_oci_get_kvlist (o, "annotations", &p, &m->annotations, err) < 0
       || kiln_oci_descriptor_from_json (cj, &pc, &m->config, err) < 0)
     return -1;
+  if (json_array_size (lj) > KILN_OCI_MAX_LAYERS)
+    return kiln_error_set (err, E2BIG, KILN_E_PARSE, "%s: `layers` lists %zu layers, more than the limit of %d", DOC,
+                           json_array_size (lj), KILN_OCI_MAX_LAYERS);
   m->layers = kiln_xcalloc (json_array_size (lj) + 1, sizeof *m->layers);
   json_array_foreach (lj, i, e)
     {

@@ -364,6 +364,10 @@ int
 kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *opts, struct kiln_plan **out,
                struct kiln_error **err)
 {
+  if (opts->build_args && opts->build_args->n > KILN_PLAN_MAX_BUILD_ARGS)
+    return kiln_error_set (err, E2BIG, KILN_E_USAGE,
+                           "%zu build arguments (--build-arg) given, more than the limit of %d", opts->build_args->n,
+                           KILN_PLAN_MAX_BUILD_ARGS);
   struct kiln_plan *p = kiln_xcalloc (1, sizeof *p);
   p->df = df;
   if (opts->build_args)

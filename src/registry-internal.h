@@ -20,6 +20,13 @@
 #define KILN_REG_MAX_CONFIG (4u << 20)
 #define KILN_REG_MAX_TOKEN (1u << 20)
 #define KILN_REG_MAX_ERROR (1u << 20)
+/* Response headers (status line included), per response: one line, and all
+ * of them.  Real registries send < 4 KiB (a signed storage URL in
+ * `Location` is the longest, 1-8 KiB); libcurl's own caps are 100 KiB per
+ * line and, since 8.3, 300 KiB in all, so these trip first with an error
+ * that names the registry. */
+#define KILN_REG_MAX_HEADER_LINE (64u << 10)
+#define KILN_REG_MAX_HEADERS (256u << 10)
 #define KILN_REG_MAX_REDIRECTS 10
 #define KILN_REG_MAX_BACKOFF_MS 30000u
 

@@ -213,7 +213,30 @@ struct xfer {
   const struct kiln_reg_req *req;
   struct kiln_reg_resp *resp;
   int64_t pos;   /* request body position */
+  const char *url;          /* this hop's */
+  size_t header_bytes;      /* of the current response */
 };
+
+/* False (and resp->sink_err set) once a response's headers pass
+ * KILN_REG_MAX_HEADER_LINE or KILN_REG_MAX_HEADERS: a registry, or a proxy
+ * in between, must not make kiln keep unbounded headers. */
+static bool
+header_within_limits (struct xfer *x, size_t n)
+{
+  x->header_bytes += n;
+  if (n <= KILN_REG_MAX_HEADER_LINE && x->header_bytes <= KILN_REG_MAX_HEADERS)
+    return true;
+  kiln_autofree char *lu = url_for_log (x->url);
+  if (x->resp->sink_err == NULL && n > KILN_REG_MAX_HEADER_LINE)
+    kiln_error_set (&x->resp->sink_err, E2BIG, KILN_E_NET,
+                    "%s `%s`: response header line of %zu bytes, more than the limit of %u", x->req->method, lu, n,
+                    KILN_REG_MAX_HEADER_LINE);
+  else if (x->resp->sink_err == NULL)
+    kiln_error_set (&x->resp->sink_err, E2BIG, KILN_E_NET,
+                    "%s `%s`: response headers larger than the limit of %u bytes", x->req->method, lu,
+                    KILN_REG_MAX_HEADERS);
+  return false;
+}
 
 static void
 set_header (char **slot, const char *v, size_t n)
@@ -242,6 +265,10 @@ header_cb (char *data, size_t size, size_t nmemb, void *opaque)
     { "retry-after", offsetof (struct kiln_reg_resp, retry_after) },
     { "oci-chunk-min-length", offsetof (struct kiln_reg_resp, chunk_min) },
   };
+  if (n > 5 && strncmp (data, "HTTP/", 5) == 0)
+    x->header_bytes = 0;
+  if (!header_within_limits (x, n))
+    return 0;
   if (n > 5 && strncmp (data, "HTTP/", 5) == 0)
     {
       /* a new response (after 100 Continue): forget the previous headers */
@@ -286,8 +313,16 @@ write_cb (char *data, size_t size, size_t nmemb, void *opaque)
     return x->req->sink (x->req->opaque, data, n, &r->sink_err) < 0 ? 0 : n;
   if (x->req->body_max == 0)
     return n;
-  r->body.max = x->req->body_max;
-  return kiln_buf_add_checked (&r->body, data, n, &r->sink_err) < 0 ? 0 : n;
+  if (n > x->req->body_max - r->body.len)
+    {
+      /* a manifest, config or token (KILN_REG_MAX_*): name which limit */
+      kiln_autofree char *lu = url_for_log (x->url);
+      kiln_error_set (&r->sink_err, EFBIG, KILN_E_NET, "%s `%s`: response larger than the limit of %zu bytes",
+                      x->req->method, lu, x->req->body_max);
+      return 0;
+    }
+  kiln_buf_add (&r->body, data, n);
+  return n;
 }
 
 static size_t
@@ -392,7 +427,7 @@ perform_once (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, const char
               struct kiln_reg_resp *resp, char *errbuf)
 {
   CURL *h = cn->h;
-  struct xfer x = { q, resp, 0 };
+  struct xfer x = { q, resp, 0, url, 0 };
   curl_easy_reset (h);
   if (cn->fresh)
     curl_easy_setopt (h, CURLOPT_FRESH_CONNECT, 1L);

@@ -19,6 +19,10 @@
 
 struct kiln_store;
 
+/* The .dockerignore file read whole (the Dockerfile's own cap is
+ * KILN_DOCKERFILE_MAX_SIZE in kiln/dockerfile.h); real ones are a few KiB. */
+#define KILN_BUILD_MAX_DOCKERIGNORE (4u << 20)
+
 enum kiln_progress { KILN_PROGRESS_QUIET = 0, KILN_PROGRESS_PLAIN };
 
 struct kiln_build_opts {

@@ -14,6 +14,21 @@
 #include <stddef.h>
 #include "kiln/error.h"
 
+/* Resource limits: a Dockerfile may come from a pull request, so everything
+ * the parser keeps in memory is bounded (docs/security.md explains each
+ * value).  KILN_DOCKERFILE_MAX_SIZE: the file as read (a BuildKit frontend
+ * run as a gateway image reads it in one gRPC message of at most 16 MiB).  KILN_DOCKERFILE_MAX_INSTRUCTIONS: instructions of the file,
+ * ONBUILD triggers counted once.  KILN_DOCKERFILE_MAX_HEREDOC: one heredoc
+ * body.  KILN_DOCKERFILE_MAX_ARGS: ARG names declared over the whole file;
+ * KILN_DOCKERFILE_MAX_PAIRS: ENV and LABEL name=value pairs over the whole
+ * file (each declaration is a linear lookup, so their number must not be
+ * quadratic in the file's size). */
+#define KILN_DOCKERFILE_MAX_SIZE (16u << 20)
+#define KILN_DOCKERFILE_MAX_INSTRUCTIONS 10000
+#define KILN_DOCKERFILE_MAX_HEREDOC (4u << 20)
+#define KILN_DOCKERFILE_MAX_ARGS 4096
+#define KILN_DOCKERFILE_MAX_PAIRS 16384
+
 enum kiln_df_cmd {
   KILN_DF_FROM,
   KILN_DF_RUN,
@@ -99,7 +114,10 @@ struct kiln_dockerfile {
  * Errors not tied to an instruction omit the keyword ("NAME:LINE: unknown
  * instruction: FOO", bad or repeated parser directive, NUL byte), and
  * file-level ones the line too ("NAME: file contains no instructions",
- * "NAME: file contains no FROM instruction").  testdata/dockerfile/bad/ holds
+ * "NAME: file contains no FROM instruction").  Past a limit
+ * the error names the limit and its value ("NAME:LINE: RUN: heredoc `EOF`
+ * is larger than the limit of 4194304 bytes"; the size: "NAME: file is
+ * larger than the limit of 16777216 bytes").  testdata/dockerfile/bad/ holds
  * one example per error with the exact message.  *out is set only on success. */
 int kiln_dockerfile_parse (const char *name, const char *text, size_t len,
                            struct kiln_dockerfile **out, struct kiln_error **err);

@@ -18,6 +18,17 @@
 struct kiln_store;
 struct kiln_toc_rec;
 
+/* Limits on what one tar entry names (a layer or an ADD archive is
+ * third-party input): KILN_EXTRACT_MAX_PATH bytes for its name, a symlink's
+ * target and a hardlink's target (Linux's PATH_MAX; a longer name could not
+ * be opened by path inside a container anyway), and KILN_EXTRACT_MAX_DEPTH
+ * components for its name and a hardlink's target once cleaned (the
+ * deepest real trees, nested node_modules, stay below 100).  Past either,
+ * extraction fails with KILN_E_PARSE naming the entry, the limit and its
+ * value. */
+#define KILN_EXTRACT_MAX_PATH 4096
+#define KILN_EXTRACT_MAX_DEPTH 512
+
 struct kiln_extract_opts {
   bool whiteouts;          /* apply .wh. entries (image layers); false for ADD archives */
   /* Snapshots (kiln/snapshot.h): each layer goes into its own empty dir, so

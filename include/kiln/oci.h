@@ -13,6 +13,14 @@
 #include "kiln/digest.h"
 #include "kiln/error.h"
 
+/* Layers of one image: a manifest's `layers` and a config's
+ * `rootfs.diff_ids` may not list more, whether read or written.  Real images
+ * have 5-130 (Docker's layer store refuses more than 125 (moby
+ * layer_store.go maxLayerDepth), overlayfs stacks at most 500 lower
+ * directories); each layer costs a descriptor, a snapshot and an extraction,
+ * so a manifest of 4 MiB listing 20000 copies of one blob is refused early. */
+#define KILN_OCI_MAX_LAYERS 1000
+
 #define KILN_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define KILN_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
 #define KILN_MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"

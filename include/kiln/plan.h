@@ -44,12 +44,17 @@ struct kiln_plan {
   char **warnings;
 };
 
+/* --build-arg values a build takes (distinct names): the CI operator sets
+ * them, a few dozen at most; each ARG looks them up linearly. */
+#define KILN_PLAN_MAX_BUILD_ARGS 4096
+
 struct kiln_plan_opts {
   const struct kiln_kvlist *build_args;   /* --build-arg K=V */
   const char *target;                     /* --target, or NULL for the last stage */
   const char *os, *arch, *variant;        /* target platform (host by default) */
 };
 
+/* Fails (KILN_E_USAGE) with more than KILN_PLAN_MAX_BUILD_ARGS build args. */
 int kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *opts,
                    struct kiln_plan **out, struct kiln_error **err);
 void kiln_plan_free (struct kiln_plan *p);

@@ -14,6 +14,7 @@ A rule is a JSON object:
   {"method": "GET|HEAD|...regex", "path": "regex searched in path?query",
    "action": "status" | "reset" | "truncate" | "corrupt",
    "status": 503, "retry_after": 1,   # action=status: answer this, no upstream
+   "headers": {"X-Pad": "..."},       # action=status: extra response headers
    "after": 65536,       # reset/truncate: body bytes of this request passed
                          # before the fault (reset: request body for requests
                          # that have one, else response body; "on":
@@ -285,6 +286,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         extra = []
         if "retry_after" in rule:
             extra.append(("Retry-After", str(rule["retry_after"])))
+        extra.extend(rule.get("headers", {}).items())
         err = {429: "TOOMANYREQUESTS"}.get(code, "UNAVAILABLE")
         self.simple(code, {"errors": [{"code": err, "message": "injected by faultproxy", "detail": None}]}, extra)
         return code
