@@ -314,6 +314,15 @@ excluded (struct copy_job *j, const char *src, bool *descend)
 
 static int walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err);
 
+static size_t
+path_depth (const char *path)
+{
+  size_t n = *path != '\0';
+  for (; *path; path++)
+    n += *path == '/';
+  return n;
+}
+
 /* One entry of a directory being walked, its stat (and link target) known. */
 static int
 visit (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel, const struct stat *st,
@@ -327,6 +336,15 @@ visit (struct copy_job *j, int dfd, const char *name, const char *src, const cha
   size_t mark = j->added;
   if (!S_ISDIR (st->st_mode))
     return 0;
+  /* the layer would refuse what is below (kiln/extract.h); stop before the
+   * walk's recursion goes deeper */
+  if (path_depth (rel) > KILN_EXTRACT_MAX_DEPTH)
+    {
+      kiln_error_set (err, ENAMETOOLONG, KILN_E_UNSUPPORTED,
+                      "`%.64s...`: deeper than %d directories (the limit of a layer entry)", src,
+                      KILN_EXTRACT_MAX_DEPTH);
+      return kiln_build_step_error (j->b, j->in, err);
+    }
   int cfd = -1;
   if (!j->walk || j->walk_off)
     {
@@ -1707,7 +1725,8 @@ write_layer (struct copy_job *j, struct kiln_error **err)
       {
         kiln_layer_writer_free (w);
         kiln_fs_dircache_clear (&j->dc);
-        return kiln_error_wrap (err, "add `/%s` to the layer", j->v[i].dest);
+        kiln_error_wrap (err, "add `/%.256s` to the layer", j->v[i].dest);
+        return kiln_build_step_error (j->b, j->in, err);
       }
   kiln_fs_dircache_clear (&j->dc);
   if (kiln_layer_writer_finish (w, &lr, err) < 0)

@@ -15,7 +15,6 @@
 #include <unistd.h>
 #include "kiln/cleanup.h"
 #include "kiln/diff.h"
-#include "kiln/extract.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/util.h"
@@ -78,26 +77,6 @@ hardlink_target (struct diff *d, const char *path, const struct stat *st)
   return NULL;
 }
 
-/* A path the extractor would refuse (kiln/extract.h limits) is refused
- * here too: the image would build, and fail in the next build FROM it or at
- * --output. */
-static int
-check_path_limits (const char *path, struct kiln_error **err)
-{
-  size_t depth = 1, len = 0;
-  for (; path[len]; len++)
-    depth += path[len] == '/';
-  if (len > KILN_EXTRACT_MAX_PATH)
-    return kiln_error_set (err, ENAMETOOLONG, KILN_E_UNSUPPORTED,
-                           "`%.64s...`: name longer than %d bytes (the limit of a layer entry)", path,
-                           KILN_EXTRACT_MAX_PATH);
-  if (depth > KILN_EXTRACT_MAX_DEPTH)
-    return kiln_error_set (err, ENAMETOOLONG, KILN_E_UNSUPPORTED,
-                           "`%.64s...`: deeper than %d directories (the limit of a layer entry)", path,
-                           KILN_EXTRACT_MAX_DEPTH);
-  return 0;
-}
-
 /* One object: fd is an open regular file or directory (xattrs and data),
  * or -1 with dirfd/name for symlinks and nodes. */
 static int
@@ -109,10 +88,8 @@ emit (struct diff *d, const char *path, const struct stat *st, int fd, int dirfd
                                 .rdev = st->st_rdev };
   struct kiln_xattrs x = { 0 };
   char target[PATH_MAX + 1];
-  int r = check_path_limits (path, err);
+  int r = 0;
 
-  if (r < 0)
-    return -1;
   if (S_ISREG (st->st_mode))
     {
       e.size = (uint64_t) st->st_size;
@@ -136,7 +113,7 @@ emit (struct diff *d, const char *path, const struct stat *st, int fd, int dirfd
   if (r == 0)
     r = kiln_layer_writer_add (d->w, &e, fd, err);
   kiln_xattrs_clear (&x);
-  return r < 0 ? kiln_error_wrap (err, "add `%s`", path) : 0;
+  return r < 0 ? kiln_error_wrap (err, "add `%.256s`", path) : 0;
 }
 
 /* Docker's form: mode 0, size 0, owner 0:0. */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include "kiln/cleanup.h"
 #include "kiln/compress.h"
+#include "kiln/extract.h"
 #include "kiln/layer.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
@@ -367,6 +368,39 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
   return 0;
 }
 
+static size_t
+depth_of (const char *path)
+{
+  size_t n = *path != '\0';
+  for (; *path; path++)
+    n += *path == '/';
+  return n;
+}
+
+/* kiln's extractor refuses names, link targets and depths past the limits
+ * of kiln/extract.h; a layer kiln writes must be one it can read back (the
+ * next build FROM it, --output), so the same limits hold here, for every
+ * layer (COPY from a context, a RUN's diff). */
+static int
+check_limits (const struct kiln_layer_entry *e, struct kiln_error **err)
+{
+  const char *why = NULL;
+  int limit = 0;
+  if (strlen (e->path) > KILN_EXTRACT_MAX_PATH)
+    why = "name longer than", limit = KILN_EXTRACT_MAX_PATH;
+  else if (depth_of (e->path) > KILN_EXTRACT_MAX_DEPTH)
+    why = "deeper than", limit = KILN_EXTRACT_MAX_DEPTH;
+  else if (e->link && strlen (e->link) > KILN_EXTRACT_MAX_PATH)
+    why = "link target longer than", limit = KILN_EXTRACT_MAX_PATH;
+  else if (e->link && e->hardlink && depth_of (e->link) > KILN_EXTRACT_MAX_DEPTH)
+    why = "hardlink target deeper than", limit = KILN_EXTRACT_MAX_DEPTH;
+  if (!why)
+    return 0;
+  return kiln_error_set (err, ENAMETOOLONG, KILN_E_UNSUPPORTED, "`%.64s%s`: %s %d %s (the limit of a layer entry)",
+                         e->path, strlen (e->path) > 64 ? "..." : "", why, limit,
+                         limit == KILN_EXTRACT_MAX_PATH ? "bytes" : "directories");
+}
+
 static int
 check_entry (const struct kiln_layer_entry *e, struct kiln_error **err)
 {
@@ -378,7 +412,7 @@ check_entry (const struct kiln_layer_entry *e, struct kiln_error **err)
   if (e->hardlink && !S_ISREG (e->mode))
     return kiln_error_set (err, 0, KILN_E_INTERNAL, "add layer entry `%s`: hardlink to a non-regular file",
                            e->path);
-  return 0;
+  return check_limits (e, err);
 }
 
 static void
