@@ -5,7 +5,8 @@
 #   make test       unit tests (Criterion) + integration tests against the real binary
 #   make unit T=mod only tests/test_mod.c (fast loop while working on one module)
 #   make demo       deps + build + example model image + smoke test
-#   make bench      model-image benchmark against buildah and the machine's bounds, then bench-scale (tests/bench)
+#   make bench      bench-model, then bench-scale (tests/bench; needs only the repository and make deps)
+#   make bench-model  the model-image benchmark of issue 6: kiln against buildah, the machine's bounds, push bound, peak RSS
 #   make bench-scale  the scale scenarios of issue 11 (100k/1M-file context, 2 GiB base, RUN with many files)
 #   SANITIZE=address,undefined   build with sanitizers;  DEV=1  adds -Werror
 
@@ -38,7 +39,7 @@ TOBJS  := $(patsubst tests/%.c,build/tests/%.o,$(TSRCS))
 TESTDATA := $(abspath testdata)
 
 .DELETE_ON_ERROR:
-.PHONY: all deps test unit integration demo bench bench-scale clean lint asan FORCE
+.PHONY: all deps test unit integration demo bench bench-model bench-scale clean lint asan FORCE
 
 all: build/kiln
 
@@ -108,10 +109,14 @@ asan:
 demo: deps build/kiln
 	examples/demo.sh build/kiln
 
-# buildah vs kiln, the machine's bounds, push bound and peak RSS in one run
+# buildah vs kiln, the machine's bounds, push bound and peak RSS in one run,
+# then the scale scenarios; everything they use is in tests/bench and DEB_PKGS
 bench: build/kiln
 	tests/bench/model-image.sh build/kiln
 	tests/bench/scale.sh build/kiln
+
+bench-model: build/kiln
+	tests/bench/model-image.sh build/kiln
 
 bench-scale: build/kiln
 	tests/bench/scale.sh build/kiln

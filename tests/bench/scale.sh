@@ -65,182 +65,12 @@ TS=1700000000
 TSV=$OUT/runs.tsv
 LOG=$OUT/log
 
-log() { echo "=== $(date +%H:%M:%S) $*" >&2; }
-
-# ---------------------------------------------------------------- timing
-# measure NAME RUN CMD...: sync, run CMD (output to the log), append
-# "NAME RUN RC WALL_S PEAK_RSS_KIB" to runs.tsv. Never fails: a failed run is
-# a row with its exit status, and the log keeps the command's message. With
-# TIMEOUT=S in its environment CMD is stopped after S seconds (exit 124).
-measure() {
-  local name=$1 run=$2 t0 t1 rc=0 rss wall tf=$OUT/time.out lim=()
-  shift 2
-  [ -z "${TIMEOUT:-}" ] || lim=(timeout -k 10 "$TIMEOUT")
-  sync
-  echo "=== $name run $run: $*" >>"$LOG"
-  t0=$(date +%s.%N)
-  # bash -c: CMD may be one of the exported functions below; time's %M is
-  # the largest RSS of the processes it waited for, i.e. the builder's
-  /usr/bin/time -f '%M' -o "$tf" "${lim[@]}" bash -c '"$@"' _ "$@" >>"$LOG" 2>&1 </dev/null || rc=$?
-  t1=$(date +%s.%N)
-  rss=$(tail -1 "$tf" 2>/dev/null || echo 0)
-  case $rss in '' | *[!0-9]*) rss=0 ;; esac
-  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$rc" "$wall" "$rss" >>"$TSV"
-  echo "  $name run $run: rc=$rc wall=${wall}s peak_rss=${rss}KiB" >&2
-  if [ "$rc" != 0 ]; then
-    echo "  $name run $run FAILED (exit $rc); last lines of $LOG:" >&2
-    tail -4 "$LOG" | sed 's/^/    /' >&2
-  fi
-}
-# untimed CMD...: set-up work, output to the log, failure is fatal
-untimed() { echo "--- $*" >>"$LOG"; "$@" >>"$LOG" 2>&1 </dev/null; }
-
-# the median wall time of NAME's runs; FAIL if one failed, NA if none ran
-med() {
-  awk -F'\t' -v n="$1" '$1 == n { if ($3 != 0) f = 1; v[++k] = $4 }
-    END { if (f) { print "FAIL"; exit } if (!k) { print "NA"; exit }
-          for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-          print (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2 }' "$TSV"
-}
-# the largest peak RSS (KiB) of the kiln runs whose name starts with PREFIX
-rss_max() { awk -F'\t' -v p="$1" 'index($1, p) == 1 && $1 ~ /kiln/ && $5 + 0 > m { m = $5 + 0 } END { print m + 0 }' "$TSV"; }
-
-# ---------------------------------------------------------------- builders
-kiln() { "$KILN_BIN" --root "$KSTORE" "$@"; }
-kiln_build() { kiln build --progress quiet --tls-verify=false "$@"; }
-BSTATE=$OUT/buildah
-bh() { buildah --root "$BSTATE/root" --runroot "$BSTATE/runroot" --storage-driver overlay "$@"; }
-bh_build() { bh bud --layers --quiet --tls-verify=false --isolation chroot "$@"; }
-# unmount whatever a builder left mounted under DIR, then delete DIR
-wipe_dir() {
-  local m
-  for m in $(awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r); do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-  done
-  rm -rf "$1"
-}
-kiln_reset() { wipe_dir "$KSTORE"; }
-bh_reset() {
-  if [ -d "$BSTATE/root" ]; then
-    bh rm --all >/dev/null 2>&1 || true
-    bh rmi --all --force >/dev/null 2>&1 || true
-  fi
-  wipe_dir "$BSTATE"
-}
-# exported for the `bash -c` of timed commands that are more than one call
+# shellcheck source=tests/bench/lib.sh
+. "$HERE/lib.sh"
 KSTORE=$OUT/kiln   # each scenario sets its own
-export KILN_BIN KSTORE BSTATE REG
-export -f kiln kiln_build bh bh_build
-
-# ---------------------------------------------------------------- registry
-# A throwaway CNCF distribution (Debian docker-registry) on 127.0.0.1:PORT,
-# own storage; stopped (its own pid only) and deleted at exit.
+BSTATE=$OUT/buildah
 REG_DIR=$OUT/registry
-REG_PID=
-registry_start() {
-  if curl -fsS -o /dev/null --max-time 2 "http://$REG/v2/" 2>/dev/null; then
-    echo "scale.sh: something already answers on $REG; set SCALE_PORT" >&2
-    return 1
-  fi
-  mkdir -p "$REG_DIR/data"
-  cat >"$REG_DIR/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $REG_DIR/data
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: $REG
-EOF
-  setsid docker-registry serve "$REG_DIR/config.yml" >"$REG_DIR/log" 2>&1 </dev/null &
-  REG_PID=$!
-  for _ in $(seq 100); do
-    curl -fsS -o /dev/null "http://$REG/v2/" 2>/dev/null && return 0
-    kill -0 "$REG_PID" 2>/dev/null || { cat "$REG_DIR/log" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "scale.sh: the registry did not answer on $REG" >&2
-  return 1
-}
-registry_stop() {
-  [ -n "$REG_PID" ] || return 0
-  kill "$REG_PID" 2>/dev/null || true
-  wait "$REG_PID" 2>/dev/null || true
-  REG_PID=
-}
-
-# ---------------------------------------------------------------- base images
-# tar_layer SRC OCI: SRC's files as one gzip layer blob of the OCI layout OCI
-# (fixed owner and mtimes, sorted), printed as "DIGEST DIFF_ID SIZE".
-tar_layer() {
-  local src=$1 oci=$2 tmp=$2/blob.tmp dg di
-  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$TS -C "$src" -cf - . \
-    | pigz -1 -n >"$tmp"
-  dg=$(sha256sum "$tmp" | cut -d' ' -f1)
-  di=$(pigz -dc "$tmp" | sha256sum | cut -d' ' -f1)
-  mv "$tmp" "$oci/blobs/sha256/$dg"
-  echo "sha256:$dg sha256:$di $(stat -c %s "$oci/blobs/sha256/$dg")"
-}
-# blob_put OCI FILE: FILE moved into OCI as a blob, printed as "DIGEST SIZE"
-blob_put() {
-  local dg; dg=$(sha256sum "$2" | cut -d' ' -f1)
-  mv "$2" "$1/blobs/sha256/$dg"
-  echo "sha256:$dg $(stat -c %s "$1/blobs/sha256/$dg")"
-}
-# busybox_rootfs DIR: a minimal busybox-static root (a shell for RUN)
-busybox_rootfs() {
-  local r=$1 a
-  mkdir -p "$r"/{bin,etc,tmp,root,proc,sys,dev,var/tmp}
-  chmod 1777 "$r/tmp" "$r/var/tmp"
-  install -m 0755 /bin/busybox "$r/bin/busybox"
-  for a in $(/bin/busybox --list); do
-    [ "$a" = busybox ] || ln -sf busybox "$r/bin/$a"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
-  printf 'root:x:0:\n' >"$r/etc/group"
-}
-# push_base REF LAYER_DIR...: one gzip layer per directory, an OCI image
-# (config, manifest) put together here and copied to the registry with skopeo.
-# Uses neither builder, so both pull the same bytes.
-push_base() {
-  local ref=$1 oci=$OUT/base-oci d line digests=() diffids=() sizes=()
-  shift
-  rm -rf "$oci"
-  mkdir -p "$oci/blobs/sha256"
-  for d in "$@"; do
-    line=$(tar_layer "$d" "$oci")
-    read -r dg di sz <<<"$line"
-    digests+=("$dg"); diffids+=("$di"); sizes+=("$sz")
-  done
-  local cfg man
-  cfg=$(printf '%s\n' "${diffids[@]}" | jq -R . | jq -s -c '{architecture: "amd64", os: "linux",
-    created: "2023-11-14T22:13:20Z", config: {Env: ["PATH=/bin"], Cmd: ["/bin/sh"]},
-    rootfs: {type: "layers", diff_ids: .}}')
-  printf '%s' "$cfg" >"$oci/config.json"
-  read -r cdg csz < <(blob_put "$oci" "$oci/config.json")
-  man=$(for i in "${!digests[@]}"; do printf '%s %s\n' "${digests[$i]}" "${sizes[$i]}"; done \
-    | jq -R 'split(" ") | {mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: .[0], size: (.[1] | tonumber)}' \
-    | jq -s -c --arg cd "$cdg" --argjson cs "$csz" '{schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs}, layers: .}')
-  printf '%s' "$man" >"$oci/manifest.json"
-  read -r mdg msz < <(blob_put "$oci" "$oci/manifest.json")
-  printf '{"imageLayoutVersion":"1.0.0"}' >"$oci/oci-layout"
-  jq -n -c --arg d "$mdg" --argjson s "$msz" '{schemaVersion: 2, manifests: [{mediaType:
-    "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s,
-    annotations: {"org.opencontainers.image.ref.name": "base"}}]}' >"$oci/index.json"
-  skopeo copy -q --dest-tls-verify=false "oci:$oci:base" "docker://$ref"
-  rm -rf "$oci"
-}
+export KILN_BIN KSTORE BSTATE REG
 
 # ---------------------------------------------------------------- i_many_files
 # i_context DIR N: Dockerfile + N generated files; prints the one-change file
@@ -424,30 +254,6 @@ scenario_j() {
 }
 
 # ---------------------------------------------------------------- summary
-row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
-num() { [[ $1 =~ ^[0-9.]+$ ]]; }
-secs() { if num "$1"; then echo "$1 s"; else echo "$1"; fi; }
-ratio() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo "-"; fi; }
-# verdict VALUE OP TARGET
-verdict() {
-  [ "$1" != FAIL ] || { echo "**failed**"; return; }
-  num "$1" || { echo "**no figure**"; return; }
-  awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<") ? v < t : (op == "<=") ? v <= t : v >= t
-    print ok ? "met" : "**not met**" }'
-}
-# speedup LABEL SCEN_BUILDAH SCEN_KILN TARGET_X: buildah / kiln row
-speedup() {
-  local b k sp
-  b=$(med "$2"); k=$(med "$3"); sp=$(ratio "$b" "$k")
-  [ "$k" != FAIL ] || sp=FAIL
-  row "$1: buildah / kiln" "$(secs "$b") / $(secs "$k")" "${sp}x" ">= $4x" "$(verdict "$sp" ">=" "$4")"
-}
-rss_row() {   # LABEL PREFIX
-  local m; m=$(rss_max "$2")
-  [ "$m" -gt 0 ] || return 0
-  row "peak RSS, $1" "$((m / 1024)) MiB" "" "< 64 MiB" "$(verdict "$m" "<" 65536)"
-}
-
 summary() {
   local k b r
   echo
@@ -464,7 +270,7 @@ summary() {
     speedup "i no-change rebuild, $FILES files" i_nochange_buildah i_nochange_kiln 200
     speedup "i one-file change, $FILES files" i_onefile_buildah i_onefile_kiln 50
     speedup "i cold build, .dockerignore excluding half" i_ignore_buildah i_ignore_kiln 8
-    rss_row "i, $FILES files (every kiln run)" i_
+    rss_row "i, $FILES files (every kiln run)" "$(rss_max i_)"
   fi
   if grep -q '^i1m_' "$TSV"; then
     k=$(med i1m_nochange_kiln)
@@ -479,7 +285,7 @@ summary() {
     else
       row "i, $FILES_1M files: buildah" "not measured (BENCH_1M_BUILDAH=1 measures it)" "" "" ""
     fi
-    rss_row "i, $FILES_1M files (every kiln run)" i1m_
+    rss_row "i, $FILES_1M files (every kiln run)" "$(rss_max i1m_)"
   fi
   if grep -q '^h_' "$TSV"; then
     k=$(med h_kiln); b=$(med h_bound); r=$(ratio "$k" "$b")
@@ -487,11 +293,11 @@ summary() {
     row "h big base, empty store, FROM + RUN + push: kiln / bound (GET + igzip -d + tar -x, layers in parallel)" \
       "$(secs "$k") / $(secs "$b")" "$r" "<= 1.25" "$(verdict "$r" "<=" 1.25)"
     speedup "h big base, empty store, FROM + RUN + push" h_buildah h_kiln 3
-    rss_row "h big base" h_
+    rss_row "h big base" "$(rss_max h_)"
   fi
   if grep -q '^j_' "$TSV"; then
     speedup "j RUN: $J_NEW files created, $J_DEL base files deleted" j_buildah j_kiln 3
-    rss_row "j RUN many files" j_
+    rss_row "j RUN many files" "$(rss_max j_)"
   fi
   local fails
   fails=$(awk -F'\t' -v lim="$I1M_TIMEOUT" 'NR > 1 && $3 != 0 { printf "%s%s run %s (exit %s%s)", s, $1, $2, $3,
