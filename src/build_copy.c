@@ -796,7 +796,8 @@ check_glob_base (struct copy_job *j, const char *src, struct kiln_error **err)
 
 /* Expands a wildcard source component by component, as BuildKit does. */
 static int
-glob_sources (struct copy_job *j, const char *dir, const char *pattern, char ***out, struct kiln_error **err)
+glob_sources (struct copy_job *j, const char *dir, const char *pattern, char ***out, size_t *nout,
+              struct kiln_error **err)
 {
   const char *slash = strchr (pattern, '/');
   kiln_autofree char *comp = slash ? kiln_xstrndup (pattern, (size_t) (slash - pattern)) : kiln_xstrdup (pattern);
@@ -817,8 +818,8 @@ glob_sources (struct copy_job *j, const char *dir, const char *pattern, char ***
       if (excluded (j, path, &descend) && !descend)
         continue;
       if (!slash)
-        kiln_strv_push (out, path);
-      else if (glob_sources (j, path, slash + 1, out, err) < 0)
+        kiln_strv_append (out, nout, kiln_steal_ptr (&path));
+      else if (glob_sources (j, path, slash + 1, out, nout, err) < 0)
         return -1;
     }
   return 0;
@@ -1931,14 +1932,15 @@ copy_words (struct copy_job *j, char ***words, struct kiln_error **err)
   if (!j->in->json)
     kiln_split_words_raw (j->in->args, j->b->df->escape, &raw);
   char *const *argv = j->in->json ? j->in->argv : raw;
+  size_t n = 0;
   for (size_t i = 0; argv[i]; i++)
     {
       char *w = NULL;
       if (kiln_expand_word (argv[i], j->b->df->escape, kiln_build_lookup, &e, &w, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
-      kiln_strv_push_take (words, w);
+      kiln_strv_append (words, &n, w);
     }
-  if (kiln_strv_len (*words) < 2)
+  if (n < 2)
     return job_fail (j, err, "requires at least two arguments%s", NULL);
   return 0;
 }
@@ -2025,15 +2027,16 @@ static int
 copy_path (struct copy_job *j, const char *word, struct kiln_error **err)
 {
   kiln_autostrv char **matches = NULL;
+  size_t nmatches = 0;
   const char *cut = j->parents ? strstr (word, "/./") : NULL;
   kiln_autofree char *pivot = cut ? kiln_xstrndup (word, (size_t) (cut - word)) : kiln_xstrdup ("");
   kiln_autofree char *pc = kiln_fs_path_clean (pivot);
   kiln_autofree char *src = kiln_fs_path_clean (word);
   if (!has_glob (src))
-    kiln_strv_push (&matches, src);
+    kiln_strv_append (&matches, &nmatches, kiln_xstrdup (src));
   else if (check_glob_base (j, src, err) < 0)
     return -1;
-  else if (glob_sources (j, "", src, &matches, err) < 0)
+  else if (glob_sources (j, "", src, &matches, &nmatches, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
   for (size_t m = 0; matches && matches[m]; m++)
     {

@@ -43,6 +43,7 @@ struct splitter
   struct kiln_buf cur;
   bool in_word; /* cur holds a word, possibly empty ("" is a word) */
   char **words;
+  size_t nwords;
 };
 
 static int process_until (struct lexer *lx, int stop, bool raw, const char *open,
@@ -64,7 +65,7 @@ static void
 split_push (struct splitter *sp)
 {
   if (sp->in_word)
-    kiln_strv_push_take (&sp->words, kiln_buf_detach (&sp->cur, NULL));
+    kiln_strv_append (&sp->words, &sp->nwords, kiln_buf_detach (&sp->cur, NULL));
   sp->in_word = false;
 }
 
@@ -548,7 +549,7 @@ kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_f
 {
   struct lexer lx = LEXER_INIT (text, escape, lookup_fn, ud, false);
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
-  struct splitter sp = { KILN_BUF_INIT, false, NULL };
+  struct splitter sp = { KILN_BUF_INIT, false, NULL, 0 };
   int r = process_until (&lx, NO_STOP, false, text, &res, &sp, err);
 
   if (r >= 0)
@@ -588,7 +589,7 @@ skip_grouped (const char *p, char esc)
 int
 kiln_split_words_raw (const char *text, char escape, char ***out)
 {
-  struct splitter sp = { KILN_BUF_INIT, false, NULL };
+  struct splitter sp = { KILN_BUF_INIT, false, NULL, 0 };
   const char *p = text;
   while (*p)
     {

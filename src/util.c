@@ -97,6 +97,20 @@ kiln_strv_push_take (char ***v, char *s)
 }
 
 void
+kiln_strv_append (char ***v, size_t *n, char *s)
+{
+  /* capacity: the next power of two of n + 1 slots (the strings and the
+   * NULL), at least 8; grown when the new string and its NULL need more */
+  size_t cap = 8;
+  while (cap < *n + 1)
+    cap *= 2;
+  if (*v == NULL || *n + 2 > cap)
+    *v = kiln_xrealloc (*v, (*v == NULL ? cap : 2 * cap) * sizeof (char *));
+  (*v)[(*n)++] = s;
+  (*v)[*n] = NULL;
+}
+
+void
 kiln_strv_push (char ***v, const char *s)
 {
   kiln_strv_push_take (v, kiln_xstrdup (s));

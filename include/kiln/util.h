@@ -19,8 +19,13 @@ char *kiln_xasprintf (const char *fmt, ...) __attribute__ ((format (printf, 1, 2
 size_t kiln_strv_len (char *const *v);
 /* Appends a copy of s; *v may be NULL. */
 void kiln_strv_push (char ***v, const char *s);
-/* Appends s, taking ownership. */
+/* Appends s, taking ownership.  Both measure *v first: for a vector that
+ * may grow long, use kiln_strv_append. */
 void kiln_strv_push_take (char ***v, char *s);
+/* Appends s (taken) to *v, whose length the caller keeps in *n, so many
+ * appends cost linear time.  *v must start NULL and grow only through this
+ * function (its capacity follows from *n). */
+void kiln_strv_append (char ***v, size_t *n, char *s);
 char **kiln_strv_dup (char *const *v);
 void kiln_strv_free (char **v);
 
