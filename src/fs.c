@@ -234,6 +234,12 @@ rm_rf_dirfd (int dfd, struct kiln_error **err)
     {
       if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
         continue;
+      /* the listing's type spares an lstat per file (a RUN's upper directory
+       * of 50,000 files); a file that turned into a directory, or a
+       * filesystem that does not say, takes the stat path */
+      if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN
+          && (unlinkat (dirfd (d), de->d_name, 0) == 0 || errno == ENOENT))
+        continue;
       if (kiln_fs_rm_rf_at (dirfd (d), de->d_name, err) < 0)
         return -1;
     }

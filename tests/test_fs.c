@@ -103,3 +103,32 @@ Test (fs, copy_tree_onto_an_existing_name_fails_with_eexist)
   cr_assert_eq (err->errnum, EEXIST, "%s", err->msg);
   kiln_error_free (&err);
 }
+
+/* rm -rf by the listing's types: files, symlinks (never followed: the
+ * directory one points to survives), fifos, nested and unwritable
+ * directories all go. */
+Test (fs, rm_rf_removes_every_kind_and_follows_no_symlink)
+{
+  const char *t = kiln_test_tmpdir ();
+  kiln_autofree char *keep = kiln_xasprintf ("%s/keep", t), *kept = kiln_xasprintf ("%s/keep/file", t);
+  kiln_autofree char *victim = kiln_xasprintf ("%s/victim", t);
+  cr_assert_eq (mkdir (keep, 0755), 0);
+  cr_assert_eq (close (open (kept, O_WRONLY | O_CREAT, 0644)), 0);
+  cr_assert_eq (mkdir (victim, 0755), 0);
+  for (int i = 0; i < 50; i++)
+    {
+      kiln_autofree char *d = kiln_xasprintf ("%s/d%d", victim, i), *f = kiln_xasprintf ("%s/d%d/f", victim, i);
+      cr_assert_eq (mkdir (d, 0755), 0);
+      cr_assert_eq (close (open (f, O_WRONLY | O_CREAT, 0644)), 0);
+    }
+  kiln_autofree char *ln = kiln_xasprintf ("%s/to-keep", victim), *fifo = kiln_xasprintf ("%s/fifo", victim);
+  kiln_autofree char *ro = kiln_xasprintf ("%s/d0", victim);
+  cr_assert_eq (symlink (keep, ln), 0);
+  cr_assert_eq (mkfifo (fifo, 0600), 0);
+  cr_assert_eq (chmod (ro, 0500), 0);
+  struct kiln_error *err = NULL;
+  cr_assert_eq (kiln_fs_rm_rf_at (AT_FDCWD, victim, &err), 0, "%s", err ? err->msg : "");
+  struct stat st;
+  cr_assert_eq (lstat (victim, &st), -1);
+  cr_assert_eq (lstat (kept, &st), 0, "the symlink's target directory was emptied");
+}
