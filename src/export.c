@@ -85,49 +85,6 @@ export_descriptor (const struct kiln_descriptor *manifest, const char *name, con
 /* ---- OCI layout directory ---- */
 
 static int
-copy_fd (int in, int out, struct kiln_error **err)
-{
-  bool use_cfr = true;
-  char *buf = NULL;
-  int r = 0;
-  for (;;)
-    {
-      ssize_t n = -1;
-      if (use_cfr)
-        {
-          n = copy_file_range (in, NULL, out, NULL, CHUNK, 0);
-          /* across filesystems (or on old kernels) fall back to read/write */
-          if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
-            {
-              use_cfr = false;
-              continue;
-            }
-        }
-      else
-        {
-          buf = buf ? buf : kiln_xmalloc (CHUNK);
-          n = read (in, buf, CHUNK);
-          if (n > 0 && kiln_fs_write_all (out, buf, (size_t) n, err) < 0)
-            {
-              r = -1;
-              break;
-            }
-        }
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        {
-          r = kiln_error_set (err, errno, KILN_E_IO, "copy blob");
-          break;
-        }
-      if (n == 0)
-        break;
-    }
-  free (buf);
-  return r;
-}
-
-static int
 copy_blob (struct kiln_store *st, const char *hex, int destfd, struct kiln_error **err)
 {
   char tmp[64];
@@ -138,7 +95,7 @@ copy_blob (struct kiln_store *st, const char *hex, int destfd, struct kiln_error
   kiln_autoclose int out = openat (destfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (out < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create `blobs/sha256/%s`", tmp);
-  if (copy_fd (in, out, err) < 0 || (fsync (out) < 0 && kiln_error_set (err, errno, KILN_E_IO, "fsync") < 0)
+  if (kiln_fs_copy_data (in, out, UINT64_MAX, err) < 0 || (fsync (out) < 0 && kiln_error_set (err, errno, KILN_E_IO, "fsync") < 0)
       || (renameat (destfd, tmp, destfd, hex) < 0 && kiln_error_set (err, errno, KILN_E_IO, "rename") < 0))
     {
       unlinkat (destfd, tmp, 0);

@@ -13,6 +13,9 @@
 #include "kiln/fs.h"
 #include "kiln/util.h"
 
+/* read/write chunk when copy_file_range cannot copy */
+#define COPY_BUF (1u << 20)
+
 static int
 do_openat2 (int dirfd, const char *rel, int flags, mode_t mode, unsigned long long resolve)
 {
@@ -205,10 +208,31 @@ int64_t
 kiln_fs_copy_data (int in, int out, uint64_t size, struct kiln_error **err)
 {
   uint64_t done = 0;
+  bool in_kernel = true;
+  kiln_autofree char *buf = NULL;
   while (done < size)
     {
       size_t want = size - done < (1u << 30) ? (size_t) (size - done) : (1u << 30);
-      ssize_t n = copy_file_range (in, NULL, out, NULL, want, 0);
+      ssize_t n;
+      if (in_kernel)
+        {
+          n = copy_file_range (in, NULL, out, NULL, want, 0);
+          /* across file systems (EXDEV since Linux 5.19: a context on one
+           * disk, the store on another), old kernels, special files: read
+           * and write from where it stopped (both offsets moved with it) */
+          if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
+            {
+              in_kernel = false;
+              continue;
+            }
+        }
+      else
+        {
+          buf = buf ? buf : kiln_xmalloc (COPY_BUF);
+          n = read (in, buf, want < COPY_BUF ? want : COPY_BUF);
+          if (n > 0 && kiln_fs_write_all (out, buf, (size_t) n, err) < 0)
+            return -1;
+        }
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)

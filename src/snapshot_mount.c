@@ -24,7 +24,6 @@
 #include "kiln/util.h"
 #include "snapshot-internal.h"
 
-#define COPY_CHUNK (1u << 30)
 
 /* uid_map "0 0 4294967295" is the initial user namespace; anything else is
  * a user namespace where only user.* xattrs can be written. */
@@ -173,30 +172,13 @@ copy_meta_fd (int from, int to, const struct stat *st, struct kiln_error **err)
 }
 
 static int
-copy_data (int in, int out, struct kiln_error **err)
-{
-  char buf[65536];
-  ssize_t n;
-  while ((n = copy_file_range (in, NULL, out, NULL, COPY_CHUNK, 0)) > 0)
-    ;
-  if (n == 0)
-    return 0;
-  if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-    return kiln_error_set (err, errno, KILN_E_IO, "copy data");
-  while ((n = read (in, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0 && kiln_fs_write_all (out, buf, (size_t) n, err) < 0)
-      return -1;
-  return n < 0 ? kiln_error_set (err, errno, KILN_E_IO, "read") : 0;
-}
-
-static int
 copy_file (int srcdir, const char *name, int dstfd, const struct stat *st, struct kiln_error **err)
 {
   kiln_autoclose int in = openat (srcdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   kiln_autoclose int out = openat (dstfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (in < 0 || out < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s` to copy", name);
-  if (copy_data (in, out, err) < 0)
+  if (kiln_fs_copy_data (in, out, UINT64_MAX, err) < 0)
     return -1;
   return copy_meta_fd (in, out, st, err);
 }

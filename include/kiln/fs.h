@@ -66,9 +66,11 @@ int kiln_fs_read_fd (int fd, size_t max, struct kiln_buf *out, struct kiln_error
 /* Writes all of data to fd, retrying short writes and EINTR. */
 int kiln_fs_write_all (int fd, const void *data, size_t len, struct kiln_error **err);
 
-/* Copies up to size bytes from in to out (current offsets) with
- * copy_file_range: in the kernel, a reflink where the filesystem shares
- * extents.  Returns the bytes copied (fewer when in ended early), < 0 on error. */
+/* Copies up to size bytes (UINT64_MAX: to the end) from in to out (current
+ * offsets) with copy_file_range: in the kernel, a reflink where the
+ * filesystem shares extents; across file systems, or where the kernel cannot,
+ * with read and write.  Returns the bytes copied (fewer when in ended early),
+ * < 0 on error. */
 int64_t kiln_fs_copy_data (int in, int out, uint64_t size, struct kiln_error **err);
 
 /* Removes dirfd/name recursively (no symlink following); missing is success. */
