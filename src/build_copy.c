@@ -314,15 +314,6 @@ excluded (struct copy_job *j, const char *src, bool *descend)
 
 static int walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err);
 
-static size_t
-path_depth (const char *path)
-{
-  size_t n = *path != '\0';
-  for (; *path; path++)
-    n += *path == '/';
-  return n;
-}
-
 /* One entry of a directory being walked, its stat (and link target) known. */
 static int
 visit (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel, const struct stat *st,
@@ -338,7 +329,7 @@ visit (struct copy_job *j, int dfd, const char *name, const char *src, const cha
     return 0;
   /* the layer would refuse what is below (kiln/extract.h); stop before the
    * walk's recursion goes deeper */
-  if (path_depth (rel) > KILN_EXTRACT_MAX_DEPTH)
+  if (kiln_fs_path_depth (rel) > KILN_EXTRACT_MAX_DEPTH)
     {
       kiln_error_set (err, ENAMETOOLONG, KILN_E_UNSUPPORTED,
                       "`%.64s...`: deeper than %d directories (the limit of a layer entry)", src,

@@ -467,15 +467,6 @@ make_dir (struct xstate *x, int pfd, const char *base, const char *path, struct 
 }
 
 /* Components of a cleaned path ("" is the root: 0). */
-static size_t
-path_depth (const char *path)
-{
-  size_t n = *path != '\0';
-  for (; *path; path++)
-    n += *path == '/';
-  return n;
-}
-
 static int
 split_path (char *path, const char **parent, const char **base)
 {
@@ -507,7 +498,7 @@ make_hardlink (struct xstate *x, int pfd, const char *base, const char *linkname
     return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "hardlink target longer than %d bytes",
                            KILN_EXTRACT_MAX_PATH);
   kiln_autofree char *tpath = kiln_fs_path_clean (linkname);
-  if (path_depth (tpath) > KILN_EXTRACT_MAX_DEPTH)
+  if (kiln_fs_path_depth (tpath) > KILN_EXTRACT_MAX_DEPTH)
     return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
                            "hardlink target deeper than %d directories (the limit)", KILN_EXTRACT_MAX_DEPTH);
   if (*tpath == '\0')
@@ -723,7 +714,7 @@ extract_entry (struct xstate *x, struct archive_entry *e, struct kiln_error **er
     return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
                            "entry `%.64s...`: name longer than %d bytes (the limit)", raw, KILN_EXTRACT_MAX_PATH);
   kiln_autofree char *path = kiln_fs_path_clean (raw);
-  if (path_depth (path) > KILN_EXTRACT_MAX_DEPTH)
+  if (kiln_fs_path_depth (path) > KILN_EXTRACT_MAX_DEPTH)
     return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
                            "entry `%.64s...`: deeper than %d directories (the limit)", raw, KILN_EXTRACT_MAX_DEPTH);
   if (extract_path (x, e, path, err) < 0)

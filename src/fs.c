@@ -204,6 +204,15 @@ kiln_fs_read_file (int dirfd, const char *path, size_t max, struct kiln_buf *out
   return 0;
 }
 
+size_t
+kiln_fs_path_depth (const char *path)
+{
+  size_t n = *path != '\0';
+  for (; *path; path++)
+    n += *path == '/';
+  return n;
+}
+
 int64_t
 kiln_fs_copy_data (int in, int out, uint64_t size, struct kiln_error **err)
 {

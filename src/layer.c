@@ -24,6 +24,7 @@
 #include "kiln/cleanup.h"
 #include "kiln/compress.h"
 #include "kiln/extract.h"
+#include "kiln/fs.h"
 #include "kiln/layer.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
@@ -368,15 +369,6 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
   return 0;
 }
 
-static size_t
-depth_of (const char *path)
-{
-  size_t n = *path != '\0';
-  for (; *path; path++)
-    n += *path == '/';
-  return n;
-}
-
 /* kiln's extractor refuses names, link targets and depths past the limits
  * of kiln/extract.h; a layer kiln writes must be one it can read back (the
  * next build FROM it, --output), so the same limits hold here, for every
@@ -388,11 +380,11 @@ check_limits (const struct kiln_layer_entry *e, struct kiln_error **err)
   int limit = 0;
   if (strlen (e->path) > KILN_EXTRACT_MAX_PATH)
     why = "name longer than", limit = KILN_EXTRACT_MAX_PATH;
-  else if (depth_of (e->path) > KILN_EXTRACT_MAX_DEPTH)
+  else if (kiln_fs_path_depth (e->path) > KILN_EXTRACT_MAX_DEPTH)
     why = "deeper than", limit = KILN_EXTRACT_MAX_DEPTH;
   else if (e->link && strlen (e->link) > KILN_EXTRACT_MAX_PATH)
     why = "link target longer than", limit = KILN_EXTRACT_MAX_PATH;
-  else if (e->link && e->hardlink && depth_of (e->link) > KILN_EXTRACT_MAX_DEPTH)
+  else if (e->link && e->hardlink && kiln_fs_path_depth (e->link) > KILN_EXTRACT_MAX_DEPTH)
     why = "hardlink target deeper than", limit = KILN_EXTRACT_MAX_DEPTH;
   if (!why)
     return 0;

@@ -71,6 +71,9 @@ int kiln_fs_write_all (int fd, const void *data, size_t len, struct kiln_error *
  * filesystem shares extents; across file systems, or where the kernel cannot,
  * with read and write.  Returns the bytes copied (fewer when in ended early),
  * < 0 on error. */
+/* The number of components of a relative path ("" has none). */
+size_t kiln_fs_path_depth (const char *path);
+
 int64_t kiln_fs_copy_data (int in, int out, uint64_t size, struct kiln_error **err);
 
 /* Removes dirfd/name recursively (no symlink following); missing is success. */
