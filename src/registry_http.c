@@ -206,12 +206,9 @@ set_header (char **slot, const char *v, size_t n)
   *slot = kiln_xstrndup (v, n);
 }
 
-static size_t
-header_cb (char *data, size_t size, size_t nmemb, void *opaque)
+void
+kiln_reg_resp_header (struct kiln_reg_resp *r, const char *data, size_t n)
 {
-  struct xfer *x = opaque;
-  struct kiln_reg_resp *r = x->resp;
-  size_t n = size * nmemb;
   static const struct { const char *name; size_t off; } hs[] = {
     { "location", offsetof (struct kiln_reg_resp, location) },
     { "content-type", offsetof (struct kiln_reg_resp, content_type) },
@@ -233,7 +230,7 @@ header_cb (char *data, size_t size, size_t nmemb, void *opaque)
         }
       const char *sp = memchr (data, ' ', n);
       r->status = sp ? strtol (sp + 1, NULL, 10) : 0;
-      return n;
+      return;
     }
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
     {
@@ -242,6 +239,14 @@ header_cb (char *data, size_t size, size_t nmemb, void *opaque)
           && !(hs[i].off == offsetof (struct kiln_reg_resp, www_auth) && r->www_auth))
         set_header ((char **) ((char *) r + hs[i].off), data + l + 1, n - l - 1);
     }
+}
+
+static size_t
+header_cb (char *data, size_t size, size_t nmemb, void *opaque)
+{
+  struct xfer *x = opaque;
+  size_t n = size * nmemb;
+  kiln_reg_resp_header (x->resp, data, n);
   return n;
 }
 
