@@ -814,8 +814,9 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
   int pipefd[2] = { -1, -1 };
   bool plain = r->b->o->progress == KILN_PROGRESS_PLAIN && r->b->o->progress_out;
   kiln_autofree char *prefix = kiln_xasprintf ("[%zu/%zu] | ", r->b->step, r->b->nsteps);
+  /* the image's /etc/passwd may be malformed: name the step that read it */
   if (make_pending_dirs (r, mnt->merged, err) < 0 || resolve_user (r, mnt->merged, &ids, err) < 0)
-    return -1;
+    return kiln_build_step_error (r->b, r->in, err);
   if (pipe2 (pipefd, O_CLOEXEC) < 0)
     return kiln_passwd_ids_clear (&ids), kiln_error_set (err, errno, KILN_E_IO, "pipe");
   pid_t relay_pid = start_relay (pipefd[0], pipefd[1], plain ? r->b->o->progress_out : NULL, prefix, tailfd);

@@ -1,4 +1,14 @@
-/* passwd.c - /etc/passwd and /etc/group of an image, read safely. */
+/* passwd.c - /etc/passwd and /etc/group of an image, read safely.
+ *
+ * The files come from base images other people publish, so every line is
+ * untrusted: lines are bounded by the buffer (not by NUL bytes), fields are
+ * counted before use and ids are parsed without overflow.  Lines are read as
+ * BuildKit's user package (moby/sys/user ParsePasswdFilter/ParseGroupFilter)
+ * reads them: surrounding blanks trimmed, blank lines and '#' comments
+ * skipped, first entry wins.  Where that package silently turns a short line
+ * or a bad id into uid/gid 0, kiln refuses the entry of the user asked for
+ * (naming the file and line) and skips malformed lines of other users, as
+ * glibc's nss_files parser does. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -11,6 +21,26 @@
 #include "kiln/util.h"
 
 #define PASSWD_MAX (4u << 20)
+/* (uid_t) -1 means "unchanged" to chown and setresuid: not an id */
+#define ID_MAX 4294967294ull
+#define NFIELDS 4
+
+/* One non-blank, non-comment line, split at ':' (fields past the fourth
+ * are counted but not kept). */
+struct entry
+{
+  const char *f[NFIELDS];
+  size_t len[NFIELDS];
+  size_t nf;
+  size_t lineno;
+};
+
+struct db
+{
+  const char *name; /* "/etc/passwd" for messages */
+  const char *p, *end;
+  size_t lineno;
+};
 
 /* Reads an image file; a missing one is empty (scratch images have none). */
 static int
@@ -31,15 +61,84 @@ read_db (int rootfd, const char *file, struct kiln_buf *out, struct kiln_error *
   return 0;
 }
 
-/* Field i (0-based) of a ':'-separated line, copied. */
-static char *
-field (const char *line, int i)
+static bool
+is_space (char c)
 {
-  while (i-- > 0 && line)
-    line = strchr (line, ':') ? strchr (line, ':') + 1 : NULL;
-  if (!line)
-    return NULL;
-  return kiln_xstrndup (line, strcspn (line, ":\n"));
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+static void
+split_entry (const char *s, const char *e, struct entry *out)
+{
+  out->nf = 0;
+  for (;;)
+    {
+      const char *c = memchr (s, ':', (size_t) (e - s));
+      const char *fe = c ? c : e;
+      if (out->nf < NFIELDS)
+        {
+          out->f[out->nf] = s;
+          out->len[out->nf] = (size_t) (fe - s);
+        }
+      out->nf++;
+      if (!c)
+        break;
+      s = c + 1;
+    }
+}
+
+/* The next entry of db; false at the end. */
+static bool
+next_entry (struct db *db, struct entry *out)
+{
+  while (db->p && db->p < db->end)
+    {
+      const char *nl = memchr (db->p, '\n', (size_t) (db->end - db->p));
+      const char *s = db->p, *e = nl ? nl : db->end;
+      db->p = nl ? nl + 1 : NULL;
+      db->lineno++;
+      while (s < e && is_space (*s))
+        s++;
+      while (e > s && is_space (e[-1]))
+        e--;
+      if (s == e || *s == '#')
+        continue;
+      split_entry (s, e, out);
+      out->lineno = db->lineno;
+      return true;
+    }
+  return false;
+}
+
+static bool
+field_is (const struct entry *en, size_t i, const char *s)
+{
+  return i < en->nf && en->len[i] == strlen (s) && memcmp (en->f[i], s, en->len[i]) == 0;
+}
+
+/* A decimal id in 0..ID_MAX, nothing else (no sign, blank or suffix). */
+static bool
+parse_id (const char *s, size_t n, unsigned long long *out)
+{
+  unsigned long long v = 0;
+  if (n == 0)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    {
+      if (s[i] < '0' || s[i] > '9')
+        return false;
+      v = v * 10 + (unsigned) (s[i] - '0');
+      if (v > ID_MAX)
+        return false;
+    }
+  *out = v;
+  return true;
+}
+
+static bool
+field_id (const struct entry *en, size_t i, unsigned long long *out)
+{
+  return i < en->nf && parse_id (en->f[i], en->len[i], out);
 }
 
 static bool
@@ -56,59 +155,150 @@ kiln_passwd_spec_has_names (const char *spec)
   return !numeric (user) || (group && !numeric (group + 1));
 }
 
-/* Finds the line whose name (field 0) or id (field 2) is key. */
-static const char *
-find_line (const char *db, const char *key, bool by_id)
+/* Why the entry of the user or group asked for cannot be used; min is the
+ * number of fields needed, ids the fields that hold ids. */
+static int
+entry_error (const struct db *db, const struct entry *en, const char *what, const char *key, size_t min,
+             const size_t *ids, size_t nids, struct kiln_error **err)
 {
-  for (const char *l = db; l && *l; l = strchr (l, '\n') ? strchr (l, '\n') + 1 : NULL)
+  static const char *const names[] = { "name", "password", "id", "group id" };
+  if (en->nf < min)
+    return kiln_error_set (err, 0, KILN_E_PARSE,
+                           "malformed entry for %s `%s` at line %zu of the image's %s: %zu field%s, needs at least %zu",
+                           what, key, en->lineno, db->name, en->nf, en->nf == 1 ? "" : "s", min);
+  for (size_t i = 0; i < nids; i++)
     {
-      kiln_autofree char *f = field (l, by_id ? 2 : 0);
-      if (f && strcmp (f, key) == 0)
-        return l;
+      unsigned long long v;
+      if (!field_id (en, ids[i], &v))
+        return kiln_error_set (err, 0, KILN_E_PARSE,
+                               "malformed entry for %s `%s` at line %zu of the image's %s: %s `%.*s` is not a "
+                               "number from 0 to %llu",
+                               what, key, en->lineno, db->name, names[ids[i]],
+                               (int) (en->len[ids[i]] > 40 ? 40 : en->len[ids[i]]), en->f[ids[i]], ID_MAX);
     }
-  return NULL;
+  return 0;
+}
+
+/* Finds the first entry whose name (field 0) is key or, by_id, whose
+ * valid id (field 2) is key.  Returns 1 found, 0 not, < 0 when the entry
+ * found is malformed (see entry_error). */
+static int
+find_entry (struct db *db, const char *what, const char *key, bool by_id, size_t min, const size_t *ids,
+            size_t nids, struct entry *out, struct kiln_error **err)
+{
+  unsigned long long want = 0, v;
+  if (by_id && !parse_id (key, strlen (key), &want))
+    return 0;
+  while (next_entry (db, out))
+    {
+      bool hit = by_id ? field_id (out, 2, &v) && v == want : field_is (out, 0, key);
+      if (!hit)
+        continue;
+      if (entry_error (db, out, what, key, min, ids, nids, err) < 0)
+        return -1;
+      return 1;
+    }
+  return 0;
 }
 
 static void
-add_groups (const char *groupdb, const char *user, gid_t primary, struct kiln_passwd_ids *out)
+push_group (struct kiln_passwd_ids *out, gid_t g)
 {
-  for (const char *l = groupdb; l && *l; l = strchr (l, '\n') ? strchr (l, '\n') + 1 : NULL)
+  out->groups = kiln_xrealloc (out->groups, (out->ngroups + 1) * sizeof (gid_t));
+  out->groups[out->ngroups++] = g;
+}
+
+static bool
+lists_member (const struct entry *en, const char *user)
+{
+  if (en->nf < 4)
+    return false;
+  size_t ul = strlen (user);
+  for (const char *m = en->f[3], *end = en->f[3] + en->len[3]; m <= end;)
     {
-      kiln_autofree char *members = field (l, 3), *gid = field (l, 2);
-      if (!members || !gid || !numeric (gid) || (gid_t) strtoul (gid, NULL, 10) == primary)
-        continue;
-      char *save = NULL;
-      for (char *m = strtok_r (members, ",", &save); m; m = strtok_r (NULL, ",", &save))
-        if (strcmp (m, user) == 0)
-          {
-            out->groups = kiln_xrealloc (out->groups, (out->ngroups + 1) * sizeof (gid_t));
-            out->groups[out->ngroups++] = (gid_t) strtoul (gid, NULL, 10);
-            break;
-          }
+      const char *c = memchr (m, ',', (size_t) (end - m));
+      const char *me = c ? c : end;
+      if ((size_t) (me - m) == ul && memcmp (m, user, ul) == 0)
+        return true;
+      if (!c)
+        break;
+      m = c + 1;
     }
+  return false;
+}
+
+/* Supplementary groups: malformed lines are skipped, as glibc does. */
+static void
+add_groups (const struct kiln_buf *groupdb, const char *user, gid_t primary, struct kiln_passwd_ids *out)
+{
+  struct db db = { "/etc/group", groupdb->buf, groupdb->buf + groupdb->len, 0 };
+  struct entry en;
+  unsigned long long gid;
+  while (next_entry (&db, &en))
+    if (field_id (&en, 2, &gid) && (gid_t) gid != primary && lists_member (&en, user))
+      push_group (out, (gid_t) gid);
 }
 
 static int
-resolve_user (const char *passwd, const char *user, bool same_gid, struct kiln_passwd_ids *out, char **name,
-              struct kiln_error **err)
+spec_id (const char *spec, const char *part, unsigned long long *out, struct kiln_error **err)
 {
-  const char *line = find_line (passwd, user, numeric (user));
-  if (!line && !numeric (user))
+  if (!parse_id (part, strlen (part), out))
+    return kiln_error_set (err, 0, KILN_E_PARSE, "invalid user `%s`: `%s` is not an id from 0 to %llu", spec,
+                           part, ID_MAX);
+  return 0;
+}
+
+static int
+resolve_user (const char *spec, const struct kiln_buf *passwd, const char *user, bool same_gid,
+              struct kiln_passwd_ids *out, char **name, struct kiln_error **err)
+{
+  static const size_t ids[] = { 2, 3 };
+  struct db db = { "/etc/passwd", passwd->buf, passwd->buf + passwd->len, 0 };
+  struct entry en;
+  unsigned long long uid = 0, gid = 0;
+  bool by_id = numeric (user);
+  if (by_id && spec_id (spec, user, &uid, err) < 0)
+    return -1;
+  int found = find_entry (&db, "user", user, by_id, 4, ids, 2, &en, err);
+  if (found < 0)
+    return -1;
+  if (!found && !by_id)
     return kiln_error_set (err, 0, KILN_E_NOTFOUND, "unknown user `%s` (not in the image's /etc/passwd)", user);
-  out->uid = (uid_t) strtoul (user, NULL, 10);
-  out->gid = 0;
-  if (line)
+  if (found)
     {
-      kiln_autofree char *uidf = field (line, 2), *gidf = field (line, 3);
-      out->uid = (uid_t) strtoul (uidf, NULL, 10);
-      out->gid = gidf && numeric (gidf) ? (gid_t) strtoul (gidf, NULL, 10) : 0;
-      *name = field (line, 0);
+      field_id (&en, 2, &uid);
+      field_id (&en, 3, &gid);
+      *name = kiln_xstrndup (en.f[0], en.len[0]);
     }
+  out->uid = (uid_t) uid;
+  out->gid = (gid_t) gid;
   /* COPY --chown without a group: a number is also the gid, a name brings
    * its passwd group, as BuildKit's readUser (solver/llbsolver/ops/
    * user_linux.go) and buildah do */
-  if (same_gid && numeric (user))
+  if (same_gid && by_id)
     out->gid = (gid_t) out->uid;
+  return 0;
+}
+
+static int
+resolve_group (const char *spec, const struct kiln_buf *group, const char *grp, struct kiln_passwd_ids *out,
+               struct kiln_error **err)
+{
+  static const size_t ids[] = { 2 };
+  struct db db = { "/etc/group", group->buf, group->buf + group->len, 0 };
+  struct entry en;
+  unsigned long long gid = 0;
+  bool by_id = numeric (grp);
+  if (by_id && spec_id (spec, grp, &gid, err) < 0)
+    return -1;
+  int found = find_entry (&db, "group", grp, by_id, 3, ids, 1, &en, err);
+  if (found < 0)
+    return -1;
+  if (!found && !by_id)
+    return kiln_error_set (err, 0, KILN_E_NOTFOUND, "unknown group `%s` (not in the image's /etc/group)", grp);
+  if (found)
+    field_id (&en, 2, &gid);
+  out->gid = (gid_t) gid;
   return 0;
 }
 
@@ -116,43 +306,29 @@ int
 kiln_passwd_resolve (int rootfd, const char *spec, bool same_gid, bool with_groups, struct kiln_passwd_ids *out,
                      struct kiln_error **err)
 {
-  struct kiln_buf passwd = KILN_BUF_INIT, group = KILN_BUF_INIT;
+  kiln_autobuf struct kiln_buf passwd = KILN_BUF_INIT;
+  kiln_autobuf struct kiln_buf group = KILN_BUF_INIT;
   kiln_autofree char *user = kiln_xstrdup (spec), *name = NULL;
   char *grp = strchr (user, ':');
-  int ret = -1;
   memset (out, 0, sizeof *out);
   if (grp)
     *grp++ = '\0';
   if (!*user || (grp && !*grp))
     return kiln_error_set (err, 0, KILN_E_PARSE, "invalid user `%s`", spec);
   if (read_db (rootfd, "etc/passwd", &passwd, err) < 0 || read_db (rootfd, "etc/group", &group, err) < 0)
-    goto out;
-  if (resolve_user (passwd.buf, user, same_gid, out, &name, err) < 0)
-    goto out;
-  if (grp)
-    {
-      const char *gl = find_line (group.buf, grp, numeric (grp));
-      if (!gl && !numeric (grp))
-        {
-          kiln_error_set (err, 0, KILN_E_NOTFOUND, "unknown group `%s` (not in the image's /etc/group)", grp);
-          goto out;
-        }
-      kiln_autofree char *gidf = gl ? field (gl, 2) : kiln_xstrdup (grp);
-      out->gid = (gid_t) strtoul (gidf, NULL, 10);
-    }
+    return -1;
+  if (resolve_user (spec, &passwd, user, same_gid, out, &name, err) < 0)
+    return -1;
+  if (grp && resolve_group (spec, &group, grp, out, err) < 0)
+    return -1;
   if (with_groups)
     {
       /* Docker and buildah list the primary group among the groups */
-      out->groups = kiln_xrealloc (out->groups, (out->ngroups + 1) * sizeof (gid_t));
-      out->groups[out->ngroups++] = out->gid;
+      push_group (out, out->gid);
       if (name && !grp)
-        add_groups (group.buf, name, out->gid, out);
+        add_groups (&group, name, out->gid, out);
     }
-  ret = 0;
-out:
-  kiln_buf_release (&passwd);
-  kiln_buf_release (&group);
-  return ret;
+  return 0;
 }
 
 void

@@ -96,9 +96,8 @@ struct kiln_reg_resp {
   int curl_code;              /* CURLcode of a failed kiln_reg_do */
 };
 void kiln_reg_resp_clear (struct kiln_reg_resp *r);
-/* Records one response header line of n bytes in r (curl's header callback;
- * curl keeps a NUL after the bytes, which the status line's strtol relies
- * on): a status line resets the headers kiln reads. */
+/* Records one response header line of n bytes in r (curl's header
+ * callback): a status line resets the headers kiln reads. */
 void kiln_reg_resp_header (struct kiln_reg_resp *r, const char *data, size_t n);
 
 /* Sends req: follows redirects of GET/HEAD itself (auth only to the
@@ -149,9 +148,16 @@ char *kiln_reg_url_add_query (const char *url, const char *name, const char *val
 bool kiln_reg_host_is_loopback (const char *hostport);
 /* Parses "bytes 100-199/200" (strict); returns 0 and fills, < 0 otherwise. */
 int kiln_reg_parse_content_range (const char *s, int64_t *start, int64_t *end, int64_t *total);
-/* Parses an upload status "0-123" (or "bytes=0-123"); *next = 124. */
-int kiln_reg_parse_upload_range (const char *s, int64_t *next);
-/* Retry-After as milliseconds (delta-seconds or HTTP-date), capped; -1 when absent or invalid. */
+/* Parses an upload status "0-123" (or "bytes=0-123"); *next = 124.  An end
+ * at or past sent (the bytes sent so far), a start other than 0, a number
+ * that overflows or anything else is invalid. */
+int kiln_reg_parse_upload_range (const char *s, int64_t sent, int64_t *next);
+/* A header holding a size (OCI-Chunk-Min-Length): decimal digits only, no
+ * overflow; < 0 otherwise. */
+int kiln_reg_parse_size (const char *s, int64_t *out);
+/* Retry-After as milliseconds (delta-seconds or HTTP-date), capped at
+ * cap_ms without overflow (a huge delay or a date far ahead gives cap_ms);
+ * -1 when absent, invalid or in the past. */
 long kiln_reg_parse_retry_after (const char *s, long cap_ms);
 /* Backoff before attempt n (0-based): delay * 2^n + up to 25 % jitter, capped. */
 unsigned kiln_reg_backoff_ms (unsigned delay_ms, int n);

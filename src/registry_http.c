@@ -99,7 +99,7 @@ kiln_reg_parse_content_range (const char *s, int64_t *start, int64_t *end, int64
 }
 
 int
-kiln_reg_parse_upload_range (const char *s, int64_t *next)
+kiln_reg_parse_upload_range (const char *s, int64_t sent, int64_t *next)
 {
   int64_t a, b;
   if (s == NULL)
@@ -108,8 +108,27 @@ kiln_reg_parse_upload_range (const char *s, int64_t *next)
     s += 6;
   if (parse_i64 (&s, &a) < 0 || a != 0 || *s++ != '-' || parse_i64 (&s, &b) < 0 || *s != '\0')
     return -1;
+  /* the registry cannot hold more than was sent (this also keeps b + 1 from
+   * overflowing: sent is a real file size) */
+  if (b >= sent)
+    return -1;
   *next = b + 1;
   return 0;
+}
+
+int
+kiln_reg_parse_size (const char *s, int64_t *out)
+{
+  if (s == NULL || parse_i64 (&s, out) < 0 || *s != '\0')
+    return -1;
+  return 0;
+}
+
+/* ms milliseconds for secs seconds, at most cap_ms, without overflow. */
+static long
+capped_ms (int64_t secs, long cap_ms)
+{
+  return secs > cap_ms / 1000 ? cap_ms : (long) secs * 1000;
 }
 
 long
@@ -119,15 +138,16 @@ kiln_reg_parse_retry_after (const char *s, long cap_ms)
   const char *p = s;
   if (s == NULL || *s == '\0')
     return -1;
-  if (parse_i64 (&p, &v) == 0 && *p == '\0')
-    return v * 1000 > cap_ms ? cap_ms : (long) v * 1000;
+  if (strspn (s, "0123456789") == strlen (s))
+    /* delta-seconds; more than int64 holds is just "very long" */
+    return parse_i64 (&p, &v) == 0 ? capped_ms (v, cap_ms) : cap_ms;
   time_t t = curl_getdate (s, NULL);
   if (t < 0)
     return -1;
   time_t now = time (NULL);
   if (t <= now)
     return -1;   /* a date in the past falls back to our own backoff */
-  return (t - now) * 1000 > cap_ms ? cap_ms : (long) (t - now) * 1000;
+  return capped_ms ((int64_t) t - (int64_t) now, cap_ms);
 }
 
 unsigned
@@ -228,8 +248,12 @@ kiln_reg_resp_header (struct kiln_reg_resp *r, const char *data, size_t n)
           free (*slot);
           *slot = NULL;
         }
+      /* "HTTP/x SSS ...": three digits, nothing longer (curl checked the line) */
       const char *sp = memchr (data, ' ', n);
-      r->status = sp ? strtol (sp + 1, NULL, 10) : 0;
+      size_t rest = sp ? n - (size_t) (sp + 1 - data) : 0;
+      r->status = 0;
+      for (size_t i = 0; i < 3 && i < rest && sp[1 + i] >= '0' && sp[1 + i] <= '9'; i++)
+        r->status = r->status * 10 + (sp[1 + i] - '0');
       return;
     }
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)

@@ -85,9 +85,11 @@ start_upload (struct push *p, struct kiln_reg_conn *cn, const struct kiln_digest
   else if (r == 0 && resp.status == 202 && resp.location)
     {
       *loc = kiln_reg_url_resolve (resp.url, resp.location);
-      *chunk_min = resp.chunk_min ? strtoll (resp.chunk_min, NULL, 10) : 0;
       if (*loc == NULL)
-        r = kiln_error_set (err, 0, KILN_E_NET, "start upload: invalid Location");
+        r = kiln_error_set (err, 0, KILN_E_NET, "registry `%s`: start upload: invalid Location", cn->c->host);
+      else if (resp.chunk_min && kiln_reg_parse_size (resp.chunk_min, chunk_min) < 0)
+        r = kiln_error_set (err, 0, KILN_E_NET, "registry `%s`: start upload: invalid OCI-Chunk-Min-Length `%.64s`",
+                            cn->c->host, resp.chunk_min);
     }
   else if (r == 0)
     r = kiln_reg_status_error (&resp, err);
@@ -120,9 +122,10 @@ send_part (struct kiln_reg_conn *cn, const char *method, char **loc, const struc
   return r;
 }
 
-/* GET of the upload URL: how much the registry has (*next), its new Location. */
+/* GET of the upload URL: how much the registry has (*next, at most sent),
+ * its new Location. */
 static int
-upload_status (struct kiln_reg_conn *cn, char **loc, int64_t *next, struct kiln_error **err)
+upload_status (struct kiln_reg_conn *cn, char **loc, int64_t sent, int64_t *next, struct kiln_error **err)
 {
   struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
   struct kiln_reg_req q = KILN_REG_REQ_INIT;
@@ -132,8 +135,9 @@ upload_status (struct kiln_reg_conn *cn, char **loc, int64_t *next, struct kiln_
     r = kiln_reg_status_error (&resp, err);
   if (r == 0 && !resp.range)
     *next = 0;
-  else if (r == 0 && kiln_reg_parse_upload_range (resp.range, next) < 0)
-    r = kiln_error_set (err, 0, KILN_E_NET, "upload status has an invalid Range");
+  else if (r == 0 && kiln_reg_parse_upload_range (resp.range, sent, next) < 0)
+    r = kiln_error_set (err, 0, KILN_E_NET, "registry `%s`: upload status has an impossible Range `%.64s` (%lld bytes sent)",
+                        cn->c->host, resp.range, (long long) sent);
   if (r == 0 && resp.location)
     {
       char *n = kiln_reg_url_resolve (resp.url, resp.location);
@@ -176,7 +180,7 @@ upload_chunked (struct push *p, struct kiln_reg_conn *cn, char **loc, const stru
       kiln_log_warn ("blob %s: %s; asking the registry how much it has", d->s, (*err)->msg);
       kiln_error_free (err);
       sleep_ms (kiln_reg_backoff_ms (p->o->retry_delay_ms, fails - 1));
-      if (upload_status (cn, loc, &pos, err) < 0)
+      if (upload_status (cn, loc, pos + n, &pos, err) < 0)
         return -1;
       if (pos > size)
         return kiln_error_set (err, 0, KILN_E_NET, "registry claims %lld bytes of %lld", (long long) pos,

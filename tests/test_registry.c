@@ -277,12 +277,58 @@ Test (registry, content_range_must_be_strict)
 Test (registry, upload_range_gives_next_offset)
 {
   int64_t n;
-  cr_assert_eq (kiln_reg_parse_upload_range ("0-1023", &n), 0);
+  cr_assert_eq (kiln_reg_parse_upload_range ("0-1023", 4096, &n), 0);
   cr_assert_eq (n, 1024);
-  cr_assert_eq (kiln_reg_parse_upload_range ("bytes=0-0", &n), 0);
+  cr_assert_eq (kiln_reg_parse_upload_range ("bytes=0-0", 4096, &n), 0);
   cr_assert_eq (n, 1);
-  cr_assert_lt (kiln_reg_parse_upload_range ("5-10", &n), 0);
-  cr_assert_lt (kiln_reg_parse_upload_range ("0-x", &n), 0);
+  cr_assert_eq (kiln_reg_parse_upload_range ("0-4095", 4096, &n), 0);
+  cr_assert_eq (n, 4096);
+  cr_assert_lt (kiln_reg_parse_upload_range ("5-10", 4096, &n), 0);
+  cr_assert_lt (kiln_reg_parse_upload_range ("0-x", 4096, &n), 0);
+}
+
+/* A registry (or a proxy) must not drive the arithmetic past int64: an end
+ * of INT64_MAX used to overflow in end + 1.  Impossible ranges (beyond what
+ * was sent, end before start, a start other than 0, signs, blanks, numbers
+ * past 64 bits) are rejected; registry_push names the registry. */
+Test (registry, upload_range_rejects_impossible_and_overflowing_ranges)
+{
+  int64_t n = -7;
+  const char *bad[] = { "0-9223372036854775807", "bytes=0-9223372036854775807", "0-9223372036854775808",
+                        "0-99999999999999999999999", "0-4096", "0-5000", "10-5", "1-5", "-0-5", "0--1", "0-+5",
+                        "0-5 ", " 0-5", "0-", "-5", "", "bytes=", "0-0x10", "0-1e3", "0-5/10" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_lt (kiln_reg_parse_upload_range (bad[i], 4096, &n), 0, "%s", bad[i]);
+  cr_assert_lt (kiln_reg_parse_upload_range ("0-0", 0, &n), 0, "nothing sent: nothing held");
+  cr_assert_lt (kiln_reg_parse_upload_range (NULL, 4096, &n), 0);
+  cr_assert_eq (n, -7, "left alone on failure");
+}
+
+Test (registry, size_headers_are_strict_decimal)
+{
+  int64_t v = -1;
+  cr_assert_eq (kiln_reg_parse_size ("0", &v), 0);
+  cr_assert_eq (v, 0);
+  cr_assert_eq (kiln_reg_parse_size ("5242880", &v), 0);
+  cr_assert_eq (v, 5242880);
+  cr_assert_eq (kiln_reg_parse_size ("9223372036854775807", &v), 0);
+  cr_assert_eq (v, INT64_MAX);
+  const char *bad[] = { "9223372036854775808", "99999999999999999999999", "-1", "+1", " 1", "1 ", "", "0x10", "1e6",
+                        "abc" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_lt (kiln_reg_parse_size (bad[i], &v), 0, "%s", bad[i]);
+  cr_assert_lt (kiln_reg_parse_size (NULL, &v), 0);
+}
+
+Test (registry, content_range_rejects_overflow)
+{
+  int64_t s, e, t;
+  const char *bad[] = { "bytes 0-9223372036854775807/9223372036854775807", "bytes 0-1/99999999999999999999",
+                        "bytes 99999999999999999999-1/2", "bytes 0-0/0", "bytes 0-0/-1", "bytes +0-0/1" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_lt (kiln_reg_parse_content_range (bad[i], &s, &e, &t), 0, "%s", bad[i]);
+  cr_assert_eq (kiln_reg_parse_content_range ("bytes 0-9223372036854775806/9223372036854775807", &s, &e, &t), 0);
+  cr_assert_eq (e, INT64_MAX - 1);
 }
 
 Test (registry, retry_after_is_capped_and_falls_back_when_invalid)
@@ -292,6 +338,22 @@ Test (registry, retry_after_is_capped_and_falls_back_when_invalid)
   cr_assert_eq (kiln_reg_parse_retry_after ("soon", 30000), -1);
   cr_assert_eq (kiln_reg_parse_retry_after ("Wed, 21 Oct 2015 07:28:00 GMT", 30000), -1);
   cr_assert_eq (kiln_reg_parse_retry_after (NULL, 30000), -1);
+}
+
+/* Huge delays and far-future dates are capped without signed overflow
+ * (seconds * 1000 overflowed before; run under -fsanitize=undefined to see
+ * it); negative and garbage values fall back to kiln's own backoff. */
+Test (registry, retry_after_huge_values_are_capped_without_overflow)
+{
+  const char *huge[] = { "9223372036854775807", "9223372036854775808", "99999999999999999999999999",
+                         "9223372036854776", "31", "01 Jan 555555555", "Fri, 01 Jan 9999 00:00:00 GMT",
+                         "Sun, 06 Nov 2994 08:49:37 GMT" };
+  for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++)
+    cr_assert_eq (kiln_reg_parse_retry_after (huge[i], 30000), 30000, "%s", huge[i]);
+  cr_assert_eq (kiln_reg_parse_retry_after ("0", 30000), 0);
+  const char *bad[] = { "-5", "-9223372036854775808", "+5", " 5", "5 ", "1e9", "0x10", "", "\x01" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_eq (kiln_reg_parse_retry_after (bad[i], 30000), -1, "%s", bad[i]);
 }
 
 Test (registry, backoff_doubles_with_bounded_jitter)

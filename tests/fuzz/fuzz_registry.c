@@ -6,8 +6,9 @@
  *
  * Input: one selector byte, then the text for that parser.  Oracles: the
  * sanitizers, and each parser's documented range: a Content-Range has
- * start <= end < total, an upload Range gives next > 0, a Retry-After is
- * -1 or within the cap, an error quotes no control byte. */
+ * start <= end < total, an upload Range gives 0 < next <= bytes sent, a
+ * size is not negative, a Retry-After is -1 or within the cap, an error
+ * quotes no control byte. */
 #include "fuzz.h"
 
 #include <fcntl.h>
@@ -91,9 +92,23 @@ content_range (const char *s)
 static void
 upload_range (const char *s)
 {
-  int64_t next;
-  if (kiln_reg_parse_upload_range (s, &next) == 0 && next <= 0)
-    fuzz_fail ("upload Range `%s` gave next offset %lld", s, (long long) next);
+  /* what the client has sent so far bounds what the registry may claim */
+  static const int64_t sents[] = { 0, 1, 1024, INT64_MAX };
+  for (size_t i = 0; i < sizeof sents / sizeof sents[0]; i++)
+    {
+      int64_t next = -1;
+      if (kiln_reg_parse_upload_range (s, sents[i], &next) == 0 && (next <= 0 || next > sents[i]))
+        fuzz_fail ("upload Range `%s` after %lld bytes gave next offset %lld", s, (long long) sents[i],
+                   (long long) next);
+    }
+}
+
+static void
+size_header (const char *s)
+{
+  int64_t v = -1;
+  if (kiln_reg_parse_size (s, &v) == 0 && v < 0)
+    fuzz_fail ("size header `%s` gave %lld", s, (long long) v);
 }
 
 static void
@@ -145,6 +160,10 @@ headers (const char *s, size_t n)
     upload_range (r.range);
   if (r.retry_after)
     retry_after (r.retry_after);
+  if (r.chunk_min)
+    size_header (r.chunk_min);
+  if (r.status < 0 || r.status > 999)
+    fuzz_fail ("status line gave status %ld", r.status);
   if (r.location)
     {
       char *u = kiln_reg_url_resolve ("https://registry.example/v2/x/blobs/uploads/", r.location);
@@ -219,7 +238,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     case 1: token (s, size); break;
     case 2: status_error (data, size); break;
     case 3: content_range (s); break;
-    case 4: upload_range (s); break;
+    case 4: upload_range (s), size_header (s); break;
     case 5: retry_after (s); break;
     case 6: urls (parts[0], parts[1]); break;
     case 7: headers (s, strlen (s)); break;
