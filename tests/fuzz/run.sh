@@ -32,7 +32,7 @@ for t in "$@"; do
     "build/fuzz/corpus/$t" $(for d in "testdata/fuzz/seeds/$t" "testdata/fuzz/$t"; do [ -d "$d" ] && echo "$d"; done) \
     >"$log" 2>&1
   rc=$?
-  grep -E '^#[0-9]+ +(DONE|INITED)' "$log" | tail -1
+  { grep -E '^#[0-9]+[[:space:]]+DONE' "$log" || grep -E '^#[0-9]+' "$log"; } | tail -1
   grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$log"
   if [ $rc -ne 0 ]; then
     failed+=("$t")
