@@ -117,10 +117,11 @@ run_dir (const char *dir)
     {
       if (de->d_name[0] == '.')
         continue;
+      size_t len = strlen (dir) + strlen (de->d_name) + 2;
       names = realloc (names, (n + 1) * sizeof *names);
-      if (names == NULL || asprintf (&names[n], "%s/%s", dir, de->d_name) < 0)
+      if (names == NULL || (names[n] = malloc (len)) == NULL)
         abort ();
-      n++;
+      snprintf (names[n++], len, "%s/%s", dir, de->d_name);
     }
   closedir (d);
   qsort (names, n, sizeof *names, cmp_str);
