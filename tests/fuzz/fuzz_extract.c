@@ -1,7 +1,10 @@
 /* fuzz_extract - the tar extractor on hostile archives (src/extract.c).
  *
  * Input: one flag byte (whiteouts, overlay whiteouts, keep owners, ADD
- * --chown, stream or file reader), then the archive (plain or compressed).
+ * --chown, stream or file reader, fix header checksums), then the archive
+ * (plain or compressed).  Most mutations of a tar header break its
+ * checksum and never reach kiln's code; with flag 0x20 the checksum of
+ * every header is recomputed first, so they do.
  * It is extracted into BASE/root; beside the root sit BASE/tripwire/secret
  * (the tests' relative way out, "../tripwire") and BASE/parent-secret.
  * Escape oracle: after the extraction BASE holds exactly root, tripwire and
@@ -120,6 +123,30 @@ check_confined (void)
   close (tfd);
 }
 
+/* Walks the ustar headers of a plain tar and writes each one's checksum
+ * (sum of the header bytes with the checksum field as blanks). */
+static void
+fix_checksums (uint8_t *t, size_t n)
+{
+  for (size_t o = 0; o + 512 <= n;)
+    {
+      uint8_t *h = t + o;
+      unsigned sum = 0;
+      unsigned long long size = 0;
+      memset (h + 148, ' ', 8);
+      for (size_t i = 0; i < 512; i++)
+        sum += h[i];
+      snprintf ((char *) h + 148, 8, "%06o", sum & 0777777);
+      h[155] = ' ';
+      for (size_t i = 124; i < 136 && h[i] >= '0' && h[i] <= '7'; i++)
+        size = size * 8 + (unsigned) (h[i] - '0');
+      /* pax and GNU long-name headers are followed by their data too */
+      if (size > n)
+        break;
+      o += 512 + (size + 511) / 512 * 512;
+    }
+}
+
 struct mem {
   const uint8_t *p;
   size_t n, pos;
@@ -147,7 +174,17 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (size < 1)
     return 0;
   unsigned flags = data[0];
+  uint8_t *copy = NULL;
   data++, size--;
+  if (flags & 0x20)
+    {
+      copy = malloc (size ? size : 1);
+      if (copy == NULL)
+        abort ();
+      memcpy (copy, data, size);
+      fix_checksums (copy, size);
+      data = copy;
+    }
   struct kiln_extract_opts o = {
     .whiteouts = flags & 1,
     .overlay_whiteouts = flags & 2,
@@ -175,6 +212,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       close (fd);
     }
   kiln_error_free (&err);
+  free (copy);
   close (rootfd);
   check_confined ();
   if (kiln_fs_rm_rf_at (basefd, "root", &err) < 0)

@@ -84,7 +84,7 @@ def main():
         put(out, "ignore", ig)
     for t in sorted(glob.glob(os.path.join(ROOT, "testdata/extract/*"))):
         if t.endswith((".tar", ".gz", ".txt")):
-            for flags in (b"\x00", b"\x01", b"\x02", b"\x10"):
+            for flags in (b"\x00", b"\x01", b"\x02", b"\x10", b"\x20", b"\x25"):
                 put(out, "extract", flags + read(t))
     for t in sorted(os.listdir(os.path.join(ROOT, "tests/fuzz"))):
         if t.startswith("fuzz_") and t.endswith(".c"):
