@@ -14,6 +14,7 @@
 #include "kiln/buf.h"
 #include "kiln/cleanup.h"
 #include "kiln/expand.h"
+#include "kiln/glob.h"
 #include "kiln/util.h"
 
 #define NO_STOP (-1)
@@ -25,21 +26,23 @@ struct lexer
   kiln_expand_lookup_fn lookup;
   void *ud;
   bool literal_quotes; /* quotes are plain text (heredoc bodies) */
+  /* Budgets of one kiln_expand_* call, so that a hostile Dockerfile cannot
+   * make expansion take exponential memory or time: the bytes its
+   * substitutions may still produce (nested ones included, even when their
+   * result is discarded, as in ${E:-${D//?/${E:-...}}}), the glob matching
+   * steps left, and how deep ${ } may still nest. */
+  size_t out_left;
+  size_t match_left;
+  int depth_left;
 };
+#define LEXER_INIT(text, esc, fn, ud, lq)                                                                       \
+  { (text), (esc), (fn), (ud), (lq), KILN_EXPAND_MAX_OUTPUT, KILN_EXPAND_MAX_MATCH_STEPS, KILN_EXPAND_MAX_DEPTH }
 
 struct splitter
 {
   struct kiln_buf cur;
   bool in_word; /* cur holds a word, possibly empty ("" is a word) */
   char **words;
-};
-
-/* One token of a ${v#pattern} / ${v/pattern/repl} pattern: BuildKit's shell
- * patterns have only '*', '?' and backslash escapes (no brackets). */
-struct gtok
-{
-  char kind; /* 'l' literal, '?' one character, '*' any run */
-  char c;
 };
 
 static int process_until (struct lexer *lx, int stop, bool raw, const char *open,
@@ -123,133 +126,151 @@ read_name (struct lexer *lx)
   return (size_t) (lx->p - s);
 }
 
-static size_t
-utf8_len (const char *s, size_t n)
-{
-  unsigned char c = (unsigned char) s[0];
-  size_t l = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-  return l > n ? n : l;
-}
-
+/* A ${v#p} or ${v/p/r} pattern, as BuildKit's convertShellPatternToRegex
+ * (shell/lex.go) turns it into a regular expression: '*' is ".*" (".*?"
+ * for the shortest trims), '?' is '.', neither matches a newline (no (?s)
+ * flag), a backslash escapes '*', '?' or itself; "\}" and "\/" only protect
+ * the delimiters of ${...}: the backslash is dropped.  No brackets. */
 static int
-glob_compile (const char *pat, struct gtok **out, size_t *n, struct kiln_error **err)
+glob_compile (const char *pat, struct kiln_glob *g, struct kiln_error **err)
 {
-  struct gtok *t = kiln_xcalloc (strlen (pat) + 1, sizeof *t);
-  size_t k = 0;
+  kiln_glob_init (g, '\n');
   for (const char *p = pat; *p; p++)
     {
       if (*p == '*' || *p == '?')
         {
-          t[k++] = (struct gtok) { *p, 0 };
+          kiln_glob_add (g, *p == '*' ? KILN_GLOB_STAR : KILN_GLOB_ONE, 0, NULL);
           continue;
         }
-      /* "\}" and "\/" only protect the delimiters of ${...}; drop the '\'. */
       if (*p == '\\' && (p[1] == '}' || p[1] == '/'))
         continue;
       if (*p == '\\')
         {
           if (p[1] != '*' && p[1] != '?' && p[1] != '\\')
             {
-              free (t);
+              kiln_glob_clear (g);
               return kiln_error_set (err, 0, KILN_E_PARSE, "invalid escape in pattern `%s`", pat);
             }
           p++;
         }
-      t[k++] = (struct gtok) { 'l', *p };
+      kiln_glob_add (g, KILN_GLOB_BYTE, *p, NULL);
     }
-  *out = t;
-  *n = k;
   return 0;
 }
 
-static bool
-glob_match (const struct gtok *t, size_t nt, const char *s, size_t n)
+static int
+too_costly (const char *pat, size_t len, struct kiln_error **err)
 {
-  if (nt == 0)
-    return n == 0;
-  if (t->kind == '*')
+  return kiln_error_set (err, 0, KILN_E_PARSE,
+                         "pattern `%.64s` against a %zu-byte value: more than %zu matching steps", pat, len,
+                         (size_t) KILN_EXPAND_MAX_MATCH_STEPS);
+}
+
+static int
+too_large (struct kiln_error **err)
+{
+  return kiln_error_set (err, 0, KILN_E_PARSE, "expansion larger than %zu bytes", (size_t) KILN_EXPAND_MAX_OUTPUT);
+}
+
+/* BuildKit's reverseString: the characters of s[0, n) in reverse order,
+ * each keeping its bytes. */
+static char *
+reverse_chars (const char *s, size_t n)
+{
+  char *out = kiln_xmalloc (n + 1);
+  size_t l;
+  for (size_t i = 0; i < n; i += l)
     {
-      for (size_t i = 0; i <= n; i++)
-        if (glob_match (t + 1, nt - 1, s + i, n - i))
-          return true;
-      return false;
+      l = kiln_glob_char (s + i, n - i, NULL);
+      memcpy (out + n - i - l, s + i, l);
     }
-  if (n == 0)
-    return false;
-  if (t->kind == '?')
+  out[n] = '\0';
+  return out;
+}
+
+/* BuildKit's reversePattern: reversed, an escape staying in front of the
+ * character it escapes. */
+static char *
+reverse_pattern (const char *p)
+{
+  size_t n = strlen (p), l;
+  char *out = kiln_xmalloc (n + 1);
+  for (size_t i = 0; i < n; i += l)
     {
-      size_t l = utf8_len (s, n);
-      return glob_match (t + 1, nt - 1, s + l, n - l);
+      l = kiln_glob_char (p + i, n - i, NULL);
+      if (p[i] == '\\' && i + 1 < n)
+        l += kiln_glob_char (p + i + 1, n - i - 1, NULL);
+      memcpy (out + n - i - l, p + i, l);
     }
-  return *s == t->c && glob_match (t + 1, nt - 1, s + 1, n - 1);
+  out[n] = '\0';
+  return out;
 }
 
 /* ${v#p} ${v##p} ${v%p} ${v%%p}: drop the shortest (greedy: longest) prefix
- * or suffix of value that matches p. */
+ * or suffix of value that matches p.  A suffix is a prefix of the reversed
+ * value for the reversed pattern, as BuildKit's trimSuffix does it. */
 static int
-apply_trim (char op, const char *word, const char *value, struct kiln_buf *out,
+apply_trim (struct lexer *lx, char op, const char *word, const char *value, struct kiln_buf *out,
             struct kiln_error **err)
 {
   bool greedy = word[0] == op;
-  kiln_autofree struct gtok *t = NULL;
-  size_t nt, len = strlen (value), best = 0;
-  int r = glob_compile (greedy ? word + 1 : word, &t, &nt, err);
-  if (r < 0)
-    return r;
-  for (size_t k = 0; k <= len; k++)
+  const char *pat = greedy ? word + 1 : word;
+  size_t len = strlen (value), k = 0;
+  struct kiln_glob g;
+  if (glob_compile (pat, &g, err) < 0)
+    return -1;
+  kiln_autofree char *rpat = op == '%' ? reverse_pattern (pat) : NULL;
+  kiln_autofree char *rval = op == '%' ? reverse_chars (value, len) : NULL;
+  if (rpat)
     {
-      const char *s = op == '#' ? value : value + len - k;
-      if (glob_match (t, nt, s, k))
-        {
-          best = k;
-          if (!greedy)
-            break;
-        }
+      kiln_glob_clear (&g);
+      if (glob_compile (rpat, &g, err) < 0)
+        return -1;
     }
+  int r = kiln_glob_prefix (&g, rval ? rval : value, len, greedy, &k, &lx->match_left);
+  kiln_glob_clear (&g);
+  if (r < 0)
+    return too_costly (pat, len, err);
+  if (r == 0)
+    k = 0;
   if (op == '#')
-    kiln_buf_adds (out, value + best);
+    kiln_buf_adds (out, value + k);
   else
-    kiln_buf_add (out, value, len - best);
+    kiln_buf_add (out, value, len - k);
   return 0;
 }
 
-/* Leftmost match of the pattern in s, longest at that position. */
-static bool
-glob_find (const struct gtok *t, size_t nt, const char *s, size_t len, size_t *start, size_t *end)
-{
-  for (size_t i = 0; i <= len; i++)
-    for (size_t j = len + 1; j-- > i;)
-      if (glob_match (t, nt, s + i, j - i))
-        {
-          *start = i;
-          *end = j;
-          return true;
-        }
-  return false;
-}
-
-/* ${v/p/r} replaces the first match, ${v//p/r} every match. */
+/* ${v/p/r} replaces the leftmost match (the longest there), ${v//p/r} every
+ * match, as Go's Regexp.ReplaceAllString does: an empty match right after
+ * a match is not replaced, and the search goes on one character later. */
 static int
-apply_replace (const char *value, const char *pat, const char *repl, bool all,
+apply_replace (struct lexer *lx, const char *value, const char *pat, const char *repl, bool all,
                struct kiln_buf *out, struct kiln_error **err)
 {
-  kiln_autofree struct gtok *t = NULL;
-  size_t nt, len = strlen (value), pos = 0, s, e;
-  int r = glob_compile (pat, &t, &nt, err);
-  if (r < 0)
-    return r;
-  while (pos <= len && glob_find (t, nt, value + pos, len - pos, &s, &e))
+  struct kiln_glob g;
+  size_t len = strlen (value), rlen = strlen (repl), pos = 0, last = 0, s, e, base = out->len;
+  int r = 0;
+  if (glob_compile (pat, &g, err) < 0)
+    return -1;
+  while (pos <= len && (r = kiln_glob_find (&g, value + pos, len - pos, &s, &e, &lx->match_left)) > 0)
     {
-      kiln_buf_add (out, value + pos, s);
-      kiln_buf_adds (out, repl);
-      pos += e;
-      if (e == s && pos < len) /* empty match: step over one byte */
-        kiln_buf_addch (out, value[pos++]);
-      if (!all || (e == s && pos >= len))
+      s += pos, e += pos;
+      kiln_buf_add (out, value + last, s - last);
+      if (e > last || s == 0)
+        kiln_buf_add (out, repl, rlen);
+      last = e;
+      /* every replacement can add all of repl: stop before memory runs out */
+      if (!all || out->len - base > lx->out_left)
         break;
+      size_t w = kiln_glob_char (value + pos, len - pos, NULL);
+      pos = pos + w > e ? pos + w : pos + 1 > e ? pos + 1 : e;
     }
-  if (pos < len)
-    kiln_buf_adds (out, value + pos);
+  kiln_glob_clear (&g);
+  if (r < 0)
+    return too_costly (pat, len, err);
+  if (out->len - base > lx->out_left)
+    return too_large (err);
+  kiln_buf_adds (out, value + last);
   return 0;
 }
 
@@ -269,7 +290,7 @@ apply_required (const char *name, const char *value, bool null_is_unset, const c
 
 /* Handles the modifiers after ${name: - + ? # %, the word already read. */
 static int
-apply_modifier (char op, bool null_is_unset, const char *name, const char *value,
+apply_modifier (struct lexer *lx, char op, bool null_is_unset, const char *name, const char *value,
                 const char *word, struct kiln_buf *out, struct kiln_error **err)
 {
   bool unset = value == NULL || (null_is_unset && *value == '\0');
@@ -284,7 +305,7 @@ apply_modifier (char op, bool null_is_unset, const char *name, const char *value
     case '?':
       return apply_required (name, value, null_is_unset, word, out, err);
     default:
-      return apply_trim (op, word, value ? value : "", out, err);
+      return apply_trim (lx, op, word, value ? value : "", out, err);
     }
 }
 
@@ -303,7 +324,7 @@ process_replace (struct lexer *lx, const char *start, const char *name, size_t n
   if (r < 0)
     return r;
   const char *value = lookup (lx, name, nlen);
-  return apply_replace (value ? value : "", pat.buf, repl.buf, all, out, err);
+  return apply_replace (lx, value ? value : "", pat.buf, repl.buf, all, out, err);
 }
 
 /* The part of ${...} after the name; *lx->p is the operator character. */
@@ -333,12 +354,12 @@ process_braced_op (struct lexer *lx, const char *start, const char *name, size_t
   int r = process_until (lx, '}', op == '#' || op == '%', start, &word, NULL, err);
   if (r < 0)
     return r;
-  return apply_modifier (op, null_is_unset, n, lookup (lx, name, nlen), word.buf, out, err);
+  return apply_modifier (lx, op, null_is_unset, n, lookup (lx, name, nlen), word.buf, out, err);
 }
 
 /* At '$': $name, ${name}, ${name<op>word}, or a literal '$'. */
 static int
-process_dollar (struct lexer *lx, struct kiln_buf *out, struct kiln_error **err)
+dollar (struct lexer *lx, struct kiln_buf *out, struct kiln_error **err)
 {
   const char *start = lx->p++;
   const char *name, *value;
@@ -372,6 +393,25 @@ process_dollar (struct lexer *lx, struct kiln_buf *out, struct kiln_error **err)
   if (*lx->p == '\0')
     return kiln_error_set (err, 0, KILN_E_PARSE, "missing `}` in `%s`", start);
   return process_braced_op (lx, start, name, nlen, out, err);
+}
+
+/* Every substitution goes through here: each nesting level of ${ } is one
+ * call deeper, and what it produces is counted against the budget. */
+static int
+process_dollar (struct lexer *lx, struct kiln_buf *out, struct kiln_error **err)
+{
+  size_t before = out->len;
+  if (lx->depth_left == 0)
+    return kiln_error_set (err, 0, KILN_E_PARSE, "`${` nested more than %d deep", KILN_EXPAND_MAX_DEPTH);
+  lx->depth_left--;
+  int r = dollar (lx, out, err);
+  lx->depth_left++;
+  if (r < 0)
+    return r;
+  if (out->len - before > lx->out_left)
+    return too_large (err);
+  lx->out_left -= out->len - before;
+  return 0;
 }
 
 static int
@@ -493,7 +533,7 @@ int
 kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
                   char **out, struct kiln_error **err)
 {
-  struct lexer lx = { word, escape, lookup_fn, ud, false };
+  struct lexer lx = LEXER_INIT (word, escape, lookup_fn, ud, false);
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
 
   if (process_until (&lx, NO_STOP, false, word, &res, NULL, err) < 0)
@@ -506,7 +546,7 @@ int
 kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
                    char ***out, struct kiln_error **err)
 {
-  struct lexer lx = { text, escape, lookup_fn, ud, false };
+  struct lexer lx = LEXER_INIT (text, escape, lookup_fn, ud, false);
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
   struct splitter sp = { KILN_BUF_INIT, false, NULL };
   int r = process_until (&lx, NO_STOP, false, text, &res, &sp, err);
@@ -574,7 +614,7 @@ int
 kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup_fn, void *ud, char **out,
                      struct kiln_error **err)
 {
-  struct lexer lx = { body, '\\', lookup_fn, ud, true };
+  struct lexer lx = LEXER_INIT (body, '\\', lookup_fn, ud, true);
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
 
   if (process_until (&lx, NO_STOP, false, body, &res, NULL, err) < 0)

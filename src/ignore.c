@@ -3,15 +3,18 @@
  * Each pattern is classified as patternmatcher does (exact, "dir/" + "**"
  * prefix, leading "**" suffix, or general) because the classes really behave
  * differently: "**file" is a plain suffix test and matches "xfile".  General
- * patterns are compiled to tokens and matched by backtracking instead of the
- * regular expression patternmatcher builds; '*' and '?' never cross '/', a
- * "**" followed by more pattern matches zero or more whole directories. */
+ * patterns are compiled to kiln_glob tokens where patternmatcher builds a
+ * regular expression: '*' and '?' never cross '/', a "**" followed by more
+ * pattern matches zero or more whole directories ("(.*" "/)?"), one at the
+ * end anything.  The glob matcher runs in time linear in the path, as Go's
+ * regexp does: "*a*a*a*a*a*a*b" against a long name does not backtrack. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "kiln/buf.h"
 #include "kiln/cleanup.h"
+#include "kiln/glob.h"
 #include "kiln/ignore.h"
 #include "kiln/util.h"
 
@@ -23,30 +26,12 @@ enum match_type
   M_TOKENS,
 };
 
-enum tok_kind
-{
-  T_LIT,
-  T_ANY,       /* ?  one character except '/' */
-  T_STAR,      /* *  any run without '/' */
-  T_DSTAR_DIR, /* ** followed by more: "" or anything ending in '/' */
-  T_DSTAR_ALL, /* ** at the end: anything */
-  T_CLASS,     /* [...] */
-};
-
-struct tok
-{
-  enum tok_kind kind;
-  char c;          /* T_LIT */
-  const char *cls; /* T_CLASS: just after '[' in the pattern text */
-};
-
 struct pattern
 {
   char *text; /* cleaned, without the leading '!' */
   bool exception;
   enum match_type type;
-  struct tok *toks;
-  size_t ntoks;
+  struct kiln_glob glob; /* M_TOKENS */
 };
 
 struct kiln_ignore
@@ -54,78 +39,6 @@ struct kiln_ignore
   struct pattern *pats;
   size_t n;
 };
-
-/* Decodes one UTF-8 character; a stray byte stands for itself. */
-static uint32_t
-utf8_next (const char **s)
-{
-  const unsigned char *p = (const unsigned char *) *s;
-  int n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
-  uint32_t r = n == 1 ? p[0] : n == 2 ? p[0] & 0x1f : n == 3 ? p[0] & 0x0f : p[0] & 0x07;
-  for (int i = 1; i < n; i++)
-    {
-      if ((p[i] & 0xc0) != 0x80)
-        n = 0;
-      else
-        r = (r << 6) | (p[i] & 0x3f);
-    }
-  if (n == 0)
-    {
-      (*s)++;
-      return p[0];
-    }
-  *s += n;
-  return r;
-}
-
-/* One character of a class (Go's getEsc): not '-' or ']' unescaped, and the
- * class must go on after it. */
-static bool
-class_char (const char **p, uint32_t *r)
-{
-  if (**p == '\0' || **p == '-' || **p == ']')
-    return false;
-  if (**p == '\\')
-    {
-      (*p)++;
-      if (**p == '\0')
-        return false;
-    }
-  *r = utf8_next (p);
-  return **p != '\0';
-}
-
-/* Walks a class starting after '['; returns false when malformed, else
- * leaves *p after ']' and sets *hit for rune c. */
-static bool
-class_scan (const char **p, uint32_t c, bool *hit)
-{
-  bool neg = **p == '^';
-  int nrange = 0;
-  bool in = false;
-  if (neg)
-    (*p)++;
-  for (;; nrange++)
-    {
-      uint32_t lo, hi;
-      if (**p == ']' && nrange > 0)
-        break;
-      if (!class_char (p, &lo))
-        return false;
-      hi = lo;
-      if (**p == '-')
-        {
-          (*p)++;
-          if (!class_char (p, &hi))
-            return false;
-        }
-      if (lo <= c && c <= hi)
-        in = true;
-    }
-  (*p)++;
-  *hit = in != neg;
-  return true;
-}
 
 /* filepath.Match's syntax check; *why says what is wrong. */
 static bool
@@ -138,24 +51,18 @@ pattern_valid (const char *p, const char **why)
         {
           if (*++p == '\0')
             return *why = "trailing `\\`", false;
-          utf8_next (&p);
+          p += kiln_glob_char (p, strnlen (p, 4), NULL);
         }
       else if (*p == '[')
         {
           p++;
-          if (!class_scan (&p, 0, &hit))
+          if (!kiln_glob_class_scan (&p, 0, &hit))
             return *why = "bad or unterminated character class", false;
         }
       else
         p++;
     }
   return true;
-}
-
-static void
-add_tok (struct pattern *pat, enum tok_kind kind, char c, const char *cls)
-{
-  pat->toks[pat->ntoks++] = (struct tok) { kind, c, cls };
 }
 
 /* Classifies and tokenises pat->text, as patternmatcher's compile(). */
@@ -166,7 +73,7 @@ pattern_compile (struct pattern *pat)
   enum match_type type = M_EXACT;
   bool hit;
 
-  pat->toks = kiln_xcalloc (strlen (p) + 1, sizeof *pat->toks);
+  kiln_glob_init (&pat->glob, '/');
   for (bool first = true; *p; first = false)
     {
       char c = *p++;
@@ -177,7 +84,7 @@ pattern_compile (struct pattern *pat)
             type = M_PREFIX;
           else
             {
-              add_tok (pat, *p ? T_DSTAR_DIR : T_DSTAR_ALL, 0, NULL);
+              kiln_glob_add (&pat->glob, *p ? KILN_GLOB_DIRS : KILN_GLOB_ANY, 0, NULL);
               type = M_TOKENS;
             }
           if (first)
@@ -185,104 +92,24 @@ pattern_compile (struct pattern *pat)
         }
       else if (c == '*' || c == '?')
         {
-          add_tok (pat, c == '*' ? T_STAR : T_ANY, 0, NULL);
+          kiln_glob_add (&pat->glob, c == '*' ? KILN_GLOB_STAR : KILN_GLOB_ONE, 0, NULL);
           type = M_TOKENS;
         }
       else if (c == '[')
         {
-          add_tok (pat, T_CLASS, 0, p);
-          class_scan (&p, 0, &hit); /* validated already */
+          kiln_glob_add (&pat->glob, KILN_GLOB_CLASS, 0, p);
+          kiln_glob_class_scan (&p, 0, &hit); /* validated already */
           type = M_TOKENS;
         }
       else if (c == '\\' && *p)
         {
-          add_tok (pat, T_LIT, *p++, NULL);
+          kiln_glob_add (&pat->glob, KILN_GLOB_BYTE, *p++, NULL);
           type = M_TOKENS;
         }
       else
-        add_tok (pat, T_LIT, c, NULL);
+        kiln_glob_add (&pat->glob, KILN_GLOB_BYTE, c, NULL);
     }
   pat->type = type;
-}
-
-static bool
-tok_match (const struct tok *t, size_t nt, const char *s)
-{
-  const char *q;
-  bool hit;
-  if (nt == 0)
-    return *s == '\0';
-  switch (t->kind)
-    {
-    case T_LIT:
-      return *s == t->c && tok_match (t + 1, nt - 1, s + 1);
-    case T_ANY:
-      if (*s == '\0' || *s == '/')
-        return false;
-      utf8_next (&s);
-      return tok_match (t + 1, nt - 1, s);
-    case T_CLASS:
-      if (*s == '\0')
-        return false;
-      q = t->cls;
-      class_scan (&q, utf8_next (&s), &hit);
-      return hit && tok_match (t + 1, nt - 1, s);
-    case T_STAR:
-      for (q = s;; q++)
-        {
-          if (tok_match (t + 1, nt - 1, q))
-            return true;
-          if (*q == '\0' || *q == '/')
-            return false;
-        }
-    case T_DSTAR_DIR:
-      if (tok_match (t + 1, nt - 1, s))
-        return true;
-      for (q = strchr (s, '/'); q; q = strchr (q + 1, '/'))
-        if (tok_match (t + 1, nt - 1, q + 1))
-          return true;
-      return false;
-    case T_DSTAR_ALL:
-    default:
-      return true;
-    }
-}
-
-/* Could the tokens match some path that starts with s?  s is consumed
- * completely; whatever tokens remain are assumed to match the rest. */
-static bool
-tok_match_prefix (const struct tok *t, size_t nt, const char *s)
-{
-  const char *q;
-  bool hit;
-  if (*s == '\0')
-    return true;
-  if (nt == 0)
-    return false;
-  switch (t->kind)
-    {
-    case T_LIT:
-      return *s == t->c && tok_match_prefix (t + 1, nt - 1, s + 1);
-    case T_ANY:
-      if (*s == '/')
-        return false;
-      utf8_next (&s);
-      return tok_match_prefix (t + 1, nt - 1, s);
-    case T_CLASS:
-      q = t->cls;
-      class_scan (&q, utf8_next (&s), &hit);
-      return hit && tok_match_prefix (t + 1, nt - 1, s);
-    case T_STAR:
-      for (q = s;; q++)
-        {
-          if (tok_match_prefix (t + 1, nt - 1, q))
-            return true;
-          if (*q == '/')
-            return false;
-        }
-    default: /* a ** can swallow all of s */
-      return true;
-    }
 }
 
 static bool
@@ -303,7 +130,7 @@ pattern_match (const struct pattern *pat, const char *path)
       /* "**" + "/foo" also matches "foo" itself */
       return suffix[0] == '/' && strcmp (path, suffix + 1) == 0;
     default:
-      return tok_match (pat->toks, pat->ntoks, path);
+      return kiln_glob_match (&pat->glob, path, plen, NULL) == 1;
     }
 }
 
@@ -369,7 +196,7 @@ kiln_ignore_has_exceptions_under (const struct kiln_ignore *ig, const char *dir)
         case M_SUFFIX:
           return true;
         default:
-          if (tok_match_prefix (pat->toks, pat->ntoks, prefix))
+          if (kiln_glob_match_start (&pat->glob, prefix, dlen))
             return true;
         }
     }
@@ -436,7 +263,7 @@ static void
 pattern_clear (struct pattern *pat)
 {
   free (pat->text);
-  free (pat->toks);
+  kiln_glob_clear (&pat->glob);
 }
 
 /* One line of the file, as moby's ignorefile.ReadAll and patternmatcher.New

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kiln/buf.h"
+#include "kiln/cleanup.h"
 #include "kiln/expand.h"
 #include "kiln/util.h"
 
@@ -408,4 +409,174 @@ Test (expand, heredoc_keeps_quotes_and_processes_backslashes)
       cr_expect_str_eq (got, cases[i].want, "`%s`", cases[i].in);
       free (got);
     }
+}
+
+static char *
+expand_ok (const char *word, const char **env)
+{
+  struct kiln_error *err = NULL;
+  char *got = NULL;
+  cr_assert_geq (kiln_expand_word (word, '\\', env_lookup, env, &got, &err), 0, "`%.80s`: %s", word,
+                 err ? err->msg : "");
+  return got;
+}
+
+static struct kiln_error *
+expand_err (const char *word, const char **env)
+{
+  struct kiln_error *err = NULL;
+  char *got = NULL;
+  cr_assert_lt (kiln_expand_word (word, '\\', env_lookup, env, &got, &err), 0, "`%.80s` expanded", word);
+  cr_assert_eq (err->kind, KILN_E_PARSE, "%s", err->msg);
+  return err;
+}
+
+/* ${V//P/x} with P = *a*a*a*a*b on 100 characters tried every start, every end and
+ * every split of the a's (exponential); the matcher is linear now, and so
+ * is a pattern with 64 stars (BuildKit's regexp is linear too). */
+Test (expand, patterns_with_many_stars_are_fast, .timeout = 10)
+{
+  char v[2 + 10000 + 1] = "V=";
+  memset (v + 2, 'a', 10000);
+  v[2 + 10000] = '\0';
+  const char *env[] = { v, NULL };
+  kiln_autofree char *r1 = expand_ok ("${V//*a*a*a*a*b/x}", env);
+  cr_assert_str_eq (r1, v + 2);
+  kiln_autofree char *r2 = expand_ok ("${V#*a*a*a*a*b}${V%*a*a*a*a*b}${V/*a*a*a*a*b/x}", env);
+  cr_assert_eq (strlen (r2), 30000);
+  struct kiln_buf p = KILN_BUF_INIT;
+  kiln_buf_adds (&p, "${V//");
+  for (int i = 0; i < 64; i++)
+    kiln_buf_adds (&p, "*a");
+  kiln_buf_adds (&p, "*b/x}");
+  kiln_autofree char *r3 = expand_ok (p.buf, env);
+  cr_assert_str_eq (r3, v + 2);
+  kiln_buf_release (&p);
+  kiln_autofree char *r4 = expand_ok ("${V//*a/x}", env);
+  cr_assert_str_eq (r4, "x", "one longest match");
+}
+
+/* Go's Regexp.ReplaceAllString and trims on characters, as BuildKit runs
+ * them (shell/lex.go convertShellPatternToRegex, trimSuffix): '?' is one
+ * UTF-8 character, an empty match after a match is not replaced, and '*'
+ * and '?' do not match a newline (no (?s) flag). */
+Test (expand, patterns_follow_go_regexp_semantics)
+{
+  static const char *env[] = { "U=a\xc3\xa9", "AB=ab", "NL=a\nb", "E=", NULL };
+  static const struct word_case cases[] = {
+    { "${U%?}", "a" },
+    { "${U#??}", "" },
+    { "${U//?/x}", "xx" },
+    { "${U/\xc3\xa9/e}", "ae" },
+    { "${AB//*/x}", "x" },
+    { "${AB///-}", "-a-b-" },
+    { "${AB/#/-}", "ab" },
+    { "${E///-}", "-" },
+    { "${AB//b*/x}", "ax" },
+    { "${NL//*/x}", "x\nx" },
+    { "${NL##*}", "\nb" },
+    { "${NL%%*}", "a\n" },
+    { "${NL//?/x}", "x\nx" },
+    { "${NL/a?b/x}", "a\nb" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    check_word (&cases[i], '\\', env);
+}
+
+/* ${E:-${D//?/${E:-...}}} with E unset: every level multiplies the size by
+ * len(D) (64^6 * 2 bytes here); the old code went on until memory ran out.
+ * The budget counts what every substitution produced, a default thrown
+ * away too, and stops at 1 MiB with an error. */
+Test (expand, amplification_stops_at_the_output_budget, .timeout = 10)
+{
+  static const char *env[] = { "E=set", "D=0123456789012345678901234567890123456789012345678901234567890123",
+                                NULL };
+  struct kiln_buf w = KILN_BUF_INIT;
+  for (int i = 0; i < 6; i++)
+    kiln_buf_adds (&w, "${U:-${D//?/");
+  kiln_buf_adds (&w, "xy");
+  for (int i = 0; i < 6; i++)
+    kiln_buf_adds (&w, "}}");
+  struct kiln_error *err = expand_err (w.buf, env);
+  cr_assert (strstr (err->msg, "expansion larger than 1048576 bytes"), "%s", err->msg);
+  kiln_error_free (&err);
+  /* E set: the defaults are computed and thrown away, each level is
+   * small, but what they produced in all is counted */
+  kiln_buf_reset (&w);
+  for (int i = 0; i < 3000; i++)
+    kiln_buf_adds (&w, "${E:-${D//?/${U:-${D//?/xy}}}}");
+  err = expand_err (w.buf, env);
+  cr_assert (strstr (err->msg, "expansion larger than 1048576 bytes"), "%s", err->msg);
+  kiln_error_free (&err);
+  kiln_buf_release (&w);
+  /* two levels stay far below */
+  kiln_autofree char *ok = expand_ok ("${E:-${D//?/${U:-${D//?/xy}}}}", env);
+  cr_assert_str_eq (ok, "set");
+  kiln_autofree char *ok2 = expand_ok ("${U:-${D//?/${U:-${D//?/x}}}}", env);
+  cr_assert_eq (strlen (ok2), 64 * 64);
+}
+
+Test (expand, output_budget_counts_values_but_not_literal_text)
+{
+  size_t big = (1u << 20) - 100;
+  char *v = malloc (big + 3);
+  memcpy (v, "B=", 2);
+  memset (v + 2, 'q', big);
+  v[2 + big] = '\0';
+  const char *env[] = { v, NULL };
+  kiln_autofree char *one = expand_ok ("${B}", env);
+  cr_assert_eq (strlen (one), big);
+  struct kiln_error *err = expand_err ("$B$B", env);
+  cr_assert (strstr (err->msg, "expansion larger than 1048576 bytes"), "%s", err->msg);
+  kiln_error_free (&err);
+  /* a heredoc's own text is not expansion output */
+  char *body = malloc (3u << 20);
+  memset (body, 'h', (3u << 20) - 1);
+  body[(3u << 20) - 1] = '\0';
+  char *out = NULL;
+  cr_assert_eq (kiln_expand_heredoc (body, env_lookup, env, &out, &err), 0);
+  cr_assert_eq (strlen (out), (3u << 20) - 1);
+  free (out);
+  free (body);
+  free (v);
+}
+
+Test (expand, nesting_depth_is_limited)
+{
+  static const char *env[] = { NULL };
+  struct kiln_buf w = KILN_BUF_INIT;
+  for (int i = 0; i < 64; i++)
+    kiln_buf_adds (&w, "${a:-");
+  kiln_buf_adds (&w, "x");
+  for (int i = 0; i < 64; i++)
+    kiln_buf_adds (&w, "}");
+  kiln_autofree char *ok = expand_ok (w.buf, env);
+  cr_assert_str_eq (ok, "x");
+  kiln_buf_reset (&w);
+  for (int i = 0; i < 100000; i++)
+    kiln_buf_adds (&w, "${a:-\"");
+  struct kiln_error *err = expand_err (w.buf, env);
+  cr_assert (strstr (err->msg, "nested more than 64 deep"), "%s", err->msg);
+  kiln_error_free (&err);
+  kiln_buf_release (&w);
+}
+
+Test (expand, pattern_matching_work_is_limited, .timeout = 10)
+{
+  size_t n = 200000;
+  char *v = malloc (n + 3);
+  memcpy (v, "V=", 2);
+  memset (v + 2, 'a', n);
+  v[2 + n] = '\0';
+  const char *env[] = { v, NULL };
+  struct kiln_buf w = KILN_BUF_INIT;
+  kiln_buf_adds (&w, "${V//");
+  for (int i = 0; i < 200; i++)
+    kiln_buf_adds (&w, "*a");
+  kiln_buf_adds (&w, "*b/x}");
+  struct kiln_error *err = expand_err (w.buf, env);
+  cr_assert (strstr (err->msg, "more than 33554432 matching steps"), "%s", err->msg);
+  kiln_error_free (&err);
+  kiln_buf_release (&w);
+  free (v);
 }

@@ -275,3 +275,31 @@ Test (ignore, exceptions_under_excluded_dir_force_descent)
       kiln_ignore_free (ig);
     }
 }
+
+/* "*a*a*a*a*a*a*b" against a long name took exponential time with the
+ * backtracking matcher (C(n, 6) ways to split the a's); patternmatcher's Go
+ * regexp is linear and so is kiln's matcher now.  Also a path of many long
+ * components and a "**" pattern with many stars. */
+Test (ignore, many_stars_against_long_names_are_fast, .timeout = 10)
+{
+  static char name[10001], deep[12000];
+  memset (name, 'a', 10000);
+  cr_assert_not (excluded ("*a*a*a*a*a*a*b\n", name));
+  cr_assert_not (excluded ("**/*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b\n", name));
+  cr_assert (excluded ("*a*a*a*a*a*a*a\n", name));
+  size_t n = 0;
+  for (int i = 0; i < 50; i++)
+    {
+      memset (deep + n, 'a', 200);
+      n += 200;
+      deep[n++] = '/';
+    }
+  deep[n - 1] = 'b';
+  cr_assert (excluded ("**/*a*a*a*a*a*a*b\n", deep));
+  cr_assert_not (excluded ("**/*a*a*a*a*a*a*c\n", deep));
+  struct kiln_ignore *ig = parse_ok ("x\n!*a*a*a*a*a*a*b/**\n");
+  cr_assert_not (kiln_ignore_has_exceptions_under (ig, name));
+  name[9999] = 'b';
+  cr_assert (kiln_ignore_has_exceptions_under (ig, name));
+  kiln_ignore_free (ig);
+}

@@ -5,7 +5,10 @@
  * nested), escape-char escapes (\$ gives a literal $), single quotes (no
  * expansion inside), double quotes (expansion inside, quotes removed).
  * Also as BuildKit: ${v:?msg} ${v?msg} (error naming v), ${v#p} ${v##p}
- * ${v%p} ${v%%p} ${v/p/r} ${v//p/r} (p: '*', '?', '\' escapes), $1 and the
+ * ${v%p} ${v%%p} ${v/p/r} ${v//p/r} (p: '*', '?', '\' escapes; matched
+ * as BuildKit's Go regular expressions match them: by UTF-8 character,
+ * '*' and '?' not matching a newline, ${v//p/r} replacing as Go's
+ * ReplaceAllString does; in linear time, see kiln/glob.h), $1 and the
  * special parameters $@ $* $# $? $- $$ $! (looked up like any name).
  * Differs from BuildKit in one point: kiln_expand_words keeps a quoted empty
  * string ("" or '') as an empty word, as sh does.
@@ -14,6 +17,19 @@
 #define KILN_EXPAND_H
 
 #include "kiln/error.h"
+
+/* Limits of one kiln_expand_* call (one word, one instruction's words, one
+ * heredoc), so that a Dockerfile cannot make expansion blow up: the bytes
+ * its substitutions may produce in all (nested substitutions count each
+ * time, even when their result is discarded: ${E:-${D//?/${E:-...}}}
+ * otherwise grows exponentially), the glob matching steps of its patterns
+ * (one step: one pattern token at one character), and how deep ${ } may
+ * nest.  Text written as it is (a heredoc's lines) does not count.
+ * Exceeding one is a KILN_E_PARSE error `expansion larger than N bytes`,
+ * `pattern ...: more than N matching steps`, `${ nested more than N deep`. */
+#define KILN_EXPAND_MAX_OUTPUT (1u << 20)
+#define KILN_EXPAND_MAX_MATCH_STEPS (1u << 25)
+#define KILN_EXPAND_MAX_DEPTH 64
 
 /* Returns the value of name, or NULL when unset.  The planner records which
  * names a step looked up through this callback (cache keys, issue 5). */
