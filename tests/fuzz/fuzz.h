@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln/log.h"
+
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize (int *argc, char ***argv);
 
@@ -28,6 +30,14 @@ int LLVMFuzzerInitialize (int *argc, char ***argv);
       abort ();                                                                                           \
     }                                                                                                     \
   while (0)
+
+/* Warnings about hostile input (dropped xattrs, skipped entries) are what a
+ * fuzzer feeds all day: printing them only slows the run down. */
+__attribute__ ((constructor, unused)) static void
+fuzz_quiet (void)
+{
+  kiln_log_set_level (KILN_LOG_QUIET);
+}
 
 /* A NUL-terminated copy of data[0..n) (inner NULs end the string early). */
 static inline char *
