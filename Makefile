@@ -125,6 +125,60 @@ lint: build/libkiln.a
 	@! grep -nE '\b(sprintf|vsprintf|strcat|strncat|strcpy|gets|system|popen|strtok|atoi)\s*\(' src/*.c include/kiln/*.h
 	@! nm -g --defined-only build/libkiln.a | awk 'NF==3 && $$3 !~ /^kiln_/ {print; bad=1} END {exit !bad}'
 
+# ---- fuzzing: tests/fuzz/ (docs/testing.md) ----
+#   make fuzz FUZZ_SECONDS=N   build the libFuzzer targets (clang, ASan+UBSan) and run each for N s
+#                              (FUZZ_TARGETS="dockerfile expand" picks some)
+#   make fuzz-build            only build them: build/fuzz/fuzz_TARGET
+#   make fuzz-replay           testdata/fuzz/TARGET/ and seeds/TARGET/ through a plain build (make test)
+#   make fuzz-replay-asan      the same under ASan+UBSan; FUZZ_REPLAY_SECONDS caps each target
+# The fuzz objects are a clang-built copy of the library under build/fuzz/obj/, so gcc builds are untouched.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAY_SECONDS ?=
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(patsubst build/%.o,build/fuzz/obj/%.o,$(filter-out build/cmd_%.o,$(LIBOBJS)))
+FUZZ_HDRS    := tests/fuzz/fuzz.h
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-replay-asan
+
+build/fuzz/obj/%.o: src/%.c build/.flags
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(CPPFLAGS) -MMD -MP -c -o $@ $<
+
+build/fuzz/libkiln.a: $(FUZZ_OBJS)
+	$(AR) rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDRS) build/fuzz/libkiln.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(CPPFLAGS) -o $@ $< build/fuzz/libkiln.a $(LDLIBS)
+
+build/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_HDRS) build/fuzz/libkiln.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS) -o $@ tests/fuzz/replay.c $< build/fuzz/libkiln.a $(LDLIBS)
+
+# the library without the commands: a commit (a new version in cmd_store.o) does not relink the replays
+build/libkiln-core.a: $(filter-out build/cmd_%.o,$(LIBOBJS))
+	$(AR) rcs $@ $^
+
+build/fuzz-replay/%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_HDRS) build/libkiln-core.a
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/replay.c $< build/libkiln-core.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-replay: $(FUZZ_TARGETS:%=build/fuzz-replay/%)
+	@for t in $(FUZZ_TARGETS); do build/fuzz-replay/$$t testdata/fuzz/$$t testdata/fuzz/seeds/$$t || exit 1; done
+
+fuzz-replay-asan: $(FUZZ_TARGETS:%=build/fuzz/replay_%)
+	@for t in $(FUZZ_TARGETS); do \
+	  build/fuzz/replay_$$t $(if $(FUZZ_REPLAY_SECONDS),-t $(FUZZ_REPLAY_SECONDS)) \
+	    testdata/fuzz/$$t testdata/fuzz/seeds/$$t build/fuzz/corpus/$$t || exit 1; done
+
+test: fuzz-replay
+
+-include $(FUZZ_OBJS:.o=.d)
+
 clean:
 	rm -rf build
 

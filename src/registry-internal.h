@@ -103,6 +103,9 @@ struct kiln_reg_resp {
   int curl_code;              /* CURLcode of a failed kiln_reg_do */
 };
 void kiln_reg_resp_clear (struct kiln_reg_resp *r);
+/* Records one response header line of n bytes in r (curl's header
+ * callback): a status line resets the headers kiln reads. */
+void kiln_reg_resp_header (struct kiln_reg_resp *r, const char *data, size_t n);
 
 /* Sends req: follows redirects of GET/HEAD itself (auth only to the
  * registry's origin), answers Bearer/Basic challenges (one new token per

@@ -249,12 +249,9 @@ set_header (char **slot, const char *v, size_t n)
   *slot = kiln_xstrndup (v, n);
 }
 
-static size_t
-header_cb (char *data, size_t size, size_t nmemb, void *opaque)
+void
+kiln_reg_resp_header (struct kiln_reg_resp *r, const char *data, size_t n)
 {
-  struct xfer *x = opaque;
-  struct kiln_reg_resp *r = x->resp;
-  size_t n = size * nmemb;
   static const struct { const char *name; size_t off; } hs[] = {
     { "location", offsetof (struct kiln_reg_resp, location) },
     { "content-type", offsetof (struct kiln_reg_resp, content_type) },
@@ -265,10 +262,6 @@ header_cb (char *data, size_t size, size_t nmemb, void *opaque)
     { "retry-after", offsetof (struct kiln_reg_resp, retry_after) },
     { "oci-chunk-min-length", offsetof (struct kiln_reg_resp, chunk_min) },
   };
-  if (n > 5 && strncmp (data, "HTTP/", 5) == 0)
-    x->header_bytes = 0;
-  if (!header_within_limits (x, n))
-    return 0;
   if (n > 5 && strncmp (data, "HTTP/", 5) == 0)
     {
       /* a new response (after 100 Continue): forget the previous headers */
@@ -284,7 +277,7 @@ header_cb (char *data, size_t size, size_t nmemb, void *opaque)
       r->status = 0;
       for (size_t i = 0; i < 3 && i < rest && sp[1 + i] >= '0' && sp[1 + i] <= '9'; i++)
         r->status = r->status * 10 + (sp[1 + i] - '0');
-      return n;
+      return;
     }
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
     {
@@ -293,6 +286,18 @@ header_cb (char *data, size_t size, size_t nmemb, void *opaque)
           && !(hs[i].off == offsetof (struct kiln_reg_resp, www_auth) && r->www_auth))
         set_header ((char **) ((char *) r + hs[i].off), data + l + 1, n - l - 1);
     }
+}
+
+static size_t
+header_cb (char *data, size_t size, size_t nmemb, void *opaque)
+{
+  struct xfer *x = opaque;
+  size_t n = size * nmemb;
+  if (n > 5 && strncmp (data, "HTTP/", 5) == 0)
+    x->header_bytes = 0;
+  if (!header_within_limits (x, n))
+    return 0;
+  kiln_reg_resp_header (x->resp, data, n);
   return n;
 }
 
