@@ -143,6 +143,28 @@ unpack_image() {
 inspect() { kiln inspect "$1"; }
 ijq() { kiln inspect "$1" | jq -cr "$2"; }
 
+# kill_after DELAY WHAT CMD...: runs CMD in the background, kill -9 after
+# DELAY seconds; KILLED is incremented when the kill landed while it ran.  A
+# command that finished first is reported; one that failed by itself fails
+# the test (its output is in $T/kill.log).
+kill_after() {
+  local delay=$1 what=$2 pid rc=0
+  shift 2
+  "$@" >"$T/kill.log" 2>&1 &
+  pid=$!
+  sleep "$delay"
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" || rc=$?
+  if [ "$rc" = 137 ]; then
+    KILLED=$((${KILLED:-0} + 1))
+  elif [ "$rc" != 0 ]; then
+    cat "$T/kill.log" >&2
+    fail "$what before the kill at ${delay}s failed by itself (exit $rc)"
+  else
+    echo "$what finished before the kill at ${delay}s"
+  fi
+}
+
 # store_clean: kiln store check must succeed and say "store ok".
 store_clean() {
   local out rc=0

@@ -20,22 +20,10 @@ EOF
 mkdir -p "$T/small"
 printf 'FROM localhost/busybox:latest\nLABEL small=1\n' >"$T/small/Dockerfile"
 
-killed=0
+KILLED=0
 for delay in 0.05 0.2 0.5 1 2; do
   note "kill -9 after ${delay}s"
-  "$KILN" --root "$KILN_ROOT" build --no-cache -t localhost/crash:k "$c" >"$T/kill.log" 2>&1 &
-  pid=$!
-  sleep "$delay"
-  kill -9 "$pid" 2>/dev/null || true
-  rc=0; wait "$pid" || rc=$?
-  if [ "$rc" = 137 ]; then
-    killed=$((killed + 1))
-  elif [ "$rc" != 0 ]; then
-    cat "$T/kill.log" >&2
-    fail "build before the kill at ${delay}s failed by itself (exit $rc)"
-  else
-    echo "build finished before the kill at ${delay}s"
-  fi
+  kill_after "$delay" build "$KILN" --root "$KILN_ROOT" build --no-cache -t localhost/crash:k "$c"
   store_clean
   # the store is usable: a small build right away (no stale lock, readable index)
   timeout 60 "$KILN" --root "$KILN_ROOT" build -t localhost/small:1 "$T/small" >/dev/null
@@ -46,7 +34,7 @@ for delay in 0.05 0.2 0.5 1 2; do
     assert_eq 3 "$(ijq localhost/crash:after '.config.rootfs.diff_ids | length')" "layers after a crash"
   fi
 done
-[ "$killed" -ge 3 ] || fail "only $killed of 5 builds were still running when killed: the context is too small to test crashes"
+[ "$KILLED" -ge 3 ] || fail "only $KILLED of 5 builds were still running when killed: the context is too small to test crashes"
 
 note "the image built after the crashes is complete"
 size=$(ijq localhost/crash:after '[.manifest.layers[].size] | add')

@@ -23,27 +23,15 @@ c=$T/from
 mkdir -p "$c"
 printf 'FROM %s\nRUN wc -c /random.bin > /size\n' "$ref" >"$c/Dockerfile"
 
-killed=0
+KILLED=0
 for delay in 0.1 0.3 0.6 1.0; do
   for what in pull build; do
     note "kill -9 of $what after ${delay}s"
     store=$T/s-$what-$delay
     if [ "$what" = pull ]; then
-      "$KILN" --root "$store" pull "$KILN_TLS_OFF" "$ref" >"$T/kill.log" 2>&1 &
+      kill_after "$delay" pull "$KILN" --root "$store" pull "$KILN_TLS_OFF" "$ref"
     else
-      "$KILN" --root "$store" build "$KILN_TLS_OFF" -t localhost/from:1 "$c" >"$T/kill.log" 2>&1 &
-    fi
-    pid=$!
-    sleep "$delay"
-    kill -9 "$pid" 2>/dev/null || true
-    rc=0; wait "$pid" || rc=$?
-    if [ "$rc" = 137 ]; then
-      killed=$((killed + 1))
-    elif [ "$rc" != 0 ]; then
-      cat "$T/kill.log" >&2
-      fail "$what before the kill at ${delay}s failed by itself (exit $rc)"
-    else
-      echo "$what finished before the kill at ${delay}s"
+      kill_after "$delay" build "$KILN" --root "$store" build "$KILN_TLS_OFF" -t localhost/from:1 "$c"
     fi
     KILN_ROOT=$store store_clean
     if [ "$what" = pull ]; then
@@ -62,5 +50,5 @@ for delay in 0.1 0.3 0.6 1.0; do
     KILN_ROOT=$store store_clean
   done
 done
-echo "$killed of 8 commands were killed while running"
-[ "$killed" -ge 4 ] || fail "only $killed kills landed while the command ran: the test did not test much"
+echo "$KILLED of 8 commands were killed while running"
+[ "$KILLED" -ge 4 ] || fail "only $KILLED kills landed while the command ran: the test did not test much"
