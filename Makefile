@@ -4,6 +4,7 @@
 #   make deps       install the Debian packages for build, tests and benchmarks (root)
 #   make test       unit tests (Criterion) + integration tests against the real binary
 #   make unit T=mod only tests/test_mod.c (fast loop while working on one module)
+#   make test-sanitize  unit tests + hostile-input integration tests under ASan+UBSan (build-san/)
 #   make demo       deps + build + example model image + smoke test
 #   make bench      model-image benchmark against buildah and the machine's bounds, then bench-scale (tests/bench)
 #   make bench-scale  the scale scenarios of issue 11 (100k/1M-file context, 2 GiB base, RUN with many files)
