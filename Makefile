@@ -132,8 +132,9 @@ SAN_TOBJS := $(patsubst tests/%.c,$(SAN)/tests/%.o,$(TSRCS))
 # The integration tests run under it: the inputs other people control
 # (Dockerfiles, .dockerignore, archives and layers, registry responses), the
 # COPY walk, the sandbox, prune.  `make test-sanitize SAN_ITS=` runs them all
-# (44 min on a shared 2-core machine, against CI's 30 minutes for everything;
-# this list took 6).  Left out besides the time they cost:
+# (44 min on a busy shared 2-core machine, where CI has 30 minutes for
+# everything; this target takes about 10 from an empty build-san/, 4 of them
+# compiling).  Left out besides the time they cost:
 #  t_memcheck      runs compress_tool under valgrind, which cannot run an ASan
 #                  binary (the round trip below runs the ASan build instead)
 #  t_many_files    100,000 files twice: over its 300 s limit under ASan
@@ -145,7 +146,8 @@ SAN_TOBJS := $(patsubst tests/%.c,$(SAN)/tests/%.o,$(TSRCS))
 # the store checks; under UBSan it found qsort(NULL, 0) in src/prune.c.
 SAN_ITS   ?= t_bad_input t_failure_output t_cli t_add_archives t_add_archive_edge t_dockerignore \
              t_dockerignore_exceptions t_copy_basic t_copy_exclude t_copy_wildcards t_copy_key_mode \
-             t_multistage t_run_bind_rw t_run_mounts_secret t_registry_corrupt t_prune_kill
+             t_multistage t_run_bind_rw t_run_mounts_secret t_registry_corrupt t_registry_faults \
+             t_pull_snapshots t_prune_kill
 # halt_on_error/abort_on_error: the first report kills the process with
 # SIGABRT (exit 134: a crashed Criterion test; for kiln a failed command,
 # which expect_fail also rejects).  ASan and LeakSanitizer reports also go to
