@@ -133,8 +133,8 @@ SAN_TOBJS := $(patsubst tests/%.c,$(SAN)/tests/%.o,$(TSRCS))
 # (Dockerfiles, .dockerignore, archives and layers, registry responses), the
 # COPY walk, the sandbox, prune.  `make test-sanitize SAN_ITS=` runs them all
 # (44 min on a busy shared 2-core machine, where CI has 30 minutes for
-# everything; this target takes about 10 from an empty build-san/, 4 of them
-# compiling).  Left out besides the time they cost:
+# everything; this target took 7 from an empty build-san/ on the same
+# machine, about half of it compiling).  Left out besides the time they cost:
 #  t_memcheck      runs compress_tool under valgrind, which cannot run an ASan
 #                  binary (the round trip below runs the ASan build instead)
 #  t_many_files    100,000 files twice: over its 300 s limit under ASan
