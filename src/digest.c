@@ -88,6 +88,18 @@ kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out)
 }
 
 void
+kiln_sha256_peek (const struct kiln_sha256 *h, struct kiln_digest *out)
+{
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_MD_CTX *c = EVP_MD_CTX_new ();
+  if (c == NULL || EVP_MD_CTX_copy_ex (c, h->ctx) != 1 || EVP_DigestFinal_ex (c, md, &n) != 1 || n != 32)
+    abort ();
+  EVP_MD_CTX_free (c);
+  to_digest (md, out);
+}
+
+void
 kiln_sha256_reset (struct kiln_sha256 *h)
 {
   if (EVP_DigestInit_ex (h->ctx, sha256 (), NULL) != 1)

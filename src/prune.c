@@ -107,7 +107,8 @@ load_records (struct kiln_store *st, struct record_file **out, size_t *n, struct
       if (kiln_digest_parse (ds, &key, &e) < 0 || kiln_cache_get (st, &key, &rf->r, &e) != 0)
         kiln_error_free (&e);
     }
-  qsort (*out, *n, sizeof **out, cmp_used);
+  if (*n > 1)   /* qsort's array may not be NULL, even for no record */
+    qsort (*out, *n, sizeof **out, cmp_used);
   return 0;
 }
 

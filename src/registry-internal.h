@@ -200,6 +200,18 @@ char **kiln_reg_sources_get (struct kiln_store *st, const struct kiln_digest *d)
 int kiln_reg_get_small (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max,
                         struct kiln_buf *out, char **ctype, struct kiln_error **err);
 
+/* GET of a document whose digest is known (a manifest by digest, a config)
+ * into out: bytes that do not match are fetched once more before the
+ * mismatch is an error (kiln_reg_digest_mismatch).  what: "manifest",
+ * "config". */
+int kiln_reg_get_verified (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max,
+                           const char *what, const char *want, struct kiln_buf *out, char **ctype,
+                           struct kiln_error **err);
+/* KILN_E_DIGEST: "WHAT `want`: digest mismatch: got `got` from registry
+ * `registry` (why)"; why may be NULL. */
+int kiln_reg_digest_mismatch (struct kiln_error **err, const char *what, const char *want, const char *got,
+                              const char *registry, const char *why);
+
 /* Work shared by a few transfer threads: each takes the next item until
  * all are taken or one failed; the first error is kept. */
 struct kiln_reg_pool {

@@ -94,23 +94,23 @@ get_manifest_config (struct kiln_reg_conn *cn, const char *base, const struct ki
                      struct kiln_buf *manifest, struct kiln_buf *config, struct kiln_error **err)
 {
   struct kiln_manifest m = { 0 };
-  struct kiln_digest got;
   kiln_autofree char *murl = kiln_xasprintf ("%s/manifests/%s", base, ref->digest ? ref->digest : ref->tag);
-  if (kiln_reg_get_small (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, NULL, err) < 0)
+  if (ref->digest)
+    {
+      if (kiln_reg_get_verified (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, "manifest", ref->digest,
+                                 manifest, NULL, err) < 0)
+        return -1;
+    }
+  else if (kiln_reg_get_small (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, NULL, err) < 0)
     return kiln_error_wrap (err, "manifest");
-  kiln_digest_of (manifest->buf, manifest->len, &got);
-  if (ref->digest && strcmp (got.s, ref->digest) != 0)
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "manifest `%s`: content has digest `%s`", ref->digest, got.s);
   if (kiln_manifest_from_json (manifest->buf, manifest->len, &m, err) < 0)
     return -1;
   int r = 0;
   kiln_autofree char *curl = kiln_xasprintf ("%s/blobs/%s", base, m.config.digest.s);
   if (m.config.size < 0 || m.config.size > (int64_t) KILN_REG_MAX_CONFIG)
     r = kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", m.config.digest.s);
-  else if (kiln_reg_get_small (cn, curl, NULL, (size_t) m.config.size, config, NULL, err) < 0)
-    r = kiln_error_wrap (err, "config `%s`", m.config.digest.s);
-  else if (kiln_digest_of (config->buf, config->len, &got), strcmp (got.s, m.config.digest.s) != 0)
-    r = kiln_error_set (err, 0, KILN_E_DIGEST, "config `%s`: content has digest `%s`", m.config.digest.s, got.s);
+  else
+    r = kiln_reg_get_verified (cn, curl, NULL, (size_t) m.config.size, "config", m.config.digest.s, config, NULL, err);
   kiln_manifest_clear (&m);
   return r;
 }

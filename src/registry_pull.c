@@ -2,7 +2,10 @@
  * layers streamed into the store with digest, size and diffID checked while
  * they arrive; interrupted downloads resume with Range.  A layer sink (a
  * build's snapshots) gets each layer's tar on the way: receiving + storing +
- * digest, inflating + diffID, and the sink run on three threads. */
+ * digest, inflating + diffID, and the sink run on three threads.  Bytes that
+ * do not match their digest (a layer, a config, a manifest by digest) are
+ * fetched once more from the start before the mismatch is an error naming
+ * both digests and the registry: a flaky proxy is the likely cause. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -104,19 +107,51 @@ kiln_reg_get_small (struct kiln_reg_conn *cn, const char *url, const char *accep
   return r;
 }
 
+int
+kiln_reg_digest_mismatch (struct kiln_error **err, const char *what, const char *want, const char *got,
+                          const char *registry, const char *why)
+{
+  return kiln_error_set (err, 0, KILN_E_DIGEST, "%s `%s`: digest mismatch: got `%s` from registry `%s`%s%s%s", what,
+                         want, got, registry, why ? " (" : "", why ? why : "", why ? ")" : "");
+}
+
+int
+kiln_reg_get_verified (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, const char *what,
+                       const char *want, struct kiln_buf *out, char **ctype, struct kiln_error **err)
+{
+  struct kiln_digest got;
+  for (int attempt = 0;; attempt++)
+    {
+      if (ctype)
+        free (*ctype), *ctype = NULL;
+      if (kiln_reg_get_small (cn, url, accept, max, out, ctype, err) < 0)
+        return kiln_error_wrap (err, "%s `%s`", what, want);
+      /* the server's Docker-Content-Digest is not trusted: only our own hash */
+      kiln_digest_of (out->buf, out->len, &got);
+      if (strcmp (got.s, want) == 0)
+        return 0;
+      if (attempt > 0)
+        return kiln_reg_digest_mismatch (err, what, want, got.s, cn->c->host, "fetched twice");
+      kiln_log_warn ("%s %s: digest mismatch: got %s from registry %s; fetching it again", what, want, got.s,
+                     cn->c->host);
+    }
+}
+
 static int
 get_manifest (struct pull *p, struct kiln_reg_conn *cn, const char *reference, const char *want_digest,
               struct kiln_buf *raw, enum kiln_reg_doc *kind, char **mt, struct kiln_error **err)
 {
   kiln_autofree char *url = kiln_xasprintf ("%s/manifests/%s", p->base, reference);
   kiln_autofree char *ct = NULL;
-  struct kiln_digest d;
-  if (kiln_reg_get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
+  /* by tag the document is what the registry serves; by digest it must match */
+  if (want_digest)
+    {
+      if (kiln_reg_get_verified (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, "manifest", want_digest, raw, &ct,
+                                 err) < 0)
+        return -1;
+    }
+  else if (kiln_reg_get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
     return kiln_error_wrap (err, "manifest `%s`", reference);
-  kiln_digest_of (raw->buf, raw->len, &d);
-  /* the server's Docker-Content-Digest is not trusted: only our own hash */
-  if (want_digest && strcmp (d.s, want_digest) != 0)
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "manifest `%s`: content has digest `%s`", want_digest, d.s);
   if (kiln_reg_doc_kind (raw->buf, raw->len, ct, kind, mt, err) < 0)
     return kiln_error_wrap (err, "manifest `%s`", reference);
   return 0;
@@ -184,14 +219,13 @@ get_config (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descript
             struct kiln_image_config *cfg, struct kiln_error **err)
 {
   kiln_autofree char *url = kiln_xasprintf ("%s/blobs/%s", p->base, d->digest.s);
-  struct kiln_digest got;
   if (d->size < 0 || d->size > (int64_t) KILN_REG_MAX_CONFIG)
     return kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", d->digest.s);
-  if (kiln_reg_get_small (cn, url, NULL, (size_t) d->size, raw, NULL, err) < 0)
-    return kiln_error_wrap (err, "config `%s`", d->digest.s);
-  kiln_digest_of (raw->buf, raw->len, &got);
-  if (strcmp (got.s, d->digest.s) != 0 || (int64_t) raw->len != d->size)
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "config `%s`: content has digest `%s`", d->digest.s, got.s);
+  if (kiln_reg_get_verified (cn, url, NULL, (size_t) d->size, "config", d->digest.s, raw, NULL, err) < 0)
+    return -1;
+  if ((int64_t) raw->len != d->size)
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "config `%s`: %zu bytes, the manifest says %lld", d->digest.s,
+                           raw->len, (long long) d->size);
   if (kiln_image_config_from_json (raw->buf, raw->len, cfg, err) < 0)
     return kiln_error_wrap (err, "config `%s`", d->digest.s);
   return 0;
@@ -226,6 +260,12 @@ struct dl {
   bool vrunning;
   int vresult;
   struct kiln_error *verr;
+  /* The tar stream failed (does not decode, truncated): the rest of the
+   * body is still received and hashed, because only the blob's digest tells
+   * bytes damaged on the way (retried) from a broken image (final). */
+  struct kiln_error *bad;
+  bool mismatch;              /* the last attempt's bytes did not match the digest */
+  int round;                  /* 0, or 1 when downloading again after a mismatch */
   /* where the uncompressed tar also goes (a snapshot), or NULL */
   const struct kiln_registry_layer_sink *sink;
   void *stream;
@@ -346,10 +386,13 @@ stage_flush (struct dl *x, struct kiln_error **err)
     return 0;
   if (kiln_blob_writer_write (x->w, x->stage, n, err) < 0)
     return -1;
-  if (kiln_ring_write (x->ring, x->stage, n))
+  if (x->bad || kiln_ring_write (x->ring, x->stage, n))
     return 0;
-  /* it stopped early: the stream does not decode */
-  return inflater_stop (x, false, err) < 0 ? -1 : kiln_error_set (err, 0, KILN_E_DIGEST, "layer: inflate stopped");
+  /* it stopped early: the stream does not decode; from here on the bytes
+   * are only stored and hashed */
+  if (inflater_stop (x, false, &x->bad) == 0 || x->bad == NULL)
+    kiln_error_set (&x->bad, 0, KILN_E_DIGEST, "layer: inflate stopped");
+  return 0;
 }
 
 static void
@@ -366,6 +409,8 @@ dl_reset (struct dl *x)
   struct kiln_error *e = NULL;
   inflater_stop (x, true, &e);
   kiln_error_free (&e);
+  kiln_error_free (&x->bad);
+  x->mismatch = false;
   kiln_blob_writer_abort (x->w);
   x->w = NULL;
   x->got = 0;
@@ -429,16 +474,44 @@ dl_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
   return 0;
 }
 
+/* The whole body arrived: its digest decides first.  A mismatch (even when
+ * the stream failed to decode before) is x->mismatch, retried from the start
+ * by download_layer; a stream that fails although the bytes match is a
+ * broken image, final. */
+static int
+dl_verify (struct dl *x, struct kiln_error **err)
+{
+  struct kiln_digest got;
+  if (x->bad == NULL && inflater_stop (x, false, &x->bad) < 0 && x->bad == NULL)
+    kiln_error_set (&x->bad, 0, KILN_E_DIGEST, "layer: inflate stopped");
+  if (x->bad == NULL && !kiln_decomp_complete (x->dc))
+    kiln_error_set (&x->bad, 0, KILN_E_DIGEST, "%s stream is truncated", x->comp == KILN_COMP_GZIP ? "gzip" : "zstd");
+  kiln_blob_writer_digest (x->w, &got);
+  if (strcmp (got.s, x->d->digest.s) != 0)
+    {
+      kiln_autofree char *why = kiln_xasprintf ("%s%s%s", x->round ? "downloaded twice" : "",
+                                               x->round && x->bad ? "; " : "",
+                                               x->bad ? x->bad->msg : "");
+      x->mismatch = true;
+      return kiln_reg_digest_mismatch (err, "blob", x->d->digest.s, got.s, x->p->c->host, *why ? why : NULL);
+    }
+  if (x->bad)
+    {
+      kiln_error_set (err, 0, KILN_E_PARSE, "%s (the bytes match the digest: the image in registry `%s` is broken)",
+                      x->bad->msg, x->p->c->host);
+      kiln_error_free (&x->bad);
+      return -1;
+    }
+  return 0;
+}
+
 /* Blob first: a snapshot is committed only for a verified, stored blob. */
 static int
 dl_finish (struct dl *x, struct kiln_error **err)
 {
   struct kiln_digest diff;
-  if (inflater_stop (x, false, err) < 0)
+  if (dl_verify (x, err) < 0)
     return -1;
-  if (!kiln_decomp_complete (x->dc))
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "%s stream is truncated",
-                           x->comp == KILN_COMP_GZIP ? "gzip" : "zstd");
   kiln_sha256_final (x->dh, &diff);
   /* a lazy blob has no diffID at hand: its digest is checked on commit */
   if (x->diff_id && strcmp (diff.s, x->diff_id) != 0)
@@ -476,7 +549,7 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
   int r = kiln_reg_do (cn, &q, &resp, err);
   kiln_autoerror struct kiln_error *fe = NULL;
   /* what arrived before the attempt ended is the blob's (a resume goes on
-   * after it); a stream that does not decode is final */
+   * after it); only a failure to store it is final here */
   if (!x->restart && stage_flush (x, &fe) < 0)
     {
       kiln_error_free (err);
@@ -505,6 +578,30 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
   return r;
 }
 
+/* GETs (resumed with Range after a break) until the whole body is in:
+ * returns 1, or < 0 on a final failure. */
+static int
+dl_fetch (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln_error **err)
+{
+  int r = 0, fails = 0, resumes = 0;
+  while (r == 0)
+    {
+      if (x->w == NULL && (r = dl_begin (x, err)) < 0)
+        break;
+      r = dl_attempt (x, cn, url, err);
+      if (r != 0)
+        break;
+      /* progress resets the budget: a flaky link that keeps delivering finishes */
+      if (x->got > x->attempt_start && ++resumes <= MAX_RESUMES)
+        fails = 0;
+      else if (++fails > x->p->o->retries)
+        r = kiln_error_set (err, 0, KILN_E_NET, "download failed after %d attempts", fails);
+      if (r == 0)
+        sleep_ms (kiln_reg_backoff_ms (fails ? x->p->o->retry_delay_ms : 100, fails ? fails - 1 : 0));
+    }
+  return r;
+}
+
 /* index: the layer's place in the image (diff_ids[0..index] is its chain)
  * when it may be streamed into a snapshot, or SIZE_MAX. */
 static int
@@ -514,7 +611,7 @@ download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_desc
   const char *diff_id = diff_ids && index != SIZE_MAX ? diff_ids[index] : NULL;
   struct dl x = { .p = p, .d = d, .diff_id = diff_id };
   kiln_autofree char *url = kiln_xasprintf ("%s/blobs/%s", p->base, d->digest.s);
-  int r = 0, fails = 0, resumes = 0;
+  int r;
   if (media_comp (d->media_type ? d->media_type : "", &x.comp) < 0)
     return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "unsupported layer media type `%s`", d->media_type);
   x.dh = kiln_sha256_new ();
@@ -525,28 +622,28 @@ download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_desc
       x.sink = p->o->layer_sink;
       x.stream = x.sink->begin (x.sink->opaque, diff_ids, index + 1, d, x.comp != KILN_COMP_NONE);
     }
-  while (r == 0)
+  for (;;)
     {
-      if (x.w == NULL && (r = dl_begin (&x, err)) < 0)
+      r = dl_fetch (&x, cn, url, err);
+      if (r > 0)
+        r = dl_finish (&x, err);
+      if (r >= 0 || !x.mismatch || x.round > 0)
         break;
-      r = dl_attempt (&x, cn, url, err);
-      if (r != 0)
-        break;
-      /* progress resets the budget: a flaky link that keeps delivering finishes */
-      if (x.got > x.attempt_start && ++resumes <= MAX_RESUMES)
-        fails = 0;
-      else if (++fails > p->o->retries)
-        r = kiln_error_set (err, 0, KILN_E_NET, "download failed after %d attempts", fails);
-      if (r == 0)
-        sleep_ms (kiln_reg_backoff_ms (fails ? p->o->retry_delay_ms : 100, fails ? fails - 1 : 0));
+      /* once more from the start; dl_reset drops the stored bytes and the
+       * snapshot begun from them (made from the blob later when needed) */
+      kiln_log_warn ("%s; downloading it again", (*err)->msg);
+      kiln_error_free (err);
+      dl_reset (&x);
+      x.round++;
     }
-  if (r > 0)
-    r = dl_finish (&x, err);
+  bool mismatch = x.mismatch;
   dl_reset (&x);   /* aborts the snapshot unless dl_finish committed it */
   kiln_sha256_free (x.dh);
   free (x.stage);
   free (x.obuf);
-  return r < 0 ? kiln_error_wrap (err, "blob %s", d->digest.s) : 0;
+  if (r < 0 && !mismatch)   /* a mismatch names the blob already */
+    return kiln_error_wrap (err, "blob %s", d->digest.s);
+  return r < 0 ? r : 0;
 }
 
 int

@@ -269,6 +269,12 @@ install_blob (struct kiln_blob_writer *w, const struct kiln_digest *d, struct ki
   return 0;
 }
 
+void
+kiln_blob_writer_digest (const struct kiln_blob_writer *w, struct kiln_digest *out)
+{
+  kiln_sha256_peek (w->hash, out);
+}
+
 int
 kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *expect, struct kiln_digest *out,
                          uint64_t *size, struct kiln_error **err)

@@ -87,6 +87,9 @@ run_argv (struct run *r, const char *const *argv)
   kiln_autofree char *outp = tmp_path ("out");
   kiln_autoclose int fd = open (outp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   cr_assert_geq (fd, 0);
+  /* a test may run twice on one struct run: the first run's results go */
+  free (r->out), r->out = NULL;
+  kiln_strv_free (r->created), r->created = NULL;
   r->o.argv = (char *const *) argv;
   r->o.stdout_fd = fd;
   int ret = kiln_sandbox_run (&r->o, &r->status, &r->err);
@@ -229,7 +232,7 @@ Test (sandbox, hostname_is_set_and_written_to_etc_hostname)
   r.o.hostname = "kiln-box";
   expect_ok (&r, RUN (&r, "hostname"));
   cr_assert_str_eq (r.out, "kiln-box\n");
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "cat", "/etc/hostname"));
   cr_assert_str_eq (r.out, "kiln-box\n");
   run_clear (&r);
@@ -276,7 +279,7 @@ Test (sandbox, network_none_has_only_loopback_and_it_is_up)
   char *lines = strchr (strchr (r.out, '\n') + 1, '\n') + 1;
   cr_assert (kiln_str_has_prefix (lines + strspn (lines, " "), "lo:"), "%s", r.out);
   cr_assert_eq (strchr (lines, '\n')[1], '\0', "more than lo: %s", r.out);
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "cat", "/sys/class/net/lo/flags"));
   cr_assert_str_eq (r.out, "0x9\n"); /* IFF_UP | IFF_LOOPBACK */
   run_clear (&r);
@@ -288,10 +291,10 @@ Test (sandbox, etc_files_have_our_content_and_are_read_only)
   run_init (&r);
   expect_ok (&r, RUN (&r, "cat", "/etc/hosts"));
   cr_assert_str_eq (r.out, "127.0.0.1 localhost\n");
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "cat", "/etc/resolv.conf"));
   cr_assert_str_eq (r.out, "nameserver 192.0.2.53\n");
-  free (r.out);
+  free (r.out), r.out = NULL;
   cr_assert_eq (RUN (&r, "write", "/etc/hosts", "evil"), 0);
   cr_assert_eq (r.status, 1, "writing /etc/hosts must fail");
   run_clear (&r);
@@ -310,9 +313,9 @@ Test (sandbox, dev_has_working_nodes_and_stdio_links)
   r.o.stdin_fd = fd;
   expect_ok (&r, RUN (&r, "cat", "/dev/stdin"));
   cr_assert_str_eq (r.out, "from stdin\n");
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "write", "/dev/null", "x"));
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "mounts"));
   cr_assert_not_null (strstr (r.out, " /dev/pts "), "%s", r.out);
   cr_assert_not_null (strstr (r.out, " /dev/shm "), "%s", r.out);
@@ -345,12 +348,12 @@ Test (sandbox, bind_and_tmpfs_mounts_appear_and_readonly_bind_rejects_writes)
   cr_assert_str_eq (b.buf, "through the bind");
   kiln_buf_release (&b);
   cr_assert (strv_has (r.created, "mnt/share") && strv_has (r.created, "scratch"));
-  free (r.out);
+  free (r.out), r.out = NULL;
   cr_assert_eq (RUN (&r, "write", "/mnt/ro/f", "nope"), 0);
   cr_assert_eq (r.status, 1);
   kiln_autofree char *rof = tmp_path ("ro/f");
   cr_assert_neq (access (rof, F_OK), 0);
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "mounts"));
   cr_assert_not_null (strstr (r.out, " /scratch rw,nosuid,nodev"), "%s", r.out);
   cr_assert_not_null (strstr (r.out, " - tmpfs tmpfs rw,size=1024k,mode=700"), "%s", r.out);
@@ -375,18 +378,18 @@ Test (sandbox, data_mount_is_a_readonly_file_that_never_touches_the_host)
   r.o.nmounts = 2;
   expect_ok (&r, RUN (&r, "stat", "/run/secrets/tok"));
   cr_assert_str_eq (r.out, "100440 1000 1001 28\n");
-  free (r.out);
+  free (r.out), r.out = NULL;
   kiln_strv_free (r.created);
   r.created = NULL;
   expect_ok (&r, RUN (&r, "stat", "/tmp/default"));
   cr_assert_str_eq (r.out, "100400 0 0 1\n", "default mode 0400, root");
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "cat", "/run/secrets/tok"));
   cr_assert_eq (memcmp (r.out, "data-mount-secret", 17), 0, "%s", r.out);
-  free (r.out);
+  free (r.out), r.out = NULL;
   cr_assert_eq (RUN (&r, "write", "/run/secrets/tok", "evil"), 0);
   cr_assert_eq (r.status, 1, "writing a data mount must fail");
-  free (r.out);
+  free (r.out), r.out = NULL;
   cr_assert_eq (RUN (&r, "stat", "/dev/.kiln-data-0"), 0);
   cr_assert_eq (r.status, 1, "the staging copy is removed once bound");
   run_clear (&r);
@@ -421,7 +424,7 @@ Test (sandbox, created_lists_new_mount_points_once)
     cr_assert_str_eq (r.created[i], want[i]);
   kiln_strv_free (r.created);
   r.created = NULL;
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "pid"));
   cr_assert_null (r.created, "second run created nothing");
   kiln_autofree char *hosts = kiln_xasprintf ("%s/etc/hosts", rootfs);
@@ -449,7 +452,7 @@ Test (sandbox, symlinked_etc_cannot_move_the_hosts_mount_outside)
   cr_assert_geq (fd, 0);
   close (fd);
   close (rootfd);
-  free (r.out);
+  free (r.out), r.out = NULL;
   expect_ok (&r, RUN (&r, "cat", "/etc/hosts"));
   cr_assert_str_eq (r.out, "127.0.0.1 localhost\n");
   kiln_autodir DIR *d = opendir (trip);

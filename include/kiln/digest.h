@@ -21,6 +21,8 @@ struct kiln_sha256 *kiln_sha256_new (void);
 void kiln_sha256_update (struct kiln_sha256 *h, const void *data, size_t len);
 /* Writes the digest; the context may be reused after kiln_sha256_reset. */
 void kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out);
+/* The digest of what was hashed so far; h goes on unchanged. */
+void kiln_sha256_peek (const struct kiln_sha256 *h, struct kiln_digest *out);
 void kiln_sha256_reset (struct kiln_sha256 *h);
 void kiln_sha256_free (struct kiln_sha256 *h);
 

@@ -33,6 +33,9 @@ const char *kiln_store_root (const struct kiln_store *st);
 /* Starts a blob: a temp file in ingest/ hashed as it is written. */
 int kiln_store_blob_begin (struct kiln_store *st, struct kiln_blob_writer **out, struct kiln_error **err);
 int kiln_blob_writer_write (struct kiln_blob_writer *w, const void *data, size_t len, struct kiln_error **err);
+/* The digest of the bytes written so far (a download that must name what
+ * it got without keeping it). */
+void kiln_blob_writer_digest (const struct kiln_blob_writer *w, struct kiln_digest *out);
 /* fsyncs and renames the blob to blobs/sha256/<hex> (an existing identical
  * blob is fine).  With expect non-NULL, a different digest fails with
  * KILN_E_DIGEST and nothing is committed.  Frees w in every case. */
