@@ -124,7 +124,8 @@ run_dir (const char *dir)
       snprintf (names[n++], len, "%s/%s", dir, de->d_name);
     }
   closedir (d);
-  qsort (names, n, sizeof *names, cmp_str);
+  if (n > 1)   /* qsort (NULL, 0) is undefined: an empty corpus directory */
+    qsort (names, n, sizeof *names, cmp_str);
   for (size_t i = 0; i < n; i++)
     {
       if (ret == 0 && (deadline == 0 || now () < deadline))
