@@ -495,12 +495,6 @@ source_digest (struct copy_job *j, int fd, const char *src, struct kiln_digest *
   return 0;
 }
 
-static int
-compare_str (const void *a, const void *b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
 /* The archive's directories that it does not list itself (parents its
  * entries imply): placed as tar extraction treats them, through symlinks. */
 static void
@@ -509,11 +503,11 @@ mark_implied (struct copy_job *j, size_t from, const struct kiln_toc *listed)
   const char **names = kiln_xcalloc (listed->n + 1, sizeof *names);
   for (size_t i = 0; i < listed->n; i++)
     names[i] = listed->v[i].path;
-  qsort (names, listed->n, sizeof *names, compare_str);
+  qsort (names, listed->n, sizeof *names, kiln_strv_cmp);
   for (size_t i = from; i < j->n; i++)
     {
       const char *rel = j->v[i].rel;
-      j->v[i].implied = S_ISDIR (j->v[i].mode) && !bsearch (&rel, names, listed->n, sizeof *names, compare_str);
+      j->v[i].implied = S_ISDIR (j->v[i].mode) && !bsearch (&rel, names, listed->n, sizeof *names, kiln_strv_cmp);
     }
   free (names);
 }

@@ -209,40 +209,27 @@ unknown_mount_key (struct run_job *r, const char *key, const char *val, bool has
   return kiln_build_step_error (r->b, r->in, err);
 }
 
-/* An unsigned 32-bit number in base (decimal or octal), digits only, as Go's
- * strconv.ParseUint(s, base, 32). */
-static bool
-parse_u32 (const char *s, int base, uint32_t *out)
-{
-  uint64_t v = 0;
-  if (*s == '\0')
-    return false;
-  for (; *s; s++)
-    {
-      if (*s < '0' || *s >= '0' + base)
-        return false;
-      v = v * (uint64_t) base + (uint64_t) (*s - '0');
-      if (v > UINT32_MAX)
-        return false;
-    }
-  *out = (uint32_t) v;
-  return true;
-}
-
 /* BuildKit commands_runmount.go: uid and gid decimal, mode octal, each
  * ParseUint(.., 32); anything else is "invalid value X for uid". */
 static int
 parse_mount_ids (struct run_job *r, struct mount_spec *m, struct kiln_error **err)
 {
-  struct { const char *name, *val; int base; uint32_t *out; } ids[] = {
+  struct { const char *name, *val; unsigned base; uint32_t *out; } ids[] = {
     { "mode", m->mode, 8, &m->mode_v }, { "uid", m->uid, 10, &m->uid_v }, { "gid", m->gid, 10, &m->gid_v },
   };
   for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
-    if (ids[i].val && !parse_u32 (ids[i].val, ids[i].base, ids[i].out))
-      {
-        kiln_error_set (err, 0, KILN_E_PARSE, "--mount: invalid value %s for %s", ids[i].val, ids[i].name);
-        return kiln_build_step_error (r->b, r->in, err);
-      }
+    {
+      uint64_t v;
+      if (!ids[i].val)
+        continue;
+      if (kiln_parse_uint (ids[i].val, strlen (ids[i].val), ids[i].base, UINT32_MAX, &v))
+        {
+          *ids[i].out = (uint32_t) v;
+          continue;
+        }
+      kiln_error_set (err, 0, KILN_E_PARSE, "--mount: invalid value %s for %s", ids[i].val, ids[i].name);
+      return kiln_build_step_error (r->b, r->in, err);
+    }
   return 0;
 }
 

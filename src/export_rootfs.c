@@ -215,12 +215,6 @@ walk_entry (struct walk *w, int dfd, const char *name, const char *path, struct 
   return 0;
 }
 
-static int
-cmp_names (const void *a, const void *b)
-{
-  return strcmp (*(char *const *) a, *(char *const *) b);
-}
-
 /* Byte order of the names in each directory, parents before children: the
  * order of fsutil's Walk. */
 static int
@@ -231,7 +225,7 @@ walk_dir (struct walk *w, int dfd, const char *prefix, struct kiln_error **err)
     return -1;
   size_t n = kiln_strv_len (names);
   if (n > 1)
-    qsort (names, n, sizeof *names, cmp_names);
+    qsort (names, n, sizeof *names, kiln_strv_cmp);
   for (size_t i = 0; i < n; i++)
     {
       kiln_autofree char *path = kiln_xasprintf ("%s%s", prefix, names[i]);

@@ -482,12 +482,6 @@ kiln_fs_dircache_get (struct kiln_fs_dircache *c, int rootfd, const char *path, 
   return fd;
 }
 
-static int
-compare_names (const void *a, const void *b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
 char **
 kiln_fs_read_sorted (DIR *d, size_t *n)
 {
@@ -508,7 +502,7 @@ kiln_fs_read_sorted (DIR *d, size_t *n)
     }
   int saved = errno;
   if (*n > 1)
-    qsort (v, *n, sizeof *v, compare_names);
+    qsort (v, *n, sizeof *v, kiln_strv_cmp);
   errno = saved;
   return v;
 }

@@ -120,17 +120,9 @@ field_is (const struct entry *en, size_t i, const char *s)
 static bool
 parse_id (const char *s, size_t n, unsigned long long *out)
 {
-  unsigned long long v = 0;
-  if (n == 0)
+  uint64_t v;
+  if (!kiln_parse_uint (s, n, 10, ID_MAX, &v))
     return false;
-  for (size_t i = 0; i < n; i++)
-    {
-      if (s[i] < '0' || s[i] > '9')
-        return false;
-      v = v * 10 + (unsigned) (s[i] - '0');
-      if (v > ID_MAX)
-        return false;
-    }
   *out = v;
   return true;
 }

@@ -51,19 +51,13 @@ set_add (struct strset *s, const char *x)
   s->sorted = false;
 }
 
-static int
-cmp_str (const void *a, const void *b)
-{
-  return strcmp (*(char *const *) a, *(char *const *) b);
-}
-
 static bool
 set_has (struct strset *s, const char *x)
 {
   if (!s->sorted && s->n)
-    qsort (s->v, s->n, sizeof *s->v, cmp_str);
+    qsort (s->v, s->n, sizeof *s->v, kiln_strv_cmp);
   s->sorted = true;
-  return s->n && bsearch (&x, s->v, s->n, sizeof *s->v, cmp_str) != NULL;
+  return s->n && bsearch (&x, s->v, s->n, sizeof *s->v, kiln_strv_cmp) != NULL;
 }
 
 struct record_file {
@@ -174,7 +168,7 @@ kept_size (struct kiln_store *st, struct strset *images, struct record_file *rec
     if (rec[i].r.has_layer && !set_has (&all, rec[i].r.layer.digest.s))
       set_add (&all, rec[i].r.layer.digest.s);
   /* duplicates among images are few; sort and count each digest once */
-  qsort (all.v, all.n, sizeof *all.v, cmp_str);
+  qsort (all.v, all.n, sizeof *all.v, kiln_strv_cmp);
   for (size_t i = 0; i < all.n; i++)
     if (i == 0 || strcmp (all.v[i], all.v[i - 1]) != 0)
       total += blob_size (st, all.v[i]);

@@ -181,12 +181,6 @@ kiln_lstack_open_roots (char *const *lowers, struct kiln_lstack *out, struct kil
   return 0;
 }
 
-static int
-cmp_str (const void *a, const void *b)
-{
-  return strcmp (*(char *const *) a, *(char *const *) b);
-}
-
 int
 kiln_dir_names (int dfd, char ***names, struct kiln_error **err)
 {
@@ -205,7 +199,7 @@ kiln_dir_names (int dfd, char ***names, struct kiln_error **err)
       kiln_strv_push (names, de->d_name);
   if (errno != 0)
     return kiln_error_set (err, errno, KILN_E_IO, "read directory");
-  qsort (*names, kiln_strv_len (*names), sizeof **names, cmp_str);
+  qsort (*names, kiln_strv_len (*names), sizeof **names, kiln_strv_cmp);
   return 0;
 }
 
@@ -222,17 +216,17 @@ kiln_lstack_list (const struct kiln_lstack *s, char ***names, struct kiln_error 
       for (size_t j = 0; layer[j]; j++)
         {
           size_t ns = kiln_strv_len (seen);
-          if (bsearch (&layer[j], seen, ns, sizeof *seen, cmp_str))
+          if (bsearch (&layer[j], seen, ns, sizeof *seen, kiln_strv_cmp))
             continue;
           struct stat st;
           /* the topmost occurrence decides: a whiteout hides lower ones */
           if (fstatat (s->fds[i], layer[j], &st, AT_SYMLINK_NOFOLLOW) == 0 && !kiln_is_overlay_whiteout (&st))
             kiln_strv_push (&out, layer[j]);
           kiln_strv_push (&seen, layer[j]);
-          qsort (seen, ns + 1, sizeof *seen, cmp_str);
+          qsort (seen, ns + 1, sizeof *seen, kiln_strv_cmp);
         }
     }
-  qsort (out, kiln_strv_len (out), sizeof *out, cmp_str);
+  qsort (out, kiln_strv_len (out), sizeof *out, kiln_strv_cmp);
   *names = kiln_steal_ptr (&out);
   return 0;
 }

@@ -96,6 +96,30 @@ kiln_strv_push_take (char ***v, char *s)
   (*v)[n + 1] = NULL;
 }
 
+int
+kiln_strv_cmp (const void *a, const void *b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+bool
+kiln_parse_uint (const char *s, size_t n, unsigned base, uint64_t max, uint64_t *out)
+{
+  uint64_t v = 0;
+  if (n == 0)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    {
+      unsigned d = (unsigned) (unsigned char) s[i] - '0';
+      /* v * base + d > max, asked without overflowing */
+      if (d >= base || v > (max - d) / base)
+        return false;
+      v = v * base + d;
+    }
+  *out = v;
+  return true;
+}
+
 void
 kiln_strv_append (char ***v, size_t *n, char *s)
 {

@@ -70,12 +70,6 @@ kiln_dirlisting_free (struct kiln_dirlisting *l)
   free (l);
 }
 
-static int
-compare_names (const void *a, const void *b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
 /* Reads a directory's names with getdents64 into one block: names[] point
  * into it (fdopendir/readdir cost two more system calls per directory). */
 static int
@@ -122,7 +116,7 @@ read_names (int dfd, struct kiln_dirlisting *l)
   names[l->n] = NULL;
   free (buf);
   if (l->n > 1)
-    qsort (names, l->n, sizeof *names, compare_names);
+    qsort (names, l->n, sizeof *names, kiln_strv_cmp);
   l->names = names;
   return 0;
 }

@@ -193,6 +193,24 @@ Test (limits, strv_append_keeps_every_string_and_the_end_marker)
   kiln_strv_free (v);
 }
 
+/* The strict unsigned parser behind --mount uid/gid/mode and passwd ids:
+ * digits of the base only, not empty, at most max, no overflow on the way. */
+Test (limits, parse_uint_takes_digits_up_to_max_and_nothing_else)
+{
+  uint64_t v = 0;
+  cr_assert (kiln_parse_uint ("4294967295", 10, 10, UINT32_MAX, &v) && v == UINT32_MAX);
+  cr_assert_not (kiln_parse_uint ("4294967296", 10, 10, UINT32_MAX, &v));
+  cr_assert (kiln_parse_uint ("0755", 4, 8, UINT32_MAX, &v) && v == 0755);
+  cr_assert_not (kiln_parse_uint ("0489", 4, 8, UINT32_MAX, &v));
+  cr_assert (kiln_parse_uint ("18446744073709551615", 20, 10, UINT64_MAX, &v) && v == UINT64_MAX);
+  cr_assert_not (kiln_parse_uint ("18446744073709551616", 20, 10, UINT64_MAX, &v));
+  cr_assert_not (kiln_parse_uint ("99999999999999999999999", 23, 10, UINT64_MAX, &v));
+  const char *bad[] = { "", "-1", "+1", " 1", "1 ", "0x1f", "1e3", "12a" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_not (kiln_parse_uint (bad[i], strlen (bad[i]), 10, UINT64_MAX, &v), "`%s`", bad[i]);
+  cr_assert (kiln_parse_uint ("12junk", 2, 10, 100, &v) && v == 12, "only the first n bytes count");
+}
+
 /* ---- build args ---- */
 
 static int

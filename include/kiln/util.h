@@ -29,6 +29,13 @@ void kiln_strv_append (char ***v, size_t *n, char *s);
 char **kiln_strv_dup (char *const *v);
 void kiln_strv_free (char **v);
 
+/* A qsort/bsearch comparator for arrays of char * (strcmp order). */
+int kiln_strv_cmp (const void *a, const void *b);
+/* s[0, n) as an unsigned number in base (2..10): digits only (no sign, blank,
+ * prefix or suffix), not empty, at most max; false otherwise (as Go's
+ * strconv.ParseUint with that base). */
+bool kiln_parse_uint (const char *s, size_t n, unsigned base, uint64_t max, uint64_t *out);
+
 bool kiln_str_has_prefix (const char *s, const char *prefix);
 bool kiln_str_has_suffix (const char *s, const char *suffix);
 /* s with every byte that does not start a valid UTF-8 sequence replaced by
