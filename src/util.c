@@ -112,7 +112,7 @@ kiln_parse_uint (const char *s, size_t n, unsigned base, uint64_t max, uint64_t 
     {
       unsigned d = (unsigned) (unsigned char) s[i] - '0';
       /* v * base + d > max, asked without overflowing */
-      if (d >= base || v > (max - d) / base)
+      if (d >= base || d > max || v > (max - d) / base)
         return false;
       v = v * base + d;
     }

@@ -209,6 +209,8 @@ Test (limits, parse_uint_takes_digits_up_to_max_and_nothing_else)
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_not (kiln_parse_uint (bad[i], strlen (bad[i]), 10, UINT64_MAX, &v), "`%s`", bad[i]);
   cr_assert (kiln_parse_uint ("12junk", 2, 10, 100, &v) && v == 12, "only the first n bytes count");
+  cr_assert_not (kiln_parse_uint ("7", 1, 10, 5, &v), "a digit above a small max");
+  cr_assert (kiln_parse_uint ("5", 1, 10, 5, &v) && v == 5);
 }
 
 /* ---- build args ---- */
