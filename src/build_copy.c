@@ -115,6 +115,7 @@ struct copy_job {
   bool fold_abort;       /* key mode cannot do this step: collect into the array */
   struct kiln_error *fold_err;   /* why, when a file could not be hashed */
   bool looked_up;        /* key mode looked the step up and it missed */
+  bool patching;         /* the layer writer patches the last build's layer */
   bool has_chown, has_chmod;
   uid_t uid;
   gid_t gid;
@@ -873,6 +874,15 @@ open_source (struct copy_job *j, const struct centry *c, struct kiln_error **err
   return kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
 }
 
+/* The content digest a layer's block recipes may use: the content's own
+ * sha256 (a context file, in-memory data), never a stand-in such as a
+ * stage file's origin. */
+static const struct kiln_digest *
+content_digest (const struct centry *c)
+{
+  return S_ISREG (c->mode) && c->have_digest && (c->ctx || c->data) ? &c->digest : NULL;
+}
+
 static int
 write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, struct kiln_error **err)
 {
@@ -886,6 +896,7 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
     .size = c->size, .link = c->link, .rdev = c->rdev,
     /* a file not hashed yet is hashed while it streams into the layer */
     .content_digest = S_ISREG (c->mode) && !c->have_digest ? &c->digest : NULL,
+    .known_digest = content_digest (c), .opaque = c,
   };
   if (c->data)
     return kiln_layer_writer_add_data (w, &e, c->data, c->datalen, err);
@@ -893,10 +904,10 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
     {
       /* the same content as the file it names, written just before in the tar */
       const struct centry *to = &j->v[c->link_to];
-      e.link = to->dest, e.hardlink = true, e.content_digest = NULL;
+      e.link = to->dest, e.hardlink = true, e.content_digest = NULL, e.known_digest = NULL;
       c->digest = to->digest, c->have_digest = to->have_digest;
     }
-  if (!S_ISREG (c->mode) || c->hardlink)
+  if (!S_ISREG (c->mode) || c->hardlink || j->patching)
     return kiln_layer_writer_add (w, &e, -1, err);
   kiln_autoclose int fd = open_source (j, c, err);
   if (fd < 0 || kiln_layer_writer_add (w, &e, fd, err) < 0)
@@ -1697,13 +1708,50 @@ ahead_finish (struct copy_job *j, struct ahead *a, bool layer_ok)
   kiln_error_free (&a->err);
 }
 
+static int
+open_entry (void *ud, void *opaque, const char *path, struct kiln_error **err)
+{
+  (void) path;
+  return open_source (ud, opaque, err);
+}
+
+/* A rebuild whose files all have their digests can patch the layer the
+ * last build of this step wrote (kiln_layer_writer_new_patch): a one-file
+ * change then reads that file's block, not the tree. */
+static int
+new_writer (struct copy_job *j, bool digested, struct kiln_layer_writer **w, struct kiln_error **err)
+{
+  struct kiln_cache_record sib = { 0 };
+  kiln_autoerror struct kiln_error *e = NULL;
+  int r = 0;
+  if (digested && from_context_only (j)
+      && kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0 && sib.has_layer)
+    r = kiln_layer_writer_new_patch (j->b->st, &j->b->o->layer, &sib.layer.digest, open_entry, j, w, err);
+  kiln_cache_record_clear (&sib);
+  j->patching = r == 1;
+  if (r != 0)
+    return r < 0 ? -1 : 0;
+  return kiln_layer_writer_new (j->b->st, &j->b->o->layer, w, err);
+}
+
+static void
+report_patch (struct copy_job *j, struct kiln_layer_writer *w)
+{
+  uint64_t made, reused;
+  if (!j->patching)
+    return;
+  kiln_layer_writer_blocks (w, &made, &reused);
+  kiln_log_info ("%s: layer patched from the last build's: %llu of %llu blocks made again", j->in->original,
+                 (unsigned long long) made, (unsigned long long) (made + reused));
+}
+
 /* Streams the sorted entries through one layer writer into the store. */
 static int
-write_layer (struct copy_job *j, struct kiln_error **err)
+write_layer (struct copy_job *j, bool digested, struct kiln_error **err)
 {
   struct kiln_layer_writer *w = NULL;
   struct kiln_layer_result lr = { 0 };
-  if (kiln_layer_writer_new (j->b->st, &j->b->o->layer, &w, err) < 0)
+  if (new_writer (j, digested, &w, err) < 0)
     return -1;
   for (size_t i = 0; i < j->n; i++)
     if (j->v[i].dropped ? S_ISREG (j->v[i].mode) && entry_digest (j, &j->v[i], err) < 0
@@ -1714,12 +1762,14 @@ write_layer (struct copy_job *j, struct kiln_error **err)
         kiln_error_wrap (err, "add `/%.256s` to the layer", j->v[i].dest);
         return kiln_build_step_error (j->b, j->in, err);
       }
+  int r = kiln_layer_writer_finish (w, &lr, err);
   kiln_fs_dircache_clear (&j->dc);
-  if (kiln_layer_writer_finish (w, &lr, err) < 0)
+  if (r < 0)
     {
       kiln_layer_writer_free (w);
-      return -1;
+      return kiln_build_step_error (j->b, j->in, err);
     }
+  report_patch (j, w);
   kiln_layer_writer_free (w);
   free (j->s->clock);
   j->s->clock = kiln_xstrdup (j->b->created);
@@ -1773,7 +1823,7 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
     return -1;
   struct ahead ahead;
   ahead_start (j, &ahead);
-  int wr = write_layer (j, err);
+  int wr = write_layer (j, may_hit, err);
   ahead_finish (j, &ahead, wr == 0);
   if (wr < 0)
     return -1;

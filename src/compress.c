@@ -78,7 +78,7 @@ none_free (struct kiln_compressor *c)
   free (c);
 }
 
-static const struct kiln_compressor_ops none_ops = { none_write, none_finish, none_free };
+static const struct kiln_compressor_ops none_ops = { none_write, none_finish, none_free, NULL };
 
 /* ---- gzip: block-parallel ISA-L deflate ----
  *
@@ -89,7 +89,7 @@ static const struct kiln_compressor_ops none_ops = { none_write, none_finish, no
  * so the bytes are the same for any thread count.  Workers take blocks in
  * order from a ring of slots; the caller's thread emits them in order. */
 
-#define GZ_BLOCK (1024 * 1024)
+#define GZ_BLOCK KILN_GZIP_BLOCK_MAX
 #define GZ_STORED_MAX 65535
 /* A stored deflate block: 5 header bytes, then up to 65535 bytes. */
 #define GZ_PIECE (5 + GZ_STORED_MAX)
@@ -107,6 +107,9 @@ struct gz_slot {
   uint32_t crc;
   bool done;
 };
+
+static void gz_run (struct gz_slot *s, int level, unsigned char *level_buf);
+static int gzip_isal_level (int level);
 
 struct gzip_compressor {
   struct kiln_compressor base;
@@ -129,7 +132,7 @@ struct gzip_compressor {
 /* Written by hand rather than by a library's gzip wrapper so that every
  * field is pinned: no mtime, no name, XFL 0, OS 255 (unknown).  Two runs on
  * two hosts give the same bytes. */
-static const unsigned char gzip_header[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff };
+const unsigned char kiln_gzip_header[KILN_GZIP_HEADER_LEN] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff };
 /* BFINAL=1, BTYPE=00, LEN 0, NLEN 0xffff: ends the deflate stream. */
 static const unsigned char gzip_last_block[5] = { 1, 0, 0, 0xff, 0xff };
 
@@ -291,6 +294,9 @@ gz_collect (struct gzip_compressor *g, struct kiln_error **err)
   pthread_mutex_unlock (&g->mu);
   g->crc = (uint32_t) crc32_combine (g->crc, s->crc, (z_off_t) s->in_len);
   g->isize += (uint32_t) s->in_len;
+  if (g->base.on_block)
+    g->base.on_block (g->base.block_opaque, s->in_len, s->out_len, s->crc,
+                      crc32_gzip_refl (0, s->out, s->out_len));
   int r = emit (&g->base, s->out, s->out_len, err);
   s->done = false;
   s->in_len = 0;
@@ -340,7 +346,7 @@ gzip_write (struct kiln_compressor *c, const void *data, size_t len, struct kiln
   struct gzip_compressor *g = (struct gzip_compressor *) c;
   if (!g->header_done)
     {
-      int r = emit (c, gzip_header, sizeof gzip_header, err);
+      int r = emit (c, kiln_gzip_header, sizeof kiln_gzip_header, err);
       if (r < 0)
         return r;
       g->header_done = true;
@@ -383,17 +389,33 @@ gzip_finish (struct kiln_compressor *c, struct kiln_error **err)
     r = gz_submit (g, err);
   while (r == 0 && g->collected < g->submitted)
     r = gz_collect (g, err);
-  if (r == 0)
-    r = emit (c, gzip_last_block, sizeof gzip_last_block, err);
   if (r < 0)
     return r;
-  unsigned char trailer[8];
+  unsigned char end[KILN_GZIP_END_LEN];
+  kiln_gzip_end (g->crc, g->isize, end);
+  return emit (c, end, sizeof end, err);
+}
+
+void
+kiln_gzip_end (uint32_t crc, uint64_t isize, unsigned char out[KILN_GZIP_END_LEN])
+{
+  memcpy (out, gzip_last_block, sizeof gzip_last_block);
   for (int i = 0; i < 4; i++)
     {
-      trailer[i] = (unsigned char) (g->crc >> (8 * i));
-      trailer[4 + i] = (unsigned char) (g->isize >> (8 * i));
+      out[5 + i] = (unsigned char) (crc >> (8 * i));
+      out[9 + i] = (unsigned char) (isize >> (8 * i));
     }
-  return emit (c, trailer, sizeof trailer, err);
+}
+
+/* An explicit block end (the layer writer cuts at entry boundaries, so a
+ * changed file leaves the blocks around it as they were). */
+static int
+gzip_cut (struct kiln_compressor *c, struct kiln_error **err)
+{
+  struct gzip_compressor *g = (struct gzip_compressor *) c;
+  if (g->slots[g->submitted % g->nslots].in_len == 0)
+    return 0;
+  return gz_submit (g, err);
 }
 
 static void
@@ -415,7 +437,21 @@ gzip_free (struct kiln_compressor *c)
   free (g);
 }
 
-static const struct kiln_compressor_ops gzip_ops = { gzip_write, gzip_finish, gzip_free };
+static const struct kiln_compressor_ops gzip_ops = { gzip_write, gzip_finish, gzip_free, gzip_cut };
+
+size_t
+kiln_gzip_block (int level, const void *in, size_t len, unsigned char *out, uint32_t *crc)
+{
+  struct gz_slot s = { .out = out, .in = kiln_xmalloc (GZ_OUT_CAP), .in_len = len };
+  memcpy (s.in, in, len);
+  gz_gather (&s, false);
+  unsigned char *level_buf = kiln_xmalloc (GZ_LEVEL_BUF);
+  gz_run (&s, gzip_isal_level (level), level_buf);
+  free (level_buf);
+  free (s.in);
+  *crc = s.crc;
+  return s.out_len;
+}
 
 /* --compression-level 0-9 onto ISA-L 0-3 (documented in compress.h); -1 is
  * stored blocks only. */
@@ -601,7 +637,7 @@ zstd_free (struct kiln_compressor *c)
   free (z);
 }
 
-static const struct kiln_compressor_ops zstd_ops = { zstd_write, zstd_finish, zstd_free };
+static const struct kiln_compressor_ops zstd_ops = { zstd_write, zstd_finish, zstd_free, NULL };
 
 /* Fixed so that the frame depends only on the input and the level: zstd's
  * multithreaded mode cuts the input into jobs of ZSTD_JOB bytes, each seeing
@@ -713,6 +749,19 @@ kiln_compressor_write (struct kiln_compressor *c, const void *data, size_t len, 
   if (len == 0)
     return 0;
   return c->ops->write (c, data, len, err);
+}
+
+int
+kiln_compressor_cut (struct kiln_compressor *c, struct kiln_error **err)
+{
+  return c->ops->cut ? c->ops->cut (c, err) : 0;
+}
+
+void
+kiln_compressor_on_block (struct kiln_compressor *c, kiln_compress_block_fn fn, void *opaque)
+{
+  c->on_block = fn;
+  c->block_opaque = opaque;
 }
 
 int

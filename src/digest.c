@@ -1,6 +1,7 @@
 /* digest.c - streaming sha256 over OpenSSL EVP, and "sha256:<hex>" strings. */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +9,14 @@
 #include "kiln/digest.h"
 #include "kiln/util.h"
 
+/* The streaming context is OpenSSL's low-level SHA256_CTX (deprecated in
+ * OpenSSL 3, kept until 4.0; the same assembly as EVP's SHA-256): unlike an
+ * EVP context its state can be read and set, which is what lets a patched
+ * layer resume its diffID after the unchanged blocks instead of hashing
+ * them again (kiln_sha256_mid_*). */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 struct kiln_sha256 {
-  EVP_MD_CTX *ctx;
+  SHA256_CTX c;
 };
 
 /* OpenSSL 3 looks EVP_sha256() up (under a lock) at every init; fetched
@@ -34,17 +41,37 @@ struct kiln_sha256 *
 kiln_sha256_new (void)
 {
   struct kiln_sha256 *h = kiln_xmalloc (sizeof *h);
-  h->ctx = EVP_MD_CTX_new ();
-  if (h->ctx == NULL || EVP_DigestInit_ex (h->ctx, sha256 (), NULL) != 1)
-    abort ();
+  SHA256_Init (&h->c);
   return h;
 }
 
 void
 kiln_sha256_update (struct kiln_sha256 *h, const void *data, size_t len)
 {
-  if (len && EVP_DigestUpdate (h->ctx, data, len) != 1)
-    abort ();
+  if (len)
+    SHA256_Update (&h->c, data, len);
+}
+
+bool
+kiln_sha256_mid_get (const struct kiln_sha256 *h, struct kiln_sha256_mid *out)
+{
+  if (h->c.num != 0)
+    return false;
+  for (int i = 0; i < 8; i++)
+    out->h[i] = h->c.h[i];
+  out->len = ((uint64_t) h->c.Nh << 32 | h->c.Nl) / 8;
+  return true;
+}
+
+void
+kiln_sha256_mid_set (struct kiln_sha256 *h, const struct kiln_sha256_mid *m)
+{
+  SHA256_Init (&h->c);
+  for (int i = 0; i < 8; i++)
+    h->c.h[i] = m->h[i];
+  uint64_t bits = m->len * 8;
+  h->c.Nl = (SHA_LONG) bits;
+  h->c.Nh = (SHA_LONG) (bits >> 32);
 }
 
 static void
@@ -80,38 +107,29 @@ kiln_digest_raw (const struct kiln_digest *d, unsigned char md[32])
 void
 kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out)
 {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (EVP_DigestFinal_ex (h->ctx, md, &n) != 1 || n != 32)
-    abort ();
+  unsigned char md[32];
+  SHA256_Final (md, &h->c);
   to_digest (md, out);
 }
 
 void
 kiln_sha256_peek (const struct kiln_sha256 *h, struct kiln_digest *out)
 {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_MD_CTX *c = EVP_MD_CTX_new ();
-  if (c == NULL || EVP_MD_CTX_copy_ex (c, h->ctx) != 1 || EVP_DigestFinal_ex (c, md, &n) != 1 || n != 32)
-    abort ();
-  EVP_MD_CTX_free (c);
+  SHA256_CTX c = h->c;
+  unsigned char md[32];
+  SHA256_Final (md, &c);
   to_digest (md, out);
 }
 
 void
 kiln_sha256_reset (struct kiln_sha256 *h)
 {
-  if (EVP_DigestInit_ex (h->ctx, sha256 (), NULL) != 1)
-    abort ();
+  SHA256_Init (&h->c);
 }
 
 void
 kiln_sha256_free (struct kiln_sha256 *h)
 {
-  if (h == NULL)
-    return;
-  EVP_MD_CTX_free (h->ctx);
   free (h);
 }
 

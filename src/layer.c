@@ -30,6 +30,7 @@
 #include "kiln/store.h"
 #include "kiln/toc.h"
 #include "kiln/util.h"
+#include "layer-internal.h"
 
 /* Between the tar thread and the compressor: 4 MiB, enough to ride out a
  * slow block on either side.  File data is read straight into the pipe, up
@@ -43,6 +44,7 @@
 struct layer_pipe {
   unsigned char *data[PIPE_SLOTS];
   size_t len[PIPE_SLOTS];
+  bool cut[PIPE_SLOTS];            /* end the gzip block after this chunk */
   uint64_t pushed, popped;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -69,6 +71,16 @@ struct kiln_layer_writer {
   bool dropping;                   /* free(): swallow libarchive's closing writes */
   struct kiln_store *st;
   struct kiln_toc_rec toc;         /* the layer's table of contents, stored by diffID at finish */
+  /* gzip: where blocks are cut and what they are made of (layer-internal.h) */
+  bool mapped;
+  bool in_data;                    /* write_cb sees the current entry's content */
+  struct lmap_builder map;
+  struct lmap umap;                /* closed blocks: input length and recipe */
+  struct lmap cmap;                /* what the compressor made of them: output length, CRC */
+  /* patch mode */
+  struct layer_patch *patch;
+  unsigned char *zeros;
+  uint64_t made, reused;
 };
 
 void
@@ -106,8 +118,11 @@ pipe_thread (void *arg)
       pthread_mutex_unlock (&p->mu);
       struct kiln_error *e = NULL;
       int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], &e);
+      if (r == 0 && p->cut[i])
+        r = kiln_compressor_cut (w->comp, &e);
       pthread_mutex_lock (&p->mu);
       p->len[i] = 0;
+      p->cut[i] = false;
       p->popped++;
       pthread_cond_broadcast (&p->cv);
       if (r < 0)
@@ -181,7 +196,10 @@ pipe_push (struct kiln_layer_writer *w, struct kiln_error **err)
           kiln_log_debug ("layer: could not start the compressor thread: %s", strerror (e));
           size_t i = p->pushed % PIPE_SLOTS;
           int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], err);
+          if (r == 0 && p->cut[i])
+            r = kiln_compressor_cut (w->comp, err);
           p->len[i] = 0;
+          p->cut[i] = false;
           return r;
         }
       p->started = true;
@@ -231,6 +249,16 @@ pipe_write (struct kiln_layer_writer *w, const unsigned char *data, size_t len, 
   return 0;
 }
 
+/* Ends the gzip block after what was written so far: the chunk being filled
+ * goes to the compressor with the cut, in stream order. */
+static int
+pipe_cut (struct kiln_layer_writer *w, struct kiln_error **err)
+{
+  struct layer_pipe *p = &w->pipe;
+  p->cut[p->pushed % PIPE_SLOTS] = true;
+  return pipe_push (w, err);
+}
+
 /* Drains the pipe: after this the compressor belongs to the caller again. */
 static int
 pipe_finish (struct kiln_layer_writer *w, struct kiln_error **err)
@@ -253,16 +281,50 @@ pipe_finish (struct kiln_layer_writer *w, struct kiln_error **err)
   return p->failed ? pipe_error (p, err) : 0;
 }
 
+/* Tar bytes to the diffID hash, the block builder and the compressor; the
+ * hash's state is noted where each block starts, so a later patch of this
+ * layer can resume it there. */
+static int
+feed (struct kiln_layer_writer *w, const unsigned char *p, size_t len, struct kiln_error **err)
+{
+  if (!w->mapped)
+    {
+      kiln_sha256_update (w->tar_hash, p, len);
+      return pipe_write (w, p, len, err);
+    }
+  while (len > 0)
+    {
+      size_t room;
+      struct kiln_sha256_mid mid;
+      if (kiln_lmap_at_start (&w->map, &room) && kiln_sha256_mid_get (w->tar_hash, &mid))
+        kiln_lmap_note_mid (&w->map, &mid);
+      size_t n = room < len ? room : len;
+      kiln_sha256_update (w->tar_hash, p, n);
+      kiln_lmap_bytes (&w->map, w->in_data, p, n);
+      int r = pipe_write (w, p, n, err);
+      if (r < 0)
+        return r;
+      p += n;
+      len -= n;
+    }
+  return 0;
+}
+
 static la_ssize_t
 write_cb (struct archive *a, void *opaque, const void *data, size_t len)
 {
   struct kiln_layer_writer *w = opaque;
   if (w->dropping)
     return (la_ssize_t) len;
-  kiln_sha256_update (w->tar_hash, data, len);
   w->tar_size += len;
+  if (w->patch)
+    {
+      /* patch mode: the blocks are hashed and emitted as they close */
+      kiln_lmap_bytes (&w->map, w->in_data, data, len);
+      return (la_ssize_t) len;
+    }
   struct kiln_error *e = NULL;
-  if (pipe_write (w, data, len, &e) < 0)
+  if (feed (w, data, len, &e) < 0)
     {
       archive_set_error (a, e->errnum ? e->errnum : EIO, "%s", e->msg);
       kiln_error_free (&w->cb_err);
@@ -341,9 +403,10 @@ layer_threads (void)
   return (int) v;
 }
 
-int
-kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts,
-                       struct kiln_layer_writer **out, struct kiln_error **err)
+static void on_cblock (void *opaque, size_t in_len, size_t out_len, uint32_t crc, uint32_t out_crc);
+
+static struct kiln_layer_writer *
+writer_alloc (struct kiln_store *st, const struct kiln_layer_opts *opts)
 {
   struct kiln_layer_writer *w = kiln_xcalloc (1, sizeof *w);
   w->opts = *opts;
@@ -354,8 +417,21 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
   if (w->utf8 == (locale_t) 0)
     kiln_log_debug ("no C.UTF-8 locale: non-ASCII tar names follow the process locale");
   pipe_init (&w->pipe);
+  w->mapped = opts->compression == KILN_COMP_GZIP;
+  kiln_lmap_builder_init (&w->map, false);
+  w->umap.level = w->cmap.level = opts->level;
+  return w;
+}
+
+int
+kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts,
+                       struct kiln_layer_writer **out, struct kiln_error **err)
+{
+  struct kiln_layer_writer *w = writer_alloc (st, opts);
   int r = kiln_compressor_new_mt (opts->compression, opts->level, layer_threads (), blob_sink, w, &w->comp,
                                   err);
+  if (r == 0 && w->mapped)
+    kiln_compressor_on_block (w->comp, on_cblock, w);
   if (r == 0)
     r = kiln_store_blob_begin (st, &w->blob, err);
   if (r == 0)
@@ -367,6 +443,36 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
     }
   *out = w;
   return 0;
+}
+
+int
+kiln_layer_writer_new_patch (struct kiln_store *st, const struct kiln_layer_opts *opts,
+                             const struct kiln_digest *base, kiln_layer_open_fn open, void *ud,
+                             struct kiln_layer_writer **out, struct kiln_error **err)
+{
+  struct layer_patch *p = NULL;
+  if (opts->compression != KILN_COMP_GZIP || kiln_layer_patch_new (st, base, opts->level, open, ud, &p) == 0)
+    return 0;
+  struct kiln_layer_writer *w = writer_alloc (st, opts);
+  w->patch = p;
+  w->map.capture = true;
+  int r = kiln_store_blob_begin (st, &w->blob, err);
+  if (r == 0)
+    r = open_archive (w, err);
+  if (r < 0)
+    {
+      kiln_layer_writer_free (w);
+      return kiln_error_wrap (err, "start layer");
+    }
+  *out = w;
+  return 1;
+}
+
+void
+kiln_layer_writer_blocks (const struct kiln_layer_writer *w, uint64_t *made, uint64_t *reused)
+{
+  *made = w->made;
+  *reused = w->reused;
 }
 
 /* kiln's extractor refuses names, link targets and depths past the limits
@@ -451,6 +557,62 @@ record_toc (struct kiln_layer_writer *w, const struct kiln_layer_entry *e)
   kiln_toc_rec_add (&w->toc, &t);
 }
 
+/* Closed blocks: recorded (a fresh layer) or emitted (patch mode). */
+static int
+drain_blocks (struct kiln_layer_writer *w, struct kiln_error **err)
+{
+  struct lmap_block blk;
+  while (kiln_lmap_take (&w->map, &blk))
+    {
+      int r = 0;
+      if (w->patch)
+        r = kiln_layer_patch_block (w->patch, &blk, w->blob, w->tar_hash, err);
+      else if (!w->map.broken)
+        kiln_lmap_add (&w->umap, blk.u_len, 0, 0, 0, blk.recipe, blk.has_mid ? &blk.mid : NULL);
+      kiln_lmap_block_clear (&blk);
+      if (r < 0)
+        {
+          w->failed = true;
+          return r;
+        }
+    }
+  return 0;
+}
+
+static void
+on_cblock (void *opaque, size_t in_len, size_t out_len, uint32_t crc, uint32_t out_crc)
+{
+  struct kiln_layer_writer *w = opaque;
+  static const unsigned char none[32];
+  kiln_lmap_add (&w->cmap, in_len, out_len, crc, out_crc, none, NULL);
+}
+
+/* Ends the previous entry (its padding) and cuts a block here when the cut
+ * rule says so. */
+static int
+entry_boundary (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, struct kiln_error **err)
+{
+  int r = archive_status (w, archive_write_finish_entry (w->ar), "finish", "tar entry", err);
+  uint64_t size = S_ISREG (e->mode) && !e->hardlink ? e->size : 0;
+  if (r < 0 || !w->mapped)
+    return r;
+  if (kiln_lmap_cut_before (&w->map, e->path, size) && !w->patch)
+    r = pipe_cut (w, err);
+  if (r == 0)
+    r = drain_blocks (w, err);
+  kiln_lmap_begin_entry (&w->map, e->path, size, e->opaque, e->known_digest);
+  return r;
+}
+
+static int
+end_entry (struct kiln_layer_writer *w, const struct kiln_digest *digest, struct kiln_error **err)
+{
+  if (!w->mapped)
+    return 0;
+  kiln_lmap_end_entry (&w->map, digest);
+  return drain_blocks (w, err);
+}
+
 static int
 write_header (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, struct kiln_error **err)
 {
@@ -458,7 +620,7 @@ write_header (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, str
     return kiln_error_set (err, 0, KILN_E_INTERNAL, "add `%s` to layer: writer already failed or finished",
                            e->path);
   int r = check_entry (e, err);
-  if (r < 0)
+  if (r < 0 || (r = entry_boundary (w, e, err)) < 0)
     return r;
   fill_entry (w, e);
   /* Names are bytes.  libarchive converts them from the thread's locale to
@@ -479,7 +641,9 @@ static int
 write_data (struct kiln_layer_writer *w, const char *path, const void *data, size_t len,
             struct kiln_error **err)
 {
+  w->in_data = true;
   la_ssize_t n = archive_write_data (w->ar, data, len);
+  w->in_data = false;
   if (n < 0)
     return archive_status (w, (int) n, "write tar data for", path, err);
   if ((size_t) n != len)
@@ -554,14 +718,42 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
                          e->path, (unsigned long long) e->size);
 }
 
+/* Patch mode: the content is not read; zeros stand in for it in the tar
+ * stream, whose data bytes only count here (the blocks are made from the
+ * files or the old layer). */
+static int
+skip_data (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, struct kiln_error **err)
+{
+  if (e->known_digest == NULL)
+    {
+      w->failed = true;
+      return kiln_error_set (err, 0, KILN_E_INTERNAL, "add `%s` to a patched layer: no content digest", e->path);
+    }
+  if (w->zeros == NULL)
+    w->zeros = kiln_xcalloc (1, PIPE_CHUNK);
+  for (uint64_t done = 0; done < e->size;)
+    {
+      size_t n = e->size - done < PIPE_CHUNK ? (size_t) (e->size - done) : PIPE_CHUNK;
+      int r = write_data (w, e->path, w->zeros, n, err);
+      if (r < 0)
+        return r;
+      done += n;
+    }
+  return 0;
+}
+
 int
 kiln_layer_writer_add (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd,
                        struct kiln_error **err)
 {
   int r = write_header (w, e, err);
-  if (r < 0 || e->hardlink || !S_ISREG (e->mode))
+  if (r < 0)
     return r;
-  return copy_fd (w, e, fd, err);
+  if (!e->hardlink && S_ISREG (e->mode))
+    r = w->patch ? skip_data (w, e, err) : copy_fd (w, e, fd, err);
+  if (r < 0)
+    return r;
+  return end_entry (w, e->known_digest ? e->known_digest : e->content_digest, err);
 }
 
 int
@@ -573,10 +765,23 @@ kiln_layer_writer_add_data (struct kiln_layer_writer *w, const struct kiln_layer
   copy.size = len;
   copy.hardlink = false;
   copy.link = NULL;
+  struct kiln_digest d;
+  if (w->mapped)
+    {
+      kiln_digest_of (data, len, &d);
+      copy.known_digest = &d;
+    }
   int r = write_header (w, &copy, err);
   if (r < 0)
     return r;
-  return write_data (w, e->path, data, len, err);
+  /* the bytes are at hand: a patching writer keeps them with the block
+   * instead of opening anything again */
+  w->map.keep_data = w->patch != NULL;
+  r = write_data (w, e->path, data, len, err);
+  w->map.keep_data = false;
+  if (r < 0)
+    return r;
+  return end_entry (w, w->mapped ? &d : NULL, err);
 }
 
 static int
@@ -596,18 +801,75 @@ fill_result (struct kiln_layer_writer *w, const struct kiln_digest *blob, uint64
   return 0;
 }
 
+/* The map of a fresh layer: the builder's blocks matched with the
+ * compressor's, one for one (anything else is a bug, and costs only the
+ * shortcut). */
+static void
+save_map (struct kiln_layer_writer *w, const struct kiln_digest *blob, const struct lmap *made)
+{
+  kiln_autoerror struct kiln_error *e = NULL;
+  struct lmap m = { .level = w->opts.level };
+  if (made == NULL)
+    {
+      if (w->map.broken || w->umap.n != w->cmap.n)
+        {
+          if (!w->map.broken)
+            kiln_log_debug ("layer %s: %zu blocks cut, %zu compressed; no block map", blob->s, w->umap.n,
+                            w->cmap.n);
+          return;
+        }
+      for (size_t i = 0; i < w->umap.n; i++)
+        {
+          if (w->umap.v[i].u_len != w->cmap.v[i].u_len)
+            {
+              kiln_log_debug ("layer %s: block %zu cut at another length; no block map", blob->s, i);
+              kiln_lmap_clear (&m);
+              return;
+            }
+          kiln_lmap_add (&m, w->umap.v[i].u_len, w->cmap.v[i].c_len, w->cmap.v[i].crc, w->cmap.v[i].ccrc,
+                    w->umap.v[i].recipe, &w->umap.v[i].mid);
+        }
+      made = &m;
+    }
+  w->made = made == &m ? made->n : w->made;
+  if (kiln_lmap_save (w->st, blob, made, &e) < 0)
+    kiln_log_warn ("%s", e->msg);
+  kiln_lmap_clear (&m);
+}
+
+/* Closes the tar; the blocks left go to the compressor or, patching, are
+ * emitted and the gzip end written. */
+static int
+finish_stream (struct kiln_layer_writer *w, struct lmap **made, struct kiln_error **err)
+{
+  /* close writes the end-of-archive blocks and flushes the last block. */
+  int r = archive_status (w, archive_write_close (w->ar), "finish", "tar stream", err);
+  if (r == 0 && w->mapped)
+    {
+      kiln_lmap_finish (&w->map);
+      r = drain_blocks (w, err);
+    }
+  if (r == 0 && w->patch)
+    {
+      r = kiln_layer_patch_end (w->patch, w->blob, w->tar_hash, made, err);
+      kiln_layer_patch_counts (w->patch, &w->made, &w->reused);
+      return r;
+    }
+  if (r == 0)
+    r = pipe_finish (w, err);
+  if (r == 0)
+    r = kiln_compressor_finish (w->comp, err);
+  return r;
+}
+
 int
 kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result *res,
                           struct kiln_error **err)
 {
   if (w->failed || w->blob == NULL)
     return kiln_error_set (err, 0, KILN_E_INTERNAL, "finish layer: writer already failed or finished");
-  /* close writes the end-of-archive blocks and flushes the last block. */
-  int r = archive_status (w, archive_write_close (w->ar), "finish", "tar stream", err);
-  if (r == 0)
-    r = pipe_finish (w, err);
-  if (r == 0)
-    r = kiln_compressor_finish (w->comp, err);
+  struct lmap *made = NULL;
+  int r = finish_stream (w, &made, err);
   if (r < 0)
     {
       w->failed = true;
@@ -618,6 +880,8 @@ kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result 
   r = kiln_blob_writer_commit (kiln_steal_ptr (&w->blob), NULL, &blob, &size, err);
   if (r < 0)
     return kiln_error_wrap (err, "finish layer");
+  if (w->mapped)
+    save_map (w, &blob, made);
   return fill_result (w, &blob, size, res);
 }
 
@@ -630,6 +894,8 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
    * blocks through write_cb into a blob that is about to be dropped. */
   w->dropping = true;
   pipe_stop (&w->pipe, true);
+  /* its threads may still be writing to the blob */
+  kiln_layer_patch_free (kiln_steal_ptr (&w->patch));
   if (w->ar != NULL)
     archive_write_free (w->ar);
   archive_entry_free (w->entry);
@@ -639,6 +905,11 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   kiln_error_free (&w->cb_err);
   pipe_clear (&w->pipe);
   kiln_toc_rec_clear (&w->toc);
+  kiln_lmap_builder_clear (&w->map);
+  kiln_lmap_clear (&w->umap);
+  kiln_lmap_clear (&w->cmap);
+  kiln_layer_patch_free (w->patch);
+  free (w->zeros);
   if (w->utf8)
     freelocale (w->utf8);
   free (w);

@@ -316,6 +316,8 @@ kiln_prune (struct kiln_store *st, const struct kiln_prune_opts *o, struct kiln_
       || sweep (st, "ingest", keep_nothing, NULL, &r->scratch, NULL, err) < 0
       /* listings only explain misses of the records kept */
       || sweep (st, "cache/trees", keep_chain, &trees, &r->scratch, NULL, err) < 0
+      /* a layer's block map lives as long as its blob */
+      || sweep (st, "cache/lmap", keep_blob, &blobs, &r->scratch, NULL, err) < 0
       /* tables of contents are derived data (read again from a layer when needed) */
       || (o->all && sweep (st, "cache/toc", keep_nothing, NULL, &r->scratch, NULL, err) < 0))
     goto out;

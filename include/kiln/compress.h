@@ -10,11 +10,16 @@
 #define KILN_COMPRESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "kiln/error.h"
 #include "kiln/layer.h"
 
 /* Receives compressed output; returns < 0 (with *err set) to stop the stream. */
 typedef int (*kiln_compress_sink) (void *opaque, const void *data, size_t len, struct kiln_error **err);
+/* Told of each gzip block as it is emitted, in stream order: its input and
+ * output lengths and the CRC-32s of its input and of its output. */
+typedef void (*kiln_compress_block_fn) (void *opaque, size_t in_len, size_t out_len, uint32_t crc,
+                                        uint32_t out_crc);
 
 struct kiln_compressor;
 
@@ -22,6 +27,7 @@ struct kiln_compressor_ops {
   int (*write) (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err);
   int (*finish) (struct kiln_compressor *c, struct kiln_error **err);
   void (*free) (struct kiln_compressor *c);
+  int (*cut) (struct kiln_compressor *c, struct kiln_error **err);   /* NULL: blocks are not cut */
 };
 
 /* Backends embed this as their first member. */
@@ -29,6 +35,8 @@ struct kiln_compressor {
   const struct kiln_compressor_ops *ops;
   kiln_compress_sink sink;
   void *opaque;
+  kiln_compress_block_fn on_block;
+  void *block_opaque;
 };
 
 /* Creates a compressor for c at level (-1 = the default; ignored for
@@ -56,9 +64,32 @@ int kiln_compressor_new_mt (enum kiln_compression c, int level, int threads, kil
 /* The thread count kiln_compressor_new_mt uses for threads (0 -> online CPUs). */
 int kiln_compress_threads (int threads);
 int kiln_compressor_write (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err);
+/* Ends the current gzip block here (when it holds anything), so the next
+ * block starts at this point of the input; other compressions ignore it.
+ * The output then depends on where the caller cuts, which must itself
+ * depend only on the input (the layer writer cuts before entries chosen by
+ * their names and sizes). */
+int kiln_compressor_cut (struct kiln_compressor *c, struct kiln_error **err);
+/* fn is called for every gzip block (in the thread that emits it). */
+void kiln_compressor_on_block (struct kiln_compressor *c, kiln_compress_block_fn fn, void *opaque);
 /* Ends the stream; no write may follow. */
 int kiln_compressor_finish (struct kiln_compressor *c, struct kiln_error **err);
 /* NULL-safe; an unfinished stream is simply dropped. */
 void kiln_compressor_free (struct kiln_compressor *c);
+
+/* ---- gzip pieces, for a layer rebuilt from an earlier one's blocks ---- */
+
+/* Input blocks are at most this long; a block's output fits in
+ * KILN_GZIP_BLOCK_OUT_CAP bytes. */
+#define KILN_GZIP_BLOCK_MAX (1024 * 1024)
+#define KILN_GZIP_BLOCK_OUT_CAP (KILN_GZIP_BLOCK_MAX + 5 * 17 + 1024)
+#define KILN_GZIP_HEADER_LEN 10
+#define KILN_GZIP_END_LEN 13
+extern const unsigned char kiln_gzip_header[KILN_GZIP_HEADER_LEN];
+/* One block exactly as the gzip compressor at level makes it (len <=
+ * KILN_GZIP_BLOCK_MAX); returns the output length, *crc the input's CRC-32. */
+size_t kiln_gzip_block (int level, const void *in, size_t len, unsigned char *out, uint32_t *crc);
+/* The closing empty block and the trailer (CRC-32 and length of the input). */
+void kiln_gzip_end (uint32_t crc, uint64_t isize, unsigned char out[KILN_GZIP_END_LEN]);
 
 #endif

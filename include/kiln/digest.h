@@ -25,6 +25,17 @@ void kiln_sha256_final (struct kiln_sha256 *h, struct kiln_digest *out);
 void kiln_sha256_peek (const struct kiln_sha256 *h, struct kiln_digest *out);
 void kiln_sha256_reset (struct kiln_sha256 *h);
 void kiln_sha256_free (struct kiln_sha256 *h);
+/* The state after a whole number of 64-byte blocks: with it a later run
+ * goes on hashing from that point (a patched layer skips the unchanged
+ * blocks before its first change). */
+struct kiln_sha256_mid {
+  uint32_t h[8];
+  uint64_t len;            /* bytes hashed; a multiple of 64 */
+};
+/* false when the bytes so far are not a multiple of 64 */
+bool kiln_sha256_mid_get (const struct kiln_sha256 *h, struct kiln_sha256_mid *out);
+/* h continues from m (m.len must be a multiple of 64). */
+void kiln_sha256_mid_set (struct kiln_sha256 *h, const struct kiln_sha256_mid *m);
 
 void kiln_digest_of (const void *data, size_t len, struct kiln_digest *out);
 /* The 32 bytes of a digest and back (d must be valid, as parse makes it). */

@@ -53,7 +53,19 @@ struct kiln_layer_entry {
   /* Out, optional: the sha256 of the file's content, computed from the same
    * reads that fill the tar, so a cold COPY reads each file once. */
   struct kiln_digest *content_digest;
+  /* In, optional: the content's sha256 when the caller knows it already; a
+   * patching writer needs it for every regular file and reads only the
+   * files of blocks it cannot reuse. */
+  const struct kiln_digest *known_digest;
+  void *opaque;            /* handed back to a patching writer's open callback */
 };
+
+/* Opens the file of an entry a patching writer must read after all (opaque
+ * and path as given to kiln_layer_writer_add); a read-only fd or -1 with *err.
+ * Called from the writer's own thread, while the caller may be inside
+ * kiln_layer_writer_add or _finish: it must not share unlocked state with
+ * what the caller does meanwhile. */
+typedef int (*kiln_layer_open_fn) (void *ud, void *opaque, const char *path, struct kiln_error **err);
 
 struct kiln_layer_result {
   struct kiln_digest diff_id;       /* sha256 of the uncompressed tar */
@@ -66,6 +78,20 @@ struct kiln_layer_writer;
 
 int kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts,
                            struct kiln_layer_writer **out, struct kiln_error **err);
+/* A writer that rebuilds a gzip layer from an earlier layer `base` of the
+ * same step: blocks whose recipe (layer-internal.h) the base's layer map
+ * lists are copied compressed, the others are made from the files again
+ * (opened through open), so a rebuild after a one-file change reads one
+ * block's files, not the tree.  The bytes are exactly those
+ * kiln_layer_writer_new would write.  Every regular file needs
+ * known_digest; kiln_layer_writer_add takes fd -1.  Returns 1 with *out, or
+ * 0 when base cannot serve (no map, another level, blob gone): then write
+ * the layer the usual way. */
+int kiln_layer_writer_new_patch (struct kiln_store *st, const struct kiln_layer_opts *opts,
+                                 const struct kiln_digest *base, kiln_layer_open_fn open, void *ud,
+                                 struct kiln_layer_writer **out, struct kiln_error **err);
+/* How many blocks a finished writer made and how many it reused. */
+void kiln_layer_writer_blocks (const struct kiln_layer_writer *w, uint64_t *made, uint64_t *reused);
 /* Adds one entry; for regular files (not hardlinks) exactly e->size bytes are
  * read from fd (a file that changed size fails with KILN_E_IO). */
 int kiln_layer_writer_add (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd,
