@@ -90,7 +90,7 @@ void kiln_lmap_builder_clear (struct lmap_builder *b);
 bool kiln_lmap_cut_before (struct lmap_builder *b, const char *path, uint64_t size);
 /* The entry whose header comes next; digest when already known. */
 void kiln_lmap_begin_entry (struct lmap_builder *b, const char *path, uint64_t size, void *opaque,
-                       const struct kiln_digest *digest);
+                            const struct kiln_digest *digest);
 /* Tar bytes in stream order: the current entry's content (data) or anything
  * else (headers, padding, the end of the archive). */
 void kiln_lmap_bytes (struct lmap_builder *b, bool data, const void *p, size_t len);
@@ -127,12 +127,12 @@ struct lmap {
 };
 
 void kiln_lmap_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc, uint32_t ccrc,
-               const unsigned char recipe[32], const struct kiln_sha256_mid *mid);
+                    const unsigned char recipe[32], const struct kiln_sha256_mid *mid);
 /* Whether every block of m has the diffID state at its start. */
 bool kiln_lmap_has_mids (const struct lmap *m);
 void kiln_lmap_clear (struct lmap *m);
 int kiln_lmap_save (struct kiln_store *st, const struct kiln_digest *blob, const struct lmap *m,
-               struct kiln_error **err);
+                    struct kiln_error **err);
 /* 1 and *m when blob has a sound map written at level, 0 when not. */
 int kiln_lmap_load (struct kiln_store *st, const struct kiln_digest *blob, int level, struct lmap *m);
 /* The block of m with this recipe and length, or NULL. */
@@ -143,14 +143,14 @@ const struct lmap_entry *kiln_lmap_find (const struct lmap *m, const unsigned ch
 struct layer_patch;
 struct kiln_blob_writer;
 int kiln_layer_patch_new (struct kiln_store *st, const struct kiln_digest *base, int level, kiln_layer_open_fn open,
-                     void *ud, struct layer_patch **out);
+                          void *ud, struct layer_patch **out);
 /* Emits one block: the old compressed bytes when its recipe is known, else
  * made again from its pieces; hashes its tar bytes into tar_hash. */
 int kiln_layer_patch_block (struct layer_patch *p, struct lmap_block *blk, struct kiln_blob_writer *blob,
-                       struct kiln_sha256 *tar_hash, struct kiln_error **err);
+                            struct kiln_sha256 *tar_hash, struct kiln_error **err);
 /* Writes the gzip end; *map is the new layer's map. */
 int kiln_layer_patch_end (struct layer_patch *p, struct kiln_blob_writer *blob, struct kiln_sha256 *tar_hash,
-                     struct lmap **map, struct kiln_error **err);
+                          struct lmap **map, struct kiln_error **err);
 void kiln_layer_patch_counts (const struct layer_patch *p, uint64_t *made, uint64_t *reused);
 void kiln_layer_patch_free (struct layer_patch *p);
 

@@ -827,7 +827,7 @@ save_map (struct kiln_layer_writer *w, const struct kiln_digest *blob, const str
               return;
             }
           kiln_lmap_add (&m, w->umap.v[i].u_len, w->cmap.v[i].c_len, w->cmap.v[i].crc, w->cmap.v[i].ccrc,
-                    w->umap.v[i].recipe, &w->umap.v[i].mid);
+                         w->umap.v[i].recipe, &w->umap.v[i].mid);
         }
       made = &m;
     }

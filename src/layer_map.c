@@ -214,7 +214,7 @@ kiln_lmap_cut_before (struct lmap_builder *b, const char *path, uint64_t size)
 
 void
 kiln_lmap_begin_entry (struct lmap_builder *b, const char *path, uint64_t size, void *opaque,
-                  const struct kiln_digest *digest)
+                       const struct kiln_digest *digest)
 {
   free (b->path);
   b->path = kiln_xstrdup (path);
@@ -347,7 +347,7 @@ kiln_lmap_take (struct lmap_builder *b, struct lmap_block *out)
 
 void
 kiln_lmap_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc, uint32_t ccrc,
-          const unsigned char recipe[32], const struct kiln_sha256_mid *mid)
+               const unsigned char recipe[32], const struct kiln_sha256_mid *mid)
 {
   if (m->n == m->cap)
     {
@@ -469,7 +469,7 @@ decode (const struct kiln_buf *b, int level, struct lmap *m)
         mid.h[k] = (uint32_t) get_le (r + 52 + 4 * k, 4);
       mid.len = get_le (r + 84, 8);
       kiln_lmap_add (m, get_le (r, 8), get_le (r + 8, 8), (uint32_t) get_le (r + 16, 4), (uint32_t) get_le (r + 92, 4),
-                r + 20, &mid);
+                     r + 20, &mid);
     }
   index_recipes (m);
   return 1;

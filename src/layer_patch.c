@@ -83,7 +83,7 @@ static void stop_workers (struct layer_patch *p, bool drain);
 
 int
 kiln_layer_patch_new (struct kiln_store *st, const struct kiln_digest *base, int level, kiln_layer_open_fn open,
-                 void *ud, struct layer_patch **out)
+                      void *ud, struct layer_patch **out)
 {
   kiln_autoerror struct kiln_error *e = NULL;
   uint64_t size;
@@ -488,16 +488,20 @@ submit (struct layer_patch *p, struct lmap_block *blk, struct kiln_error **err)
 
 int
 kiln_layer_patch_block (struct layer_patch *p, struct lmap_block *blk, struct kiln_blob_writer *blob,
-                   struct kiln_sha256 *tar_hash, struct kiln_error **err)
+                        struct kiln_sha256 *tar_hash, struct kiln_error **err)
 {
-  p->blob = blob;
-  p->tar_hash = tar_hash;
+  /* the emitter's from its start on */
+  if (!p->emitting)
+    {
+      p->blob = blob;
+      p->tar_hash = tar_hash;
+    }
   return submit (p, blk, err);
 }
 
 int
 kiln_layer_patch_end (struct layer_patch *p, struct kiln_blob_writer *blob, struct kiln_sha256 *tar_hash,
-                 struct lmap **map, struct kiln_error **err)
+                      struct lmap **map, struct kiln_error **err)
 {
   (void) tar_hash;
   stop_workers (p, true);
