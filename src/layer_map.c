@@ -226,33 +226,46 @@ kiln_lmap_begin_entry (struct lmap_builder *b, const char *path, uint64_t size, 
     b->digest = *digest;
 }
 
+/* What of len bytes the open block takes before it is full. */
+static size_t
+block_take (const struct lmap_block *blk, size_t len)
+{
+  size_t room = KILN_GZIP_BLOCK_MAX - blk->u_len;
+  return room < len ? room : len;
+}
+
+/* n bytes went into the open block; a full block closes by itself. */
+static void
+block_grow (struct lmap_builder *b, struct lmap_block *blk, size_t n)
+{
+  blk->u_len += n;
+  if (blk->u_len == KILN_GZIP_BLOCK_MAX)
+    close_block (b);
+}
+
 static void
 raw_bytes (struct lmap_builder *b, const unsigned char *p, size_t len)
 {
-  while (len > 0)
+  for (size_t n; len > 0; p += n, len -= n)
     {
       struct lmap_block *blk = open_block (b);
-      size_t n = KILN_GZIP_BLOCK_MAX - blk->u_len < len ? KILN_GZIP_BLOCK_MAX - blk->u_len : len;
+      n = block_take (blk, len);
       if (!b->broken)
         kiln_sha256_update (block_ctx (blk), p, n);
       blk->raw_run += n;
       if (b->capture)
         capture_raw (blk, p, n);
-      blk->u_len += n;
-      p += n;
-      len -= n;
-      if (blk->u_len == KILN_GZIP_BLOCK_MAX)
-        close_block (b);
+      block_grow (b, blk, n);
     }
 }
 
 static void
 data_bytes (struct lmap_builder *b, const unsigned char *p, size_t len)
 {
-  while (len > 0)
+  for (size_t n; len > 0; p += n, len -= n)
     {
       struct lmap_block *blk = open_block (b);
-      size_t n = KILN_GZIP_BLOCK_MAX - blk->u_len < len ? KILN_GZIP_BLOCK_MAX - blk->u_len : len;
+      n = block_take (blk, len);
       if (!blk->pending)
         {
           end_raw_run (blk);
@@ -263,12 +276,8 @@ data_bytes (struct lmap_builder *b, const unsigned char *p, size_t len)
       blk->pend_len += n;
       if (b->capture)
         capture_data (b, blk, p, n);
-      blk->u_len += n;
       b->data_off += n;
-      p += n;
-      len -= n;
-      if (blk->u_len == KILN_GZIP_BLOCK_MAX)
-        close_block (b);
+      block_grow (b, blk, n);
     }
 }
 
