@@ -1715,6 +1715,22 @@ open_entry (void *ud, void *opaque, const char *path, struct kiln_error **err)
   return open_source (ud, opaque, err);
 }
 
+/* Whether every file the layer gets has its content digest (context files
+ * and in-memory data only: a stage's or an archive's files do not). */
+static bool
+patchable (const struct copy_job *j)
+{
+  if (!from_context_only (j))
+    return false;
+  for (size_t i = 0; i < j->n; i++)
+    {
+      const struct centry *c = &j->v[i];
+      if (!c->dropped && S_ISREG (c->mode) && !c->hardlink && content_digest (c) == NULL)
+        return false;
+    }
+  return true;
+}
+
 /* A rebuild whose files all have their digests can patch the layer the
  * last build of this step wrote (kiln_layer_writer_new_patch): a one-file
  * change then reads that file's block, not the tree. */
@@ -1724,7 +1740,7 @@ new_writer (struct copy_job *j, bool digested, struct kiln_layer_writer **w, str
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
   int r = 0;
-  if (digested && from_context_only (j)
+  if (digested && patchable (j)
       && kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0 && sib.has_layer)
     r = kiln_layer_writer_new_patch (j->b->st, &j->b->o->layer, &sib.layer.digest, open_entry, j, w, err);
   kiln_cache_record_clear (&sib);

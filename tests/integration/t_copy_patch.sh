@@ -90,3 +90,26 @@ kiln rmi localhost/patch:1 >/dev/null
 kiln prune --all >/dev/null || fail "prune"
 left=$(ls "$KILN_ROOT/cache/lmap" 2>/dev/null | wc -l)
 assert_eq 0 "$left" "block maps left after every layer was pruned"
+
+note "hardlinks, symlinks, owners, modes, several sources: still the cold build's bytes"
+c2=$T/ctx2
+mkdir -p "$c2/src/a" "$c2/src/b"
+for i in $(seq 1 400); do printf 'line %d of file %d\n%.0s' $(seq 1 $((i % 37 + 1))) >"$c2/src/a/f$i.txt"; done
+ln "$c2/src/a/f7.txt" "$c2/src/b/hard7"
+ln -s ../a/f9.txt "$c2/src/b/soft9"
+head -c 700000 /dev/urandom >"$c2/src/b/blob.bin"
+put "$c2/extra.cfg" "k=v"
+printf 'src/a/f13*\n' >"$c2/.dockerignore"
+cat >"$c2/Dockerfile" <<'EOF2'
+FROM scratch
+COPY --chown=7:8 --chmod=0640 src/ extra.cfg /srv/
+EOF2
+b2() { kiln --debug build --progress plain -t localhost/patch:2 "$c2" 2>&1; }
+out=$(b2) || fail "cold build 2: $out"
+printf 'more\n' >>"$c2/src/a/f200.txt"
+out=$(b2) || fail "rebuild 2: $out"
+assert_contains "$out" "layer patched from the last build's"
+rm -rf "$T/fresh2"
+"$KILN" --root "$T/fresh2" build --progress quiet -t localhost/patch:2 "$c2" >/dev/null || fail "fresh build 2"
+assert_eq "$("$KILN" --root "$T/fresh2" inspect localhost/patch:2 | jq -cr '[.manifest.layers[].digest] | join(" ")')" \
+  "$(ijq localhost/patch:2 '[.manifest.layers[].digest] | join(" ")')" "layers of the second context"
