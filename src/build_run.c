@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "build-internal.h"
+#include "kiln/image.h"
 #include "kiln/toc.h"
 #include "kiln/cleanup.h"
 #include "kiln/fs.h"
@@ -178,7 +179,13 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   return load_image (b, s, name, false, err);
 }
 
-/* Base image from the store, pulled when missing. */
+static void
+note_pull (void *ud, const char *ref)
+{
+  kiln_build_progress (ud, "pulling %s", ref);
+}
+
+/* Base image from the store, pulled only when the store does not have it. */
 static int
 load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, struct kiln_error **err)
 {
@@ -189,17 +196,13 @@ load_image (struct build *b, struct build_stage *s, const char *name, bool snaps
   if (kiln_ref_parse (name, &ref, err) < 0)
     return -1;
   kiln_autofree char *full = kiln_ref_string (&ref);
-  if (kiln_store_resolve (b->st, full, &d, err) < 0)
-    {
-      kiln_error_free (err);
-      struct kiln_registry_layer_sink sink = { snap_begin, snap_write, snap_commit, snap_abort, b->st };
-      struct kiln_registry_opts ro = b->o->registry;
-      if (snapshots && !ro.lazy)
-        ro.layer_sink = &sink;
-      kiln_build_progress (b, "pulling %s", full);
-      if (kiln_registry_pull (b->st, full, &ro, &d, err) < 0)
-        goto out;
-    }
+  struct kiln_registry_layer_sink sink = { snap_begin, snap_write, snap_commit, snap_abort, b->st };
+  struct kiln_registry_opts ro = b->o->registry;
+  if (snapshots && !ro.lazy)
+    ro.layer_sink = &sink;
+  struct kiln_image_pull pull = { .registry = &ro, .on_pull = note_pull, .ud = b };
+  if (kiln_image_open (b->st, full, &pull, &d, err) < 0)
+    goto out;
   if (kiln_store_get_manifest (b->st, &d.digest, &m, err) < 0
       || kiln_store_get_config (b->st, &m.config.digest, &s->cfg, err) < 0)
     goto out;

@@ -109,29 +109,6 @@ kiln_cmd_ref_tag (const char *normalized)
 }
 
 int
-kiln_cmd_resolve_image (struct kiln_store *st, const char *image, struct kiln_descriptor *out,
-                        struct kiln_error **err)
-{
-  kiln_autoerror struct kiln_error *e1 = NULL;
-  kiln_autofree char *norm = NULL;
-  if (kiln_store_resolve (st, image, out, &e1) == 0)
-    return 0;
-  kiln_autoerror struct kiln_error *e2 = NULL;
-  if (kiln_cmd_normalize_ref (image, &norm, &e2) == 0 && kiln_store_resolve (st, norm, out, &e2) == 0)
-    return 0;
-  /* an untagged build is still addressable by its manifest digest */
-  uint64_t size;
-  if (kiln_digest_valid (image) && kiln_digest_parse (image, &out->digest, err) == 0
-      && kiln_store_blob_exists (st, &out->digest, &size))
-    {
-      out->media_type = kiln_xstrdup (KILN_MT_OCI_MANIFEST);
-      out->size = (int64_t) size;
-      return 0;
-    }
-  return kiln_error_set (err, 0, KILN_E_NOTFOUND, "image `%s` not found in the store", image);
-}
-
-int
 kiln_cmd_isolate (struct kiln_error **err)
 {
   if (kiln_userns_needed ())

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
+#include "kiln/image.h"
 #include "kiln/cleanup.h"
 #include "kiln/util.h"
 
@@ -101,7 +102,7 @@ inspect (struct kiln_store *st, const char *image, struct kiln_error **err)
   kiln_autofree char *text = NULL;
   json_t *mj, *cj;
   int ret = -1;
-  if (kiln_cmd_resolve_image (st, image, &d, err) < 0 || kiln_store_get_manifest (st, &d.digest, &m, err) < 0)
+  if (kiln_image_resolve (st, image, &d, err) < 0 || kiln_store_get_manifest (st, &d.digest, &m, err) < 0)
     goto out;
   mj = load_json_blob (st, &d.digest, err);
   cj = mj ? load_json_blob (st, &m.config.digest, err) : NULL;
@@ -136,7 +137,7 @@ tag (struct kiln_store *st, const char *src, const char *dst, struct kiln_error 
   kiln_autofree char *norm = NULL;
   int ret = kiln_cmd_normalize_ref (dst, &norm, err);
   if (ret == 0)
-    ret = kiln_cmd_resolve_image (st, src, &d, err);
+    ret = kiln_image_resolve (st, src, &d, err);
   if (ret == 0)
     ret = kiln_store_tag (st, norm, &d, err);
   kiln_descriptor_clear (&d);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cmd.h"
+#include "kiln/image.h"
 #include "kiln/cleanup.h"
 #include "kiln/passwd.h"
 #include "kiln/registry.h"
@@ -148,11 +149,10 @@ load (struct kiln_store *st, const char *image, const struct kiln_registry_opts 
       struct kiln_image_config *cfg, struct kiln_error **err)
 {
   struct kiln_descriptor d = { 0 };
-  kiln_autoerror struct kiln_error *local = NULL;
-  int ret = kiln_cmd_resolve_image (st, image, &d, &local);
-  if (ret < 0 && kiln_registry_pull (st, image, o, &d, err) < 0)
+  struct kiln_image_pull pull = { .registry = o };
+  if (kiln_image_open (st, image, &pull, &d, err) < 0)
     return -1;
-  ret = kiln_store_get_manifest (st, &d.digest, m, err);
+  int ret = kiln_store_get_manifest (st, &d.digest, m, err);
   if (ret == 0)
     ret = kiln_store_get_config (st, &m->config.digest, cfg, err);
   kiln_descriptor_clear (&d);

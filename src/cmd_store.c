@@ -10,6 +10,7 @@
 #include <zstd.h>
 #include <curl/curl.h>
 #include "cmd.h"
+#include "kiln/image.h"
 #include "kiln/cleanup.h"
 #include "kiln/prune.h"
 #include "kiln/registry.h"
@@ -35,7 +36,7 @@ save (struct kiln_store *st, const char *image, const char *format, const char *
   else
     return kiln_error_set (err, 0, KILN_E_USAGE, "unknown --format `%s` (oci, oci-archive or docker-archive)",
                            format);
-  if (kiln_cmd_resolve_image (st, image, &d, err) < 0)
+  if (kiln_image_resolve (st, image, &d, err) < 0)
     return -1;
   kiln_autofree char *norm = NULL;
   kiln_autoerror struct kiln_error *ignored = NULL;

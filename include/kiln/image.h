@@ -1,0 +1,38 @@
+/* kiln/image.h - an image by the name a user gives: found in the store, or
+ * pulled from its registry only when the store does not have it.
+ *
+ * Every command that takes an image name (build's FROM, run, inspect, tag,
+ * save, push) goes through here, so they agree on what a name means: the
+ * name as written, then its normalised reference (docker.io/library/busybox:
+ * latest), then a manifest digest kept in the store (an untagged build).  A
+ * store that cannot be read is an error of its own, never a reason to pull:
+ * pulling over a damaged index.json would hide the damage and could build on
+ * another image than the one the store has. */
+#ifndef KILN_IMAGE_H
+#define KILN_IMAGE_H
+
+#include "kiln/error.h"
+#include "kiln/oci.h"
+
+struct kiln_store;
+struct kiln_registry_opts;
+
+/* The manifest descriptor of name in the store; KILN_E_NOTFOUND only when it
+ * is not there (other kinds: the store could not be read, an id is
+ * ambiguous, the name does not parse). */
+int kiln_image_resolve (struct kiln_store *st, const char *name, struct kiln_descriptor *out,
+                        struct kiln_error **err);
+
+/* How kiln_image_open may pull: with registry options, told before a pull. */
+struct kiln_image_pull {
+  const struct kiln_registry_opts *registry;
+  void (*on_pull) (void *ud, const char *ref);   /* may be NULL */
+  void *ud;
+};
+
+/* kiln_image_resolve, then, only on KILN_E_NOTFOUND and when pull is not
+ * NULL, a pull of the normalised name. */
+int kiln_image_open (struct kiln_store *st, const char *name, const struct kiln_image_pull *pull,
+                     struct kiln_descriptor *out, struct kiln_error **err);
+
+#endif
