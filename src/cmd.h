@@ -38,6 +38,11 @@ int kiln_cmd_usage_error (const char *verb, const char *fmt, ...) __attribute__ 
  * main decides it first: inside kiln's user namespace everyone is root. */
 char *kiln_cmd_default_root (void);
 int kiln_cmd_open_store (struct kiln_cli *cli, struct kiln_store **st, struct kiln_error **err);
+/* The same, with the registry options (kept by reference) that fetch blobs
+ * the store lacks (NULL: none); every command that reads images uses it. */
+struct kiln_registry_opts;
+int kiln_cmd_open_context (struct kiln_cli *cli, const struct kiln_registry_opts *ro, struct kiln_store **st,
+                           struct kiln_error **err);
 /* The normalised form of a -t reference; KILN_E_USAGE when invalid. */
 int kiln_cmd_normalize_ref (const char *ref, char **out, struct kiln_error **err);
 /* The tag part of a normalised reference ("latest" when none). */

@@ -556,10 +556,8 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
     kiln_log_warn ("no private namespaces (%s): RUN steps will not work", iso->msg);
   kiln_cmd_on_signals (&interrupted);
   c->o.interrupted = &interrupted;
-  if (kiln_cmd_open_store (cli, &st, err) < 0)
+  if (kiln_cmd_open_context (cli, &c->o.registry, &st, err) < 0)
     return -1;
-  /* layers of cache hits and lazily pulled bases come when first opened */
-  kiln_registry_install_fetcher (st, &c->o.registry);
   int ret = import_caches (st, c, err);
   if (ret == 0)
     ret = kiln_build_run (st, &c->o, &res, err);

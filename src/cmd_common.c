@@ -14,6 +14,7 @@
 #include "kiln/cleanup.h"
 #include "kiln/prune.h"
 #include "kiln/ref.h"
+#include "kiln/registry.h"
 #include "kiln/sandbox.h"
 #include "kiln/userns.h"
 #include "kiln/util.h"
@@ -79,6 +80,19 @@ kiln_cmd_open_store (struct kiln_cli *cli, struct kiln_store **st, struct kiln_e
       *st = NULL;
       return -1;
     }
+  return 0;
+}
+
+int
+kiln_cmd_open_context (struct kiln_cli *cli, const struct kiln_registry_opts *ro, struct kiln_store **st,
+                       struct kiln_error **err)
+{
+  if (kiln_cmd_open_store (cli, st, err) < 0)
+    return -1;
+  /* layers a lazily pulled or cache-hit image has only in a registry come
+   * when first opened */
+  if (ro)
+    kiln_registry_install_fetcher (*st, ro);
   return 0;
 }
 

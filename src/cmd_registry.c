@@ -201,9 +201,7 @@ kiln_cmd_pull (struct kiln_cli *cli, int argc, char **argv)
   struct kiln_descriptor d = { 0 };
   struct kiln_error *err = NULL;
   struct kiln_store *store = NULL;
-  int ret = kiln_cmd_open_store (cli, &store, &err);
-  if (ret == 0)
-    kiln_registry_install_fetcher (store, &r.o);
+  int ret = kiln_cmd_open_context (cli, &r.o, &store, &err);
   if (ret == 0)
     ret = kiln_registry_pull (store, pos[0], &r.o, &d, &err);
   if (ret == 0)
@@ -237,10 +235,8 @@ kiln_cmd_push (struct kiln_cli *cli, int argc, char **argv)
   struct kiln_digest d;
   struct kiln_error *err = NULL;
   struct kiln_store *store = NULL;
-  int ret = kiln_cmd_open_store (cli, &store, &err);
   /* a lazy layer is fetched only if the destination has to get its bytes */
-  if (ret == 0)
-    kiln_registry_install_fetcher (store, &r.o);
+  int ret = kiln_cmd_open_context (cli, &r.o, &store, &err);
   if (ret == 0)
     ret = kiln_registry_push (store, pos[0], pos[1], &r.o, &d, &err);
   if (ret == 0 && r.digestfile)

@@ -188,10 +188,8 @@ run (struct kiln_cli *cli, struct run_cli *c, const char *image, int argc, char 
   int ret = -1;
   kiln_registry_opts_init (&ro);
   ro.tls_verify = c->tls_verify;
-  if (parse_volumes (c, err) < 0 || kiln_cmd_isolate (err) < 0 || kiln_cmd_open_store (cli, &st, err) < 0)
+  if (parse_volumes (c, err) < 0 || kiln_cmd_isolate (err) < 0 || kiln_cmd_open_context (cli, &ro, &st, err) < 0)
     goto out;
-  /* layers a lazily built image only has in a registry come when needed */
-  kiln_registry_install_fetcher (st, &ro);
   if (load (st, image, &ro, &m, &cfg, err) < 0)
     goto out;
   cmd = command_of (c, &cfg, argc, argv);

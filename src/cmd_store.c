@@ -75,9 +75,7 @@ kiln_cmd_save (struct kiln_cli *cli, int argc, char **argv)
   struct kiln_store *st = NULL;
   struct kiln_registry_opts ro;
   kiln_registry_opts_init (&ro);
-  int ret = kiln_cmd_open_store (cli, &st, &err);
-  if (ret == 0)
-    kiln_registry_install_fetcher (st, &ro);
+  int ret = kiln_cmd_open_context (cli, &ro, &st, &err);
   if (ret == 0)
     ret = save (st, argv[optind], format, out, &err);
   kiln_store_free (st);
