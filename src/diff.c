@@ -56,7 +56,7 @@ excluded (struct diff *d, const char *path, struct kiln_error **err)
   for (size_t i = 0; d->exclude && d->exclude[i]; i++)
     if (strcmp (d->exclude[i], path) == 0)
       {
-        int r = kiln_lstack_path_exists (d->m->lowers, path, err);
+        int r = kiln_snapshot_lstack_path_exists (d->m->lowers, path, err);
         return r < 0 ? -1 : !r;
       }
   return 0;
@@ -164,7 +164,7 @@ mount_points_only (struct diff *d, int fd, const char *path, struct kiln_error *
       if (fstatat (fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR (st.st_mode))
         return -2;
       kiln_autoclose int cfd = openat (fd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      int r = cfd < 0 ? -2 : kiln_lstack_path_exists (d->m->lowers, child, err) ? mount_points_only (d, cfd, child, err) : -2;
+      int r = cfd < 0 ? -2 : kiln_snapshot_lstack_path_exists (d->m->lowers, child, err) ? mount_points_only (d, cfd, child, err) : -2;
       if (r < 0)
         return r;
       found += r;
@@ -181,7 +181,7 @@ upper_dir (struct diff *d, int dfd, const char *name, const char *path, struct k
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", path);
   /* a lower dir copied up only because the sandbox put a mount point in it
    * (etc for etc/hosts) is not a change of the step; its new mtime is ours */
-  int lower = kiln_lstack_path_exists (d->m->lowers, path, err);
+  int lower = kiln_snapshot_lstack_path_exists (d->m->lowers, path, err);
   int only = lower > 0 ? mount_points_only (d, fd, path, err) : -2;
   if (lower < 0 || only == -1)
     return -1;
@@ -310,18 +310,18 @@ copy_dir (struct diff *d, struct frame *parent, const char *name, const char *pa
   struct stat ls;
   size_t layer;
   struct frame f = { .parent = parent, .path = path };
-  int r = kiln_lstack_lookup (s, name, &ls, &layer, &child, err);
+  int r = kiln_snapshot_lstack_lookup (s, name, &ls, &layer, &child, err);
   f.fd = r < 0 ? -1 : openat (parent->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (r >= 0 && (f.fd < 0 || fstat (f.fd, &f.st) < 0))
     r = kiln_error_set (err, errno, KILN_E_IO, "open `%s`", path);
   if (r >= 0 && r != KILN_LOOKUP_DIR)
-    kiln_lstack_clear (&child); /* new, or replaces a non-directory: all below is new */
+    kiln_snapshot_lstack_clear (&child); /* new, or replaces a non-directory: all below is new */
   bool same = r == KILN_LOOKUP_DIR && same_meta (&f.st, &ls) && same_xattrs (f.fd, child.fds[0]);
   if (r >= 0 && !same)
     r = flush (d, &f, err);
   if (r >= 0)
     r = walk_copy (d, &f, &child, err);
-  kiln_lstack_clear (&child);
+  kiln_snapshot_lstack_clear (&child);
   if (f.fd >= 0)
     close (f.fd);
   return r < 0 ? -1 : 0;
@@ -342,7 +342,7 @@ copy_one (struct diff *d, struct frame *f, const char *name, const struct kiln_l
     return copy_dir (d, f, name, path, s, err);
   if (S_ISSOCK (ms.st_mode))
     return 0;
-  int r = kiln_lstack_lookup (s, name, &ls, &layer, NULL, err);
+  int r = kiln_snapshot_lstack_lookup (s, name, &ls, &layer, NULL, err);
   if (r < 0)
     return -1;
   if (r == KILN_LOOKUP_FILE && unchanged_file (f->fd, name, &ms, s->fds[layer], &ls))
@@ -361,7 +361,7 @@ static int
 walk_copy (struct diff *d, struct frame *f, const struct kiln_lstack *s, struct kiln_error **err)
 {
   kiln_autostrv char **mn = NULL, **ln = NULL;
-  if (kiln_dir_names (f->fd, &mn, err) < 0 || kiln_lstack_list (s, &ln, err) < 0)
+  if (kiln_dir_names (f->fd, &mn, err) < 0 || kiln_snapshot_lstack_list (s, &ln, err) < 0)
     return kiln_error_wrap (err, "list `%s`", f->path ? f->path : "/");
   size_t i = 0, j = 0;
   while (mn[i] || ln[j])
@@ -391,10 +391,10 @@ diff_copy (struct diff *d, struct kiln_error **err)
   struct frame root = { .fd = open (d->m->merged, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .written = true };
   if (root.fd < 0 || fstat (root.fd, &root.st) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", d->m->merged);
-  int r = kiln_lstack_open_roots (d->m->lowers, &s, err);
+  int r = kiln_snapshot_lstack_open_roots (d->m->lowers, &s, err);
   if (r == 0)
     r = walk_copy (d, &root, &s, err);
-  kiln_lstack_clear (&s);
+  kiln_snapshot_lstack_clear (&s);
   close (root.fd);
   return r;
 }

@@ -156,8 +156,8 @@ export_dir (struct kiln_store *st, const struct image_blobs *b, const struct kil
     if (place_blob (st, &b->d[i], bfd, err) < 0)
       goto out;
   if (tag)
-    kiln_index_remove_name (&ix, tag);
-  kiln_index_add (&ix, entry);
+    kiln_store_index_remove_name (&ix, tag);
+  kiln_store_index_add (&ix, entry);
   r = kiln_store_write_index_at (dfd, &ix, err);
 out:
   kiln_index_clear (&ix);

@@ -83,30 +83,30 @@ struct lmap_builder {
   struct kiln_digest digest;
 };
 
-void kiln_lmap_builder_init (struct lmap_builder *b, bool capture);
-void kiln_lmap_builder_clear (struct lmap_builder *b);
+void kiln_layer_map_builder_init (struct lmap_builder *b, bool capture);
+void kiln_layer_map_builder_clear (struct lmap_builder *b);
 /* Before an entry's header (after the previous entry's padding): true when
  * the open block was cut here. */
-bool kiln_lmap_cut_before (struct lmap_builder *b, const char *path, uint64_t size);
+bool kiln_layer_map_cut_before (struct lmap_builder *b, const char *path, uint64_t size);
 /* The entry whose header comes next; digest when already known. */
-void kiln_lmap_begin_entry (struct lmap_builder *b, const char *path, uint64_t size, void *opaque,
-                            const struct kiln_digest *digest);
+void kiln_layer_map_begin_entry (struct lmap_builder *b, const char *path, uint64_t size, void *opaque,
+                                 const struct kiln_digest *digest);
 /* Tar bytes in stream order: the current entry's content (data) or anything
  * else (headers, padding, the end of the archive). */
-void kiln_lmap_bytes (struct lmap_builder *b, bool data, const void *p, size_t len);
+void kiln_layer_map_bytes (struct lmap_builder *b, bool data, const void *p, size_t len);
 /* Where the next tar byte goes: true when it starts a block; *room is what
  * the open block takes before it closes on its own. */
-bool kiln_lmap_at_start (const struct lmap_builder *b, size_t *room);
+bool kiln_layer_map_at_start (const struct lmap_builder *b, size_t *room);
 /* The diffID's state at the start of the block the next byte opens. */
-void kiln_lmap_note_mid (struct lmap_builder *b, const struct kiln_sha256_mid *m);
+void kiln_layer_map_note_mid (struct lmap_builder *b, const struct kiln_sha256_mid *m);
 /* The current entry is written; digest of its content (NULL: unknown). */
-void kiln_lmap_end_entry (struct lmap_builder *b, const struct kiln_digest *digest);
+void kiln_layer_map_end_entry (struct lmap_builder *b, const struct kiln_digest *digest);
 /* Closes the last block at the end of the stream. */
-void kiln_lmap_finish (struct lmap_builder *b);
+void kiln_layer_map_finish (struct lmap_builder *b);
 /* The oldest block when it is closed and its recipe known (caller frees it
  * with lmap_block_clear). */
-bool kiln_lmap_take (struct lmap_builder *b, struct lmap_block *out);
-void kiln_lmap_block_clear (struct lmap_block *blk);
+bool kiln_layer_map_take (struct lmap_builder *b, struct lmap_block *out);
+void kiln_layer_map_block_clear (struct lmap_block *blk);
 
 /* ---- the stored map ---- */
 
@@ -126,17 +126,17 @@ struct lmap {
   size_t nslots;
 };
 
-void kiln_lmap_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc, uint32_t ccrc,
-                    const unsigned char recipe[32], const struct kiln_sha256_mid *mid);
+void kiln_layer_map_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc, uint32_t ccrc,
+                         const unsigned char recipe[32], const struct kiln_sha256_mid *mid);
 /* Whether every block of m has the diffID state at its start. */
-bool kiln_lmap_has_mids (const struct lmap *m);
-void kiln_lmap_clear (struct lmap *m);
-int kiln_lmap_save (struct kiln_store *st, const struct kiln_digest *blob, const struct lmap *m,
-                    struct kiln_error **err);
+bool kiln_layer_map_has_mids (const struct lmap *m);
+void kiln_layer_map_clear (struct lmap *m);
+int kiln_layer_map_save (struct kiln_store *st, const struct kiln_digest *blob, const struct lmap *m,
+                         struct kiln_error **err);
 /* 1 and *m when blob has a sound map written at level, 0 when not. */
-int kiln_lmap_load (struct kiln_store *st, const struct kiln_digest *blob, int level, struct lmap *m);
+int kiln_layer_map_load (struct kiln_store *st, const struct kiln_digest *blob, int level, struct lmap *m);
 /* The block of m with this recipe and length, or NULL. */
-const struct lmap_entry *kiln_lmap_find (const struct lmap *m, const unsigned char recipe[32], uint64_t u_len);
+const struct lmap_entry *kiln_layer_map_find (const struct lmap *m, const unsigned char recipe[32], uint64_t u_len);
 
 /* ---- patch mode (layer_patch.c) ---- */
 

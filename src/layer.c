@@ -296,11 +296,11 @@ feed (struct kiln_layer_writer *w, const unsigned char *p, size_t len, struct ki
     {
       size_t room;
       struct kiln_sha256_mid mid;
-      if (kiln_lmap_at_start (&w->map, &room) && kiln_sha256_mid_get (w->tar_hash, &mid))
-        kiln_lmap_note_mid (&w->map, &mid);
+      if (kiln_layer_map_at_start (&w->map, &room) && kiln_sha256_mid_get (w->tar_hash, &mid))
+        kiln_layer_map_note_mid (&w->map, &mid);
       size_t n = room < len ? room : len;
       kiln_sha256_update (w->tar_hash, p, n);
-      kiln_lmap_bytes (&w->map, w->in_data, p, n);
+      kiln_layer_map_bytes (&w->map, w->in_data, p, n);
       int r = pipe_write (w, p, n, err);
       if (r < 0)
         return r;
@@ -320,7 +320,7 @@ write_cb (struct archive *a, void *opaque, const void *data, size_t len)
   if (w->patch)
     {
       /* patch mode: the blocks are hashed and emitted as they close */
-      kiln_lmap_bytes (&w->map, w->in_data, data, len);
+      kiln_layer_map_bytes (&w->map, w->in_data, data, len);
       return (la_ssize_t) len;
     }
   struct kiln_error *e = NULL;
@@ -418,7 +418,7 @@ writer_alloc (struct kiln_store *st, const struct kiln_layer_opts *opts)
     kiln_log_debug ("no C.UTF-8 locale: non-ASCII tar names follow the process locale");
   pipe_init (&w->pipe);
   w->mapped = opts->compression == KILN_COMP_GZIP;
-  kiln_lmap_builder_init (&w->map, false);
+  kiln_layer_map_builder_init (&w->map, false);
   w->umap.level = w->cmap.level = opts->level;
   return w;
 }
@@ -562,14 +562,14 @@ static int
 drain_blocks (struct kiln_layer_writer *w, struct kiln_error **err)
 {
   struct lmap_block blk;
-  while (kiln_lmap_take (&w->map, &blk))
+  while (kiln_layer_map_take (&w->map, &blk))
     {
       int r = 0;
       if (w->patch)
         r = kiln_layer_patch_block (w->patch, &blk, w->blob, w->tar_hash, err);
       else if (!w->map.broken)
-        kiln_lmap_add (&w->umap, blk.u_len, 0, 0, 0, blk.recipe, blk.has_mid ? &blk.mid : NULL);
-      kiln_lmap_block_clear (&blk);
+        kiln_layer_map_add (&w->umap, blk.u_len, 0, 0, 0, blk.recipe, blk.has_mid ? &blk.mid : NULL);
+      kiln_layer_map_block_clear (&blk);
       if (r < 0)
         {
           w->failed = true;
@@ -584,7 +584,7 @@ on_cblock (void *opaque, size_t in_len, size_t out_len, uint32_t crc, uint32_t o
 {
   struct kiln_layer_writer *w = opaque;
   static const unsigned char none[32];
-  kiln_lmap_add (&w->cmap, in_len, out_len, crc, out_crc, none, NULL);
+  kiln_layer_map_add (&w->cmap, in_len, out_len, crc, out_crc, none, NULL);
 }
 
 /* Ends the previous entry (its padding) and cuts a block here when the cut
@@ -596,11 +596,11 @@ entry_boundary (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, s
   uint64_t size = S_ISREG (e->mode) && !e->hardlink ? e->size : 0;
   if (r < 0 || !w->mapped)
     return r;
-  if (kiln_lmap_cut_before (&w->map, e->path, size) && !w->patch)
+  if (kiln_layer_map_cut_before (&w->map, e->path, size) && !w->patch)
     r = pipe_cut (w, err);
   if (r == 0)
     r = drain_blocks (w, err);
-  kiln_lmap_begin_entry (&w->map, e->path, size, e->opaque, e->known_digest);
+  kiln_layer_map_begin_entry (&w->map, e->path, size, e->opaque, e->known_digest);
   return r;
 }
 
@@ -609,7 +609,7 @@ end_entry (struct kiln_layer_writer *w, const struct kiln_digest *digest, struct
 {
   if (!w->mapped)
     return 0;
-  kiln_lmap_end_entry (&w->map, digest);
+  kiln_layer_map_end_entry (&w->map, digest);
   return drain_blocks (w, err);
 }
 
@@ -823,18 +823,18 @@ save_map (struct kiln_layer_writer *w, const struct kiln_digest *blob, const str
           if (w->umap.v[i].u_len != w->cmap.v[i].u_len)
             {
               kiln_log_debug ("layer %s: block %zu cut at another length; no block map", blob->s, i);
-              kiln_lmap_clear (&m);
+              kiln_layer_map_clear (&m);
               return;
             }
-          kiln_lmap_add (&m, w->umap.v[i].u_len, w->cmap.v[i].c_len, w->cmap.v[i].crc, w->cmap.v[i].ccrc,
-                         w->umap.v[i].recipe, &w->umap.v[i].mid);
+          kiln_layer_map_add (&m, w->umap.v[i].u_len, w->cmap.v[i].c_len, w->cmap.v[i].crc, w->cmap.v[i].ccrc,
+                              w->umap.v[i].recipe, &w->umap.v[i].mid);
         }
       made = &m;
     }
   w->made = made == &m ? made->n : w->made;
-  if (kiln_lmap_save (w->st, blob, made, &e) < 0)
+  if (kiln_layer_map_save (w->st, blob, made, &e) < 0)
     kiln_log_warn ("%s", e->msg);
-  kiln_lmap_clear (&m);
+  kiln_layer_map_clear (&m);
 }
 
 /* Closes the tar; the blocks left go to the compressor or, patching, are
@@ -846,7 +846,7 @@ finish_stream (struct kiln_layer_writer *w, struct lmap **made, struct kiln_erro
   int r = archive_status (w, archive_write_close (w->ar), "finish", "tar stream", err);
   if (r == 0 && w->mapped)
     {
-      kiln_lmap_finish (&w->map);
+      kiln_layer_map_finish (&w->map);
       r = drain_blocks (w, err);
     }
   if (r == 0 && w->patch)
@@ -905,9 +905,9 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   kiln_error_free (&w->cb_err);
   pipe_clear (&w->pipe);
   kiln_toc_rec_clear (&w->toc);
-  kiln_lmap_builder_clear (&w->map);
-  kiln_lmap_clear (&w->umap);
-  kiln_lmap_clear (&w->cmap);
+  kiln_layer_map_builder_clear (&w->map);
+  kiln_layer_map_clear (&w->umap);
+  kiln_layer_map_clear (&w->cmap);
   kiln_layer_patch_free (w->patch);
   free (w->zeros);
   if (w->utf8)

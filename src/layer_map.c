@@ -40,14 +40,14 @@ get_le (const unsigned char *p, int bytes)
 /* ---- the builder ---- */
 
 void
-kiln_lmap_builder_init (struct lmap_builder *b, bool capture)
+kiln_layer_map_builder_init (struct lmap_builder *b, bool capture)
 {
   memset (b, 0, sizeof *b);
   b->capture = capture;
 }
 
 void
-kiln_lmap_block_clear (struct lmap_block *blk)
+kiln_layer_map_block_clear (struct lmap_block *blk)
 {
   kiln_sha256_free (blk->ctx);
   kiln_buf_release (&blk->raw);
@@ -58,10 +58,10 @@ kiln_lmap_block_clear (struct lmap_block *blk)
 }
 
 void
-kiln_lmap_builder_clear (struct lmap_builder *b)
+kiln_layer_map_builder_clear (struct lmap_builder *b)
 {
   for (size_t i = b->head; i < b->n; i++)
-    kiln_lmap_block_clear (&b->q[i]);
+    kiln_layer_map_block_clear (&b->q[i]);
   free (b->q);
   free (b->path);
   memset (b, 0, sizeof *b);
@@ -198,7 +198,7 @@ picked (const char *path, uint64_t padded)
 }
 
 bool
-kiln_lmap_cut_before (struct lmap_builder *b, const char *path, uint64_t size)
+kiln_layer_map_cut_before (struct lmap_builder *b, const char *path, uint64_t size)
 {
   if (b->n == b->head || b->q[b->n - 1].closed)
     return false;
@@ -213,8 +213,8 @@ kiln_lmap_cut_before (struct lmap_builder *b, const char *path, uint64_t size)
 }
 
 void
-kiln_lmap_begin_entry (struct lmap_builder *b, const char *path, uint64_t size, void *opaque,
-                       const struct kiln_digest *digest)
+kiln_layer_map_begin_entry (struct lmap_builder *b, const char *path, uint64_t size, void *opaque,
+                            const struct kiln_digest *digest)
 {
   free (b->path);
   b->path = kiln_xstrdup (path);
@@ -282,7 +282,7 @@ data_bytes (struct lmap_builder *b, const unsigned char *p, size_t len)
 }
 
 void
-kiln_lmap_bytes (struct lmap_builder *b, bool data, const void *p, size_t len)
+kiln_layer_map_bytes (struct lmap_builder *b, bool data, const void *p, size_t len)
 {
   if (data)
     data_bytes (b, p, len);
@@ -291,7 +291,7 @@ kiln_lmap_bytes (struct lmap_builder *b, bool data, const void *p, size_t len)
 }
 
 bool
-kiln_lmap_at_start (const struct lmap_builder *b, size_t *room)
+kiln_layer_map_at_start (const struct lmap_builder *b, size_t *room)
 {
   const struct lmap_block *blk = b->n > b->head ? &b->q[b->n - 1] : NULL;
   bool fresh = blk == NULL || blk->closed;
@@ -300,7 +300,7 @@ kiln_lmap_at_start (const struct lmap_builder *b, size_t *room)
 }
 
 void
-kiln_lmap_note_mid (struct lmap_builder *b, const struct kiln_sha256_mid *m)
+kiln_layer_map_note_mid (struct lmap_builder *b, const struct kiln_sha256_mid *m)
 {
   struct lmap_block *blk = open_block (b);
   blk->mid = *m;
@@ -308,7 +308,7 @@ kiln_lmap_note_mid (struct lmap_builder *b, const struct kiln_sha256_mid *m)
 }
 
 void
-kiln_lmap_end_entry (struct lmap_builder *b, const struct kiln_digest *digest)
+kiln_layer_map_end_entry (struct lmap_builder *b, const struct kiln_digest *digest)
 {
   if (digest == NULL && b->known)
     digest = &b->digest;
@@ -333,13 +333,13 @@ kiln_lmap_end_entry (struct lmap_builder *b, const struct kiln_digest *digest)
 }
 
 void
-kiln_lmap_finish (struct lmap_builder *b)
+kiln_layer_map_finish (struct lmap_builder *b)
 {
   close_block (b);
 }
 
 bool
-kiln_lmap_take (struct lmap_builder *b, struct lmap_block *out)
+kiln_layer_map_take (struct lmap_builder *b, struct lmap_block *out)
 {
   if (b->head == b->n)
     return false;
@@ -355,8 +355,8 @@ kiln_lmap_take (struct lmap_builder *b, struct lmap_block *out)
 /* ---- the stored map ---- */
 
 void
-kiln_lmap_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc, uint32_t ccrc,
-               const unsigned char recipe[32], const struct kiln_sha256_mid *mid)
+kiln_layer_map_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc, uint32_t ccrc,
+                    const unsigned char recipe[32], const struct kiln_sha256_mid *mid)
 {
   if (m->n == m->cap)
     {
@@ -378,7 +378,7 @@ kiln_lmap_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc, uin
 }
 
 bool
-kiln_lmap_has_mids (const struct lmap *m)
+kiln_layer_map_has_mids (const struct lmap *m)
 {
   uint64_t at = 0;
   for (size_t i = 0; i < m->n; i++)
@@ -391,7 +391,7 @@ kiln_lmap_has_mids (const struct lmap *m)
 }
 
 void
-kiln_lmap_clear (struct lmap *m)
+kiln_layer_map_clear (struct lmap *m)
 {
   free (m->v);
   free (m->slots);
@@ -405,7 +405,7 @@ lmap_name (const struct kiln_digest *blob)
 }
 
 int
-kiln_lmap_save (struct kiln_store *st, const struct kiln_digest *blob, const struct lmap *m, struct kiln_error **err)
+kiln_layer_map_save (struct kiln_store *st, const struct kiln_digest *blob, const struct lmap *m, struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf out = KILN_BUF_INIT;
   unsigned char head[24], rec[LMAP_REC];
@@ -477,15 +477,15 @@ decode (const struct kiln_buf *b, int level, struct lmap *m)
       for (int k = 0; k < 8; k++)
         mid.h[k] = (uint32_t) get_le (r + 52 + 4 * k, 4);
       mid.len = get_le (r + 84, 8);
-      kiln_lmap_add (m, get_le (r, 8), get_le (r + 8, 8), (uint32_t) get_le (r + 16, 4), (uint32_t) get_le (r + 92, 4),
-                     r + 20, &mid);
+      kiln_layer_map_add (m, get_le (r, 8), get_le (r + 8, 8), (uint32_t) get_le (r + 16, 4), (uint32_t) get_le (r + 92, 4),
+                          r + 20, &mid);
     }
   index_recipes (m);
   return 1;
 }
 
 int
-kiln_lmap_load (struct kiln_store *st, const struct kiln_digest *blob, int level, struct lmap *m)
+kiln_layer_map_load (struct kiln_store *st, const struct kiln_digest *blob, int level, struct lmap *m)
 {
   kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
   kiln_autoerror struct kiln_error *e = NULL;
@@ -497,13 +497,13 @@ kiln_lmap_load (struct kiln_store *st, const struct kiln_digest *blob, int level
   if (r == 0)
     {
       kiln_log_debug ("layer map of %s: damaged or of another kind, not used", blob->s);
-      kiln_lmap_clear (m);
+      kiln_layer_map_clear (m);
     }
   return r;
 }
 
 const struct lmap_entry *
-kiln_lmap_find (const struct lmap *m, const unsigned char recipe[32], uint64_t u_len)
+kiln_layer_map_find (const struct lmap *m, const unsigned char recipe[32], uint64_t u_len)
 {
   if (m->nslots == 0)
     return NULL;

@@ -95,14 +95,14 @@ kiln_layer_patch_new (struct kiln_store *st, const struct kiln_digest *base, int
   p->open_fd = -1;
   pthread_mutex_init (&p->mu, NULL);
   pthread_cond_init (&p->cv, NULL);
-  if (kiln_lmap_load (st, base, level, &p->old) == 0 || (p->old_fd = kiln_store_blob_open (st, base, &e)) < 0)
+  if (kiln_layer_map_load (st, base, level, &p->old) == 0 || (p->old_fd = kiln_store_blob_open (st, base, &e)) < 0)
     {
       kiln_layer_patch_free (p);
       return 0;
     }
   p->level = level;
   p->made.level = level;
-  p->prefix = kiln_lmap_has_mids (&p->old);
+  p->prefix = kiln_layer_map_has_mids (&p->old);
   p->open = open;
   p->ud = ud;
   start_workers (p);
@@ -121,12 +121,12 @@ kiln_layer_patch_free (struct layer_patch *p)
   kiln_error_free (&p->err);
   for (size_t i = 0; i < PATCH_SLOTS; i++)
     {
-      kiln_lmap_block_clear (&p->jobs[i].blk);
+      kiln_layer_map_block_clear (&p->jobs[i].blk);
       free (p->jobs[i].ubuf);
       free (p->jobs[i].cbuf);
     }
-  kiln_lmap_clear (&p->old);
-  kiln_lmap_clear (&p->made);
+  kiln_layer_map_clear (&p->old);
+  kiln_layer_map_clear (&p->made);
   if (p->old_fd >= 0)
     close (p->old_fd);
   if (p->open_fd >= 0)
@@ -305,7 +305,7 @@ account (struct layer_patch *p, const struct lmap_block *blk, const unsigned cha
   p->crc = (uint32_t) crc32_combine (p->crc, crc, (z_off_t) blk->u_len);
   p->isize += blk->u_len;
   p->u_off += blk->u_len;
-  kiln_lmap_add (&p->made, blk->u_len, c_len, crc, crc32_gzip_refl (0, cbuf, c_len), blk->recipe, mid);
+  kiln_layer_map_add (&p->made, blk->u_len, c_len, crc, crc32_gzip_refl (0, cbuf, c_len), blk->recipe, mid);
 }
 
 static int
@@ -410,7 +410,7 @@ emitter (void *arg)
       pthread_mutex_unlock (&p->mu);
       struct kiln_error *e = NULL;
       int r = emit_job (p, j, &e);
-      kiln_lmap_block_clear (&j->blk);
+      kiln_layer_map_block_clear (&j->blk);
       pthread_mutex_lock (&p->mu);
       j->done = j->claimed = false;
       p->collected++;
@@ -471,7 +471,7 @@ submit (struct layer_patch *p, struct lmap_block *blk, struct kiln_error **err)
       j->resume = p->sub_n > 0 ? &p->old.v[p->sub_n].mid : NULL;
     }
   if (!j->prefix)
-    j->old = kiln_lmap_find (&p->old, j->blk.recipe, j->blk.u_len);
+    j->old = kiln_layer_map_find (&p->old, j->blk.recipe, j->blk.u_len);
   p->sub_n++;
   p->sub_off += j->blk.u_len;
   /* a prefix block is only copied; nothing to inflate, or no worker: done here */

@@ -37,7 +37,7 @@ kiln_registry_api_host (const char *domain)
 }
 
 bool
-kiln_reg_host_is_loopback (const char *hp)
+kiln_registry_host_is_loopback (const char *hp)
 {
   size_t n;
   if (hp[0] == '[')
@@ -61,7 +61,7 @@ kiln_reg_host_is_loopback (const char *hp)
 /* ---- TLS material from certs.d ---- */
 
 static void
-scan_cert_dir (struct kiln_reg_client *c, const char *dir, struct kiln_buf *extra)
+scan_cert_dir (struct kiln_registry_client *c, const char *dir, struct kiln_buf *extra)
 {
   kiln_autodir DIR *d = opendir (dir);
   if (d == NULL)
@@ -108,7 +108,7 @@ default_ca_path (void)
 /* CURLOPT_CAINFO replaces the system bundle, so extra CAs travel as one
  * blob: the system bundle followed by the certs.d ones. */
 static void
-load_tls (struct kiln_reg_client *c, const char *cert_dir)
+load_tls (struct kiln_registry_client *c, const char *cert_dir)
 {
   struct kiln_buf extra = KILN_BUF_INIT;
   if (cert_dir)
@@ -140,7 +140,7 @@ load_tls (struct kiln_reg_client *c, const char *cert_dir)
 /* ---- client and connections ---- */
 
 int
-kiln_reg_conn_init (struct kiln_reg_conn *cn, struct kiln_reg_client *c, struct kiln_error **err)
+kiln_registry_conn_init (struct kiln_registry_conn *cn, struct kiln_registry_client *c, struct kiln_error **err)
 {
   cn->c = c;
   cn->h = curl_easy_init ();
@@ -150,7 +150,7 @@ kiln_reg_conn_init (struct kiln_reg_conn *cn, struct kiln_reg_client *c, struct 
 }
 
 void
-kiln_reg_conn_clear (struct kiln_reg_conn *cn)
+kiln_registry_conn_clear (struct kiln_registry_conn *cn)
 {
   if (cn->h)
     curl_easy_cleanup (cn->h);
@@ -158,14 +158,14 @@ kiln_reg_conn_clear (struct kiln_reg_conn *cn)
 }
 
 void
-kiln_reg_client_free (struct kiln_reg_client *c)
+kiln_registry_client_free (struct kiln_registry_client *c)
 {
   if (c == NULL)
     return;
   free (c->host), free (c->origin);
   kiln_auth_cred_clear (&c->cred);
   free (c->ca_blob), free (c->client_cert), free (c->client_key);
-  kiln_reg_challenge_clear (&c->chal);
+  kiln_registry_challenge_clear (&c->chal);
   kiln_strv_free (c->scopes);
   if (c->token)
     explicit_bzero (c->token, strlen (c->token));
@@ -184,34 +184,34 @@ tls_absent (CURLcode cc)
 }
 
 static int
-ping_one (struct kiln_reg_conn *cn, const char *scheme, bool retry, CURLcode *cc, struct kiln_error **err)
+ping_one (struct kiln_registry_conn *cn, const char *scheme, bool retry, CURLcode *cc, struct kiln_error **err)
 {
-  struct kiln_reg_client *c = cn->c;
+  struct kiln_registry_client *c = cn->c;
   kiln_autofree char *url = kiln_xasprintf ("%s://%s/v2/", scheme, c->host);
-  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
-  struct kiln_reg_req q = KILN_REG_REQ_INIT;
+  struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_registry_req q = KILN_REG_REQ_INIT;
   free (c->origin);
-  c->origin = kiln_reg_url_origin (url);
+  c->origin = kiln_registry_url_origin (url);
   if (c->origin == NULL)
     return kiln_error_set (err, 0, KILN_E_PARSE, "invalid registry host `%s`", c->host);
   q.method = "GET", q.url = url, q.idempotent = retry, q.token_request = true, q.no_redirect = true;
-  int r = kiln_reg_do (cn, &q, &resp, err);
+  int r = kiln_registry_do (cn, &q, &resp, err);
   *cc = r < 0 ? resp.curl_code : CURLE_OK;
   if (r == 0 && resp.status == 401 && resp.www_auth)
-    r = kiln_reg_challenge_parse (resp.www_auth, &c->chal, err);
+    r = kiln_registry_challenge_parse (resp.www_auth, &c->chal, err);
   else if (r == 0 && resp.status != 200)
     {
-      kiln_reg_status_error (&resp, err);
+      kiln_registry_status_error (&resp, err);
       r = kiln_error_wrap (err, "`%s` does not answer as a registry", url);
     }
-  kiln_reg_resp_clear (&resp);
+  kiln_registry_resp_clear (&resp);
   return r;
 }
 
 static int
-ping (struct kiln_reg_conn *cn, struct kiln_error **err)
+ping (struct kiln_registry_conn *cn, struct kiln_error **err)
 {
-  struct kiln_reg_client *c = cn->c;
+  struct kiln_registry_client *c = cn->c;
   CURLcode cc;
   kiln_autoerror struct kiln_error *e1 = NULL;
   if (ping_one (cn, "https", !c->http_ok, &cc, &e1) == 0)
@@ -224,35 +224,35 @@ ping (struct kiln_reg_conn *cn, struct kiln_error **err)
   kiln_log_debug ("registry: `%s` does not speak https; trying plain http", c->host);
   if (ping_one (cn, "http", true, &cc, err) < 0)
     return kiln_error_wrap (err, "%s; then over plain http", e1->msg);
-  if (c->insecure && !kiln_reg_host_is_loopback (c->host))
+  if (c->insecure && !kiln_registry_host_is_loopback (c->host))
     kiln_log_warn ("registry `%s` is used over plain http (--tls-verify=false)", c->host);
   return 0;
 }
 
 int
-kiln_reg_client_open (const char *domain, const struct kiln_registry_opts *o, bool use_cred,
-                      struct kiln_reg_client **out, struct kiln_error **err)
+kiln_registry_client_open (const char *domain, const struct kiln_registry_opts *o, bool use_cred,
+                           struct kiln_registry_client **out, struct kiln_error **err)
 {
-  struct kiln_reg_client *c = kiln_xcalloc (1, sizeof *c);
-  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_client *c = kiln_xcalloc (1, sizeof *c);
+  struct kiln_registry_conn cn = { 0 };
   pthread_mutex_init (&c->lock, NULL);
   c->host = kiln_xstrdup (kiln_registry_api_host (domain));
   c->opts = o;
   c->insecure = !o->tls_verify;
-  c->http_ok = c->insecure || kiln_reg_host_is_loopback (c->host);
+  c->http_ok = c->insecure || kiln_registry_host_is_loopback (c->host);
   int r = 0;
   if (use_cred && (r = kiln_auth_lookup (o->auth_file, domain, &c->cred, err)) < 0)
     goto fail;
   c->have_cred = r > 0;
   load_tls (c, o->cert_dir);
-  if (kiln_reg_conn_init (&cn, c, err) < 0 || ping (&cn, err) < 0)
+  if (kiln_registry_conn_init (&cn, c, err) < 0 || ping (&cn, err) < 0)
     goto fail;
-  kiln_reg_conn_clear (&cn);
+  kiln_registry_conn_clear (&cn);
   *out = c;
   return 0;
 fail:
-  kiln_reg_conn_clear (&cn);
-  kiln_reg_client_free (c);
+  kiln_registry_conn_clear (&cn);
+  kiln_registry_client_free (c);
   return kiln_error_wrap (err, "connect to registry `%s`", domain);
 }
 
@@ -262,20 +262,20 @@ int
 kiln_registry_login_check (const char *registry, const char *user, const char *password,
                            const struct kiln_registry_opts *o, struct kiln_error **err)
 {
-  struct kiln_reg_client *c = NULL;
-  struct kiln_reg_conn cn = { 0 };
-  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
-  if (kiln_reg_client_open (registry, o, false, &c, err) < 0)
+  struct kiln_registry_client *c = NULL;
+  struct kiln_registry_conn cn = { 0 };
+  struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
+  if (kiln_registry_client_open (registry, o, false, &c, err) < 0)
     return -1;
   c->cred.username = kiln_xstrdup (user);
   c->cred.password = kiln_xstrdup (password);
   c->have_cred = true;
-  int r = kiln_reg_conn_init (&cn, c, err);
+  int r = kiln_registry_conn_init (&cn, c, err);
   if (r == 0 && c->chal.scheme == KILN_REG_AUTH_BEARER)
     {
       char *tok = NULL;
       long exp;
-      r = kiln_reg_token_fetch (&cn, NULL, &tok, &exp, err);
+      r = kiln_registry_token_fetch (&cn, NULL, &tok, &exp, err);
       if (tok)
         explicit_bzero (tok, strlen (tok));
       free (tok);
@@ -283,15 +283,15 @@ kiln_registry_login_check (const char *registry, const char *user, const char *p
   else if (r == 0 && c->chal.scheme == KILN_REG_AUTH_BASIC)
     {
       kiln_autofree char *url = kiln_xasprintf ("%s/v2/", c->origin);
-      struct kiln_reg_req q = KILN_REG_REQ_INIT;
+      struct kiln_registry_req q = KILN_REG_REQ_INIT;
       q.method = "GET", q.url = url, q.idempotent = true, q.no_redirect = true;
-      r = kiln_reg_do (&cn, &q, &resp, err);
+      r = kiln_registry_do (&cn, &q, &resp, err);
       if (r == 0 && resp.status != 200)
-        r = kiln_reg_status_error (&resp, err);
+        r = kiln_registry_status_error (&resp, err);
     }
-  kiln_reg_resp_clear (&resp);
-  kiln_reg_conn_clear (&cn);
-  kiln_reg_client_free (c);
+  kiln_registry_resp_clear (&resp);
+  kiln_registry_conn_clear (&cn);
+  kiln_registry_client_free (c);
   if (r < 0)
     return kiln_error_wrap (err, "log in to `%s` as `%s`", registry, user);
   return 0;
@@ -300,7 +300,7 @@ kiln_registry_login_check (const char *registry, const char *user, const char *p
 /* ---- platforms ---- */
 
 int
-kiln_reg_platform_parse (const char *s, struct kiln_platform *p, struct kiln_error **err)
+kiln_registry_platform_parse (const char *s, struct kiln_platform *p, struct kiln_error **err)
 {
   const char *a = strchr (s, '/');
   const char *v = a ? strchr (a + 1, '/') : NULL;
@@ -314,7 +314,7 @@ kiln_reg_platform_parse (const char *s, struct kiln_platform *p, struct kiln_err
 }
 
 void
-kiln_reg_platform_host (struct kiln_platform *p)
+kiln_registry_platform_host (struct kiln_platform *p)
 {
   memset (p, 0, sizeof *p);
   p->os = kiln_xstrdup ("linux");
@@ -347,7 +347,7 @@ norm_variant (const char *arch, const char *variant)
 }
 
 int
-kiln_reg_platform_select (const struct kiln_index *ix, const struct kiln_platform *want)
+kiln_registry_platform_select (const struct kiln_index *ix, const struct kiln_platform *want)
 {
   for (size_t i = 0; i < ix->nmanifests; i++)
     {
@@ -366,7 +366,7 @@ kiln_reg_platform_select (const struct kiln_index *ix, const struct kiln_platfor
 /* ---- manifest documents ---- */
 
 static bool
-known_type (const char *t, enum kiln_reg_doc *kind)
+known_type (const char *t, enum kiln_registry_doc *kind)
 {
   if (strcmp (t, KILN_MT_OCI_MANIFEST) == 0 || strcmp (t, KILN_MT_DOCKER_MANIFEST) == 0)
     return *kind = KILN_REG_DOC_MANIFEST, true;
@@ -376,8 +376,8 @@ known_type (const char *t, enum kiln_reg_doc *kind)
 }
 
 int
-kiln_reg_doc_kind (const char *data, size_t len, const char *content_type, enum kiln_reg_doc *kind,
-                   char **media_type, struct kiln_error **err)
+kiln_registry_doc_kind (const char *data, size_t len, const char *content_type, enum kiln_registry_doc *kind,
+                        char **media_type, struct kiln_error **err)
 {
   json_error_t je;
   kiln_autojson json_t *j = json_loadb (data, len, JSON_REJECT_DUPLICATES, &je);
@@ -423,8 +423,8 @@ sources_load (int dfd, json_t **out, struct kiln_error **err)
 }
 
 int
-kiln_reg_sources_add (struct kiln_store *st, const struct kiln_digest *blobs, size_t n, const char *repo,
-                      struct kiln_error **err)
+kiln_registry_sources_add (struct kiln_store *st, const struct kiln_digest *blobs, size_t n, const char *repo,
+                           struct kiln_error **err)
 {
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "kiln", 0755, err);
   kiln_autojson json_t *doc = NULL;
@@ -453,7 +453,7 @@ kiln_reg_sources_add (struct kiln_store *st, const struct kiln_digest *blobs, si
 }
 
 char **
-kiln_reg_sources_get (struct kiln_store *st, const struct kiln_digest *d)
+kiln_registry_sources_get (struct kiln_store *st, const struct kiln_digest *d)
 {
   kiln_autoerror struct kiln_error *e = NULL;
   kiln_autoclose int dfd = kiln_fs_open_beneath (kiln_store_dirfd (st), "kiln", O_RDONLY | O_DIRECTORY, 0, &e);

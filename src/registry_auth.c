@@ -11,7 +11,7 @@
 #include "registry-internal.h"
 
 void
-kiln_reg_challenge_clear (struct kiln_reg_challenge *c)
+kiln_registry_challenge_clear (struct kiln_registry_challenge *c)
 {
   free (c->realm), free (c->service), free (c->scope), free (c->error);
   memset (c, 0, sizeof *c);
@@ -42,13 +42,13 @@ read_value (const char **p)
 }
 
 static void
-set_param (struct kiln_reg_challenge *c, const char *key, size_t klen, char *value)
+set_param (struct kiln_registry_challenge *c, const char *key, size_t klen, char *value)
 {
   static const struct { const char *k; size_t off; } ps[] = {
-    { "realm", offsetof (struct kiln_reg_challenge, realm) },
-    { "service", offsetof (struct kiln_reg_challenge, service) },
-    { "scope", offsetof (struct kiln_reg_challenge, scope) },
-    { "error", offsetof (struct kiln_reg_challenge, error) },
+    { "realm", offsetof (struct kiln_registry_challenge, realm) },
+    { "service", offsetof (struct kiln_registry_challenge, service) },
+    { "scope", offsetof (struct kiln_registry_challenge, scope) },
+    { "error", offsetof (struct kiln_registry_challenge, error) },
   };
   for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
     if (strlen (ps[i].k) == klen && strncasecmp (key, ps[i].k, klen) == 0)
@@ -62,7 +62,7 @@ set_param (struct kiln_reg_challenge *c, const char *key, size_t klen, char *val
 }
 
 int
-kiln_reg_challenge_parse (const char *h, struct kiln_reg_challenge *out, struct kiln_error **err)
+kiln_registry_challenge_parse (const char *h, struct kiln_registry_challenge *out, struct kiln_error **err)
 {
   memset (out, 0, sizeof *out);
   h += strspn (h, " \t");
@@ -86,14 +86,14 @@ kiln_reg_challenge_parse (const char *h, struct kiln_reg_challenge *out, struct 
     }
   if (out->scheme == KILN_REG_AUTH_BEARER && (out->realm == NULL || *out->realm == '\0'))
     {
-      kiln_reg_challenge_clear (out);
+      kiln_registry_challenge_clear (out);
       return kiln_error_set (err, 0, KILN_E_AUTH, "bearer challenge without a realm");
     }
   return 0;
 }
 
 char *
-kiln_reg_basic_header (const char *user, const char *pass)
+kiln_registry_basic_header (const char *user, const char *pass)
 {
   kiln_autofree char *plain = kiln_xasprintf ("%s:%s", user, pass ? pass : "");
   size_t n = strlen (plain);
@@ -107,7 +107,7 @@ kiln_reg_basic_header (const char *user, const char *pass)
 }
 
 int
-kiln_reg_token_parse (const char *body, size_t len, char **token, long *expires_s, struct kiln_error **err)
+kiln_registry_token_parse (const char *body, size_t len, char **token, long *expires_s, struct kiln_error **err)
 {
   kiln_autojson json_t *j = json_loadb (body, len, 0, NULL);
   const char *t = json_string_value (json_object_get (j, "token"));
@@ -127,9 +127,9 @@ kiln_reg_token_parse (const char *body, size_t len, char **token, long *expires_
 
 /* The realm may be plain http only when the registry itself is. */
 static int
-check_realm (struct kiln_reg_client *c, const char *realm, char **origin, struct kiln_error **err)
+check_realm (struct kiln_registry_client *c, const char *realm, char **origin, struct kiln_error **err)
 {
-  *origin = kiln_reg_url_origin (realm);
+  *origin = kiln_registry_url_origin (realm);
   if (*origin == NULL || !(kiln_str_has_prefix (*origin, "https:") || kiln_str_has_prefix (*origin, "http:")))
     return kiln_error_set (err, 0, KILN_E_AUTH, "invalid token realm `%s`", realm);
   if (kiln_str_has_prefix (*origin, "http:") && !c->insecure && !kiln_str_has_prefix (c->origin, "http:"))
@@ -138,17 +138,17 @@ check_realm (struct kiln_reg_client *c, const char *realm, char **origin, struct
 }
 
 static char *
-token_url (const struct kiln_reg_challenge *ch, char *const *scopes)
+token_url (const struct kiln_registry_challenge *ch, char *const *scopes)
 {
   char *url = kiln_xstrdup (ch->realm);
   if (ch->service)
     {
-      char *u = kiln_reg_url_add_query (url, "service", ch->service);
+      char *u = kiln_registry_url_add_query (url, "service", ch->service);
       free (url), url = u;
     }
   for (size_t i = 0; scopes && scopes[i] && url; i++)
     {
-      char *u = kiln_reg_url_add_query (url, "scope", scopes[i]);
+      char *u = kiln_registry_url_add_query (url, "scope", scopes[i]);
       free (url), url = u;
     }
   return url;
@@ -156,7 +156,7 @@ token_url (const struct kiln_reg_challenge *ch, char *const *scopes)
 
 /* OAuth2 refresh-token grant: the identity token travels in the body only. */
 static char *
-oauth_form (CURL *h, const struct kiln_reg_challenge *ch, char *const *scopes, const char *idt)
+oauth_form (CURL *h, const struct kiln_registry_challenge *ch, char *const *scopes, const char *idt)
 {
   struct kiln_buf b = KILN_BUF_INIT;
   char *v = curl_easy_escape (h, idt, 0);
@@ -180,13 +180,13 @@ oauth_form (CURL *h, const struct kiln_reg_challenge *ch, char *const *scopes, c
 }
 
 int
-kiln_reg_token_fetch (struct kiln_reg_conn *cn, char *const *scopes, char **token, long *expires_s,
-                      struct kiln_error **err)
+kiln_registry_token_fetch (struct kiln_registry_conn *cn, char *const *scopes, char **token, long *expires_s,
+                           struct kiln_error **err)
 {
-  struct kiln_reg_client *c = cn->c;
+  struct kiln_registry_client *c = cn->c;
   kiln_autofree char *origin = NULL, *url = NULL, *basic = NULL, *form = NULL;
-  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
-  struct kiln_reg_req q = KILN_REG_REQ_INIT;
+  struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_registry_req q = KILN_REG_REQ_INIT;
   if (check_realm (c, c->chal.realm, &origin, err) < 0)
     return -1;
   bool oauth = c->have_cred && c->cred.identity_token;
@@ -194,7 +194,7 @@ kiln_reg_token_fetch (struct kiln_reg_conn *cn, char *const *scopes, char **toke
   if (url == NULL)
     return kiln_error_set (err, 0, KILN_E_AUTH, "invalid token realm `%s`", c->chal.realm);
   if (c->have_cred && c->cred.username && !oauth)
-    basic = kiln_reg_basic_header (c->cred.username, c->cred.password);
+    basic = kiln_registry_basic_header (c->cred.username, c->cred.password);
   q.method = oauth ? "POST" : "GET", q.url = url, q.idempotent = true, q.body_max = KILN_REG_MAX_TOKEN;
   q.token_request = true, q.auth_header = basic, q.auth_origin = origin;
   if (oauth)
@@ -203,17 +203,17 @@ kiln_reg_token_fetch (struct kiln_reg_conn *cn, char *const *scopes, char **toke
       q.data = form, q.len = (int64_t) strlen (form), q.has_body = true;
       q.content_type = "application/x-www-form-urlencoded";
     }
-  int r = kiln_reg_do (cn, &q, &resp, err);
+  int r = kiln_registry_do (cn, &q, &resp, err);
   if (basic)
     explicit_bzero (basic, strlen (basic));
   if (form)
     explicit_bzero (form, strlen (form));
   if (r == 0 && resp.status != 200)
-    r = kiln_reg_status_error (&resp, err);
+    r = kiln_registry_status_error (&resp, err);
   if (r == 0)
-    r = kiln_reg_token_parse (resp.body.buf, resp.body.len, token, expires_s, err);
+    r = kiln_registry_token_parse (resp.body.buf, resp.body.len, token, expires_s, err);
   explicit_bzero (resp.body.buf, resp.body.len);
-  kiln_reg_resp_clear (&resp);
+  kiln_registry_resp_clear (&resp);
   if (r < 0)
     {
       kiln_autofree char *shown = kiln_xstrndup (c->chal.realm, strcspn (c->chal.realm, "?"));
@@ -223,7 +223,7 @@ kiln_reg_token_fetch (struct kiln_reg_conn *cn, char *const *scopes, char **toke
 }
 
 static void
-drop_token (struct kiln_reg_client *c)
+drop_token (struct kiln_registry_client *c)
 {
   if (c->token)
     explicit_bzero (c->token, strlen (c->token));
@@ -232,14 +232,14 @@ drop_token (struct kiln_reg_client *c)
 }
 
 int
-kiln_reg_auth_header (struct kiln_reg_conn *cn, bool force_new, unsigned *gen, char **out, struct kiln_error **err)
+kiln_registry_auth_header (struct kiln_registry_conn *cn, bool force_new, unsigned *gen, char **out, struct kiln_error **err)
 {
-  struct kiln_reg_client *c = cn->c;
+  struct kiln_registry_client *c = cn->c;
   int r = 0;
   *out = NULL;
   pthread_mutex_lock (&c->lock);
   if (c->chal.scheme == KILN_REG_AUTH_BASIC && c->have_cred && c->cred.username)
-    *out = kiln_reg_basic_header (c->cred.username, c->cred.password);
+    *out = kiln_registry_basic_header (c->cred.username, c->cred.password);
   else if (c->chal.scheme == KILN_REG_AUTH_BEARER)
     {
       /* refresh ahead of expiry so a long upload's next request still passes */
@@ -247,7 +247,7 @@ kiln_reg_auth_header (struct kiln_reg_conn *cn, bool force_new, unsigned *gen, c
         {
           char *t = NULL;
           long exp = 60;
-          r = kiln_reg_token_fetch (cn, c->scopes, &t, &exp, err);
+          r = kiln_registry_token_fetch (cn, c->scopes, &t, &exp, err);
           if (r == 0)
             {
               drop_token (c);
@@ -265,7 +265,7 @@ kiln_reg_auth_header (struct kiln_reg_conn *cn, bool force_new, unsigned *gen, c
 }
 
 void
-kiln_reg_client_add_scope (struct kiln_reg_client *c, const char *scope)
+kiln_registry_client_add_scope (struct kiln_registry_client *c, const char *scope)
 {
   for (size_t i = 0; c->scopes && c->scopes[i]; i++)
     if (strcmp (c->scopes[i], scope) == 0)
@@ -274,10 +274,10 @@ kiln_reg_client_add_scope (struct kiln_reg_client *c, const char *scope)
 }
 
 int
-kiln_reg_auth_challenged (struct kiln_reg_client *c, const char *www_auth, unsigned gen, struct kiln_error **err)
+kiln_registry_auth_challenged (struct kiln_registry_client *c, const char *www_auth, unsigned gen, struct kiln_error **err)
 {
-  struct kiln_reg_challenge ch;
-  if (kiln_reg_challenge_parse (www_auth, &ch, err) < 0)
+  struct kiln_registry_challenge ch;
+  if (kiln_registry_challenge_parse (www_auth, &ch, err) < 0)
     return -1;
   pthread_mutex_lock (&c->lock);
   if (ch.scheme == KILN_REG_AUTH_BEARER && ch.scope)
@@ -289,14 +289,14 @@ kiln_reg_auth_challenged (struct kiln_reg_client *c, const char *www_auth, unsig
           if (n)
             {
               kiln_autofree char *one = kiln_xstrndup (s, n);
-              kiln_reg_client_add_scope (c, one);
+              kiln_registry_client_add_scope (c, one);
             }
           s += n + (s[n] == ' ');
         }
     }
   if (ch.scheme != c->chal.scheme || (ch.realm && (!c->chal.realm || strcmp (ch.realm, c->chal.realm) != 0)))
     {
-      kiln_reg_challenge_clear (&c->chal);
+      kiln_registry_challenge_clear (&c->chal);
       c->chal = ch;
       memset (&ch, 0, sizeof ch);
       drop_token (c);
@@ -304,6 +304,6 @@ kiln_reg_auth_challenged (struct kiln_reg_client *c, const char *www_auth, unsig
   else if (gen == c->token_gen)
     drop_token (c);
   pthread_mutex_unlock (&c->lock);
-  kiln_reg_challenge_clear (&ch);
+  kiln_registry_challenge_clear (&ch);
   return 0;
 }

@@ -15,7 +15,7 @@ kiln_registry_blob_remote (struct kiln_store *st, const struct kiln_digest *d)
 {
   if (kiln_store_blob_exists (st, d, NULL))
     return false;
-  kiln_autostrv char **srcs = kiln_reg_sources_get (st, d);
+  kiln_autostrv char **srcs = kiln_registry_sources_get (st, d);
   return srcs[0] != NULL;
 }
 
@@ -29,15 +29,15 @@ fetch_from (struct kiln_store *st, const struct kiln_digest *d, const char *repo
     return kiln_error_set (err, 0, KILN_E_PARSE, "invalid repository `%s` in `kiln/sources.json`", repo);
   kiln_autofree char *domain = kiln_xstrndup (repo, (size_t) (slash - repo));
   kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", slash + 1);
-  struct kiln_reg_client *c = NULL;
+  struct kiln_registry_client *c = NULL;
   /* the size is not known here (sources.json keeps only where a blob is);
    * the digest, checked as it streams in, is what makes it trustworthy */
   struct kiln_descriptor desc = { .media_type = (char *) KILN_MT_OCI_LAYER, .digest = *d, .size = -1 };
-  if (kiln_reg_client_open (domain, o, true, &c, err) < 0)
+  if (kiln_registry_client_open (domain, o, true, &c, err) < 0)
     return -1;
-  kiln_reg_client_add_scope (c, scope);
-  int r = kiln_reg_download_blob (st, c, slash + 1, &desc, err);
-  kiln_reg_client_free (c);
+  kiln_registry_client_add_scope (c, scope);
+  int r = kiln_registry_download_blob (st, c, slash + 1, &desc, err);
+  kiln_registry_client_free (c);
   return r;
 }
 
@@ -46,7 +46,7 @@ kiln_registry_fetch_blob (struct kiln_store *st, const struct kiln_digest *d, co
                           struct kiln_error **err)
 {
   struct kiln_registry_opts defaults;
-  kiln_autostrv char **srcs = kiln_reg_sources_get (st, d);
+  kiln_autostrv char **srcs = kiln_registry_sources_get (st, d);
   if (o == NULL)
     kiln_registry_opts_init (&defaults), o = &defaults;
   if (srcs[0] == NULL)
@@ -90,18 +90,18 @@ kiln_registry_install_fetcher (struct kiln_store *st, const struct kiln_registry
 /* The manifest (by tag: trusted as the registry serves it; by digest:
  * verified), then its config blob, verified against the manifest. */
 static int
-get_manifest_config (struct kiln_reg_conn *cn, const char *base, const struct kiln_ref *ref,
+get_manifest_config (struct kiln_registry_conn *cn, const char *base, const struct kiln_ref *ref,
                      struct kiln_buf *manifest, struct kiln_buf *config, struct kiln_error **err)
 {
   struct kiln_manifest m = { 0 };
   kiln_autofree char *murl = kiln_xasprintf ("%s/manifests/%s", base, ref->digest ? ref->digest : ref->tag);
   if (ref->digest)
     {
-      if (kiln_reg_get_verified (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, "manifest", ref->digest,
-                                 manifest, NULL, err) < 0)
+      if (kiln_registry_get_verified (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, "manifest", ref->digest,
+                                      manifest, NULL, err) < 0)
         return -1;
     }
-  else if (kiln_reg_get_small (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, NULL, err) < 0)
+  else if (kiln_registry_get_small (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, NULL, err) < 0)
     return kiln_error_wrap (err, "manifest");
   if (kiln_manifest_from_json (manifest->buf, manifest->len, &m, err) < 0)
     return -1;
@@ -110,7 +110,7 @@ get_manifest_config (struct kiln_reg_conn *cn, const char *base, const struct ki
   if (m.config.size < 0 || m.config.size > (int64_t) KILN_REG_MAX_CONFIG)
     r = kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", m.config.digest.s);
   else
-    r = kiln_reg_get_verified (cn, curl, NULL, (size_t) m.config.size, "config", m.config.digest.s, config, NULL, err);
+    r = kiln_registry_get_verified (cn, curl, NULL, (size_t) m.config.size, "config", m.config.digest.s, config, NULL, err);
   kiln_manifest_clear (&m);
   return r;
 }
@@ -120,27 +120,27 @@ kiln_registry_get_documents (const char *ref, const struct kiln_registry_opts *o
                              struct kiln_buf *config, char **repo, struct kiln_error **err)
 {
   struct kiln_ref rf = { 0 };
-  struct kiln_reg_client *c = NULL;
-  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_client *c = NULL;
+  struct kiln_registry_conn cn = { 0 };
   struct kiln_registry_opts defaults;
   if (o == NULL)
     kiln_registry_opts_init (&defaults), o = &defaults;
   if (kiln_ref_parse (ref, &rf, err) < 0)
     return -1;
-  int r = kiln_reg_client_open (rf.domain, o, true, &c, err);
+  int r = kiln_registry_client_open (rf.domain, o, true, &c, err);
   if (r == 0)
     {
       kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", rf.path);
       kiln_autofree char *base = kiln_xasprintf ("%s/v2/%s", c->origin, rf.path);
-      kiln_reg_client_add_scope (c, scope);
-      r = kiln_reg_conn_init (&cn, c, err);
+      kiln_registry_client_add_scope (c, scope);
+      r = kiln_registry_conn_init (&cn, c, err);
       if (r == 0)
         r = get_manifest_config (&cn, base, &rf, manifest, config, err);
     }
   if (r == 0 && repo)
     *repo = kiln_ref_repository (&rf);
-  kiln_reg_conn_clear (&cn);
-  kiln_reg_client_free (c);
+  kiln_registry_conn_clear (&cn);
+  kiln_registry_client_free (c);
   kiln_ref_clear (&rf);
   return r;
 }
@@ -149,5 +149,5 @@ int
 kiln_registry_note_blobs (struct kiln_store *st, const struct kiln_digest *blobs, size_t n, const char *repo,
                           struct kiln_error **err)
 {
-  return kiln_reg_sources_add (st, blobs, n, repo, err);
+  return kiln_registry_sources_add (st, blobs, n, repo, err);
 }

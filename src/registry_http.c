@@ -16,7 +16,7 @@
 /* ---- URL helpers ---- */
 
 char *
-kiln_reg_url_origin (const char *url)
+kiln_registry_url_origin (const char *url)
 {
   CURLU *u = curl_url ();
   char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
@@ -35,7 +35,7 @@ kiln_reg_url_origin (const char *url)
 }
 
 char *
-kiln_reg_url_resolve (const char *base, const char *loc)
+kiln_registry_url_resolve (const char *base, const char *loc)
 {
   CURLU *u = curl_url ();
   char *s = NULL, *out = NULL;
@@ -48,7 +48,7 @@ kiln_reg_url_resolve (const char *base, const char *loc)
 }
 
 char *
-kiln_reg_url_add_query (const char *url, const char *name, const char *value)
+kiln_registry_url_add_query (const char *url, const char *name, const char *value)
 {
   CURLU *u = curl_url ();
   char *s = NULL, *out = NULL;
@@ -87,7 +87,7 @@ parse_i64 (const char **s, int64_t *out)
 }
 
 int
-kiln_reg_parse_content_range (const char *s, int64_t *start, int64_t *end, int64_t *total)
+kiln_registry_parse_content_range (const char *s, int64_t *start, int64_t *end, int64_t *total)
 {
   if (s == NULL || strncmp (s, "bytes ", 6) != 0)
     return -1;
@@ -99,7 +99,7 @@ kiln_reg_parse_content_range (const char *s, int64_t *start, int64_t *end, int64
 }
 
 int
-kiln_reg_parse_upload_range (const char *s, int64_t sent, int64_t *next)
+kiln_registry_parse_upload_range (const char *s, int64_t sent, int64_t *next)
 {
   int64_t a, b;
   if (s == NULL)
@@ -117,7 +117,7 @@ kiln_reg_parse_upload_range (const char *s, int64_t sent, int64_t *next)
 }
 
 int
-kiln_reg_parse_size (const char *s, int64_t *out)
+kiln_registry_parse_size (const char *s, int64_t *out)
 {
   if (s == NULL || parse_i64 (&s, out) < 0 || *s != '\0')
     return -1;
@@ -132,7 +132,7 @@ capped_ms (int64_t secs, long cap_ms)
 }
 
 long
-kiln_reg_parse_retry_after (const char *s, long cap_ms)
+kiln_registry_parse_retry_after (const char *s, long cap_ms)
 {
   int64_t v;
   const char *p = s;
@@ -151,7 +151,7 @@ kiln_reg_parse_retry_after (const char *s, long cap_ms)
 }
 
 unsigned
-kiln_reg_backoff_ms (unsigned delay_ms, int n)
+kiln_registry_backoff_ms (unsigned delay_ms, int n)
 {
   unsigned long long d = delay_ms;
   for (int i = 0; i < n && d < KILN_REG_MAX_BACKOFF_MS; i++)
@@ -166,7 +166,7 @@ kiln_reg_backoff_ms (unsigned delay_ms, int n)
 /* ---- responses ---- */
 
 void
-kiln_reg_resp_clear (struct kiln_reg_resp *r)
+kiln_registry_resp_clear (struct kiln_registry_resp *r)
 {
   free (r->url), free (r->location), free (r->content_type), free (r->digest), free (r->range);
   free (r->content_range), free (r->www_auth), free (r->retry_after), free (r->chunk_min);
@@ -188,7 +188,7 @@ sanitize (const char *s, size_t max)
 }
 
 int
-kiln_reg_status_error (const struct kiln_reg_resp *resp, struct kiln_error **err)
+kiln_registry_status_error (const struct kiln_registry_resp *resp, struct kiln_error **err)
 {
   enum kiln_errkind kind = KILN_E_NET;
   if (resp->status == 401 || resp->status == 403)
@@ -210,8 +210,8 @@ kiln_reg_status_error (const struct kiln_reg_resp *resp, struct kiln_error **err
 /* ---- one transfer ---- */
 
 struct xfer {
-  const struct kiln_reg_req *req;
-  struct kiln_reg_resp *resp;
+  const struct kiln_registry_req *req;
+  struct kiln_registry_resp *resp;
   int64_t pos;   /* request body position */
   const char *url;          /* this hop's */
   size_t header_bytes;      /* of the current response */
@@ -250,17 +250,17 @@ set_header (char **slot, const char *v, size_t n)
 }
 
 void
-kiln_reg_resp_header (struct kiln_reg_resp *r, const char *data, size_t n)
+kiln_registry_resp_header (struct kiln_registry_resp *r, const char *data, size_t n)
 {
   static const struct { const char *name; size_t off; } hs[] = {
-    { "location", offsetof (struct kiln_reg_resp, location) },
-    { "content-type", offsetof (struct kiln_reg_resp, content_type) },
-    { "docker-content-digest", offsetof (struct kiln_reg_resp, digest) },
-    { "range", offsetof (struct kiln_reg_resp, range) },
-    { "content-range", offsetof (struct kiln_reg_resp, content_range) },
-    { "www-authenticate", offsetof (struct kiln_reg_resp, www_auth) },
-    { "retry-after", offsetof (struct kiln_reg_resp, retry_after) },
-    { "oci-chunk-min-length", offsetof (struct kiln_reg_resp, chunk_min) },
+    { "location", offsetof (struct kiln_registry_resp, location) },
+    { "content-type", offsetof (struct kiln_registry_resp, content_type) },
+    { "docker-content-digest", offsetof (struct kiln_registry_resp, digest) },
+    { "range", offsetof (struct kiln_registry_resp, range) },
+    { "content-range", offsetof (struct kiln_registry_resp, content_range) },
+    { "www-authenticate", offsetof (struct kiln_registry_resp, www_auth) },
+    { "retry-after", offsetof (struct kiln_registry_resp, retry_after) },
+    { "oci-chunk-min-length", offsetof (struct kiln_registry_resp, chunk_min) },
   };
   if (n > 5 && strncmp (data, "HTTP/", 5) == 0)
     {
@@ -283,7 +283,7 @@ kiln_reg_resp_header (struct kiln_reg_resp *r, const char *data, size_t n)
     {
       size_t l = strlen (hs[i].name);
       if (n > l && data[l] == ':' && strncasecmp (data, hs[i].name, l) == 0
-          && !(hs[i].off == offsetof (struct kiln_reg_resp, www_auth) && r->www_auth))
+          && !(hs[i].off == offsetof (struct kiln_registry_resp, www_auth) && r->www_auth))
         set_header ((char **) ((char *) r + hs[i].off), data + l + 1, n - l - 1);
     }
 }
@@ -297,7 +297,7 @@ header_cb (char *data, size_t size, size_t nmemb, void *opaque)
     x->header_bytes = 0;
   if (!header_within_limits (x, n))
     return 0;
-  kiln_reg_resp_header (x->resp, data, n);
+  kiln_registry_resp_header (x->resp, data, n);
   return n;
 }
 
@@ -305,7 +305,7 @@ static size_t
 write_cb (char *data, size_t size, size_t nmemb, void *opaque)
 {
   struct xfer *x = opaque;
-  struct kiln_reg_resp *r = x->resp;
+  struct kiln_registry_resp *r = x->resp;
   size_t n = size * nmemb;
   if (r->status < 200 || r->status > 299)
     {
@@ -334,7 +334,7 @@ static size_t
 read_cb (char *buf, size_t size, size_t nmemb, void *opaque)
 {
   struct xfer *x = opaque;
-  const struct kiln_reg_req *q = x->req;
+  const struct kiln_registry_req *q = x->req;
   size_t want = size * nmemb;
   if ((int64_t) want > q->len - x->pos)
     want = (size_t) (q->len - x->pos);
@@ -357,10 +357,10 @@ read_cb (char *buf, size_t size, size_t nmemb, void *opaque)
 }
 
 static void
-setup_tls (struct kiln_reg_conn *cn, const char *url)
+setup_tls (struct kiln_registry_conn *cn, const char *url)
 {
-  struct kiln_reg_client *c = cn->c;
-  kiln_autofree char *origin = kiln_reg_url_origin (url);
+  struct kiln_registry_client *c = cn->c;
+  kiln_autofree char *origin = kiln_registry_url_origin (url);
   bool own = origin && c->origin && strcmp (origin, c->origin) == 0;
   if (c->insecure && own)
     {
@@ -382,9 +382,9 @@ setup_tls (struct kiln_reg_conn *cn, const char *url)
 /* Only our own origin may be plain http (loopback or --tls-verify=false);
  * everything else, redirect targets and realms included, is https. */
 static const char *
-allowed_protocols (struct kiln_reg_client *c, const char *url)
+allowed_protocols (struct kiln_registry_client *c, const char *url)
 {
-  kiln_autofree char *origin = kiln_reg_url_origin (url);
+  kiln_autofree char *origin = kiln_registry_url_origin (url);
   if (origin && c->origin && strcmp (origin, c->origin) == 0 && kiln_str_has_prefix (origin, "http:"))
     return "http";
   if (origin && kiln_str_has_prefix (origin, "http:") && c->origin && kiln_str_has_prefix (c->origin, "http:"))
@@ -393,7 +393,7 @@ allowed_protocols (struct kiln_reg_client *c, const char *url)
 }
 
 static struct curl_slist *
-build_headers (const struct kiln_reg_req *q, const char *auth)
+build_headers (const struct kiln_registry_req *q, const char *auth)
 {
   struct curl_slist *h = curl_slist_append (NULL, "Expect:");
   kiln_autofree char *a = NULL;
@@ -428,8 +428,8 @@ zero_slist (struct curl_slist *h)
 }
 
 static CURLcode
-perform_once (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, const char *url, const char *auth,
-              struct kiln_reg_resp *resp, char *errbuf)
+perform_once (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, const char *url, const char *auth,
+              struct kiln_registry_resp *resp, char *errbuf)
 {
   CURL *h = cn->h;
   struct xfer x = { q, resp, 0, url, 0 };
@@ -501,9 +501,9 @@ transient_status (long s)
 }
 
 static int
-redirect_target (const char *url, const struct kiln_reg_resp *resp, char **next, struct kiln_error **err)
+redirect_target (const char *url, const struct kiln_registry_resp *resp, char **next, struct kiln_error **err)
 {
-  *next = kiln_reg_url_resolve (url, resp->location);
+  *next = kiln_registry_url_resolve (url, resp->location);
   if (*next == NULL)
     return kiln_error_set (err, 0, KILN_E_NET, "HTTP %ld redirect to an invalid location", resp->status);
   if (kiln_str_has_prefix (url, "https:") && !kiln_str_has_prefix (*next, "https:"))
@@ -517,10 +517,10 @@ redirect_target (const char *url, const struct kiln_reg_resp *resp, char **next,
 
 /* The Authorization value for this hop: only the origin it belongs to gets it. */
 static int
-hop_auth (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, const char *url, unsigned *gen, char **auth,
+hop_auth (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, const char *url, unsigned *gen, char **auth,
           struct kiln_error **err)
 {
-  kiln_autofree char *origin = kiln_reg_url_origin (url);
+  kiln_autofree char *origin = kiln_registry_url_origin (url);
   *auth = NULL;
   if (origin == NULL)
     return kiln_error_set (err, 0, KILN_E_NET, "invalid URL");
@@ -531,7 +531,7 @@ hop_auth (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, const char *ur
       return 0;
     }
   if (cn->c->origin && strcmp (origin, cn->c->origin) == 0)
-    return kiln_reg_auth_header (cn, false, gen, auth, err);
+    return kiln_registry_auth_header (cn, false, gen, auth, err);
   return 0;
 }
 
@@ -546,7 +546,7 @@ free_secret_str (char **s)
 
 /* One attempt: the redirect chain plus at most one answered challenge. */
 static int
-attempt (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, struct kiln_reg_resp *resp, CURLcode *cc,
+attempt (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, struct kiln_registry_resp *resp, CURLcode *cc,
          struct kiln_error **err)
 {
   kiln_autofree char *url = kiln_xstrdup (q->url);
@@ -557,7 +557,7 @@ attempt (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, struct kiln_reg
     {
       char *auth = NULL;
       unsigned gen = 0;
-      kiln_reg_resp_clear (resp);
+      kiln_registry_resp_clear (resp);
       if (hop_auth (cn, q, url, &gen, &auth, err) < 0)
         return -1;
       bool sent_auth = auth != NULL;
@@ -576,7 +576,7 @@ attempt (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, struct kiln_reg
           && (sent_auth || cn->c->chal.scheme != KILN_REG_AUTH_NONE || cn->c->have_cred))
         {
           challenged = true;
-          if (kiln_reg_auth_challenged (cn->c, resp->www_auth, gen, err) < 0)
+          if (kiln_registry_auth_challenged (cn->c, resp->www_auth, gen, err) < 0)
             return -1;
           hop--;
           continue;
@@ -606,8 +606,8 @@ sleep_ms (long ms)
 }
 
 int
-kiln_reg_do (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, struct kiln_reg_resp *resp,
-             struct kiln_error **err)
+kiln_registry_do (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, struct kiln_registry_resp *resp,
+                  struct kiln_error **err)
 {
   int tries = q->idempotent ? cn->c->opts->retries : 0;
   for (int n = 0;; n++)
@@ -624,9 +624,9 @@ kiln_reg_do (struct kiln_reg_conn *cn, const struct kiln_reg_req *q, struct kiln
             *err = e;
           return r;
         }
-      long wait = r == 0 ? kiln_reg_parse_retry_after (resp->retry_after, KILN_REG_MAX_BACKOFF_MS) : -1;
+      long wait = r == 0 ? kiln_registry_parse_retry_after (resp->retry_after, KILN_REG_MAX_BACKOFF_MS) : -1;
       if (wait < 0)
-        wait = kiln_reg_backoff_ms (cn->c->opts->retry_delay_ms, n);
+        wait = kiln_registry_backoff_ms (cn->c->opts->retry_delay_ms, n);
       kiln_autofree char *lu = url_for_log (q->url);
       /* never retry on the connection that just failed */
       cn->fresh = r < 0;

@@ -28,7 +28,7 @@
 struct pull {
   struct kiln_store *st;
   const struct kiln_registry_opts *o;
-  struct kiln_reg_client *c;
+  struct kiln_registry_client *c;
   struct kiln_ref ref;
   char *base;                 /* "ORIGIN/v2/PATH" */
   char *repo;                 /* "domain/path" */
@@ -43,13 +43,13 @@ emit (const struct kiln_registry_opts *o, enum kiln_registry_event ev, const cha
 
 /* GET of a small document (manifest or config) into out, capped. */
 size_t
-kiln_reg_pool_next (struct kiln_reg_pool *q, size_t n)
+kiln_registry_pool_next (struct kiln_registry_pool *q, size_t n)
 {
   return atomic_load (&q->failed) ? n : atomic_fetch_add (&q->next, 1);
 }
 
 void
-kiln_reg_pool_fail (struct kiln_reg_pool *q, struct kiln_error **e)
+kiln_registry_pool_fail (struct kiln_registry_pool *q, struct kiln_error **e)
 {
   if (*e == NULL)
     return;
@@ -62,7 +62,7 @@ kiln_reg_pool_fail (struct kiln_reg_pool *q, struct kiln_error **e)
 }
 
 int
-kiln_reg_pool_run (struct kiln_reg_pool *q, int n, void *(*worker) (void *), void *arg, struct kiln_error **err)
+kiln_registry_pool_run (struct kiln_registry_pool *q, int n, void *(*worker) (void *), void *arg, struct kiln_error **err)
 {
   pthread_t th[KILN_REG_MAX_JOBS];
   int started = 0;
@@ -87,15 +87,15 @@ kiln_reg_pool_run (struct kiln_reg_pool *q, int n, void *(*worker) (void *), voi
 }
 
 int
-kiln_reg_get_small (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
+kiln_registry_get_small (struct kiln_registry_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
            char **ctype, struct kiln_error **err)
 {
-  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
-  struct kiln_reg_req q = KILN_REG_REQ_INIT;
+  struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_registry_req q = KILN_REG_REQ_INIT;
   q.method = "GET", q.url = url, q.accept = accept, q.body_max = max, q.idempotent = true;
-  int r = kiln_reg_do (cn, &q, &resp, err);
+  int r = kiln_registry_do (cn, &q, &resp, err);
   if (r == 0 && resp.status != 200)
-    r = kiln_reg_status_error (&resp, err);
+    r = kiln_registry_status_error (&resp, err);
   if (r == 0)
     {
       kiln_buf_reset (out);
@@ -103,56 +103,56 @@ kiln_reg_get_small (struct kiln_reg_conn *cn, const char *url, const char *accep
       if (ctype)
         *ctype = kiln_steal_ptr (&resp.content_type);
     }
-  kiln_reg_resp_clear (&resp);
+  kiln_registry_resp_clear (&resp);
   return r;
 }
 
 int
-kiln_reg_digest_mismatch (struct kiln_error **err, const char *what, const char *want, const char *got,
-                          const char *registry, const char *why)
+kiln_registry_digest_mismatch (struct kiln_error **err, const char *what, const char *want, const char *got,
+                               const char *registry, const char *why)
 {
   return kiln_error_set (err, 0, KILN_E_DIGEST, "%s `%s`: digest mismatch: got `%s` from registry `%s`%s%s%s", what,
                          want, got, registry, why ? " (" : "", why ? why : "", why ? ")" : "");
 }
 
 int
-kiln_reg_get_verified (struct kiln_reg_conn *cn, const char *url, const char *accept, size_t max, const char *what,
-                       const char *want, struct kiln_buf *out, char **ctype, struct kiln_error **err)
+kiln_registry_get_verified (struct kiln_registry_conn *cn, const char *url, const char *accept, size_t max, const char *what,
+                            const char *want, struct kiln_buf *out, char **ctype, struct kiln_error **err)
 {
   struct kiln_digest got;
   for (int attempt = 0;; attempt++)
     {
       if (ctype)
         free (*ctype), *ctype = NULL;
-      if (kiln_reg_get_small (cn, url, accept, max, out, ctype, err) < 0)
+      if (kiln_registry_get_small (cn, url, accept, max, out, ctype, err) < 0)
         return kiln_error_wrap (err, "%s `%s`", what, want);
       /* the server's Docker-Content-Digest is not trusted: only our own hash */
       kiln_digest_of (out->buf, out->len, &got);
       if (strcmp (got.s, want) == 0)
         return 0;
       if (attempt > 0)
-        return kiln_reg_digest_mismatch (err, what, want, got.s, cn->c->host, "fetched twice");
+        return kiln_registry_digest_mismatch (err, what, want, got.s, cn->c->host, "fetched twice");
       kiln_log_warn ("%s %s: digest mismatch: got %s from registry %s; fetching it again", what, want, got.s,
                      cn->c->host);
     }
 }
 
 static int
-get_manifest (struct pull *p, struct kiln_reg_conn *cn, const char *reference, const char *want_digest,
-              struct kiln_buf *raw, enum kiln_reg_doc *kind, char **mt, struct kiln_error **err)
+get_manifest (struct pull *p, struct kiln_registry_conn *cn, const char *reference, const char *want_digest,
+              struct kiln_buf *raw, enum kiln_registry_doc *kind, char **mt, struct kiln_error **err)
 {
   kiln_autofree char *url = kiln_xasprintf ("%s/manifests/%s", p->base, reference);
   kiln_autofree char *ct = NULL;
   /* by tag the document is what the registry serves; by digest it must match */
   if (want_digest)
     {
-      if (kiln_reg_get_verified (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, "manifest", want_digest, raw, &ct,
-                                 err) < 0)
+      if (kiln_registry_get_verified (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, "manifest", want_digest, raw, &ct,
+                                      err) < 0)
         return -1;
     }
-  else if (kiln_reg_get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
+  else if (kiln_registry_get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
     return kiln_error_wrap (err, "manifest `%s`", reference);
-  if (kiln_reg_doc_kind (raw->buf, raw->len, ct, kind, mt, err) < 0)
+  if (kiln_registry_doc_kind (raw->buf, raw->len, ct, kind, mt, err) < 0)
     return kiln_error_wrap (err, "manifest `%s`", reference);
   return 0;
 }
@@ -170,10 +170,10 @@ choose_from_index (struct pull *p, const struct kiln_buf *raw, struct kiln_diges
   struct kiln_platform want;
   if (kiln_index_from_json (raw->buf, raw->len, &ix, err) < 0)
     return -1;
-  int r = p->o->platform ? kiln_reg_platform_parse (p->o->platform, &want, err) : (kiln_reg_platform_host (&want), 0);
+  int r = p->o->platform ? kiln_registry_platform_parse (p->o->platform, &want, err) : (kiln_registry_platform_host (&want), 0);
   if (r == 0)
     {
-      int i = kiln_reg_platform_select (&ix, &want);
+      int i = kiln_registry_platform_select (&ix, &want);
       kiln_autofree char *ws = platform_string (&want);
       if (i < 0)
         r = kiln_error_set (err, 0, KILN_E_NOTFOUND, "no image for platform `%s` in the index", ws);
@@ -187,10 +187,10 @@ choose_from_index (struct pull *p, const struct kiln_buf *raw, struct kiln_diges
 
 /* The image manifest (through an index if need be); raw holds its bytes. */
 static int
-resolve_manifest (struct pull *p, struct kiln_reg_conn *cn, struct kiln_buf *raw, struct kiln_descriptor *desc,
+resolve_manifest (struct pull *p, struct kiln_registry_conn *cn, struct kiln_buf *raw, struct kiln_descriptor *desc,
                   struct kiln_error **err)
 {
-  enum kiln_reg_doc kind;
+  enum kiln_registry_doc kind;
   char *mt = NULL;
   const char *reference = p->ref.digest ? p->ref.digest : p->ref.tag;
   if (get_manifest (p, cn, reference, p->ref.digest, raw, &kind, &mt, err) < 0)
@@ -215,13 +215,13 @@ resolve_manifest (struct pull *p, struct kiln_reg_conn *cn, struct kiln_buf *raw
 }
 
 static int
-get_config (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, struct kiln_buf *raw,
+get_config (struct pull *p, struct kiln_registry_conn *cn, const struct kiln_descriptor *d, struct kiln_buf *raw,
             struct kiln_image_config *cfg, struct kiln_error **err)
 {
   kiln_autofree char *url = kiln_xasprintf ("%s/blobs/%s", p->base, d->digest.s);
   if (d->size < 0 || d->size > (int64_t) KILN_REG_MAX_CONFIG)
     return kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", d->digest.s);
-  if (kiln_reg_get_verified (cn, url, NULL, (size_t) d->size, "config", d->digest.s, raw, NULL, err) < 0)
+  if (kiln_registry_get_verified (cn, url, NULL, (size_t) d->size, "config", d->digest.s, raw, NULL, err) < 0)
     return -1;
   if ((int64_t) raw->len != d->size)
     return kiln_error_set (err, 0, KILN_E_DIGEST, "config `%s`: %zu bytes, the manifest says %lld", d->digest.s,
@@ -246,7 +246,7 @@ struct dl {
   struct kiln_sha256 *dh;     /* over the uncompressed stream */
   struct kiln_decomp *dc;
   int64_t got, attempt_start;
-  struct kiln_reg_resp *resp;
+  struct kiln_registry_resp *resp;
   bool checked, restart;
   /* libcurl hands over 16 KiB at a time: staged into 1 MiB pieces, a blob
    * is written, hashed and inflated in few large calls */
@@ -439,9 +439,9 @@ response_continues (struct dl *x)
   int64_t s, e, t, want = x->d->size;
   if (x->got == 0)
     return x->resp->status == 200
-           || (x->resp->status == 206 && kiln_reg_parse_content_range (x->resp->content_range, &s, &e, &t) == 0
+           || (x->resp->status == 206 && kiln_registry_parse_content_range (x->resp->content_range, &s, &e, &t) == 0
                && s == 0 && (want < 0 || t == want));
-  return x->resp->status == 206 && kiln_reg_parse_content_range (x->resp->content_range, &s, &e, &t) == 0
+  return x->resp->status == 206 && kiln_registry_parse_content_range (x->resp->content_range, &s, &e, &t) == 0
          && s == x->got && e == t - 1 && (want < 0 || t == want);
 }
 
@@ -493,7 +493,7 @@ dl_verify (struct dl *x, struct kiln_error **err)
                                                x->round && x->bad ? "; " : "",
                                                x->bad ? x->bad->msg : "");
       x->mismatch = true;
-      return kiln_reg_digest_mismatch (err, "blob", x->d->digest.s, got.s, x->p->c->host, *why ? why : NULL);
+      return kiln_registry_digest_mismatch (err, "blob", x->d->digest.s, got.s, x->p->c->host, *why ? why : NULL);
     }
   if (x->bad)
     {
@@ -540,13 +540,13 @@ sleep_ms (unsigned ms)
 /* One GET from x->got on.  Returns 1 when the blob is complete, 0 when the
  * attempt ended early and may be resumed, < 0 on a final failure. */
 static int
-dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln_error **err)
+dl_attempt (struct dl *x, struct kiln_registry_conn *cn, const char *url, struct kiln_error **err)
 {
-  struct kiln_reg_resp resp = { .body = KILN_BUF_INIT };
-  struct kiln_reg_req q = KILN_REG_REQ_INIT;
+  struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_registry_req q = KILN_REG_REQ_INIT;
   q.method = "GET", q.url = url, q.sink = dl_sink, q.opaque = x, q.range_from = x->got;
   x->resp = &resp, x->checked = false, x->restart = false, x->attempt_start = x->got;
-  int r = kiln_reg_do (cn, &q, &resp, err);
+  int r = kiln_registry_do (cn, &q, &resp, err);
   kiln_autoerror struct kiln_error *fe = NULL;
   /* what arrived before the attempt ended is the blob's (a resume goes on
    * after it); only a failure to store it is final here */
@@ -554,7 +554,7 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
     {
       kiln_error_free (err);
       *err = kiln_steal_ptr (&fe);
-      kiln_reg_resp_clear (&resp);
+      kiln_registry_resp_clear (&resp);
       return -1;
     }
   bool transient = r < 0 && !x->restart && resp.curl_code != CURLE_OK && resp.curl_code != CURLE_WRITE_ERROR
@@ -572,16 +572,16 @@ dl_attempt (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln
   else if (r == 0)
     {
       bool again = resp.status == 408 || resp.status == 429 || resp.status >= 500;
-      r = again ? 0 : kiln_reg_status_error (&resp, err);
+      r = again ? 0 : kiln_registry_status_error (&resp, err);
     }
-  kiln_reg_resp_clear (&resp);
+  kiln_registry_resp_clear (&resp);
   return r;
 }
 
 /* GETs (resumed with Range after a break) until the whole body is in:
  * returns 1, or < 0 on a final failure. */
 static int
-dl_fetch (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln_error **err)
+dl_fetch (struct dl *x, struct kiln_registry_conn *cn, const char *url, struct kiln_error **err)
 {
   int r = 0, fails = 0, resumes = 0;
   while (r == 0)
@@ -597,7 +597,7 @@ dl_fetch (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln_e
       else if (++fails > x->p->o->retries)
         r = kiln_error_set (err, 0, KILN_E_NET, "download failed after %d attempts", fails);
       if (r == 0)
-        sleep_ms (kiln_reg_backoff_ms (fails ? x->p->o->retry_delay_ms : 100, fails ? fails - 1 : 0));
+        sleep_ms (kiln_registry_backoff_ms (fails ? x->p->o->retry_delay_ms : 100, fails ? fails - 1 : 0));
     }
   return r;
 }
@@ -605,7 +605,7 @@ dl_fetch (struct dl *x, struct kiln_reg_conn *cn, const char *url, struct kiln_e
 /* index: the layer's place in the image (diff_ids[0..index] is its chain)
  * when it may be streamed into a snapshot, or SIZE_MAX. */
 static int
-download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_descriptor *d, char *const *diff_ids,
+download_layer (struct pull *p, struct kiln_registry_conn *cn, const struct kiln_descriptor *d, char *const *diff_ids,
                 size_t index, struct kiln_error **err)
 {
   const char *diff_id = diff_ids && index != SIZE_MAX ? diff_ids[index] : NULL;
@@ -647,16 +647,16 @@ download_layer (struct pull *p, struct kiln_reg_conn *cn, const struct kiln_desc
 }
 
 int
-kiln_reg_download_blob (struct kiln_store *st, struct kiln_reg_client *c, const char *path,
-                        const struct kiln_descriptor *d, struct kiln_error **err)
+kiln_registry_download_blob (struct kiln_store *st, struct kiln_registry_client *c, const char *path,
+                             const struct kiln_descriptor *d, struct kiln_error **err)
 {
   struct pull p = { .st = st, .o = c->opts, .c = c };
-  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_conn cn = { 0 };
   p.base = kiln_xasprintf ("%s/v2/%s", c->origin, path);
-  int r = kiln_reg_conn_init (&cn, c, err);
+  int r = kiln_registry_conn_init (&cn, c, err);
   if (r == 0)
     r = download_layer (&p, &cn, d, NULL, SIZE_MAX, err);
-  kiln_reg_conn_clear (&cn);
+  kiln_registry_conn_clear (&cn);
   free (p.base);
   return r;
 }
@@ -667,17 +667,17 @@ struct pool {
   struct pull *p;
   const struct kiln_manifest *m;
   char **diff_ids;
-  struct kiln_reg_pool q;       /* next item, first error */
+  struct kiln_registry_pool q;       /* next item, first error */
 };
 
 static void *
 worker (void *opaque)
 {
   struct pool *pl = opaque;
-  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_conn cn = { 0 };
   struct kiln_error *e = NULL;
-  if (kiln_reg_conn_init (&cn, pl->p->c, &e) == 0)
-    for (size_t i; (i = kiln_reg_pool_next (&pl->q, pl->m->nlayers)) < pl->m->nlayers;)
+  if (kiln_registry_conn_init (&cn, pl->p->c, &e) == 0)
+    for (size_t i; (i = kiln_registry_pool_next (&pl->q, pl->m->nlayers)) < pl->m->nlayers;)
       {
         const struct kiln_descriptor *d = &pl->m->layers[i];
         if (kiln_store_blob_exists (pl->p->st, &d->digest, NULL))
@@ -689,8 +689,8 @@ worker (void *opaque)
           break;
         emit (pl->p->o, KILN_REGISTRY_BLOB_FETCHED, d->digest.s);
       }
-  kiln_reg_conn_clear (&cn);
-  kiln_reg_pool_fail (&pl->q, &e);
+  kiln_registry_conn_clear (&cn);
+  kiln_registry_pool_fail (&pl->q, &e);
   return NULL;
 }
 
@@ -701,7 +701,7 @@ fetch_layers (struct pull *p, const struct kiln_manifest *m, char **diff_ids, st
   int n = p->o->jobs > 0 ? p->o->jobs : 1;
   if ((size_t) n > m->nlayers)
     n = m->nlayers ? (int) m->nlayers : 1;
-  return kiln_reg_pool_run (&pl.q, n, worker, &pl, err);
+  return kiln_registry_pool_run (&pl.q, n, worker, &pl, err);
 }
 
 /* ---- the whole pull ---- */
@@ -724,7 +724,7 @@ store_image (struct pull *p, const struct kiln_buf *cfg_raw, const struct kiln_b
   all[m->nlayers] = m->config.digest;
   all[m->nlayers + 1] = desc->digest;
   kiln_autoerror struct kiln_error *e = NULL;
-  if (kiln_reg_sources_add (p->st, all, n, p->repo, &e) < 0)
+  if (kiln_registry_sources_add (p->st, all, n, p->repo, &e) < 0)
     kiln_log_warn ("record where the blobs came from: %s", e->msg);
   free (all);
   emit (p->o, KILN_REGISTRY_MANIFEST_DONE, desc->digest.s);
@@ -734,12 +734,12 @@ store_image (struct pull *p, const struct kiln_buf *cfg_raw, const struct kiln_b
 static int
 pull_image (struct pull *p, struct kiln_descriptor *desc, struct kiln_error **err)
 {
-  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_conn cn = { 0 };
   kiln_autobuf struct kiln_buf raw = KILN_BUF_INIT, cfg_raw = KILN_BUF_INIT;
   struct kiln_manifest m = { 0 };
   struct kiln_image_config cfg = { 0 };
   int r = -1;
-  if (kiln_reg_conn_init (&cn, p->c, err) < 0 || resolve_manifest (p, &cn, &raw, desc, err) < 0
+  if (kiln_registry_conn_init (&cn, p->c, err) < 0 || resolve_manifest (p, &cn, &raw, desc, err) < 0
       || kiln_manifest_from_json (raw.buf, raw.len, &m, err) < 0)
     goto out;
   if (get_config (p, &cn, &m.config, &cfg_raw, &cfg, err) < 0)
@@ -750,13 +750,13 @@ pull_image (struct pull *p, struct kiln_descriptor *desc, struct kiln_error **er
                           kiln_strv_len (cfg.diff_ids));
       goto out;
     }
-  kiln_reg_conn_clear (&cn);
+  kiln_registry_conn_clear (&cn);
   /* lazy: layers stay in the registry until something opens them */
   r = p->o->lazy ? 0 : fetch_layers (p, &m, cfg.diff_ids, err);
   if (r == 0)
     r = store_image (p, &cfg_raw, &raw, &m, desc, err);
 out:
-  kiln_reg_conn_clear (&cn);
+  kiln_registry_conn_clear (&cn);
   kiln_manifest_clear (&m);
   kiln_image_config_clear (&cfg);
   return r;
@@ -774,18 +774,18 @@ kiln_registry_pull (struct kiln_store *st, const char *ref, const struct kiln_re
   if (o->platform)
     {
       struct kiln_platform pl;
-      if (kiln_reg_platform_parse (o->platform, &pl, err) < 0)
+      if (kiln_registry_platform_parse (o->platform, &pl, err) < 0)
         return -1;
       free (pl.os), free (pl.architecture), free (pl.variant);
     }
   if (kiln_ref_parse (ref, &p.ref, err) < 0)
     return -1;
   kiln_autofree char *shown = kiln_ref_string (&p.ref);
-  int r = kiln_reg_client_open (p.ref.domain, o, true, &p.c, err);
+  int r = kiln_registry_client_open (p.ref.domain, o, true, &p.c, err);
   if (r == 0)
     {
       kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", p.ref.path);
-      kiln_reg_client_add_scope (p.c, scope);
+      kiln_registry_client_add_scope (p.c, scope);
       p.base = kiln_xasprintf ("%s/v2/%s", p.c->origin, p.ref.path);
       p.repo = kiln_ref_repository (&p.ref);
       r = pull_image (&p, &desc, err);
@@ -794,7 +794,7 @@ kiln_registry_pull (struct kiln_store *st, const char *ref, const struct kiln_re
     *manifest_out = desc;
   else
     kiln_descriptor_clear (&desc);
-  kiln_reg_client_free (p.c);
+  kiln_registry_client_free (p.c);
   free (p.base), free (p.repo);
   kiln_ref_clear (&p.ref);
   return r < 0 ? kiln_error_wrap (err, "pull `%s`", shown) : 0;

@@ -40,17 +40,17 @@ struct sb_msg {
 };
 
 /* Child side, never return.  sb_child_main is PID 1 of the namespace. */
-__attribute__ ((noreturn)) void kiln_sb_child_main (struct sb_plan *p);
-__attribute__ ((noreturn)) void kiln_sb_exec_command (struct sb_plan *p, int cwdfd);
+__attribute__ ((noreturn)) void kiln_sandbox_child_main (struct sb_plan *p);
+__attribute__ ((noreturn)) void kiln_sandbox_exec_command (struct sb_plan *p, int cwdfd);
 
 /* Child side helpers shared by both files. */
-void kiln_sb_send (struct sb_plan *p, int type, int errnum, int kind, const char *fmt, ...)
+void kiln_sandbox_send (struct sb_plan *p, int type, int errnum, int kind, const char *fmt, ...)
     __attribute__ ((format (printf, 5, 6)));
-__attribute__ ((noreturn)) void kiln_sb_fail (struct sb_plan *p, int errnum, const char *fmt, ...)
+__attribute__ ((noreturn)) void kiln_sandbox_fail (struct sb_plan *p, int errnum, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 /* fork() as a raw clone3, safe in the child of a multi-threaded parent. */
-long kiln_sb_clone3 (unsigned long long flags);
+long kiln_sandbox_clone3 (unsigned long long flags);
 /* openat2 in root with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, no allocation. */
-int kiln_sb_open_in_root (int rootfd, const char *rel, int flags, int mode);
+int kiln_sandbox_open_in_root (int rootfd, const char *rel, int flags, int mode);
 
 #endif

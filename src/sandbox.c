@@ -50,7 +50,7 @@ slot_claim (pid_t pid)
 }
 
 long
-kiln_sb_clone3 (unsigned long long flags)
+kiln_sandbox_clone3 (unsigned long long flags)
 {
   struct clone_args args = { .flags = flags, .exit_signal = SIGCHLD };
   return syscall (SYS_clone3, &args, sizeof args);
@@ -240,9 +240,9 @@ spawn (struct sb_plan *plan, int *status, char ***created, struct kiln_error **e
   if (pipe2 (fds, O_CLOEXEC) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create the sandbox report pipe");
   plan->pipe_wr = fds[1];
-  long pid = kiln_sb_clone3 (flags);
+  long pid = kiln_sandbox_clone3 (flags);
   if (pid == 0)
-    kiln_sb_child_main (plan);
+    kiln_sandbox_child_main (plan);
   int saved = errno;
   close (fds[1]);
   if (pid < 0)

@@ -26,7 +26,7 @@
 #define FD_PATH_MAX 32
 
 void
-kiln_sb_send (struct sb_plan *p, int type, int errnum, int kind, const char *fmt, ...)
+kiln_sandbox_send (struct sb_plan *p, int type, int errnum, int kind, const char *fmt, ...)
 {
   struct sb_msg m = { .type = type, .errnum = errnum, .kind = kind };
   va_list ap;
@@ -39,7 +39,7 @@ kiln_sb_send (struct sb_plan *p, int type, int errnum, int kind, const char *fmt
 }
 
 void
-kiln_sb_fail (struct sb_plan *p, int errnum, const char *fmt, ...)
+kiln_sandbox_fail (struct sb_plan *p, int errnum, const char *fmt, ...)
 {
   struct sb_msg m = { .type = 'E', .errnum = errnum, .kind = KILN_E_IO };
   va_list ap;
@@ -52,7 +52,7 @@ kiln_sb_fail (struct sb_plan *p, int errnum, const char *fmt, ...)
 }
 
 int
-kiln_sb_open_in_root (int rootfd, const char *rel, int flags, int mode)
+kiln_sandbox_open_in_root (int rootfd, const char *rel, int flags, int mode)
 {
   struct open_how how = { .flags = (unsigned long long) (flags | O_CLOEXEC),
                           .mode = (flags & O_CREAT) ? (unsigned long long) mode : 0,
@@ -89,7 +89,7 @@ record_created (struct sb_plan *p, int fd)
     return;
   real[n] = '\0';
   if (strncmp (real, p->root_real, rl) == 0 && real[rl] == '/')
-    kiln_sb_send (p, 'C', 0, 0, "%s", real + rl + 1);
+    kiln_sandbox_send (p, 'C', 0, 0, "%s", real + rl + 1);
 }
 
 /* Opens (O_PATH) rel in the root, creating what is missing: directories, and
@@ -108,7 +108,7 @@ ensure (struct sb_plan *p, int rootfd, const char *rel, bool dir, bool record)
         continue;
       bool last = buf[i] == '\0';
       buf[i] = '\0';
-      int fd = kiln_sb_open_in_root (rootfd, buf, O_PATH | (last && !dir ? 0 : O_DIRECTORY), 0);
+      int fd = kiln_sandbox_open_in_root (rootfd, buf, O_PATH | (last && !dir ? 0 : O_DIRECTORY), 0);
       if (fd < 0 && errno == ENOENT)
         {
           /* mkdirat through the parent; a file is created with O_CREAT, which
@@ -116,12 +116,12 @@ ensure (struct sb_plan *p, int rootfd, const char *rel, bool dir, bool record)
           char *slash = strrchr (buf, '/');
           int made = -1;
           if (last && !dir)
-            made = kiln_sb_open_in_root (rootfd, buf, O_CREAT | O_WRONLY | O_NOCTTY, 0644);
+            made = kiln_sandbox_open_in_root (rootfd, buf, O_CREAT | O_WRONLY | O_NOCTTY, 0644);
           else
             {
               if (slash)
                 *slash = '\0';
-              int pfd = kiln_sb_open_in_root (rootfd, slash ? buf : "", O_PATH | O_DIRECTORY, 0);
+              int pfd = kiln_sandbox_open_in_root (rootfd, slash ? buf : "", O_PATH | O_DIRECTORY, 0);
               if (slash)
                 *slash = '/';
               if (pfd >= 0)
@@ -132,7 +132,7 @@ ensure (struct sb_plan *p, int rootfd, const char *rel, bool dir, bool record)
             }
           if (made >= 0 && last && !dir)
             close (made);
-          fd = kiln_sb_open_in_root (rootfd, buf, O_PATH | (last && !dir ? 0 : O_DIRECTORY), 0);
+          fd = kiln_sandbox_open_in_root (rootfd, buf, O_PATH | (last && !dir ? 0 : O_DIRECTORY), 0);
           if (fd >= 0 && made >= 0 && record)
             record_created (p, fd);
         }
@@ -161,7 +161,7 @@ mount_at (const char *src, int fd, const char *type, unsigned long flags, const 
 static int
 make_readonly (int rootfd, const char *rel)
 {
-  int fd = kiln_sb_open_in_root (rootfd, rel, O_PATH, 0);
+  int fd = kiln_sandbox_open_in_root (rootfd, rel, O_PATH, 0);
   if (fd < 0)
     return -1;
   struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
@@ -190,17 +190,17 @@ bind_onto (struct sb_plan *p, const char *src, const char *rel, bool dir, bool r
   char s[FD_PATH_MAX];
   int sfd = open (src, O_PATH | O_CLOEXEC);
   if (sfd < 0)
-    kiln_sb_fail (p, errno, "open bind source `%s`", src);
+    kiln_sandbox_fail (p, errno, "open bind source `%s`", src);
   int tfd = ensure (p, p->rootfd, rel, dir, record);
   if (tfd < 0)
-    kiln_sb_fail (p, errno, "create mount point `/%s` in `%s`", rel, p->o->rootfs);
+    kiln_sandbox_fail (p, errno, "create mount point `/%s` in `%s`", rel, p->o->rootfs);
   fd_path (s, sfd);
   if (mount_at (s, tfd, NULL, MS_BIND | MS_REC, NULL) < 0)
-    kiln_sb_fail (p, errno, "bind `%s` onto `/%s`", src, rel);
+    kiln_sandbox_fail (p, errno, "bind `%s` onto `/%s`", src, rel);
   close (sfd);
   close (tfd);
   if (ro && make_readonly (p->rootfd, rel) < 0)
-    kiln_sb_fail (p, errno, "make `/%s` read-only", rel);
+    kiln_sandbox_fail (p, errno, "make `/%s` read-only", rel);
 }
 
 static void
@@ -208,9 +208,9 @@ mount_fs (struct sb_plan *p, const char *rel, const char *type, unsigned long fl
 {
   int fd = ensure (p, p->rootfd, rel, true, record);
   if (fd < 0)
-    kiln_sb_fail (p, errno, "create mount point `/%s` in `%s`", rel, p->o->rootfs);
+    kiln_sandbox_fail (p, errno, "create mount point `/%s` in `%s`", rel, p->o->rootfs);
   if (mount_at (type, fd, type, flags, data) < 0)
-    kiln_sb_fail (p, errno, "mount %s on `/%s`", type, rel);
+    kiln_sandbox_fail (p, errno, "mount %s on `/%s`", type, rel);
   close (fd);
 }
 
@@ -231,7 +231,7 @@ make_dev_node (struct sb_plan *p, int devfd, unsigned i)
   if (mknodat (devfd, name, S_IFCHR | 0666, makedev (dev_nodes[i].major, dev_nodes[i].minor)) == 0)
     return;
   if (errno != EPERM)
-    kiln_sb_fail (p, errno, "create device `/dev/%s`", name);
+    kiln_sandbox_fail (p, errno, "create device `/dev/%s`", name);
   snprintf (rel, sizeof rel, "dev/%s", name);
   snprintf (host, sizeof host, "/dev/%s", name);
   bind_onto (p, host, rel, false, false, false);
@@ -244,23 +244,23 @@ setup_dev (struct sb_plan *p)
                                           { "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" },
                                           { "stderr", "/proc/self/fd/2" } };
   mount_fs (p, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", true);
-  int devfd = kiln_sb_open_in_root (p->rootfd, "dev", O_DIRECTORY | O_RDONLY, 0);
+  int devfd = kiln_sandbox_open_in_root (p->rootfd, "dev", O_DIRECTORY | O_RDONLY, 0);
   if (devfd < 0)
-    kiln_sb_fail (p, errno, "open `/dev` in `%s`", p->o->rootfs);
+    kiln_sandbox_fail (p, errno, "open `/dev` in `%s`", p->o->rootfs);
   for (unsigned i = 0; i < sizeof dev_nodes / sizeof dev_nodes[0]; i++)
     make_dev_node (p, devfd, i);
   for (unsigned i = 0; i < sizeof links / sizeof links[0]; i++)
     if (symlinkat (links[i][1], devfd, links[i][0]) < 0)
-      kiln_sb_fail (p, errno, "create symlink `/dev/%s`", links[i][0]);
+      kiln_sandbox_fail (p, errno, "create symlink `/dev/%s`", links[i][0]);
   if (mkdirat (devfd, "pts", 0755) < 0 || mkdirat (devfd, "shm", 01777) < 0)
-    kiln_sb_fail (p, errno, "create `/dev/pts` and `/dev/shm`");
+    kiln_sandbox_fail (p, errno, "create `/dev/pts` and `/dev/shm`");
   close (devfd);
-  int fd = kiln_sb_open_in_root (p->rootfd, "dev/pts", O_PATH | O_DIRECTORY, 0);
+  int fd = kiln_sandbox_open_in_root (p->rootfd, "dev/pts", O_PATH | O_DIRECTORY, 0);
   /* gid=5 (tty) is not mapped in a single-id user namespace: retry without */
   if (fd < 0
       || (mount_at ("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0
           && mount_at ("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0))
-    kiln_sb_fail (p, errno, "mount devpts on `/dev/pts`");
+    kiln_sandbox_fail (p, errno, "mount devpts on `/dev/pts`");
   close (fd);
   mount_fs (p, "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k", false);
 }
@@ -272,11 +272,11 @@ setup_sys (struct sb_plan *p)
 {
   int fd = ensure (p, p->rootfd, "sys", true, true);
   if (fd < 0)
-    kiln_sb_fail (p, errno, "create mount point `/sys` in `%s`", p->o->rootfs);
+    kiln_sandbox_fail (p, errno, "create mount point `/sys` in `%s`", p->o->rootfs);
   int r = mount_at ("sysfs", fd, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   close (fd);
   if (r < 0 && errno != EPERM)
-    kiln_sb_fail (p, errno, "mount sysfs on `/sys`");
+    kiln_sandbox_fail (p, errno, "mount sysfs on `/sys`");
   if (r < 0)
     bind_onto (p, "/sys", "sys", true, true, false);
 }
@@ -288,36 +288,36 @@ static void
 bind_data (struct sb_plan *p, const char *stage, const char *rel, const char *data, size_t len, mode_t mode,
            uid_t uid, gid_t gid)
 {
-  int fd = kiln_sb_open_in_root (p->rootfd, stage, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, 0600);
+  int fd = kiln_sandbox_open_in_root (p->rootfd, stage, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, 0600);
   if (fd < 0)
-    kiln_sb_fail (p, errno, "create the contents of `/%s`", rel);
+    kiln_sandbox_fail (p, errno, "create the contents of `/%s`", rel);
   for (size_t off = 0; off < len;)
     {
       ssize_t n = write (fd, data + off, len - off);
       if (n < 0 && errno != EINTR)
-        kiln_sb_fail (p, errno, "write the contents of `/%s`", rel);
+        kiln_sandbox_fail (p, errno, "write the contents of `/%s`", rel);
       off += n > 0 ? (size_t) n : 0;
     }
   /* an owner a user namespace does not map stays as it is, as for binds */
   (void) !fchown (fd, uid, gid);
   if (fchmod (fd, mode) < 0)
-    kiln_sb_fail (p, errno, "set the mode of `/%s`", rel);
+    kiln_sandbox_fail (p, errno, "set the mode of `/%s`", rel);
   close (fd);
-  fd = kiln_sb_open_in_root (p->rootfd, stage, O_PATH | O_NOFOLLOW, 0);
+  fd = kiln_sandbox_open_in_root (p->rootfd, stage, O_PATH | O_NOFOLLOW, 0);
   int tfd = ensure (p, p->rootfd, rel, false, true);
   if (fd < 0 || tfd < 0)
-    kiln_sb_fail (p, errno, "create mount point `/%s` in `%s`", rel, p->o->rootfs);
+    kiln_sandbox_fail (p, errno, "create mount point `/%s` in `%s`", rel, p->o->rootfs);
   char s[FD_PATH_MAX];
   fd_path (s, fd);
   if (mount_at (s, tfd, NULL, MS_BIND, NULL) < 0)
-    kiln_sb_fail (p, errno, "bind `/%s`", rel);
+    kiln_sandbox_fail (p, errno, "bind `/%s`", rel);
   if (make_readonly (p->rootfd, rel) < 0)
-    kiln_sb_fail (p, errno, "make `/%s` read-only", rel);
+    kiln_sandbox_fail (p, errno, "make `/%s` read-only", rel);
   close (fd);
   close (tfd);
-  int devfd = kiln_sb_open_in_root (p->rootfd, "dev", O_PATH | O_DIRECTORY, 0);
+  int devfd = kiln_sandbox_open_in_root (p->rootfd, "dev", O_PATH | O_DIRECTORY, 0);
   if (devfd < 0 || unlinkat (devfd, stage + 4, 0) < 0)
-    kiln_sb_fail (p, errno, "remove the staging copy of `/%s`", rel);
+    kiln_sandbox_fail (p, errno, "remove the staging copy of `/%s`", rel);
   close (devfd);
 }
 
@@ -391,10 +391,10 @@ loopback_up (struct sb_plan *p)
   memset (&ifr, 0, sizeof ifr);
   memcpy (ifr.ifr_name, "lo", 3);
   if (s < 0 || ioctl (s, SIOCGIFFLAGS, &ifr) < 0)
-    kiln_sb_fail (p, errno, "get the flags of `lo`");
+    kiln_sandbox_fail (p, errno, "get the flags of `lo`");
   ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
   if (ioctl (s, SIOCSIFFLAGS, &ifr) < 0)
-    kiln_sb_fail (p, errno, "bring up `lo`");
+    kiln_sandbox_fail (p, errno, "bring up `lo`");
   close (s);
 }
 
@@ -406,10 +406,10 @@ open_rootfs (struct sb_plan *p)
   struct statx sx;
   /* pivot_root needs the new root to be a mount point */
   if (mount (root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
-    kiln_sb_fail (p, errno, "bind rootfs `%s` onto itself", root);
+    kiln_sandbox_fail (p, errno, "bind rootfs `%s` onto itself", root);
   p->rootfd = open (root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (p->rootfd < 0 || statx (p->rootfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0)
-    kiln_sb_fail (p, errno, "open rootfs `%s`", root);
+    kiln_sandbox_fail (p, errno, "open rootfs `%s`", root);
   p->root_mnt_id = (sx.stx_mask & STATX_MNT_ID) ? (int) sx.stx_mnt_id : -1;
   fd_path (link, p->rootfd);
   ssize_t n = readlink (link, p->root_real, sizeof p->root_real - 1);
@@ -422,13 +422,13 @@ enter_root (struct sb_plan *p)
   /* pivot_root(".", ".") stacks the old root under the new one; detaching it
    * leaves only the rootfs (the runc trick, no put_old directory needed) */
   if (fchdir (p->rootfd) < 0 || syscall (SYS_pivot_root, ".", ".") < 0)
-    kiln_sb_fail (p, errno, "pivot_root into `%s`", p->o->rootfs);
+    kiln_sandbox_fail (p, errno, "pivot_root into `%s`", p->o->rootfs);
   if (umount2 (".", MNT_DETACH) < 0 || chdir ("/") < 0)
-    kiln_sb_fail (p, errno, "detach the old root");
+    kiln_sandbox_fail (p, errno, "detach the old root");
   close (p->rootfd);
   p->rootfd = open ("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (p->rootfd < 0)
-    kiln_sb_fail (p, errno, "open the new root");
+    kiln_sandbox_fail (p, errno, "open the new root");
 }
 
 /* Reaps everything; exits with the command's status once it is gone, which
@@ -450,18 +450,18 @@ init_loop (pid_t cmd)
 }
 
 void
-kiln_sb_child_main (struct sb_plan *p)
+kiln_sandbox_child_main (struct sb_plan *p)
 {
   /* the sandbox must not outlive kiln (e.g. kiln is SIGKILLed) */
   prctl (PR_SET_PDEATHSIG, SIGKILL);
   close_unneeded_fds (p);
   umask (0);
   if (mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-    kiln_sb_fail (p, errno, "make the mount tree private");
+    kiln_sandbox_fail (p, errno, "make the mount tree private");
   if (p->o->network_none)
     loopback_up (p);
   if (p->hostname && sethostname (p->hostname, strlen (p->hostname)) < 0)
-    kiln_sb_fail (p, errno, "set hostname `%s`", p->hostname);
+    kiln_sandbox_fail (p, errno, "set hostname `%s`", p->hostname);
   open_rootfs (p);
   mount_fs (p, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, true);
   setup_dev (p);
@@ -471,12 +471,12 @@ kiln_sb_child_main (struct sb_plan *p)
   enter_root (p);
   int cwdfd = ensure (p, p->rootfd, p->cwd, true, false);
   if (cwdfd < 0)
-    kiln_sb_fail (p, errno, "create working directory `/%s`", p->cwd);
-  long pid = kiln_sb_clone3 (0);
+    kiln_sandbox_fail (p, errno, "create working directory `/%s`", p->cwd);
+  long pid = kiln_sandbox_clone3 (0);
   if (pid < 0)
-    kiln_sb_fail (p, errno, "fork the command");
+    kiln_sandbox_fail (p, errno, "fork the command");
   if (pid == 0)
-    kiln_sb_exec_command (p, cwdfd);
+    kiln_sandbox_exec_command (p, cwdfd);
   close (p->pipe_wr);
   close (cwdfd);
   init_loop ((pid_t) pid);

@@ -51,10 +51,10 @@ drop_caps (struct sb_plan *p)
       {
         if (errno == EINVAL)
           break; /* past the kernel's last capability */
-        kiln_sb_fail (p, errno, "drop capability %d from the bounding set", cap);
+        kiln_sandbox_fail (p, errno, "drop capability %d from the bounding set", cap);
       }
   if (prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-    kiln_sb_fail (p, errno, "clear the ambient capabilities");
+    kiln_sandbox_fail (p, errno, "clear the ambient capabilities");
 }
 
 static void
@@ -63,10 +63,10 @@ clear_inheritable (struct sb_plan *p)
   struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
   struct __user_cap_data_struct d[2];
   if (syscall (SYS_capget, &h, d) < 0)
-    kiln_sb_fail (p, errno, "read capabilities");
+    kiln_sandbox_fail (p, errno, "read capabilities");
   d[0].inheritable = d[1].inheritable = 0;
   if (syscall (SYS_capset, &h, d) < 0)
-    kiln_sb_fail (p, errno, "clear the inheritable capabilities");
+    kiln_sandbox_fail (p, errno, "clear the inheritable capabilities");
 }
 
 static void
@@ -75,11 +75,11 @@ set_ids (struct sb_plan *p)
   const struct kiln_sandbox_opts *o = p->o;
   /* with a single-id user namespace setgroups is denied; no groups is fine */
   if (setgroups (o->ngroups, o->groups) < 0 && !(errno == EPERM && o->ngroups == 0))
-    kiln_sb_fail (p, errno, "set supplementary groups");
+    kiln_sandbox_fail (p, errno, "set supplementary groups");
   if (setresgid (o->gid, o->gid, o->gid) < 0)
-    kiln_sb_fail (p, errno, "set gid %u", (unsigned) o->gid);
+    kiln_sandbox_fail (p, errno, "set gid %u", (unsigned) o->gid);
   if (setresuid (o->uid, o->uid, o->uid) < 0)
-    kiln_sb_fail (p, errno, "set uid %u", (unsigned) o->uid);
+    kiln_sandbox_fail (p, errno, "set uid %u", (unsigned) o->uid);
 }
 
 /* Moves the requested fds to 0, 1, 2 through high copies so that any
@@ -93,11 +93,11 @@ setup_stdio (struct sb_plan *p)
       int src = want[i] >= 0 ? want[i] : open ("/dev/null", O_RDWR | O_CLOEXEC);
       tmp[i] = src >= 0 ? fcntl (src, F_DUPFD_CLOEXEC, 3) : -1;
       if (tmp[i] < 0)
-        kiln_sb_fail (p, errno, "set up fd %d of the command", i);
+        kiln_sandbox_fail (p, errno, "set up fd %d of the command", i);
     }
   for (int i = 0; i < 3; i++)
     if (dup2 (tmp[i], i) < 0)
-      kiln_sb_fail (p, errno, "set up fd %d of the command", i);
+      kiln_sandbox_fail (p, errno, "set up fd %d of the command", i);
 }
 
 static void
@@ -144,22 +144,22 @@ exec_search (struct sb_plan *p)
 }
 
 void
-kiln_sb_exec_command (struct sb_plan *p, int cwdfd)
+kiln_sandbox_exec_command (struct sb_plan *p, int cwdfd)
 {
   reset_signals ();
   if (setsid () < 0)
-    kiln_sb_fail (p, errno, "create a session");
+    kiln_sandbox_fail (p, errno, "create a session");
   drop_caps (p);
   set_ids (p);
   clear_inheritable (p);
   /* after setuid, so the command's user must be able to enter it, as in docker */
   if (fchdir (cwdfd) < 0)
-    kiln_sb_fail (p, errno, "change to working directory `/%s`", p->cwd);
+    kiln_sandbox_fail (p, errno, "change to working directory `/%s`", p->cwd);
   setup_stdio (p);
   umask (022);
   close_other_fds (p);
   exec_search (p);
   int e = errno;
-  kiln_sb_send (p, 'E', e, e == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO, "exec `%s`", p->o->argv[0]);
+  kiln_sandbox_send (p, 'E', e, e == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO, "exec `%s`", p->o->argv[0]);
   _exit (127);
 }

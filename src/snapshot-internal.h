@@ -20,20 +20,20 @@ struct kiln_lstack {
   size_t n;
 };
 
-void kiln_lstack_clear (struct kiln_lstack *s);
+void kiln_snapshot_lstack_clear (struct kiln_lstack *s);
 /* The root directories of lowers (top first). */
-int kiln_lstack_open_roots (char *const *lowers, struct kiln_lstack *out, struct kiln_error **err);
+int kiln_snapshot_lstack_open_roots (char *const *lowers, struct kiln_lstack *out, struct kiln_error **err);
 /* The visible names of the stack's directory, sorted (strcmp), NULL-terminated. */
-int kiln_lstack_list (const struct kiln_lstack *s, char ***names, struct kiln_error **err);
+int kiln_snapshot_lstack_list (const struct kiln_lstack *s, char ***names, struct kiln_error **err);
 
 enum kiln_lookup { KILN_LOOKUP_ABSENT = 0, KILN_LOOKUP_FILE, KILN_LOOKUP_DIR };
 /* Looks name up in the stack.  FILE: *st is the object and *layer the index
  * in s of the directory holding it.  DIR: *st is the topmost directory and,
  * when child is non-NULL, *child its stack (caller clears). */
-int kiln_lstack_lookup (const struct kiln_lstack *s, const char *name, struct stat *st, size_t *layer,
-                        struct kiln_lstack *child, struct kiln_error **err);
+int kiln_snapshot_lstack_lookup (const struct kiln_lstack *s, const char *name, struct stat *st, size_t *layer,
+                                 struct kiln_lstack *child, struct kiln_error **err);
 /* Whether the cleaned relative path exists in the merged view of lowers. */
-int kiln_lstack_path_exists (char *const *lowers, const char *path, struct kiln_error **err);
+int kiln_snapshot_lstack_path_exists (char *const *lowers, const char *path, struct kiln_error **err);
 
 /* The names in dfd (no . and ..), sorted by strcmp, NULL-terminated. */
 int kiln_dir_names (int dfd, char ***names, struct kiln_error **err);

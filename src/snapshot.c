@@ -133,7 +133,7 @@ kiln_xattrs_equal (const struct kiln_xattrs *a, const struct kiln_xattrs *b)
 /* ---- the lower stack ---- */
 
 void
-kiln_lstack_clear (struct kiln_lstack *s)
+kiln_snapshot_lstack_clear (struct kiln_lstack *s)
 {
   for (size_t i = 0; i < s->n; i++)
     close (s->fds[i]);
@@ -163,7 +163,7 @@ dir_opaque (int fd)
 }
 
 int
-kiln_lstack_open_roots (char *const *lowers, struct kiln_lstack *out, struct kiln_error **err)
+kiln_snapshot_lstack_open_roots (char *const *lowers, struct kiln_lstack *out, struct kiln_error **err)
 {
   memset (out, 0, sizeof *out);
   for (size_t i = 0; lowers && lowers[i]; i++)
@@ -171,7 +171,7 @@ kiln_lstack_open_roots (char *const *lowers, struct kiln_lstack *out, struct kil
       int fd = open (lowers[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (fd < 0)
         {
-          kiln_lstack_clear (out);
+          kiln_snapshot_lstack_clear (out);
           return kiln_error_set (err, errno, KILN_E_IO, "open lower dir `%s`", lowers[i]);
         }
       lstack_push (out, fd);
@@ -204,7 +204,7 @@ kiln_dir_names (int dfd, char ***names, struct kiln_error **err)
 }
 
 int
-kiln_lstack_list (const struct kiln_lstack *s, char ***names, struct kiln_error **err)
+kiln_snapshot_lstack_list (const struct kiln_lstack *s, char ***names, struct kiln_error **err)
 {
   kiln_autostrv char **seen = kiln_xcalloc (1, sizeof *seen);
   kiln_autostrv char **out = kiln_xcalloc (1, sizeof *out);
@@ -246,8 +246,8 @@ child_push (const struct kiln_lstack *s, size_t i, const char *name, struct kiln
 }
 
 int
-kiln_lstack_lookup (const struct kiln_lstack *s, const char *name, struct stat *st, size_t *layer,
-                    struct kiln_lstack *child, struct kiln_error **err)
+kiln_snapshot_lstack_lookup (const struct kiln_lstack *s, const char *name, struct stat *st, size_t *layer,
+                             struct kiln_lstack *child, struct kiln_error **err)
 {
   struct stat cur;
   int found = KILN_LOOKUP_ABSENT;
@@ -281,10 +281,10 @@ kiln_lstack_lookup (const struct kiln_lstack *s, const char *name, struct stat *
 }
 
 int
-kiln_lstack_path_exists (char *const *lowers, const char *path, struct kiln_error **err)
+kiln_snapshot_lstack_path_exists (char *const *lowers, const char *path, struct kiln_error **err)
 {
   struct kiln_lstack cur;
-  if (kiln_lstack_open_roots (lowers, &cur, err) < 0)
+  if (kiln_snapshot_lstack_open_roots (lowers, &cur, err) < 0)
     return -1;
   kiln_autofree char *p = kiln_xstrdup (path);
   int r = KILN_LOOKUP_DIR;
@@ -297,8 +297,8 @@ kiln_lstack_path_exists (char *const *lowers, const char *path, struct kiln_erro
       next = slash ? slash + 1 : NULL;
       if (slash)
         *slash = '\0';
-      r = kiln_lstack_lookup (&cur, c, &st, &layer, &child, err);
-      kiln_lstack_clear (&cur);
+      r = kiln_snapshot_lstack_lookup (&cur, c, &st, &layer, &child, err);
+      kiln_snapshot_lstack_clear (&cur);
       cur = child;
       /* a file in the middle of the path: the rest cannot exist */
       if (r == KILN_LOOKUP_FILE && next)
@@ -306,7 +306,7 @@ kiln_lstack_path_exists (char *const *lowers, const char *path, struct kiln_erro
       if (r <= KILN_LOOKUP_ABSENT)
         break;
     }
-  kiln_lstack_clear (&cur);
+  kiln_snapshot_lstack_clear (&cur);
   return r < 0 ? -1 : r != KILN_LOOKUP_ABSENT;
 }
 

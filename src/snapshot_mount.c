@@ -229,14 +229,14 @@ copy_one (const struct kiln_lstack *s, const char *name, int dstfd, struct kiln_
   struct kiln_lstack child;
   struct stat st;
   size_t layer = 0;
-  int r = kiln_lstack_lookup (s, name, &st, &layer, &child, err);
+  int r = kiln_snapshot_lstack_lookup (s, name, &st, &layer, &child, err);
   if (r == KILN_LOOKUP_DIR)
     r = copy_subdir (&child, name, dstfd, &st, err);
   else if (r == KILN_LOOKUP_FILE && S_ISREG (st.st_mode))
     r = copy_file (s->fds[layer], name, dstfd, &st, err);
   else if (r == KILN_LOOKUP_FILE && !S_ISSOCK (st.st_mode))
     r = copy_special (s->fds[layer], name, dstfd, &st, err);
-  kiln_lstack_clear (&child);
+  kiln_snapshot_lstack_clear (&child);
   return r < 0 ? kiln_error_wrap (err, "copy `%s`", name) : 0;
 }
 
@@ -244,7 +244,7 @@ static int
 copy_dir (const struct kiln_lstack *s, int dstfd, struct kiln_error **err)
 {
   kiln_autostrv char **names = NULL;
-  if (kiln_lstack_list (s, &names, err) < 0)
+  if (kiln_snapshot_lstack_list (s, &names, err) < 0)
     return -1;
   for (size_t i = 0; names[i]; i++)
     if (copy_one (s, names[i], dstfd, err) < 0)
@@ -257,7 +257,7 @@ copy_lowers (struct kiln_mount *m, int mergedfd, struct kiln_error **err)
 {
   struct kiln_lstack s;
   struct stat st;
-  if (kiln_lstack_open_roots (m->lowers, &s, err) < 0)
+  if (kiln_snapshot_lstack_open_roots (m->lowers, &s, err) < 0)
     return -1;
   int r = 0;
   if (s.n > 0)
@@ -266,7 +266,7 @@ copy_lowers (struct kiln_mount *m, int mergedfd, struct kiln_error **err)
       if (r == 0 && fstat (s.fds[0], &st) == 0)
         r = copy_meta_fd (s.fds[0], mergedfd, &st, err);
     }
-  kiln_lstack_clear (&s);
+  kiln_snapshot_lstack_clear (&s);
   return r < 0 ? kiln_error_wrap (err, "copy lower dirs into `%s`", m->merged) : 0;
 }
 

@@ -29,9 +29,9 @@ int kiln_store_random_name (char *out, size_t size, const char *prefix);
 int kiln_store_read_index_at (int dirfd, struct kiln_index *out, struct kiln_error **err);
 int kiln_store_write_index_at (int dirfd, const struct kiln_index *ix, struct kiln_error **err);
 /* Drops the entries whose ref.name is name; returns how many. */
-size_t kiln_index_remove_name (struct kiln_index *ix, const char *name);
+size_t kiln_store_index_remove_name (struct kiln_index *ix, const char *name);
 /* Appends a copy of d. */
-void kiln_index_add (struct kiln_index *ix, const struct kiln_descriptor *d);
+void kiln_store_index_add (struct kiln_index *ix, const struct kiln_descriptor *d);
 
 /* An archive output of export: dest through a temp file beside it (renamed
  * into place by commit, removed by abort), or stdout for "-" (refused when

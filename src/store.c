@@ -492,7 +492,7 @@ has_name (const struct kiln_descriptor *d, const char *name)
 
 /* Drops every entry called name; returns how many were dropped. */
 size_t
-kiln_index_remove_name (struct kiln_index *ix, const char *name)
+kiln_store_index_remove_name (struct kiln_index *ix, const char *name)
 {
   size_t kept = 0, n = ix->nmanifests;
   for (size_t i = 0; i < n; i++)
@@ -507,7 +507,7 @@ kiln_index_remove_name (struct kiln_index *ix, const char *name)
 }
 
 void
-kiln_index_add (struct kiln_index *ix, const struct kiln_descriptor *d)
+kiln_store_index_add (struct kiln_index *ix, const struct kiln_descriptor *d)
 {
   ix->manifests = kiln_xrealloc (ix->manifests, (ix->nmanifests + 1) * sizeof *ix->manifests);
   memset (&ix->manifests[ix->nmanifests], 0, sizeof *ix->manifests);
@@ -530,10 +530,10 @@ update_index (struct kiln_store *st, enum index_op op, const char *name, const s
   r = kiln_store_read_index_at (st->rootfd, &ix, err);
   if (r == 0)
     {
-      size_t dropped = kiln_index_remove_name (&ix, name);
+      size_t dropped = kiln_store_index_remove_name (&ix, name);
       if (op == OP_TAG)
         {
-          kiln_index_add (&ix, desc);
+          kiln_store_index_add (&ix, desc);
           kiln_kvlist_set (&ix.manifests[ix.nmanifests - 1].annotations, KILN_ANNOT_REF_NAME, name);
         }
       if (op == OP_UNTAG && dropped == 0)

@@ -450,12 +450,12 @@ start_canned (struct kiln_buf *resp)
 }
 
 static int
-open_client (const char *host, struct kiln_reg_client **cl, struct kiln_error **err)
+open_client (const char *host, struct kiln_registry_client **cl, struct kiln_error **err)
 {
   struct kiln_registry_opts *o = kiln_xcalloc (1, sizeof *o);   /* the client keeps a pointer */
   kiln_registry_opts_init (o);
   o->retries = 0;
-  return kiln_reg_client_open (host, o, false, cl, err);
+  return kiln_registry_client_open (host, o, false, cl, err);
 }
 
 /* Pings a server whose /v2/ answer is 200 with header lines of the given
@@ -476,9 +476,9 @@ ping_with_headers (const size_t *lines, size_t n, struct kiln_error **err)
   kiln_buf_adds (&r, "Docker-Distribution-API-Version: registry/2.0\r\nContent-Length: 2\r\n"
                      "Connection: close\r\n\r\n{}");
   kiln_autofree char *host = start_canned (&r);
-  struct kiln_reg_client *cl = NULL;
+  struct kiln_registry_client *cl = NULL;
   int ret = open_client (host, &cl, err);
-  kiln_reg_client_free (cl);
+  kiln_registry_client_free (cl);
   return ret;
 }
 
@@ -521,19 +521,19 @@ get_body_of (size_t size, size_t max, struct kiln_error **err)
     kiln_buf_addch (&r, 'b');
   kiln_autofree char *host = start_canned (&r);
   kiln_autofree char *url = kiln_xasprintf ("http://%s/v2/x/manifests/1", host);
-  struct kiln_reg_client *cl = NULL;
-  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_client *cl = NULL;
+  struct kiln_registry_conn cn = { 0 };
   struct kiln_buf out = KILN_BUF_INIT;
   int ret = open_client (host, &cl, err);
   if (ret == 0)
-    ret = kiln_reg_conn_init (&cn, cl, err);
+    ret = kiln_registry_conn_init (&cn, cl, err);
   if (ret == 0)
-    ret = kiln_reg_get_small (&cn, url, NULL, max, &out, NULL, err);
+    ret = kiln_registry_get_small (&cn, url, NULL, max, &out, NULL, err);
   if (ret == 0)
     cr_expect_eq (out.len, size);
   kiln_buf_release (&out);
-  kiln_reg_conn_clear (&cn);
-  kiln_reg_client_free (cl);
+  kiln_registry_conn_clear (&cn);
+  kiln_registry_client_free (cl);
   return ret;
 }
 

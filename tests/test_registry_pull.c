@@ -144,15 +144,15 @@ srv_stop (struct srv *s)
   close (s->fd);
 }
 
-static struct kiln_reg_client *
+static struct kiln_registry_client *
 client_for (const struct srv *s, struct kiln_registry_opts *o)
 {
-  struct kiln_reg_client *c = NULL;
+  struct kiln_registry_client *c = NULL;
   struct kiln_error *err = NULL;
   kiln_autofree char *host = kiln_xasprintf ("127.0.0.1:%d", s->port);
   kiln_registry_opts_init (o);
   o->retry_delay_ms = 10;
-  int r = kiln_reg_client_open (host, o, false, &c, &err);
+  int r = kiln_registry_client_open (host, o, false, &c, &err);
   cr_assert_eq (r, 0, "client: %s", err ? err->msg : "");
   return c;
 }
@@ -173,21 +173,21 @@ static const char doc[] = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs
 #define DOC_PATH "/v2/a/blobs/x"
 
 /* flips: how often the server damages the document; returns what
- * kiln_reg_get_verified returned, the error in *err. */
+ * kiln_registry_get_verified returned, the error in *err. */
 static int
 get_doc (int flips, struct srv *s, struct kiln_buf *out, struct kiln_error **err)
 {
   struct kiln_registry_opts o;
-  struct kiln_reg_conn cn = { 0 };
+  struct kiln_registry_conn cn = { 0 };
   struct kiln_digest want;
   kiln_digest_of (doc, strlen (doc), &want);
   srv_start (s, DOC_PATH, doc, strlen (doc), 7, flips);
-  struct kiln_reg_client *c = client_for (s, &o);
+  struct kiln_registry_client *c = client_for (s, &o);
   kiln_autofree char *url = kiln_xasprintf ("%s" DOC_PATH, c->origin);
-  cr_assert_eq (kiln_reg_conn_init (&cn, c, err), 0);
-  int r = kiln_reg_get_verified (&cn, url, NULL, 4096, "config", want.s, out, NULL, err);
-  kiln_reg_conn_clear (&cn);
-  kiln_reg_client_free (c);
+  cr_assert_eq (kiln_registry_conn_init (&cn, c, err), 0);
+  int r = kiln_registry_get_verified (&cn, url, NULL, 4096, "config", want.s, out, NULL, err);
+  kiln_registry_conn_clear (&cn);
+  kiln_registry_client_free (c);
   srv_stop (s);
   return r;
 }
@@ -265,7 +265,7 @@ entries (struct kiln_store *st, const char *rel)
 }
 
 /* Serves body (flipped at byte 16 `flips` times) as a gzip layer with
- * digest want; returns what kiln_reg_download_blob returned. */
+ * digest want; returns what kiln_registry_download_blob returned. */
 static int
 download (const unsigned char *body, size_t len, const struct kiln_digest *want, int flips, struct srv *s,
           struct kiln_store *st, struct kiln_error **err)
@@ -274,9 +274,9 @@ download (const unsigned char *body, size_t len, const struct kiln_digest *want,
   struct kiln_descriptor d = { .media_type = (char *) KILN_MT_OCI_LAYER_GZIP, .digest = *want, .size = (int64_t) len };
   kiln_autofree char *path = kiln_xasprintf ("/v2/a/blobs/%s", want->s);
   srv_start (s, path, body, len, 16, flips);
-  struct kiln_reg_client *c = client_for (s, &o);
-  int r = kiln_reg_download_blob (st, c, "a", &d, err);
-  kiln_reg_client_free (c);
+  struct kiln_registry_client *c = client_for (s, &o);
+  int r = kiln_registry_download_blob (st, c, "a", &d, err);
+  kiln_registry_client_free (c);
   srv_stop (s);
   return r;
 }
@@ -372,11 +372,11 @@ Test (registry_pull, peeked_digest_is_the_digest_so_far_and_hashing_goes_on, .in
 Test (registry_pull, mismatch_message_names_what_both_digests_and_the_registry)
 {
   struct kiln_error *err = NULL;
-  cr_assert_lt (kiln_reg_digest_mismatch (&err, "manifest", "sha256:aa", "sha256:bb", "r.example:5000", NULL), 0);
+  cr_assert_lt (kiln_registry_digest_mismatch (&err, "manifest", "sha256:aa", "sha256:bb", "r.example:5000", NULL), 0);
   cr_assert_eq (err->kind, KILN_E_DIGEST);
   cr_assert_str_eq (err->msg, "manifest `sha256:aa`: digest mismatch: got `sha256:bb` from registry `r.example:5000`");
   kiln_error_free (&err);
-  kiln_reg_digest_mismatch (&err, "blob", "sha256:aa", "sha256:bb", "r", "downloaded twice");
+  kiln_registry_digest_mismatch (&err, "blob", "sha256:aa", "sha256:bb", "r", "downloaded twice");
   cr_assert_str_eq (err->msg, "blob `sha256:aa`: digest mismatch: got `sha256:bb` from registry `r` (downloaded twice)");
   kiln_error_free (&err);
 }

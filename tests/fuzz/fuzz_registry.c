@@ -34,13 +34,13 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 static void
 challenge (const char *s)
 {
-  struct kiln_reg_challenge c;
+  struct kiln_registry_challenge c;
   struct kiln_error *err = NULL;
-  if (kiln_reg_challenge_parse (s, &c, &err) == 0)
+  if (kiln_registry_challenge_parse (s, &c, &err) == 0)
     {
       if (c.scheme == KILN_REG_AUTH_BEARER && (c.realm == NULL || *c.realm == '\0'))
         fuzz_fail ("bearer challenge `%s` accepted without a realm", s);
-      kiln_reg_challenge_clear (&c);
+      kiln_registry_challenge_clear (&c);
     }
   kiln_error_free (&err);
 }
@@ -51,7 +51,7 @@ token (const char *s, size_t n)
   char *t = NULL;
   long exp = 0;
   struct kiln_error *err = NULL;
-  if (kiln_reg_token_parse (s, n, &t, &exp, &err) == 0)
+  if (kiln_registry_token_parse (s, n, &t, &exp, &err) == 0)
     {
       if (exp < 60 || exp > 86400)
         fuzz_fail ("token lifetime %ld out of [60, 86400]", exp);
@@ -66,26 +66,26 @@ token (const char *s, size_t n)
 static void
 status_error (const uint8_t *d, size_t n)
 {
-  struct kiln_reg_resp r = { .status = 400 };
+  struct kiln_registry_resp r = { .status = 400 };
   struct kiln_error *err = NULL;
   r.body = (struct kiln_buf) KILN_BUF_INIT;
   if (n >= 2)
     r.status = 100 + (d[0] << 8 | d[1]) % 500, d += 2, n -= 2;
   kiln_buf_add (&r.body, d, n);
-  if (kiln_reg_status_error (&r, &err) >= 0)
+  if (kiln_registry_status_error (&r, &err) >= 0)
     fuzz_fail ("a status error returned success");
   for (const char *p = err->msg; *p; p++)
     if ((unsigned char) *p < 0x20 || *p == 0x7f)
       fuzz_fail ("registry text reached the error unsanitised (byte %#x)", (unsigned char) *p);
   kiln_error_free (&err);
-  kiln_reg_resp_clear (&r);
+  kiln_registry_resp_clear (&r);
 }
 
 static void
 content_range (const char *s)
 {
   int64_t a, b, t;
-  if (kiln_reg_parse_content_range (s, &a, &b, &t) == 0 && !(0 <= a && a <= b && b < t))
+  if (kiln_registry_parse_content_range (s, &a, &b, &t) == 0 && !(0 <= a && a <= b && b < t))
     fuzz_fail ("Content-Range `%s` gave %lld-%lld/%lld", s, (long long) a, (long long) b, (long long) t);
 }
 
@@ -97,7 +97,7 @@ upload_range (const char *s)
   for (size_t i = 0; i < sizeof sents / sizeof sents[0]; i++)
     {
       int64_t next = -1;
-      if (kiln_reg_parse_upload_range (s, sents[i], &next) == 0 && (next <= 0 || next > sents[i]))
+      if (kiln_registry_parse_upload_range (s, sents[i], &next) == 0 && (next <= 0 || next > sents[i]))
         fuzz_fail ("upload Range `%s` after %lld bytes gave next offset %lld", s, (long long) sents[i],
                    (long long) next);
     }
@@ -107,14 +107,14 @@ static void
 size_header (const char *s)
 {
   int64_t v = -1;
-  if (kiln_reg_parse_size (s, &v) == 0 && v < 0)
+  if (kiln_registry_parse_size (s, &v) == 0 && v < 0)
     fuzz_fail ("size header `%s` gave %lld", s, (long long) v);
 }
 
 static void
 retry_after (const char *s)
 {
-  long ms = kiln_reg_parse_retry_after (s, RETRY_CAP_MS);
+  long ms = kiln_registry_parse_retry_after (s, RETRY_CAP_MS);
   if (ms < -1 || ms > RETRY_CAP_MS)
     fuzz_fail ("Retry-After `%s` gave %ld ms (cap %ld)", s, ms, RETRY_CAP_MS);
 }
@@ -125,14 +125,14 @@ urls (char *base, char *loc)
   static const char *const bases[] = { "https://registry.example:5000/v2/a/b/blobs/uploads/x?state=1",
                                        "http://127.0.0.1/v2/" };
   const char *b = *base ? base : bases[strlen (loc) % 2];
-  char *o = kiln_reg_url_origin (b);
-  char *r = kiln_reg_url_resolve (b, loc);
-  char *q = r ? kiln_reg_url_add_query (r, "digest", loc) : NULL;
-  char *o2 = r ? kiln_reg_url_origin (r) : NULL;
+  char *o = kiln_registry_url_origin (b);
+  char *r = kiln_registry_url_resolve (b, loc);
+  char *q = r ? kiln_registry_url_add_query (r, "digest", loc) : NULL;
+  char *o2 = r ? kiln_registry_url_origin (r) : NULL;
   char *k = kiln_auth_normalize_key (loc);
   if (k == NULL)
     fuzz_fail ("kiln_auth_normalize_key (`%s`) returned NULL", loc);
-  kiln_reg_host_is_loopback (loc);
+  kiln_registry_host_is_loopback (loc);
   free (o), free (r), free (q), free (o2), free (k);
 }
 
@@ -140,7 +140,7 @@ urls (char *base, char *loc)
 static void
 headers (const char *s, size_t n)
 {
-  struct kiln_reg_resp r = { 0 };
+  struct kiln_registry_resp r = { 0 };
   r.body = (struct kiln_buf) KILN_BUF_INIT;
   size_t i = 0;
   while (i < n)
@@ -148,7 +148,7 @@ headers (const char *s, size_t n)
       const char *nl = memchr (s + i, '\n', n - i);
       size_t len = nl ? (size_t) (nl - (s + i)) + 1 : n - i;
       char *line = fuzz_str ((const uint8_t *) s + i, len);
-      kiln_reg_resp_header (&r, line, len);
+      kiln_registry_resp_header (&r, line, len);
       free (line);
       i += len;
     }
@@ -166,19 +166,19 @@ headers (const char *s, size_t n)
     fuzz_fail ("status line gave status %ld", r.status);
   if (r.location)
     {
-      char *u = kiln_reg_url_resolve ("https://registry.example/v2/x/blobs/uploads/", r.location);
+      char *u = kiln_registry_url_resolve ("https://registry.example/v2/x/blobs/uploads/", r.location);
       free (u);
     }
-  kiln_reg_resp_clear (&r);
+  kiln_registry_resp_clear (&r);
 }
 
 static void
 doc_kind (char *ctype, const char *doc, size_t n)
 {
-  enum kiln_reg_doc kind;
+  enum kiln_registry_doc kind;
   char *mt = NULL;
   struct kiln_error *err = NULL;
-  kiln_reg_doc_kind (doc, n, *ctype ? ctype : NULL, &kind, &mt, &err);
+  kiln_registry_doc_kind (doc, n, *ctype ? ctype : NULL, &kind, &mt, &err);
   free (mt);
   kiln_error_free (&err);
 }
@@ -191,12 +191,12 @@ platform (const char *s)
   struct kiln_descriptor d[2] = { { 0 } };
   struct kiln_index ix = { .manifests = d, .nmanifests = 2 };
   d[0].platform = (struct kiln_platform) { (char *) "linux", (char *) "arm", (char *) "v7" };
-  if (kiln_reg_platform_parse (s, &p, &err) == 0)
+  if (kiln_registry_platform_parse (s, &p, &err) == 0)
     {
       d[1].platform = p;
-      if (kiln_reg_platform_select (&ix, &p) < 0)
+      if (kiln_registry_platform_select (&ix, &p) < 0)
         fuzz_fail ("platform `%s` does not select its own index entry", s);
-      kiln_reg_platform_select (&ix, &want);
+      kiln_registry_platform_select (&ix, &want);
       free (p.os), free (p.architecture), free (p.variant);
     }
   kiln_error_free (&err);
