@@ -68,7 +68,7 @@ static void
 make_tree (struct tree *t)
 {
   unsigned seed = 7;
-  kiln_autofree char *buf = kiln_xmalloc (3 * 1024 * 1024);
+  kiln_autofree char *buf = kiln_xmalloc (3 * 1024 * 1024 + 4096);
   for (int i = 0; i < NFILES; i++)
     {
       t->path[i] = kiln_xasprintf ("app/d%d/e%d/f%04d.py", i % 5, i % 11, i);
