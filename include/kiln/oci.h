@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "kiln/digest.h"
 #include "kiln/error.h"
+#include "kiln/kvlist.h"
 
 /* Layers of one image: a manifest's `layers` and a config's
  * `rootfs.diff_ids` may not list more, whether read or written.  Real images
@@ -42,22 +43,6 @@
 
 #define KILN_ANNOT_REF_NAME "org.opencontainers.image.ref.name"
 #define KILN_ANNOT_IMAGE_NAME "io.containerd.image.name"
-
-/* An ordered list of key/value string pairs (labels, annotations). */
-struct kiln_kv {
-  char *key;
-  char *value;
-};
-struct kiln_kvlist {
-  struct kiln_kv *items;
-  size_t n;
-};
-/* Sets key (replacing an existing one in place, else appending). */
-void kiln_kvlist_set (struct kiln_kvlist *l, const char *key, const char *value);
-const char *kiln_kvlist_get (const struct kiln_kvlist *l, const char *key);
-void kiln_kvlist_remove (struct kiln_kvlist *l, const char *key);
-void kiln_kvlist_clear (struct kiln_kvlist *l);
-void kiln_kvlist_copy (struct kiln_kvlist *dst, const struct kiln_kvlist *src);
 
 struct kiln_platform {
   char *os, *architecture, *variant;   /* NULL when absent */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include "kiln/dockerfile.h"
 #include "kiln/error.h"
-#include "kiln/oci.h"
+#include "kiln/kvlist.h"
 
 struct kiln_plan_stage {
   size_t index;
