@@ -1,5 +1,5 @@
-/* cmd_run.c - `kiln run`: an image's command in the sandbox, over an overlay
- * of its snapshots, for tests in CI.  The container is thrown away after. */
+/* cmd_run.c - `kiln run`: options to struct kiln_run_opts, then
+ * kiln_run_image (run.c); exit statuses as docker's (125: could not run). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -8,12 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 #include "cmd.h"
-#include "kiln/image.h"
 #include "kiln/cleanup.h"
-#include "kiln/passwd.h"
 #include "kiln/registry.h"
 #include "kiln/sandbox.h"
-#include "kiln/snapshot.h"
+#include "kiln/run.h"
 #include "kiln/util.h"
 
 static const char usage_text[] =
@@ -104,122 +102,28 @@ parse_volumes (struct run_cli *c, struct kiln_error **err)
   return 0;
 }
 
-static char **
-command_of (const struct run_cli *c, const struct kiln_image_config *cfg, int argc, char **argv)
-{
-  char **v = NULL;
-  if (c->entrypoint_set)
-    {
-      if (*c->entrypoint)
-        kiln_strv_push (&v, c->entrypoint);
-    }
-  else
-    for (size_t i = 0; cfg->entrypoint && cfg->entrypoint[i]; i++)
-      kiln_strv_push (&v, cfg->entrypoint[i]);
-  if (argc > 0)
-    for (int i = 0; i < argc; i++)
-      kiln_strv_push (&v, argv[i]);
-  else if (!c->entrypoint_set)
-    for (size_t i = 0; cfg->cmd && cfg->cmd[i]; i++)
-      kiln_strv_push (&v, cfg->cmd[i]);
-  return v;
-}
-
-static char **
-environment_of (const struct run_cli *c, const struct kiln_image_config *cfg)
-{
-  char **env = kiln_strv_dup (cfg->env);
-  for (size_t i = 0; c->env && c->env[i]; i++)
-    {
-      size_t klen = strcspn (c->env[i], "=");
-      size_t n = kiln_strv_len (env), k;
-      for (k = 0; k < n; k++)
-        if (strncmp (env[k], c->env[i], klen + 1) == 0)
-          break;
-      if (k < n)
-        free (env[k]), env[k] = kiln_xstrdup (c->env[i]);
-      else
-        kiln_strv_push (&env, c->env[i]);
-    }
-  return env;
-}
-
-static int
-load (struct kiln_store *st, const char *image, const struct kiln_registry_opts *o, struct kiln_manifest *m,
-      struct kiln_image_config *cfg, struct kiln_error **err)
-{
-  struct kiln_descriptor d = { 0 };
-  struct kiln_image_pull pull = { .registry = o };
-  if (kiln_image_open (st, image, &pull, &d, err) < 0)
-    return -1;
-  int ret = kiln_store_get_manifest (st, &d.digest, m, err);
-  if (ret == 0)
-    ret = kiln_store_get_config (st, &m->config.digest, cfg, err);
-  kiln_descriptor_clear (&d);
-  return ret;
-}
-
-static int
-run_sandbox (const struct run_cli *c, const struct kiln_image_config *cfg, const struct kiln_passwd_ids *ids,
-             const struct kiln_mount *mnt, char **cmd, char **env, int *status, struct kiln_error **err)
-{
-  struct kiln_sandbox_opts so = {
-    .rootfs = mnt->merged, .argv = cmd, .env = env, .cwd = c->workdir ? c->workdir : cfg->working_dir,
-    .uid = ids->uid, .gid = ids->gid, .groups = ids->groups, .ngroups = ids->ngroups,
-    .network_none = c->network_none, .mounts = c->mounts, .nmounts = c->nmounts,
-    .stdin_fd = 0, .stdout_fd = 1, .stderr_fd = 2,
-  };
-  return kiln_sandbox_run (&so, status, err);
-}
-
 static int
 run (struct kiln_cli *cli, struct run_cli *c, const char *image, int argc, char **argv, int *status,
      struct kiln_error **err)
 {
   struct kiln_store *st = NULL;
-  struct kiln_manifest m = { 0 };
-  struct kiln_image_config cfg = { 0 };
-  struct kiln_passwd_ids ids = { 0 };
-  struct kiln_mount *mnt = NULL;
-  kiln_autostrv char **lowers = NULL, **cmd = NULL, **env = NULL;
-  kiln_autoclose int rootfd = -1;
-  const char *user;
   struct kiln_registry_opts ro;
-  int ret = -1;
   kiln_registry_opts_init (&ro);
   ro.tls_verify = c->tls_verify;
-  if (parse_volumes (c, err) < 0 || kiln_cmd_isolate (err) < 0 || kiln_cmd_open_context (cli, &ro, &st, err) < 0)
-    goto out;
-  if (load (st, image, &ro, &m, &cfg, err) < 0)
-    goto out;
-  cmd = command_of (c, &cfg, argc, argv);
-  env = environment_of (c, &cfg);
-  if (!cmd)
+  kiln_autostrv char **cmd = NULL;
+  for (int i = 0; i < argc; i++)
+    kiln_strv_push (&cmd, argv[i]);
+  struct kiln_run_opts o = {
+    .image = image, .argv = cmd, .entrypoint = c->entrypoint, .entrypoint_set = c->entrypoint_set,
+    .env = c->env, .workdir = c->workdir, .user = c->user, .network_none = c->network_none,
+    .registry = &ro,
+  };
+  int ret = -1;
+  if (parse_volumes (c, err) == 0 && kiln_cmd_isolate (err) == 0 && kiln_cmd_open_context (cli, &ro, &st, err) == 0)
     {
-      ret = kiln_error_set (err, 0, KILN_E_USAGE, "image `%s` has no command: give one after the image", image);
-      goto out;
+      o.mounts = c->mounts, o.nmounts = c->nmounts;
+      ret = kiln_run_image (st, &o, status, err);
     }
-  if (kiln_snapshot_prepare (st, m.layers, cfg.diff_ids, m.nlayers, &lowers, err) < 0
-      || kiln_snapshot_mount (st, lowers, NULL, &mnt, err) < 0)
-    goto out;
-  user = c->user ? c->user : cfg.user && *cfg.user ? cfg.user : "0";
-  rootfd = open (mnt->merged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (kiln_passwd_resolve (rootfd, user, false, true, &ids, err) < 0)
-    goto out;
-  ret = run_sandbox (c, &cfg, &ids, mnt, cmd, env, status, err);
-out:
-  if (rootfd >= 0)
-    close (kiln_steal_fd (&rootfd));   /* an open fd keeps the overlay busy */
-  if (mnt)
-    {
-      kiln_autoerror struct kiln_error *e = NULL;
-      kiln_snapshot_unmount (mnt, &e);
-      kiln_error_free (&e);
-      kiln_snapshot_cleanup (st, mnt, &e);
-    }
-  kiln_passwd_ids_clear (&ids);
-  kiln_image_config_clear (&cfg);
-  kiln_manifest_clear (&m);
   kiln_store_free (st);
   return ret;
 }

@@ -42,6 +42,7 @@ ALLOWED = {
     "ref": ["ref"],
     "registry": ["registry"],
     "ring": ["ring"],
+    "run": ["run"],
     "sandbox": ["sandbox"],
     "snapshot": ["snapshot", "dir_names", "is_overlay_whiteout", "xattr_exported", "xattrs"],
     "store": ["store", "blob_writer"],
