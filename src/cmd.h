@@ -45,8 +45,6 @@ int kiln_cmd_open_context (struct kiln_cli *cli, const struct kiln_registry_opts
                            struct kiln_error **err);
 /* The normalised form of a -t reference; KILN_E_USAGE when invalid. */
 int kiln_cmd_normalize_ref (const char *ref, char **out, struct kiln_error **err);
-/* The tag part of a normalised reference ("latest" when none). */
-char *kiln_cmd_ref_tag (const char *normalized);
 /* Puts kiln into its own mount namespace (and, when not root, a user
  * namespace) so every mount it makes dies with it, even on SIGKILL.  Call
  * before any thread starts. */

@@ -1,8 +1,7 @@
-/* cmd_build.c - `kiln build`: flags -> kiln_build_opts, then tag and export. */
+/* cmd_build.c - `kiln build`: flags -> kiln_build_opts and the exporters'
+ * options, then kiln_build_run and kiln_exporter_run. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include "kiln/build.h"
 #include "kiln/cache_export.h"
 #include "kiln/cleanup.h"
+#include "kiln/exporter.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
 #include "kiln/plan.h"
@@ -308,135 +308,6 @@ parse_args (struct build_cli *c, int argc, char **argv, struct kiln_error **err)
   return 0;
 }
 
-struct output_spec {
-  enum kiln_export_format fmt;
-  char *dest;
-};
-
-/* BuildKit's exporter names; kiln's older names stay as aliases. */
-static const struct
-{
-  const char *name;
-  enum kiln_export_format fmt;
-} output_types[] = {
-  { "tar", KILN_EXPORT_ROOTFS_TAR },        { "local", KILN_EXPORT_ROOTFS_DIR },
-  { "oci", KILN_EXPORT_OCI_DIR },           { "oci-archive", KILN_EXPORT_OCI_ARCHIVE },
-  { "docker", KILN_EXPORT_DOCKER_ARCHIVE }, { "docker-archive", KILN_EXPORT_DOCKER_ARCHIVE },
-};
-
-static int
-output_type (const char *spec, const char *type, enum kiln_export_format *fmt, struct kiln_error **err)
-{
-  for (size_t i = 0; i < sizeof output_types / sizeof *output_types; i++)
-    if (strcmp (type, output_types[i].name) == 0)
-      {
-        *fmt = output_types[i].fmt;
-        return 0;
-      }
-  return kiln_error_set (err, 0, KILN_E_USAGE,
-                         "--output `%s`: unknown type `%s` (tar, local, oci, oci-archive, docker, docker-archive)",
-                         spec, type);
-}
-
-/* "type=tar,dest=FILE" and friends; checked before the build, so a bad
- * spec writes nothing.  type=oci is a layout directory unless tar=true (or
- * dest=-): BuildKit's type=oci defaults to tar=true, kiln's predates that. */
-static int
-parse_output (const char *spec, struct output_spec *out, struct kiln_error **err)
-{
-  kiln_autofree char *copy = kiln_xstrdup (spec);
-  char *save = NULL, *type = NULL, *tar = NULL;
-  for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save))
-    {
-      if (kiln_str_has_prefix (kv, "type="))
-        type = kv + 5;
-      else if (kiln_str_has_prefix (kv, "dest="))
-        free (out->dest), out->dest = kiln_xstrdup (kv + 5);
-      else if (kiln_str_has_prefix (kv, "tar="))
-        tar = kv + 4;
-      else
-        return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: unknown key `%s` (type, dest, tar)", spec, kv);
-    }
-  if (!type || !out->dest || !*out->dest)
-    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: want type=TYPE,dest=PATH", spec);
-  if (output_type (spec, type, &out->fmt, err) < 0)
-    return -1;
-  bool to_stdout = strcmp (out->dest, "-") == 0;
-  if (tar && out->fmt != KILN_EXPORT_OCI_DIR)
-    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: key `tar` is only for type=oci", spec);
-  if (tar && strcmp (tar, "true") != 0 && strcmp (tar, "false") != 0)
-    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: tar=%s (want true or false)", spec, tar);
-  if (out->fmt == KILN_EXPORT_OCI_DIR && ((tar && strcmp (tar, "true") == 0) || (!tar && to_stdout)))
-    out->fmt = KILN_EXPORT_OCI_ARCHIVE;
-  if (to_stdout && (out->fmt == KILN_EXPORT_OCI_DIR || out->fmt == KILN_EXPORT_ROOTFS_DIR))
-    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: a directory cannot go to stdout", spec);
-  return 0;
-}
-
-static bool
-output_to_stdout (const char *spec)
-{
-  struct output_spec out = { 0 };
-  kiln_autoerror struct kiln_error *ignored = NULL;
-  bool r = parse_output (spec, &out, &ignored) == 0 && strcmp (out.dest, "-") == 0;
-  free (out.dest);
-  return r;
-}
-
-static int
-write_text_file (const char *path, const char *text, struct kiln_error **err)
-{
-  kiln_autoclose int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "create `%s`", path);
-  if (kiln_fs_write_all (fd, text, strlen (text), err) < 0)
-    return kiln_error_wrap (err, "write `%s`", path);
-  return 0;
-}
-
-static int
-write_metadata (const char *path, const struct kiln_build_result *r, char **tags, struct kiln_error **err)
-{
-  kiln_autojson json_t *steps = json_array ();
-  for (size_t i = 0; i < r->nsteps; i++)
-    json_array_append_new (steps, json_pack ("{s:s, s:s, s:b, s:s?, s:s?, s:f}", "step", r->steps[i].text, "key",
-                                             r->steps[i].key.s, "cached", r->steps[i].cached, "miss",
-                                             r->steps[i].miss, "layer",
-                                             r->steps[i].has_layer ? r->steps[i].layer.s : NULL, "seconds",
-                                             r->steps[i].seconds));
-  struct kiln_buf names = KILN_BUF_INIT;
-  for (size_t i = 0; tags && tags[i]; i++)
-    kiln_buf_addf (&names, "%s%s", i ? "," : "", tags[i]);
-  kiln_autojson json_t *doc = json_pack ("{s:s, s:s, s:s, s:O}", "containerimage.digest", r->manifest.digest.s,
-                                         "containerimage.config.digest", r->config.s, "image.name", names.buf,
-                                         "kiln.steps", steps);
-  kiln_buf_release (&names);
-  kiln_autofree char *text = json_dumps (doc, JSON_INDENT (2) | JSON_SORT_KEYS);
-  return write_text_file (path, text, err);
-}
-
-static int
-export_caches (struct kiln_store *st, struct build_cli *c, const struct kiln_build_result *r,
-               struct kiln_error **err)
-{
-  if (!c->cache_to)
-    return 0;
-  struct kiln_digest *keys = kiln_xcalloc (r->nsteps + 1, sizeof *keys);
-  int ret = 0;
-  for (size_t i = 0; i < r->nsteps; i++)
-    keys[i] = r->steps[i].key;
-  for (size_t i = 0; ret == 0 && c->cache_to[i]; i++)
-    {
-      struct kiln_cache_spec spec;
-      ret = kiln_cache_spec_parse (c->cache_to[i], true, &spec, err);
-      if (ret == 0)
-        ret = kiln_cache_export (st, keys, r->nsteps, &r->manifest, &spec, c->o.cache_ttl, &c->o.registry, err);
-      kiln_cache_spec_clear (&spec);
-    }
-  free (keys);
-  return ret;
-}
-
 /* Before the build: records (manifests and configs only) into the local
  * cache; layers come from the registry only when a step needs them, so base
  * images are pulled lazily too. */
@@ -457,59 +328,29 @@ import_caches (struct kiln_store *st, struct build_cli *c, struct kiln_error **e
   return 0;
 }
 
-/* The cache flags are checked before anything is built. */
+/* --cache-from is checked before anything is built (--cache-to with the
+ * other exporters). */
 static int
-check_cache_specs (struct build_cli *c, struct kiln_error **err)
+check_cache_from (struct build_cli *c, struct kiln_error **err)
 {
-  for (int pass = 0; pass < 2; pass++)
-    for (char **v = pass ? c->cache_from : c->cache_to; v && *v; v++)
-      {
-        struct kiln_cache_spec spec;
-        if (kiln_cache_spec_parse (*v, pass == 0, &spec, err) < 0)
-          return kiln_error_wrap (err, "--cache-%s", pass ? "from" : "to");
-        kiln_cache_spec_clear (&spec);
-      }
+  for (char **v = c->cache_from; v && *v; v++)
+    {
+      struct kiln_cache_spec spec;
+      if (kiln_cache_spec_parse (*v, false, &spec, err) < 0)
+        return kiln_error_wrap (err, "--cache-from");
+      kiln_cache_spec_clear (&spec);
+    }
   return 0;
 }
 
-static int
-finish (struct kiln_store *st, struct build_cli *c, const struct kiln_build_result *r, struct kiln_error **err)
+static struct kiln_exporter_opts
+exporters_of (struct build_cli *c)
 {
-  for (size_t i = 0; c->tags && c->tags[i]; i++)
-    if (kiln_store_tag (st, c->tags[i], &r->manifest, err) < 0)
-      return kiln_error_wrap (err, "tag `%s`", c->tags[i]);
-  if (c->output)
-    {
-      struct output_spec out = { 0 };
-      int ret = parse_output (c->output, &out, err);
-      kiln_autofree char *tag = c->tags ? kiln_cmd_ref_tag (c->tags[0]) : kiln_xstrdup ("latest");
-      if (ret == 0 && (out.fmt == KILN_EXPORT_ROOTFS_TAR || out.fmt == KILN_EXPORT_ROOTFS_DIR))
-        ret = kiln_store_export_rootfs (st, &r->manifest, out.fmt, out.dest, c->o.have_epoch ? &c->o.epoch : NULL,
-                                        err);
-      else if (ret == 0)
-        ret = kiln_store_export (st, &r->manifest, c->tags ? c->tags[0] : NULL, tag, out.fmt, out.dest, err);
-      free (out.dest);
-      if (ret < 0)
-        return kiln_error_wrap (err, "write output `%s`", c->output);
-    }
-  kiln_autofree char *line = kiln_xasprintf ("%s\n", r->manifest.digest.s);
-  if (c->iidfile && write_text_file (c->iidfile, r->manifest.digest.s, err) < 0)
-    return -1;
-  if (c->metadata_file && write_metadata (c->metadata_file, r, c->tags, err) < 0)
-    return -1;
-  for (size_t i = 0; c->push && c->tags && c->tags[i]; i++)
-    {
-      struct kiln_digest pushed;
-      if (kiln_registry_push (st, c->tags[i], NULL, &c->o.registry, &pushed, err) < 0)
-        return kiln_error_wrap (err, "push `%s`", c->tags[i]);
-    }
-  /* after the push: the cache's layers are then found there (HEAD/mount) */
-  if (export_caches (st, c, r, err) < 0)
-    return -1;
-  /* with dest=- stdout carries the archive and nothing else */
-  if (!c->output || !output_to_stdout (c->output))
-    fputs (line, stdout);
-  return 0;
+  return (struct kiln_exporter_opts){
+    .tags = c->tags, .output = c->output, .iidfile = c->iidfile, .metadata_file = c->metadata_file,
+    .push = c->push, .cache_to = c->cache_to, .cache_ttl = c->o.cache_ttl, .registry = &c->o.registry,
+    .epoch = c->o.have_epoch ? &c->o.epoch : NULL,
+  };
 }
 
 static int
@@ -522,10 +363,8 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   c->o.layer.level = -1;
   c->o.cache_ttl = KILN_CACHE_TTL_DEFAULT;
   kiln_registry_opts_init (&c->o.registry);
-  if (parse_args (c, argc, argv, err) < 0 || check_cache_specs (c, err) < 0)
+  if (parse_args (c, argc, argv, err) < 0)
     return -1;
-  if (c->push && !c->tags)
-    return kiln_error_set (err, 0, KILN_E_USAGE, "--push needs at least one -t name");
   if (c->o.format == KILN_IMAGE_DOCKER && c->o.layer.compression == KILN_COMP_ZSTD)
     return kiln_error_set (err, 0, KILN_E_USAGE, "--format docker: Docker manifests cannot hold zstd layers");
   for (size_t i = 0; c->tags && c->tags[i]; i++)
@@ -536,18 +375,13 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
       free (c->tags[i]);
       c->tags[i] = norm;
     }
-  if (c->output)
-    {
-      struct output_spec out = { 0 };
-      int r = parse_output (c->output, &out, err);
-      free (out.dest);
-      if (r < 0)
-        return -1;
-      /* as buildx: checked before anything is built */
-      if (output_to_stdout (c->output) && isatty (STDOUT_FILENO))
-        return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: refusing to write an archive to a terminal",
-                               c->output);
-    }
+  struct kiln_exporter_opts ex = exporters_of (c);
+  /* as buildx: checked before anything is built */
+  if (kiln_exporter_check (&ex, err) < 0 || check_cache_from (c, err) < 0)
+    return -1;
+  if (kiln_exporter_to_stdout (&ex) && isatty (STDOUT_FILENO))
+    return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: refusing to write an archive to a terminal",
+                           c->output);
   static volatile sig_atomic_t interrupted;
   /* without namespaces a build of COPY and metadata steps still works; a
    * RUN step then fails with the reason */
@@ -562,7 +396,10 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   if (ret == 0)
     ret = kiln_build_run (st, &c->o, &res, err);
   if (ret == 0)
-    ret = finish (st, c, &res, err);
+    ret = kiln_exporter_run (st, &ex, &res, err);
+  /* with dest=- stdout carries the archive and nothing else */
+  if (ret == 0 && !kiln_exporter_to_stdout (&ex))
+    printf ("%s\n", res.manifest.digest.s);
   kiln_build_result_clear (&res);
   kiln_store_free (st);
   return ret;

@@ -110,18 +110,6 @@ kiln_cmd_normalize_ref (const char *s, char **out, struct kiln_error **err)
   return 0;
 }
 
-char *
-kiln_cmd_ref_tag (const char *normalized)
-{
-  struct kiln_ref r = { 0 };
-  kiln_autoerror struct kiln_error *err = NULL;
-  if (kiln_ref_parse (normalized, &r, &err) < 0)
-    return kiln_xstrdup ("latest");
-  char *tag = kiln_xstrdup (r.tag ? r.tag : "latest");
-  kiln_ref_clear (&r);
-  return tag;
-}
-
 int
 kiln_cmd_isolate (struct kiln_error **err)
 {

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include "cmd.h"
 #include "kiln/image.h"
+#include "kiln/ref.h"
 #include "kiln/cleanup.h"
 #include "kiln/prune.h"
 #include "kiln/registry.h"
@@ -41,7 +42,7 @@ save (struct kiln_store *st, const char *image, const char *format, const char *
   kiln_autofree char *norm = NULL;
   kiln_autoerror struct kiln_error *ignored = NULL;
   const char *name = kiln_cmd_normalize_ref (image, &norm, &ignored) == 0 && !kiln_digest_valid (image) ? norm : NULL;
-  kiln_autofree char *tag = name ? kiln_cmd_ref_tag (name) : kiln_xstrdup ("latest");
+  kiln_autofree char *tag = name ? kiln_ref_tag_or_latest (name) : kiln_xstrdup ("latest");
   int ret = kiln_store_export (st, &d, name, tag, fmt, path, err);
   kiln_descriptor_clear (&d);
   return ret < 0 ? kiln_error_wrap (err, "save `%s` to `%s`", image, path) : 0;

@@ -317,3 +317,18 @@ kiln_ref_repository (const struct kiln_ref *r)
 {
   return kiln_xasprintf ("%s/%s", r->domain, r->path);
 }
+
+char *
+kiln_ref_tag_or_latest (const char *name)
+{
+  struct kiln_ref r = { 0 };
+  struct kiln_error *err = NULL;
+  if (kiln_ref_parse (name, &r, &err) < 0)
+    {
+      kiln_error_free (&err);
+      return kiln_xstrdup ("latest");
+    }
+  char *tag = kiln_xstrdup (r.tag ? r.tag : "latest");
+  kiln_ref_clear (&r);
+  return tag;
+}

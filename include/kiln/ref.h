@@ -20,6 +20,9 @@ void kiln_ref_clear (struct kiln_ref *r);
 
 /* "domain/path:tag", "domain/path@digest" or "domain/path:tag@digest". */
 char *kiln_ref_string (const struct kiln_ref *r);
+/* The tag of name ("latest" when it has none or does not parse), for an
+ * archive's own image name.  Caller frees. */
+char *kiln_ref_tag_or_latest (const char *name);
 /* "domain/path" */
 char *kiln_ref_repository (const struct kiln_ref *r);
 

@@ -25,6 +25,7 @@ ALLOWED = {
     "expand": ["expand", "split_words"],
     "export": ["export", "store_export"],
     "export_rootfs": ["export", "store_export"],
+    "exporter": ["exporter"],
     "extract": ["extract"],
     "fetch": ["fetch"],
     "fs": ["fs"],
