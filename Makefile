@@ -125,6 +125,7 @@ lint: build/libkiln.a
 	@! grep -nE '\b(sprintf|vsprintf|strcat|strncat|strcpy|gets|system|popen|strtok|atoi)\s*\(' src/*.c include/kiln/*.h
 	@! nm -g --defined-only build/libkiln.a | awk 'NF==3 && $$3 !~ /^kiln_/ {print; bad=1} END {exit !bad}'
 	@nm -A -g --defined-only build/libkiln.a | python3 tests/tools/lint_prefixes.py
+	@python3 tests/tools/lint_layers.py
 
 # ---- fuzzing: tests/fuzz/ (docs/testing.md) ----
 #   make fuzz FUZZ_SECONDS=N   build the libFuzzer targets (clang, ASan+UBSan) and run each for N s
