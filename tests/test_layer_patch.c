@@ -238,7 +238,8 @@ Test (layer_patch, patched_layers_equal_fresh_ones_through_a_series_of_changes, 
   check_equal (st, &t, &base, &next, 2);
   base = next;
   /* the big file changes: its blocks all carry its digest */
-  FILE *f = fopen (src_path (t.path[NFILES]), "r+b");
+  kiln_autofree char *big = src_path (t.path[NFILES]);
+  FILE *f = fopen (big, "r+b");
   cr_assert_not_null (f);
   fseek (f, 2000000, SEEK_SET);
   fputs ("changed", f);
