@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include "kiln/cleanup.h"
 #include "kiln/fs.h"
@@ -150,11 +151,28 @@ int
 kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                       struct kiln_error **err)
 {
+  struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+  return kiln_fs_write_atomicv (dirfd, name, &iov, 1, mode, err);
+}
+
+static int
+write_iov (int fd, const struct iovec *iov, int n, struct kiln_error **err)
+{
+  for (int i = 0; i < n; i++)
+    if (kiln_fs_write_all (fd, iov[i].iov_base, iov[i].iov_len, err) < 0)
+      return -1;
+  return 0;
+}
+
+int
+kiln_fs_write_atomicv (int dirfd, const char *name, const struct iovec *iov, int n, mode_t mode,
+                       struct kiln_error **err)
+{
   kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s.%d.%llu", name, (int) getpid (), kiln_now_ns ());
   kiln_autoclose int fd = openat (dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create `%s`", tmp);
-  if (kiln_fs_write_all (fd, data, len, err) < 0 || (fsync (fd) < 0 && kiln_error_set (err, errno, KILN_E_IO, "fsync")))
+  if (write_iov (fd, iov, n, err) < 0 || (fsync (fd) < 0 && kiln_error_set (err, errno, KILN_E_IO, "fsync")))
     {
       unlinkat (dirfd, tmp, 0);
       return kiln_error_wrap (err, "write `%s`", name);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kiln/cleanup.h"
@@ -98,24 +99,42 @@ toc_rel (const struct kiln_digest *diff_id, const char *suffix)
 }
 
 static int
-write_toc_file (struct kiln_store *st, const struct kiln_digest *diff_id, const char *suffix, const void *data,
-                size_t len, struct kiln_error **err)
+write_toc_filev (struct kiln_store *st, const struct kiln_digest *diff_id, const char *suffix,
+                 const struct iovec *iov, int n, struct kiln_error **err)
 {
   kiln_autofree char *name = kiln_xasprintf ("%s%s", kiln_digest_hex (diff_id), suffix);
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
   /* a TOC that is lost or torn is rebuilt from its blob */
-  if (dfd < 0 || kiln_fs_write_atomic (dfd, name, data, len, 0644, err) < 0)
+  if (dfd < 0 || kiln_fs_write_atomicv (dfd, name, iov, n, 0644, err) < 0)
     return kiln_error_wrap (err, "save the table of contents of layer %s", diff_id->s);
   return 0;
 }
 
+static int
+write_toc_file (struct kiln_store *st, const struct kiln_digest *diff_id, const char *suffix, const void *data,
+                size_t len, struct kiln_error **err)
+{
+  struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+  return write_toc_filev (st, diff_id, suffix, &iov, 1, err);
+}
+
+/* rec_frame's bytes written from the records where they are: a layer of a
+ * million files has tens of MB of them, not to be copied once more. */
 int
 kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc_rec *r,
                    struct kiln_error **err)
 {
-  kiln_autobuf struct kiln_buf out = KILN_BUF_INIT;
-  rec_frame (r, &out);
-  return write_toc_file (st, diff_id, "", out.buf, out.len, err);
+  kiln_autobuf struct kiln_buf head = KILN_BUF_INIT;
+  struct kiln_digest d;
+  kiln_buf_add (&head, TOC_MAGIC, 8);
+  put_le (&head, r->count, 8);
+  struct kiln_sha256 *h = kiln_sha256_new ();
+  kiln_sha256_update (h, head.buf, head.len);
+  kiln_sha256_update (h, r->data.buf, r->data.len);
+  kiln_sha256_final (h, &d);
+  kiln_sha256_free (h);
+  struct iovec iov[3] = { { head.buf, head.len }, { r->data.buf, r->data.len }, { d.s, strlen (d.s) } };
+  return write_toc_filev (st, diff_id, "", iov, 3, err);
 }
 
 void

@@ -34,6 +34,10 @@ int kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kil
  * write, fsync, rename over name, fsync the dir. */
 int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len,
                           mode_t mode, struct kiln_error **err);
+/* The same with the data in pieces (no copy to join them). */
+struct iovec;
+int kiln_fs_write_atomicv (int dirfd, const char *name, const struct iovec *iov, int n, mode_t mode,
+                           struct kiln_error **err);
 
 /* The last directory resolved inside a root (O_PATH), kept open for the next
  * lookup of the same directory: files that come grouped by directory (a
