@@ -63,6 +63,7 @@ struct centry {
   size_t srcno;          /* which source (struct csource) it came from; SIZE_MAX: made by placement */
   bool dropped;          /* a later entry has the same dest: not written, still a cache input */
   bool implied;          /* an ADD archive's directory that the archive does not list (a parent) */
+  bool optional;         /* streaming: a directory above the target, written only with files below */
   size_t link_to;        /* hardlink: index (in the placed, sorted entries) of the file it links to */
   bool hardlink;         /* another name of a file written earlier in the layer */
   int rootfd;            /* source root (borrowed), -1 when synthesized */
@@ -145,6 +146,8 @@ struct copy_job {
   bool walk_off;         /* it fell out of step: the walk reads alone */
   /* the directory of the last file opened for the layer (see open_source) */
   struct kiln_fs_dircache dc;
+  /* streaming: each entry goes into the layer as soon as it is final */
+  struct copy_stream *stream;
 };
 
 /* A boolean flag (--link, --parents: bare or =true); the parser has refused
@@ -171,6 +174,10 @@ static const struct kiln_treesum_entry *treesum_entry (const struct centry *c, s
 /* Key mode: the entries in the array go into the fold.  Every one is final
  * by now: a later entry was added, so an excluded directory before it is the
  * parent of a re-included file and stays. */
+static void stream_flush (struct copy_job *j);
+static bool stream_failed (const struct copy_job *j);
+static const struct kiln_df_heredoc *find_heredoc (const struct kiln_df_instr *in, const char *word);
+
 static void
 fold_flush (struct copy_job *j)
 {
@@ -203,7 +210,9 @@ fold_finish_source (struct copy_job *j)
 static struct centry *
 add_entry (struct copy_job *j, const char *rel)
 {
-  if (j->fold)
+  if (j->stream)
+    stream_flush (j);
+  else if (j->fold)
     fold_flush (j);
   if (j->n == j->cap)
     {
@@ -414,7 +423,7 @@ walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct 
   kiln_autofree char *csrc = kiln_xmalloc (sl + NAME_MAX + 2), *crel = kiln_xmalloc (rl + NAME_MAX + 2);
   memcpy (csrc, src, sl), memcpy (crel, rel, rl);
   csrc[sl] = crel[rl] = '/';
-  for (size_t i = 0; ret == 0 && i < n; i++)
+  for (size_t i = 0; ret == 0 && !stream_failed (j) && i < n; i++)
     {
       size_t nl = strlen (names[i]) + 1;
       memcpy (csrc + sl + (sl > 0), names[i], nl);
@@ -811,11 +820,15 @@ glob_sources (struct copy_job *j, const char *dir, const char *pattern, char ***
   return 0;
 }
 
+/* The layer's order: a directory, everything below it, then its next
+ * sibling (names compared bytewise), as a walk that lists each directory
+ * sorted writes it (BuildKit's differ does) and as the streaming COPY
+ * below produces it.  Plain strcmp would put `a.py` between `a` and `a/x`. */
 static int
 compare_entries (const void *a, const void *b)
 {
   const struct centry *x = a, *y = b;
-  int c = strcmp (x->dest, y->dest);
+  int c = kiln_treesum_path_cmp (x->dest, y->dest);
   return c ? c : (x->seq < y->seq ? -1 : 1);
 }
 
@@ -883,8 +896,11 @@ content_digest (const struct centry *c)
   return S_ISREG (c->mode) && c->have_digest && (c->ctx || c->data) ? &c->digest : NULL;
 }
 
+/* to: the entry a hardlink names (the file written just before under its
+ * first name), else NULL. */
 static int
-write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, struct kiln_error **err)
+write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, const struct centry *to,
+             struct kiln_error **err)
 {
   /* the digest a lookup would use (heredoc data, a stage's file by its
    * origin), else the content's, hashed while it streams: the key of a cold
@@ -896,14 +912,13 @@ write_entry (struct copy_job *j, struct kiln_layer_writer *w, struct centry *c, 
     .size = c->size, .link = c->link, .rdev = c->rdev,
     /* a file not hashed yet is hashed while it streams into the layer */
     .content_digest = S_ISREG (c->mode) && !c->have_digest ? &c->digest : NULL,
-    .known_digest = content_digest (c), .opaque = c,
+    .known_digest = content_digest (c), .opaque = j->stream ? (void *) (uintptr_t) c->seq : c,
   };
   if (c->data)
     return kiln_layer_writer_add_data (w, &e, c->data, c->datalen, err);
-  if (c->hardlink)
+  if (to)
     {
-      /* the same content as the file it names, written just before in the tar */
-      const struct centry *to = &j->v[c->link_to];
+      /* the same content as the file it names, written before in the tar */
       e.link = to->dest, e.hardlink = true, e.content_digest = NULL, e.known_digest = NULL;
       c->digest = to->digest, c->have_digest = to->have_digest;
     }
@@ -1027,18 +1042,29 @@ make_dirs_at (struct copy_job *j, struct kiln_tocview *v, const char *rel, const
   return make_dirs (j, v, r, wd, err);
 }
 
-/* Sets c->dest and puts it into the view; a directory over a non-directory
- * or the reverse fails as in BuildKit. */
+/* Sets c->dest; a directory over a non-directory of the view or the
+ * reverse fails as in BuildKit (the error is set). */
 static int
-place_entry (struct kiln_tocview *v, struct centry *c, const char *target)
+place_check (struct copy_job *j, struct kiln_tocview *v, struct centry *c, const char *target,
+             struct kiln_error **err)
 {
   c->dest = *c->rel ? (*target ? kiln_xasprintf ("%s/%s", target, c->rel) : kiln_xstrdup (c->rel))
                     : kiln_xstrdup (target);
   const struct kiln_tocnode *n = kiln_tocview_get (v, c->dest);
   if (n && S_ISDIR (c->mode) && !S_ISDIR (n->mode))
-    return -1;
+    return place_fail (j, err, "cannot copy a directory to `%s`: it is not a directory", c->dest);
   if (n && !S_ISDIR (c->mode) && S_ISDIR (n->mode))
-    return -2;
+    return place_fail (j, err, "cannot replace the directory `%s` with a file", c->dest);
+  return 0;
+}
+
+/* place_check, then the entry goes into the view. */
+static int
+place_entry (struct copy_job *j, struct kiln_tocview *v, struct centry *c, const char *target,
+             struct kiln_error **err)
+{
+  if (place_check (j, v, c, target, err) < 0)
+    return -1;
   struct kiln_toc_entry e = { .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid,
                               .mtime = c->mtime, .link = c->link };
   kiln_tocview_put (v, &e);
@@ -1119,13 +1145,8 @@ place_sources (struct copy_job *j, struct kiln_tocview *v, const char *dst, stru
         if (place_archive_entry (j, v, &j->v[e], target, err) < 0)
           return -1;
       for (; e < n && j->v[e].srcno == i; e++)
-        {
-          int r = place_entry (v, &j->v[e], target);
-          if (r == -1)
-            return place_fail (j, err, "cannot copy a directory to `%s`: it is not a directory", j->v[e].dest);
-          if (r == -2)
-            return place_fail (j, err, "cannot replace the directory `%s` with a file", j->v[e].dest);
-        }
+        if (place_entry (j, v, &j->v[e], target, err) < 0)
+          return -1;
     }
   return 0;
 }
@@ -1140,7 +1161,7 @@ compare_inode (const void *a, const void *b)
     return x->st.st_dev < y->st.st_dev ? -1 : 1;
   if (x->st.st_ino != y->st.st_ino)
     return x->st.st_ino < y->st.st_ino ? -1 : 1;
-  return strcmp (x->dest, y->dest);
+  return kiln_treesum_path_cmp (x->dest, y->dest);
 }
 
 /* Names of one file within a source stay one file, as BuildKit's copier
@@ -1175,7 +1196,7 @@ has_dest (const struct copy_job *j, size_t n, const char *path)
   while (lo < hi)
     {
       size_t mid = (lo + hi) / 2;
-      int c = strcmp (j->v[mid].dest, path);
+      int c = kiln_treesum_path_cmp (j->v[mid].dest, path);
       if (c == 0)
         return true;
       if (c < 0)
@@ -1236,13 +1257,13 @@ all_archives (const struct copy_job *j)
   return true;
 }
 
+/* Before the sources are placed: a pending WORKDIR, the stage's WORKDIR
+ * and the destination's directory are made; *dst: the destination resolved
+ * in the view (with at least one source). */
 static int
-place_entries (struct copy_job *j, struct kiln_error **err)
+place_prepare (struct copy_job *j, struct kiln_tocview *v, char **dst, struct kiln_error **err)
 {
-  struct kiln_tocview *v = j->link_view ? j->link_view : kiln_build_stage_view (j->b, j->s, err);
-  kiln_autofree char *ensure = NULL, *dst = NULL;
-  if (!v)
-    return kiln_build_step_error (j->b, j->in, err);
+  kiln_autofree char *ensure = NULL;
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
     {
       if (kiln_build_owner_resolve (j->b, j->s, &j->s->pending_owners[i], -1, err) < 0)
@@ -1261,15 +1282,32 @@ place_entries (struct copy_job *j, struct kiln_error **err)
       ensure = j->dest_slash ? kiln_xstrdup (j->dest) : kiln_xstrndup (j->dest, slash ? (size_t) (slash - j->dest) : 0);
       if (make_dirs_at (j, v, ensure, NULL, err) < 0)
         return -1;
-      if (kiln_tocview_resolve (v, j->dest, true, &dst, err) < 0)
+      if (kiln_tocview_resolve (v, j->dest, true, dst, err) < 0)
         return kiln_build_step_error (j->b, j->in, err);
-      const struct kiln_tocnode *n = kiln_tocview_get (v, dst);
+      const struct kiln_tocnode *n = kiln_tocview_get (v, *dst);
       if (j->nsrcs > 1 && !j->dest_slash && !(n && S_ISDIR (n->mode)) && !all_archives (j))
         return job_fail (j, err, "with more than one source the destination `%s` must be a directory (end it with /)",
                          j->raw_dest);
-      if (place_sources (j, v, dst, err) < 0)
-        return -1;
     }
+  return 0;
+}
+
+static struct kiln_tocview *
+place_view (struct copy_job *j, struct kiln_error **err)
+{
+  struct kiln_tocview *v = j->link_view ? j->link_view : kiln_build_stage_view (j->b, j->s, err);
+  if (!v)
+    kiln_build_step_error (j->b, j->in, err);
+  return v;
+}
+
+static int
+place_entries (struct copy_job *j, struct kiln_error **err)
+{
+  kiln_autofree char *dst = NULL;
+  struct kiln_tocview *v = place_view (j, err);
+  if (!v || place_prepare (j, v, &dst, err) < 0 || (dst && place_sources (j, v, dst, err) < 0))
+    return -1;
   sort_entries (j);
   add_ancestors (j, v);
   sort_entries (j);
@@ -1365,6 +1403,8 @@ static void
 save_listing (struct copy_job *j, size_t srcno, const char *value)
 {
   kiln_autoerror struct kiln_error *e = NULL;
+  if (j->stream)
+    return;   /* it wrote the listing as it went */
   kiln_autofree char *name = kiln_treelist_name (value);
   kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) getpid ());
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (j->b->st), "cache/trees", 0755, &e);
@@ -1708,11 +1748,13 @@ ahead_finish (struct copy_job *j, struct ahead *a, bool layer_ok)
   kiln_error_free (&a->err);
 }
 
+static int stream_open (struct copy_job *j, const char *path, struct kiln_error **err);
+
 static int
 open_entry (void *ud, void *opaque, const char *path, struct kiln_error **err)
 {
-  (void) path;
-  return open_source (ud, opaque, err);
+  struct copy_job *j = ud;
+  return j->stream ? stream_open (j, path, err) : open_source (j, opaque, err);
 }
 
 /* Whether every file the layer gets has its content digest (context files
@@ -1761,23 +1803,32 @@ report_patch (struct copy_job *j, struct kiln_layer_writer *w)
                  (unsigned long long) made, (unsigned long long) (made + reused));
 }
 
+static int finish_layer (struct copy_job *j, struct kiln_layer_writer *w, struct kiln_error **err);
+
 /* Streams the sorted entries through one layer writer into the store. */
 static int
 write_layer (struct copy_job *j, bool digested, struct kiln_error **err)
 {
   struct kiln_layer_writer *w = NULL;
-  struct kiln_layer_result lr = { 0 };
   if (new_writer (j, digested, &w, err) < 0)
     return -1;
   for (size_t i = 0; i < j->n; i++)
     if (j->v[i].dropped ? S_ISREG (j->v[i].mode) && entry_digest (j, &j->v[i], err) < 0
-                        : write_entry (j, w, &j->v[i], err) < 0)
+                        : write_entry (j, w, &j->v[i], j->v[i].hardlink ? &j->v[j->v[i].link_to] : NULL, err) < 0)
       {
         kiln_layer_writer_free (w);
         kiln_fs_dircache_clear (&j->dc);
         kiln_error_wrap (err, "add `/%.256s` to the layer", j->v[i].dest);
         return kiln_build_step_error (j->b, j->in, err);
       }
+  return finish_layer (j, w, err);
+}
+
+/* Closes the layer, frees w and adds the layer to the stage. */
+static int
+finish_layer (struct copy_job *j, struct kiln_layer_writer *w, struct kiln_error **err)
+{
+  struct kiln_layer_result lr = { 0 };
   int r = kiln_layer_writer_finish (w, &lr, err);
   kiln_fs_dircache_clear (&j->dc);
   if (r < 0)
@@ -1857,6 +1908,336 @@ commit_layer (struct copy_job *j, struct kiln_error **err)
   compact_entries (j);
   keep_entries (j);
   return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
+}
+
+/* ---- streaming: one directory of the context, straight into the layer ----
+ *
+ * A step that copies one directory of the context (`COPY . /app`, `COPY
+ * app/ /app/`), with no RUN after it in its stage to materialise its
+ * snapshot from the entries, does not hold them: each walked entry is
+ * placed, written, folded into the tree digest and listed as soon as the
+ * walk has the next one (the fold's rule: an excluded directory that turns
+ * out empty is never written), then freed, so memory does not grow with the
+ * tree.  The layer is the array path's byte for byte: both write in tree
+ * order, placement's own directories are merged in at their place, and a
+ * hardlink's first name in that order carries the content.  The tests
+ * compare the two (KILN_COPY_STREAM=0 turns streaming off). */
+
+/* The first name of a file with several links, which later names link to. */
+struct stream_lead {
+  dev_t dev;
+  ino_t ino;
+  struct centry *c;      /* its dest and digest only; NULL: a free slot */
+};
+
+struct copy_stream {
+  struct kiln_layer_writer *w;
+  struct kiln_tocview *v;
+  char *target;          /* where the source's contents land */
+  const char *src;       /* the source's path in the context */
+  struct centry *made;   /* placement's directories, in layer order */
+  size_t nmade, next;
+  size_t written;        /* walked entries written */
+  struct stream_lead *leads;
+  size_t nleads, capleads;
+  int list_dfd;          /* cache/trees, where the listing is written */
+  char *list_tmp;
+  struct kiln_treelist_writer *list;
+  struct kiln_error *err;
+};
+
+static size_t
+lead_slot (const struct copy_stream *cs, dev_t dev, ino_t ino)
+{
+  size_t h = ((size_t) ino * 0x9E3779B97F4A7C15ull) ^ (size_t) dev;
+  for (size_t i = h & (cs->capleads - 1);; i = (i + 1) & (cs->capleads - 1))
+    if (!cs->leads[i].c || (cs->leads[i].dev == dev && cs->leads[i].ino == ino))
+      return i;
+}
+
+static const struct centry *
+lead_find (const struct copy_stream *cs, const struct centry *c)
+{
+  if (cs->capleads == 0)
+    return NULL;
+  return cs->leads[lead_slot (cs, c->st.st_dev, c->st.st_ino)].c;
+}
+
+static void
+lead_add (struct copy_stream *cs, const struct centry *c)
+{
+  if (2 * (cs->nleads + 1) > cs->capleads)
+    {
+      struct stream_lead *old = cs->leads;
+      size_t oldcap = cs->capleads;
+      cs->capleads = oldcap ? 2 * oldcap : 64;
+      cs->leads = kiln_xcalloc (cs->capleads, sizeof *cs->leads);
+      for (size_t i = 0; i < oldcap; i++)
+        if (old[i].c)
+          cs->leads[lead_slot (cs, old[i].dev, old[i].ino)] = old[i];
+      free (old);
+    }
+  struct centry *k = kiln_xcalloc (1, sizeof *k);
+  k->dest = kiln_xstrdup (c->dest);
+  k->digest = c->digest, k->have_digest = c->have_digest;
+  cs->leads[lead_slot (cs, c->st.st_dev, c->st.st_ino)] = (struct stream_lead){ c->st.st_dev, c->st.st_ino, k };
+  cs->nleads++;
+}
+
+/* Placement's directories that come before path in the layer (all of
+ * them when path is NULL); one the source has itself is its to write. */
+static int
+stream_made (struct copy_job *j, const char *path, struct kiln_error **err)
+{
+  struct copy_stream *cs = j->stream;
+  for (; cs->next < cs->nmade; cs->next++)
+    {
+      struct centry *m = &cs->made[cs->next];
+      int c = path ? kiln_treesum_path_cmp (m->dest, path) : -1;
+      if (c > 0)
+        break;
+      /* above the target: only when the walk wrote something below it */
+      if (c == 0 || m->dropped || (m->optional && cs->written == 0))
+        continue;
+      if (write_entry (j, cs->w, m, NULL, err) < 0)
+        return kiln_error_wrap (err, "add `/%.256s` to the layer", m->dest);
+    }
+  return 0;
+}
+
+static int
+stream_entry (struct copy_job *j, struct centry *c, struct kiln_error **err)
+{
+  struct copy_stream *cs = j->stream;
+  struct kiln_treesum_entry te;
+  const struct centry *to = NULL;
+  if (place_check (j, cs->v, c, cs->target, err) < 0)
+    return -1;
+  bool linked = S_ISREG (c->mode) && c->src && !c->data && c->st.st_nlink > 1;
+  if (linked && (to = lead_find (cs, c)))
+    c->hardlink = true;
+  cs->written++;
+  if (stream_made (j, c->dest, err) < 0
+      || (j->patching && S_ISREG (c->mode) && !to && entry_digest (j, c, err) < 0)
+      || write_entry (j, cs->w, c, to, err) < 0)
+    {
+      kiln_error_wrap (err, "add `/%.256s` to the layer", c->dest);
+      return kiln_build_step_error (j->b, j->in, err);
+    }
+  if (linked && !to)
+    lead_add (cs, c);
+  if (kiln_treesum_add (j->fold, treesum_entry (c, &te), err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  if (cs->list)
+    kiln_treelist_write (cs->list, c->src, &te);
+  return 0;
+}
+
+/* The entries the walk has made final go into the layer. */
+static void
+stream_flush (struct copy_job *j)
+{
+  for (size_t i = 0; i < j->n; i++)
+    {
+      if (!j->stream->err)
+        stream_entry (j, &j->v[i], &j->stream->err);
+      free_centry (&j->v[i]);
+    }
+  j->n = 0;
+}
+
+/* A streamed entry failed: the walk stops. */
+static bool
+stream_failed (const struct copy_job *j)
+{
+  return j->stream && j->stream->err;
+}
+
+/* The patch writer reopens files by their path in the layer. */
+static int
+stream_open (struct copy_job *j, const char *path, struct kiln_error **err)
+{
+  const char *rel = path + strlen (j->stream->target);
+  rel += *rel == '/';
+  kiln_autofree char *src = kiln_fs_path_join (j->stream->src, rel);
+  struct centry c = { .src = *src == '/' ? src + 1 : src, .rootfd = j->rootfd };
+  return open_source (j, &c, err);
+}
+
+/* Placement's directories (a pending WORKDIR, the destination and the
+ * directories above it) are made before the walk and kept in layer order;
+ * those above the target that the image has are optional (written only
+ * when the tree has something, as the array path's ancestors). */
+static int
+stream_place (struct copy_job *j, struct copy_stream *cs, struct kiln_error **err)
+{
+  kiln_autofree char *dst = NULL;
+  if (!(cs->v = place_view (j, err)) || place_prepare (j, cs->v, &dst, err) < 0
+      || source_target (j, cs->v, 0, dst, &cs->target, err) < 0)
+    return -1;
+  sort_entries (j);
+  add_ancestors (j, cs->v);
+  size_t n = j->n;
+  kiln_autofree char *dir = kiln_xstrdup (cs->target);
+  while (*dir)
+    {
+      if (!has_dest (j, n, dir))
+        {
+          add_made_dir (j, dir, kiln_tocview_get (cs->v, dir));
+          j->v[j->n - 1].optional = true;
+        }
+      char *slash = strrchr (dir, '/');
+      if (!slash)
+        break;
+      *slash = '\0';
+    }
+  sort_entries (j);
+  cs->made = kiln_steal_ptr (&j->v);
+  cs->nmade = j->n;
+  j->n = j->cap = 0;
+  return 0;
+}
+
+/* The listing of the source (to explain the next miss) goes to a
+ * temporary file of cache/trees as the walk goes; derived data, so a
+ * failure costs only that explanation. */
+static void
+stream_list_open (struct copy_job *j)
+{
+  static unsigned serial;
+  struct copy_stream *cs = j->stream;
+  kiln_autoerror struct kiln_error *e = NULL;
+  cs->list_dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (j->b->st), "cache/trees", 0755, &e);
+  if (cs->list_dfd < 0)
+    return;
+  cs->list_tmp = kiln_xasprintf (".tmp-stream-%d-%u", (int) getpid (), serial++);
+  int fd = openat (cs->list_dfd, cs->list_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd >= 0)
+    cs->list = kiln_treelist_writer_new (fd);
+}
+
+/* Renames the listing to the name of the source's key line (NULL: drops it). */
+static void
+stream_list_close (struct copy_job *j, const char *value)
+{
+  struct copy_stream *cs = j->stream;
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (!cs->list_tmp)
+    return;
+  kiln_autofree char *name = value ? kiln_treelist_name (value) : NULL;
+  int r = cs->list ? kiln_treelist_writer_finish (cs->list, &e) : -1;
+  cs->list = NULL;
+  if (r < 0 || !name || renameat (cs->list_dfd, cs->list_tmp, cs->list_dfd, name) < 0)
+    unlinkat (cs->list_dfd, cs->list_tmp, 0);
+  free (cs->list_tmp);
+  cs->list_tmp = NULL;
+}
+
+static void
+stream_clear (struct copy_job *j)
+{
+  struct copy_stream *cs = j->stream;
+  stream_list_close (j, NULL);
+  if (cs->list_dfd >= 0)
+    close (cs->list_dfd);
+  kiln_layer_writer_free (cs->w);
+  kiln_fs_dircache_clear (&j->dc);
+  free_centries (cs->made, cs->nmade);
+  for (size_t i = 0; i < cs->capleads; i++)
+    if (cs->leads[i].c)
+      {
+        free_centry (cs->leads[i].c);
+        free (cs->leads[i].c);
+      }
+  free (cs->leads);
+  free (cs->target);
+  kiln_error_free (&cs->err);
+  kiln_treesum_free (j->fold);
+  j->fold = NULL;
+  j->stream = NULL;
+}
+
+/* After the layer: the key (the fold made the source's digest), the
+ * listing under its name, the miss explained against the last build's
+ * listing when key mode looked the step up, the record. */
+static int
+stream_record (struct copy_job *j, struct kiln_error **err)
+{
+  struct kiln_digest key;
+  step_key (j, &key);
+  for (size_t i = 0; j->inputs[i]; i++)
+    if (kiln_str_has_prefix (j->inputs[i], "source 0\t"))
+      stream_list_close (j, j->inputs[i] + strlen ("source 0\t"));
+  if (j->looked_up)
+    j->b->explain_input = explain_source, j->b->explain_ud = j;
+  kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
+  j->b->explain_input = NULL, j->b->explain_ud = NULL;
+  return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
+}
+
+static int
+stream_run (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err)
+{
+  struct copy_stream *cs = j->stream;
+  bool ignored = kiln_ignore_excluded (j->b->ignore, src);
+  begin_source (j, true, *src ? src : ".");
+  /* placement's entries go to the array, not into the layer */
+  j->stream = NULL;
+  int r = stream_place (j, cs, err);
+  j->stream = cs;
+  if (r < 0)
+    return -1;
+  if (new_writer (j, j->looked_up, &cs->w, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  stream_list_open (j);
+  j->fold = kiln_treesum_new ();
+  if (copy_tree (j, src, st, err) < 0)
+    return cs->err ? (kiln_error_free (err), *err = kiln_steal_ptr (&cs->err), -1) : -1;
+  stream_flush (j);
+  if (cs->err)
+    return *err = kiln_steal_ptr (&cs->err), -1;
+  if (ignored && cs->written == 0)
+    return job_fail (j, err, "source `%s` not found in the build context (.dockerignore excludes it)", src);
+  if (stream_made (j, NULL, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  kiln_treesum_final (j->fold, &j->srcs[0].digest);
+  j->srcs[0].folded = true;
+  kiln_log_debug ("%s: %zu entries streamed into the layer", j->in->original, cs->written);
+  r = finish_layer (j, kiln_steal_ptr (&cs->w), err);
+  return r < 0 ? -1 : stream_record (j, err);
+}
+
+/* Whether the step is one streaming does: a single directory of the
+ * context, named without a wildcard, and no RUN after it in the stage. */
+static bool
+stream_applies (struct copy_job *j, const char *word, const char *src)
+{
+  const char *env = getenv ("KILN_COPY_STREAM");
+  return j->from_context && !j->parents && !j->has_checksum && !find_heredoc (j->in, word)
+         && !kiln_fetch_is_url (word) && !strstr (word, "://") && !kiln_str_has_prefix (word, "git@")
+         && !has_glob (src) && !run_follows (j) && !(env && strcmp (env, "0") == 0);
+}
+
+/* 1: not a step for streaming (nothing done), 0: done, -1: error. */
+static int
+stream_copy (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err)
+{
+  struct stat st;
+  bool descend;
+  if (nsrc != 1)
+    return 1;
+  kiln_autofree char *src = kiln_fs_path_clean (words[0]);
+  if (!stream_applies (j, words[0], src) || (excluded (j, src, &descend) && !descend))
+    return 1;
+  kiln_autoerror struct kiln_error *e = NULL;
+  kiln_autoclose int fd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_NONBLOCK, 0, &e);
+  if (fd < 0 || fstat (fd, &st) < 0 || !S_ISDIR (st.st_mode))
+    return 1;   /* the array path says what is wrong */
+  struct copy_stream cs = { .src = src, .list_dfd = -1 };
+  j->stream = &cs;
+  int ret = stream_run (j, src, &st, err);
+  stream_clear (j);
+  return ret;
 }
 
 /* --chown=user[:group], numeric or names from the destination image. */
@@ -2212,9 +2593,11 @@ kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_in
       ret = hit < 0 ? -1 : 0;
       goto done;
     }
-  if (collect_sources (&j, words, nsrc, err) < 0)
-    goto out;
-  ret = commit_layer (&j, err);
+  ret = stream_copy (&j, words, nsrc, err);
+  if (ret == 1 && collect_sources (&j, words, nsrc, err) < 0)
+    ret = -1;
+  else if (ret == 1)
+    ret = commit_layer (&j, err);
 done:
   if (ret == 0)
     kiln_build_stage_pending_clear (s);
