@@ -33,6 +33,9 @@
  * once, front to back, and peak memory must not grow with the context */
 #define CS_TRIM_BYTES (16u << 20)
 #define CS_TRIM_EVERY 65536u
+/* updates held in memory before they go, sorted, to a run file: a cold
+ * build of a million files must not hold a million of them */
+#define CS_SPILL_BYTES (8u << 20)
 
 struct cs_header {
   char magic[8];
@@ -71,6 +74,10 @@ struct kiln_ctxsum {
   size_t lookups;
   struct update *up;
   size_t nup, capup;
+  size_t upbytes;            /* what up holds, paths included */
+  size_t spill_bytes;        /* past this, up goes to a run */
+  FILE **runs;               /* sorted runs of earlier updates, oldest first */
+  size_t nruns;
   size_t *slots;             /* open addressing over up: index + 1, 0 empty */
   size_t nslots;
   bool dirty;
@@ -179,6 +186,7 @@ kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ct
   kiln_digest_of (context_abs, strlen (context_abs), &id);
   cs->st = st;
   cs->name = kiln_xstrdup (kiln_digest_hex (&id));
+  cs->spill_bytes = CS_SPILL_BYTES;
   clock_gettime (CLOCK_REALTIME, &now);
   cs->now_ns = ns_of (&now);
   kiln_autofree char *rel = kiln_xasprintf ("cache/ctxsum/%s.idx", cs->name);
@@ -303,11 +311,15 @@ kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct stat *
   return true;
 }
 
+static void spill (struct kiln_ctxsum *cs);
+
 void
 kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d)
 {
   struct update *u = find_update (cs, rel);
   cs->dirty = true;
+  if (!u && cs->upbytes >= cs->spill_bytes)
+    spill (cs);
   if (!u)
     {
       if (cs->nup == cs->capup)
@@ -317,6 +329,7 @@ kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *
         }
       u = &cs->up[cs->nup++];
       u->path = kiln_xstrdup (rel);
+      cs->upbytes += sizeof *u + 2 * sizeof *cs->slots + strlen (rel) + 17;
       if (2 * cs->nup > cs->nslots)
         grow_slots (cs);
       else
@@ -334,6 +347,65 @@ compare_update (const void *a, const void *b)
   return kiln_treesum_path_cmp (((const struct update *) a)->path, ((const struct update *) b)->path);
 }
 
+static void
+reslot (struct kiln_ctxsum *cs)
+{
+  memset (cs->slots, 0, cs->nslots * sizeof *cs->slots);
+  for (size_t i = 0; i < cs->nup; i++)
+    insert_slot (cs, i);
+}
+
+static bool
+write_run (FILE *f, const struct update *up, size_t n)
+{
+  bool ok = true;
+  for (size_t i = 0; ok && i < n; i++)
+    {
+      uint32_t len = (uint32_t) strlen (up[i].path);
+      uint8_t drop = up[i].drop;
+      ok = fwrite (&len, sizeof len, 1, f) == 1 && fwrite (up[i].path, 1, len, f) == len
+           && fwrite (&up[i].r, sizeof up[i].r, 1, f) == 1 && fwrite (&drop, 1, 1, f) == 1;
+    }
+  return ok && fflush (f) == 0;
+}
+
+/* The updates in memory go, sorted, to an unnamed file beside the index
+ * (a run, merged at the save).  A lookup no longer sees them: a file they
+ * name is hashed again if asked for twice, which a build seldom does.  When
+ * the run cannot be written they stay in memory. */
+static void
+spill (struct kiln_ctxsum *cs)
+{
+  kiln_autoerror struct kiln_error *e = NULL;
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (cs->st), "cache/ctxsum", 0755, &e);
+  int fd = dfd < 0 ? -1 : openat (dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  FILE *f = fd >= 0 ? fdopen (fd, "w+") : NULL;
+  qsort (cs->up, cs->nup, sizeof *cs->up, compare_update);
+  if (!f || !write_run (f, cs->up, cs->nup))
+    {
+      if (f)
+        fclose (f);
+      else if (fd >= 0)
+        close (fd);
+      reslot (cs);
+      cs->spill_bytes *= 2;   /* try again later, not at every update */
+      return;
+    }
+  cs->runs = kiln_xrealloc (cs->runs, (cs->nruns + 1) * sizeof *cs->runs);
+  cs->runs[cs->nruns++] = f;
+  for (size_t i = 0; i < cs->nup; i++)
+    free (cs->up[i].path);
+  cs->nup = 0;
+  cs->upbytes = 0;
+  reslot (cs);
+}
+
+void
+kiln_ctxsum_set_spill (struct kiln_ctxsum *cs, size_t bytes)
+{
+  cs->spill_bytes = bytes;
+}
+
 struct cs_out {
   FILE *f;
   EVP_MD_CTX *md;
@@ -348,32 +420,150 @@ out_write (struct cs_out *o, const void *p, size_t n)
   o->failed = fwrite (p, n, 1, o->f) != 1 || EVP_DigestUpdate (o->md, p, n) != 1;
 }
 
-/* One pass of the merge in path order: each kept record's path and record
- * (NULL path: a damaged mapped record, skipped) go to emit. */
-static void
-merge (struct kiln_ctxsum *cs, void (*emit) (void *ud, const char *path, const struct cs_rec *r), void *ud)
+/* ---- the merge: mapped records, runs and memory, in path order ----
+ *
+ * Each source yields its items sorted; on equal paths the newest source
+ * wins (memory, then the runs from the newest, then the mapped file) and
+ * the others' items are skipped.  A binary heap keeps the sources ordered:
+ * a million-file cold build may have written a dozen runs. */
+
+struct cs_src {
+  int rank;                  /* higher wins on equal paths */
+  const char *path;          /* the current item; NULL: no more */
+  struct cs_rec rec;
+  bool drop;
+  const struct kiln_ctxsum *cs;   /* the mapped file, from record i */
+  uint64_t i;
+  const struct update *up;   /* memory: up[k..n) */
+  size_t k, n;
+  FILE *f;                   /* a run */
+  char *buf;
+  size_t cap;
+  bool bad;                  /* a run that could not be read back */
+};
+
+static bool
+read_run_item (struct cs_src *s)
 {
-  uint64_t i = 0;
-  size_t k = 0;
-  while (i < cs->count || k < cs->nup)
+  uint32_t len;
+  uint8_t drop;
+  if (fread (&len, sizeof len, 1, s->f) != 1)
+    return s->bad = ferror (s->f) != 0, false;
+  if (len + 1 > s->cap)
     {
-      const char *mp = i < cs->count ? rec_path (cs, i) : NULL;
-      if (i < cs->count && !mp)
+      s->cap = len + 64;
+      s->buf = kiln_xrealloc (s->buf, s->cap);
+    }
+  if (fread (s->buf, 1, len, s->f) != len || fread (&s->rec, sizeof s->rec, 1, s->f) != 1
+      || fread (&drop, 1, 1, s->f) != 1)
+    return s->bad = true, false;
+  s->buf[len] = '\0';
+  s->path = s->buf;
+  s->drop = drop != 0;
+  return true;
+}
+
+static void
+src_next (struct cs_src *s)
+{
+  s->path = NULL;
+  if (s->f)
+    read_run_item (s);
+  else if (s->up)
+    {
+      if (s->k < s->n)
         {
-          i++;
-          continue;
-        }
-      int c = i == cs->count ? 1 : k == cs->nup ? -1 : kiln_treesum_path_cmp (mp, cs->up[k].path);
-      if (c < 0)
-        emit (ud, mp, &cs->recs[i++]);
-      else
-        {
-          if (!cs->up[k].drop)
-            emit (ud, cs->up[k].path, &cs->up[k].r);
-          i += c == 0;
-          k++;
+          s->path = s->up[s->k].path, s->rec = s->up[s->k].r, s->drop = s->up[s->k].drop;
+          s->k++;
         }
     }
+  else
+    while (s->i < s->cs->count && !s->path)
+      {
+        /* a damaged record (path out of bounds) is skipped */
+        if ((s->path = rec_path (s->cs, s->i)))
+          s->rec = s->cs->recs[s->i], s->drop = false;
+        s->i++;
+      }
+}
+
+static bool
+src_before (const struct cs_src *a, const struct cs_src *b)
+{
+  int c = kiln_treesum_path_cmp (a->path, b->path);
+  return c < 0 || (c == 0 && a->rank > b->rank);
+}
+
+static void
+sift_down (struct cs_src **h, size_t n, size_t i)
+{
+  for (;;)
+    {
+      size_t l = 2 * i + 1, r = l + 1, m = i;
+      if (l < n && src_before (h[l], h[m]))
+        m = l;
+      if (r < n && src_before (h[r], h[m]))
+        m = r;
+      if (m == i)
+        return;
+      struct cs_src *t = h[i];
+      h[i] = h[m], h[m] = t;
+      i = m;
+    }
+}
+
+/* Advances the heap's first source and restores the order; the new size. */
+static size_t
+heap_advance (struct cs_src **h, size_t n)
+{
+  src_next (h[0]);
+  if (!h[0]->path)
+    h[0] = h[--n];
+  sift_down (h, n, 0);
+  return n;
+}
+
+/* One pass of the merge in path order: each kept item's path and record
+ * go to emit.  False when a run could not be read back. */
+static bool
+merge (struct kiln_ctxsum *cs, void (*emit) (void *ud, const char *path, const struct cs_rec *r), void *ud)
+{
+  size_t ns = cs->nruns + 2, n = 0;
+  kiln_autofree struct cs_src *s = kiln_xcalloc (ns, sizeof *s);
+  kiln_autofree struct cs_src **h = kiln_xcalloc (ns, sizeof *h);
+  kiln_autofree char *last = NULL;
+  size_t lastcap = 0;
+  bool ok = true;
+  s[0] = (struct cs_src){ .rank = 0, .cs = cs };
+  for (size_t r = 0; r < cs->nruns; r++)
+    {
+      s[r + 1] = (struct cs_src){ .rank = (int) r + 1, .f = cs->runs[r] };
+      ok = ok && fseek (cs->runs[r], 0, SEEK_SET) == 0;
+    }
+  s[ns - 1] = (struct cs_src){ .rank = (int) ns, .up = cs->up, .n = cs->nup };
+  for (size_t i = 0; i < ns; i++)
+    if (src_next (&s[i]), s[i].path)
+      h[n++] = &s[i];
+  for (size_t i = n / 2; i-- > 0;)
+    sift_down (h, n, i);
+  while (n > 0)
+    {
+      size_t len = strlen (h[0]->path);
+      if (len + 1 > lastcap)
+        last = kiln_xrealloc (last, lastcap = len + 64);
+      memcpy (last, h[0]->path, len + 1);
+      if (!h[0]->drop)
+        emit (ud, last, &h[0]->rec);
+      do
+        n = heap_advance (h, n);
+      while (n > 0 && strcmp (h[0]->path, last) == 0);
+    }
+  for (size_t i = 0; i < ns; i++)
+    {
+      ok = ok && !s[i].bad;
+      free (s[i].buf);
+    }
+  return ok;
 }
 
 struct cs_count {
@@ -417,7 +607,11 @@ static int
 write_index (struct kiln_ctxsum *cs, int fd, struct kiln_error **err)
 {
   struct cs_count n = { 0 };
-  merge (cs, emit_count, &n);
+  if (!merge (cs, emit_count, &n))
+    {
+      close (fd);
+      return kiln_error_set (err, EIO, KILN_E_IO, "read back the checksums this build set aside");
+    }
   struct cs_header h = { .version = CS_VERSION, .reclen = sizeof (struct cs_rec), .count = n.count,
                          .strsize = n.strsize };
   memcpy (h.magic, CS_MAGIC, 8);
@@ -428,8 +622,8 @@ write_index (struct kiln_ctxsum *cs, int fd, struct kiln_error **err)
     setvbuf (o.f, NULL, _IOFBF, 1 << 16);
   struct cs_emit e = { .o = &o };
   out_write (&o, &h, sizeof h);
-  merge (cs, emit_rec, &e);
-  merge (cs, emit_path, &e);
+  if (!merge (cs, emit_rec, &e) || !merge (cs, emit_path, &e))
+    o.failed = true;
   unsigned char md[32];
   unsigned int mdlen = 0;
   if (!o.failed && EVP_DigestFinal_ex (o.md, md, &mdlen) == 1 && mdlen == 32)
@@ -484,6 +678,9 @@ kiln_ctxsum_free (struct kiln_ctxsum *cs)
     munmap (cs->map, cs->maplen);
   for (size_t i = 0; i < cs->nup; i++)
     free (cs->up[i].path);
+  for (size_t i = 0; i < cs->nruns; i++)
+    fclose (cs->runs[i]);
+  free (cs->runs);
   free (cs->up);
   free (cs->slots);
   free (cs->name);

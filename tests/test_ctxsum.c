@@ -262,3 +262,75 @@ Test (ctxsum, two_builds_saving_one_index)
   kiln_ctxsum_free (cs);
   kiln_store_free (st);
 }
+
+/* Open files of this process under rel (the runs: unnamed, but open). */
+static size_t
+open_under (const char *rel)
+{
+  kiln_autofree char *dir = kiln_xasprintf ("%s/store/%s/", kiln_test_tmpdir (), rel);
+  kiln_autodir DIR *d = opendir ("/proc/self/fd");
+  size_t n = 0;
+  for (struct dirent *de; d && (de = readdir (d));)
+    {
+      char link[4096];
+      kiln_autofree char *fd = kiln_xasprintf ("/proc/self/fd/%s", de->d_name);
+      ssize_t len = readlink (fd, link, sizeof link - 1);
+      n += len > 0 && (link[len] = '\0', strncmp (link, dir, strlen (dir)) == 0);
+    }
+  return n;
+}
+
+static size_t
+files_in (const char *rel)
+{
+  kiln_autofree char *dir = kiln_xasprintf ("%s/store/%s", kiln_test_tmpdir (), rel);
+  kiln_autodir DIR *d = opendir (dir);
+  size_t n = 0;
+  for (struct dirent *de; d && (de = readdir (d));)
+    n += de->d_name[0] != '.';
+  return n;
+}
+
+/* A build that learns more digests than it keeps in memory sets them aside
+ * in sorted runs; the save merges runs, memory and the old index, the
+ * newest of equal paths winning (a racy one dropping the old record too). */
+Test (ctxsum, updates_past_the_memory_bound_go_to_runs_and_merge)
+{
+  struct kiln_store *st = kiln_test_store_open ();
+  struct kiln_ctxsum *cs = open_cs (st);
+  add (cs, 0, 3000);
+  save_cs (cs);
+  kiln_ctxsum_free (cs);
+
+  cs = open_cs (st);
+  kiln_ctxsum_set_spill (cs, 64 * 1024);   /* a run every few hundred updates */
+  add (cs, 2000, 9000);                     /* 1000 known again, 6000 new */
+  kiln_autofree char *p5 = path_of (5), *p2500 = path_of (2500), *p8000 = path_of (8000);
+  struct stat s5 = fake_stat (5), s2500 = fake_stat (2500), s8000 = fake_stat (8000);
+  struct kiln_digest other, got;
+  kiln_digest_of ("other", 5, &other);
+  s5.st_size = 99999;
+  kiln_ctxsum_update (cs, p5, &s5, &other);            /* a mapped record replaced */
+  kiln_ctxsum_update (cs, p8000, &s8000, &other);      /* a spilled update replaced */
+  clock_gettime (CLOCK_REALTIME, &s2500.st_mtim);
+  kiln_ctxsum_update (cs, p2500, &s2500, &other);      /* racy: neither it nor the old one is kept */
+  add (cs, 9000, 12000);                    /* more runs after them */
+  cr_assert_eq (files_in ("cache/ctxsum"), 1, "runs are unnamed files: only the index is listed");
+  size_t runs = open_under ("cache/ctxsum");
+  cr_assert (runs >= 10, "%zu runs", runs);
+  save_cs (cs);
+  kiln_ctxsum_free (cs);
+
+  cs = open_cs (st);
+  cr_assert_eq (hits (cs, 0, 5), 5);
+  cr_assert_eq (hits (cs, 6, 2500), 2494);
+  cr_assert_eq (hits (cs, 2501, 8000), 5499);
+  cr_assert_eq (hits (cs, 8001, 12000), 3999);
+  cr_assert (kiln_ctxsum_lookup (cs, p5, &s5, &got) && strcmp (got.s, other.s) == 0, "the update won");
+  cr_assert (kiln_ctxsum_lookup (cs, p8000, &s8000, &got) && strcmp (got.s, other.s) == 0, "the later update won");
+  struct stat old2500 = fake_stat (2500);
+  cr_assert_not (kiln_ctxsum_lookup (cs, p2500, &old2500, &got), "the racy update dropped the old record");
+  cr_assert_not (kiln_ctxsum_lookup (cs, p2500, &s2500, &got));
+  kiln_ctxsum_free (cs);
+  kiln_store_free (st);
+}

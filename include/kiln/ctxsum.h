@@ -15,6 +15,7 @@
 #define KILN_CTXSUM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include "kiln/digest.h"
 #include "kiln/error.h"
@@ -32,6 +33,10 @@ bool kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct s
  * always hashed again ("racily clean", as git calls it). */
 void kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st,
                          const struct kiln_digest *d);
+/* Past this many bytes of updates in memory (8 MiB), they go sorted to an
+ * unnamed run file beside the index and the save merges the runs: memory
+ * stays bounded for any context.  For tests. */
+void kiln_ctxsum_set_spill (struct kiln_ctxsum *cs, size_t bytes);
 /* Writes the merged file when anything was updated. */
 int kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err);
 void kiln_ctxsum_free (struct kiln_ctxsum *cs);
