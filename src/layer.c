@@ -412,6 +412,7 @@ writer_alloc (struct kiln_store *st, const struct kiln_layer_opts *opts)
   w->opts = *opts;
   w->st = st;
   kiln_toc_rec_init (&w->toc);
+  kiln_toc_rec_spill (&w->toc, st);
   w->tar_hash = kiln_sha256_new ();
   w->utf8 = newlocale (LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
   if (w->utf8 == (locale_t) 0)

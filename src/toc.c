@@ -35,11 +35,17 @@ put_le (struct kiln_buf *b, uint64_t v, int bytes)
   kiln_buf_add (b, x, (size_t) bytes);
 }
 
+#define TOC_SPILL_BYTES (4u << 20)
+#define TOC_HEAD 16   /* magic, u64 count */
+
 void
 kiln_toc_rec_init (struct kiln_toc_rec *r)
 {
   kiln_buf_init (&r->data, 0);
   r->count = 0;
+  r->spill_st = NULL;
+  r->spill_fd = -1;
+  r->spill_failed = false;
 }
 
 void
@@ -47,6 +53,32 @@ kiln_toc_rec_clear (struct kiln_toc_rec *r)
 {
   kiln_buf_release (&r->data);
   r->count = 0;
+  if (r->spill_fd >= 0)
+    close (r->spill_fd);
+  r->spill_fd = -1;
+}
+
+void
+kiln_toc_rec_spill (struct kiln_toc_rec *r, struct kiln_store *st)
+{
+  r->spill_st = st;
+}
+
+/* The records in memory go to the unnamed file, after room for the header. */
+static void
+rec_set_aside (struct kiln_toc_rec *r)
+{
+  static const char room[TOC_HEAD];
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (r->spill_fd < 0 && !r->spill_failed)
+    {
+      kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (r->spill_st), "cache/toc", 0755, &e);
+      r->spill_fd = dfd < 0 ? -1 : openat (dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+      r->spill_failed = r->spill_fd < 0 || kiln_fs_write_all (r->spill_fd, room, sizeof room, &e) < 0;
+    }
+  if (r->spill_failed || kiln_fs_write_all (r->spill_fd, r->data.buf, r->data.len, &e) < 0)
+    r->spill_failed = true;
+  kiln_buf_reset (&r->data);
 }
 
 void
@@ -66,6 +98,8 @@ kiln_toc_rec_add (struct kiln_toc_rec *r, const struct kiln_toc_entry *e)
       kiln_buf_adds (&r->data, e->link);
     }
   r->count++;
+  if (r->spill_st && r->data.len >= TOC_SPILL_BYTES)
+    rec_set_aside (r);
 }
 
 static int decode (const struct kiln_buf *b, struct kiln_toc **out);
@@ -85,6 +119,8 @@ rec_frame (const struct kiln_toc_rec *r, struct kiln_buf *out)
 int
 kiln_toc_rec_read (const struct kiln_toc_rec *r, struct kiln_toc **out)
 {
+  if (r->spill_fd >= 0 || r->spill_failed)
+    return -1;
   kiln_autobuf struct kiln_buf b = KILN_BUF_INIT;
   rec_frame (r, &b);
   return decode (&b, out);
@@ -118,12 +154,47 @@ write_toc_file (struct kiln_store *st, const struct kiln_digest *diff_id, const 
   return write_toc_filev (st, diff_id, suffix, &iov, 1, err);
 }
 
+/* The set-aside file completed (header, the last records, digest) and
+ * named: linked under a temporary name, renamed over the TOC's. */
+static int
+save_set_aside (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc_rec *r,
+                struct kiln_error **err)
+{
+  kiln_autobuf struct kiln_buf head = KILN_BUF_INIT;
+  struct kiln_digest d;
+  rec_set_aside (r);
+  kiln_buf_add (&head, TOC_MAGIC, 8);
+  put_le (&head, r->count, 8);
+  off_t end = lseek (r->spill_fd, 0, SEEK_END);
+  if (r->spill_failed || end < 0 || pwrite (r->spill_fd, head.buf, TOC_HEAD, 0) != TOC_HEAD
+      || lseek (r->spill_fd, 0, SEEK_SET) < 0 || kiln_digest_fd (r->spill_fd, &d, NULL, err) < 0)
+    return *err ? -1 : kiln_error_set (err, errno, KILN_E_IO, "set aside the table of contents");
+  kiln_autofree char *name = kiln_xasprintf ("%s", kiln_digest_hex (diff_id));
+  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s.%d", name, (int) getpid ());
+  kiln_autofree char *proc = kiln_xasprintf ("/proc/self/fd/%d", r->spill_fd);
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
+  if (dfd < 0)
+    return -1;
+  if (pwrite (r->spill_fd, d.s, strlen (d.s), end) != (ssize_t) strlen (d.s) || fsync (r->spill_fd) < 0
+      || linkat (AT_FDCWD, proc, dfd, tmp, AT_SYMLINK_FOLLOW) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "save the table of contents of layer %s", diff_id->s);
+  if (renameat (dfd, tmp, dfd, name) < 0)
+    {
+      int saved = errno;
+      unlinkat (dfd, tmp, 0);
+      return kiln_error_set (err, saved, KILN_E_IO, "save the table of contents of layer %s", diff_id->s);
+    }
+  return 0;
+}
+
 /* rec_frame's bytes written from the records where they are: a layer of a
  * million files has tens of MB of them, not to be copied once more. */
 int
 kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, struct kiln_toc_rec *r,
                    struct kiln_error **err)
 {
+  if (r->spill_fd >= 0 || r->spill_failed)
+    return save_set_aside (st, diff_id, r, err);
   kiln_autobuf struct kiln_buf head = KILN_BUF_INIT;
   struct kiln_digest d;
   kiln_buf_add (&head, TOC_MAGIC, 8);

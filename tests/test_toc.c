@@ -163,3 +163,59 @@ Test (toc, writer_records_and_blob_rebuilds)
   kiln_layer_result_clear (&lr);
   kiln_store_free (st);
 }
+
+static void
+read_rel (struct kiln_store *st, const char *rel, struct kiln_buf *out)
+{
+  struct kiln_error *err = NULL;
+  kiln_autoclose int fd = openat (kiln_store_dirfd (st), rel, O_RDONLY);
+  cr_assert_geq (fd, 0, "%s", rel);
+  cr_assert_eq (kiln_fs_read_fd (fd, 0, out, &err), 0);
+}
+
+/* Past a few MiB a layer's records go to an unnamed file that the save
+ * names: the TOC is byte for byte the one kept in memory, and it loads. */
+Test (toc, records_set_aside_save_the_same_toc)
+{
+  struct kiln_store *st = kiln_test_store_open ();
+  struct kiln_toc_rec mem, aside;
+  struct kiln_error *err = NULL;
+  struct kiln_digest d_mem, d_aside;
+  kiln_digest_of ("mem", 3, &d_mem);
+  kiln_digest_of ("aside", 5, &d_aside);
+  kiln_toc_rec_init (&mem);
+  kiln_toc_rec_init (&aside);
+  kiln_toc_rec_spill (&aside, st);
+  char pad[201];
+  memset (pad, 'p', 200);
+  pad[200] = '\0';
+  for (int i = 0; i < 40000; i++)   /* about 10 MiB of records */
+    {
+      kiln_autofree char *path = kiln_xasprintf ("d%d/%s%d", i % 7, pad, i);
+      struct kiln_toc_entry e = { .path = path, .mode = S_IFREG | 0644, .uid = (uid_t) i, .mtime = i,
+                                  .link = i % 100 == 0 ? "t" : NULL };
+      kiln_toc_rec_add (&mem, &e);
+      kiln_toc_rec_add (&aside, &e);
+    }
+  cr_assert_geq (aside.spill_fd, 0, "the records were set aside");
+  cr_assert_lt (aside.data.len, 4u << 20);
+  struct kiln_toc *t = NULL;
+  cr_assert_neq (kiln_toc_rec_read (&aside, &t), 0, "records set aside cannot be read in memory");
+  cr_assert_eq (kiln_toc_rec_save (st, &d_mem, &mem, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (kiln_toc_rec_save (st, &d_aside, &aside, &err), 0, "%s", err ? err->msg : "");
+  kiln_toc_rec_clear (&mem);
+  kiln_toc_rec_clear (&aside);
+  kiln_autofree char *rm = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (&d_mem));
+  kiln_autofree char *ra = kiln_xasprintf ("cache/toc/%s", kiln_digest_hex (&d_aside));
+  kiln_autobuf struct kiln_buf bm = KILN_BUF_INIT, ba = KILN_BUF_INIT;
+  read_rel (st, rm, &bm);
+  read_rel (st, ra, &ba);
+  cr_assert_gt (bm.len, 8u << 20);
+  cr_assert (bm.len == ba.len && memcmp (bm.buf, ba.buf, bm.len) == 0, "the same file");
+  struct kiln_descriptor none = { 0 };
+  cr_assert_eq (kiln_toc_load (st, &none, &d_aside, &t, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (t->n, 40000);
+  cr_assert_eq (t->v[39999].mtime, 39999);
+  kiln_toc_free (t);
+  kiln_store_free (st);
+}

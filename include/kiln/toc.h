@@ -43,8 +43,15 @@ struct kiln_toc_entry {
 struct kiln_toc_rec {
   struct kiln_buf data;
   uint64_t count;
+  struct kiln_store *spill_st;   /* set aside past a few MiB (kiln_toc_rec_spill) */
+  int spill_fd;                  /* the unnamed file of cache/toc holding the records so far, -1 */
+  bool spill_failed;
 };
 void kiln_toc_rec_init (struct kiln_toc_rec *r);
+/* Past a few MiB the records go to an unnamed file of st's cache/toc that
+ * the save names (a million-file layer has about 80 MiB of them).  Such a
+ * record can be saved, not read (kiln_toc_rec_read fails). */
+void kiln_toc_rec_spill (struct kiln_toc_rec *r, struct kiln_store *st);
 void kiln_toc_rec_add (struct kiln_toc_rec *r, const struct kiln_toc_entry *e);
 void kiln_toc_rec_clear (struct kiln_toc_rec *r);
 /* Records a tar header as read by libarchive (an extraction records as it goes). */
