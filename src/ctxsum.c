@@ -480,6 +480,10 @@ src_next (struct cs_src *s)
   else
     while (s->i < s->cs->count && !s->path)
       {
+        /* a save reads the whole mapping three times: its pages go as it
+         * passes, as a walk's do */
+        if (s->i % CS_TRIM_EVERY == 0 && s->cs->maplen > CS_TRIM_BYTES)
+          madvise (s->cs->map, s->cs->maplen, MADV_DONTNEED);
         /* a damaged record (path out of bounds) is skipped */
         if ((s->path = rec_path (s->cs, s->i)))
           s->rec = s->cs->recs[s->i], s->drop = false;
