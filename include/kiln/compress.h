@@ -1,11 +1,12 @@
-/* kiln/compress.h - streaming compressors behind a small vtable.
+/* kiln/compress.h - streaming compressors, one backend each behind a private
+ * ops table (src/compress-internal.h).
  *
  * A compressor takes bytes with kiln_compressor_write and hands its output to
  * a sink callback as it is produced; kiln_compressor_finish flushes the end of
  * the stream (gzip trailer, zstd epilogue).  Output depends only on the input
  * bytes, the algorithm and the level, never on chunking, time or host, so
- * equal layers give equal blobs.  The vtable lets a faster backend (ISA-L
- * igzip, multithreaded zstd) be swapped in without touching the layer writer. */
+ * equal layers give equal blobs.  A backend (ISA-L igzip,
+ * multithreaded zstd) is swapped in without touching the layer writer. */
 #ifndef KILN_COMPRESS_H
 #define KILN_COMPRESS_H
 
@@ -23,21 +24,6 @@ typedef void (*kiln_compress_block_fn) (void *opaque, size_t in_len, size_t out_
 
 struct kiln_compressor;
 
-struct kiln_compressor_ops {
-  int (*write) (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err);
-  int (*finish) (struct kiln_compressor *c, struct kiln_error **err);
-  void (*free) (struct kiln_compressor *c);
-  int (*cut) (struct kiln_compressor *c, struct kiln_error **err);   /* NULL: blocks are not cut */
-};
-
-/* Backends embed this as their first member. */
-struct kiln_compressor {
-  const struct kiln_compressor_ops *ops;
-  kiln_compress_sink sink;
-  void *opaque;
-  kiln_compress_block_fn on_block;
-  void *block_opaque;
-};
 
 /* Creates a compressor for c at level (-1 = the default; ignored for
  * KILN_COMP_NONE).  Out-of-range levels fail with KILN_E_USAGE.  Same as
