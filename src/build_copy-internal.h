@@ -21,6 +21,7 @@ struct kiln_walkahead;
 struct kiln_df_heredoc;
 struct copy_stream;
 struct kiln_snapshot_tmp;
+struct kiln_build_copy_feed;
 
 /* What an entry keeps of its source's stat (half of a struct stat: a
  * 100,000-file COPY holds 100,000 of them). */
@@ -230,6 +231,13 @@ void kiln_build_copy_ahead_start (struct copy_job *j, struct ahead *a);
 bool kiln_build_copy_from_context_only (const struct copy_job *j);
 void kiln_build_copy_keep_entries (struct copy_job *j);
 bool kiln_build_copy_run_follows (const struct copy_job *j);
+
+/* The snapshot of a streamed COPY, fed entry by entry (NULL: none made);
+ * push moves the entry (*c is zeroed); finish commits it when the layer was
+ * added and every entry made it. */
+struct kiln_build_copy_feed *kiln_build_copy_feed_start (struct copy_job *j);
+void kiln_build_copy_feed_push (struct kiln_build_copy_feed *f, struct centry *c);
+void kiln_build_copy_feed_finish (struct copy_job *j, struct kiln_build_copy_feed *f, bool layer_ok);
 
 /* build_copy_stream.c: streaming */
 int kiln_build_copy_stream_copy (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err);

@@ -220,3 +220,164 @@ kiln_build_copy_ahead_finish (struct copy_job *j, struct ahead *a, bool layer_ok
   kiln_snapshot_abort (a->tmp);
   kiln_error_free (&a->err);
 }
+
+/* ---- the snapshot fed entry by entry (streaming) ----
+ *
+ * A streamed COPY holds no array to materialise from: each entry it writes
+ * is handed over (moved) to a thread that creates it in the snapshot, through
+ * a bounded queue, so memory stays bounded while the snapshot is still made
+ * alongside the layer.  Directory times are set at the end, last first, as
+ * materialize_entries does; a hardlink or a changed source gives up (the
+ * RUN extracts the blob instead). */
+
+#define FEED_QUEUE 1024
+/* hand-overs go by batches: a wake-up per entry costs more than the entry */
+#define FEED_BATCH 128
+
+struct feed_dir {
+  char *dest;
+  int64_t mtime;
+};
+
+struct kiln_build_copy_feed {
+  struct build *b;
+  struct kiln_snapshot_tmp *tmp;
+  int dirfd;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct centry q[FEED_QUEUE];
+  size_t head, n;
+  bool end, worker_waits, pusher_waits;
+  int result;                /* 1 so far so good, 0 gave up, < 0 failed */
+  struct kiln_error *err;
+  struct feed_dir *dirs;     /* worker only */
+  size_t ndirs, capdirs;
+};
+
+static void
+feed_one (struct kiln_build_copy_feed *f, struct centry *c)
+{
+  if (f->result == 1 && c->hardlink)
+    f->result = 0;
+  if (f->result == 1)
+    f->result = materialize_one (c, f->dirfd, layer_mtime (f->b, c->mtime), &f->err);
+  if (f->result == 1 && S_ISDIR (c->mode))
+    {
+      if (f->ndirs == f->capdirs)
+        {
+          f->capdirs = f->capdirs ? 2 * f->capdirs : 256;
+          f->dirs = kiln_xrealloc (f->dirs, f->capdirs * sizeof *f->dirs);
+        }
+      f->dirs[f->ndirs++] = (struct feed_dir){ kiln_steal_ptr (&c->dest), layer_mtime (f->b, c->mtime) };
+    }
+  kiln_build_copy_free_centry (c);
+}
+
+static void *
+feed_main (void *arg)
+{
+  struct kiln_build_copy_feed *f = arg;
+  struct centry batch[FEED_BATCH];
+  for (;;)
+    {
+      size_t k = 0;
+      pthread_mutex_lock (&f->mu);
+      while (f->n < FEED_BATCH && !f->end)
+        {
+          f->worker_waits = true;
+          pthread_cond_wait (&f->cv, &f->mu);
+          f->worker_waits = false;
+        }
+      for (; k < FEED_BATCH && f->n > 0; k++, f->n--)
+        {
+          batch[k] = f->q[f->head];
+          f->head = (f->head + 1) % FEED_QUEUE;
+        }
+      if (f->pusher_waits)
+        pthread_cond_broadcast (&f->cv);
+      pthread_mutex_unlock (&f->mu);
+      if (k == 0)
+        return NULL;   /* the end, and nothing left */
+      for (size_t i = 0; i < k; i++)
+        feed_one (f, &batch[i]);
+    }
+}
+
+struct kiln_build_copy_feed *
+kiln_build_copy_feed_start (struct copy_job *j)
+{
+  kiln_autoerror struct kiln_error *e = NULL;
+  struct kiln_build_copy_feed *f = kiln_xcalloc (1, sizeof *f);
+  f->b = j->b;
+  f->result = 1;
+  pthread_mutex_init (&f->mu, NULL);
+  pthread_cond_init (&f->cv, NULL);
+  if (kiln_snapshot_begin (j->b->st, &f->tmp, &f->dirfd, &e) == 0
+      && pthread_create (&f->th, NULL, feed_main, f) == 0)
+    return f;
+  kiln_snapshot_abort (f->tmp);
+  pthread_mutex_destroy (&f->mu);
+  pthread_cond_destroy (&f->cv);
+  free (f);
+  return NULL;
+}
+
+void
+kiln_build_copy_feed_push (struct kiln_build_copy_feed *f, struct centry *c)
+{
+  pthread_mutex_lock (&f->mu);
+  while (f->n == FEED_QUEUE)
+    {
+      f->pusher_waits = true;
+      pthread_cond_wait (&f->cv, &f->mu);
+      f->pusher_waits = false;
+    }
+  f->q[(f->head + f->n) % FEED_QUEUE] = *c;
+  f->n++;
+  if (f->worker_waits && f->n >= FEED_BATCH)
+    pthread_cond_broadcast (&f->cv);
+  pthread_mutex_unlock (&f->mu);
+  memset (c, 0, sizeof *c);
+}
+
+/* Directory times, last first (creating their children changed them). */
+static int
+feed_dir_times (struct kiln_build_copy_feed *f, struct kiln_error **err)
+{
+  for (size_t i = f->ndirs; i-- > 0;)
+    {
+      struct timespec ts[2] = { { f->dirs[i].mtime, 0 }, { f->dirs[i].mtime, 0 } };
+      kiln_autoclose int fd = kiln_fs_open_in_root (f->dirfd, f->dirs[i].dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                                                    0, err);
+      if (fd < 0 || futimens (fd, ts) < 0)
+        return fd < 0 ? -1 : kiln_error_set (err, errno, KILN_E_IO, "snapshot: set times of `%s`", f->dirs[i].dest);
+    }
+  return 0;
+}
+
+void
+kiln_build_copy_feed_finish (struct copy_job *j, struct kiln_build_copy_feed *f, bool layer_ok)
+{
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (!f)
+    return;
+  pthread_mutex_lock (&f->mu);
+  f->end = true;
+  pthread_cond_broadcast (&f->cv);
+  pthread_mutex_unlock (&f->mu);
+  pthread_join (f->th, NULL);
+  if (layer_ok && f->result == 1 && feed_dir_times (f, &e) == 0
+      && kiln_snapshot_commit (kiln_steal_ptr (&f->tmp), j->s->cfg.diff_ids, j->s->nlayers, &e) == 0)
+    kiln_log_debug ("%s: snapshot made from the streamed entries", j->in->original);
+  else if (e || f->err)
+    kiln_log_warn ("snapshot ahead of `%s`: %s", j->in->original, (e ? e : f->err)->msg);
+  kiln_snapshot_abort (f->tmp);
+  for (size_t i = 0; i < f->ndirs; i++)
+    free (f->dirs[i].dest);
+  free (f->dirs);
+  kiln_error_free (&f->err);
+  pthread_mutex_destroy (&f->mu);
+  pthread_cond_destroy (&f->cv);
+  free (f);
+}

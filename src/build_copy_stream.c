@@ -28,12 +28,12 @@
 /* ---- streaming: one directory of the context, straight into the layer ----
  *
  * A step that copies one directory of the context (`COPY . /app`, `COPY
- * app/ /app/`), with no RUN after it in its stage to materialise its
- * snapshot from the entries, does not hold them: each walked entry is
- * placed, written, folded into the tree digest and listed as soon as the
- * walk has the next one (the fold's rule: an excluded directory that turns
- * out empty is never written), then freed, so memory does not grow with the
- * tree.  The layer is the array path's byte for byte: both write in tree
+ * app/ /app/`) does not hold its entries: each walked entry is placed,
+ * written, folded into the tree digest and listed as soon as the walk has
+ * the next one (the fold's rule: an excluded directory that turns out empty
+ * is never written), then freed - or, when a RUN follows in the stage,
+ * handed to the thread that makes the RUN's snapshot alongside
+ * (kiln_build_copy_feed_*) - so memory does not grow with the tree.  The layer is the array path's byte for byte: both write in tree
  * order, placement's own directories are merged in at their place, and a
  * hardlink's first name in that order carries the content.  The tests
  * compare the two (KILN_COPY_STREAM=0 turns streaming off). */
@@ -59,6 +59,7 @@ struct copy_stream {
   char *list_tmp;
   struct kiln_treelist_writer *list;
   struct kiln_error *err;
+  struct kiln_build_copy_feed *feed;   /* a RUN follows: its snapshot, made alongside */
 };
 
 static size_t
@@ -116,6 +117,12 @@ stream_made (struct copy_job *j, const char *path, struct kiln_error **err)
         continue;
       if (kiln_build_copy_write_entry (j, cs->w, m, NULL, err) < 0)
         return kiln_error_wrap (err, "add `/%.256s` to the layer", m->dest);
+      if (cs->feed)
+        {
+          struct centry dir = { .dest = kiln_xstrdup (m->dest), .mode = m->mode, .uid = m->uid, .gid = m->gid,
+                                .mtime = m->mtime, .rootfd = -1 };
+          kiln_build_copy_feed_push (cs->feed, &dir);
+        }
     }
   return 0;
 }
@@ -154,8 +161,9 @@ kiln_build_copy_stream_flush (struct copy_job *j)
 {
   for (size_t i = 0; i < j->n; i++)
     {
-      if (!j->stream->err)
-        stream_entry (j, &j->v[i], &j->stream->err);
+      bool ok = !j->stream->err && stream_entry (j, &j->v[i], &j->stream->err) == 0;
+      if (ok && j->stream->feed)
+        kiln_build_copy_feed_push (j->stream->feed, &j->v[i]);
       kiln_build_copy_free_centry (&j->v[i]);
     }
   j->n = 0;
@@ -255,6 +263,7 @@ stream_clear (struct copy_job *j)
   stream_list_close (j, NULL);
   if (cs->list_dfd >= 0)
     close (cs->list_dfd);
+  kiln_build_copy_feed_finish (j, kiln_steal_ptr (&cs->feed), false);
   kiln_layer_writer_free (cs->w);
   kiln_fs_dircache_clear (&j->dc);
   kiln_build_copy_free_centries (cs->made, cs->nmade);
@@ -304,6 +313,8 @@ stream_run (struct copy_job *j, const char *src, const struct stat *st, struct k
     return -1;
   if (kiln_build_copy_new_writer (j, j->looked_up, &cs->w, err) < 0)
     return kiln_build_step_error (j->b, j->in, err);
+  if (kiln_build_copy_run_follows (j))
+    cs->feed = kiln_build_copy_feed_start (j);
   stream_list_open (j);
   j->fold = kiln_treesum_new ();
   if (kiln_build_copy_copy_tree (j, src, st, err) < 0)
@@ -320,18 +331,19 @@ stream_run (struct copy_job *j, const char *src, const struct stat *st, struct k
   j->srcs[0].folded = true;
   kiln_log_debug ("%s: %zu entries streamed into the layer", j->in->original, cs->written);
   r = kiln_build_copy_finish_layer (j, kiln_steal_ptr (&cs->w), err);
+  kiln_build_copy_feed_finish (j, kiln_steal_ptr (&cs->feed), r == 0);
   return r < 0 ? -1 : stream_record (j, err);
 }
 
 /* Whether the step is one streaming does: a single directory of the
- * context, named without a wildcard, and no RUN after it in the stage. */
+ * context, named without a wildcard. */
 static bool
 stream_applies (struct copy_job *j, const char *word, const char *src)
 {
   const char *env = getenv ("KILN_COPY_STREAM");
   return j->from_context && !j->parents && !j->has_checksum && !kiln_build_copy_find_heredoc (j->in, word)
          && !kiln_fetch_is_url (word) && !strstr (word, "://") && !kiln_str_has_prefix (word, "git@")
-         && !kiln_build_copy_has_glob (src) && !kiln_build_copy_run_follows (j) && !(env && strcmp (env, "0") == 0);
+         && !kiln_build_copy_has_glob (src) && !(env && strcmp (env, "0") == 0);
 }
 
 /* 1: not a step for streaming (nothing done), 0: done, -1: error. */
