@@ -33,10 +33,11 @@
  * the next one (the fold's rule: an excluded directory that turns out empty
  * is never written), then freed - or, when a RUN follows in the stage,
  * handed to the thread that makes the RUN's snapshot alongside
- * (kiln_build_copy_feed_*) - so memory does not grow with the tree.  The layer is the array path's byte for byte: both write in tree
- * order, placement's own directories are merged in at their place, and a
- * hardlink's first name in that order carries the content.  The tests
- * compare the two (KILN_COPY_STREAM=0 turns streaming off). */
+ * (kiln_build_copy_feed_*) - so memory does not grow with the tree.  The
+ * layer is the array path's byte for byte: both write in tree order,
+ * placement's own directories are merged in at their place, and a hardlink's
+ * first name in that order carries the content.  The tests compare the two
+ * (KILN_COPY_STREAM=0 turns streaming off). */
 
 /* The first name of a file with several links, which later names link to. */
 struct stream_lead {
