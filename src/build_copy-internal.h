@@ -168,16 +168,14 @@ struct centry *kiln_build_copy_add_entry (struct copy_job *j, const char *rel);
 void kiln_build_copy_add_from_stat (struct copy_job *j, const char *src, const char *rel, const struct stat *st,
                                     const char *link);
 void kiln_build_copy_begin_source (struct copy_job *j, bool is_dir, const char *name);
-int kiln_build_copy_collect_sources (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err);
 int kiln_build_copy_compare_collected (const void *a, const void *b);
+int kiln_build_copy_copy_one (struct copy_job *j, const char *src, struct kiln_error **err);
 int kiln_build_copy_copy_tree (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err);
 bool kiln_build_copy_excluded (struct copy_job *j, const char *src, bool *descend);
-const struct kiln_df_heredoc *kiln_build_copy_find_heredoc (const struct kiln_df_instr *in, const char *word);
 void kiln_build_copy_fold_finish_source (struct copy_job *j);
 void kiln_build_copy_free_centries (struct centry *v, size_t n);
 void kiln_build_copy_free_centry (struct centry *c);
 void kiln_build_copy_free_entries (struct copy_job *j);
-bool kiln_build_copy_has_glob (const char *s);
 void kiln_build_copy_reset_collection (struct copy_job *j);
 int kiln_build_copy_source_digest (struct copy_job *j, int fd, const char *src, struct kiln_digest *d,
                                    struct kiln_error **err);
@@ -185,6 +183,11 @@ int64_t kiln_build_copy_synth_mtime (const struct copy_job *j);
 void kiln_build_copy_walk_ahead_start (struct copy_job *j, int dfd, const char *src);
 void kiln_build_copy_walk_ahead_stop (struct copy_job *j);
 int kiln_build_copy_walk_dir (struct copy_job *j, int dfd, const char *src, const char *rel, struct kiln_error **err);
+
+/* build_copy_sources.c: what a source word names */
+int kiln_build_copy_collect_sources (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err);
+const struct kiln_df_heredoc *kiln_build_copy_find_heredoc (const struct kiln_df_instr *in, const char *word);
+bool kiln_build_copy_has_glob (const char *s);
 
 /* build_copy_add.c: ADD's archives and URLs */
 int kiln_build_copy_add_archive (struct copy_job *j, int fd, const char *src, struct kiln_error **err);

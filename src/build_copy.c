@@ -3,7 +3,8 @@
  * up before anything is collected), then streaming or the array path.
  *
  * The step's files, one concern each (build_copy-internal.h has the job):
- *   build_copy_walk.c      collecting entries: the walk, wildcards, heredocs
+ *   build_copy_sources.c   what a source word names: heredoc, URL, path, wildcard
+ *   build_copy_walk.c      collecting entries: the walk, .dockerignore, --exclude
  *   build_copy_add.c       ADD's own sources: local archives, URLs
  *   build_copy_place.c     placement on the image below, layer order, hardlinks
  *   build_copy_key.c       content digests, the step's key, tree listings
