@@ -140,8 +140,10 @@ stream_entry (struct copy_job *j, struct centry *c, struct kiln_error **err)
   if (linked && (to = lead_find (cs, c)))
     c->hardlink = true;
   cs->written++;
-  if (stream_made (j, c->dest, err) < 0
-      || (j->patching && S_ISREG (c->mode) && !to && kiln_build_copy_entry_digest (j, c, err) < 0)
+  /* stream_made names the directory it failed on */
+  if (stream_made (j, c->dest, err) < 0)
+    return kiln_build_step_error (j->b, j->in, err);
+  if ((j->patching && S_ISREG (c->mode) && !to && kiln_build_copy_entry_digest (j, c, err) < 0)
       || kiln_build_copy_write_entry (j, cs->w, c, to, err) < 0)
     {
       kiln_error_wrap (err, "add `/%.256s` to the layer", c->dest);
