@@ -377,8 +377,7 @@ static void
 spill (struct kiln_ctxsum *cs)
 {
   kiln_autoerror struct kiln_error *e = NULL;
-  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (cs->st), "cache/ctxsum", 0755, &e);
-  int fd = dfd < 0 ? -1 : openat (dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  int fd = kiln_fs_tmpfile_beneath (kiln_store_dirfd (cs->st), "cache/ctxsum", 0600, &e);
   FILE *f = fd >= 0 ? fdopen (fd, "w+") : NULL;
   qsort (cs->up, cs->nup, sizeof *cs->up, compare_update);
   if (!f || !write_run (f, cs->up, cs->nup))

@@ -131,6 +131,16 @@ kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kiln_er
 }
 
 int
+kiln_fs_tmpfile_beneath (int dirfd, const char *rel, mode_t mode, struct kiln_error **err)
+{
+  kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (dirfd, rel, 0755, err);
+  if (dfd < 0)
+    return -1;
+  int fd = openat (dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  return fd >= 0 ? fd : kiln_error_set (err, errno, KILN_E_IO, "create an unnamed file in `%s`", rel);
+}
+
+int
 kiln_fs_write_all (int fd, const void *data, size_t len, struct kiln_error **err)
 {
   const char *p = data;

@@ -64,17 +64,25 @@ kiln_toc_rec_spill (struct kiln_toc_rec *r, struct kiln_store *st)
   r->spill_st = st;
 }
 
-/* The records in memory go to the unnamed file, after room for the header. */
+/* The records in memory go to the unnamed file, after room for the header.
+ * When no such file can be made the records stay in memory (and spilling
+ * stops); only a write that fails after the file took records loses them. */
 static void
 rec_set_aside (struct kiln_toc_rec *r)
 {
   static const char room[TOC_HEAD];
   kiln_autoerror struct kiln_error *e = NULL;
-  if (r->spill_fd < 0 && !r->spill_failed)
+  if (r->spill_fd < 0)
     {
-      kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (r->spill_st), "cache/toc", 0755, &e);
-      r->spill_fd = dfd < 0 ? -1 : openat (dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
-      r->spill_failed = r->spill_fd < 0 || kiln_fs_write_all (r->spill_fd, room, sizeof room, &e) < 0;
+      r->spill_fd = kiln_fs_tmpfile_beneath (kiln_store_dirfd (r->spill_st), "cache/toc", 0644, &e);
+      if (r->spill_fd < 0 || kiln_fs_write_all (r->spill_fd, room, sizeof room, &e) < 0)
+        {
+          if (r->spill_fd >= 0)
+            close (r->spill_fd);
+          r->spill_fd = -1;
+          r->spill_st = NULL;
+          return;
+        }
     }
   if (r->spill_failed || kiln_fs_write_all (r->spill_fd, r->data.buf, r->data.len, &e) < 0)
     r->spill_failed = true;
@@ -104,13 +112,20 @@ kiln_toc_rec_add (struct kiln_toc_rec *r, const struct kiln_toc_entry *e)
 
 static int decode (const struct kiln_buf *b, struct kiln_toc **out);
 
+/* What comes before the records: the magic and their count (TOC_HEAD bytes). */
+static void
+rec_head (const struct kiln_toc_rec *r, struct kiln_buf *out)
+{
+  kiln_buf_add (out, TOC_MAGIC, 8);
+  put_le (out, r->count, 8);
+}
+
 /* The file format around r's records. */
 static void
 rec_frame (const struct kiln_toc_rec *r, struct kiln_buf *out)
 {
   struct kiln_digest d;
-  kiln_buf_add (out, TOC_MAGIC, 8);
-  put_le (out, r->count, 8);
+  rec_head (r, out);
   kiln_buf_add (out, r->data.buf, r->data.len);
   kiln_digest_of (out->buf, out->len, &d);
   kiln_buf_adds (out, d.s);
@@ -163,8 +178,7 @@ save_set_aside (struct kiln_store *st, const struct kiln_digest *diff_id, struct
   kiln_autobuf struct kiln_buf head = KILN_BUF_INIT;
   struct kiln_digest d;
   rec_set_aside (r);
-  kiln_buf_add (&head, TOC_MAGIC, 8);
-  put_le (&head, r->count, 8);
+  rec_head (r, &head);
   off_t end = lseek (r->spill_fd, 0, SEEK_END);
   if (r->spill_failed || end < 0 || pwrite (r->spill_fd, head.buf, TOC_HEAD, 0) != TOC_HEAD
       || lseek (r->spill_fd, 0, SEEK_SET) < 0 || kiln_digest_fd (r->spill_fd, &d, NULL, err) < 0)
@@ -197,8 +211,7 @@ kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id, str
     return save_set_aside (st, diff_id, r, err);
   kiln_autobuf struct kiln_buf head = KILN_BUF_INIT;
   struct kiln_digest d;
-  kiln_buf_add (&head, TOC_MAGIC, 8);
-  put_le (&head, r->count, 8);
+  rec_head (r, &head);
   struct kiln_sha256 *h = kiln_sha256_new ();
   kiln_sha256_update (h, head.buf, head.len);
   kiln_sha256_update (h, r->data.buf, r->data.len);

@@ -2,6 +2,7 @@
  * read back from a blob when missing or corrupt, merged views (whiteouts,
  * opaque dirs, replacement) and symlink resolution inside the root. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -217,5 +218,37 @@ Test (toc, records_set_aside_save_the_same_toc)
   cr_assert_eq (t->n, 40000);
   cr_assert_eq (t->v[39999].mtime, 39999);
   kiln_toc_free (t);
+  kiln_store_free (st);
+}
+
+/* When no unnamed file can be made (here cache/toc is a file), the records
+ * stay in memory: nothing is lost and they still read back. */
+Test (toc, records_stay_in_memory_when_they_cannot_be_set_aside)
+{
+  struct kiln_store *st = kiln_test_store_open ();
+  cr_assert_eq (mkdirat (kiln_store_dirfd (st), "cache", 0755) == 0 || errno == EEXIST, true);
+  int fd = openat (kiln_store_dirfd (st), "cache/toc", O_WRONLY | O_CREAT | O_EXCL, 0644);
+  cr_assert_geq (fd, 0);
+  close (fd);
+  struct kiln_toc_rec r;
+  kiln_toc_rec_init (&r);
+  kiln_toc_rec_spill (&r, st);
+  char pad[201];
+  memset (pad, 'p', 200);
+  pad[200] = '\0';
+  for (int i = 0; i < 40000; i++)
+    {
+      kiln_autofree char *path = kiln_xasprintf ("d/%s%d", pad, i);
+      struct kiln_toc_entry e = { .path = path, .mode = S_IFREG | 0644, .mtime = i };
+      kiln_toc_rec_add (&r, &e);
+    }
+  cr_assert_lt (r.spill_fd, 0, "nothing was set aside");
+  cr_assert_gt (r.data.len, 8u << 20, "the records are all in memory");
+  struct kiln_toc *t = NULL;
+  cr_assert_eq (kiln_toc_rec_read (&r, &t), 0);
+  cr_assert_eq (t->n, 40000);
+  cr_assert_eq (t->v[39999].mtime, 39999);
+  kiln_toc_free (t);
+  kiln_toc_rec_clear (&r);
   kiln_store_free (st);
 }

@@ -29,6 +29,10 @@ int kiln_fs_mkdir_p_in_root (int rootfd, const char *rel, mode_t mode, struct ki
 
 /* Creates missing directories beneath dirfd (store use, no symlinks); returns an fd. */
 int kiln_fs_mkdir_p_beneath (int dirfd, const char *rel, mode_t mode, struct kiln_error **err);
+/* An unnamed file (O_TMPFILE, read-write) in the directory rel beneath dirfd,
+ * made as needed: space set aside that vanishes with the process unless it
+ * is linked in.  Returns the fd. */
+int kiln_fs_tmpfile_beneath (int dirfd, const char *rel, mode_t mode, struct kiln_error **err);
 
 /* Writes data to dirfd/name atomically and durably: temp file in the same dir,
  * write, fsync, rename over name, fsync the dir. */
