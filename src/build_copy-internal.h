@@ -22,6 +22,7 @@ struct kiln_df_heredoc;
 struct copy_stream;
 struct kiln_snapshot_tmp;
 struct kiln_build_copy_feed;
+struct kiln_build_copy_replay;
 
 /* What an entry keeps of its source's stat (half of a struct stat: a
  * 100,000-file COPY holds 100,000 of them). */
@@ -125,6 +126,8 @@ struct copy_job {
   struct kiln_fs_dircache dc;
   /* streaming: each entry goes into the layer as soon as it is final */
   struct copy_stream *stream;
+  /* key mode's entries of a source streaming may write (build_copy_replay.c) */
+  struct kiln_build_copy_replay *replay;
 };
 
 /* The snapshot of a COPY layer made while the layer streams, on its own
@@ -242,7 +245,15 @@ struct kiln_build_copy_feed *kiln_build_copy_feed_start (struct copy_job *j);
 void kiln_build_copy_feed_push (struct kiln_build_copy_feed *f, struct centry *c);
 void kiln_build_copy_feed_finish (struct copy_job *j, struct kiln_build_copy_feed *f, bool layer_ok);
 
+/* build_copy_replay.c: key mode's entries, kept for streaming */
+struct kiln_build_copy_replay *kiln_build_copy_replay_new (void);
+void kiln_build_copy_replay_free (struct kiln_build_copy_replay *r);
+void kiln_build_copy_replay_note (struct kiln_build_copy_replay *r, const struct centry *c);
+bool kiln_build_copy_replay_complete (const struct kiln_build_copy_replay *r);
+void kiln_build_copy_replay_run (struct copy_job *j, const struct kiln_build_copy_replay *r, const char *src);
+
 /* build_copy_stream.c: streaming */
+bool kiln_build_copy_stream_candidate (struct copy_job *j, char **words, size_t nsrc);
 int kiln_build_copy_stream_copy (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err);
 bool kiln_build_copy_stream_failed (const struct copy_job *j);
 void kiln_build_copy_stream_flush (struct copy_job *j);

@@ -10,7 +10,8 @@
  *   build_copy_key.c       content digests, the step's key, tree listings
  *   build_copy_layer.c     writing (or patching) the layer, the cache record
  *   build_copy_snapshot.c  a RUN's snapshot made from the entries
- *   build_copy_stream.c    one context directory straight into the layer */
+ *   build_copy_stream.c    one context directory straight into the layer
+ *   build_copy_replay.c    key mode's entries, kept so streaming need not walk again */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -242,6 +243,8 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
   kiln_cache_record_clear (&sib);
   j->fold = kiln_treesum_new ();
   j->fold_src = SIZE_MAX;
+  if (kiln_build_copy_stream_candidate (j, words, nsrc))
+    j->replay = kiln_build_copy_replay_new ();
   int ret = kiln_build_copy_collect_sources (j, words, nsrc, err);
   kiln_build_copy_fold_finish_source (j);
   if (ret == 0 && !j->fold_abort)
@@ -253,6 +256,11 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
     }
   kiln_treesum_free (j->fold);
   j->fold = NULL;
+  if (ret != 0 || j->fold_abort)
+    {
+      kiln_build_copy_replay_free (j->replay);
+      j->replay = NULL;
+    }
   j->fold_abort = false;   /* the array collection reports any error again */
   kiln_error_free (&j->fold_err);
   if (ret == 0)
@@ -296,6 +304,7 @@ done:
   if (ret == 0)
     kiln_build_stage_pending_clear (s);
 out:
+  kiln_build_copy_replay_free (j.replay);
   kiln_build_copy_free_entries (&j);
   free (j.dest);
   kiln_tocview_free (j.link_view);

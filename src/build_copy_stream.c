@@ -320,7 +320,9 @@ stream_run (struct copy_job *j, const char *src, const struct stat *st, struct k
     cs->feed = kiln_build_copy_feed_start (j);
   stream_list_open (j);
   j->fold = kiln_treesum_new ();
-  if (kiln_build_copy_copy_tree (j, src, st, err) < 0)
+  if (kiln_build_copy_replay_complete (j->replay))
+    kiln_build_copy_replay_run (j, j->replay, src);
+  else if (kiln_build_copy_copy_tree (j, src, st, err) < 0)
     return cs->err ? (kiln_error_free (err), *err = kiln_steal_ptr (&cs->err), -1) : -1;
   kiln_build_copy_stream_flush (j);
   if (cs->err)
@@ -347,6 +349,16 @@ stream_applies (struct copy_job *j, const char *word, const char *src)
   return j->from_context && !j->parents && !j->has_checksum && !kiln_build_copy_find_heredoc (j->in, word)
          && !kiln_fetch_is_url (word) && !strstr (word, "://") && !kiln_str_has_prefix (word, "git@")
          && !kiln_build_copy_has_glob (src) && !(env && strcmp (env, "0") == 0);
+}
+
+/* Whether streaming may write this step (key mode then keeps its entries). */
+bool
+kiln_build_copy_stream_candidate (struct copy_job *j, char **words, size_t nsrc)
+{
+  if (nsrc != 1)
+    return false;
+  kiln_autofree char *src = kiln_fs_path_clean (words[0]);
+  return stream_applies (j, words[0], src);
 }
 
 /* 1: not a step for streaming (nothing done), 0: done, -1: error. */

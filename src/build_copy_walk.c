@@ -40,6 +40,8 @@ fold_flush (struct copy_job *j)
         j->fold_abort = true;
       if (!j->fold_abort && kiln_treesum_add (j->fold, kiln_build_copy_treesum_entry (c, &te), &j->fold_err) < 0)
         j->fold_abort = true;
+      if (j->replay && !j->fold_abort)
+        kiln_build_copy_replay_note (j->replay, c);
       kiln_build_copy_free_centry (c);
     }
   j->n = 0;

@@ -28,6 +28,7 @@ for rel in ["app/a/x", "app/a/y/z", "app/a-b", "app/a.py", "app/a0", "app/sp ace
             "app/zz/last"]:
     put(rel, rel + "\n")
 put("app/exec.sh", "#!/bin/sh\n", 0o755)
+os.utime(os.path.join(root, "app/a0"), (1600000000, 1600000000))   # older than SOURCE_DATE_EPOCH: kept
 os.makedirs(os.path.join(root, "app/emptydir"))
 os.makedirs(os.path.join(root, "empty"))
 # three names of one file, and symlinks (one dangling)
@@ -84,10 +85,22 @@ note "a rebuild is all hits; a change is explained and patched"
 out=$("$KILN" --root "$T/s1" build --progress plain -t localhost/stream:1 "$c" 2>&1) || fail "rebuild: $out"
 assert_not_contains "$out" "miss:"
 echo changed >>"$c/app/sub/deep/er/f.txt"
-out=$("$KILN" --root "$T/s1" build --progress plain -t localhost/stream:1 "$c" 2>&1) || fail "rebuild: $out"
+out=$("$KILN" --root "$T/s1" --debug build --progress plain -t localhost/stream:1 "$c" 2>&1) || fail "rebuild: $out"
 assert_contains "$out" "miss: COPY app/ /app/ : app/sub/deep/er/f.txt content changed"
+# the key's walk kept its entries, and the layer is written from them (build_copy_replay.c)
+assert_contains "$out" "COPY app/ /app/: 26 entries taken from the key's walk"
 KILN_COPY_STREAM=0 "$KILN" --root "$T/s0" build --progress quiet -t localhost/stream:1 "$c" >/dev/null || fail "array rebuild"
 assert_eq "$(layers "$T/s0")" "$(layers "$T/s1")" "layers after a change"
+
+note "past its budget the key walk's record is dropped and the layer's walk reads again"
+echo again >>"$c/app/a/x"
+out=$(KILN_COPY_REPLAY_MAX=300 "$KILN" --root "$T/s1" --debug build --progress plain -t localhost/stream:1 "$c" 2>&1) \
+  || fail "rebuild: $out"
+assert_contains "$out" "miss: COPY app/ /app/ : app/a/x content changed"
+assert_contains "$out" "the layer's walk reads again"
+assert_not_contains "$out" "COPY app/ /app/: 26 entries taken"
+KILN_COPY_STREAM=0 "$KILN" --root "$T/s0" build --progress quiet -t localhost/stream:1 "$c" >/dev/null || fail "array rebuild"
+assert_eq "$(layers "$T/s0")" "$(layers "$T/s1")" "layers after a change, walked again"
 
 note "a directory over a file fails as on the array path"
 printf 'FROM scratch AS base\nCOPY base/ /\nFROM base\nCOPY clash/ /\n' >"$c/Dockerfile.clash"
