@@ -3,6 +3,7 @@
 #ifndef KILN_BUILD_INTERNAL_H
 #define KILN_BUILD_INTERNAL_H
 
+#include <pthread.h>
 #include "kiln/build.h"
 #include "kiln/cache.h"
 #include "kiln/ctxsum.h"
@@ -28,8 +29,24 @@ struct build_stage;
 int kiln_build_owner_resolve (struct build *b, struct build_stage *s, struct kiln_build_owner *o, int rootfd,
                               struct kiln_error **err);
 
+/* The step a stage is running: what its key and its miss explanation are
+ * made of.  Each stage has its own, so stages can run at once. */
+struct build_step {
+  char **used;                      /* "NAME\tVALUE" of every variable it looked up */
+  bool cached;
+  char *miss_reason;
+  struct kiln_digest key;
+  /* says why input `now_line` (was: `was`) changed better than "NAME changed"
+   * (COPY: which files of a tree); NULL when it cannot */
+  char *(*explain_input) (void *ud, const char *now_line, const char *was);
+  void *explain_ud;
+};
+
 struct build_stage {
   bool built;
+  struct build_step step;           /* the step running now */
+  size_t stepno, nsteps;            /* progress: this step's number in the stage, and the stage's count */
+  bool any_miss;                    /* a layer step of this stage or the stages below it was not cached */
   struct kiln_image_config cfg;
   struct kiln_descriptor *layers;
   size_t nlayers;
@@ -50,6 +67,9 @@ struct build_stage {
   size_t view_layers;               /* layers already applied to view */
   struct kiln_digest key;           /* cache key of the last step */
   char *clock;                      /* history time of the last step (cached steps keep theirs) */
+  /* rootfs and view of a built stage are made on the first use by another
+   * stage, which may run at the same time as a third one using it */
+  pthread_mutex_t mu;
 };
 
 struct build {
@@ -67,17 +87,34 @@ struct build {
   struct kiln_ctxsum *ctxsum;       /* context checksum cache */
   struct build_copied *copied;      /* entries of the COPY layers this build wrote (build_copy.c) */
   size_t ncopied;
-  bool any_miss;                    /* a layer step of this build was not cached */
-  /* the current step */
-  char **used;                      /* "NAME\tVALUE" of every variable it looked up */
-  bool step_cached;
-  char *miss_reason;
-  struct kiln_digest step_key;
-  /* says why input `now_line` (was: `was`) changed better than "NAME changed"
-   * (COPY: which files of a tree); NULL when it cannot */
-  char *(*explain_input) (void *ud, const char *now_line, const char *was);
-  void *explain_ud;
+  bool multi;                       /* more than one stage runs: progress names the stage */
+  /* stages run at once (build_graph.c): lock guards what they share - the
+   * result's steps, tmpdirs, copied, the states - and cond says a stage ended */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  enum build_state { BUILD_WAITING = 0, BUILD_RUNNING, BUILD_DONE, BUILD_FAILED } *state;
+  size_t running;                   /* stages running on threads */
+  volatile int cancel;              /* a stage failed: the others stop at their next step */
+  struct kiln_error *first_err;     /* the failure that cancelled the build */
 };
+
+void kiln_build_lock (struct build *b);
+void kiln_build_unlock (struct build *b);
+/* Whether the build should stop (a signal, or another stage failed). */
+bool kiln_build_cancelled (const struct build *b);
+const char *kiln_build_cancel_reason (const struct build *b);
+/* "[N/M]", or "[STAGE N/M]" when several stages run: the step's progress label.  Caller frees. */
+char *kiln_build_step_label (const struct build *b, const struct build_stage *s);
+
+/* build_graph.c: the stages as a graph.  Runs every needed stage, each once
+ * its base and the stages it copies or mounts from are built, up to
+ * o->jobs at once; the first failure cancels the rest. */
+int kiln_build_graph_run (struct build *b, struct kiln_error **err);
+/* Stage idx built (an ONBUILD trigger names it): built here unless it is
+ * built or being built elsewhere, then waited for. */
+int kiln_build_graph_need (struct build *b, size_t idx, struct kiln_error **err);
+/* build_run.c: one stage, its base and dependencies built. */
+int kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err);
 
 /* Whether lookups may use the cache for stage s (--no-cache, --no-cache-filter). */
 bool kiln_build_cache_enabled (struct build *b, const struct build_stage *s);

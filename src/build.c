@@ -46,10 +46,10 @@ kiln_build_lookup (void *ud, const char *name)
   struct step_env *e = ud;
   const char *v = lookup (e->s, name);
   kiln_autofree char *line = kiln_xasprintf ("var %s\t%s%s", name, v ? "=" : "unset", v ? v : "");
-  for (size_t i = 0; e->b->used && e->b->used[i]; i++)
-    if (strcmp (e->b->used[i], line) == 0)
+  for (size_t i = 0; e->s->step.used && e->s->step.used[i]; i++)
+    if (strcmp (e->s->step.used[i], line) == 0)
       return v;
-  kiln_strv_push (&e->b->used, line);
+  kiln_strv_push (&e->s->step.used, line);
   return v;
 }
 
@@ -102,13 +102,51 @@ kiln_build_tmpdir (struct build *b, int *fd, char **abs, struct kiln_error **err
     return -1;
   if (abs)
     *abs = kiln_xasprintf ("%s/%s", kiln_store_root (b->st), rel);
+  kiln_build_lock (b);
   kiln_strv_push_take (&b->tmpdirs, rel);
+  kiln_build_unlock (b);
   *fd = kiln_fs_open_beneath (kiln_store_dirfd (b->st), rel, O_RDONLY | O_DIRECTORY, 0, err);
   return *fd < 0 ? -1 : 0;
 }
 
-struct kiln_tocview *
-kiln_build_stage_view (struct build *b, struct build_stage *s, struct kiln_error **err)
+void
+kiln_build_lock (struct build *b)
+{
+  pthread_mutex_lock (&b->lock);
+}
+
+void
+kiln_build_unlock (struct build *b)
+{
+  pthread_mutex_unlock (&b->lock);
+}
+
+bool
+kiln_build_cancelled (const struct build *b)
+{
+  return (b->o->interrupted && *b->o->interrupted) || __atomic_load_n (&b->cancel, __ATOMIC_SEQ_CST);
+}
+
+const char *
+kiln_build_cancel_reason (const struct build *b)
+{
+  return b->o->interrupted && *b->o->interrupted ? "interrupted" : "cancelled (another stage failed)";
+}
+
+char *
+kiln_build_step_label (const struct build *b, const struct build_stage *s)
+{
+  size_t idx = (size_t) (s - b->stages);
+  const char *name = b->plan->stages[idx].name;
+  if (!b->multi)
+    return kiln_xasprintf ("[%zu/%zu]", s->stepno, s->nsteps);
+  if (name)
+    return kiln_xasprintf ("[%s %zu/%zu]", name, s->stepno, s->nsteps);
+  return kiln_xasprintf ("[stage-%zu %zu/%zu]", idx, s->stepno, s->nsteps);
+}
+
+static struct kiln_tocview *
+stage_view (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
   if (!s->view)
     s->view = kiln_tocview_new ();
@@ -129,8 +167,17 @@ kiln_build_stage_view (struct build *b, struct build_stage *s, struct kiln_error
   return s->view;
 }
 
-int
-kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err)
+struct kiln_tocview *
+kiln_build_stage_view (struct build *b, struct build_stage *s, struct kiln_error **err)
+{
+  pthread_mutex_lock (&s->mu);
+  struct kiln_tocview *v = stage_view (b, s, err);
+  pthread_mutex_unlock (&s->mu);
+  return v;
+}
+
+static int
+stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
   if (s->rootfs_fd < 0 && kiln_build_tmpdir (b, &s->rootfs_fd, NULL, err) < 0)
     return -1;
@@ -142,6 +189,15 @@ kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_err
       s->rootfs_layers = s->nlayers;
     }
   return s->rootfs_fd;
+}
+
+int
+kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err)
+{
+  pthread_mutex_lock (&s->mu);
+  int fd = stage_rootfs (b, s, err);
+  pthread_mutex_unlock (&s->mu);
+  return fd;
 }
 
 void

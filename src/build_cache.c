@@ -59,15 +59,15 @@ explain_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr
 {
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
-  if (record_expired (b, &s->key, &b->step_key))
+  if (record_expired (b, &s->key, &s->step.key))
     return kiln_xstrdup ("the cached step is older than --cache-ttl");
   if (kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) != 0)
-    return kiln_xstrdup (b->any_miss ? "an earlier step changed" : "not built before");
+    return kiln_xstrdup (s->any_miss ? "an earlier step changed" : "not built before");
   size_t idx;
   const char *was;
   char *why = NULL;
-  if (b->explain_input && kiln_cache_changed_input (sib.inputs, inputs, &idx, &was))
-    why = b->explain_input (b->explain_ud, inputs[idx], was);
+  if (s->step.explain_input && kiln_cache_changed_input (sib.inputs, inputs, &idx, &was))
+    why = s->step.explain_input (s->step.explain_ud, inputs[idx], was);
   if (!why)
     why = kiln_cache_explain (sib.inputs, inputs);
   kiln_cache_record_clear (&sib);
@@ -89,9 +89,9 @@ kiln_build_cache_try (struct build *b, struct build_stage *s, const struct kiln_
                       const struct kiln_digest *key, struct kiln_error **err)
 {
   struct kiln_cache_record r = { 0 };
-  b->step_key = *key;
-  free (b->miss_reason);
-  b->miss_reason = NULL;
+  s->step.key = *key;
+  free (s->step.miss_reason);
+  s->step.miss_reason = NULL;
   if (!kiln_build_cache_enabled (b, s))
     return 0;
   int found = kiln_cache_get (b->st, key, &r, err);
@@ -105,7 +105,7 @@ kiln_build_cache_try (struct build *b, struct build_stage *s, const struct kiln_
       kiln_build_add_layer (b, s, &lr, in->original);
       kiln_cache_record_clear (&r);
       kiln_cache_touch (b->st, key);
-      b->step_cached = true;
+      s->step.cached = true;
       return 1;
     }
   kiln_cache_record_clear (&r);
@@ -116,11 +116,12 @@ void
 kiln_build_cache_note_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                             const struct kiln_digest *key, char *const *inputs)
 {
-  b->step_key = *key;
-  free (b->miss_reason);
-  b->miss_reason = kiln_build_cache_enabled (b, s) ? explain_miss (b, s, in, inputs) : kiln_xstrdup ("cache disabled");
+  s->step.key = *key;
+  free (s->step.miss_reason);
+  s->step.miss_reason = kiln_build_cache_enabled (b, s) ? explain_miss (b, s, in, inputs)
+                                                       : kiln_xstrdup ("cache disabled");
   /* said before a RUN runs, so it stands above the step's own output */
-  kiln_build_progress (b, "miss: %s : %s", in->original, b->miss_reason);
+  kiln_build_progress (b, "miss: %s : %s", in->original, s->step.miss_reason);
 }
 
 int
@@ -132,7 +133,7 @@ kiln_build_cache_record (struct build *b, struct build_stage *s, const struct ki
     .layer = s->layers[s->nlayers - 1], .created = s->clock, .inputs = (char **) inputs,
   };
   const char *diff = s->cfg.diff_ids[kiln_strv_len (s->cfg.diff_ids) - 1];
-  b->any_miss = true;
+  s->any_miss = true;
   if (kiln_digest_parse (diff, &r.diff_id, err) < 0)
     return -1;
   /* a cache that cannot be written only costs the next build time */

@@ -126,7 +126,7 @@ save_listing (struct copy_job *j, size_t srcno, const char *value)
   if (j->stream)
     return;   /* it wrote the listing as it went */
   kiln_autofree char *name = kiln_treelist_name (value);
-  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) getpid ());
+  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) gettid ());
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (j->b->st), "cache/trees", 0755, &e);
   if (dfd < 0 || faccessat (dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
     return;
@@ -170,7 +170,7 @@ open_listing (struct copy_job *j, const char *value)
 }
 
 /* A source whose tree changed: the files that differ from the last build's
- * listing of it (b->explain_input). */
+ * listing of it (step.explain_input). */
 char *
 kiln_build_copy_explain_source (void *ud, const char *now_line, const char *was)
 {
@@ -206,8 +206,8 @@ kiln_build_copy_step_key (struct copy_job *j, struct kiln_digest *key)
                                                    kiln_compression_media_type (lo->compression), lo->level,
                                                    lo->clamp_mtime ? "at " : "off",
                                                    (long long) (lo->clamp_mtime ? lo->epoch : 0)));
-  for (size_t i = 0; j->b->used && j->b->used[i]; i++)
-    kiln_strv_push (&j->inputs, j->b->used[i]);
+  for (size_t i = 0; j->s->step.used && j->s->step.used[i]; i++)
+    kiln_strv_push (&j->inputs, j->s->step.used[i]);
   /* where the files land follows from these and the parent's files (its key) */
   kiln_strv_push_take (&j->inputs, kiln_xasprintf ("destination\t/%s%s", j->dest, j->dest_slash ? "/" : ""));
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)

@@ -214,13 +214,13 @@ kiln_build_copy_commit_layer (struct copy_job *j, struct kiln_error **err)
         if (S_ISREG (j->v[i].mode) && kiln_build_copy_entry_digest (j, &j->v[i], err) < 0)
           return kiln_build_step_error (j->b, j->in, err);
       kiln_build_copy_step_key (j, &key);
-      j->b->explain_input = kiln_build_copy_explain_source, j->b->explain_ud = j;
+      j->s->step.explain_input = kiln_build_copy_explain_source, j->s->step.explain_ud = j;
       int hit = 0;
       if (j->looked_up)
         kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
       else
         hit = kiln_build_cache_lookup (j->b, j->s, j->in, &key, j->inputs, err);
-      j->b->explain_input = NULL, j->b->explain_ud = NULL;
+      j->s->step.explain_input = NULL, j->s->step.explain_ud = NULL;
       if (hit != 0)
         return hit < 0 ? -1 : 0;
     }

@@ -52,11 +52,13 @@ kiln_build_copy_keep_entries (struct copy_job *j)
   struct build *b = j->b;
   if (!kiln_build_copy_from_context_only (j))
     return;
+  kiln_build_lock (b);
   b->copied = kiln_xrealloc (b->copied, (b->ncopied + 1) * sizeof *b->copied);
   struct build_copied *c = &b->copied[b->ncopied++];
   c->blob = j->s->layers[j->s->nlayers - 1].digest;
   c->v = kiln_steal_ptr (&j->v);
   c->n = j->n;
+  kiln_build_unlock (b);
   j->n = 0;
 }
 
@@ -163,10 +165,15 @@ int
 kiln_build_materialize (void *opaque, const struct kiln_descriptor *layer, int dirfd, struct kiln_error **err)
 {
   struct build *b = opaque;
-  for (size_t i = 0; i < b->ncopied; i++)
+  const struct centry *v = NULL;
+  size_t n = 0;
+  /* the entries stay until the build ends; only the list grows meanwhile */
+  kiln_build_lock (b);
+  for (size_t i = 0; !v && i < b->ncopied; i++)
     if (strcmp (b->copied[i].blob.s, layer->digest.s) == 0)
-      return materialize_entries (b, b->copied[i].v, b->copied[i].n, dirfd, err);
-  return 0;
+      v = b->copied[i].v, n = b->copied[i].n;
+  kiln_build_unlock (b);
+  return v ? materialize_entries (b, v, n, dirfd, err) : 0;
 }
 
 

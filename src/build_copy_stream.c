@@ -236,7 +236,8 @@ stream_list_open (struct copy_job *j)
   cs->list_dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (j->b->st), "cache/trees", 0755, &e);
   if (cs->list_dfd < 0)
     return;
-  cs->list_tmp = kiln_xasprintf (".tmp-stream-%d-%u", (int) getpid (), serial++);
+  cs->list_tmp = kiln_xasprintf (".tmp-stream-%d-%u", (int) gettid (),
+                                 __atomic_fetch_add (&serial, 1, __ATOMIC_RELAXED));
   int fd = openat (cs->list_dfd, cs->list_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd >= 0)
     cs->list = kiln_treelist_writer_new (fd);
@@ -296,9 +297,9 @@ stream_record (struct copy_job *j, struct kiln_error **err)
     if (kiln_str_has_prefix (j->inputs[i], "source 0\t"))
       stream_list_close (j, j->inputs[i] + strlen ("source 0\t"));
   if (j->looked_up)
-    j->b->explain_input = kiln_build_copy_explain_source, j->b->explain_ud = j;
+    j->s->step.explain_input = kiln_build_copy_explain_source, j->s->step.explain_ud = j;
   kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
-  j->b->explain_input = NULL, j->b->explain_ud = NULL;
+  j->s->step.explain_input = NULL, j->s->step.explain_ud = NULL;
   return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
 }
 

@@ -747,7 +747,8 @@ print_failure_output (struct run_job *r, int tailfd)
   kiln_autoerror struct kiln_error *e = NULL;
   if (!out || tailfd < 0 || lseek (tailfd, 0, SEEK_SET) < 0 || kiln_fs_read_fd (tailfd, TAIL_BYTES, &t, &e) < 0)
     return;
-  fprintf (out, "------\n > [%zu/%zu] %s:\n", r->b->step, r->b->nsteps, r->in->original);
+  kiln_autofree char *label = kiln_build_step_label (r->b, r->s);
+  fprintf (out, "------\n > %s %s:\n", label, r->in->original);
   fwrite (t.buf, 1, t.len, out);
   fputs (t.len && t.buf[t.len - 1] != '\n' ? "\n------\n" : "------\n", out);
   fflush (out);
@@ -839,7 +840,8 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
   struct kiln_passwd_ids ids = { 0 };
   int pipefd[2] = { -1, -1 };
   bool plain = r->b->o->progress == KILN_PROGRESS_PLAIN && r->b->o->progress_out;
-  kiln_autofree char *prefix = kiln_xasprintf ("[%zu/%zu] | ", r->b->step, r->b->nsteps);
+  kiln_autofree char *label = kiln_build_step_label (r->b, r->s);
+  kiln_autofree char *prefix = kiln_xasprintf ("%s | ", label);
   /* the image's /etc/passwd may be malformed: name the step that read it */
   if (make_pending_dirs (r, mnt->merged, err) < 0 || resolve_user (r, mnt->merged, &ids, err) < 0)
     return kiln_build_step_error (r->b, r->in, err);
@@ -926,7 +928,9 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
     goto out;
   if (status != 0)
     {
-      print_failure_output (r, tailfd);
+      /* a step killed because another stage failed is not the failure to show */
+      if (!__atomic_load_n (&r->b->cancel, __ATOMIC_SEQ_CST))
+        print_failure_output (r, tailfd);
       kiln_error_set (err, 0, KILN_E_INTERNAL, "%s:%d: %s: exited with status %d", r->b->df->name, r->in->line,
                       r->in->original, status);
       goto out;

@@ -56,44 +56,54 @@ progress (struct build *b, const char *text, double secs, const char *note)
 
 /* Metadata steps: the key covers the instruction and the values it used. */
 static void
-metadata_key (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
+metadata_key (struct build_stage *s, const struct kiln_df_instr *in)
 {
   struct kiln_cache_key k;
   kiln_cache_key_init (&k, &s->key);
   kiln_cache_key_add (&k, "instruction", in->original);
-  for (size_t i = 0; b->used && b->used[i]; i++)
-    kiln_cache_key_add (&k, "used", b->used[i]);
-  kiln_cache_key_final (&k, &b->step_key);
+  for (size_t i = 0; s->step.used && s->step.used[i]; i++)
+    kiln_cache_key_add (&k, "used", s->step.used[i]);
+  kiln_cache_key_final (&k, &s->step.key);
 }
 
 static void
-step_reset (struct build *b)
+step_reset (struct build_step *st)
 {
-  kiln_strv_free (b->used);
-  b->used = NULL;
-  b->step_cached = false;
-  free (b->miss_reason);
-  b->miss_reason = NULL;
-  memset (&b->step_key, 0, sizeof b->step_key);
+  kiln_strv_free (st->used);
+  free (st->miss_reason);
+  memset (st, 0, sizeof *st);
 }
 
 static void
 record_step (struct build *b, const char *text, double secs, const struct build_stage *s, size_t layers_before)
 {
   struct kiln_build_result *r = b->res;
+  kiln_build_lock (b);
   r->steps = kiln_xrealloc (r->steps, (r->nsteps + 1) * sizeof *r->steps);
   struct kiln_build_step_info *si = &r->steps[r->nsteps++];
   memset (si, 0, sizeof *si);
   si->text = kiln_xstrdup (text);
   si->seconds = secs;
   si->key = s->key;
-  si->cached = b->step_cached;
-  si->miss = b->miss_reason ? kiln_xstrdup (b->miss_reason) : NULL;
+  si->cached = s->step.cached;
+  si->miss = s->step.miss_reason ? kiln_xstrdup (s->step.miss_reason) : NULL;
+  si->stage = (size_t) (s - b->stages);
+  si->stepno = s->stepno;
   if (s->nlayers > layers_before)
     {
       si->has_layer = true;
       si->layer = s->layers[s->nlayers - 1].digest;
     }
+  kiln_build_unlock (b);
+}
+
+static int
+compare_steps (const void *a, const void *b)
+{
+  const struct kiln_build_step_info *x = a, *y = b;
+  if (x->stage != y->stage)
+    return x->stage < y->stage ? -1 : 1;
+  return x->stepno < y->stepno ? -1 : x->stepno > y->stepno;
 }
 
 static int
@@ -102,18 +112,21 @@ run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *i
 {
   unsigned long long t0 = kiln_now_ns ();
   size_t before = s->nlayers;
-  kiln_autofree char *text = kiln_xasprintf ("%s[%zu/%zu] %s", prefix, ++b->step, b->nsteps, in->original);
-  if (b->o->interrupted && *b->o->interrupted)
-    return kiln_error_set (err, EINTR, KILN_E_INTERNAL, "build interrupted before `%s`", in->original);
-  step_reset (b);
+  s->stepno++;
+  kiln_autofree char *label = kiln_build_step_label (b, s);
+  kiln_autofree char *text = kiln_xasprintf ("%s%s %s", prefix, label, in->original);
+  if (kiln_build_cancelled (b))
+    return kiln_error_set (err, EINTR, KILN_E_INTERNAL, "build %s before `%s`", kiln_build_cancel_reason (b),
+                           in->original);
+  step_reset (&s->step);
   if (kiln_build_step_handle (b, s, in, err) < 0)
     return -1;
   bool layer_step = in->cmd == KILN_DF_COPY || in->cmd == KILN_DF_ADD || in->cmd == KILN_DF_RUN;
   if (!layer_step)
-    metadata_key (b, s, in);
-  s->key = b->step_key;
+    metadata_key (s, in);
+  s->key = s->step.key;
   double secs = (double) (kiln_now_ns () - t0) / 1e9;
-  progress (b, text, secs, b->step_cached ? "CACHED" : NULL);
+  progress (b, text, secs, s->step.cached ? "CACHED" : NULL);
   record_step (b, text, secs, s, before);
   return 0;
 }
@@ -242,6 +255,7 @@ copy_stage_image (struct build_stage *dst, const struct build_stage *src)
   for (size_t i = 0; i < src->nlayers; i++)
     kiln_descriptor_copy (&dst->layers[i], &src->layers[i]);
   dst->nlayers = src->nlayers;
+  dst->any_miss |= src->any_miss;
   kiln_build_set_workdir (dst, src->workdir ? kiln_xstrdup (src->workdir) : NULL);
   /* a stage built FROM another inherits its ARGs with their values
    * (BuildKit dispatchState.init copies the base's state env and buildArgs) */
@@ -266,23 +280,6 @@ init_scratch (struct build *b, struct build_stage *s)
   s->cfg.working_dir = kiln_xstrdup ("/");
 }
 
-static int run_stage (struct build *b, size_t idx, struct kiln_error **err);
-
-/* Builds stage idx (its base and dependencies first) unless it is built. */
-static int
-ensure_stage (struct build *b, size_t idx, struct kiln_error **err)
-{
-  const struct kiln_plan_stage *ps = &b->plan->stages[idx];
-  if (b->stages[idx].built)
-    return 0;
-  if (ps->base_stage >= 0 && ensure_stage (b, (size_t) ps->base_stage, err) < 0)
-    return -1;
-  for (size_t d = 0; d < ps->ndeps; d++)
-    if (ensure_stage (b, (size_t) ps->deps[d], err) < 0)
-      return -1;
-  b->nsteps += 1 + ps->ninstrs;
-  return run_stage (b, idx, err);
-}
 
 /* A trigger of an image can name stages of this file (COPY --from, RUN
  * --mount from=) that the plan could not know the stage needs, as the image
@@ -303,7 +300,7 @@ build_trigger_deps (struct build *b, struct build_stage *s, const struct kiln_df
         continue;
       kiln_autofree char *name = kiln_xstrndup (v, strcspn (v, ","));
       long idx = kiln_plan_find_stage (b->plan, name, (size_t) (s - b->stages));
-      if (idx >= 0 && ensure_stage (b, (size_t) idx, err) < 0)
+      if (idx >= 0 && kiln_build_graph_need (b, (size_t) idx, err) < 0)
         return -1;
     }
   return 0;
@@ -332,7 +329,7 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
           kiln_dockerfile_free (t);
           return -1;
         }
-      b->nsteps++;
+      s->nsteps++;
       int r = run_instr (b, s, &t->instrs[1], "ONBUILD ", err);
       kiln_dockerfile_free (t);
       if (r < 0)
@@ -341,15 +338,26 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
   return 0;
 }
 
-static int
-run_stage (struct build *b, size_t idx, struct kiln_error **err)
+/* Runs stage idx; its base and the stages it copies or mounts from are
+ * built (kiln_build_graph_run sees to that). */
+int
+kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err)
 {
   struct kiln_plan_stage *ps = &b->plan->stages[idx];
   struct build_stage *s = &b->stages[idx];
   unsigned long long t0 = kiln_now_ns ();
-  kiln_autofree char *text = kiln_xasprintf ("[%zu/%zu] %s", ++b->step, b->nsteps, ps->from->original);
+  s->nsteps = 1 + ps->ninstrs;
+  s->stepno = 1;
+  kiln_autofree char *label = kiln_build_step_label (b, s);
+  kiln_autofree char *text = kiln_xasprintf ("%s %s", label, ps->from->original);
 
-  step_reset (b);
+  step_reset (&s->step);
+  if (kiln_build_cancelled (b))
+    return kiln_error_set (err, EINTR, KILN_E_INTERNAL, "build %s before `%s`", kiln_build_cancel_reason (b),
+                           ps->from->original);
+  /* a miss below this stage explains this stage's misses */
+  for (size_t d = 0; d < ps->ndeps; d++)
+    s->any_miss |= b->stages[ps->deps[d]].any_miss;
   if (ps->base_stage >= 0)
     copy_stage_image (s, &b->stages[ps->base_stage]);
   else if (strcmp (ps->base, "scratch") == 0)
@@ -532,9 +540,15 @@ prepare (struct build *b, struct kiln_error **err)
   if (!abs || kiln_ctxsum_open (b->st, abs, &b->ctxsum, err) < 0)
     return abs ? -1 : kiln_error_set (err, errno, KILN_E_IO, "resolve build context `%s`", o->context);
   b->stages = kiln_xcalloc (b->plan->nstages, sizeof *b->stages);
+  b->state = kiln_xcalloc (b->plan->nstages, sizeof *b->state);
+  size_t needed = 0;
   for (size_t i = 0; i < b->plan->nstages; i++)
-    b->stages[i].rootfs_fd = -1;
-  b->nsteps = kiln_plan_count_steps (b->plan);
+    {
+      b->stages[i].rootfs_fd = -1;
+      pthread_mutex_init (&b->stages[i].mu, NULL);
+      needed += b->plan->stages[i].needed;
+    }
+  b->multi = needed > 1;
   b->created = rfc3339 (o->have_epoch ? (time_t) o->epoch : time (NULL));
   return 0;
 }
@@ -553,7 +567,10 @@ kiln_build_stage_clear (struct build_stage *s)
   if (s->rootfs_fd >= 0)
     close (s->rootfs_fd);
   kiln_tocview_free (s->view);
+  step_reset (&s->step);
+  pthread_mutex_destroy (&s->mu);
   memset (s, 0, sizeof *s);
+  pthread_mutex_init (&s->mu, NULL);
   s->rootfs_fd = -1;
 }
 
@@ -571,9 +588,12 @@ build_clear (struct build *b)
       }
   kiln_strv_free (b->tmpdirs);
   kiln_build_copied_clear (b);
-  step_reset (b);
   kiln_ctxsum_free (b->ctxsum);
   free (b->stages);
+  free (b->state);
+  kiln_error_free (&b->first_err);
+  pthread_mutex_destroy (&b->lock);
+  pthread_cond_destroy (&b->cond);
   kiln_plan_free (b->plan);
   kiln_dockerfile_free (b->df);
   kiln_ignore_free (b->ignore);
@@ -587,10 +607,13 @@ kiln_build_run (struct kiln_store *st, const struct kiln_build_opts *opts, struc
                 struct kiln_error **err)
 {
   struct build b = { .st = st, .o = opts, .ctx_fd = -1, .res = res };
+  pthread_mutex_init (&b.lock, NULL);
+  pthread_cond_init (&b.cond, NULL);
   int ret = prepare (&b, err);
-  for (size_t i = 0; ret == 0 && i < b.plan->nstages; i++)
-    if (b.plan->stages[i].needed)
-      ret = run_stage (&b, i, err);
+  if (ret == 0)
+    ret = kiln_build_graph_run (&b, err);
+  /* stages may have run at once: the steps are listed by stage, then step */
+  qsort (res->steps, res->nsteps, sizeof *res->steps, compare_steps);
   if (ret == 0)
     ret = write_image (&b, &b.stages[b.plan->target], err);
   if (ret == 0)

@@ -23,6 +23,7 @@ static const char usage_text[] =
   "  -t, --tag REF                 name the image (repeatable)\n"
   "      --build-arg K=V           set a build argument (repeatable; K alone takes it from the environment)\n"
   "      --target NAME             build up to this stage\n"
+  "      --jobs N                  stages built at once (default: the number of CPUs; 1: one after another)\n"
   "      --no-cache                do not use the layer cache\n"
   "      --cache-to type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,tag=NAME][,mode=..]\n"
   "                                export the layer cache after the build\n"
@@ -61,13 +62,14 @@ struct build_cli {
 enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
        OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
        OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_CACHE_TO, OPT_CACHE_FROM, OPT_CACHE_TTL,
-       OPT_FORCE_COMPRESSION, OPT_FORMAT, OPT_UNSUPPORTED };
+       OPT_FORCE_COMPRESSION, OPT_FORMAT, OPT_JOBS, OPT_UNSUPPORTED };
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
   { "tag", required_argument, NULL, 't' },
   { "build-arg", required_argument, NULL, OPT_BUILD_ARG },
   { "target", required_argument, NULL, OPT_TARGET },
+  { "jobs", required_argument, NULL, OPT_JOBS },
   { "no-cache", no_argument, NULL, OPT_NO_CACHE },
   { "output", required_argument, NULL, 'o' },
   { "compression", required_argument, NULL, OPT_COMPRESSION },
@@ -94,6 +96,13 @@ static const struct option options[] = {
   { NULL, 0, NULL, 0 },
 };
 
+static unsigned
+default_jobs (void)
+{
+  long n = sysconf (_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > 256 ? 256 : (unsigned) n;
+}
+
 static int
 parse_epoch (const char *s, int64_t *out, struct kiln_error **err)
 {
@@ -103,6 +112,20 @@ parse_epoch (const char *s, int64_t *out, struct kiln_error **err)
   if (!*s || *end || errno || v < 0)
     return kiln_error_set (err, 0, KILN_E_USAGE, "invalid source date epoch `%s` (want seconds since 1970)", s);
   *out = v;
+  return 0;
+}
+
+/* --jobs N: 1..256 (buildah: 0 means as many as there are stages; here
+ * the CPUs bound it, as memory grows with the stages running). */
+static int
+parse_jobs (const char *s, unsigned *out, struct kiln_error **err)
+{
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul (s, &end, 10);
+  if (!*s || *end || errno || v > 256 || *s == '-')
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --jobs `%s` (want a number from 0 to 256)", s);
+  *out = v == 0 ? default_jobs () : (unsigned) v;
   return 0;
 }
 
@@ -222,6 +245,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     case OPT_CACHE_TO: kiln_strv_push (&c->cache_to, arg); return 0;
     case OPT_CACHE_FROM: kiln_strv_push (&c->cache_from, arg); return 0;
     case OPT_CACHE_TTL: return parse_ttl (arg, &c->o.cache_ttl, err);
+    case OPT_JOBS: return parse_jobs (arg, &c->o.jobs, err);
     case OPT_AUTHFILE: c->o.registry.auth_file = arg; return 0;
     case OPT_CERTDIR: c->o.registry.cert_dir = arg; return 0;
     case OPT_NO_CACHE_FILTER:
@@ -362,6 +386,7 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   c->o.progress_out = stderr;
   c->o.layer.level = -1;
   c->o.cache_ttl = KILN_CACHE_TTL_DEFAULT;
+  c->o.jobs = default_jobs ();
   kiln_registry_opts_init (&c->o.registry);
   if (parse_args (c, argc, argv, err) < 0)
     return -1;

@@ -8,6 +8,7 @@
  *   trailer  sha256 of everything before it (32 bytes)
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -82,6 +83,7 @@ struct kiln_ctxsum {
   size_t nslots;
   bool dirty;
   int64_t now_ns;
+  pthread_mutex_t mu;        /* stages of one build look up and update at once */
 };
 
 static int64_t
@@ -183,6 +185,7 @@ kiln_ctxsum_open (struct kiln_store *st, const char *context_abs, struct kiln_ct
   struct kiln_digest id;
   struct timespec now;
   struct kiln_ctxsum *cs = kiln_xcalloc (1, sizeof *cs);
+  pthread_mutex_init (&cs->mu, NULL);
   kiln_digest_of (context_abs, strlen (context_abs), &id);
   cs->st = st;
   cs->name = kiln_xstrdup (kiln_digest_hex (&id));
@@ -302,19 +305,32 @@ trim_mapping (struct kiln_ctxsum *cs)
 bool
 kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, struct kiln_digest *d)
 {
+  pthread_mutex_lock (&cs->mu);
   const struct update *u = find_update (cs, rel);
   const struct cs_rec *r = u ? (u->drop ? NULL : &u->r) : find_mapped (cs, rel);
+  bool found = r && same_stat (r, st);
+  if (found)
+    kiln_digest_from_raw (r->sha, d);
   trim_mapping (cs);
-  if (!r || !same_stat (r, st))
-    return false;
-  kiln_digest_from_raw (r->sha, d);
-  return true;
+  pthread_mutex_unlock (&cs->mu);
+  return found;
 }
 
 static void spill (struct kiln_ctxsum *cs);
 
+static void update_locked (struct kiln_ctxsum *cs, const char *rel, const struct stat *st,
+                           const struct kiln_digest *d);
+
 void
 kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d)
+{
+  pthread_mutex_lock (&cs->mu);
+  update_locked (cs, rel, st, d);
+  pthread_mutex_unlock (&cs->mu);
+}
+
+static void
+update_locked (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d)
 {
   struct update *u = find_update (cs, rel);
   cs->dirty = true;
@@ -654,7 +670,7 @@ kiln_ctxsum_save (struct kiln_ctxsum *cs, struct kiln_error **err)
   if (dfd < 0)
     return kiln_error_wrap (err, "save the context checksum cache");
   kiln_autofree char *name = kiln_xasprintf ("%s.idx", cs->name);
-  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) getpid ());
+  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) gettid ());
   int fd = openat (dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "save the context checksum cache: create `cache/ctxsum/%s`", tmp);
@@ -687,5 +703,6 @@ kiln_ctxsum_free (struct kiln_ctxsum *cs)
   free (cs->up);
   free (cs->slots);
   free (cs->name);
+  pthread_mutex_destroy (&cs->mu);
   free (cs);
 }

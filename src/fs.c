@@ -178,7 +178,7 @@ int
 kiln_fs_write_atomicv (int dirfd, const char *name, const struct iovec *iov, int n, mode_t mode,
                        struct kiln_error **err)
 {
-  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s.%d.%llu", name, (int) getpid (), kiln_now_ns ());
+  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s.%d.%llu", name, (int) gettid (), kiln_now_ns ());
   kiln_autoclose int fd = openat (dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create `%s`", tmp);

@@ -1,5 +1,6 @@
 /* main.c - global options, then dispatch to cmd_*.c; nothing else lives here. */
 #include <stdio.h>
+#include <curl/curl.h>
 #include <string.h>
 #include "cmd.h"
 #include "kiln/log.h"
@@ -36,6 +37,9 @@ main (int argc, char **argv)
 {
   struct kiln_cli cli = { .argv0 = argv[0], .lease_fd = -1 };
   int i = 1;
+  /* before any thread: stages pull at once, and libcurl's global set-up is
+   * not safe to race (curl_global_init(3)) */
+  curl_global_init (CURL_GLOBAL_DEFAULT);
   for (; i < argc && argv[i][0] == '-'; i++)
     {
       if (strcmp (argv[i], "--root") == 0 && i + 1 < argc)

@@ -5,11 +5,17 @@
 #include <stddef.h>
 #include "kiln/store.h"
 
+#include <pthread.h>
+
 struct kiln_store {
   char *root;
   int rootfd;                 /* O_DIRECTORY of the root */
   int blobsfd, ingestfd, tmpfd;
   int lockfd;                 /* kiln.lock, flock()ed around index.json updates */
+  /* flock() excludes other processes only: the stages of one build take
+   * this first (recursive: depth counts the holder's nesting) */
+  pthread_mutex_t lock_mu;
+  unsigned lock_depth;
   kiln_store_fetch_fn fetch;  /* lazy blobs (kiln_store_set_fetcher), or NULL */
   void *fetch_opaque;
 };

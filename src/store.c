@@ -71,16 +71,25 @@ open_subdir (int rootfd, const char *rel, struct kiln_error **err)
 int
 kiln_store_lock (struct kiln_store *st, int op, struct kiln_error **err)
 {
+  pthread_mutex_lock (&st->lock_mu);
+  if (st->lock_depth++ > 0)
+    return 0;   /* this thread holds it already */
   while (flock (st->lockfd, op) < 0)
     if (errno != EINTR)
-      return kiln_error_set (err, errno, KILN_E_IO, "lock `kiln.lock` in store `%s`", st->root);
+      {
+        st->lock_depth--;
+        pthread_mutex_unlock (&st->lock_mu);
+        return kiln_error_set (err, errno, KILN_E_IO, "lock `kiln.lock` in store `%s`", st->root);
+      }
   return 0;
 }
 
 void
 kiln_store_unlock (struct kiln_store *st)
 {
-  flock (st->lockfd, LOCK_UN);
+  if (--st->lock_depth == 0)
+    flock (st->lockfd, LOCK_UN);
+  pthread_mutex_unlock (&st->lock_mu);
 }
 
 /* Creates oci-layout and index.json when missing.  index.json is created
@@ -126,6 +135,11 @@ kiln_store_open (const char *root, struct kiln_store **out, struct kiln_error **
   if (mkdir_root (root, err) < 0)
     return kiln_error_wrap (err, "open store `%s`", root);
   st = kiln_xcalloc (1, sizeof *st);
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init (&ma);
+  pthread_mutexattr_settype (&ma, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init (&st->lock_mu, &ma);
+  pthread_mutexattr_destroy (&ma);
   st->root = kiln_xstrdup (root);
   st->rootfd = st->blobsfd = st->ingestfd = st->tmpfd = st->lockfd = -1;
   if (store_open_fds (st, err) < 0)
@@ -147,6 +161,7 @@ kiln_store_free (struct kiln_store *st)
     if (fds[i] >= 0)
       close (fds[i]);
   free (st->root);
+  pthread_mutex_destroy (&st->lock_mu);
   free (st);
 }
 

@@ -184,7 +184,7 @@ save_set_aside (struct kiln_store *st, const struct kiln_digest *diff_id, struct
       || lseek (r->spill_fd, 0, SEEK_SET) < 0 || kiln_digest_fd (r->spill_fd, &d, NULL, err) < 0)
     return *err ? -1 : kiln_error_set (err, errno, KILN_E_IO, "set aside the table of contents");
   kiln_autofree char *name = kiln_xasprintf ("%s", kiln_digest_hex (diff_id));
-  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s.%d", name, (int) getpid ());
+  kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s.%d", name, (int) gettid ());
   kiln_autofree char *proc = kiln_xasprintf ("/proc/self/fd/%d", r->spill_fd);
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
   if (dfd < 0)

@@ -43,6 +43,7 @@ struct kiln_build_opts {
   struct kiln_kvlist secrets;     /* --secret: id -> "src=PATH" or "env=NAME" */
   struct kiln_registry_opts registry;   /* for FROM / COPY --from images not in the store */
   volatile sig_atomic_t *interrupted;   /* set by a signal handler: stop before the next step */
+  unsigned jobs;                  /* stages run at once (--jobs); 0 or 1: one at a time */
   enum kiln_progress progress;
   FILE *progress_out;             /* where progress lines go (stderr) */
 };
@@ -55,6 +56,7 @@ struct kiln_build_step_info {
   struct kiln_digest layer;       /* blob digest, or empty when no layer */
   bool has_layer;
   double seconds;
+  size_t stage, stepno;           /* the stage's index in the Dockerfile, the step's number in it (from 1) */
 };
 
 struct kiln_build_result {

@@ -26,12 +26,18 @@
 #               warm-up build); timed: a build whose RUN creates J_NEW (50,000)
 #               files and deletes J_DEL base files (the RUN text changes every
 #               run, so the step always runs): the RUN, its diff and the layer.
+# k_parallel_stages  two independent stages (issue 13), each a RUN that
+#               writes K_MB (200) MiB of random data gzipped, and a last stage
+#               that copies both results: kiln --jobs 2 against buildah
+#               `bud --jobs 2`, and kiln --jobs 1 for what running the stages
+#               at once gains. Every timed run misses the cache (--no-cache);
+#               an untimed build first pulls the busybox base.
 # Every kiln run is timed with /usr/bin/time for its peak RSS. buildah 1.28:
 # `bud --layers`, overlay, --isolation chroot, its own --root, wiped per
 # scenario. Prints one line per run, then one markdown table of medians,
 # ratios, targets and verdicts.
 #
-# Env: RUNS (3), SCENARIOS ("i h j"), BENCH_OUT (/tmp/kiln-scale), SEED (11),
+# Env: RUNS (3), SCENARIOS ("i h j k"), K_MB (200), BENCH_OUT (/tmp/kiln-scale), SEED (11),
 #      FILES (100000), FILES_1M (1000000; 0 skips), BENCH_1M_BUILDAH (0),
 #      I1M_TIMEOUT (1800),
 #      BASE_MB (2048), BASE_LAYERS (8), J_BASE_MB (1024), J_NEW (50000),
@@ -46,7 +52,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GEN=$HERE/scale_gen.py
 OUT=${BENCH_OUT:-/tmp/kiln-scale}
 RUNS=${RUNS:-3}
-SCENARIOS=${SCENARIOS:-i h j}
+SCENARIOS=${SCENARIOS:-i h j k}
+K_MB=${K_MB:-200}
 SEED=${SEED:-11}
 FILES=${FILES:-100000}
 FILES_1M=${FILES_1M:-1000000}
@@ -253,6 +260,44 @@ scenario_j() {
   rm -rf "$ctx"
 }
 
+# ---------------------------------------------------------------- k_parallel_stages
+scenario_k() {
+  local gen=$OUT/k-gen ctx=$OUT/k-ctx base=$REG/bench/kbase:base b r
+  log "k_parallel_stages: two stages of $K_MB MiB each"
+  rm -rf "$gen" "$ctx"
+  busybox_rootfs "$gen/l0"
+  untimed push_base "$base" "$gen/l0"
+  rm -rf "$gen"
+  mkdir -p "$ctx"
+  {
+    printf 'FROM %s AS one\n' "$base"
+    printf 'RUN dd if=/dev/urandom bs=1048576 count=%d 2>/dev/null | gzip -1 > /one.gz\n' "$K_MB"
+    printf 'FROM %s AS two\n' "$base"
+    printf 'RUN dd if=/dev/urandom bs=1048576 count=%d 2>/dev/null | gzip -1 > /two.gz\n' "$K_MB"
+    printf 'FROM %s\nCOPY --from=one /one.gz /one.gz\nCOPY --from=two /two.gz /two.gz\n' "$base"
+  } >"$ctx/Dockerfile"
+  KSTORE=$OUT/k-kiln
+  for b in kiln buildah; do
+    [ "$b" = buildah ] && [ "$BUILDAH" != 1 ] && continue
+    log "k_parallel_stages: $b"
+    if [ "$b" = kiln ]; then
+      kiln_reset
+      untimed kiln_build --jobs 2 -t bench/k "$ctx"
+      for r in $(seq "$RUNS"); do
+        measure k_kiln "$r" kiln_build --no-cache --jobs 2 -t bench/k "$ctx"
+        measure k_kiln_j1 "$r" kiln_build --no-cache --jobs 1 -t bench/k "$ctx"
+      done
+      [ "$KEEP" = 1 ] || kiln_reset
+    else
+      bh_reset
+      untimed bh_build --jobs 2 -t bench/k "$ctx"
+      for r in $(seq "$RUNS"); do measure k_buildah "$r" bh_build --no-cache --jobs 2 -t bench/k "$ctx"; done
+      bh_reset
+    fi
+  done
+  rm -rf "$ctx"
+}
+
 # ---------------------------------------------------------------- summary
 summary() {
   local k b r
@@ -299,6 +344,12 @@ summary() {
     speedup "j RUN: $J_NEW files created, $J_DEL base files deleted" j_buildah j_kiln 3
     rss_row "j RUN many files" "$(rss_max j_)"
   fi
+  if grep -q '^k_' "$TSV"; then
+    speedup "k two independent heavy stages, --jobs 2" k_buildah k_kiln 1
+    row "k the same, kiln --jobs 1 / --jobs 2" "$(secs "$(med k_kiln_j1)") / $(secs "$(med k_kiln)")" \
+      "$(ratio "$(med k_kiln_j1)" "$(med k_kiln)")x" "" ""
+    rss_row "k parallel stages" "$(rss_max k_)"
+  fi
   local fails
   fails=$(awk -F'\t' -v lim="$I1M_TIMEOUT" 'NR > 1 && $3 != 0 { printf "%s%s run %s (exit %s%s)", s, $1, $2, $3,
     ($3 == 124 || $3 == 137) && $1 ~ /^i1m_/ ? ": stopped after " lim " s" : ""; s = ", " }' "$TSV")
@@ -316,7 +367,7 @@ for t in python3 jq curl pigz igzip skopeo docker-registry buildah /bin/busybox 
   command -v "$t" >/dev/null || { echo "scale.sh: needs $t (make deps)" >&2; exit 2; }
 done
 for s in $SCENARIOS; do
-  case $s in i | h | j) ;; *) echo "scale.sh: unknown scenario $s (i, h, j)" >&2; exit 2 ;; esac
+  case $s in i | h | j | k) ;; *) echo "scale.sh: unknown scenario $s (i, h, j, k)" >&2; exit 2 ;; esac
 done
 wipe_dir "$OUT"
 mkdir -p "$OUT"
@@ -328,12 +379,12 @@ sed 's/^Sizes: //; s/ /\n/g' "$OUT/sizes" >"$OUT/sizes.env"
 cleanup() {
   registry_stop
   [ "$KEEP" = 1 ] && return 0
-  wipe_dir "$OUT/i-kiln"; wipe_dir "$OUT/i1m-kiln"; wipe_dir "$OUT/h-kiln"; wipe_dir "$OUT/j-kiln"
+  wipe_dir "$OUT/i-kiln"; wipe_dir "$OUT/i1m-kiln"; wipe_dir "$OUT/h-kiln"; wipe_dir "$OUT/j-kiln"; wipe_dir "$OUT/k-kiln"
   bh_reset
   rm -rf "$OUT/registry" "$OUT"/*-ctx "$OUT"/*-gen "$OUT/h-bound-out" "$OUT/base-oci"
 }
 trap cleanup EXIT
-case " $SCENARIOS " in *" h "* | *" j "*) registry_start ;; esac
+case " $SCENARIOS " in *" h "* | *" j "* | *" k "*) registry_start ;; esac
 
 for s in $SCENARIOS; do "scenario_$s"; done
 summary | tee "$OUT/summary.md"

@@ -72,26 +72,26 @@ cat "$T/build.log"
 note "output lines are prefixed with the step; USER, WORKDIR, ARG and ENV are visible"
 n=$(grep -c '^\[' <<<"$log" || true)
 [ "$n" -gt 0 ] || fail "no step lines"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| uid=1000\(app\) gid=1000\(app\) groups=1000\(app\)$' "RUN id as USER app (primary group listed, as Docker does)"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| /work$' "RUN pwd after WORKDIR"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| mode=slow env=prod$' "ARG (from --build-arg) and ENV in RUN"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| env: BUILD_MODE=slow$' "ARG in RUN's environment"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| env: APP_ENV=prod$' "ENV in RUN's environment"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| secret-file-ok$' "secret file readable with uid="
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| secret-denied-ok$' "secret without uid= (0400 root) as app"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| secret-env-ok$' "secret as env="
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| exec-form \$APP_ENV$' "exec form: no shell expansion"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| via-custom-shell$' "SHELL replaces the shell form's shell"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| shell-form-ran$' "shell form under the custom SHELL"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| ifaces=lo,$' "--network=none sees only lo"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| from-context$' "bind mount from the context"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| from-other$' "bind mount from another stage"
-if grep -Eq '^\[[0-9]+/[0-9]+\] \| (bind-writable|secret-readable-by-app)$' <<<"$log"; then
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| uid=1000\(app\) gid=1000\(app\) groups=1000\(app\)$' "RUN id as USER app (primary group listed, as Docker does)"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| /work$' "RUN pwd after WORKDIR"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| mode=slow env=prod$' "ARG (from --build-arg) and ENV in RUN"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| env: BUILD_MODE=slow$' "ARG in RUN's environment"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| env: APP_ENV=prod$' "ENV in RUN's environment"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| secret-file-ok$' "secret file readable with uid="
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| secret-denied-ok$' "secret without uid= (0400 root) as app"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| secret-env-ok$' "secret as env="
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| exec-form \$APP_ENV$' "exec form: no shell expansion"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| via-custom-shell$' "SHELL replaces the shell form's shell"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| shell-form-ran$' "shell form under the custom SHELL"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| ifaces=lo,$' "--network=none sees only lo"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| from-context$' "bind mount from the context"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| from-other$' "bind mount from another stage"
+if grep -Eq '^\[stage-1 [0-9]+/[0-9]+\] \| (bind-writable|secret-readable-by-app)$' <<<"$log"; then
   fail "a bind mount was writable or the secret readable by app: $(grep -E '\| (bind-writable|secret-readable)' <<<"$log")"
 fi
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| tmpfs-ok$' "tmpfs mount"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| heredoc-script$' "RUN <<EOF script"
-assert_match "$log" '^\[[0-9]+/[0-9]+\] \| cachelog=run-1,$' "first use of the cache mount"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| tmpfs-ok$' "tmpfs mount"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| heredoc-script$' "RUN <<EOF script"
+assert_match "$log" '^\[stage-1 [0-9]+/[0-9]+\] \| cachelog=run-1,$' "first use of the cache mount"
 assert_match "$log" '^miss: RUN mkdir -p /data/keep' "miss line before an uncached RUN"
 assert_not_contains "$log" "$secret" "build log"
 
@@ -155,7 +155,7 @@ kiln build --progress=plain --secret id=tok,src="$T/secret.txt" --secret id=env,
   -t localhost/run:v2 --build-arg BUILD_MODE=slow --build-arg RUN_ID=2 "$c" >"$T/build2.log" 2>&1 \
   || { cat "$T/build2.log"; fail "second build failed"; }
 log2=$(cat "$T/build2.log")
-assert_match "$log2" '^\[[0-9]+/[0-9]+\] \| cachelog=run-1,run-2,$' "second use of the cache mount"
+assert_match "$log2" '^\[stage-1 [0-9]+/[0-9]+\] \| cachelog=run-1,run-2,$' "second use of the cache mount"
 assert_eq 1 "$(grep -c '^miss:' <<<"$log2")" "steps that missed in the second build"
 assert_match "$log2" '^miss: RUN --mount=type=cache' "the step that missed"
 

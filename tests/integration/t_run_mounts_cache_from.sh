@@ -33,7 +33,7 @@ RUN --mount=type=cache,from=builder,source=/sub,target=/test \
 DF
 
 # out LOG: the RUN's output lines, without the step prefix
-out() { sed -n 's/^\[[0-9]*\/[0-9]*\] | //p' "$1"; }
+out() { sed -n 's/^\[[^]]*\] | //p' "$1"; }
 build() {
   local log=$1; shift
   kiln build --progress=plain "$@" "$c" >"$log" 2>&1 || { cat "$log"; fail "build $* failed"; }

@@ -1,0 +1,107 @@
+#!/bin/bash
+# Stages as a graph (src/build_graph.c): independent stages run at once up
+# to --jobs, the image does not depend on the order they ran in, progress
+# names the stage, and the first failure cancels the rest cleanly.
+source "$IT_DIR/lib.sh"
+need jq
+export SOURCE_DATE_EPOCH=1700000000
+
+make_busybox_base
+c=$T/ctx
+mkdir -p "$c"
+
+note "two independent stages run at once with --jobs 2, one after the other with --jobs 1"
+# each stage notes when it started and ended (the host's uptime: /proc/uptime is not namespaced)
+cat >"$c/Dockerfile" <<'EOF'
+FROM localhost/busybox AS a
+RUN cut -d' ' -f1 /proc/uptime >/start && sleep 2 && cut -d' ' -f1 /proc/uptime >/end && echo ran
+
+FROM localhost/busybox AS b
+RUN cut -d' ' -f1 /proc/uptime >/start && sleep 2 && cut -d' ' -f1 /proc/uptime >/end && echo ran
+
+FROM scratch
+COPY --from=a /start /a.start
+COPY --from=a /end /a.end
+COPY --from=b /start /b.start
+COPY --from=b /end /b.end
+EOF
+overlap() {   # DIR: 0 when the two stages' [start, end] overlap
+  awk -v as="$(cat "$1/a.start")" -v ae="$(cat "$1/a.end")" -v bs="$(cat "$1/b.start")" -v be="$(cat "$1/b.end")" \
+    'BEGIN { exit !(as < be && bs < ae) }'
+}
+t0=$(date +%s%N)
+kiln build --progress=plain --jobs 2 -o "type=local,dest=$T/j2" "$c" >"$T/j2.log" 2>&1 \
+  || { cat "$T/j2.log"; fail "build with --jobs 2"; }
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+overlap "$T/j2" || fail "--jobs 2: the stages did not overlap: a $(cat "$T/j2/a.start")-$(cat "$T/j2/a.end"), b $(cat "$T/j2/b.start")-$(cat "$T/j2/b.end")"
+# back to back the two sleeps alone take 4 s (the overlap above is the proof; this is its wall-clock face)
+[ "$ms" -lt 4000 ] || fail "--jobs 2: two 2-second stages took $ms ms"
+echo "two 2-second stages with --jobs 2: $ms ms"
+log=$(cat "$T/j2.log")
+# progress names the stage: [NAME N/M], or [stage-IDX N/M] for an unnamed one
+assert_contains "$log" "[a 2/2] RUN cut"
+assert_contains "$log" "[b 2/2] RUN cut"
+assert_contains "$log" "[stage-2 5/5] COPY --from=b /end /b.end"
+assert_match "$log" '\[a 2/2\] \| ' "a RUN's output carries its stage"
+kiln build --progress=plain --no-cache --jobs 1 -o "type=local,dest=$T/j1" "$c" >"$T/j1.log" 2>&1 \
+  || { cat "$T/j1.log"; fail "build with --jobs 1"; }
+overlap "$T/j1" && fail "--jobs 1: the stages overlapped"
+
+note "the image and the step list do not depend on the order stages ran in"
+cat >"$c/Dockerfile" <<'EOF'
+FROM localhost/busybox AS slow
+RUN sleep 1 && echo slow >/s && mkdir -p /d/e && echo x >/d/e/f
+
+FROM localhost/busybox AS fast
+RUN echo fast >/f
+
+FROM localhost/busybox
+COPY --from=fast /f /f
+COPY --from=slow /s /d /out/
+RUN cat /f /out/s
+EOF
+kiln build --progress=quiet --no-cache --jobs 2 -t localhost/graph:2 --metadata-file "$T/m2.json" "$c" >/dev/null \
+  || fail "build --jobs 2"
+kiln build --progress=quiet --no-cache --jobs 1 -t localhost/graph:1 --metadata-file "$T/m1.json" "$c" >/dev/null \
+  || fail "build --jobs 1"
+d1=$(kiln inspect localhost/graph:1 | jq -r .digest)
+d2=$(kiln inspect localhost/graph:2 | jq -r .digest)
+[ -n "$d1" ] && [ "$d1" != null ] || fail "no digest: $d1"
+assert_eq "$d1" "$d2" "image digest, --jobs 1 against --jobs 2"
+s1=$(jq -c '[."kiln.steps"[].step]' "$T/m1.json")
+s2=$(jq -c '[."kiln.steps"[].step]' "$T/m2.json")
+assert_eq "$s1" "$s2" "steps in the metadata file"
+assert_contains "$s1" '"[slow 1/2] FROM localhost/busybox AS slow","[slow 2/2] RUN sleep 1'
+
+note "a failing stage cancels the others: no process, mount or scratch directory is left"
+cat >"$c/Dockerfile" <<'EOF'
+FROM localhost/busybox AS long
+RUN sleep 60 && echo never
+RUN echo after
+
+FROM localhost/busybox AS bad
+RUN sleep 1 && exit 3
+
+FROM scratch
+COPY --from=long /bin/busybox /b
+COPY --from=bad /bin/busybox /c
+EOF
+t0=$(date +%s)
+expect_fail kiln build --progress=plain --no-cache --jobs 2 "$c"
+secs=$(( $(date +%s) - t0 ))
+assert_contains "$ERR" "RUN sleep 1 && exit 3"
+assert_contains "$ERR" "Dockerfile:6: RUN sleep 1 && exit 3: exited with status 3"
+assert_contains "$ERR" " > [bad 2/2] RUN sleep 1 && exit 3:"
+# the cancelled step is not shown as a failure, and the stage goes no further
+assert_not_contains "$ERR" "RUN sleep 60 && echo never:"
+assert_not_contains "$ERR" "echo after"
+[ "$secs" -lt 30 ] || fail "the failure did not cancel the 60-second stage (took $secs s)"
+pgrep -f "sleep 60" >/dev/null && fail "the cancelled stage's process is still running"
+grep -F "$KILN_ROOT" /proc/self/mountinfo && fail "mounts left under the store"
+left=$(ls -A "$KILN_ROOT/tmp" 2>/dev/null | grep -v '^\.' || true)
+[ -z "$left" ] || fail "scratch left in the store's tmp: $left"
+kiln store check >/dev/null || fail "store check after the cancelled build"
+
+note "--jobs takes a number"
+expect_fail kiln build --jobs many "$c"
+assert_contains "$ERR" "invalid --jobs \`many\`"
