@@ -208,7 +208,7 @@ SAN_TOBJS := $(patsubst tests/%.c,$(SAN)/tests/%.o,$(TSRCS))
 SAN_ITS   ?= t_bad_input t_failure_output t_cli t_add_archives t_add_archive_edge t_dockerignore \
              t_dockerignore_exceptions t_copy_basic t_copy_exclude t_copy_wildcards t_copy_key_mode t_copy_patch \
              t_copy_stream t_multistage t_run_bind_rw t_run_mounts_secret t_registry_corrupt t_registry_faults \
-             t_pull_snapshots t_prune_kill
+             t_pull_snapshots t_prune_kill t_stage_graph
 # halt_on_error/abort_on_error: the first report kills the process with
 # SIGABRT (exit 134: a crashed Criterion test; for kiln a failed command,
 # which expect_fail also rejects).  ASan and LeakSanitizer reports also go to

@@ -2,6 +2,7 @@
  * the sandbox, the upper dir streamed into a layer. */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -687,53 +688,53 @@ tail_write (const struct tail *t, int fd)
 }
 
 /* Copies the step's output to the progress stream, each line prefixed, and
- * keeps its tail for tailfd.  A process, not a thread: the sandbox forks,
- * and forking a multithreaded process can leave the child waiting on a lock
- * another thread held. */
-static void __attribute__ ((noreturn))
-relay (int fd, FILE *out, const char *prefix, int tailfd)
+ * keeps its tail for tailfd.  A thread, not a forked process: stages run at
+ * once, and a process forked by one stage would hold the write end of
+ * another stage's pipe, so neither relay would ever see its end of output. */
+struct relay {
+  int fd, tailfd;
+  FILE *out;
+  const char *prefix;
+  pthread_t th;
+};
+
+static void *
+relay_main (void *arg)
 {
+  struct relay *rl = arg;
   char buf[8192];
-  struct tail t = { .end = 0, .len = 0 };
+  struct tail *t = kiln_xcalloc (1, sizeof *t);
   bool bol = true;
   ssize_t n;
-  while ((n = read (fd, buf, sizeof buf)) != 0)
+  while ((n = read (rl->fd, buf, sizeof buf)) != 0)
     {
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
         break;
-      tail_add (&t, buf, (size_t) n);
-      for (ssize_t i = 0; out && i < n; i++)
+      tail_add (t, buf, (size_t) n);
+      if (!rl->out)
+        continue;
+      flockfile (rl->out);   /* a line of another stage does not cut into this chunk */
+      for (ssize_t i = 0; i < n; i++)
         {
           if (bol)
-            fputs (prefix, out);
-          fputc (buf[i], out);
+            fputs_unlocked (rl->prefix, rl->out);
+          fputc_unlocked (buf[i], rl->out);
           bol = buf[i] == '\n';
         }
-      if (out)
-        fflush (out);
+      fflush_unlocked (rl->out);
+      funlockfile (rl->out);
     }
-  if (out && !bol)
-    fputc ('\n', out);
-  if (out)
-    fflush (out);
-  if (tailfd >= 0)
-    tail_write (&t, tailfd);
-  _exit (0);
-}
-
-static pid_t
-start_relay (int fd, int other, FILE *out, const char *prefix, int tailfd)
-{
-  fflush (NULL);
-  pid_t pid = fork ();
-  if (pid == 0)
+  if (rl->out && !bol)
     {
-      close (other);
-      relay (fd, out, prefix, tailfd);
+      fputc ('\n', rl->out);
+      fflush (rl->out);
     }
-  return pid;
+  if (rl->tailfd >= 0)
+    tail_write (t, rl->tailfd);
+  free (t);
+  return NULL;
 }
 
 /* A failed step's last output lines, framed as BuildKit frames them above
@@ -847,7 +848,13 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     return kiln_build_step_error (r->b, r->in, err);
   if (pipe2 (pipefd, O_CLOEXEC) < 0)
     return kiln_passwd_ids_clear (&ids), kiln_error_set (err, errno, KILN_E_IO, "pipe");
-  pid_t relay_pid = start_relay (pipefd[0], pipefd[1], plain ? r->b->o->progress_out : NULL, prefix, tailfd);
+  struct relay rl = { .fd = pipefd[0], .tailfd = tailfd, .out = plain ? r->b->o->progress_out : NULL, .prefix = prefix };
+  int e = pthread_create (&rl.th, NULL, relay_main, &rl);
+  if (e != 0)
+    {
+      close (pipefd[0]), close (pipefd[1]), kiln_passwd_ids_clear (&ids);
+      return kiln_error_set (err, e, KILN_E_INTERNAL, "start the thread that relays the step's output");
+    }
   struct kiln_sandbox_opts so = {
     .rootfs = mnt->merged, .argv = r->argv, .env = r->env, .cwd = r->s->cfg.working_dir,
     .uid = ids.uid, .gid = ids.gid, .groups = ids.groups, .ngroups = ids.ngroups,
@@ -855,11 +862,9 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     .stdin_fd = -1, .stdout_fd = pipefd[1], .stderr_fd = pipefd[1], .created = created,
   };
   int ret = kiln_sandbox_run (&so, status, err);
-  close (pipefd[1]);
+  close (pipefd[1]);   /* the sandbox has exited: the relay reads to the end */
+  pthread_join (rl.th, NULL);
   close (pipefd[0]);
-  if (relay_pid > 0)
-    while (waitpid (relay_pid, NULL, 0) < 0 && errno == EINTR)
-      ;
   kiln_passwd_ids_clear (&ids);
   return ret;
 }

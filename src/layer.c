@@ -66,7 +66,6 @@ struct kiln_layer_writer {
   uint64_t tar_size;
   struct kiln_error *cb_err;       /* failure inside write_cb, reported by the caller of libarchive */
   struct layer_pipe pipe;
-  locale_t utf8;                   /* C.UTF-8 for libarchive's name conversion; 0 if missing */
   bool failed;                     /* the tar stream is broken; only free is allowed */
   bool dropping;                   /* free(): swallow libarchive's closing writes */
   struct kiln_store *st;
@@ -414,9 +413,6 @@ writer_alloc (struct kiln_store *st, const struct kiln_layer_opts *opts)
   kiln_toc_rec_init (&w->toc);
   kiln_toc_rec_spill (&w->toc, st);
   w->tar_hash = kiln_sha256_new ();
-  w->utf8 = newlocale (LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
-  if (w->utf8 == (locale_t) 0)
-    kiln_log_debug ("no C.UTF-8 locale: non-ASCII tar names follow the process locale");
   pipe_init (&w->pipe);
   w->mapped = opts->compression == KILN_COMP_GZIP;
   kiln_layer_map_builder_init (&w->map, false);
@@ -627,11 +623,12 @@ write_header (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, str
   /* Names are bytes.  libarchive converts them from the thread's locale to
    * UTF-8 for pax records; pinning that locale to C.UTF-8 makes the output
    * independent of the caller's LANG.  A name that is not valid UTF-8 still
-   * goes in byte for byte, with a hdrcharset=BINARY record (and a warning). */
-  locale_t old = w->utf8 ? uselocale (w->utf8) : (locale_t) 0;
+   * goes in byte for byte, with a hdrcharset=BINARY record (and a warning).
+   * The locale is the process's one (util.c): made once, never freed, as
+   * stages writing layers at once would race on glibc's locale data. */
+  locale_t old = kiln_locale_utf8_enter ();
   r = archive_write_header (w->ar, w->entry);
-  if (old)
-    uselocale (old);
+  kiln_locale_restore (old);
   r = archive_status (w, r, "write tar header for", e->path, err);
   if (r == 0)
     record_toc (w, e);
@@ -911,7 +908,5 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   kiln_layer_map_clear (&w->cmap);
   kiln_layer_patch_free (w->patch);
   free (w->zeros);
-  if (w->utf8)
-    freelocale (w->utf8);
   free (w);
 }

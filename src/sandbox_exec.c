@@ -73,12 +73,16 @@ static void
 set_ids (struct sb_plan *p)
 {
   const struct kiln_sandbox_opts *o = p->o;
+  /* Raw system calls, not glibc's wrappers: those change the ids of every
+   * thread of the process, and in a clone of a multithreaded parent they
+   * wait forever for threads that exist only in the parent (stages run at
+   * once, the output relay is a thread).  This process has one thread. */
   /* with a single-id user namespace setgroups is denied; no groups is fine */
-  if (setgroups (o->ngroups, o->groups) < 0 && !(errno == EPERM && o->ngroups == 0))
+  if (syscall (SYS_setgroups, o->ngroups, o->groups) < 0 && !(errno == EPERM && o->ngroups == 0))
     kiln_sandbox_fail (p, errno, "set supplementary groups");
-  if (setresgid (o->gid, o->gid, o->gid) < 0)
+  if (syscall (SYS_setresgid, o->gid, o->gid, o->gid) < 0)
     kiln_sandbox_fail (p, errno, "set gid %u", (unsigned) o->gid);
-  if (setresuid (o->uid, o->uid, o->uid) < 0)
+  if (syscall (SYS_setresuid, o->uid, o->uid, o->uid) < 0)
     kiln_sandbox_fail (p, errno, "set uid %u", (unsigned) o->uid);
 }
 

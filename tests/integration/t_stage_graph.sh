@@ -53,10 +53,12 @@ FROM localhost/busybox AS slow
 RUN sleep 1 && echo slow >/s && mkdir -p /d/e && echo x >/d/e/f
 
 FROM localhost/busybox AS fast
-RUN echo fast >/f
+# another user while a stage runs beside it: the sandbox sets its ids with raw system calls
+USER app
+RUN echo fast >/tmp/f
 
 FROM localhost/busybox
-COPY --from=fast /f /f
+COPY --from=fast /tmp/f /f
 COPY --from=slow /s /d /out/
 RUN cat /f /out/s
 EOF
@@ -76,6 +78,7 @@ assert_contains "$s1" '"[slow 1/2] FROM localhost/busybox AS slow","[slow 2/2] R
 note "a failing stage cancels the others: no process, mount or scratch directory is left"
 cat >"$c/Dockerfile" <<'EOF'
 FROM localhost/busybox AS long
+USER app
 RUN sleep 60 && echo never
 RUN echo after
 
@@ -90,7 +93,7 @@ t0=$(date +%s)
 expect_fail kiln build --progress=plain --no-cache --jobs 2 "$c"
 secs=$(( $(date +%s) - t0 ))
 assert_contains "$ERR" "RUN sleep 1 && exit 3"
-assert_contains "$ERR" "Dockerfile:6: RUN sleep 1 && exit 3: exited with status 3"
+assert_contains "$ERR" "Dockerfile:7: RUN sleep 1 && exit 3: exited with status 3"
 assert_contains "$ERR" " > [bad 2/2] RUN sleep 1 && exit 3:"
 # the cancelled step is not shown as a failure, and the stage goes no further
 assert_not_contains "$ERR" "RUN sleep 60 && echo never:"
