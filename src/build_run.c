@@ -613,7 +613,8 @@ kiln_build_run (struct kiln_store *st, const struct kiln_build_opts *opts, struc
   if (ret == 0)
     ret = kiln_build_graph_run (&b, err);
   /* stages may have run at once: the steps are listed by stage, then step */
-  qsort (res->steps, res->nsteps, sizeof *res->steps, compare_steps);
+  if (res->nsteps > 1)   /* steps is NULL when none ran: qsort must not see it */
+    qsort (res->steps, res->nsteps, sizeof *res->steps, compare_steps);
   if (ret == 0)
     ret = write_image (&b, &b.stages[b.plan->target], err);
   if (ret == 0)
