@@ -1,5 +1,8 @@
-/* build-internal.h - state shared by build.c (steps, stages) and
- * build_copy.c (COPY/ADD). */
+/* build-internal.h - what the executor's files share: the build, its
+ * stages and their running steps.  build_graph.c runs the stages (several
+ * at once: docs/internals/stages.md says what a step may touch),
+ * build_run.c one stage, build.c the metadata steps, build_copy*.c COPY and
+ * ADD, build_exec.c RUN, build_cache.c the cache decisions. */
 #ifndef KILN_BUILD_INTERNAL_H
 #define KILN_BUILD_INTERNAL_H
 
@@ -119,7 +122,7 @@ int kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err);
 /* Whether lookups may use the cache for stage s (--no-cache, --no-cache-filter). */
 bool kiln_build_cache_enabled (struct build *b, const struct build_stage *s);
 /* Looks key up; on a hit with its layer in the store, adds the layer to the
- * stage and returns 1; 0 on a miss (b->miss_reason set). */
+ * stage and returns 1; 0 on a miss (s->step.miss_reason set). */
 int kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
                              const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);
 /* The same without saying anything on a miss: the caller notes it once it
