@@ -84,7 +84,6 @@ struct build {
   int ctx_fd;                       /* the context directory */
   struct kiln_ignore *ignore;
   char *created;                    /* RFC 3339 timestamp for config and history */
-  size_t step, nsteps;
   struct kiln_build_result *res;
   char **tmpdirs;                   /* ROOT-relative scratch dirs to remove */
   struct kiln_ctxsum *ctxsum;       /* context checksum cache */
@@ -103,9 +102,9 @@ struct build {
 
 void kiln_build_lock (struct build *b);
 void kiln_build_unlock (struct build *b);
-/* Whether the build should stop (a signal, or another stage failed). */
-bool kiln_build_cancelled (const struct build *b);
-const char *kiln_build_cancel_reason (const struct build *b);
+/* -1 with an error naming what (the step about to run) when the build
+ * should stop (a signal, or another stage failed); 0 otherwise. */
+int kiln_build_check_cancelled (const struct build *b, const char *what, struct kiln_error **err);
 /* "[N/M]", or "[STAGE N/M]" when several stages run: the step's progress label.  Caller frees. */
 char *kiln_build_step_label (const struct build *b, const struct build_stage *s);
 

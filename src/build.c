@@ -121,16 +121,14 @@ kiln_build_unlock (struct build *b)
   pthread_mutex_unlock (&b->lock);
 }
 
-bool
-kiln_build_cancelled (const struct build *b)
+int
+kiln_build_check_cancelled (const struct build *b, const char *what, struct kiln_error **err)
 {
-  return (b->o->interrupted && *b->o->interrupted) || __atomic_load_n (&b->cancel, __ATOMIC_SEQ_CST);
-}
-
-const char *
-kiln_build_cancel_reason (const struct build *b)
-{
-  return b->o->interrupted && *b->o->interrupted ? "interrupted" : "cancelled (another stage failed)";
+  bool interrupted = b->o->interrupted && *b->o->interrupted;
+  if (!interrupted && !__atomic_load_n (&b->cancel, __ATOMIC_SEQ_CST))
+    return 0;
+  return kiln_error_set (err, EINTR, KILN_E_INTERNAL, "build %s before `%s`",
+                         interrupted ? "interrupted" : "cancelled (another stage failed)", what);
 }
 
 char *

@@ -848,7 +848,8 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     return kiln_build_step_error (r->b, r->in, err);
   if (pipe2 (pipefd, O_CLOEXEC) < 0)
     return kiln_passwd_ids_clear (&ids), kiln_error_set (err, errno, KILN_E_IO, "pipe");
-  struct relay rl = { .fd = pipefd[0], .tailfd = tailfd, .out = plain ? r->b->o->progress_out : NULL, .prefix = prefix };
+  struct relay rl = { .fd = pipefd[0], .tailfd = tailfd, .out = plain ? r->b->o->progress_out : NULL,
+                      .prefix = prefix };
   int e = pthread_create (&rl.th, NULL, relay_main, &rl);
   if (e != 0)
     {

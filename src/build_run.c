@@ -115,9 +115,8 @@ run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *i
   s->stepno++;
   kiln_autofree char *label = kiln_build_step_label (b, s);
   kiln_autofree char *text = kiln_xasprintf ("%s%s %s", prefix, label, in->original);
-  if (kiln_build_cancelled (b))
-    return kiln_error_set (err, EINTR, KILN_E_INTERNAL, "build %s before `%s`", kiln_build_cancel_reason (b),
-                           in->original);
+  if (kiln_build_check_cancelled (b, in->original, err) < 0)
+    return -1;
   step_reset (&s->step);
   if (kiln_build_step_handle (b, s, in, err) < 0)
     return -1;
@@ -352,9 +351,8 @@ kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err)
   kiln_autofree char *text = kiln_xasprintf ("%s %s", label, ps->from->original);
 
   step_reset (&s->step);
-  if (kiln_build_cancelled (b))
-    return kiln_error_set (err, EINTR, KILN_E_INTERNAL, "build %s before `%s`", kiln_build_cancel_reason (b),
-                           ps->from->original);
+  if (kiln_build_check_cancelled (b, ps->from->original, err) < 0)
+    return -1;
   /* a miss below this stage explains this stage's misses */
   for (size_t d = 0; d < ps->ndeps; d++)
     s->any_miss |= b->stages[ps->deps[d]].any_miss;

@@ -115,15 +115,14 @@ parse_epoch (const char *s, int64_t *out, struct kiln_error **err)
   return 0;
 }
 
-/* --jobs N: 1..256 (buildah: 0 means as many as there are stages; here
- * the CPUs bound it, as memory grows with the stages running). */
+/* --jobs N: 0..256, 0 for the default (buildah: 0 means as many as there
+ * are stages; here the CPUs bound it, as memory grows with the stages
+ * running). */
 static int
 parse_jobs (const char *s, unsigned *out, struct kiln_error **err)
 {
-  char *end;
-  errno = 0;
-  unsigned long v = strtoul (s, &end, 10);
-  if (!*s || *end || errno || v > 256 || *s == '-')
+  uint64_t v;
+  if (!kiln_parse_uint (s, strlen (s), 10, 256, &v))
     return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --jobs `%s` (want a number from 0 to 256)", s);
   *out = v == 0 ? default_jobs () : (unsigned) v;
   return 0;
