@@ -1,8 +1,10 @@
 /* build-internal.h - what the executor's files share: the build, its
- * stages and their running steps.  build_graph.c runs the stages (several
- * at once: docs/internals/stages.md says what a step may touch),
- * build_run.c one stage, build.c the metadata steps, build_copy*.c COPY and
- * ADD, build_exec.c RUN, build_cache.c the cache decisions. */
+ * stages, their running steps and the ops.  build_graph.c runs the stages
+ * (several at once: docs/internals/stages.md says what a step may touch),
+ * build_run.c one stage, build_solve.c each step through its op (with
+ * build_cache.c, the only code that decides the cache), and the ops:
+ * build_from.c FROM, build.c metadata, build_copy*.c COPY and ADD,
+ * build_exec.c RUN (docs/internals/solver.md). */
 #ifndef KILN_BUILD_INTERNAL_H
 #define KILN_BUILD_INTERNAL_H
 
@@ -32,10 +34,53 @@ struct build_stage;
 int kiln_build_owner_resolve (struct build *b, struct build_stage *s, struct kiln_build_owner *o, int rootfd,
                               struct kiln_error **err);
 
-/* The step a stage is running: what its key and its miss explanation are
- * made of.  Each stage has its own, so stages can run at once. */
+/* ---- ops and the solver (build_solve.c) ----
+ * Every step runs as   prepare -> key -> lookup -> [miss: explain] -> exec -> record.
+ * An op (one per kind of step: FROM, metadata, COPY/ADD, RUN) only declares
+ * what its key is made of and does the work; the solver alone computes the
+ * key, looks it up, explains a miss, records the result and reports
+ * progress.  docs/internals/solver.md says how to add an op or a flag. */
+
+/* What prepare says about the step's inputs. */
+enum build_key {
+  /* every input is declared: a layer step is looked up before exec */
+  BUILD_KEY_READY = 0,
+  /* exec completes them: a cold COPY hashes files while it writes them (a
+   * hit was not possible, so reading them twice would be waste), metadata
+   * learns which variables it used by expanding them */
+  BUILD_KEY_AFTER_EXEC = 1,
+};
+
+struct build_step;
+struct build_op {
+  const char *name;
+  bool layer;        /* adds a layer: looked up, and recorded after exec */
+  bool root;         /* starts a stage's key chain (FROM): no parent key */
+  size_t size;       /* bytes of the op's own state (build_step.state), zeroed per step */
+  /* Declares the step's inputs (kiln_build_step_input); may defer the
+   * expensive ones to exec.  BUILD_KEY_* or -1. */
+  int (*prepare) (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err);
+  /* Does the step: a layer op adds exactly one layer to s. */
+  int (*exec) (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err);
+  /* Frees what the op's state holds (not the state itself); may be NULL. */
+  void (*clear) (struct build_step *st);
+};
+extern const struct build_op kiln_build_op_from, kiln_build_op_metadata, kiln_build_op_copy, kiln_build_op_run;
+
+/* The step a stage is running: its op and what its key and its miss
+ * explanation are made of.  Each stage has its own, so stages can run at
+ * once; the solver resets it before each step. */
 struct build_step {
-  char **used;                      /* "NAME\tVALUE" of every variable it looked up */
+  const struct kiln_df_instr *in;
+  const struct build_op *op;
+  void *state;                      /* the op's, op->size bytes; owned by the solver */
+  char **used;                      /* "var NAME\t=VALUE" of every variable it looked up */
+  /* the key's inputs in order: inputs[i] enters it as field labels[i]
+   * ("input" for layer steps, whose records keep the lines) */
+  char **inputs;
+  char **labels;
+  bool explain_late;                /* a miss is explained after exec (COPY: the listings exist then) */
+  bool keeps_key;                   /* the stage's key stays as exec left it (FROM another stage) */
   bool cached;
   char *miss_reason;
   struct kiln_digest key;
@@ -44,6 +89,26 @@ struct build_step {
   char *(*explain_input) (void *ud, const char *now_line, const char *was);
   void *explain_ud;
 };
+
+/* Appends input "NAME\tVALUE" (value NULL: "") under the field "input". */
+void kiln_build_step_input (struct build_step *st, const char *name, const char *value);
+/* Appends value under field label, as it is. */
+void kiln_build_step_add_input (struct build_step *st, const char *label, const char *value);
+/* Forgets the inputs declared so far (an op that declares them again). */
+void kiln_build_step_inputs_clear (struct build_step *st);
+/* Frees everything the step holds and zeroes it. */
+void kiln_build_step_reset (struct build_step *st);
+/* The key a step's inputs make on top of parent (NULL: a chain's start). */
+void kiln_build_step_key (const struct build_step *st, const struct kiln_digest *parent, struct kiln_digest *out);
+/* Runs one step of stage s: op NULL picks it from in->cmd (FROM there is
+ * an error); prefix goes before the progress label ("ONBUILD "). */
+int kiln_build_solve_step (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
+                           const struct build_op *op, const char *prefix, struct kiln_error **err);
+/* Whether a lookup of this step could hit: the cache is enabled and the
+ * store has a record of the same instruction on the same parent (or
+ * --cache-sources asks to hash anyway).  An op hashes files in prepare only
+ * then. */
+bool kiln_build_solve_may_hit (struct build *b, struct build_stage *s, const struct kiln_df_instr *in);
 
 struct build_stage {
   bool built;
@@ -118,23 +183,18 @@ int kiln_build_graph_need (struct build *b, size_t idx, struct kiln_error **err)
 /* build_run.c: one stage, its base and dependencies built. */
 int kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err);
 
+/* build_cache.c, the solver's half that talks to the cache; ops do not call it. */
 /* Whether lookups may use the cache for stage s (--no-cache, --no-cache-filter). */
 bool kiln_build_cache_enabled (struct build *b, const struct build_stage *s);
-/* Looks key up; on a hit with its layer in the store, adds the layer to the
- * stage and returns 1; 0 on a miss (s->step.miss_reason set). */
-int kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                             const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);
-/* The same without saying anything on a miss: the caller notes it once it
- * can explain it (kiln_build_cache_note_miss). */
-int kiln_build_cache_try (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                          const struct kiln_digest *key, struct kiln_error **err);
-/* For a step that was not looked up (no cached result could exist): sets
- * the step's key and why it missed, and says so in plain progress. */
-void kiln_build_cache_note_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                                 const struct kiln_digest *key, char *const *inputs);
-/* Records the layer the step just added under key. */
-int kiln_build_cache_record (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                             const struct kiln_digest *key, char *const *inputs, struct kiln_error **err);
+/* Looks the step's key up; on a hit with its layer in the store, adds the
+ * layer to the stage and returns 1; 0 on a miss. */
+int kiln_build_cache_try (struct build *b, struct build_stage *s, struct kiln_error **err);
+/* Sets why the step missed, and says so in plain progress. */
+void kiln_build_cache_note_miss (struct build *b, struct build_stage *s);
+/* Records the layer the step just added under its key. */
+int kiln_build_cache_record (struct build *b, struct build_stage *s, struct kiln_error **err);
+/* Whether the store has a record of in on the stage's parent key. */
+bool kiln_build_cache_has_sibling (struct build *b, struct build_stage *s, const struct kiln_df_instr *in);
 
 /* The step's variable lookup: ENV of the stage first, then its ARGs. */
 struct step_env {
@@ -169,10 +229,6 @@ int kiln_build_stage_rootfs (struct build *b, struct build_stage *s, struct kiln
  * (optional, caller frees) receives its absolute path. */
 int kiln_build_tmpdir (struct build *b, int *fd, char **abs, struct kiln_error **err);
 
-/* COPY and ADD: writes one layer and appends it to the stage. */
-int kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                     struct kiln_error **err);
-
 /* A digest of the files under rel (names, modes, owners, link targets,
  * contents) for RUN --mount=type=bind keys; context files go through the
  * checksum cache, files of a stage or image (origin) are named by it. */
@@ -186,9 +242,6 @@ int kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, 
 int kiln_build_materialize (void *opaque, const struct kiln_descriptor *layer, int dirfd, struct kiln_error **err);
 void kiln_build_copied_clear (struct build *b);
 
-/* RUN. */
-int kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                         struct kiln_error **err);
 /* The value of secret id (--secret): 1 found, 0 not given, < 0 error. */
 int kiln_build_secret (struct build *b, const char *id, struct kiln_buf *out, struct kiln_error **err);
 

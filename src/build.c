@@ -1,4 +1,6 @@
-/* build.c - the executor: stages in order, one step at a time (parse -> plan -> EXECUTE). */
+/* build.c - the metadata op (ENV, ARG, LABEL, WORKDIR, USER, CMD, ...: the
+ * image config, no layer) and what every op shares: variable lookup,
+ * progress lines, step errors, scratch directories, a stage's views. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -19,9 +21,6 @@
 #include "kiln/ref.h"
 #include "kiln/util.h"
 
-
-int kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                            struct kiln_error **err);
 
 /* BuildKit keeps ENV and ARG values in one environment (dispatchEnv and
  * dispatchArg both call llb.State.AddEnv, which replaces), so the later one
@@ -665,24 +664,30 @@ step_metadata (struct build *b, struct build_stage *s, const struct kiln_df_inst
     }
 }
 
-int
-kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                        struct kiln_error **err)
+/* Metadata: the key is the instruction as written and the value of every
+ * variable its expansion looked up, known once it ran. */
+static int
+metadata_prepare (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)
 {
-  switch (in->cmd)
-    {
-    case KILN_DF_COPY:
-    case KILN_DF_ADD:
-      return kiln_build_copy (b, s, in, err);
-    case KILN_DF_RUN:
-      return kiln_build_run_step (b, s, in, err);
-    case KILN_DF_FROM:
-      return step_fail (b, in, err, "FROM is not allowed here%s", NULL);
-    default:
-      if (step_metadata (b, s, in, err) < 0)
-        return -1;
-      if (in->cmd != KILN_DF_ARG)
-        add_history (b, s, in);
-      return 0;
-    }
+  (void) b, (void) s, (void) err;
+  kiln_build_step_add_input (st, "instruction", st->in->original);
+  return BUILD_KEY_AFTER_EXEC;
 }
+
+static int
+metadata_exec (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)
+{
+  const struct kiln_df_instr *in = st->in;
+  if (in->cmd == KILN_DF_FROM)
+    return step_fail (b, in, err, "FROM is not allowed here%s", NULL);
+  if (step_metadata (b, s, in, err) < 0)
+    return -1;
+  if (in->cmd != KILN_DF_ARG)
+    add_history (b, s, in);
+  for (size_t i = 0; st->used && st->used[i]; i++)
+    kiln_build_step_add_input (st, "used", st->used[i]);
+  return 0;
+}
+
+const struct build_op kiln_build_op_metadata = { .name = "metadata", .prepare = metadata_prepare,
+                                                 .exec = metadata_exec };

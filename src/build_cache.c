@@ -1,5 +1,5 @@
-/* build_cache.c - the executor's side of the layer cache: lookups, records,
- * and why a step missed. */
+/* build_cache.c - the solver's side of the layer cache: lookups, records,
+ * and why a step missed.  Only build_solve.c calls it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +55,10 @@ layer_available (struct build *b, const struct kiln_digest *d)
 }
 
 static char *
-explain_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, char *const *inputs)
+explain_miss (struct build *b, struct build_stage *s)
 {
+  const struct kiln_df_instr *in = s->step.in;
+  char *const *inputs = s->step.inputs;
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
   if (record_expired (b, &s->key, &s->step.key))
@@ -75,21 +77,11 @@ explain_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr
 }
 
 int
-kiln_build_cache_lookup (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                         const struct kiln_digest *key, char *const *inputs, struct kiln_error **err)
-{
-  int hit = kiln_build_cache_try (b, s, in, key, err);
-  if (hit == 0)
-    kiln_build_cache_note_miss (b, s, in, key, inputs);
-  return hit;
-}
-
-int
-kiln_build_cache_try (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                      const struct kiln_digest *key, struct kiln_error **err)
+kiln_build_cache_try (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
   struct kiln_cache_record r = { 0 };
-  s->step.key = *key;
+  const struct kiln_digest *key = &s->step.key;
+  const struct kiln_df_instr *in = s->step.in;
   free (s->step.miss_reason);
   s->step.miss_reason = NULL;
   if (!kiln_build_cache_enabled (b, s))
@@ -113,24 +105,20 @@ kiln_build_cache_try (struct build *b, struct build_stage *s, const struct kiln_
 }
 
 void
-kiln_build_cache_note_miss (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                            const struct kiln_digest *key, char *const *inputs)
+kiln_build_cache_note_miss (struct build *b, struct build_stage *s)
 {
-  s->step.key = *key;
   free (s->step.miss_reason);
-  s->step.miss_reason = kiln_build_cache_enabled (b, s) ? explain_miss (b, s, in, inputs)
-                                                       : kiln_xstrdup ("cache disabled");
-  /* said before a RUN runs, so it stands above the step's own output */
-  kiln_build_progress (b, "miss: %s : %s", in->original, s->step.miss_reason);
+  s->step.miss_reason = kiln_build_cache_enabled (b, s) ? explain_miss (b, s) : kiln_xstrdup ("cache disabled");
+  kiln_build_progress (b, "miss: %s : %s", s->step.in->original, s->step.miss_reason);
 }
 
 int
-kiln_build_cache_record (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                         const struct kiln_digest *key, char *const *inputs, struct kiln_error **err)
+kiln_build_cache_record (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
+  const struct kiln_df_instr *in = s->step.in;
   struct kiln_cache_record r = {
-    .key = *key, .parent = s->key, .instruction = in->original, .has_layer = true,
-    .layer = s->layers[s->nlayers - 1], .created = s->clock, .inputs = (char **) inputs,
+    .key = s->step.key, .parent = s->key, .instruction = in->original, .has_layer = true,
+    .layer = s->layers[s->nlayers - 1], .created = s->clock, .inputs = s->step.inputs,
   };
   const char *diff = s->cfg.diff_ids[kiln_strv_len (s->cfg.diff_ids) - 1];
   s->any_miss = true;
@@ -141,4 +129,14 @@ kiln_build_cache_record (struct build *b, struct build_stage *s, const struct ki
   if (kiln_cache_put (b->st, &r, &e) < 0)
     kiln_log_warn ("could not record the cache for `%s`: %s", in->original, e->msg);
   return 0;
+}
+
+bool
+kiln_build_cache_has_sibling (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
+{
+  struct kiln_cache_record sib = { 0 };
+  kiln_autoerror struct kiln_error *e = NULL;
+  bool found = kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) == 0;
+  kiln_cache_record_clear (&sib);
+  return found;
 }

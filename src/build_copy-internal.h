@@ -93,7 +93,10 @@ struct copy_job {
   bool fold_cheap_only;  /* give up when a file would have to be read */
   bool fold_abort;       /* key mode cannot do this step: collect into the array */
   struct kiln_error *fold_err;   /* why, when a file could not be hashed */
-  bool looked_up;        /* key mode looked the step up and it missed */
+  bool looked_up;        /* key mode declared the inputs: the solver looked the step up, it missed */
+  bool may_hit;          /* the array path hashed every file: a hit was possible */
+  bool sorted;           /* the array is in collection order */
+  bool streamed;         /* streaming wrote the layer and the listing */
   bool patching;         /* the layer writer patches the last build's layer */
   bool has_chown, has_chmod;
   uid_t uid;
@@ -104,7 +107,6 @@ struct copy_job {
   bool from_context, keep_owner;
   const char *origin;    /* identity of a --from stage/image or an ADD archive */
   char **origins;        /* owns the origin strings */
-  char **inputs;         /* what the cache key is made of */
   int downloads_fd;      /* scratch dir of this step's ADD <url> files, -1 until needed */
   struct kiln_ignore *exclude;   /* --exclude patterns, NULL without */
   const char *tree;      /* the directory source being walked: --exclude matches below it */
@@ -219,10 +221,11 @@ const struct kiln_digest *kiln_build_copy_content_digest (const struct centry *c
 int kiln_build_copy_entry_digest (struct copy_job *j, struct centry *c, struct kiln_error **err);
 char *kiln_build_copy_explain_source (void *ud, const char *now_line, const char *was);
 void kiln_build_copy_save_listings (struct copy_job *j);
-void kiln_build_copy_step_key (struct copy_job *j, struct kiln_digest *key);
+void kiln_build_copy_step_inputs (struct copy_job *j);
 const struct kiln_treesum_entry *kiln_build_copy_treesum_entry (const struct centry *c, struct kiln_treesum_entry *e);
 
 /* build_copy_layer.c: the layer */
+int kiln_build_copy_prepare_entries (struct copy_job *j, struct kiln_error **err);
 int kiln_build_copy_commit_layer (struct copy_job *j, struct kiln_error **err);
 int kiln_build_copy_finish_layer (struct copy_job *j, struct kiln_layer_writer *w, struct kiln_error **err);
 int kiln_build_copy_new_writer (struct copy_job *j, bool digested, struct kiln_layer_writer **w,
@@ -254,6 +257,8 @@ void kiln_build_copy_replay_run (struct copy_job *j, const struct kiln_build_cop
 
 /* build_copy_stream.c: streaming */
 bool kiln_build_copy_stream_candidate (struct copy_job *j, char **words, size_t nsrc);
+/* Whether streaming will write the step (a single context directory, there). */
+bool kiln_build_copy_stream_applies (struct copy_job *j, char **words, size_t nsrc);
 int kiln_build_copy_stream_copy (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err);
 bool kiln_build_copy_stream_failed (const struct copy_job *j);
 void kiln_build_copy_stream_flush (struct copy_job *j);

@@ -1,14 +1,15 @@
-/* build_copy.c - COPY and ADD, the step: flags, the source root, key mode
- * (a rebuild walks its sources into their tree digests and looks the step
- * up before anything is collected), then streaming or the array path.
+/* build_copy.c - the COPY/ADD op.  prepare: flags, the source root, then
+ * key mode (a rebuild walks its sources into their tree digests, and the
+ * solver looks the step up before anything is collected) or the entries
+ * collected; exec: streaming or the array path.
  *
  * The step's files, one concern each (build_copy-internal.h has the job):
  *   build_copy_sources.c   what a source word names: heredoc, URL, path, wildcard
  *   build_copy_walk.c      collecting entries: the walk, .dockerignore, --exclude
  *   build_copy_add.c       ADD's own sources: local archives, URLs
  *   build_copy_place.c     placement on the image below, layer order, hardlinks
- *   build_copy_key.c       content digests, the step's key, tree listings
- *   build_copy_layer.c     writing (or patching) the layer, the cache record
+ *   build_copy_key.c       content digests, the step's inputs, tree listings
+ *   build_copy_layer.c     writing (or patching) the layer
  *   build_copy_snapshot.c  a RUN's snapshot made from the entries
  *   build_copy_stream.c    one context directory straight into the layer
  *   build_copy_replay.c    key mode's entries, kept so streaming need not walk again */
@@ -222,15 +223,12 @@ names_dir (const char *raw)
 }
 
 /* Key mode: the sources are walked and folded into their tree digests
- * without keeping their entries, and the step is looked up.  1 on a hit
- * (done), 0 to collect the entries into the array (a miss, or a step key
- * mode cannot do: downloads, archives, or files to read before anything
- * could hit), -1 on error. */
+ * without keeping their entries.  1 when that made every input (the solver
+ * looks the step up), 0 when it could not (downloads, archives, or a file
+ * to read when no hit is possible), -1 on error. */
 static int
 key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err)
 {
-  struct kiln_cache_record sib = { 0 };
-  kiln_autoerror struct kiln_error *e = NULL;
   if (!kiln_build_cache_enabled (j->b, j->s))
     return 0;
   for (size_t i = 0; i < nsrc; i++)
@@ -238,82 +236,120 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
       return 0;
   /* with no earlier record, a cold build reads each file once, while it
    * streams into the layer: key mode gives up at the first unknown file */
-  j->fold_cheap_only = !(kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
-                         || j->b->o->cache_sources);
-  kiln_cache_record_clear (&sib);
+  j->fold_cheap_only = !kiln_build_solve_may_hit (j->b, j->s, j->in);
   j->fold = kiln_treesum_new ();
   j->fold_src = SIZE_MAX;
   if (kiln_build_copy_stream_candidate (j, words, nsrc))
     j->replay = kiln_build_copy_replay_new ();
   int ret = kiln_build_copy_collect_sources (j, words, nsrc, err);
   kiln_build_copy_fold_finish_source (j);
-  if (ret == 0 && !j->fold_abort)
-    {
-      struct kiln_digest key;
-      kiln_build_copy_step_key (j, &key);
-      ret = kiln_build_cache_try (j->b, j->s, j->in, &key, err);
-      j->looked_up = ret == 0;
-    }
+  bool done = ret == 0 && !j->fold_abort;
+  if (done)
+    kiln_build_copy_step_inputs (j);
   kiln_treesum_free (j->fold);
   j->fold = NULL;
-  if (ret != 0 || j->fold_abort)
+  if (!done)
     {
       kiln_build_copy_replay_free (j->replay);
       j->replay = NULL;
     }
   j->fold_abort = false;   /* the array collection reports any error again */
   kiln_error_free (&j->fold_err);
-  if (ret == 0)
-    kiln_build_copy_reset_collection (j);
-  return ret;
+  kiln_build_copy_reset_collection (j);
+  return ret < 0 ? -1 : done;
 }
 
-int
-kiln_build_copy (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
-{
-  struct copy_job j = { .b = b, .s = s, .in = in, .rootfd = -1, .downloads_fd = -1, .dc = KILN_FS_DIRCACHE_INIT };
-  struct build_stage tmp = { .rootfs_fd = -1 };
-  kiln_autostrv char **words = NULL;
+/* ---- the COPY/ADD op ---- */
+
+struct copy_op {
+  struct copy_job j;
+  struct build_stage tmp;   /* an image --from names */
+  char **words;             /* the sources, then the destination */
   size_t nsrc;
-  int ret = -1, hit;
+  bool collected;           /* prepare collected the entries into the array */
+};
 
-  if (copy_words (&j, &words, err) < 0 || check_flags (&j, err) < 0 || source_root (&j, &tmp, err) < 0)
-    goto out;
-  nsrc = kiln_strv_len (words) - 1;
-  j.raw_dest = words[nsrc];
-  j.dest = kiln_fs_path_join (s->cfg.working_dir ? s->cfg.working_dir : "/", j.raw_dest);
-  j.dest_slash = names_dir (j.raw_dest);
-  j.link_view = kiln_build_copy_is_link (&j) ? kiln_tocview_new () : NULL;
-  if (j.has_checksum && nsrc > 1)
-    {
-      kiln_build_copy_job_fail (&j, err, "--checksum takes a single source%s", NULL);
-      goto out;
-    }
-  hit = key_mode (&j, words, nsrc, err);
-  if (hit != 0)
-    {
-      ret = hit < 0 ? -1 : 0;
-      goto done;
-    }
-  ret = kiln_build_copy_stream_copy (&j, words, nsrc, err);
-  if (ret == 1 && kiln_build_copy_collect_sources (&j, words, nsrc, err) < 0)
-    ret = -1;
-  else if (ret == 1)
-    ret = kiln_build_copy_commit_layer (&j, err);
-done:
-  if (ret == 0)
-    kiln_build_stage_pending_clear (s);
-out:
-  kiln_build_copy_replay_free (j.replay);
-  kiln_build_copy_free_entries (&j);
-  free (j.dest);
-  kiln_tocview_free (j.link_view);
-  kiln_ignore_free (j.exclude);
-  if (j.downloads_fd >= 0)
-    close (j.downloads_fd);
-  kiln_build_stage_clear (&tmp);
+static int
+setup (struct copy_op *op, struct kiln_error **err)
+{
+  struct copy_job *j = &op->j;
+  if (copy_words (j, &op->words, err) < 0 || check_flags (j, err) < 0 || source_root (j, &op->tmp, err) < 0)
+    return -1;
+  op->nsrc = kiln_strv_len (op->words) - 1;
+  j->raw_dest = op->words[op->nsrc];
+  j->dest = kiln_fs_path_join (j->s->cfg.working_dir ? j->s->cfg.working_dir : "/", j->raw_dest);
+  j->dest_slash = names_dir (j->raw_dest);
+  j->link_view = kiln_build_copy_is_link (j) ? kiln_tocview_new () : NULL;
+  if (j->has_checksum && op->nsrc > 1)
+    return kiln_build_copy_job_fail (j, err, "--checksum takes a single source%s", NULL);
+  return 0;
+}
+
+/* The inputs, read as cheaply as the step allows: key mode when it can;
+ * else, for a step streaming will write, nothing yet (it hashes as it
+ * writes); else the entries collected, hashed only when a hit is
+ * possible. */
+static int
+copy_prepare (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)
+{
+  struct copy_op *op = st->state;
+  struct copy_job *j = &op->j;
+  *j = (struct copy_job){ .b = b, .s = s, .in = st->in, .rootfd = -1, .downloads_fd = -1,
+                          .dc = KILN_FS_DIRCACHE_INIT };
+  op->tmp.rootfs_fd = -1;
+  /* which files changed is known once exec has saved this build's listings */
+  st->explain_late = true;
+  st->explain_input = kiln_build_copy_explain_source;
+  st->explain_ud = j;
+  if (setup (op, err) < 0)
+    return -1;
+  int r = key_mode (j, op->words, op->nsrc, err);
+  if (r != 0)
+    return r < 0 ? -1 : (j->looked_up = true, BUILD_KEY_READY);
+  if (kiln_build_copy_stream_applies (j, op->words, op->nsrc))
+    return BUILD_KEY_AFTER_EXEC;
+  if (kiln_build_copy_collect_sources (j, op->words, op->nsrc, err) < 0)
+    return -1;
+  op->collected = true;
+  return kiln_build_copy_prepare_entries (j, err);
+}
+
+static int
+copy_exec (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)
+{
+  (void) b, (void) s;
+  struct copy_op *op = st->state;
+  struct copy_job *j = &op->j;
+  int ret = 1;
+  if (!op->collected)
+    ret = kiln_build_copy_stream_copy (j, op->words, op->nsrc, err);
+  if (ret == 1 && !op->collected && kiln_build_copy_collect_sources (j, op->words, op->nsrc, err) < 0)
+    return -1;
+  if (ret == 1)
+    ret = kiln_build_copy_commit_layer (j, err);
   return ret;
 }
+
+static void
+copy_clear (struct build_step *st)
+{
+  struct copy_op *op = st->state;
+  struct copy_job *j = &op->j;
+  if (!j->b)
+    return;
+  kiln_build_copy_replay_free (j->replay);
+  kiln_build_copy_free_entries (j);
+  free (j->dest);
+  kiln_tocview_free (j->link_view);
+  kiln_ignore_free (j->exclude);
+  if (j->downloads_fd >= 0)
+    close (j->downloads_fd);
+  kiln_strv_free (op->words);
+  kiln_build_stage_clear (&op->tmp);
+}
+
+const struct build_op kiln_build_op_copy = { .name = "COPY", .layer = true, .size = sizeof (struct copy_op),
+                                             .prepare = copy_prepare, .exec = copy_exec, .clear = copy_clear };
 
 int
 kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, const char *rel, bool from_context,

@@ -123,7 +123,7 @@ static void
 save_listing (struct copy_job *j, size_t srcno, const char *value)
 {
   kiln_autoerror struct kiln_error *e = NULL;
-  if (j->stream)
+  if (j->stream || j->streamed)
     return;   /* it wrote the listing as it went */
   kiln_autofree char *name = kiln_treelist_name (value);
   kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) gettid ());
@@ -152,12 +152,13 @@ save_listing (struct copy_job *j, size_t srcno, const char *value)
 void
 kiln_build_copy_save_listings (struct copy_job *j)
 {
-  for (size_t i = 0; j->inputs && j->inputs[i]; i++)
+  char **inputs = j->s->step.inputs;
+  for (size_t i = 0; inputs && inputs[i]; i++)
     {
       size_t srcno;
       int off = 0;
-      if (sscanf (j->inputs[i], "source %zu\t%n", &srcno, &off) == 1 && off > 0 && srcno < j->nsrcs)
-        save_listing (j, srcno, j->inputs[i] + off);
+      if (sscanf (inputs[i], "source %zu\t%n", &srcno, &off) == 1 && off > 0 && srcno < j->nsrcs)
+        save_listing (j, srcno, inputs[i] + off);
     }
 }
 
@@ -170,7 +171,8 @@ open_listing (struct copy_job *j, const char *value)
 }
 
 /* A source whose tree changed: the files that differ from the last build's
- * listing of it (step.explain_input). */
+ * listing of it (step.explain_input).  Asked after exec, which saved the
+ * listings of this build. */
 char *
 kiln_build_copy_explain_source (void *ud, const char *now_line, const char *was)
 {
@@ -179,7 +181,6 @@ kiln_build_copy_explain_source (void *ud, const char *now_line, const char *was)
   int off = 0;
   if (sscanf (now_line, "source %zu\t%n", &srcno, &off) != 1 || off == 0 || srcno >= j->nsrcs)
     return NULL;
-  save_listing (j, srcno, now_line + off);
   kiln_autoclose int old = open_listing (j, was);
   kiln_autoclose int now = open_listing (j, now_line + off);
   char *why = old >= 0 && now >= 0 ? kiln_treelist_explain (old, now) : NULL;
@@ -189,30 +190,34 @@ kiln_build_copy_explain_source (void *ud, const char *now_line, const char *was)
   return why;
 }
 
-/* The key: the instruction, the variables it used, where the files land,
- * and per source the digest of its tree (each entry's path, type, mode,
- * owner, link target and content digest; never mtimes), so a record stays
- * small for any tree.  Entries must all have their digests. */
+/* The key's inputs: the instruction, the variables it used, where the
+ * files land, and per source the digest of its tree (each entry's path,
+ * type, mode, owner, link target and content digest; never mtimes), so a
+ * record stays small for any tree.  Entries must all have their digests.
+ * Declared again each time: the solver makes the key of the last ones. */
 void
-kiln_build_copy_step_key (struct copy_job *j, struct kiln_digest *key)
+kiln_build_copy_step_inputs (struct copy_job *j)
 {
   const struct kiln_layer_opts *lo = &j->b->o->layer;
-  struct kiln_cache_key k;
-  kiln_strv_free (j->inputs);
-  j->inputs = NULL;
-  kiln_strv_push_take (&j->inputs, kiln_xasprintf ("instruction\t%s", j->in->original));
+  struct build_step *st = &j->s->step;
+  kiln_build_step_inputs_clear (st);
+  kiln_build_step_input (st, "instruction", j->in->original);
   /* the same files in another compression or mtime clamp are another layer */
-  kiln_strv_push_take (&j->inputs, kiln_xasprintf ("layer format\t%s level %d clamp %s%lld",
-                                                   kiln_compression_media_type (lo->compression), lo->level,
-                                                   lo->clamp_mtime ? "at " : "off",
-                                                   (long long) (lo->clamp_mtime ? lo->epoch : 0)));
-  for (size_t i = 0; j->s->step.used && j->s->step.used[i]; i++)
-    kiln_strv_push (&j->inputs, j->s->step.used[i]);
+  kiln_autofree char *format = kiln_xasprintf ("%s level %d clamp %s%lld",
+                                               kiln_compression_media_type (lo->compression), lo->level,
+                                               lo->clamp_mtime ? "at " : "off",
+                                               (long long) (lo->clamp_mtime ? lo->epoch : 0));
+  kiln_build_step_input (st, "layer format", format);
+  for (size_t i = 0; st->used && st->used[i]; i++)
+    kiln_build_step_add_input (st, "input", st->used[i]);
   /* where the files land follows from these and the parent's files (its key) */
-  kiln_strv_push_take (&j->inputs, kiln_xasprintf ("destination\t/%s%s", j->dest, j->dest_slash ? "/" : ""));
+  kiln_autofree char *dest = kiln_xasprintf ("/%s%s", j->dest, j->dest_slash ? "/" : "");
+  kiln_build_step_input (st, "destination", dest);
   for (size_t i = 0; j->s->pending_dirs && j->s->pending_dirs[i]; i++)
-    kiln_strv_push_take (&j->inputs, kiln_xasprintf ("workdir\t/%s %s", j->s->pending_dirs[i],
-                                                     j->s->pending_owners[i].user));
+    {
+      kiln_autofree char *wd = kiln_xasprintf ("/%s %s", j->s->pending_dirs[i], j->s->pending_owners[i].user);
+      kiln_build_step_input (st, "workdir", wd);
+    }
   /* one line per source, whatever its size: its tree's digest */
   size_t no;
   kiln_autofree const struct centry **order = tree_order (j, &no);
@@ -231,12 +236,9 @@ kiln_build_copy_step_key (struct copy_job *j, struct kiln_digest *key)
         d = j->srcs[i].digest;   /* key mode: the walk made it, the array is empty */
       else
         kiln_treesum_final (t, &d);
-      kiln_strv_push_take (&j->inputs, kiln_xasprintf ("source %zu\t%s %s %s", i, j->srcs[i].is_dir ? "tree" : "file",
-                                                       j->srcs[i].name, d.s));
+      kiln_autofree char *name = kiln_xasprintf ("source %zu", i);
+      kiln_autofree char *value = kiln_xasprintf ("%s %s %s", j->srcs[i].is_dir ? "tree" : "file", j->srcs[i].name, d.s);
+      kiln_build_step_input (st, name, value);
     }
   kiln_treesum_free (t);
-  kiln_cache_key_init (&k, &j->s->key);
-  for (size_t i = 0; j->inputs[i]; i++)
-    kiln_cache_key_add (&k, "input", j->inputs[i]);
-  kiln_cache_key_final (&k, key);
 }

@@ -1,5 +1,5 @@
 /* build_copy_layer.c - a COPY's layer: the entries through one layer
- * writer (or patching the last build's layer), then the cache record. */
+ * writer (or patching the last build's layer), then the step's inputs. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -142,6 +142,23 @@ report_patch (struct copy_job *j, struct kiln_layer_writer *w)
                  (unsigned long long) made, (unsigned long long) (made + reused));
 }
 
+/* The array's doubling slack back (placement adds a few directories), the
+ * entries in collection order. */
+static void
+sort_entries (struct copy_job *j)
+{
+  if (j->sorted)
+    return;
+  j->sorted = true;
+  if (j->cap > j->n + 64)
+    {
+      j->cap = j->n + 64;
+      j->v = kiln_xrealloc (j->v, j->cap * sizeof *j->v);
+    }
+  if (j->n > 1)
+    qsort (j->v, j->n, sizeof *j->v, kiln_build_copy_compare_collected);
+}
+
 /* Streams the sorted entries through one layer writer into the store. */
 static int
 write_layer (struct copy_job *j, bool digested, struct kiln_error **err)
@@ -183,67 +200,53 @@ kiln_build_copy_finish_layer (struct copy_job *j, struct kiln_layer_writer *w, s
   return 0;
 }
 
-/* Reuses a cached layer or writes a new one and records it.  Files the
- * checksum cache does not know are hashed first only when a cached result
- * could exist; otherwise (a cold build) they are hashed while they stream
- * into the layer, so each byte is read once. */
+/* The collected entries sorted; when a cached result could exist, every
+ * file hashed (the checksum cache first) and the inputs declared:
+ * BUILD_KEY_READY.  Otherwise (a cold build) BUILD_KEY_AFTER_EXEC: the
+ * files are hashed while they stream into the layer, so each byte is read
+ * once. */
+int
+kiln_build_copy_prepare_entries (struct copy_job *j, struct kiln_error **err)
+{
+  sort_entries (j);
+  j->may_hit = kiln_build_cache_enabled (j->b, j->s)
+               && (kiln_build_copy_all_cheap (j) || kiln_build_solve_may_hit (j->b, j->s, j->in));
+  if (!j->may_hit)
+    return BUILD_KEY_AFTER_EXEC;
+  for (size_t i = 0; i < j->n; i++)
+    if (S_ISREG (j->v[i].mode) && kiln_build_copy_entry_digest (j, &j->v[i], err) < 0)
+      return kiln_build_step_error (j->b, j->in, err);
+  kiln_build_copy_step_inputs (j);
+  return BUILD_KEY_READY;
+}
+
+/* Writes the layer from the collected entries and declares the step's
+ * inputs, complete now. */
 int
 kiln_build_copy_commit_layer (struct copy_job *j, struct kiln_error **err)
 {
-  struct kiln_digest key;
-  struct kiln_cache_record sib = { 0 };
-  kiln_autoerror struct kiln_error *e = NULL;
-  /* the array's doubling slack back (placement adds a few directories) */
-  if (j->cap > j->n + 64)
-    {
-      j->cap = j->n + 64;
-      j->v = kiln_xrealloc (j->v, j->cap * sizeof *j->v);
-    }
-  if (j->n > 1)
-    qsort (j->v, j->n, sizeof *j->v, kiln_build_copy_compare_collected);
-  /* key mode looked it up already: only the explanation is left */
-  bool may_hit = j->looked_up
-                 || (kiln_build_cache_enabled (j->b, j->s)
-                     && (kiln_build_copy_all_cheap (j)
-                         || kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
-                         || j->b->o->cache_sources));
-  kiln_cache_record_clear (&sib);
-  if (may_hit)
-    {
-      for (size_t i = 0; i < j->n; i++)
-        if (S_ISREG (j->v[i].mode) && kiln_build_copy_entry_digest (j, &j->v[i], err) < 0)
-          return kiln_build_step_error (j->b, j->in, err);
-      kiln_build_copy_step_key (j, &key);
-      j->s->step.explain_input = kiln_build_copy_explain_source, j->s->step.explain_ud = j;
-      int hit = 0;
-      if (j->looked_up)
-        kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
-      else
-        hit = kiln_build_cache_lookup (j->b, j->s, j->in, &key, j->inputs, err);
-      j->s->step.explain_input = NULL, j->s->step.explain_ud = NULL;
-      if (hit != 0)
-        return hit < 0 ? -1 : 0;
-    }
+  sort_entries (j);
+  /* key mode looked it up: a patch of the last build's layer needs the digests first */
+  bool digested = j->may_hit || j->looked_up;
+  for (size_t i = 0; digested && i < j->n; i++)
+    if (S_ISREG (j->v[i].mode) && kiln_build_copy_entry_digest (j, &j->v[i], err) < 0)
+      return kiln_build_step_error (j->b, j->in, err);
   if (kiln_build_copy_place_entries (j, err) < 0 || kiln_build_copy_fetch_pending (j, err) < 0)
     return -1;
   struct ahead ahead;
   kiln_build_copy_ahead_start (j, &ahead);
-  int wr = write_layer (j, may_hit, err);
+  int wr = write_layer (j, digested, err);
   kiln_build_copy_ahead_finish (j, &ahead, wr == 0);
   if (wr < 0)
     return -1;
   /* the stage's view already holds what this layer put there */
   if (!j->link_view && j->s->view_layers + 1 == j->s->nlayers)
     j->s->view_layers = j->s->nlayers;
-  if (!may_hit)
-    {
-      /* a cold build hashed the files while they streamed */
-      kiln_build_copy_step_key (j, &key);
-      kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
-    }
+  /* a cold build hashed the files while they streamed */
+  kiln_build_copy_step_inputs (j);
   kiln_build_copy_save_listings (j);
-  /* after the key: the entries move to the build for snapshot materialising */
+  /* after the inputs: the entries move to the build for snapshot materialising */
   kiln_build_copy_compact_entries (j);
   kiln_build_copy_keep_entries (j);
-  return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
+  return 0;
 }

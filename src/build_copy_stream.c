@@ -285,22 +285,19 @@ stream_clear (struct copy_job *j)
   j->stream = NULL;
 }
 
-/* After the layer: the key (the fold made the source's digest), the
- * listing under its name, the miss explained against the last build's
- * listing when key mode looked the step up, the record. */
-static int
-stream_record (struct copy_job *j, struct kiln_error **err)
+/* After the layer: the inputs (the fold made the source's digest), and
+ * the listing under the name its input line gives it, for the next
+ * build's explanation. */
+static void
+stream_inputs (struct copy_job *j)
 {
-  struct kiln_digest key;
-  kiln_build_copy_step_key (j, &key);
-  for (size_t i = 0; j->inputs[i]; i++)
-    if (kiln_str_has_prefix (j->inputs[i], "source 0\t"))
-      stream_list_close (j, j->inputs[i] + strlen ("source 0\t"));
-  if (j->looked_up)
-    j->s->step.explain_input = kiln_build_copy_explain_source, j->s->step.explain_ud = j;
-  kiln_build_cache_note_miss (j->b, j->s, j->in, &key, j->inputs);
-  j->s->step.explain_input = NULL, j->s->step.explain_ud = NULL;
-  return kiln_build_cache_record (j->b, j->s, j->in, &key, j->inputs, err);
+  char **inputs;
+  kiln_build_copy_step_inputs (j);
+  inputs = j->s->step.inputs;
+  for (size_t i = 0; inputs[i]; i++)
+    if (kiln_str_has_prefix (inputs[i], "source 0\t"))
+      stream_list_close (j, inputs[i] + strlen ("source 0\t"));
+  j->streamed = true;
 }
 
 static int
@@ -338,7 +335,10 @@ stream_run (struct copy_job *j, const char *src, const struct stat *st, struct k
   kiln_log_debug ("%s: %zu entries streamed into the layer", j->in->original, cs->written);
   r = kiln_build_copy_finish_layer (j, kiln_steal_ptr (&cs->w), err);
   kiln_build_copy_feed_finish (j, kiln_steal_ptr (&cs->feed), r == 0);
-  return r < 0 ? -1 : stream_record (j, err);
+  if (r < 0)
+    return -1;
+  stream_inputs (j);
+  return 0;
 }
 
 /* Whether the step is one streaming does: a single directory of the
@@ -362,21 +362,40 @@ kiln_build_copy_stream_candidate (struct copy_job *j, char **words, size_t nsrc)
   return stream_applies (j, words[0], src);
 }
 
+/* The directory streaming would write (its path cleaned, caller frees,
+ * and its stat), or NULL when the step is not one for streaming. */
+static char *
+stream_source (struct copy_job *j, char **words, size_t nsrc, struct stat *st)
+{
+  bool descend;
+  if (nsrc != 1)
+    return NULL;
+  kiln_autofree char *src = kiln_fs_path_clean (words[0]);
+  if (!stream_applies (j, words[0], src) || (kiln_build_copy_excluded (j, src, &descend) && !descend))
+    return NULL;
+  kiln_autoerror struct kiln_error *e = NULL;
+  kiln_autoclose int fd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_NONBLOCK, 0, &e);
+  if (fd < 0 || fstat (fd, st) < 0 || !S_ISDIR (st->st_mode))
+    return NULL;   /* the array path says what is wrong */
+  return kiln_steal_ptr (&src);
+}
+
+bool
+kiln_build_copy_stream_applies (struct copy_job *j, char **words, size_t nsrc)
+{
+  struct stat st;
+  kiln_autofree char *src = stream_source (j, words, nsrc, &st);
+  return src != NULL;
+}
+
 /* 1: not a step for streaming (nothing done), 0: done, -1: error. */
 int
 kiln_build_copy_stream_copy (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err)
 {
   struct stat st;
-  bool descend;
-  if (nsrc != 1)
+  kiln_autofree char *src = stream_source (j, words, nsrc, &st);
+  if (!src)
     return 1;
-  kiln_autofree char *src = kiln_fs_path_clean (words[0]);
-  if (!stream_applies (j, words[0], src) || (kiln_build_copy_excluded (j, src, &descend) && !descend))
-    return 1;
-  kiln_autoerror struct kiln_error *e = NULL;
-  kiln_autoclose int fd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_NONBLOCK, 0, &e);
-  if (fd < 0 || fstat (fd, &st) < 0 || !S_ISDIR (st.st_mode))
-    return 1;   /* the array path says what is wrong */
   struct copy_stream cs = { .src = src, .list_dfd = -1 };
   j->stream = &cs;
   int ret = stream_run (j, src, &st, err);

@@ -460,8 +460,7 @@ kiln_build_copy_reset_collection (struct copy_job *j)
   free (j->srcs);
   j->srcs = NULL;
   j->nsrcs = 0;
-  kiln_strv_free (j->inputs);
-  j->inputs = NULL;
+  j->sorted = false;
 }
 
 void

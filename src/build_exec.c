@@ -36,7 +36,6 @@ struct run_job {
   struct build_stage *s;
   const struct kiln_df_instr *in;
   char **argv, **env;
-  char **inputs;                    /* what the cache key is made of */
   struct kiln_sandbox_mount *mounts;
   size_t nmounts;
   char **strings;                   /* owns the mount paths */
@@ -64,7 +63,7 @@ keep (struct run_job *r, char *s)
 static void
 input (struct run_job *r, const char *name, const char *value)
 {
-  kiln_strv_push_take (&r->inputs, kiln_xasprintf ("%s\t%s", name, value ? value : ""));
+  kiln_build_step_input (&r->s->step, name, value);
 }
 
 static void add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source,
@@ -885,16 +884,15 @@ run_job_clear (struct run_job *r)
   free (r->locks);
   kiln_strv_free (r->argv);
   kiln_strv_free (r->env);
-  kiln_strv_free (r->inputs);
   kiln_strv_free (r->strings);
   free (r->mounts);
 }
 
-static int
-step_key (struct run_job *r, struct kiln_digest *key)
+/* The inputs that follow from the stage rather than from the instruction. */
+static void
+stage_inputs (struct run_job *r)
 {
   const struct kiln_layer_opts *lo = &r->b->o->layer;
-  struct kiln_cache_key k;
   input (r, "layer format", kiln_compression_media_type (lo->compression));
   for (size_t i = 0; r->argv[i]; i++)
     {
@@ -908,11 +906,6 @@ step_key (struct run_job *r, struct kiln_digest *key)
       kiln_autofree char *owned = kiln_xasprintf ("%s %s", r->s->pending_dirs[i], r->s->pending_owners[i].user);
       input (r, "mkdir", owned);
     }
-  kiln_cache_key_init (&k, &r->s->key);
-  for (size_t i = 0; r->inputs[i]; i++)
-    kiln_cache_key_add (&k, "input", r->inputs[i]);
-  kiln_cache_key_final (&k, key);
-  return 0;
 }
 
 /* Mounts the step's root, runs it, turns the upper dir into a layer. */
@@ -958,34 +951,48 @@ out:
   return ret;
 }
 
-int
-kiln_build_run_step (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+/* ---- the RUN op ---- */
+
+struct run_op {
+  struct run_job r;
+  struct build_stage tmp;    /* an image a --mount from= names */
+};
+
+/* Everything the command sees enters the key: the instruction, its argv
+ * and environment (proxy args excepted), network, mounts (a bind mount's
+ * files by their tree digest), user, workdir and the WORKDIRs it makes. */
+static int
+run_prepare (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)
 {
-  struct run_job r = { .b = b, .s = s, .in = in };
-  struct build_stage tmp = { .rootfs_fd = -1 };
-  struct kiln_digest key;
-  int ret = -1, hit;
-  input (&r, "instruction", in->original);
-  command (&r);
-  environment (&r);
-  if (parse_network (&r, err) < 0 || parse_mounts (&r, &tmp, err) < 0)
-    goto out;
-  step_key (&r, &key);
-  hit = kiln_build_cache_lookup (b, s, in, &key, r.inputs, err);
-  if (hit != 0)
-    {
-      ret = hit < 0 ? -1 : 0;
-      goto out;
-    }
-  if (run_and_diff (&r, err) < 0)
-    goto out;
-  ret = kiln_build_cache_record (b, s, in, &key, r.inputs, err);
-out:
-  if (ret == 0)
-    {
-      kiln_build_stage_pending_clear (s);
-    }
-  kiln_build_stage_clear (&tmp);
-  run_job_clear (&r);
-  return ret;
+  struct run_op *op = st->state;
+  struct run_job *r = &op->r;
+  *r = (struct run_job){ .b = b, .s = s, .in = st->in };
+  op->tmp.rootfs_fd = -1;
+  input (r, "instruction", st->in->original);
+  command (r);
+  environment (r);
+  if (parse_network (r, err) < 0 || parse_mounts (r, &op->tmp, err) < 0)
+    return -1;
+  stage_inputs (r);
+  return BUILD_KEY_READY;
 }
+
+static int
+run_exec (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)
+{
+  (void) b, (void) s;
+  struct run_op *op = st->state;
+  return run_and_diff (&op->r, err);
+}
+
+static void
+run_clear (struct build_step *st)
+{
+  struct run_op *op = st->state;
+  if (op->r.b)
+    run_job_clear (&op->r);
+  kiln_build_stage_clear (&op->tmp);
+}
+
+const struct build_op kiln_build_op_run = { .name = "RUN", .layer = true, .size = sizeof (struct run_op),
+                                            .prepare = run_prepare, .exec = run_exec, .clear = run_clear };

@@ -1,5 +1,6 @@
-/* build_run.c - the build as a whole: read and plan, run each needed stage,
- * write config and manifest. */
+/* build_run.c - the build as a whole: read and plan, run each needed stage
+ * (its FROM, its base's ONBUILD triggers, its steps: each through the
+ * solver), write config and manifest. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -19,8 +20,6 @@
 #include "kiln/util.h"
 
 
-int kiln_build_step_handle (struct build *b, struct build_stage *s, const struct kiln_df_instr *in,
-                            struct kiln_error **err);
 
 void
 kiln_build_result_clear (struct kiln_build_result *r)
@@ -45,58 +44,6 @@ rfc3339 (time_t t)
   return kiln_xstrdup (buf);
 }
 
-static void
-progress (struct build *b, const char *text, double secs, const char *note)
-{
-  if (b->o->progress != KILN_PROGRESS_PLAIN || !b->o->progress_out)
-    return;
-  fprintf (b->o->progress_out, "%s%s%s %.2fs\n", text, note ? " " : "", note ? note : "", secs);
-  fflush (b->o->progress_out);
-}
-
-/* Metadata steps: the key covers the instruction and the values it used. */
-static void
-metadata_key (struct build_stage *s, const struct kiln_df_instr *in)
-{
-  struct kiln_cache_key k;
-  kiln_cache_key_init (&k, &s->key);
-  kiln_cache_key_add (&k, "instruction", in->original);
-  for (size_t i = 0; s->step.used && s->step.used[i]; i++)
-    kiln_cache_key_add (&k, "used", s->step.used[i]);
-  kiln_cache_key_final (&k, &s->step.key);
-}
-
-static void
-step_reset (struct build_step *st)
-{
-  kiln_strv_free (st->used);
-  free (st->miss_reason);
-  memset (st, 0, sizeof *st);
-}
-
-static void
-record_step (struct build *b, const char *text, double secs, const struct build_stage *s, size_t layers_before)
-{
-  struct kiln_build_result *r = b->res;
-  kiln_build_lock (b);
-  r->steps = kiln_xrealloc (r->steps, (r->nsteps + 1) * sizeof *r->steps);
-  struct kiln_build_step_info *si = &r->steps[r->nsteps++];
-  memset (si, 0, sizeof *si);
-  si->text = kiln_xstrdup (text);
-  si->seconds = secs;
-  si->key = s->key;
-  si->cached = s->step.cached;
-  si->miss = s->step.miss_reason ? kiln_xstrdup (s->step.miss_reason) : NULL;
-  si->stage = (size_t) (s - b->stages);
-  si->stepno = s->stepno;
-  if (s->nlayers > layers_before)
-    {
-      si->has_layer = true;
-      si->layer = s->layers[s->nlayers - 1].digest;
-    }
-  kiln_build_unlock (b);
-}
-
 static int
 compare_steps (const void *a, const void *b)
 {
@@ -104,179 +51,6 @@ compare_steps (const void *a, const void *b)
   if (x->stage != y->stage)
     return x->stage < y->stage ? -1 : 1;
   return x->stepno < y->stepno ? -1 : x->stepno > y->stepno;
-}
-
-static int
-run_instr (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, const char *prefix,
-           struct kiln_error **err)
-{
-  unsigned long long t0 = kiln_now_ns ();
-  size_t before = s->nlayers;
-  s->stepno++;
-  kiln_autofree char *label = kiln_build_step_label (b, s);
-  kiln_autofree char *text = kiln_xasprintf ("%s%s %s", prefix, label, in->original);
-  if (kiln_build_check_cancelled (b, in->original, err) < 0)
-    return -1;
-  step_reset (&s->step);
-  if (kiln_build_step_handle (b, s, in, err) < 0)
-    return -1;
-  bool layer_step = in->cmd == KILN_DF_COPY || in->cmd == KILN_DF_ADD || in->cmd == KILN_DF_RUN;
-  if (!layer_step)
-    metadata_key (s, in);
-  s->key = s->step.key;
-  double secs = (double) (kiln_now_ns () - t0) / 1e9;
-  progress (b, text, secs, s->step.cached ? "CACHED" : NULL);
-  record_step (b, text, secs, s, before);
-  return 0;
-}
-
-/* ---- a pulled base's layers streamed into snapshots ---- */
-
-static void *
-snap_begin (void *opaque, char *const *diff_ids, size_t n, const struct kiln_descriptor *layer, bool decompressed)
-{
-  struct kiln_snapshot_stream *s = NULL;
-  kiln_autoerror struct kiln_error *e = NULL;
-  if (kiln_snapshot_stream_begin (opaque, diff_ids, n, layer->digest.s, decompressed, &s, &e) < 0)
-    kiln_log_warn ("%s; extracting it from the store when a step needs it", e->msg);
-  return s;
-}
-
-static void
-snap_write (void *stream, const void *data, size_t len)
-{
-  kiln_snapshot_stream_write (stream, data, len);
-}
-
-static int
-snap_commit (void *stream, struct kiln_error **err)
-{
-  return kiln_snapshot_stream_commit (stream, err);
-}
-
-static void
-snap_abort (void *stream)
-{
-  kiln_snapshot_stream_abort (stream);
-}
-
-/* Whether a RUN of stage idx, or of a stage built on it, will need the
- * base's snapshots: then a pull extracts each layer as it downloads instead
- * of reading it back from the store later.  (ONBUILD RUN triggers of the
- * image are not known before the pull; their snapshots come from the store.) */
-static bool
-stage_runs (const struct kiln_plan *plan, size_t idx)
-{
-  for (size_t i = idx; i < plan->nstages; i++)
-    {
-      const struct kiln_plan_stage *ps = &plan->stages[i];
-      long up = (long) i;
-      while (up >= 0 && (size_t) up != idx)
-        up = plan->stages[up].base_stage;
-      if (up < 0)
-        continue;
-      for (size_t k = 0; k < ps->ninstrs; k++)
-        if (ps->instrs[k]->cmd == KILN_DF_RUN)
-          return true;
-    }
-  return false;
-}
-
-static int
-load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, struct kiln_error **err);
-
-int
-kiln_build_load_image (struct build *b, struct build_stage *s, const char *name, struct kiln_error **err)
-{
-  return load_image (b, s, name, false, err);
-}
-
-static void
-note_pull (void *ud, const char *ref)
-{
-  kiln_build_progress (ud, "pulling %s", ref);
-}
-
-/* Base image from the store, pulled only when the store does not have it. */
-static int
-load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, struct kiln_error **err)
-{
-  struct kiln_ref ref = { 0 };
-  struct kiln_descriptor d = { 0 };
-  struct kiln_manifest m = { 0 };
-  int ret = -1;
-  if (kiln_ref_parse (name, &ref, err) < 0)
-    return -1;
-  kiln_autofree char *full = kiln_ref_string (&ref);
-  struct kiln_registry_layer_sink sink = { snap_begin, snap_write, snap_commit, snap_abort, b->st };
-  struct kiln_registry_opts ro = b->o->registry;
-  if (snapshots && !ro.lazy)
-    ro.layer_sink = &sink;
-  struct kiln_image_pull pull = { .registry = &ro, .on_pull = note_pull, .ud = b };
-  if (kiln_image_open (b->st, full, &pull, &d, err) < 0)
-    goto out;
-  if (kiln_store_get_manifest (b->st, &d.digest, &m, err) < 0
-      || kiln_store_get_config (b->st, &m.config.digest, &s->cfg, err) < 0)
-    goto out;
-  if (kiln_strv_len (s->cfg.diff_ids) != m.nlayers)
-    {
-      kiln_error_set (err, 0, KILN_E_PARSE, "image `%s`: %zu layers but %zu diff_ids", full, m.nlayers,
-                      kiln_strv_len (s->cfg.diff_ids));
-      goto out;
-    }
-  s->layers = kiln_xcalloc (m.nlayers, sizeof *s->layers);
-  for (size_t i = 0; i < m.nlayers; i++)
-    kiln_descriptor_copy (&s->layers[i], &m.layers[i]);
-  s->nlayers = m.nlayers;
-  /* the digest behind the tag, not the tag, starts the cache chain */
-  struct kiln_cache_key k;
-  kiln_cache_key_init (&k, NULL);
-  kiln_cache_key_addf (&k, "from", "image %s %s/%s", d.digest.s, s->cfg.os ? s->cfg.os : "",
-                       s->cfg.architecture ? s->cfg.architecture : "");
-  kiln_cache_key_final (&k, &s->key);
-  free (s->clock);
-  s->clock = s->cfg.created ? kiln_xstrdup (s->cfg.created) : NULL;
-  ret = 0;
-out:
-  kiln_manifest_clear (&m);
-  kiln_descriptor_clear (&d);
-  kiln_ref_clear (&ref);
-  return ret;
-}
-
-static void
-copy_stage_image (struct build_stage *dst, const struct build_stage *src)
-{
-  dst->key = src->key;
-  dst->clock = src->clock ? kiln_xstrdup (src->clock) : NULL;
-  kiln_image_config_copy (&dst->cfg, &src->cfg);
-  dst->layers = kiln_xcalloc (src->nlayers ? src->nlayers : 1, sizeof *dst->layers);
-  for (size_t i = 0; i < src->nlayers; i++)
-    kiln_descriptor_copy (&dst->layers[i], &src->layers[i]);
-  dst->nlayers = src->nlayers;
-  dst->any_miss |= src->any_miss;
-  kiln_build_set_workdir (dst, src->workdir ? kiln_xstrdup (src->workdir) : NULL);
-  /* a stage built FROM another inherits its ARGs with their values
-   * (BuildKit dispatchState.init copies the base's state env and buildArgs) */
-  kiln_kvlist_copy (&dst->args, &src->args);
-}
-
-static void
-init_scratch (struct build *b, struct build_stage *s)
-{
-  const char *os, *arch, *variant;
-  struct kiln_cache_key k;
-  kiln_plan_host_platform (&os, &arch, &variant);
-  kiln_cache_key_init (&k, NULL);
-  kiln_cache_key_addf (&k, "from", "scratch %s/%s/%s", os, arch, variant ? variant : "");
-  kiln_cache_key_final (&k, &s->key);
-  s->clock = kiln_xstrdup (b->created);
-  s->cfg.os = kiln_xstrdup (os);
-  s->cfg.architecture = kiln_xstrdup (arch);
-  s->cfg.variant = variant ? kiln_xstrdup (variant) : NULL;
-  kiln_image_config_setenv (&s->cfg, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  /* BuildKit dockerfile2llb/image.go emptyImage (testDockerfileScratchConfig) */
-  s->cfg.working_dir = kiln_xstrdup ("/");
 }
 
 
@@ -329,7 +103,7 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
           return -1;
         }
       s->nsteps++;
-      int r = run_instr (b, s, &t->instrs[1], "ONBUILD ", err);
+      int r = kiln_build_solve_step (b, s, &t->instrs[1], NULL, "ONBUILD ", err);
       kiln_dockerfile_free (t);
       if (r < 0)
         return -1;
@@ -344,37 +118,14 @@ kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err)
 {
   struct kiln_plan_stage *ps = &b->plan->stages[idx];
   struct build_stage *s = &b->stages[idx];
-  unsigned long long t0 = kiln_now_ns ();
   s->nsteps = 1 + ps->ninstrs;
-  s->stepno = 1;
-  kiln_autofree char *label = kiln_build_step_label (b, s);
-  kiln_autofree char *text = kiln_xasprintf ("%s %s", label, ps->from->original);
-
-  step_reset (&s->step);
-  if (kiln_build_check_cancelled (b, ps->from->original, err) < 0)
+  s->stepno = 0;
+  if (kiln_build_solve_step (b, s, ps->from, &kiln_build_op_from, "", err) < 0)
     return -1;
-  /* a miss below this stage explains this stage's misses */
-  for (size_t d = 0; d < ps->ndeps; d++)
-    s->any_miss |= b->stages[ps->deps[d]].any_miss;
-  if (ps->base_stage >= 0)
-    copy_stage_image (s, &b->stages[ps->base_stage]);
-  else if (strcmp (ps->base, "scratch") == 0)
-    init_scratch (b, s);
-  else if (load_image (b, s, ps->base, stage_runs (b->plan, idx), err) < 0)
-    return kiln_build_step_error (b, ps->from, err);
-  if (ps->base_stage < 0)
-    kiln_build_set_workdir (s, kiln_steal_ptr (&s->cfg.working_dir));
-  if (b->o->have_epoch || !s->clock)
-    {
-      free (s->clock);
-      s->clock = kiln_xstrdup (b->created);
-    }
-  progress (b, text, (double) (kiln_now_ns () - t0) / 1e9, NULL);
-  record_step (b, text, (double) (kiln_now_ns () - t0) / 1e9, s, s->nlayers);
   if (run_onbuild (b, s, ps->from, err) < 0)
     return -1;
   for (size_t i = 0; i < ps->ninstrs; i++)
-    if (run_instr (b, s, ps->instrs[i], "", err) < 0)
+    if (kiln_build_solve_step (b, s, ps->instrs[i], NULL, "", err) < 0)
       return -1;
   s->built = true;
   return 0;
@@ -565,7 +316,7 @@ kiln_build_stage_clear (struct build_stage *s)
   if (s->rootfs_fd >= 0)
     close (s->rootfs_fd);
   kiln_tocview_free (s->view);
-  step_reset (&s->step);
+  kiln_build_step_reset (&s->step);
   pthread_mutex_destroy (&s->mu);
   memset (s, 0, sizeof *s);
   pthread_mutex_init (&s->mu, NULL);
