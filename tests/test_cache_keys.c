@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "helpers.h"
 #include "kiln/build.h"
+#include "kiln/plan.h"
 #include "kiln/store.h"
 #include "kiln/util.h"
 
@@ -300,4 +301,42 @@ Test (cache_keys, no_cache_filter_disables_lookups_of_that_stage_only)
   free (path);
   cr_assert (hit[1], "stage a is still looked up");
   cr_assert_not (hit[3], "stage b is not");
+}
+
+/* The keys of a fixed build, pinned: a refactoring of the executor must not
+ * change them, or every user's cache misses once (docs/internals/cache-keys.md
+ * says how to change a key on purpose).  Computed by the executor before
+ * the solver split (891e70f^); FROM scratch names the platform, so they
+ * hold for linux/amd64. */
+Test (cache_keys, keys_of_a_fixed_build_do_not_change)
+{
+  static const char *const pinned[] = {
+    "sha256:60f267e1937e8236f09ee36d67ea3ea3342d6d2068be50289e679ca50621ecff",
+    "sha256:6088692adaf12576401636858eb0e78eda75c8e349265987b4a2c11690d81efa",
+    "sha256:ba9b3549690949f29bfbcef2b2e266ed2e4bc5eb3ffc71135d114af899c67697",
+    "sha256:edf7926d3008772e7e5c820bb23ab34bf44fe676d87d3198e4ffdbe60a17af76",
+    "sha256:8c198e28a6c958b84cb3b8ada2908880dfde3fe7e4150159b786c306ab968268",
+    "sha256:cb80c1d547c706b918036bf24597cc0005b5efc91dcb765bb0ed04499ccb11cf",
+    "sha256:d2ca00c3c4ea58da97cd5a4e5bf96e2133bcae75cd8d414f0039e04e0e723055",
+    "sha256:5843c5e92198c83cd8aae939395312ab6bda3231d0e9fa66dcca304a11b3236e",
+  };
+  const char *os, *arch, *variant;
+  kiln_plan_host_platform (&os, &arch, &variant);
+  if (strcmp (arch, "amd64") != 0)
+    cr_skip_test ("the pinned keys are those of linux/amd64, this is %s", arch);
+  struct kiln_digest k[8];
+  bool hit[8];
+  put ("f", "one");
+  char *dir = kiln_xasprintf ("%s/dir", ctx);
+  mkdir (dir, 0755);
+  free (dir);
+  put ("dir/a", "a");
+  put ("dir/b", "b");
+  const char *df = "FROM scratch\nARG V=1\nENV A=$V\nWORKDIR /w\nCOPY f d/\nCOPY dir/ /t/\nLABEL l=$A\nCOPY --chmod=600 f /g\n";
+  size_t n = build (df, NULL, k, NULL, 8);
+  cr_assert_eq (n, 8);
+  for (size_t i = 0; i < n; i++)
+    cr_expect_str_eq (k[i].s, pinned[i], "step %zu: key %s, pinned %s", i, k[i].s, pinned[i]);
+  build (df, NULL, k, hit, 8);
+  cr_assert (hit[4] && hit[5] && hit[7], "a rebuild hits every COPY");
 }
