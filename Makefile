@@ -32,9 +32,9 @@ LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-SRCS   := $(wildcard src/*.c)
+SRCS   := $(wildcard src/*/*.c)
 OBJS   := $(patsubst src/%.c,build/%.o,$(SRCS))
-LIBOBJS := $(filter-out build/main.o,$(OBJS))
+LIBOBJS := $(filter-out build/cli/main.o,$(OBJS))
 TSRCS  := $(filter-out tests/helper_%.c tests/tool_%.c,$(wildcard tests/*.c))
 TOBJS  := $(patsubst tests/%.c,build/tests/%.o,$(TSRCS))
 TESTDATA := $(abspath testdata)
@@ -52,8 +52,8 @@ build/.flags: FORCE
 build/.version: FORCE
 	@mkdir -p build
 	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
-build/cmd_store.o: build/.version
-build/cmd_store.o: CPPFLAGS += -DKILN_VERSION='"$(VERSION)"'
+build/cli/cmd_store.o: build/.version
+build/cli/cmd_store.o: CPPFLAGS += -DKILN_VERSION='"$(VERSION)"'
 
 build/%.o: src/%.c build/.flags
 	@mkdir -p $(@D)
@@ -66,7 +66,7 @@ build/tests/%.o: tests/%.c build/.flags
 build/libkiln.a: $(LIBOBJS)
 	$(AR) rcs $@ $^
 
-build/kiln: build/main.o build/libkiln.a
+build/kiln: build/cli/main.o build/libkiln.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 build/unit: $(TOBJS) build/libkiln.a build/helper_init
@@ -122,7 +122,7 @@ bench-scale: build/kiln
 	tests/bench/scale.sh build/kiln
 
 lint: build/libkiln.a
-	@! grep -nE '\b(sprintf|vsprintf|strcat|strncat|strcpy|gets|system|popen|strtok|atoi)\s*\(' src/*.c include/kiln/*.h
+	@! grep -nE '\b(sprintf|vsprintf|strcat|strncat|strcpy|gets|system|popen|strtok|atoi)\s*\(' src/*/*.[ch] include/kiln/*.h
 	@! nm -g --defined-only build/libkiln.a | awk 'NF==3 && $$3 !~ /^kiln_/ {print; bad=1} END {exit !bad}'
 	@nm -A -g --defined-only build/libkiln.a | python3 tests/tools/lint_prefixes.py
 	@python3 tests/tools/lint_layers.py
@@ -139,7 +139,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY_SECONDS ?=
 FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_OBJS    := $(patsubst build/%.o,build/fuzz/obj/%.o,$(filter-out build/cmd_%.o,$(LIBOBJS)))
+FUZZ_OBJS    := $(patsubst build/%.o,build/fuzz/obj/%.o,$(filter-out build/cli/cmd_%.o,$(LIBOBJS)))
 FUZZ_HDRS    := tests/fuzz/fuzz.h
 .PHONY: fuzz fuzz-build fuzz-replay fuzz-replay-asan
 
@@ -157,7 +157,7 @@ build/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_HDRS) build/
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(CPPFLAGS) -o $@ tests/fuzz/replay.c $< build/fuzz/libkiln.a $(LDLIBS)
 
 # the library without the commands: a commit (a new version in cmd_store.o) does not relink the replays
-build/libkiln-core.a: $(filter-out build/cmd_%.o,$(LIBOBJS))
+build/libkiln-core.a: $(filter-out build/cli/cmd_%.o,$(LIBOBJS))
 	$(AR) rcs $@ $^
 
 build/fuzz-replay/%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_HDRS) build/libkiln-core.a
@@ -204,7 +204,7 @@ SAN_TOBJS := $(patsubst tests/%.c,$(SAN)/tests/%.o,$(TSRCS))
 #  t_buildah_diff, t_dest_property, t_reproducible   mostly buildah, umoci and
 #                  repeated builds of what the listed tests build (290+110+110 s)
 # t_prune_kill kills prune too, but whatever the moment it asserts only that
-# the store checks; under UBSan it found qsort(NULL, 0) in src/prune.c.
+# the store checks; under UBSan it found qsort(NULL, 0) in src/cache/prune.c.
 SAN_ITS   ?= t_bad_input t_failure_output t_cli t_add_archives t_add_archive_edge t_dockerignore \
              t_dockerignore_exceptions t_copy_basic t_copy_exclude t_copy_wildcards t_copy_key_mode t_copy_patch \
              t_copy_stream t_multistage t_run_bind_rw t_run_mounts_secret t_registry_corrupt t_registry_faults \
@@ -232,17 +232,17 @@ $(SAN)/.flags: FORCE
 $(SAN)/.version: FORCE
 	@mkdir -p $(SAN)
 	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
-$(SAN)/cmd_store.o: $(SAN)/.version
-$(SAN)/cmd_store.o: CPPFLAGS += -DKILN_VERSION='"$(VERSION)"'
+$(SAN)/cli/cmd_store.o: $(SAN)/.version
+$(SAN)/cli/cmd_store.o: CPPFLAGS += -DKILN_VERSION='"$(VERSION)"'
 $(SAN)/%.o: src/%.c $(SAN)/.flags
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(CPPFLAGS) $(WARN) $(CFLAGS) $(SAN_FLAGS) -MMD -MP -c -o $@ $<
 $(SAN)/tests/%.o: tests/%.c $(SAN)/.flags
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(CPPFLAGS) -Itests -DKILN_TESTDATA_DIR='"$(TESTDATA)"' -DKILN_HELPER_INIT='"$(abspath $(SAN)/helper_init)"' $(WARN) -Wno-missing-prototypes $(CFLAGS) $(SAN_FLAGS) -MMD -MP -c -o $@ $<
-$(SAN)/libkiln.a: $(filter-out $(SAN)/main.o,$(SAN_OBJS))
+$(SAN)/libkiln.a: $(filter-out $(SAN)/cli/main.o,$(SAN_OBJS))
 	$(AR) rcs $@ $^
-$(SAN)/kiln: $(SAN)/main.o $(SAN)/libkiln.a
+$(SAN)/kiln: $(SAN)/cli/main.o $(SAN)/libkiln.a
 	$(CC) $(LDFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 # static and outside the sanitizers: it runs inside containers
 $(SAN)/helper_init: tests/helper_init.c

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "../src/build-internal.h"
+#include "../src/solver/build-internal.h"
 #include "helpers.h"
 #include "kiln/cleanup.h"
 #include "kiln/fs.h"

@@ -18,6 +18,7 @@
 #include <zlib.h>
 #include <zstd.h>
 #include "helpers.h"
+#include "kiln/cache.h"
 #include "kiln/buf.h"
 #include "kiln/cleanup.h"
 #include "kiln/compress.h"
@@ -90,7 +91,7 @@ build_small (struct kiln_store *st, enum kiln_compression c, int64_t mtime, int6
   finish (w, res);
 }
 
-/* ---- decompression done independently of src/compress.c ---- */
+/* ---- decompression done independently of src/image/compress.c ---- */
 
 static void
 read_file (const char *path, unsigned char **data, size_t *len)
@@ -1181,7 +1182,7 @@ Test (layer, recompress_keeps_the_tar_checks_the_diffid_and_remembers)
   struct kiln_error *err = NULL;
   build_small (st, KILN_COMP_GZIP, 1700000000, 0, false, &gz);
 
-  cr_assert_eq (kiln_layer_recompress (st, &gz.desc, gz.diff_id.s, &zo, &z, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (kiln_cache_recompress (st, &gz.desc, gz.diff_id.s, &zo, &z, &err), 0, "%s", err ? err->msg : "");
   cr_assert_str_eq (z.media_type, KILN_MT_OCI_LAYER_ZSTD);
   cr_assert_str_neq (z.digest.s, gz.desc.digest.s);
   /* the new blob holds the same tar: decompressed independently, hashed */
@@ -1194,14 +1195,14 @@ Test (layer, recompress_keeps_the_tar_checks_the_diffid_and_remembers)
   cr_assert_str_eq (d.s, gz.diff_id.s);
   free (tar);
 
-  cr_assert_eq (kiln_layer_recompress (st, &gz.desc, gz.diff_id.s, &zo, &again, &err), 1,
+  cr_assert_eq (kiln_cache_recompress (st, &gz.desc, gz.diff_id.s, &zo, &again, &err), 1,
                 "asked again: the remembered blob");
   cr_assert_str_eq (again.digest.s, z.digest.s);
 
   /* a diffID the blob does not decompress to is refused, naming both */
   const char *wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
   struct kiln_layer_opts no = { .compression = KILN_COMP_NONE, .level = -1 };
-  cr_assert_lt (kiln_layer_recompress (st, &gz.desc, wrong, &no, &bad, &err), 0);
+  cr_assert_lt (kiln_cache_recompress (st, &gz.desc, wrong, &no, &bad, &err), 0);
   cr_assert_eq (err->kind, KILN_E_DIGEST);
   cr_assert (strstr (err->msg, wrong) && strstr (err->msg, gz.diff_id.s) && strstr (err->msg, gz.desc.digest.s),
              "%s", err->msg);

@@ -24,7 +24,7 @@
 #include "kiln/registry.h"
 #include "kiln/expand.h"
 #include "kiln/util.h"
-#include "../src/registry-internal.h"
+#include "../src/registry/registry-internal.h"
 
 /* ---- Dockerfile ---- */
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "../src/registry-internal.h"
+#include "../src/registry/registry-internal.h"
 #include "helpers.h"
 #include "kiln/auth.h"
 #include "kiln/fs.h"

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
-#include "../src/registry-internal.h"
+#include "../src/registry/registry-internal.h"
 #include "helpers.h"
 #include "kiln/cleanup.h"
 #include "kiln/digest.h"

@@ -22,6 +22,8 @@
 #include "kiln/error.h"
 #include "kiln/oci.h"
 
+struct kiln_layer_opts;
+
 struct kiln_store;
 
 struct kiln_cache_key {
@@ -91,5 +93,12 @@ bool kiln_recompressed_get (struct kiln_store *st, const struct kiln_digest *fro
                             int level, struct kiln_descriptor *out);
 int kiln_recompressed_put (struct kiln_store *st, const struct kiln_digest *from, int level,
                            const struct kiln_descriptor *to, struct kiln_error **err);
+
+/* The layer blob `in` (its tar's digest: diff_id) in opts' compression,
+ * stored; *out describes the new blob.  The decompressed bytes must match
+ * diff_id.  Remembered per (blob, media type, level), so asking again is
+ * free while the new blob stays in the store: then it returns 1, not 0. */
+int kiln_cache_recompress (struct kiln_store *st, const struct kiln_descriptor *in, const char *diff_id,
+                           const struct kiln_layer_opts *opts, struct kiln_descriptor *out, struct kiln_error **err);
 
 #endif

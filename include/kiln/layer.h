@@ -105,11 +105,4 @@ int kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_res
 /* Aborts an unfinished writer (drops the ingest file); NULL-safe. */
 void kiln_layer_writer_free (struct kiln_layer_writer *w);
 
-/* The layer blob `in` (its tar's digest: diff_id) in opts' compression,
- * stored; *out describes the new blob.  The decompressed bytes must match
- * diff_id.  Remembered per (blob, media type, level), so asking again is
- * free while the new blob stays in the store: then it returns 1, not 0. */
-int kiln_layer_recompress (struct kiln_store *st, const struct kiln_descriptor *in, const char *diff_id,
-                           const struct kiln_layer_opts *opts, struct kiln_descriptor *out, struct kiln_error **err);
-
 #endif

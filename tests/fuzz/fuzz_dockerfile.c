@@ -1,6 +1,6 @@
 /* fuzz_dockerfile - a Dockerfile through the parser, the planner, and the
  * expansion of every word of every instruction, as a build would expand
- * them (src/dockerfile.c, src/plan.c, src/expand.c).
+ * them (src/frontend/dockerfile.c, src/frontend/plan.c, src/frontend/expand.c).
  *
  * The input is the Dockerfile text.  Oracles: the sanitizers, and that a
  * parsed instruction's line numbers are ordered and its keyword has a name. */

@@ -1,4 +1,4 @@
-/* fuzz_expand - Dockerfile word expansion alone (src/expand.c).
+/* fuzz_expand - Dockerfile word expansion alone (src/frontend/expand.c).
  *
  * Input: one mode byte, then "VALUE\0WORD": VALUE is what $V (and ${V})
  * holds, WORD the text expanded.  The mode picks the entry point (word,

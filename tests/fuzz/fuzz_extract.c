@@ -1,4 +1,4 @@
-/* fuzz_extract - the tar extractor on hostile archives (src/extract.c).
+/* fuzz_extract - the tar extractor on hostile archives (src/image/extract.c).
  *
  * Input: one flag byte (whiteouts, overlay whiteouts, keep owners, ADD
  * --chown, stream or file reader, fix header checksums), then the archive

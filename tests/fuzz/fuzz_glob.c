@@ -1,5 +1,5 @@
 /* fuzz_glob - the linear-time glob matcher behind expansion patterns and
- * .dockerignore (src/glob.c), against a plain reference.
+ * .dockerignore (src/base/glob.c), against a plain reference.
  *
  * Input: one byte choosing the separator ('/', '\n' or none), then
  * "PATTERN\0TEXT".  PATTERN becomes tokens: '*' STAR, '?' ONE, '[' a CLASS

@@ -1,4 +1,4 @@
-/* fuzz_ignore - .dockerignore parsing and matching (src/ignore.c).
+/* fuzz_ignore - .dockerignore parsing and matching (src/frontend/ignore.c).
  *
  * Input: "IGNORE-FILE\0PATHS": the file's text, then newline-separated
  * paths to match (cleaned here, as the context walker hands cleaned

@@ -1,6 +1,6 @@
 /* fuzz_oci - OCI and Docker documents from registries and layouts: image
  * config, manifest, index, the --cache-from cache document, and the local
- * cache record (src/oci_config.c, oci_manifest.c, oci_index.c,
+ * cache record (src/image/oci_config.c, oci_manifest.c, oci_index.c,
  * cache_export.c; cache.c through its public API).
  *
  * Input: one selector byte, then the JSON document.  Oracle (round trip):

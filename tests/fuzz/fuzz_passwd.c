@@ -1,5 +1,5 @@
 /* fuzz_passwd - user and group resolution against an image's /etc/passwd
- * and /etc/group (src/passwd.c).
+ * and /etc/group (src/rootfs/passwd.c).
  *
  * Input: one flag byte, then "PASSWD\0GROUP\0SPEC": the two files are
  * written into a scratch root and SPEC ("user[:group]") is resolved with

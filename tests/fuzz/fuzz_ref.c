@@ -1,4 +1,4 @@
-/* fuzz_ref - image references (src/ref.c).
+/* fuzz_ref - image references (src/image/ref.c).
  *
  * Input: the reference text.  Oracle: a parsed reference prints as a
  * string that parses again to the same reference (normalisation is

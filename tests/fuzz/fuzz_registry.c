@@ -1,8 +1,8 @@
 /* fuzz_registry - what a registry (or a proxy) sends back, through kiln's
  * parsers: WWW-Authenticate, token JSON, error JSON, Content-Range, the
  * upload Range, Retry-After, Location, response header lines, manifest
- * document kinds, platforms, and credential files (src/registry_http.c,
- * src/registry_auth.c, src/registry.c, src/auth.c).
+ * document kinds, platforms, and credential files (src/registry/registry_http.c,
+ * src/registry/registry_auth.c, src/registry/registry.c, src/registry/auth.c).
  *
  * Input: one selector byte, then the text for that parser.  Oracles: the
  * sanitizers, and each parser's documented range: a Content-Range has
@@ -14,7 +14,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "../../src/registry-internal.h"
+#include "../../src/registry/registry-internal.h"
 #include "kiln/auth.h"
 
 #define RETRY_CAP_MS 300000L

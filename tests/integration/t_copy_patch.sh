@@ -2,7 +2,7 @@
 # A COPY that misses after a small change rebuilds its gzip layer from the
 # last build's layer of the same step: blocks whose recipe is unchanged are
 # copied compressed, only the changed ones are made from the files again
-# (src/layer_patch.c).  The oracle: after every kind of change, the layer is
+# (src/image/layer_patch.c).  The oracle: after every kind of change, the layer is
 # byte for byte the one a cold build in an empty store writes.  Maps of
 # pruned layers go with them.
 source "$IT_DIR/lib.sh"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Stages as a graph (src/build_graph.c): independent stages run at once up
+# Stages as a graph (src/solver/build_graph.c): independent stages run at once up
 # to --jobs, the image does not depend on the order they ran in, progress
 # names the stage, and the first failure cancels the rest cleanly.
 source "$IT_DIR/lib.sh"

@@ -1,33 +1,19 @@
 #!/usr/bin/env python3
 """tests/tools/lint_layers.py - the include graph follows the layers.
 
-Every module of src/ sits in a layer (LAYERS, lowest first).  A file may
-include the public header (include/kiln/X.h) of a module in its own layer or
-a lower one, never a higher one, and the internal header of its own module
-only (src/X-internal.h), except where EXCEPTIONS says so and why.  Run by
-`make lint` from the top of the repository."""
+src/ is grouped into folders by layer; src/layers.txt says which folders
+each may use.  A file may include the public header (include/kiln/X.h) of a
+module of its own folder or of an allowed one, and an internal header
+(X-internal.h) of its own module only, except where EXCEPTIONS says so and
+why.  A header belongs to the folder that holds X.c (or X_*.c, X-internal.h),
+or to the folder src/layers.txt names for it.  Run by `make lint` from the top
+of the repository."""
 import glob
 import os
 import re
 import sys
 
-LAYERS = [
-    # 0: helpers every module may use
-    ["util", "cleanup", "error", "buf", "log", "fs", "digest", "kvlist", "ring", "glob"],
-    # 1: formats, the Dockerfile front end, codecs, the host
-    ["oci", "ref", "dockerfile", "expand", "ignore", "plan", "passwd", "treesum", "fetch", "compress",
-     "decompress", "walkahead", "userns", "auth"],
-    # 2: the store and what fills it: layers, snapshots, the sandbox, registries, the cache
-    ["store", "export", "export_rootfs", "toc", "extract", "layer", "cache", "cache_export", "ctxsum",
-     "snapshot", "diff", "sandbox", "registry", "prune", "image", "run"],
-    # 3: the build (the executor; the solver of issue 13)
-    ["build"],
-    # 4: what a finished build leaves behind
-    ["exporter"],
-    # 5: the command line
-    ["cmd", "main"],
-]
-# (file's module, header) pairs allowed across the rules, each with its reason
+# (file's module, header) pairs allowed across the internal-header rule, each with its reason
 EXCEPTIONS = {
     ("registry", "store-internal"): "the registry client records blob sources in the store's own files",
     ("diff", "snapshot-internal"): "the diff reads overlay whiteouts as the snapshot module writes them",
@@ -39,44 +25,65 @@ EXCEPTIONS = {
 }
 
 
-def layer_of(module):
-    for i, names in enumerate(LAYERS):
-        if module in names:
-            return i
-    return None
+def read_layers(path):
+    allowed, headers = {}, {}
+    for n, line in enumerate(open(path, encoding="utf-8"), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.match(r"header ([a-z_]+):\s*([a-z_]+)$", line)
+        if m:
+            headers[m.group(1)] = m.group(2)
+            continue
+        m = re.match(r"([a-z_]+):((?:\s+[a-z_]+)*)$", line)
+        if not m:
+            sys.exit("%s:%d: cannot read `%s`" % (path, n, line))
+        allowed[m.group(1)] = set(m.group(2).split()) | {m.group(1)}
+    return allowed, headers
 
 
-def module_of(name):
-    """build_copy -> build, registry_http -> registry, export_rootfs -> export_rootfs."""
-    if layer_of(name) is not None:
-        return name
-    head = name.split("_")[0]
-    return head if layer_of(head) is not None else None
+def module_of(name, modules):
+    """A file's module: its own name when include/kiln/ has a header of that
+    name (cache_export), else the part before the first `_` (build_copy_walk
+    -> build, registry_http -> registry, export_rootfs -> export)."""
+    return name if name in modules else name.split("_")[0]
 
 
 def main():
+    allowed, header_folder = read_layers("src/layers.txt")
     bad = []
-    for path in sorted(glob.glob("src/*.c")):
-        mod = module_of(os.path.basename(path)[:-2])
-        if mod is None:
-            bad.append("%s: module not in tests/tools/lint_layers.py's LAYERS" % path)
+    files = sorted(glob.glob("src/*/*.c") + glob.glob("src/*/*.h"))
+    stems = {os.path.basename(p)[:-2] for p in glob.glob("include/kiln/*.h")}
+    folder_of = dict(header_folder)
+    for p in files:
+        folder = p.split("/")[1]
+        if folder not in allowed:
+            bad.append("%s: folder %s is not in src/layers.txt" % (p, folder))
             continue
+        mod = module_of(os.path.basename(p).rsplit(".", 1)[0].replace("-internal", ""), stems)
+        # a module lives in one folder: its header's place in the graph is that folder's
+        if folder_of.setdefault(mod, folder) != folder:
+            bad.append("%s: module %s also has files in src/%s" % (p, mod, folder_of[mod]))
+    for path in files:
+        folder = path.split("/")[1]
+        mod = module_of(os.path.basename(path).rsplit(".", 1)[0].replace("-internal", ""), stems)
         for n, line in enumerate(open(path, encoding="utf-8"), 1):
-            m = re.match(r'#include "(kiln/)?([a-z_]+)(-internal)?\.h"', line)
+            m = re.match(r'#include "(kiln/|\.\./[a-z]+/)?([a-z_]+)(-internal)?\.h"', line)
             if not m:
                 continue
-            header = m.group(2) + (m.group(3) or "")
+            name = m.group(2)
             if m.group(3):
-                owner = m.group(2)
-                if module_of(owner) != mod and (mod, header) not in EXCEPTIONS:
-                    bad.append("%s:%d: includes %s.h, the internal header of module %s" % (path, n, header, owner))
+                if module_of(name, stems) != mod and (mod, name + "-internal") not in EXCEPTIONS:
+                    bad.append("%s:%d: includes %s-internal.h, the internal header of module %s"
+                               % (path, n, name, name))
                 continue
-            hmod = module_of(m.group(2))
-            if hmod is None:
-                bad.append("%s:%d: header %s.h has no layer in tests/tools/lint_layers.py" % (path, n, m.group(2)))
-            elif layer_of(hmod) > layer_of(mod):
-                bad.append("%s:%d: %s (layer %d) includes %s.h (layer %d, above it)"
-                           % (path, n, mod, layer_of(mod), m.group(2), layer_of(hmod)))
+            hfolder = folder_of.get(name)
+            if hfolder is None:
+                bad.append("%s:%d: header %s.h has no folder (no src/*/%s.c; add a `header` line to "
+                           "src/layers.txt)" % (path, n, name, name))
+            elif folder in allowed and hfolder not in allowed[folder]:
+                bad.append("%s:%d: %s may not include %s.h (src/%s): src/layers.txt does not let %s use %s"
+                           % (path, n, folder, name, hfolder, folder, hfolder))
     for b in bad:
         print(b)
     return 1 if bad else 0

@@ -78,5 +78,5 @@ for line in sys.stdin:
     if not any(sym == "kiln_" + p or sym.startswith("kiln_" + p + "_") for p in allowed):
         bad.append((obj, sym))
 for obj, sym in bad:
-    print("src/%s.c: `%s` does not name its module (see tests/tools/lint_prefixes.py)" % (obj, sym))
+    print("%s.c: `%s` does not name its module (see tests/tools/lint_prefixes.py)" % (obj, sym))
 sys.exit(1 if bad else 0)

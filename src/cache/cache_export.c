@@ -15,7 +15,7 @@
 #include "kiln/store.h"
 #include "kiln/toc.h"
 #include "kiln/util.h"
-#include "oci-internal.h"
+#include "../image/oci-internal.h"
 
 #define CACHE_DOC "cache config"
 #define CACHE_VERSION 1

@@ -18,7 +18,7 @@
 #include "kiln/fs.h"
 #include "kiln/store.h"
 #include "kiln/util.h"
-#include "oci-internal.h"
+#include "../image/oci-internal.h"
 
 #define RECORD_MAX (16u << 20)
 

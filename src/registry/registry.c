@@ -14,7 +14,7 @@
 #include "kiln/log.h"
 #include "kiln/util.h"
 #include "registry-internal.h"
-#include "store-internal.h"
+#include "../image/store-internal.h"
 
 #define CA_BUNDLE_MAX (16u << 20)
 

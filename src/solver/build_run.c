@@ -149,7 +149,7 @@ force_compression (struct build *b, struct build_stage *s, struct kiln_error **e
       struct kiln_descriptor nd;
       if (strcmp (compression_family (s->layers[i].media_type), want) == 0)
         continue;
-      int r = kiln_layer_recompress (b->st, &s->layers[i], s->cfg.diff_ids[i], lo, &nd, err);
+      int r = kiln_cache_recompress (b->st, &s->layers[i], s->cfg.diff_ids[i], lo, &nd, err);
       if (r < 0)
         return kiln_error_wrap (err, "--force-compression");
       if (r == 0)

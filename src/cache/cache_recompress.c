@@ -1,4 +1,4 @@
-/* layer_recompress.c - a stored layer blob in another compression
+/* cache_recompress.c - a stored layer blob in another compression
  * (build --force-compression): decompressed by libarchive's filters,
  * checked against its diffID, compressed by our compressors, memoised in
  * cache/recompressed/ so a rebuild does not do it again. */
@@ -90,7 +90,7 @@ out:
 }
 
 int
-kiln_layer_recompress (struct kiln_store *st, const struct kiln_descriptor *in, const char *diff_id,
+kiln_cache_recompress (struct kiln_store *st, const struct kiln_descriptor *in, const char *diff_id,
                        const struct kiln_layer_opts *opts, struct kiln_descriptor *out, struct kiln_error **err)
 {
   const char *mt = kiln_compression_media_type (opts->compression);
