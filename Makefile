@@ -15,7 +15,7 @@ PKGS     := libarchive libcrypto libzstd jansson libcurl zlib libisal
 DEB_PKGS := build-essential pkg-config libarchive-dev libssl-dev libzstd-dev libjansson-dev \
             libcurl4-openssl-dev zlib1g-dev libisal-dev libcriterion-dev python3 openssl jq uidmap \
             skopeo umoci buildah docker-registry busybox-static zstd xz-utils bzip2 curl procps \
-            hyperfine pigz isal libdeflate-tools runc time bc file valgrind
+            hyperfine pigz isal libdeflate-tools runc time bc file valgrind clang-format
 CC       ?= cc
 WARN     := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
             -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -fno-common \
@@ -40,7 +40,7 @@ TOBJS  := $(patsubst tests/%.c,build/tests/%.o,$(TSRCS))
 TESTDATA := $(abspath testdata)
 
 .DELETE_ON_ERROR:
-.PHONY: all deps test unit integration demo bench bench-model bench-scale clean lint asan test-sanitize FORCE
+.PHONY: all deps test unit integration demo bench bench-model bench-scale clean lint format asan test-sanitize FORCE
 
 all: build/kiln
 
@@ -126,6 +126,12 @@ lint: build/libkiln.a
 	@! nm -g --defined-only build/libkiln.a | awk 'NF==3 && $$3 !~ /^kiln_/ {print; bad=1} END {exit !bad}'
 	@nm -A -g --defined-only build/libkiln.a | python3 tests/tools/lint_prefixes.py
 	@python3 tests/tools/lint_layers.py
+	@clang-format --dry-run --Werror $(FORMAT_FILES)
+
+# the C the format check covers (.clang-format; `make format` rewrites them)
+FORMAT_FILES := $(wildcard src/*/*.[ch] include/kiln/*.h tests/*.[ch] tests/fuzz/*.[ch])
+format:
+	clang-format -i $(FORMAT_FILES)
 
 # ---- fuzzing: tests/fuzz/ (docs/testing.md) ----
 #   make fuzz FUZZ_SECONDS=N   build the libFuzzer targets (clang, ASan+UBSan) and run each for N s

@@ -101,7 +101,8 @@ main (int argc, char **argv)
       if (lstat (argv[2], &st) < 0)
         return perror (argv[2]), 1;
       return printf ("%o %d %d %lld\n", (unsigned) st.st_mode, (int) st.st_uid, (int) st.st_gid,
-                     (long long) st.st_size), 0;
+                     (long long) st.st_size),
+             0;
     }
   if (!strcmp (c, "mounts"))
     return cat ("/proc/self/mountinfo");

@@ -128,18 +128,18 @@ fx_assert_no_mounts (void)
 }
 
 /* A suite of these tests: as root, a fresh store in fx, no mount left behind. */
-#define FX_SUITE(name)                                                                                             \
-  static struct fixture fx;                                                                                        \
-  static void fx_setup (void)                                                                                      \
-  {                                                                                                                \
-    kiln_test_tmp_init ();                                                                                         \
-    kiln_test_require (KILN_NEED_ROOT);                                                                            \
-    fx_init (&fx);                                                                                                 \
-  }                                                                                                                \
-  static void fx_teardown (void)                                                                                   \
-  {                                                                                                                \
-    fx_fini (&fx);                                                                                                 \
-    fx_assert_no_mounts ();                                                                                        \
-    kiln_test_tmp_fini ();                                                                                         \
-  }                                                                                                                \
+#define FX_SUITE(name)                                                                                                 \
+  static struct fixture fx;                                                                                            \
+  static void fx_setup (void)                                                                                          \
+  {                                                                                                                    \
+    kiln_test_tmp_init ();                                                                                             \
+    kiln_test_require (KILN_NEED_ROOT);                                                                                \
+    fx_init (&fx);                                                                                                     \
+  }                                                                                                                    \
+  static void fx_teardown (void)                                                                                       \
+  {                                                                                                                    \
+    fx_fini (&fx);                                                                                                     \
+    fx_assert_no_mounts ();                                                                                            \
+    kiln_test_tmp_fini ();                                                                                             \
+  }                                                                                                                    \
   TestSuite (name, .init = fx_setup, .fini = fx_teardown)

@@ -260,7 +260,7 @@ Test (ops, copy_of_a_tree_declares_one_digest_of_its_files)
 {
   setup_build ("FROM scratch\nCOPY app/ /app/\n");
   struct build_stage *s = &b.stages[0];
-  o.cache_sources = true;   /* a registry cache may have it: a hit is possible */
+  o.cache_sources = true; /* a registry cache may have it: a hit is possible */
   write_ctx ("app/a.txt", "hello\n");
   write_ctx ("app/sub/b.txt", "world\n");
   cr_assert_eq (prepare (s, instr (0, 0), &kiln_build_op_copy), BUILD_KEY_READY);
@@ -315,7 +315,7 @@ Test (ops, copy_key_follows_destination_and_workdir_to_make)
   /* WORKDIR /w: the relative destination lands under it */
   kiln_build_set_workdir (s, kiln_xstrdup ("/w"));
   kiln_strv_push (&s->pending_dirs, "w");
-  s->pending_owners = kiln_xcalloc (2, sizeof *s->pending_owners);   /* ends at a NULL user */
+  s->pending_owners = kiln_xcalloc (2, sizeof *s->pending_owners); /* ends at a NULL user */
   s->pending_owners[0].user = kiln_xstrdup ("");
   prepare (s, instr (0, 0), &kiln_build_op_copy);
   key_now (s, &k2);

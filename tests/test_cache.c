@@ -124,7 +124,8 @@ Test (cache, sibling_with_same_parent_and_instruction_explains_a_miss)
   why = kiln_cache_explain (sib.inputs, fewer);
   cr_assert_str_eq (why, "app/main.py content went away");
   free (why);
-  char *more[] = { S ("weights/model.bin content\tsha256:aaa"), S ("app/main.py content\tsha256:bbb"), S ("x content\ty"), NULL };
+  char *more[] = { S ("weights/model.bin content\tsha256:aaa"), S ("app/main.py content\tsha256:bbb"),
+                   S ("x content\ty"), NULL };
   why = kiln_cache_explain (sib.inputs, more);
   cr_assert_str_eq (why, "x content is new");
   free (why);

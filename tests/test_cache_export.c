@@ -111,8 +111,11 @@ Test (cache_export, config_json_rejects_bad_documents)
     "{\"version\":1}",
     "{\"version\":1,\"records\":[{\"key\":\"sha256:zz\",\"parent\":\"x\"}]}",
     /* a record without a layer is useless to a cache */
-    "{\"version\":1,\"records\":[{\"key\":\"sha256:" "0000000000000000000000000000000000000000000000000000000000000000"
-    "\",\"parent\":\"sha256:" "0000000000000000000000000000000000000000000000000000000000000000" "\"}]}",
+    "{\"version\":1,\"records\":[{\"key\":\"sha256:"
+    "0000000000000000000000000000000000000000000000000000000000000000"
+    "\",\"parent\":\"sha256:"
+    "0000000000000000000000000000000000000000000000000000000000000000"
+    "\"}]}",
     "[]",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -140,8 +143,10 @@ Test (cache_export, spec_parses_registry_and_local_forms)
   cr_assert_str_eq (s.dir, "/tmp/c");
   cr_assert_str_eq (s.tag, "cache");
   kiln_cache_spec_clear (&s);
-  const char *bad_export[] = { "type=local,src=/x", "type=registry", "type=s3,ref=a", "type=registry,ref=a,mode=mid",
-                               "type=registry,ref=a@sha256:0000000000000000000000000000000000000000000000000000000000000000" };
+  const char *bad_export[] = {
+    "type=local,src=/x", "type=registry", "type=s3,ref=a", "type=registry,ref=a,mode=mid",
+    "type=registry,ref=a@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+  };
   for (size_t i = 0; i < sizeof bad_export / sizeof bad_export[0]; i++)
     {
       cr_assert_lt (kiln_cache_spec_parse (bad_export[i], true, &s, &err), 0, "accepted %s", bad_export[i]);
@@ -189,7 +194,7 @@ Test (cache_export, collect_and_store_make_a_plain_oci_manifest)
 {
   struct kiln_cache_doc d = doc_of (3), got = { 0 };
   make_entry (&d.v[0], "one", "root", "shared-layer", true, 0);
-  make_entry (&d.v[1], "two", "one", "shared-layer", true, 0);   /* same layer: listed once */
+  make_entry (&d.v[1], "two", "one", "shared-layer", true, 0); /* same layer: listed once */
   make_entry (&d.v[2], "three", "two", "other-layer", true, 0);
   for (size_t i = 0; i < 3; i++)
     cr_assert_eq (kiln_cache_put (st, &d.v[i].rec, &err), 0);
@@ -226,8 +231,8 @@ Test (cache_export, collect_skips_records_older_than_the_ttl)
   struct kiln_cache_doc d = doc_of (1), got = { 0 };
   make_entry (&d.v[0], "aged", "root", "aged-layer", true, 0);
   cr_assert_eq (kiln_cache_put (st, &d.v[0].rec, &err), 0);
-  char *rel = kiln_xasprintf ("%s/store/cache/children/%s/%s", kiln_test_tmpdir (), kiln_digest_hex (&d.v[0].rec.parent),
-                              kiln_digest_hex (&d.v[0].rec.key));
+  char *rel = kiln_xasprintf ("%s/store/cache/children/%s/%s", kiln_test_tmpdir (),
+                              kiln_digest_hex (&d.v[0].rec.parent), kiln_digest_hex (&d.v[0].rec.key));
   struct timespec t[2] = { { .tv_sec = time (NULL) - 20 * 86400 }, { .tv_sec = time (NULL) - 20 * 86400 } };
   cr_assert_eq (utimensat (AT_FDCWD, rel, t, 0), 0);
   free (rel);

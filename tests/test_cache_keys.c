@@ -184,8 +184,9 @@ Test (cache_keys, compression_is_part_of_layer_keys)
   struct kiln_build_result res = { 0 };
   put ("f", "one");
   build ("FROM scratch\nCOPY f /f\n", NULL, a, NULL, 2);
-  struct kiln_build_opts o = { .context = ctx, .dockerfile_name = "Dockerfile", .layer.compression = KILN_COMP_ZSTD,
-                               .layer.level = -1 };
+  struct kiln_build_opts o = {
+    .context = ctx, .dockerfile_name = "Dockerfile", .layer.compression = KILN_COMP_ZSTD, .layer.level = -1
+  };
   char *df = kiln_xasprintf ("%s/Dockerfile", ctx);
   o.dockerfile = df;
   kiln_registry_opts_init (&o.registry);
@@ -234,7 +235,8 @@ build_secret (const char *dockerfile, const char *secret_file, struct kiln_diges
   kiln_registry_opts_init (&o.registry);
   kiln_kvlist_set (&o.secrets, "s", how);
   put ("Dockerfile", dockerfile);
-  cr_assert_eq (kiln_build_run (st, &o, &res, &err), 0, "build failed: %s (%s)", err ? err->msg : "", err ? strerror (err->errnum) : "");
+  cr_assert_eq (kiln_build_run (st, &o, &res, &err), 0, "build failed: %s (%s)", err ? err->msg : "",
+                err ? strerror (err->errnum) : "");
   for (size_t i = 0; i < res.nsteps && i < max; i++)
     keys[i] = res.steps[i].key, cached[i] = res.steps[i].cached;
   kiln_build_result_clear (&res);
@@ -250,8 +252,9 @@ Test (cache_keys, secret_and_cache_mount_contents_stay_out_of_run_keys)
   bool hit[3];
   prepare_run ();
   char *sec = kiln_xasprintf ("%s/secret", kiln_test_tmpdir ());
-  const char *df = "FROM scratch\nCOPY helper /helper\n"
-                   "RUN --mount=type=secret,id=s --mount=type=cache,target=/c [\"/helper\", \"write\", \"/c/x\", \"v\"]\n";
+  const char *df
+      = "FROM scratch\nCOPY helper /helper\n"
+        "RUN --mount=type=secret,id=s --mount=type=cache,target=/c [\"/helper\", \"write\", \"/c/x\", \"v\"]\n";
   FILE *f = fopen (sec, "w");
   fputs ("first", f);
   fclose (f);
@@ -332,7 +335,8 @@ Test (cache_keys, keys_of_a_fixed_build_do_not_change)
   free (dir);
   put ("dir/a", "a");
   put ("dir/b", "b");
-  const char *df = "FROM scratch\nARG V=1\nENV A=$V\nWORKDIR /w\nCOPY f d/\nCOPY dir/ /t/\nLABEL l=$A\nCOPY --chmod=600 f /g\n";
+  const char *df
+      = "FROM scratch\nARG V=1\nENV A=$V\nWORKDIR /w\nCOPY f d/\nCOPY dir/ /t/\nLABEL l=$A\nCOPY --chmod=600 f /g\n";
   size_t n = build (df, NULL, k, NULL, 8);
   cr_assert_eq (n, 8);
   for (size_t i = 0; i < n; i++)

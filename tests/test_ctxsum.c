@@ -127,7 +127,7 @@ Test (ctxsum, merges_new_digests_into_the_saved_index)
 
   cs = open_cs (st);
   cr_assert_eq (hits (cs, 0, 5000), 5000);
-  add (cs, 4000, 6000);   /* 1000 again, 1000 new */
+  add (cs, 4000, 6000); /* 1000 again, 1000 new */
   save_cs (cs);
   kiln_ctxsum_free (cs);
 
@@ -303,18 +303,18 @@ Test (ctxsum, updates_past_the_memory_bound_go_to_runs_and_merge)
   kiln_ctxsum_free (cs);
 
   cs = open_cs (st);
-  kiln_ctxsum_set_spill (cs, 64 * 1024);   /* a run every few hundred updates */
-  add (cs, 2000, 9000);                     /* 1000 known again, 6000 new */
+  kiln_ctxsum_set_spill (cs, 64 * 1024); /* a run every few hundred updates */
+  add (cs, 2000, 9000);                  /* 1000 known again, 6000 new */
   kiln_autofree char *p5 = path_of (5), *p2500 = path_of (2500), *p8000 = path_of (8000);
   struct stat s5 = fake_stat (5), s2500 = fake_stat (2500), s8000 = fake_stat (8000);
   struct kiln_digest other, got;
   kiln_digest_of ("other", 5, &other);
   s5.st_size = 99999;
-  kiln_ctxsum_update (cs, p5, &s5, &other);            /* a mapped record replaced */
-  kiln_ctxsum_update (cs, p8000, &s8000, &other);      /* a spilled update replaced */
+  kiln_ctxsum_update (cs, p5, &s5, &other);       /* a mapped record replaced */
+  kiln_ctxsum_update (cs, p8000, &s8000, &other); /* a spilled update replaced */
   clock_gettime (CLOCK_REALTIME, &s2500.st_mtim);
-  kiln_ctxsum_update (cs, p2500, &s2500, &other);      /* racy: neither it nor the old one is kept */
-  add (cs, 9000, 12000);                    /* more runs after them */
+  kiln_ctxsum_update (cs, p2500, &s2500, &other); /* racy: neither it nor the old one is kept */
+  add (cs, 9000, 12000);                          /* more runs after them */
   cr_assert_eq (files_in ("cache/ctxsum"), 1, "runs are unnamed files: only the index is listed");
   size_t runs = open_under ("cache/ctxsum");
   cr_assert (runs >= 10, "%zu runs", runs);

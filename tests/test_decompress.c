@@ -120,7 +120,7 @@ Test (decompress, gzip_members_in_a_row_are_one_stream)
   struct kiln_buf gz = KILN_BUF_INIT;
   gzip_member (a, n, &gz);
   gzip_member (b, n / 3, &gz);
-  gzip_member ((const unsigned char *) "", 0, &gz);   /* an empty member too */
+  gzip_member ((const unsigned char *) "", 0, &gz); /* an empty member too */
   gzip_member (a, 100, &gz);
   struct kiln_buf want = KILN_BUF_INIT;
   kiln_buf_add (&want, a, n);
@@ -265,7 +265,7 @@ Test (decompress, sniff_reads_magic_only)
 
 struct slow {
   struct kiln_decomp_reader *r;
-  const unsigned char *p;     /* what the reader gave and we hand out in pieces */
+  const unsigned char *p; /* what the reader gave and we hand out in pieces */
   ssize_t left;
 };
 
@@ -333,8 +333,8 @@ read_file (const char *tar, const char *rel)
 
 Test (decompress, stream_extraction_of_plain_gzip_and_zstd_tars)
 {
-  static const char *const ok[] = { "small.tar", "small.tar.gz", "small.tar.zst", "end_none.tar",
-                                    "end_one_block.tar", "end_record_cut.tar" };
+  static const char *const ok[] = { "small.tar",    "small.tar.gz",      "small.tar.zst",
+                                    "end_none.tar", "end_one_block.tar", "end_record_cut.tar" };
   for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
     {
       char *msg = NULL;
@@ -350,9 +350,10 @@ Test (decompress, stream_extraction_of_plain_gzip_and_zstd_tars)
  * Go's archive/tar fails on a damaged end marker. */
 Test (decompress, stream_extraction_rejects_damaged_end_and_double_compression)
 {
-  static const char *const bad[] = { "end_first_block_cut.tar", "end_second_block_cut.tar",
-                                     "end_second_block_cut.tar.gz", "end_zero_then_garbage.tar",
-                                     "end_data_cut.tar", "small.tar.gz.gz" };
+  static const char *const bad[] = {
+    "end_first_block_cut.tar",   "end_second_block_cut.tar", "end_second_block_cut.tar.gz",
+    "end_zero_then_garbage.tar", "end_data_cut.tar",         "small.tar.gz.gz"
+  };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
     {
       char *msg = NULL;
@@ -375,7 +376,7 @@ failing_read (void *opaque, const void **out, struct kiln_error **err)
   static char block[512];
   if ((*calls)++ == 0)
     {
-      *out = block;   /* a zero block: libarchive wants more */
+      *out = block; /* a zero block: libarchive wants more */
       return 1;
     }
   return kiln_error_set (err, ECONNRESET, KILN_E_NET, "the wire broke");
@@ -408,8 +409,8 @@ Test (decompress, stream_read_error_is_the_error_returned)
 struct tar_ent {
   const char *path;
   mode_t type;
-  const char *data;        /* file content, or symlink target */
-  int64_t size;            /* > strlen(data): a sparse file ending in a hole */
+  const char *data; /* file content, or symlink target */
+  int64_t size;     /* > strlen(data): a sparse file ending in a hole */
 };
 
 /* A pax tar of ents in a memfd, positioned at 0. */
@@ -483,8 +484,8 @@ extract_ents (const struct tar_ent *ents, size_t n, const char *dir, char **msg)
 Test (decompress, entry_after_its_directory_was_replaced_follows_the_new_one)
 {
   static const struct tar_ent ents[] = {
-    { "x", AE_IFDIR, NULL, 0 },         { "d", AE_IFDIR, NULL, 0 },  { "d/a", AE_IFREG, "a", 0 },
-    { "d", AE_IFLNK, "x", 0 },          { "d/b", AE_IFREG, "b", 0 },
+    { "x", AE_IFDIR, NULL, 0 }, { "d", AE_IFDIR, NULL, 0 },  { "d/a", AE_IFREG, "a", 0 },
+    { "d", AE_IFLNK, "x", 0 },  { "d/b", AE_IFREG, "b", 0 },
   };
   char *msg = NULL;
   cr_assert_eq (extract_ents (ents, sizeof ents / sizeof *ents, "r1", &msg), 0, "%s", msg);
@@ -508,7 +509,7 @@ Test (decompress, entry_after_its_directory_was_replaced_follows_the_new_one)
 Test (decompress, files_replace_what_is_there)
 {
   static const struct tar_ent ents[] = {
-    { "f", AE_IFREG, "one", 0 }, { "f", AE_IFREG, "two", 0 },      { "d", AE_IFDIR, NULL, 0 },
+    { "f", AE_IFREG, "one", 0 }, { "f", AE_IFREG, "two", 0 },        { "d", AE_IFDIR, NULL, 0 },
     { "d/x", AE_IFREG, "x", 0 }, { "d", AE_IFREG, "now a file", 0 },
   };
   char *msg = NULL;
@@ -519,7 +520,10 @@ Test (decompress, files_replace_what_is_there)
   free (f);
   free (d);
   static const struct tar_ent bad[] = {
-    { "d", AE_IFDIR, NULL, 0 }, { "d/x", AE_IFREG, "x", 0 }, { "d", AE_IFREG, "file", 0 }, { "d/y", AE_IFREG, "y", 0 },
+    { "d", AE_IFDIR, NULL, 0 },
+    { "d/x", AE_IFREG, "x", 0 },
+    { "d", AE_IFREG, "file", 0 },
+    { "d/y", AE_IFREG, "y", 0 },
   };
   cr_assert_lt (extract_ents (bad, sizeof bad / sizeof *bad, "r3", &msg), 0);
   cr_assert (strstr (msg, "d/y"), "%s", msg);

@@ -17,7 +17,6 @@
 #include "kiln/fs.h"
 #include "snapshot_fixture.h"
 
-
 FX_SUITE (diff);
 
 static int
@@ -83,9 +82,9 @@ sh (const char *dir, const char *script)
 }
 
 struct run {
-  char *view;            /* manifest of merged before unmount */
-  char *flat;            /* manifest of base + new layer extracted */
-  char *entries;         /* "name[ -> hardlink]" per tar entry */
+  char *view;    /* manifest of merged before unmount */
+  char *flat;    /* manifest of base + new layer extracted */
+  char *entries; /* "name[ -> hardlink]" per tar entry */
   bool trusted_xattr;
 };
 
@@ -131,11 +130,12 @@ run_step (bool copy, struct run *r)
   fx_prepare (&fx, 2, &lowers);
   cr_assert_eq (kiln_snapshot_mount (fx.st, lowers, &o, &m, &err), 0, "%s", err ? err->msg : "");
   cr_assert_eq (m->copy_mode, copy);
-  sh (m->merged, "mkdir -p new/dir && echo created > new/dir/f && echo changed > a/file1 && chmod 600 a/keep"
-                 " && ln a/keep a/hl && rm a/del && rm -r d && rm -r dir2 && mkdir dir2 && echo y > dir2/y"
-                 " && mkdir etc && echo 127.0.0.1 > etc/hosts && mkdir dev && touch dev/null"
-                 /* fixed times: the overlay and the copy-mode run may straddle a second */
-                 " && touch -h -d @1000000 new new/dir new/dir/f a a/file1 a/keep dir2 dir2/y etc etc/hosts dev dev/null");
+  sh (m->merged,
+      "mkdir -p new/dir && echo created > new/dir/f && echo changed > a/file1 && chmod 600 a/keep"
+      " && ln a/keep a/hl && rm a/del && rm -r d && rm -r dir2 && mkdir dir2 && echo y > dir2/y"
+      " && mkdir etc && echo 127.0.0.1 > etc/hosts && mkdir dev && touch dev/null"
+      /* fixed times: the overlay and the copy-mode run may straddle a second */
+      " && touch -h -d @1000000 new new/dir new/dir/f a a/file1 a/keep dir2 dir2/y etc etc/hosts dev dev/null");
   int mfd = open (m->merged, O_RDONLY | O_DIRECTORY);
   manifest (mfd, "", &b);
   close (mfd);

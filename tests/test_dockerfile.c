@@ -47,8 +47,11 @@ expect_err (const char *text, const char *msg)
   expect_err_len (text, strlen (text), msg);
 }
 
-#define ERR_TEST(name, text, msg)                                                                   \
-  Test (dockerfile, name) { expect_err (text, msg); }
+#define ERR_TEST(name, text, msg)                                                                                      \
+  Test (dockerfile, name)                                                                                              \
+  {                                                                                                                    \
+    expect_err (text, msg);                                                                                            \
+  }
 
 /* ---- basics ---- */
 
@@ -340,8 +343,8 @@ Test (dockerfile, copy_flags_come_before_arguments)
 
 Test (dockerfile, run_keeps_every_mount_in_order)
 {
-  struct kiln_dockerfile *df
-      = parse ("FROM a\nRUN --mount=type=cache,target=/c --mount=type=secret,id=s cmd --mount=x\n");
+  struct kiln_dockerfile *df = parse (
+      "FROM a\nRUN --mount=type=cache,target=/c --mount=type=secret,id=s cmd --mount=x\n");
   struct kiln_df_instr *in = &df->instrs[1];
   cr_assert_eq (in->nflags, 2);
   cr_expect_str_eq (in->flags[0].name, "mount");
@@ -422,8 +425,7 @@ ERR_TEST (unknown_flag_suggests_a_flag_of_the_instruction, "FROM a\nRUN --mont=t
           "Dockerfile:2: RUN: unknown flag: --mont (did you mean mount?)")
 ERR_TEST (unknown_flag_without_a_close_one, "FROM a\nCOPY --verbose a b\n",
           "Dockerfile:2: COPY: unknown flag: --verbose")
-ERR_TEST (rejects_flag_of_other_instruction, "FROM a\nADD --from=x a b\n",
-          "Dockerfile:2: ADD: unknown flag: --from")
+ERR_TEST (rejects_flag_of_other_instruction, "FROM a\nADD --from=x a b\n", "Dockerfile:2: ADD: unknown flag: --from")
 ERR_TEST (rejects_flag_on_instruction_without_flags, "FROM a\nWORKDIR --x=1 /a\n",
           "Dockerfile:2: WORKDIR: unknown flag: --x")
 ERR_TEST (rejects_value_flag_without_value, "FROM a\nRUN --mount echo\n",
@@ -505,19 +507,20 @@ ERR_TEST (rejects_json_array_of_non_strings, "FROM a\nRUN [\"a\", null]\n",
 Test (dockerfile, json_with_escaped_nul_is_exec_form_not_shell_form)
 {
   const char *lines[] = {
-    "CMD [\"x\\u0000y\"]",         "RUN [\"x\\u0000\"]",          "ENTRYPOINT [\"\\u0000\"]",
-    "SHELL [\"/bin/sh\", \"\\u0000\"]", "COPY [\"a\\u0000\", \"/d\"]", "ADD [\"a\", \"/d\\u0000\"]",
-    "VOLUME [\"/v\\u0000\"]",     "HEALTHCHECK CMD [\"x\\u0000\"]",
+    "CMD [\"x\\u0000y\"]",         "RUN [\"x\\u0000\"]",
+    "ENTRYPOINT [\"\\u0000\"]",    "SHELL [\"/bin/sh\", \"\\u0000\"]",
+    "COPY [\"a\\u0000\", \"/d\"]", "ADD [\"a\", \"/d\\u0000\"]",
+    "VOLUME [\"/v\\u0000\"]",      "HEALTHCHECK CMD [\"x\\u0000\"]",
   };
   const char *kw[] = { "CMD", "RUN", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME", "HEALTHCHECK" };
   int pos[] = { 1, 1, 1, 2, 1, 2, 1, 1 };
   for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
     {
       kiln_autofree char *text = kiln_xasprintf ("FROM a\n%s\n", lines[i]);
-      kiln_autofree char *msg = kiln_xasprintf (
-          "Dockerfile:2: %s: JSON string %d of the array contains a NUL character (\\u0000), "
-          "which kiln cannot store in a command or path",
-          kw[i], pos[i]);
+      kiln_autofree char *msg
+          = kiln_xasprintf ("Dockerfile:2: %s: JSON string %d of the array contains a NUL character (\\u0000), "
+                            "which kiln cannot store in a command or path",
+                            kw[i], pos[i]);
       expect_err (text, msg);
     }
 }
@@ -589,8 +592,7 @@ Test (dockerfile, run_heredoc_reads_body_and_end_line)
 
 Test (dockerfile, several_heredocs_on_one_line_in_order)
 {
-  struct kiln_dockerfile *df
-      = parse ("FROM a\nCOPY <<one <<two /dest/\n1\nend\none\n2\ntwo\nRUN x\n");
+  struct kiln_dockerfile *df = parse ("FROM a\nCOPY <<one <<two /dest/\n1\nend\none\n2\ntwo\nRUN x\n");
   struct kiln_df_instr *in = &df->instrs[1];
   cr_assert_eq (in->nheredocs, 2);
   cr_expect_str_eq (in->heredocs[0].name, "one");
@@ -684,8 +686,7 @@ Test (dockerfile, heredoc_body_keeps_comment_and_blank_lines)
   kiln_dockerfile_free (df);
 }
 
-ERR_TEST (rejects_unterminated_heredoc, "FROM a\nRUN <<EOF\necho hi\n",
-          "Dockerfile:2: RUN: unterminated heredoc `EOF`")
+ERR_TEST (rejects_unterminated_heredoc, "FROM a\nRUN <<EOF\necho hi\n", "Dockerfile:2: RUN: unterminated heredoc `EOF`")
 ERR_TEST (rejects_second_heredoc_unterminated, "FROM a\n\nCOPY <<A <<B /\nA\nx\n",
           "Dockerfile:3: COPY: unterminated heredoc `B`")
 ERR_TEST (rejects_heredoc_as_destination, "FROM a\nCOPY x <<EOF\nEOF\n",
@@ -748,8 +749,7 @@ ERR_TEST (rejects_label_pair_without_equals, "FROM a\nLABEL a=1 b\n",
           "Dockerfile:2: LABEL: missing `=` in `b`, expected name=value")
 ERR_TEST (rejects_env_blank_name, "FROM a\nENV =x\n", "Dockerfile:2: ENV: names can not be blank")
 ERR_TEST (rejects_arg_without_name, "ARG\nFROM a\n", "Dockerfile:1: ARG: requires at least one argument")
-ERR_TEST (rejects_workdir_without_path, "FROM a\nWORKDIR\n",
-          "Dockerfile:2: WORKDIR: requires exactly one argument")
+ERR_TEST (rejects_workdir_without_path, "FROM a\nWORKDIR\n", "Dockerfile:2: WORKDIR: requires exactly one argument")
 ERR_TEST (rejects_expose_without_port, "FROM a\nEXPOSE\n", "Dockerfile:2: EXPOSE: requires at least one argument")
 ERR_TEST (rejects_user_without_name, "FROM a\nUSER \n", "Dockerfile:2: USER: requires exactly one argument")
 ERR_TEST (rejects_run_without_command, "FROM a\nRUN --network=none\n",

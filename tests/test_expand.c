@@ -23,8 +23,7 @@ env_lookup (void *ud, const char *name)
 
 static const char *buildkit_env[] = { "PWD=/home", "SHELL=bash", "KOREAN=한국어", "NULL=", NULL };
 
-struct word_case
-{
+struct word_case {
   const char *in;
   const char *want; /* NULL: must fail */
 };
@@ -149,9 +148,10 @@ Test (expand, buildkit_env_var_vectors)
 /* Patterns, as in BuildKit's TestProcessWithMatches. */
 Test (expand, trims_and_replaces_patterns)
 {
-  static const char *env[] = { "FOO=xxyy", "BAR=x", "SPECIAL=()[]{}^$.*?|\\x", "STARS=xx**",
-                                "MANY=a***yy*", "P=/foo*/*/*.txt", "NEEDLE=\\*/",
-                                "T=/tmp/tmp/bar.txt", "TMP=/tmp", NULL };
+  static const char *env[] = {
+    "FOO=xxyy",        "BAR=x",       "SPECIAL=()[]{}^$.*?|\\x", "STARS=xx**", "MANY=a***yy*",
+    "P=/foo*/*/*.txt", "NEEDLE=\\*/", "T=/tmp/tmp/bar.txt",      "TMP=/tmp",   NULL
+  };
   static const struct word_case cases[] = {
     { "${FOO#*x*y}", "y" },
     { "${FOO#*}", "xxyy" },
@@ -179,10 +179,7 @@ Test (expand, trims_and_replaces_patterns)
 Test (expand, backtick_escape_char)
 {
   static const struct word_case cases[] = {
-    { "he`$PWD", "he$PWD" },
-    { "c:\\dir\\$PWD", "c:\\dir\\/home" },
-    { "\"a`\"b\"", "a\"b" },
-    { "'a`b'", "a`b" },
+    { "he`$PWD", "he$PWD" }, { "c:\\dir\\$PWD", "c:\\dir\\/home" }, { "\"a`\"b\"", "a\"b" }, { "'a`b'", "a`b" },
     { "x``y", "x`y" },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -220,8 +217,7 @@ Test (expand, required_variable_error_names_variable_and_message)
 
 Test (expand, errors_name_the_offending_text)
 {
-  static const struct
-  {
+  static const struct {
     const char *in, *msg;
   } cases[] = {
     { "a${v:x}b", "expand `a${v:x}b`: bad substitution `${v:x}`" },
@@ -266,15 +262,13 @@ Test (expand, lookup_callback_sees_each_name)
 }
 
 /* wordsTest: each case runs with the ENV lines seen so far. */
-struct words_case
-{
+struct words_case {
   const char *in;
   const char *want; /* words joined by ','; "error" for a failure */
   int nenv;         /* how many entries of words_env are set */
 };
 
-static const char *words_env[] = { "hi=hi", "space=abc  def", "leading=  ab c", "trailing=ab c   ",
-                                   NULL };
+static const char *words_env[] = { "hi=hi", "space=abc  def", "leading=  ab c", "trailing=ab c   ", NULL };
 
 static const struct words_case words_cases[] = {
   { "hello", "hello", 0 },
@@ -353,8 +347,7 @@ Test (expand, words_returns_empty_vector_not_null)
  * parseStringsWhitespaceDelimited + ProcessWord). */
 Test (expand, split_words_raw_keeps_quotes_escapes_and_braces)
 {
-  static const struct
-  {
+  static const struct {
     const char *in, *want;
   } cases[] = {
     { "testfile $empty", "testfile|$empty" },
@@ -388,8 +381,7 @@ Test (expand, split_words_raw_keeps_quotes_escapes_and_braces)
 Test (expand, heredoc_keeps_quotes_and_processes_backslashes)
 {
   static const char *env[] = { "name=world", NULL };
-  static const struct
-  {
+  static const struct {
     const char *in, *want;
   } cases[] = {
     { "\"quotes in file\"\n", "\"quotes in file\"\n" },
@@ -464,20 +456,10 @@ Test (expand, patterns_follow_go_regexp_semantics)
 {
   static const char *env[] = { "U=a\xc3\xa9", "AB=ab", "NL=a\nb", "E=", NULL };
   static const struct word_case cases[] = {
-    { "${U%?}", "a" },
-    { "${U#??}", "" },
-    { "${U//?/x}", "xx" },
-    { "${U/\xc3\xa9/e}", "ae" },
-    { "${AB//*/x}", "x" },
-    { "${AB///-}", "-a-b-" },
-    { "${AB/#/-}", "ab" },
-    { "${E///-}", "-" },
-    { "${AB//b*/x}", "ax" },
-    { "${NL//*/x}", "x\nx" },
-    { "${NL##*}", "\nb" },
-    { "${NL%%*}", "a\n" },
-    { "${NL//?/x}", "x\nx" },
-    { "${NL/a?b/x}", "a\nb" },
+    { "${U%?}", "a" },        { "${U#??}", "" },         { "${U//?/x}", "xx" }, { "${U/\xc3\xa9/e}", "ae" },
+    { "${AB//*/x}", "x" },    { "${AB///-}", "-a-b-" },  { "${AB/#/-}", "ab" }, { "${E///-}", "-" },
+    { "${AB//b*/x}", "ax" },  { "${NL//*/x}", "x\nx" },  { "${NL##*}", "\nb" }, { "${NL%%*}", "a\n" },
+    { "${NL//?/x}", "x\nx" }, { "${NL/a?b/x}", "a\nb" },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     check_word (&cases[i], '\\', env);
@@ -489,8 +471,7 @@ Test (expand, patterns_follow_go_regexp_semantics)
  * away too, and stops at 1 MiB with an error. */
 Test (expand, amplification_stops_at_the_output_budget, .timeout = 10)
 {
-  static const char *env[] = { "E=set", "D=0123456789012345678901234567890123456789012345678901234567890123",
-                                NULL };
+  static const char *env[] = { "E=set", "D=0123456789012345678901234567890123456789012345678901234567890123", NULL };
   struct kiln_buf w = KILN_BUF_INIT;
   for (int i = 0; i < 6; i++)
     kiln_buf_adds (&w, "${U:-${D//?/");

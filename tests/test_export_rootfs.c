@@ -23,9 +23,9 @@
 /* One tar entry to write: type 'f' file, 'd' dir, 'l' symlink, 'h' hardlink. */
 struct ent {
   char type;
-  const char *name, *body;   /* body: content, or the link target */
+  const char *name, *body; /* body: content, or the link target */
   int mode, uid;
-  const char *xattr;         /* user.note value, or NULL */
+  const char *xattr; /* user.note value, or NULL */
 };
 
 static void
@@ -70,16 +70,11 @@ put_layer (struct kiln_store *st, const struct ent *ents, size_t n, struct kiln_
 }
 
 static const struct ent layer1[] = {
-  { 'd', "etc", NULL, 0755, 0, NULL },
-  { 'f', "etc/passwd", "root:x:0:0::/:/bin/sh\n", 0644, 0, NULL },
-  { 'd', "data", NULL, 0750, 1000, NULL },
-  { 'f', "data/a", "shared\n", 04755, 1000, "hello" },
-  { 'h', "data/b", "data/a", 0, 0, NULL },
-  { 'l', "data/sym", "a", 0777, 0, NULL },
-  { 'f', "data/gone", "bye\n", 0644, 0, NULL },
-  { 'd', "opq", NULL, 0755, 0, NULL },
-  { 'f', "opq/old", "old\n", 0644, 0, NULL },
-  { 'l', "escape", "/", 0777, 0, NULL },
+  { 'd', "etc", NULL, 0755, 0, NULL },          { 'f', "etc/passwd", "root:x:0:0::/:/bin/sh\n", 0644, 0, NULL },
+  { 'd', "data", NULL, 0750, 1000, NULL },      { 'f', "data/a", "shared\n", 04755, 1000, "hello" },
+  { 'h', "data/b", "data/a", 0, 0, NULL },      { 'l', "data/sym", "a", 0777, 0, NULL },
+  { 'f', "data/gone", "bye\n", 0644, 0, NULL }, { 'd', "opq", NULL, 0755, 0, NULL },
+  { 'f', "opq/old", "old\n", 0644, 0, NULL },   { 'l', "escape", "/", 0777, 0, NULL },
 };
 static const struct ent layer2[] = {
   { 'f', "data/.wh.gone", "", 0644, 0, NULL },
@@ -110,8 +105,7 @@ make_image (struct kiln_store *st, size_t nlayers, struct kiln_descriptor *out)
   kiln_manifest_clear (&m);
 }
 
-Test (export_rootfs, tar_is_the_flattened_tree_in_buildkit_form, .init = kiln_test_tmp_init,
-      .fini = kiln_test_tmp_fini)
+Test (export_rootfs, tar_is_the_flattened_tree_in_buildkit_form, .init = kiln_test_tmp_init, .fini = kiln_test_tmp_fini)
 {
   struct kiln_store *st = kiln_test_store_open ();
   struct kiln_descriptor img;
@@ -122,7 +116,11 @@ Test (export_rootfs, tar_is_the_flattened_tree_in_buildkit_form, .init = kiln_te
   cr_assert_eq (kiln_store_export_rootfs (st, &img, KILN_EXPORT_ROOTFS_TAR, dest, &epoch, &err), 0, "%s",
                 err ? err->msg : "");
   /* name, type, hardlink target, symlink target */
-  static const struct { const char *name; mode_t type; const char *link; } want[] = {
+  static const struct {
+    const char *name;
+    mode_t type;
+    const char *link;
+  } want[] = {
     { "data/", AE_IFDIR, NULL },      { "data/a", AE_IFREG, NULL }, { "data/b", AE_IFREG, "data/a" },
     { "data/sym", AE_IFLNK, "a" },    { "escape", AE_IFLNK, "/" },  { "etc/", AE_IFDIR, NULL },
     { "etc/passwd", AE_IFREG, NULL }, { "opq/", AE_IFDIR, NULL },   { "opq/new", AE_IFREG, NULL },

@@ -333,8 +333,8 @@ Test (extract, ustar_hardlink_with_body_is_rejected_and_target_unchanged)
 
 Test (extract, whiteouts_of_dot_dotdot_and_reserved_names_are_invalid)
 {
-  static const char *const tars[]
-      = { "whiteout_dot.tar", "whiteout_dotdot.tar", "whiteout_etc_dotdot.tar", "whiteout_whwh.tar" };
+  static const char *const tars[] = { "whiteout_dot.tar", "whiteout_dotdot.tar", "whiteout_etc_dotdot.tar",
+                                      "whiteout_whwh.tar" };
   for (size_t i = 0; i < sizeof tars / sizeof *tars; i++)
     {
       cr_assert_lt (extract (tars[i], true), 0, "%s", tars[i]);
@@ -570,8 +570,7 @@ Test (extract, tar_without_or_with_one_end_block_is_accepted)
 Test (extract, truncated_end_marker_or_entry_fails_naming_the_file)
 {
   static const char *const bad[] = { "end_first_block_cut.tar", "end_second_block_cut.tar",
-                                      "end_second_block_cut.tar.gz", "end_zero_then_garbage.tar",
-                                      "end_data_cut.tar" };
+                                     "end_second_block_cut.tar.gz", "end_zero_then_garbage.tar", "end_data_cut.tar" };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     {
       cr_assert_lt (extract (bad[i], false), 0, "%s was accepted", bad[i]);

@@ -9,8 +9,7 @@
 
 /* ---- the reference: backtracking, obviously right, exponential ---- */
 
-struct rtok
-{
+struct rtok {
   enum kiln_glob_kind kind;
   char c;
 };
@@ -23,8 +22,7 @@ ref_match (const struct rtok *t, size_t nt, const char *s, size_t n, int sep)
     return n == 0;
   switch (t->kind)
     {
-    case KILN_GLOB_BYTE:
-      return n > 0 && *s == t->c && ref_match (t + 1, nt - 1, s + 1, n - 1, sep);
+    case KILN_GLOB_BYTE: return n > 0 && *s == t->c && ref_match (t + 1, nt - 1, s + 1, n - 1, sep);
     case KILN_GLOB_ONE:
       if (n == 0 || *s == sep)
         return false;
@@ -47,8 +45,7 @@ ref_match (const struct rtok *t, size_t nt, const char *s, size_t n, int sep)
         if (s[i] == '/' && ref_match (t + 1, nt - 1, s + i + 1, n - i - 1, sep))
           return true;
       return false;
-    default:
-      return false;
+    default: return false;
     }
 }
 
@@ -64,7 +61,7 @@ boundary (const char *s, size_t n, size_t k)
 
 static const char alphabet[][3] = { "a", "b", "/", "\n", "\xc3\xa9", "\xa9" };
 static const enum kiln_glob_kind kinds[] = { KILN_GLOB_BYTE, KILN_GLOB_BYTE, KILN_GLOB_BYTE, KILN_GLOB_ONE,
-                                             KILN_GLOB_STAR, KILN_GLOB_ANY, KILN_GLOB_DIRS };
+                                             KILN_GLOB_STAR, KILN_GLOB_ANY,  KILN_GLOB_DIRS };
 
 static size_t
 random_text (char *s, size_t max)

@@ -25,8 +25,7 @@ excluded (const char *patterns, const char *path)
   return r;
 }
 
-struct match_case
-{
+struct match_case {
   const char *pattern, *path;
   bool match; /* the path or one of its parents matches */
 };
@@ -97,8 +96,8 @@ static const struct match_case matches_cases[] = {
   { "a(b)c/def", "a(b)c/def", true },
   { "a(b)c/def", "a(b)c/xyz", false },
   { "a.|)$(}+{bc", "a.|)$(}+{bc", true },
-  { "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
-    "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true },
+  { "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+    true },
   { "dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true },
   { "a\\\\", "a\\", true },
   { "a\\*b", "a*b", true },
@@ -148,8 +147,8 @@ Test (ignore, patternmatcher_match_table)
   for (size_t i = 0; i < sizeof matches_cases / sizeof matches_cases[0]; i++)
     {
       const struct match_case *c = &matches_cases[i];
-      cr_expect_eq (excluded (c->pattern, c->path), c->match, "pattern `%s` path `%s`: want %d", c->pattern,
-                    c->path, c->match);
+      cr_expect_eq (excluded (c->pattern, c->path), c->match, "pattern `%s` path `%s`: want %d", c->pattern, c->path,
+                    c->match);
     }
 }
 
@@ -162,8 +161,7 @@ Test (ignore, rejects_malformed_patterns_naming_file_and_line)
       struct kiln_error *err = NULL;
       char *text = NULL;
       cr_assert (asprintf (&text, "# comment\nok\n%s\n", bad[i]) > 0);
-      cr_expect_lt (kiln_ignore_parse ("ctx/.dockerignore", text, strlen (text), &ig, &err), 0, "`%s`",
-                    bad[i]);
+      cr_expect_lt (kiln_ignore_parse ("ctx/.dockerignore", text, strlen (text), &ig, &err), 0, "`%s`", bad[i]);
       cr_expect_null (ig);
       if (err)
         {
@@ -185,8 +183,7 @@ Test (ignore, bad_pattern_message_quotes_the_pattern)
   kiln_error_free (&err);
 }
 
-struct multi_case
-{
+struct multi_case {
   const char *patterns, *path;
   bool excluded;
 };
@@ -224,7 +221,9 @@ Test (ignore, lines_are_trimmed_cleaned_and_comments_skipped)
     { "/docs\n", "docs/a", true },
     { "./docs/../src//lib/\n", "src/lib/x.c", true },
     { "docs\r\n  !  docs/keep \r\n", "docs/keep", false },
-    { "\xef\xbb\xbf" "docs\n", "docs", true },
+    { "\xef\xbb\xbf"
+      "docs\n",
+      "docs", true },
     { "\n\n\t\nbuild\n", "build", true },
     { "build", "builder", false },
   };
@@ -244,8 +243,7 @@ Test (ignore, empty_set_excludes_nothing)
 
 Test (ignore, exceptions_under_excluded_dir_force_descent)
 {
-  static const struct
-  {
+  static const struct {
     const char *patterns, *dir;
     bool want;
   } cases[] = {
@@ -270,8 +268,8 @@ Test (ignore, exceptions_under_excluded_dir_force_descent)
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     {
       struct kiln_ignore *ig = parse_ok (cases[i].patterns);
-      cr_expect_eq (kiln_ignore_has_exceptions_under (ig, cases[i].dir), cases[i].want,
-                    "patterns `%s` dir `%s`", cases[i].patterns, cases[i].dir);
+      cr_expect_eq (kiln_ignore_has_exceptions_under (ig, cases[i].dir), cases[i].want, "patterns `%s` dir `%s`",
+                    cases[i].patterns, cases[i].dir);
       kiln_ignore_free (ig);
     }
 }

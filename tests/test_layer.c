@@ -371,7 +371,9 @@ Test (layer, ignores_subsecond_mtime)
       /* a name past 100 bytes needs a pax header, where nsec could go */
       struct kiln_layer_entry d = { .path = "d12345678901234567890123456789012345678901234567890123456789"
                                             "012345678901234567890123456789012345678901234567890123456789",
-                                    .mode = S_IFDIR | 0755, .mtime = 5, .mtime_nsec = i ? 999 : 1 };
+                                    .mode = S_IFDIR | 0755,
+                                    .mtime = 5,
+                                    .mtime_nsec = i ? 999 : 1 };
       add_entry (w, &d, -1);
       finish (w, i ? &b : &a);
     }
@@ -476,12 +478,25 @@ write_rich (struct kiln_layer_writer *w, int fd)
   const char *xn[] = { "user.kiln" };
   const void *xv[] = { "v1" };
   size_t xs[] = { 2 };
-  struct kiln_layer_entry bin = { .path = "usr/su", .mode = S_IFREG | 04755, .uid = 70000, .gid = 70001,
-                                  .mtime = 200, .size = 6, .xattr_names = xn, .xattr_values = xv,
-                                  .xattr_sizes = xs, .nxattrs = 1 };
+  struct kiln_layer_entry bin = { .path = "usr/su",
+                                  .mode = S_IFREG | 04755,
+                                  .uid = 70000,
+                                  .gid = 70001,
+                                  .mtime = 200,
+                                  .size = 6,
+                                  .xattr_names = xn,
+                                  .xattr_values = xv,
+                                  .xattr_sizes = xs,
+                                  .nxattrs = 1 };
   add_entry (w, &bin, fd);
-  struct kiln_layer_entry hl = { .path = "usr/su2", .mode = S_IFREG | 04755, .uid = 70000, .gid = 70001,
-                                 .mtime = 200, .size = 6, .link = "usr/su", .hardlink = true };
+  struct kiln_layer_entry hl = { .path = "usr/su2",
+                                 .mode = S_IFREG | 04755,
+                                 .uid = 70000,
+                                 .gid = 70001,
+                                 .mtime = 200,
+                                 .size = 6,
+                                 .link = "usr/su",
+                                 .hardlink = true };
   add_entry (w, &hl, -1);
   struct kiln_layer_entry sl = { .path = "usr/sh", .mode = S_IFLNK | 0777, .mtime = 300, .link = "../bin/busybox" };
   add_entry (w, &sl, -1);
@@ -826,8 +841,7 @@ compress_all (enum kiln_compression c, int level, int threads, const unsigned ch
 {
   struct kiln_compressor *k;
   struct kiln_error *err = NULL;
-  cr_assert_eq (kiln_compressor_new_mt (c, level, threads, collect_sink, out, &k, &err), 0, "%s",
-                err ? err->msg : "");
+  cr_assert_eq (kiln_compressor_new_mt (c, level, threads, collect_sink, out, &k, &err), 0, "%s", err ? err->msg : "");
   /* odd chunk sizes: block boundaries must not follow the writes */
   for (size_t off = 0; off < len; off += 300007)
     cr_assert_eq (kiln_compressor_write (k, in + off, len - off < 300007 ? len - off : 300007, &err), 0);
@@ -967,7 +981,7 @@ Test (layer, zstd_layer_digest_is_the_same_for_1_2_and_8_threads, .timeout = 60)
 Test (layer, gzip_stores_incompressible_blocks_and_compresses_text)
 {
   size_t len = 4u << 20;
-  unsigned char *in = mixed_data (len);   /* blocks 0, 2 random; 1, 3 text */
+  unsigned char *in = mixed_data (len); /* blocks 0, 2 random; 1, 3 text */
   struct kiln_buf out = KILN_BUF_INIT;
   compress_all (KILN_COMP_GZIP, -1, 2, in, len, &out);
   /* stored random blocks cost 5 bytes per 64 KiB; text shrinks a lot */
@@ -1080,7 +1094,7 @@ Test (layer, gzip_layer_reads_back_with_zlib_libarchive_and_gzip, .timeout = 60)
   read_with_libarchive (blob, "model.bin", data, size);
   unsigned char *tar;
   size_t len;
-  layer_tar (&res, &tar, &len);   /* zlib, CRC and ISIZE checked */
+  layer_tar (&res, &tar, &len); /* zlib, CRC and ISIZE checked */
   cr_assert_not_null (memmem (tar, len, data, 4096));
   free (tar);
   int rc = gzip_test (blob);
@@ -1204,8 +1218,8 @@ Test (layer, recompress_keeps_the_tar_checks_the_diffid_and_remembers)
   struct kiln_layer_opts no = { .compression = KILN_COMP_NONE, .level = -1 };
   cr_assert_lt (kiln_cache_recompress (st, &gz.desc, wrong, &no, &bad, &err), 0);
   cr_assert_eq (err->kind, KILN_E_DIGEST);
-  cr_assert (strstr (err->msg, wrong) && strstr (err->msg, gz.diff_id.s) && strstr (err->msg, gz.desc.digest.s),
-             "%s", err->msg);
+  cr_assert (strstr (err->msg, wrong) && strstr (err->msg, gz.diff_id.s) && strstr (err->msg, gz.desc.digest.s), "%s",
+             err->msg);
   kiln_error_free (&err);
   kiln_descriptor_clear (&z);
   kiln_descriptor_clear (&again);

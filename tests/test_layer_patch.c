@@ -27,7 +27,7 @@ struct tree {
   char *path[NFILES + 1];
   size_t size[NFILES + 1];
   bool gone[NFILES + 1];
-  int opened;                      /* files the open callback opened */
+  int opened; /* files the open callback opened */
 };
 
 static char *
@@ -156,8 +156,11 @@ write_tree (struct kiln_store *st, struct tree *t, const struct kiln_digest *bas
       digest_file (order[i], &d);
       if (bad && strcmp (order[i], t->path[0]) == 0)
         d = *bad;
-      struct kiln_layer_entry e = { .path = order[i], .mode = S_IFREG | (sb.st_mode & 07777), .mtime = 1000,
-                                    .size = (uint64_t) sb.st_size, .opaque = order[i] };
+      struct kiln_layer_entry e = { .path = order[i],
+                                    .mode = S_IFREG | (sb.st_mode & 07777),
+                                    .mtime = 1000,
+                                    .size = (uint64_t) sb.st_size,
+                                    .opaque = order[i] };
       if (patched)
         {
           e.known_digest = &d;
@@ -294,8 +297,7 @@ Test (layer_patch, no_map_means_no_patch_and_a_damaged_base_is_not_trusted, .tim
   char buf[20000];
   fill_text (buf, t.size[NFILES - 1], 31);
   write_file (t.path[NFILES - 1], buf, t.size[NFILES - 1]);
-  cr_assert_eq (write_tree (st, &t, &first.desc.digest, NULL, &patched, &made, &err), 1, "%s",
-                err ? err->msg : "");
+  cr_assert_eq (write_tree (st, &t, &first.desc.digest, NULL, &patched, &made, &err), 1, "%s", err ? err->msg : "");
   cr_assert_eq (write_tree (st, &t, NULL, NULL, &fresh, &made, &err), 0);
   cr_assert_str_eq (patched.desc.digest.s, fresh.desc.digest.s);
   cr_assert_str_eq (patched.diff_id.s, fresh.diff_id.s);

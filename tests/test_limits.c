@@ -225,7 +225,7 @@ plan_with_args (size_t n, struct kiln_error **err)
   /* built directly: kiln_kvlist_set would be quadratic here */
   args.items = kiln_xcalloc (n, sizeof *args.items);
   for (size_t i = 0; i < n; i++)
-    args.items[args.n++] = (struct kiln_kv) { kiln_xasprintf ("A%zu", i), kiln_xstrdup ("1") };
+    args.items[args.n++] = (struct kiln_kv){ kiln_xasprintf ("A%zu", i), kiln_xstrdup ("1") };
   struct kiln_plan_opts po = { .build_args = &args };
   int r = kiln_plan_new (df, &po, &p, err);
   kiln_plan_free (p);
@@ -252,8 +252,9 @@ static char *
 manifest_with_layers (size_t n)
 {
   struct kiln_buf b = KILN_BUF_INIT;
-  kiln_buf_adds (&b, "{\"schemaVersion\":2,\"mediaType\":\"" KILN_MT_OCI_MANIFEST "\",\"config\":{\"mediaType\":\""
-                 KILN_MT_OCI_CONFIG "\",\"digest\":\"" DIGEST "\",\"size\":2},\"layers\":[");
+  kiln_buf_adds (&b, "{\"schemaVersion\":2,\"mediaType\":\"" KILN_MT_OCI_MANIFEST
+                     "\",\"config\":{\"mediaType\":\"" KILN_MT_OCI_CONFIG "\",\"digest\":\"" DIGEST
+                     "\",\"size\":2},\"layers\":[");
   for (size_t i = 0; i < n; i++)
     kiln_buf_addf (&b, "%s{\"mediaType\":\"" KILN_MT_OCI_LAYER_GZIP "\",\"digest\":\"" DIGEST "\",\"size\":1}",
                    i ? "," : "");
@@ -274,7 +275,7 @@ Test (limits, manifest_layers)
   size_t len;
   cr_assert_eq (kiln_manifest_to_json (&m, &out, &len, &err), 0);
   m.layers = kiln_xrealloc (m.layers, (m.nlayers + 1) * sizeof *m.layers);
-  m.layers[m.nlayers] = (struct kiln_descriptor) { 0 };
+  m.layers[m.nlayers] = (struct kiln_descriptor){ 0 };
   m.nlayers++;
   free (out);
   out = NULL;
@@ -435,7 +436,7 @@ serve (void *arg)
 static char *
 start_canned (struct kiln_buf *resp)
 {
-  struct canned *c = kiln_xcalloc (1, sizeof *c);   /* lives as long as the test process */
+  struct canned *c = kiln_xcalloc (1, sizeof *c); /* lives as long as the test process */
   c->len = resp->len;
   c->resp = kiln_buf_detach (resp, NULL);
   c->lfd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -452,7 +453,7 @@ start_canned (struct kiln_buf *resp)
 static int
 open_client (const char *host, struct kiln_registry_client **cl, struct kiln_error **err)
 {
-  struct kiln_registry_opts *o = kiln_xcalloc (1, sizeof *o);   /* the client keeps a pointer */
+  struct kiln_registry_opts *o = kiln_xcalloc (1, sizeof *o); /* the client keeps a pointer */
   kiln_registry_opts_init (o);
   o->retries = 0;
   return kiln_registry_client_open (host, o, false, cl, err);
@@ -515,8 +516,10 @@ static int
 get_body_of (size_t size, size_t max, struct kiln_error **err)
 {
   struct kiln_buf r = KILN_BUF_INIT;
-  kiln_buf_addf (&r, "HTTP/1.1 200 OK\r\nDocker-Distribution-API-Version: registry/2.0\r\n"
-                 "Content-Length: %zu\r\nConnection: close\r\n\r\n", size);
+  kiln_buf_addf (&r,
+                 "HTTP/1.1 200 OK\r\nDocker-Distribution-API-Version: registry/2.0\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                 size);
   for (size_t i = 0; i < size; i++)
     kiln_buf_addch (&r, 'b');
   kiln_autofree char *host = start_canned (&r);

@@ -91,8 +91,8 @@ Test (oci, config_round_trip_keeps_every_field)
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
     cr_assert_not_null (json_object_get (j, paths[i]), "missing %s", paths[i]);
   json_t *cj = json_object_get (j, "config");
-  const char *cfields[] = { "User", "Env", "Entrypoint", "Cmd", "WorkingDir", "ExposedPorts", "Volumes",
-                            "Labels", "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped" };
+  const char *cfields[] = { "User",   "Env",        "Entrypoint", "Cmd",     "WorkingDir",  "ExposedPorts", "Volumes",
+                            "Labels", "StopSignal", "Shell",      "OnBuild", "Healthcheck", "ArgsEscaped" };
   for (size_t i = 0; i < sizeof cfields / sizeof cfields[0]; i++)
     cr_assert_not_null (json_object_get (cj, cfields[i]), "missing config.%s", cfields[i]);
   cr_assert (json_is_object (json_object_get (json_object_get (cj, "ExposedPorts"), "80/tcp")));
@@ -177,7 +177,8 @@ Test (oci, invalid_config_names_the_field)
   assert_config_error ("{\"config\":{\"Env\":\"A=b\"}}", "image config: `config.Env` must be an array of strings");
   assert_config_error ("{\"config\":{\"Env\":[1]}}", "`config.Env` must be an array of strings");
   assert_config_error ("{\"created\":5}", "`created` must be a string");
-  assert_config_error ("{\"config\":{\"Healthcheck\":{\"Interval\":\"30s\"}}}", "`config.Healthcheck.Interval` must be an integer");
+  assert_config_error ("{\"config\":{\"Healthcheck\":{\"Interval\":\"30s\"}}}",
+                       "`config.Healthcheck.Interval` must be an integer");
   assert_config_error ("{\"config\":{\"Labels\":{\"a\":1}}}", "`config.Labels` must be an object of strings");
   assert_config_error ("{\"config\":{\"ExposedPorts\":[\"80\"]}}", "`config.ExposedPorts`");
   assert_config_error ("{\"history\":[{\"empty_layer\":\"yes\"}]}", "`history[0].empty_layer` must be a boolean");
@@ -188,12 +189,12 @@ Test (oci, invalid_config_names_the_field)
   assert_config_error ("{\"os\":\"a\",\"os\":\"b\"}", "image config");
 }
 
-static const char manifest_json[] =
-  "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-  "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:" HEX_A
-  "\",\"size\":123},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
-  "\"digest\":\"sha256:" HEX_B "\",\"size\":456,\"annotations\":{\"k\":\"v\"}}],"
-  "\"annotations\":{\"org.opencontainers.image.created\":\"now\"}}";
+static const char manifest_json[]
+    = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+      "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:" HEX_A
+      "\",\"size\":123},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+      "\"digest\":\"sha256:" HEX_B "\",\"size\":456,\"annotations\":{\"k\":\"v\"}}],"
+      "\"annotations\":{\"org.opencontainers.image.created\":\"now\"}}";
 
 Test (oci, manifest_round_trip)
 {

@@ -18,7 +18,9 @@ convert (const char *mt, enum kiln_image_format f, bool *known)
 
 Test (oci_format, layer_types_map_both_ways)
 {
-  static const struct { const char *from, *oci, *docker; } rows[] = {
+  static const struct {
+    const char *from, *oci, *docker;
+  } rows[] = {
     { KILN_MT_DOCKER_LAYER_GZIP, KILN_MT_OCI_LAYER_GZIP, KILN_MT_DOCKER_LAYER_GZIP },
     { KILN_MT_OCI_LAYER_GZIP, KILN_MT_OCI_LAYER_GZIP, KILN_MT_DOCKER_LAYER_GZIP },
     { KILN_MT_DOCKER_LAYER, KILN_MT_OCI_LAYER, KILN_MT_DOCKER_LAYER },

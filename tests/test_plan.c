@@ -15,8 +15,7 @@ make_plan (const char *text, const char *target, const char *const *args)
   for (size_t i = 0; args && args[i]; i += 2)
     kiln_kvlist_set (&ba, args[i], args[i + 1]);
   struct kiln_plan_opts o = { .build_args = &ba, .target = target, .os = "linux", .arch = "amd64" };
-  cr_assert_eq (kiln_dockerfile_parse ("Dockerfile", text, strlen (text), &df, &err), 0, "%s",
-                err ? err->msg : "");
+  cr_assert_eq (kiln_dockerfile_parse ("Dockerfile", text, strlen (text), &df, &err), 0, "%s", err ? err->msg : "");
   int r = kiln_plan_new (df, &o, &plan, &err);
   kiln_kvlist_clear (&ba);
   return r;
@@ -123,10 +122,10 @@ Test (plan, no_warnings_without_duplicates)
 
 Test (plan, from_a_duplicate_name_is_the_latest_earlier_stage)
 {
-  const char *text = "FROM scratch AS final\n"   /* 0 */
-                     "FROM final AS final\n"     /* 1: builds on 0 */
-                     "FROM final\n"              /* 2: builds on 1 */
-                     "FROM scratch AS final\n";  /* 3 */
+  const char *text = "FROM scratch AS final\n"  /* 0 */
+                     "FROM final AS final\n"    /* 1: builds on 0 */
+                     "FROM final\n"             /* 2: builds on 1 */
+                     "FROM scratch AS final\n"; /* 3 */
   cr_assert_eq (make_plan (text, NULL, NULL), 0);
   cr_assert_eq (plan->stages[1].base_stage, 0);
   cr_assert_eq (plan->stages[2].base_stage, 1);
@@ -204,7 +203,9 @@ Test (plan, copy_from_with_a_variable_is_rejected_naming_the_line)
 Test (plan, copy_from_and_mount_from_without_variables_are_accepted)
 {
   cr_assert_eq (make_plan ("FROM scratch AS a\nFROM scratch AS b\nFROM scratch\nCOPY --from=a /x /x\n"
-                           "RUN --mount=from=b,target=/m true\n", NULL, NULL), 0);
+                           "RUN --mount=from=b,target=/m true\n",
+                           NULL, NULL),
+                0);
   cr_assert_eq (plan->stages[2].ndeps, 2);
 }
 
@@ -214,7 +215,9 @@ Test (plan, copy_from_and_mount_from_without_variables_are_accepted)
 Test (plan, mount_from_with_a_variable_fails)
 {
   cr_assert_lt (make_plan ("FROM scratch AS a\nFROM scratch\nARG X=a\n"
-                           "RUN --mount=type=cache,from=$X,target=/m true\n", NULL, NULL), 0);
+                           "RUN --mount=type=cache,from=$X,target=/m true\n",
+                           NULL, NULL),
+                0);
   cr_assert_str_eq (err->msg, "Dockerfile:4: RUN: --mount: 'from' doesn't support variable expansion, define "
                               "alias stage instead");
 }
@@ -225,7 +228,9 @@ Test (plan, onbuild_triggers_of_a_base_stage_are_dependencies)
 {
   cr_assert_eq (make_plan ("FROM scratch AS src\nFROM scratch AS m\nFROM scratch AS base\n"
                            "ONBUILD COPY --from=src /x /x\nONBUILD RUN --mount=from=m,target=/m true\n"
-                           "FROM base AS mid\n", NULL, NULL), 0);
+                           "FROM base AS mid\n",
+                           NULL, NULL),
+                0);
   cr_assert_eq (plan->stages[3].ndeps, 2);
   cr_assert (plan->stages[0].needed);
   cr_assert (plan->stages[1].needed);

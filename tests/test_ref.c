@@ -8,8 +8,7 @@
 #define D64 "sha256:86e0e091d0da6bde2456dbb48306f3956bbeb2eae1b5b9a43045843f69fe4aaa"
 #define HEX64 "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a"
 
-struct valid_case
-{
+struct valid_case {
   const char *in, *domain, *path, *tag, *digest;
 };
 
@@ -79,8 +78,7 @@ Test (ref, parses_and_normalises_valid_references)
     }
 }
 
-struct invalid_case
-{
+struct invalid_case {
   const char *in, *why;
 };
 
@@ -187,8 +185,7 @@ Test (ref, name_length_limit_counts_domain)
 
 Test (ref, string_and_repository_round_trip)
 {
-  static const struct
-  {
+  static const struct {
     const char *in, *str, *repo;
   } cases[] = {
     { "busybox", "docker.io/library/busybox:latest", "docker.io/library/busybox" },

@@ -181,8 +181,10 @@ Test (registry, login_file_is_0600_roundtrips_and_logout_removes, .init = kiln_t
 
 Test (registry, normalizes_auth_keys)
 {
-  const char *cases[][2] = { { "https://index.docker.io/v1/", "docker.io" }, { "http://h:5000/v2/", "h:5000" },
-                             { "registry-1.docker.io", "docker.io" }, { "quay.io/ns", "quay.io/ns" } };
+  const char *cases[][2] = { { "https://index.docker.io/v1/", "docker.io" },
+                             { "http://h:5000/v2/", "h:5000" },
+                             { "registry-1.docker.io", "docker.io" },
+                             { "quay.io/ns", "quay.io/ns" } };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     {
       char *k = kiln_auth_normalize_key (cases[i][0]);
@@ -209,11 +211,11 @@ Test (registry, selects_platform_with_arm64_v8_default_variant)
   char l[] = "linux", a64[] = "arm64", v8[] = "v8", a[] = "amd64", arm[] = "arm", v6[] = "v6", win[] = "windows";
   struct kiln_platform w = { l, a64, v8 };
   cr_assert_eq (kiln_registry_platform_select (&ix, &w), 2);
-  w = (struct kiln_platform) { l, a, NULL };
+  w = (struct kiln_platform){ l, a, NULL };
   cr_assert_eq (kiln_registry_platform_select (&ix, &w), 1);
-  w = (struct kiln_platform) { l, arm, v6 };
+  w = (struct kiln_platform){ l, arm, v6 };
   cr_assert_eq (kiln_registry_platform_select (&ix, &w), -1);
-  w = (struct kiln_platform) { win, a, NULL };
+  w = (struct kiln_platform){ win, a, NULL };
   cr_assert_eq (kiln_registry_platform_select (&ix, &w), -1);
 }
 
@@ -267,8 +269,8 @@ Test (registry, content_range_must_be_strict)
   int64_t s, e, t;
   cr_assert_eq (kiln_registry_parse_content_range ("bytes 100-199/200", &s, &e, &t), 0);
   cr_assert (s == 100 && e == 199 && t == 200);
-  const char *bad[] = { "bytes 100-199/*", "bytes 100-200/200", "100-199/200", "bytes 200-100/300",
-                        "bytes 1-2/3 ", "bytes -1-2/3" };
+  const char *bad[] = { "bytes 100-199/*",   "bytes 100-200/200", "100-199/200",
+                        "bytes 200-100/300", "bytes 1-2/3 ",      "bytes -1-2/3" };
   for (size_t i = 0; i < 6; i++)
     cr_assert_lt (kiln_registry_parse_content_range (bad[i], &s, &e, &t), 0, "%s", bad[i]);
   cr_assert_lt (kiln_registry_parse_content_range (NULL, &s, &e, &t), 0);
@@ -294,9 +296,26 @@ Test (registry, upload_range_gives_next_offset)
 Test (registry, upload_range_rejects_impossible_and_overflowing_ranges)
 {
   int64_t n = -7;
-  const char *bad[] = { "0-9223372036854775807", "bytes=0-9223372036854775807", "0-9223372036854775808",
-                        "0-99999999999999999999999", "0-4096", "0-5000", "10-5", "1-5", "-0-5", "0--1", "0-+5",
-                        "0-5 ", " 0-5", "0-", "-5", "", "bytes=", "0-0x10", "0-1e3", "0-5/10" };
+  const char *bad[] = { "0-9223372036854775807",
+                        "bytes=0-9223372036854775807",
+                        "0-9223372036854775808",
+                        "0-99999999999999999999999",
+                        "0-4096",
+                        "0-5000",
+                        "10-5",
+                        "1-5",
+                        "-0-5",
+                        "0--1",
+                        "0-+5",
+                        "0-5 ",
+                        " 0-5",
+                        "0-",
+                        "-5",
+                        "",
+                        "bytes=",
+                        "0-0x10",
+                        "0-1e3",
+                        "0-5/10" };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_lt (kiln_registry_parse_upload_range (bad[i], 4096, &n), 0, "%s", bad[i]);
   cr_assert_lt (kiln_registry_parse_upload_range ("0-0", 0, &n), 0, "nothing sent: nothing held");
@@ -313,8 +332,9 @@ Test (registry, size_headers_are_strict_decimal)
   cr_assert_eq (v, 5242880);
   cr_assert_eq (kiln_registry_parse_size ("9223372036854775807", &v), 0);
   cr_assert_eq (v, INT64_MAX);
-  const char *bad[] = { "9223372036854775808", "99999999999999999999999", "-1", "+1", " 1", "1 ", "", "0x10", "1e6",
-                        "abc" };
+  const char *bad[] = {
+    "9223372036854775808", "99999999999999999999999", "-1", "+1", " 1", "1 ", "", "0x10", "1e6", "abc"
+  };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_lt (kiln_registry_parse_size (bad[i], &v), 0, "%s", bad[i]);
   cr_assert_lt (kiln_registry_parse_size (NULL, &v), 0);
@@ -323,8 +343,12 @@ Test (registry, size_headers_are_strict_decimal)
 Test (registry, content_range_rejects_overflow)
 {
   int64_t s, e, t;
-  const char *bad[] = { "bytes 0-9223372036854775807/9223372036854775807", "bytes 0-1/99999999999999999999",
-                        "bytes 99999999999999999999-1/2", "bytes 0-0/0", "bytes 0-0/-1", "bytes +0-0/1" };
+  const char *bad[] = { "bytes 0-9223372036854775807/9223372036854775807",
+                        "bytes 0-1/99999999999999999999",
+                        "bytes 99999999999999999999-1/2",
+                        "bytes 0-0/0",
+                        "bytes 0-0/-1",
+                        "bytes +0-0/1" };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_lt (kiln_registry_parse_content_range (bad[i], &s, &e, &t), 0, "%s", bad[i]);
   cr_assert_eq (kiln_registry_parse_content_range ("bytes 0-9223372036854775806/9223372036854775807", &s, &e, &t), 0);
@@ -345,9 +369,10 @@ Test (registry, retry_after_is_capped_and_falls_back_when_invalid)
  * it); negative and garbage values fall back to kiln's own backoff. */
 Test (registry, retry_after_huge_values_are_capped_without_overflow)
 {
-  const char *huge[] = { "9223372036854775807", "9223372036854775808", "99999999999999999999999999",
-                         "9223372036854776", "31", "01 Jan 555555555", "Fri, 01 Jan 9999 00:00:00 GMT",
-                         "Sun, 06 Nov 2994 08:49:37 GMT" };
+  const char *huge[] = {
+    "9223372036854775807", "9223372036854775808",           "99999999999999999999999999",   "9223372036854776", "31",
+    "01 Jan 555555555",    "Fri, 01 Jan 9999 00:00:00 GMT", "Sun, 06 Nov 2994 08:49:37 GMT"
+  };
   for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++)
     cr_assert_eq (kiln_registry_parse_retry_after (huge[i], 30000), 30000, "%s", huge[i]);
   cr_assert_eq (kiln_registry_parse_retry_after ("0", 30000), 0);
@@ -360,7 +385,8 @@ Test (registry, backoff_doubles_with_bounded_jitter)
 {
   for (int i = 0; i < 20; i++)
     {
-      unsigned a = kiln_registry_backoff_ms (100, 0), b = kiln_registry_backoff_ms (100, 3), c = kiln_registry_backoff_ms (1000, 20);
+      unsigned a = kiln_registry_backoff_ms (100, 0), b = kiln_registry_backoff_ms (100, 3),
+               c = kiln_registry_backoff_ms (1000, 20);
       cr_assert (a >= 100 && a <= 125);
       cr_assert (b >= 800 && b <= 1000);
       cr_assert (c >= KILN_REG_MAX_BACKOFF_MS && c <= KILN_REG_MAX_BACKOFF_MS * 5 / 4);
@@ -389,8 +415,10 @@ Test (registry, resolves_relative_and_absolute_locations)
 
 Test (registry, origin_includes_default_port_and_ignores_case)
 {
-  char *a = kiln_registry_url_origin ("HTTPS://Reg.Example/v2/"), *b = kiln_registry_url_origin ("https://reg.example:443/x");
-  char *c = kiln_registry_url_origin ("http://reg.example/x"), *d = kiln_registry_url_origin ("https://reg.example:5000/");
+  char *a = kiln_registry_url_origin ("HTTPS://Reg.Example/v2/"),
+       *b = kiln_registry_url_origin ("https://reg.example:443/x");
+  char *c = kiln_registry_url_origin ("http://reg.example/x"),
+       *d = kiln_registry_url_origin ("https://reg.example:5000/");
   cr_assert_str_eq (a, "https://reg.example:443");
   cr_assert_str_eq (a, b);
   cr_assert_str_neq (a, c);

@@ -35,9 +35,9 @@ struct srv {
   const char *path;
   const unsigned char *body;
   size_t len;
-  size_t flip_at;             /* bit 0 of this byte flipped ... */
-  atomic_int flips_left;      /* ... this many times (-1: always) */
-  atomic_int gets;            /* GETs of path */
+  size_t flip_at;        /* bit 0 of this byte flipped ... */
+  atomic_int flips_left; /* ... this many times (-1: always) */
+  atomic_int gets;       /* GETs of path */
 };
 
 static void
@@ -169,7 +169,8 @@ flipped_digest (const void *data, size_t len, size_t at, struct kiln_digest *out
 
 /* ---- documents ---- */
 
-static const char doc[] = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
+static const char doc[]
+    = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
 #define DOC_PATH "/v2/a/blobs/x"
 
 /* flips: how often the server damages the document; returns what
@@ -224,7 +225,8 @@ Test (registry_pull, document_damaged_every_time_names_both_digests_and_the_regi
   cr_assert_eq (atomic_load (&s.gets), 2);
   cr_assert_eq (err->kind, KILN_E_DIGEST);
   kiln_autofree char *msg = kiln_xasprintf ("config `%s`: digest mismatch: got `%s` from registry `127.0.0.1:%d` "
-                                            "(fetched twice)", want.s, got.s, s.port);
+                                            "(fetched twice)",
+                                            want.s, got.s, s.port);
   cr_assert_str_eq (err->msg, msg);
   kiln_error_free (&err);
 }
@@ -314,7 +316,8 @@ Test (registry_pull, layer_that_stops_decoding_is_still_hashed_to_name_what_arri
   cr_assert_eq (atomic_load (&s.gets), 2);
   cr_assert_eq (err->kind, KILN_E_DIGEST);
   kiln_autofree char *head = kiln_xasprintf ("blob `%s`: digest mismatch: got `%s` from registry `127.0.0.1:%d` "
-                                             "(downloaded twice; layer: not valid gzip: ", want.s, got.s, s.port);
+                                             "(downloaded twice; layer: not valid gzip: ",
+                                             want.s, got.s, s.port);
   cr_assert (strncmp (err->msg, head, strlen (head)) == 0, "%s", err->msg);
   kiln_error_free (&err);
   cr_assert_eq (entries (st, "blobs/sha256"), 0);
@@ -331,14 +334,15 @@ Test (registry_pull, layer_that_does_not_decode_but_matches_its_digest_is_a_brok
   struct srv s;
   size_t len;
   kiln_autofree unsigned char *gz = gzip_text (&len);
-  gz[16] ^= 1;   /* broken at the source, and its digest says so */
+  gz[16] ^= 1; /* broken at the source, and its digest says so */
   kiln_digest_of (gz, len, &want);
   cr_assert_lt (download (gz, len, &want, 0, &s, st, &err), 0);
   cr_assert_eq (atomic_load (&s.gets), 1, "not retried");
   cr_assert_neq (err->kind, KILN_E_DIGEST);
   cr_assert (strstr (err->msg, "not valid gzip"), "%s", err->msg);
   kiln_autofree char *tail = kiln_xasprintf ("(the bytes match the digest: the image in registry `127.0.0.1:%d` is "
-                                             "broken)", s.port);
+                                             "broken)",
+                                             s.port);
   cr_assert (strstr (err->msg, tail), "%s", err->msg);
   cr_assert (strstr (err->msg, want.s), "%s", err->msg);
   kiln_error_free (&err);
@@ -377,6 +381,7 @@ Test (registry_pull, mismatch_message_names_what_both_digests_and_the_registry)
   cr_assert_str_eq (err->msg, "manifest `sha256:aa`: digest mismatch: got `sha256:bb` from registry `r.example:5000`");
   kiln_error_free (&err);
   kiln_registry_digest_mismatch (&err, "blob", "sha256:aa", "sha256:bb", "r", "downloaded twice");
-  cr_assert_str_eq (err->msg, "blob `sha256:aa`: digest mismatch: got `sha256:bb` from registry `r` (downloaded twice)");
+  cr_assert_str_eq (err->msg,
+                    "blob `sha256:aa`: digest mismatch: got `sha256:bb` from registry `r` (downloaded twice)");
   kiln_error_free (&err);
 }

@@ -12,7 +12,7 @@
 struct writer {
   struct kiln_ring *r;
   bool abort_at_half;
-  bool last;                  /* kiln_ring_write's last answer */
+  bool last; /* kiln_ring_write's last answer */
 };
 
 static unsigned char

@@ -369,8 +369,13 @@ Test (sandbox, data_mount_is_a_readonly_file_that_never_touches_the_host)
   struct run r;
   static const char secret[] = "data-mount-secret\0with a NUL";
   struct kiln_sandbox_mount m[] = {
-    { .type = KILN_SANDBOX_DATA, .target = "/run/secrets/tok", .data = secret, .len = sizeof secret - 1,
-      .mode = 0440, .uid = 1000, .gid = 1001 },
+    { .type = KILN_SANDBOX_DATA,
+      .target = "/run/secrets/tok",
+      .data = secret,
+      .len = sizeof secret - 1,
+      .mode = 0440,
+      .uid = 1000,
+      .gid = 1001 },
     { .type = KILN_SANDBOX_DATA, .target = "/tmp/default", .data = "d", .len = 1 },
   };
   run_init (&r);

@@ -12,7 +12,6 @@
 #include "helpers.h"
 #include "snapshot_fixture.h"
 
-
 FX_SUITE (snapshot);
 
 Test (snapshot, whiteouts_become_overlay_markers)
@@ -81,7 +80,7 @@ Test (snapshot, leftover_of_killed_prepare_is_ignored_then_removed)
   cr_assert_eq (mkdir (p, 0755), 0);
   char half[8500];
   snprintf (half, sizeof half, "%s/a", p);
-  cr_assert_eq (mkdir (half, 0755), 0);   /* half a snapshot */
+  cr_assert_eq (mkdir (half, 0755), 0); /* half a snapshot */
   cr_assert_eq (utimensat (AT_FDCWD, p, old, 0), 0);
   fx_prepare (&fx, 2, &l);
   cr_assert_not (fx_exists (p, ""), "stale temp dir `%s` still there", p);

@@ -19,7 +19,6 @@
 #include "kiln/toc.h"
 #include "snapshot_fixture.h"
 
-
 FX_SUITE (snapshot_stream);
 
 /* The uncompressed tar of fixture layer i. */

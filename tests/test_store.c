@@ -60,7 +60,7 @@ Test (store, open_creates_layout_and_reopens, .init = kiln_test_tmp_init, .fini 
                            "\"schemaVersion\":2}");
   kiln_buf_release (&b);
   kiln_store_free (st);
-  st = open_store ();   /* second open of an existing store */
+  st = open_store (); /* second open of an existing store */
   kiln_store_free (st);
 }
 
@@ -95,8 +95,7 @@ Test (store, blob_put_exists_read, .init = kiln_test_tmp_init, .fini = kiln_test
   kiln_store_free (st);
 }
 
-Test (store, commit_with_wrong_digest_fails_and_leaves_nothing, .init = kiln_test_tmp_init,
-      .fini = kiln_test_tmp_fini)
+Test (store, commit_with_wrong_digest_fails_and_leaves_nothing, .init = kiln_test_tmp_init, .fini = kiln_test_tmp_fini)
 {
   struct kiln_store *st = open_store ();
   struct kiln_error *err = NULL;
@@ -235,12 +234,12 @@ Test (store, concurrent_taggers_keep_all_entries, .init = kiln_test_tmp_init, .f
         {
           char c;
           close (pipefd[1]);
-          (void) !read (pipefd[0], &c, 1);   /* start together */
+          (void) !read (pipefd[0], &c, 1); /* start together */
           _exit (tag_many (who[i]));
         }
     }
   close (pipefd[0]);
-  close (pipefd[1]);   /* EOF releases both children at once */
+  close (pipefd[1]); /* EOF releases both children at once */
   for (int i = 0; i < 2; i++)
     {
       int status = 0;
@@ -400,7 +399,7 @@ Test (store, check_is_clean_on_a_good_store, .init = kiln_test_tmp_init, .fini =
   struct kiln_blob_writer *w = NULL;
   make_image (st, &img);
   cr_assert_eq (kiln_store_tag (st, "example.com/app:1", &img.manifest, NULL), 0);
-  cr_assert_eq (kiln_store_blob_begin (st, &w, NULL), 0);   /* an interrupted write */
+  cr_assert_eq (kiln_store_blob_begin (st, &w, NULL), 0); /* an interrupted write */
   cr_assert_eq (kiln_store_check (st, &r, NULL), 0);
   cr_assert_null (r.problems, "%s", r.problems ? r.problems[0] : "");
   cr_assert_eq (r.blobs, 4);
@@ -544,8 +543,8 @@ Test (store, export_oci_dir_links_blobs_and_merges_tags, .init = kiln_test_tmp_i
   struct image img;
   make_image (st, &img);
   kiln_autofree char *dest = path_in_tmp ("layout");
-  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_OCI_DIR, dest, &err),
-                0, "%s", err ? err->msg : "");
+  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_OCI_DIR, dest, &err), 0,
+                "%s", err ? err->msg : "");
   kiln_autofree char *layout = kiln_xasprintf ("%s/oci-layout", dest);
   cr_assert_eq (access (layout, R_OK), 0);
   json_t *ix = index_of_dir (dest);
@@ -579,8 +578,7 @@ Test (store, export_oci_dir_links_blobs_and_merges_tags, .init = kiln_test_tmp_i
   kiln_store_free (st);
 }
 
-Test (store, export_oci_archive_is_a_deterministic_layout_tar, .init = kiln_test_tmp_init,
-      .fini = kiln_test_tmp_fini)
+Test (store, export_oci_archive_is_a_deterministic_layout_tar, .init = kiln_test_tmp_init, .fini = kiln_test_tmp_fini)
 {
   struct kiln_store *st = open_store ();
   struct kiln_error *err = NULL;
@@ -588,8 +586,7 @@ Test (store, export_oci_archive_is_a_deterministic_layout_tar, .init = kiln_test
   struct tar_entry t[16];
   make_image (st, &img);
   kiln_autofree char *dest = path_in_tmp ("img.tar");
-  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_OCI_ARCHIVE, dest,
-                                   &err),
+  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_OCI_ARCHIVE, dest, &err),
                 0, "%s", err ? err->msg : "");
   size_t n = read_tar (dest, t, 16);
   cr_assert_not_null (find_entry (t, n, "oci-layout"));
@@ -612,8 +609,8 @@ Test (store, export_oci_archive_is_a_deterministic_layout_tar, .init = kiln_test
   free_entries (t, n);
   /* the same image gives the same bytes */
   kiln_autofree char *again = path_in_tmp ("img2.tar");
-  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_OCI_ARCHIVE, again,
-                                   &err), 0);
+  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_OCI_ARCHIVE, again, &err),
+                0);
   struct kiln_buf a = KILN_BUF_INIT, b = KILN_BUF_INIT;
   cr_assert_eq (kiln_fs_read_file (AT_FDCWD, dest, 0, &a, NULL), 0);
   cr_assert_eq (kiln_fs_read_file (AT_FDCWD, again, 0, &b, NULL), 0);
@@ -626,8 +623,7 @@ Test (store, export_oci_archive_is_a_deterministic_layout_tar, .init = kiln_test
   kiln_store_free (st);
 }
 
-Test (store, export_docker_archive_has_uncompressed_layers, .init = kiln_test_tmp_init,
-      .fini = kiln_test_tmp_fini)
+Test (store, export_docker_archive_has_uncompressed_layers, .init = kiln_test_tmp_init, .fini = kiln_test_tmp_fini)
 {
   struct kiln_store *st = open_store ();
   struct kiln_error *err = NULL;
@@ -635,8 +631,8 @@ Test (store, export_docker_archive_has_uncompressed_layers, .init = kiln_test_tm
   struct tar_entry t[16];
   make_image (st, &img);
   kiln_autofree char *dest = path_in_tmp ("docker.tar");
-  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_DOCKER_ARCHIVE,
-                                   dest, &err),
+  cr_assert_eq (kiln_store_export (st, &img.manifest, "example.com/app:v1", "v1", KILN_EXPORT_DOCKER_ARCHIVE, dest,
+                                   &err),
                 0, "%s", err ? err->msg : "");
   size_t n = read_tar (dest, t, 16);
   const struct tar_entry *me = find_entry (t, n, "manifest.json");

@@ -45,9 +45,15 @@ Test (toc, resolve_follows_links_inside_the_root)
   put (v, "real/f", S_IFREG | 0644, NULL);
   put (v, "chain", S_IFLNK | 0777, "abs/f");
   const char *cases[][3] = {
-    { "/abs/sub/", "real/sub", "1" }, { "rel/x", "real/x", "1" }, { "up", "real", "1" },
-    { "/dangling/", "tmp/target", "1" }, { "abs", "abs", "0" }, { "/../../abs/./f", "real/f", "1" },
-    { "chain", "real/f", "1" }, { "missing/../abs/x", "real/x", "1" }, { "/", "", "1" },
+    { "/abs/sub/", "real/sub", "1" },
+    { "rel/x", "real/x", "1" },
+    { "up", "real", "1" },
+    { "/dangling/", "tmp/target", "1" },
+    { "abs", "abs", "0" },
+    { "/../../abs/./f", "real/f", "1" },
+    { "chain", "real/f", "1" },
+    { "missing/../abs/x", "real/x", "1" },
+    { "/", "", "1" },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     {
@@ -81,12 +87,12 @@ Test (toc, apply_whiteouts_opaque_and_replacement)
   struct kiln_tocview *v = kiln_tocview_new ();
   struct kiln_toc_entry l1[] = {
     { .path = "d", .mode = S_IFDIR | 0700, .uid = 5 }, { .path = "d/a", .mode = S_IFREG | 0644 },
-    { .path = "d/sub/b", .mode = S_IFREG | 0644 }, { .path = "o", .mode = S_IFDIR | 0755 },
-    { .path = "o/old", .mode = S_IFREG | 0644 }, { .path = "x", .mode = S_IFDIR | 0755 },
+    { .path = "d/sub/b", .mode = S_IFREG | 0644 },     { .path = "o", .mode = S_IFDIR | 0755 },
+    { .path = "o/old", .mode = S_IFREG | 0644 },       { .path = "x", .mode = S_IFDIR | 0755 },
     { .path = "x/y", .mode = S_IFREG | 0644 },
   };
   struct kiln_toc_entry l2[] = {
-    { .path = "d/.wh.a", .mode = S_IFREG }, { .path = "o", .mode = S_IFDIR | 0750 },
+    { .path = "d/.wh.a", .mode = S_IFREG },        { .path = "o", .mode = S_IFDIR | 0750 },
     { .path = "o/.wh..wh..opq", .mode = S_IFREG }, { .path = "o/new", .mode = S_IFREG | 0600 },
     { .path = "x", .mode = S_IFREG | 0644 },
   };
@@ -148,8 +154,7 @@ Test (toc, writer_records_and_blob_rebuilds)
           close (fd);
         }
       struct kiln_toc *t = NULL;
-      cr_assert_eq (kiln_toc_load (st, &lr.desc, &lr.diff_id, &t, &err), 0, "round %d: %s", round,
-                    err ? err->msg : "");
+      cr_assert_eq (kiln_toc_load (st, &lr.desc, &lr.diff_id, &t, &err), 0, "round %d: %s", round, err ? err->msg : "");
       cr_assert_eq (t->n, 4, "round %d", round);
       cr_assert_str_eq (t->v[0].path, "etc");
       cr_assert_eq (t->v[0].mode, S_IFDIR | 0750);
@@ -190,11 +195,12 @@ Test (toc, records_set_aside_save_the_same_toc)
   char pad[201];
   memset (pad, 'p', 200);
   pad[200] = '\0';
-  for (int i = 0; i < 40000; i++)   /* about 10 MiB of records */
+  for (int i = 0; i < 40000; i++) /* about 10 MiB of records */
     {
       kiln_autofree char *path = kiln_xasprintf ("d%d/%s%d", i % 7, pad, i);
-      struct kiln_toc_entry e = { .path = path, .mode = S_IFREG | 0644, .uid = (uid_t) i, .mtime = i,
-                                  .link = i % 100 == 0 ? "t" : NULL };
+      struct kiln_toc_entry e = {
+        .path = path, .mode = S_IFREG | 0644, .uid = (uid_t) i, .mtime = i, .link = i % 100 == 0 ? "t" : NULL
+      };
       kiln_toc_rec_add (&mem, &e);
       kiln_toc_rec_add (&aside, &e);
     }

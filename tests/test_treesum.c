@@ -18,7 +18,7 @@ struct ent {
   const char *path;
   mode_t mode;
   const char *link;
-  const char *content;   /* hashed into the content digest */
+  const char *content; /* hashed into the content digest */
   uid_t uid;
 };
 
@@ -28,8 +28,9 @@ entry_of (const struct ent *v, struct kiln_digest *c, struct kiln_treesum_entry 
 {
   if (v->content)
     kiln_digest_of (v->content, strlen (v->content), c);
-  *e = (struct kiln_treesum_entry){ .path = v->path, .mode = v->mode, .uid = v->uid, .link = v->link,
-                                    .content = v->content ? c : NULL };
+  *e = (struct kiln_treesum_entry){
+    .path = v->path, .mode = v->mode, .uid = v->uid, .link = v->link, .content = v->content ? c : NULL
+  };
   return e;
 }
 
@@ -51,12 +52,9 @@ fold (const struct ent *v, size_t n, struct kiln_digest *out)
 #define FOLD(arr, out) fold (arr, sizeof arr / sizeof arr[0], out)
 
 static const struct ent base[] = {
-  { "a", S_IFDIR | 0755, NULL, NULL, 0 },
-  { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
-  { "a/b/f", S_IFREG | 0644, NULL, "one", 0 },
-  { "a/b.txt", S_IFREG | 0644, NULL, "two", 0 },
-  { "a/l", S_IFLNK | 0777, "b/f", NULL, 0 },
-  { "a.txt", S_IFREG | 0644, NULL, "three", 0 },
+  { "a", S_IFDIR | 0755, NULL, NULL, 0 },      { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
+  { "a/b/f", S_IFREG | 0644, NULL, "one", 0 }, { "a/b.txt", S_IFREG | 0644, NULL, "two", 0 },
+  { "a/l", S_IFLNK | 0777, "b/f", NULL, 0 },   { "a.txt", S_IFREG | 0644, NULL, "three", 0 },
   { "empty", S_IFDIR | 0700, NULL, NULL, 0 },
 };
 
@@ -110,9 +108,9 @@ Test (treesum, names_and_empty_directories_count)
   struct kiln_digest ref, d;
   FOLD (base, &ref);
   static const struct ent renamed[] = {
-    { "a", S_IFDIR | 0755, NULL, NULL, 0 },       { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
-    { "a/b/g", S_IFREG | 0644, NULL, "one", 0 },  { "a/b.txt", S_IFREG | 0644, NULL, "two", 0 },
-    { "a/l", S_IFLNK | 0777, "b/f", NULL, 0 },    { "a.txt", S_IFREG | 0644, NULL, "three", 0 },
+    { "a", S_IFDIR | 0755, NULL, NULL, 0 },      { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
+    { "a/b/g", S_IFREG | 0644, NULL, "one", 0 }, { "a/b.txt", S_IFREG | 0644, NULL, "two", 0 },
+    { "a/l", S_IFLNK | 0777, "b/f", NULL, 0 },   { "a.txt", S_IFREG | 0644, NULL, "three", 0 },
     { "empty", S_IFDIR | 0700, NULL, NULL, 0 },
   };
   FOLD (renamed, &d);
@@ -121,11 +119,13 @@ Test (treesum, names_and_empty_directories_count)
   cr_assert_str_neq (d.s, ref.s, "an empty directory left out");
   /* moving a file one level up is another tree, though the same entries are hashed */
   static const struct ent moved[] = {
-    { "a", S_IFDIR | 0755, NULL, NULL, 0 }, { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
+    { "a", S_IFDIR | 0755, NULL, NULL, 0 },
+    { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
     { "a/f", S_IFREG | 0644, NULL, "one", 0 },
   };
   static const struct ent unmoved[] = {
-    { "a", S_IFDIR | 0755, NULL, NULL, 0 }, { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
+    { "a", S_IFDIR | 0755, NULL, NULL, 0 },
+    { "a/b", S_IFDIR | 0755, NULL, NULL, 0 },
     { "a/b/f", S_IFREG | 0644, NULL, "one", 0 },
   };
   struct kiln_digest m, u;
@@ -137,7 +137,8 @@ Test (treesum, names_and_empty_directories_count)
 Test (treesum, implied_directories_differ_from_listed_ones)
 {
   static const struct ent implied[] = { { "d/f", S_IFREG | 0644, NULL, "x", 0 } };
-  static const struct ent listed[] = { { "d", S_IFDIR | 0755, NULL, NULL, 0 }, { "d/f", S_IFREG | 0644, NULL, "x", 0 } };
+  static const struct ent listed[] = { { "d", S_IFDIR | 0755, NULL, NULL, 0 },
+                                       { "d/f", S_IFREG | 0644, NULL, "x", 0 } };
   static const struct ent deep[] = { { "d/e/f", S_IFREG | 0644, NULL, "x", 0 } };
   struct kiln_digest a, b, c, a2;
   FOLD (implied, &a);
@@ -208,8 +209,8 @@ Test (treesum, listings_name_the_first_change_and_count_the_rest)
   int same = listing ("same", base, n);
   cr_assert_null (kiln_treelist_explain (old, same));
 
-  v[2].content = "edited";   /* a/b/f */
-  v[5].uid = 7;              /* a.txt */
+  v[2].content = "edited"; /* a/b/f */
+  v[5].uid = 7;            /* a.txt */
   int now = listing ("now", v, n);
   kiln_autofree char *why = kiln_treelist_explain (old, now);
   cr_assert_str_eq (why, "ctx/a/b/f content changed (+1 more)");

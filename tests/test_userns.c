@@ -167,8 +167,14 @@ run_sandbox (struct report *r, void *argp)
   struct sb_arg *a = argp;
   char *env[] = { (char *) "PATH=/bin", NULL };
   char *argv[] = { (char *) "helper", (char *) "id", NULL };
-  struct kiln_sandbox_opts o = { .rootfs = a->rootfs, .argv = argv, .env = env, .stdin_fd = -1,
-                                 .stdout_fd = a->outfd, .stderr_fd = -1, .hosts = "", .resolv_conf = "" };
+  struct kiln_sandbox_opts o = { .rootfs = a->rootfs,
+                                 .argv = argv,
+                                 .env = env,
+                                 .stdin_fd = -1,
+                                 .stdout_fd = a->outfd,
+                                 .stderr_fd = -1,
+                                 .hosts = "",
+                                 .resolv_conf = "" };
   struct kiln_error *err = NULL;
   r->ret = kiln_sandbox_run (&o, &r->status, &err);
   if (err)

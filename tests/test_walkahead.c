@@ -142,7 +142,7 @@ Test (walkahead, stopping_early_frees_what_was_read)
     }
   struct kiln_walkahead *w = kiln_walkahead_start (root_fd (), "", not_skip, NULL);
   kiln_dirlisting_free (next (w, "", 200));
-  kiln_walkahead_stop (w);   /* the reader is mid-walk or done; nothing leaks (asan) */
+  kiln_walkahead_stop (w); /* the reader is mid-walk or done; nothing leaks (asan) */
 }
 
 /* The walker's own depth-first walk, compared listing by listing with what
@@ -194,7 +194,7 @@ Test (walkahead, a_big_tree_comes_whole_and_in_order_past_the_bound)
     for (int b = -1; b < 4; b++)
       for (int c = -1; c < (b < 0 ? 0 : 4); c++)
         {
-          kiln_autofree char *d = b < 0 ? kiln_xasprintf ("d%d", a)
+          kiln_autofree char *d = b < 0   ? kiln_xasprintf ("d%d", a)
                                   : c < 0 ? kiln_xasprintf ("d%d/e%d", a, b)
                                           : kiln_xasprintf ("d%d/e%d/f%d", a, b, c);
           mk (d, true);

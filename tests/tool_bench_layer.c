@@ -60,8 +60,7 @@ add_file (struct kiln_layer_writer *w, const char *path, uint64_t *total, struct
 }
 
 static int
-run_once (struct kiln_store *st, enum kiln_compression c, int level, char **files, int nfiles,
-          const char *name)
+run_once (struct kiln_store *st, enum kiln_compression c, int level, char **files, int nfiles, const char *name)
 {
   struct kiln_error *err = NULL;
   struct kiln_layer_opts opts = { .compression = c, .level = level };
@@ -85,8 +84,8 @@ run_once (struct kiln_store *st, enum kiln_compression c, int level, char **file
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
   double mib = (double) total / 1048576.0;
-  printf ("%-5s %8.1f MiB  %6.3f s  %7.1f MiB/s  blob %12lld  cpu %6.2f s  maxrss %ld KiB  %s\n", name, mib,
-          dt, mib / dt, (long long) res.desc.size, cpu, ru.ru_maxrss, res.desc.digest.s + 7);
+  printf ("%-5s %8.1f MiB  %6.3f s  %7.1f MiB/s  blob %12lld  cpu %6.2f s  maxrss %ld KiB  %s\n", name, mib, dt,
+          mib / dt, (long long) res.desc.size, cpu, ru.ru_maxrss, res.desc.digest.s + 7);
   kiln_layer_result_clear (&res);
   return 0;
 }

@@ -14,9 +14,9 @@
 #include "kiln/error.h"
 
 struct kiln_auth_cred {
-  char *username;         /* NULL when anonymous */
+  char *username; /* NULL when anonymous */
   char *password;
-  char *identity_token;   /* OAuth2 refresh token (helper user "<token>", `identitytoken`) */
+  char *identity_token; /* OAuth2 refresh token (helper user "<token>", `identitytoken`) */
 };
 /* Zeroes the secrets, frees them; reusable. */
 void kiln_auth_cred_clear (struct kiln_auth_cred *c);
@@ -24,12 +24,10 @@ void kiln_auth_cred_clear (struct kiln_auth_cred *c);
 /* Looks up host ("localhost:5000", "docker.io") in the default files, or
  * only in auth_file when non-NULL.  Returns 1 with *out filled, 0 when there
  * are no credentials (anonymous), < 0 on a broken file or helper. */
-int kiln_auth_lookup (const char *auth_file, const char *host, struct kiln_auth_cred *out,
-                      struct kiln_error **err);
+int kiln_auth_lookup (const char *auth_file, const char *host, struct kiln_auth_cred *out, struct kiln_error **err);
 
 /* Looks up host in one file (missing file = 0). */
-int kiln_auth_lookup_file (const char *path, const char *host, struct kiln_auth_cred *out,
-                           struct kiln_error **err);
+int kiln_auth_lookup_file (const char *path, const char *host, struct kiln_auth_cred *out, struct kiln_error **err);
 
 /* The file login/logout write: $REGISTRY_AUTH_FILE, else
  * $XDG_RUNTIME_DIR/containers/auth.json, else ~/.docker/config.json.  Caller frees. */

@@ -17,7 +17,10 @@ struct kiln_buf {
 };
 
 extern char kiln_buf_empty[];
-#define KILN_BUF_INIT { kiln_buf_empty, 0, 0, 0 }
+#define KILN_BUF_INIT                                                                                                  \
+  {                                                                                                                    \
+    kiln_buf_empty, 0, 0, 0                                                                                            \
+  }
 
 void kiln_buf_init (struct kiln_buf *b, size_t max);
 void kiln_buf_grow (struct kiln_buf *b, size_t extra);

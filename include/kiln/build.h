@@ -26,37 +26,37 @@ struct kiln_store;
 enum kiln_progress { KILN_PROGRESS_QUIET = 0, KILN_PROGRESS_PLAIN };
 
 struct kiln_build_opts {
-  const char *context;            /* context directory */
-  const char *dockerfile;         /* path of the Dockerfile ("-" = stdin) */
-  const char *dockerfile_name;    /* name used in messages (e.g. "Dockerfile") */
+  const char *context;         /* context directory */
+  const char *dockerfile;      /* path of the Dockerfile ("-" = stdin) */
+  const char *dockerfile_name; /* name used in messages (e.g. "Dockerfile") */
   struct kiln_kvlist build_args;
   const char *target;
-  bool no_cache;                  /* no cache lookups (results are still recorded) */
-  int64_t cache_ttl;              /* seconds: records built longer ago are ignored; 0 = no limit */
-  bool cache_sources;             /* --cache-from given: a hit may exist without a local record */
-  char **no_cache_filter;         /* stage names (or indexes) built without cache lookups */
-  struct kiln_layer_opts layer;   /* compression and mtime clamping */
-  bool force_compression;         /* base layers too: recompress those in another compression */
-  enum kiln_image_format format;  /* media types of the manifest, config and every layer (--format) */
-  bool have_epoch;                /* --source-date-epoch / SOURCE_DATE_EPOCH */
+  bool no_cache;                 /* no cache lookups (results are still recorded) */
+  int64_t cache_ttl;             /* seconds: records built longer ago are ignored; 0 = no limit */
+  bool cache_sources;            /* --cache-from given: a hit may exist without a local record */
+  char **no_cache_filter;        /* stage names (or indexes) built without cache lookups */
+  struct kiln_layer_opts layer;  /* compression and mtime clamping */
+  bool force_compression;        /* base layers too: recompress those in another compression */
+  enum kiln_image_format format; /* media types of the manifest, config and every layer (--format) */
+  bool have_epoch;               /* --source-date-epoch / SOURCE_DATE_EPOCH */
   int64_t epoch;
-  struct kiln_kvlist secrets;     /* --secret: id -> "src=PATH" or "env=NAME" */
-  struct kiln_registry_opts registry;   /* for FROM / COPY --from images not in the store */
-  volatile sig_atomic_t *interrupted;   /* set by a signal handler: stop before the next step */
-  unsigned jobs;                  /* stages run at once (--jobs); 0 or 1: one at a time */
+  struct kiln_kvlist secrets;         /* --secret: id -> "src=PATH" or "env=NAME" */
+  struct kiln_registry_opts registry; /* for FROM / COPY --from images not in the store */
+  volatile sig_atomic_t *interrupted; /* set by a signal handler: stop before the next step */
+  unsigned jobs;                      /* stages run at once (--jobs); 0 or 1: one at a time */
   enum kiln_progress progress;
-  FILE *progress_out;             /* where progress lines go (stderr) */
+  FILE *progress_out; /* where progress lines go (stderr) */
 };
 
 struct kiln_build_step_info {
-  char *text;                     /* "[2/7] COPY app/ /app/" */
-  struct kiln_digest key;         /* cache key */
-  bool cached;                    /* the layer came from the cache */
-  char *miss;                     /* why a layer step was not cached, or NULL */
-  struct kiln_digest layer;       /* blob digest, or empty when no layer */
+  char *text;               /* "[2/7] COPY app/ /app/" */
+  struct kiln_digest key;   /* cache key */
+  bool cached;              /* the layer came from the cache */
+  char *miss;               /* why a layer step was not cached, or NULL */
+  struct kiln_digest layer; /* blob digest, or empty when no layer */
   bool has_layer;
   double seconds;
-  size_t stage, stepno;           /* the stage's index in the Dockerfile, the step's number in it (from 1) */
+  size_t stage, stepno; /* the stage's index in the Dockerfile, the step's number in it (from 1) */
 };
 
 struct kiln_build_result {

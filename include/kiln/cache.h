@@ -42,12 +42,12 @@ void kiln_cache_key_clear (struct kiln_cache_key *k);
 /* What a cached step produced, and what it was made from (for explanations). */
 struct kiln_cache_record {
   struct kiln_digest key, parent;
-  char *instruction;             /* the instruction as written ("COPY weights/ /models/") */
+  char *instruction; /* the instruction as written ("COPY weights/ /models/") */
   bool has_layer;
-  struct kiln_descriptor layer;  /* the layer blob */
+  struct kiln_descriptor layer; /* the layer blob */
   struct kiln_digest diff_id;
-  char *created;                 /* history time of the step when it was built */
-  char **inputs;                 /* "NAME\tVALUE" lines: what went into the key */
+  char *created; /* history time of the step when it was built */
+  char **inputs; /* "NAME\tVALUE" lines: what went into the key */
 };
 void kiln_cache_record_clear (struct kiln_cache_record *r);
 
@@ -70,7 +70,6 @@ char *kiln_cache_explain (char *const *old_inputs, char *const *now_inputs);
  * value (for an explanation more precise than "NAME changed"). */
 bool kiln_cache_changed_input (char *const *old_inputs, char *const *now_inputs, size_t *idx, const char **was);
 
-
 /* What an ADD <url> download's ETag stood for, kept per URL (under
  * cache/urls/, named by the URL's sha256, so no URL text or password is
  * stored): a rebuild asks the server with If-None-Match and, on 304, knows
@@ -89,8 +88,8 @@ void kiln_url_record_clear (struct kiln_url_record *r);
 
 /* build --force-compression: which blob a layer blob became in another
  * media type and level.  get is true only while that blob is in the store. */
-bool kiln_recompressed_get (struct kiln_store *st, const struct kiln_digest *from, const char *media_type,
-                            int level, struct kiln_descriptor *out);
+bool kiln_recompressed_get (struct kiln_store *st, const struct kiln_digest *from, const char *media_type, int level,
+                            struct kiln_descriptor *out);
 int kiln_recompressed_put (struct kiln_store *st, const struct kiln_digest *from, int level,
                            const struct kiln_descriptor *to, struct kiln_error **err);
 

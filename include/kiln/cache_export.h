@@ -22,7 +22,7 @@
 #include "kiln/registry.h"
 
 #define KILN_MT_CACHE_CONFIG "application/vnd.kiln.cache.config.v1+json"
-#define KILN_CACHE_TTL_DEFAULT (14 * 24 * 3600)   /* seconds, as kaniko */
+#define KILN_CACHE_TTL_DEFAULT (14 * 24 * 3600) /* seconds, as kaniko */
 
 enum kiln_cache_kind { KILN_CACHE_REGISTRY, KILN_CACHE_LOCAL };
 enum kiln_cache_mode { KILN_CACHE_MODE_MIN, KILN_CACHE_MODE_MAX };
@@ -32,10 +32,10 @@ enum kiln_cache_mode { KILN_CACHE_MODE_MIN, KILN_CACHE_MODE_MAX };
  *   type=local,dest=DIR[,tag=NAME][,mode=..]  /  type=local,src=DIR[,tag=NAME] */
 struct kiln_cache_spec {
   enum kiln_cache_kind kind;
-  char *ref;                  /* registry: normalised reference */
-  char *dir;                  /* local: the OCI layout directory */
-  char *tag;                  /* local: ref.name in index.json ("cache") */
-  enum kiln_cache_mode mode;  /* export: min (the final image's layers) by default */
+  char *ref;                 /* registry: normalised reference */
+  char *dir;                 /* local: the OCI layout directory */
+  char *tag;                 /* local: ref.name in index.json ("cache") */
+  enum kiln_cache_mode mode; /* export: min (the final image's layers) by default */
 };
 /* for_export: dest= (else src=) names the directory. */
 int kiln_cache_spec_parse (const char *text, bool for_export, struct kiln_cache_spec *out, struct kiln_error **err);
@@ -46,7 +46,7 @@ void kiln_cache_spec_clear (struct kiln_cache_spec *s);
 struct kiln_cache_entry {
   struct kiln_cache_record rec;
   int64_t built;
-  bool has_toc;                /* the layer's table of contents travels as a blob */
+  bool has_toc; /* the layer's table of contents travels as a blob */
   struct kiln_descriptor toc;
 };
 struct kiln_cache_doc {

@@ -19,11 +19,9 @@
 typedef int (*kiln_compress_sink) (void *opaque, const void *data, size_t len, struct kiln_error **err);
 /* Told of each gzip block as it is emitted, in stream order: its input and
  * output lengths and the CRC-32s of its input and of its output. */
-typedef void (*kiln_compress_block_fn) (void *opaque, size_t in_len, size_t out_len, uint32_t crc,
-                                        uint32_t out_crc);
+typedef void (*kiln_compress_block_fn) (void *opaque, size_t in_len, size_t out_len, uint32_t crc, uint32_t out_crc);
 
 struct kiln_compressor;
-
 
 /* Creates a compressor for c at level (-1 = the default; ignored for
  * KILN_COMP_NONE).  Out-of-range levels fail with KILN_E_USAGE.  Same as
@@ -44,8 +42,8 @@ int kiln_compressor_new (enum kiln_compression c, int level, kiln_compress_sink 
  * with one thread compresses in the caller; otherwise workers are started
  * once the first full block is written.  The sink is always called from the
  * thread calling write/finish, in stream order. */
-int kiln_compressor_new_mt (enum kiln_compression c, int level, int threads, kiln_compress_sink sink,
-                            void *opaque, struct kiln_compressor **out, struct kiln_error **err);
+int kiln_compressor_new_mt (enum kiln_compression c, int level, int threads, kiln_compress_sink sink, void *opaque,
+                            struct kiln_compressor **out, struct kiln_error **err);
 #define KILN_COMPRESS_MAX_THREADS 64
 /* The thread count kiln_compressor_new_mt uses for threads (0 -> online CPUs). */
 int kiln_compress_threads (int threads);

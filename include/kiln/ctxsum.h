@@ -31,8 +31,7 @@ bool kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct s
 /* Records a digest; entries changed within the last seconds are kept out of
  * the saved file, so a file rewritten within the same timestamp granule is
  * always hashed again ("racily clean", as git calls it). */
-void kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st,
-                         const struct kiln_digest *d);
+void kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d);
 /* Past this many bytes of updates in memory (8 MiB), they go sorted to an
  * unnamed run file beside the index and the save merges the runs: memory
  * stays bounded for any context.  For tests. */

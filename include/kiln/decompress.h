@@ -24,8 +24,8 @@ void kiln_decomp_free (struct kiln_decomp *d);
 /* Decompresses from *in (*in_len bytes; both advanced past what was used)
  * into out (cap bytes); *produced receives the bytes written.  Returns when
  * the input is used up or out is full.  Invalid data: KILN_E_PARSE. */
-int kiln_decomp_step (struct kiln_decomp *d, const unsigned char **in, size_t *in_len, unsigned char *out,
-                      size_t cap, size_t *produced, struct kiln_error **err);
+int kiln_decomp_step (struct kiln_decomp *d, const unsigned char **in, size_t *in_len, unsigned char *out, size_t cap,
+                      size_t *produced, struct kiln_error **err);
 
 /* Whether the input so far ends exactly at the end of a gzip member or zstd
  * frame (always true for none); false for an empty gzip or zstd stream. */
@@ -46,6 +46,6 @@ int kiln_decomp_reader_open (int fd, struct kiln_decomp_reader **out, struct kil
 ssize_t kiln_decomp_reader_read (struct kiln_decomp_reader *r, const void **out, struct kiln_error **err);
 /* Whether the reader undid a compression (gzip or zstd magic). */
 bool kiln_decomp_reader_decompressed (const struct kiln_decomp_reader *r);
-void kiln_decomp_reader_free (struct kiln_decomp_reader *r);   /* NULL-safe; fd stays open */
+void kiln_decomp_reader_free (struct kiln_decomp_reader *r); /* NULL-safe; fd stays open */
 
 #endif

@@ -8,14 +8,14 @@
 #include "kiln/error.h"
 
 #define KILN_DIGEST_HEX_LEN 64
-#define KILN_DIGEST_STR_LEN (7 + KILN_DIGEST_HEX_LEN)   /* "sha256:" + hex */
+#define KILN_DIGEST_STR_LEN (7 + KILN_DIGEST_HEX_LEN) /* "sha256:" + hex */
 
 /* A digest as text, always "sha256:" + 64 lowercase hex digits + NUL. */
 struct kiln_digest {
   char s[KILN_DIGEST_STR_LEN + 1];
 };
 
-struct kiln_sha256;   /* opaque streaming context */
+struct kiln_sha256; /* opaque streaming context */
 
 struct kiln_sha256 *kiln_sha256_new (void);
 void kiln_sha256_update (struct kiln_sha256 *h, const void *data, size_t len);
@@ -30,7 +30,7 @@ void kiln_sha256_free (struct kiln_sha256 *h);
  * blocks before its first change). */
 struct kiln_sha256_mid {
   uint32_t h[8];
-  uint64_t len;            /* bytes hashed; a multiple of 64 */
+  uint64_t len; /* bytes hashed; a multiple of 64 */
 };
 /* false when the bytes so far are not a multiple of 64 */
 bool kiln_sha256_mid_get (const struct kiln_sha256 *h, struct kiln_sha256_mid *out);

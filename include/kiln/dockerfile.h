@@ -61,22 +61,22 @@ enum kiln_df_cmd {
  * --start-period --start-interval --retries.  Boolean flags (link, parents,
  * keep-git-dir) take no value or =true/=false; the others need a value. */
 struct kiln_df_flag {
-  char *name;     /* without the leading "--" */
-  char *value;    /* raw, unexpanded; NULL for a bare flag */
+  char *name;  /* without the leading "--" */
+  char *value; /* raw, unexpanded; NULL for a bare flag */
 };
 
 struct kiln_df_heredoc {
-  char *name;       /* the delimiter word, quotes removed */
-  char *content;    /* body, each line ending in '\n' (CRLF made LF); leading tabs
+  char *name;    /* the delimiter word, quotes removed */
+  char *content; /* body, each line ending in '\n' (CRLF made LF); leading tabs
                        removed for <<- */
-  bool expand;      /* false when the delimiter was quoted ('EOF' or "EOF") */
-  bool chomp;       /* written as <<- */
+  bool expand;   /* false when the delimiter was quoted ('EOF' or "EOF") */
+  bool chomp;    /* written as <<- */
 };
 
 struct kiln_df_instr {
   enum kiln_df_cmd cmd;
-  int line;                 /* 1-based line of the keyword */
-  int end_line;             /* last line, continuations and heredocs included */
+  int line;     /* 1-based line of the keyword */
+  int end_line; /* last line, continuations and heredocs included */
   /* The logical line as written: continuations joined (escape character
    * removed, comment and blank lines inside dropped), flags kept, outer
    * blanks trimmed.  For ONBUILD's sub, the trigger text. */
@@ -88,19 +88,19 @@ struct kiln_df_instr {
    * HEALTHCHECK keeps its type word ("CMD ..." or "NONE"); json/argv then
    * describe the part after CMD (see kiln_df_healthcheck_cmd). */
   char *args;
-  bool json;                /* exec form: argv holds the decoded JSON strings */
-  char **argv;              /* NULL unless json */
+  bool json;   /* exec form: argv holds the decoded JSON strings */
+  char **argv; /* NULL unless json */
   /* In order of appearance on the line.  Only RUN, COPY and ADD in shell form
    * have heredocs; for ONBUILD they belong to the trigger (sub). */
   struct kiln_df_heredoc *heredocs;
   size_t nheredocs;
-  struct kiln_df_instr *sub;          /* ONBUILD: the trigger, parsed; else NULL */
+  struct kiln_df_instr *sub; /* ONBUILD: the trigger, parsed; else NULL */
 };
 
 struct kiln_dockerfile {
-  char *name;               /* file name used in error messages */
-  char escape;              /* '\\' or '`' */
-  char *syntax;             /* "# syntax=" value, recorded only; NULL if absent */
+  char *name;   /* file name used in error messages */
+  char escape;  /* '\\' or '`' */
+  char *syntax; /* "# syntax=" value, recorded only; NULL if absent */
   struct kiln_df_instr *instrs;
   size_t ninstrs;
 };
@@ -119,8 +119,8 @@ struct kiln_dockerfile {
  * is larger than the limit of 4194304 bytes"; the size: "NAME: file is
  * larger than the limit of 16777216 bytes").  testdata/dockerfile/bad/ holds
  * one example per error with the exact message.  *out is set only on success. */
-int kiln_dockerfile_parse (const char *name, const char *text, size_t len,
-                           struct kiln_dockerfile **out, struct kiln_error **err);
+int kiln_dockerfile_parse (const char *name, const char *text, size_t len, struct kiln_dockerfile **out,
+                           struct kiln_error **err);
 void kiln_dockerfile_free (struct kiln_dockerfile *df);
 
 /* "FROM", "RUN", ...; NULL for a value outside the enum. */

@@ -11,30 +11,29 @@
 
 enum kiln_errkind {
   KILN_E_INTERNAL = 0,
-  KILN_E_PARSE,       /* bad input text: Dockerfile, JSON, flags, references */
-  KILN_E_IO,          /* filesystem or pipe */
+  KILN_E_PARSE, /* bad input text: Dockerfile, JSON, flags, references */
+  KILN_E_IO,    /* filesystem or pipe */
   KILN_E_NET,
   KILN_E_AUTH,
   KILN_E_NOTFOUND,
-  KILN_E_DIGEST,      /* content does not match its digest */
+  KILN_E_DIGEST, /* content does not match its digest */
   KILN_E_UNSUPPORTED,
-  KILN_E_USAGE,       /* bad command line */
+  KILN_E_USAGE, /* bad command line */
 };
 
 struct kiln_error {
-  int errnum;               /* errno, or 0 */
+  int errnum; /* errno, or 0 */
   enum kiln_errkind kind;
-  char *msg;                /* "outer context: inner context: failure" */
+  char *msg; /* "outer context: inner context: failure" */
 };
 
 /* Sets *err (which must be NULL) and returns -errnum - 1, negative even when
  * errnum is 0.  The errno text is appended only when printed. */
-int kiln_error_set (struct kiln_error **err, int errnum, enum kiln_errkind kind,
-                    const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+int kiln_error_set (struct kiln_error **err, int errnum, enum kiln_errkind kind, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
 
 /* Prepends "context: " to the message of *err; returns -errnum - 1. */
-int kiln_error_wrap (struct kiln_error **err, const char *fmt, ...)
-    __attribute__ ((format (printf, 2, 3)));
+int kiln_error_wrap (struct kiln_error **err, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
 
 /* The return value a failed call gave, recomputed from *err. */
 int kiln_error_code (const struct kiln_error *err);

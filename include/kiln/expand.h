@@ -38,20 +38,19 @@ typedef const char *(*kiln_expand_lookup_fn) (void *ud, const char *name);
 /* Expands one word: quotes processed and removed, variables substituted, no
  * splitting on blanks.  *out is malloc'd.  Errors (KILN_E_PARSE): unterminated
  * quote or ${, bad substitution. */
-int kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup, void *ud,
-                      char **out, struct kiln_error **err);
+int kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup, void *ud, char **out,
+                      struct kiln_error **err);
 
 /* Splits text into words on unquoted blanks, expanding each as above
  * (BuildKit ProcessWords).  *out is a NULL-terminated vector. */
-int kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup, void *ud,
-                       char ***out, struct kiln_error **err);
+int kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup, void *ud, char ***out,
+                       struct kiln_error **err);
 
 /* Expands the body of an unquoted heredoc (COPY <<EOF) as BuildKit's
  * dispatch ExpandRaw does: a lexer with the backslash as escape whatever the
  * escape directive, and SkipProcessQuotes, so quotes stay as written;
  * variables and backslash escapes are processed. */
-int kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup, void *ud, char **out,
-                         struct kiln_error **err);
+int kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup, void *ud, char **out, struct kiln_error **err);
 
 /* Splits text into raw words on blanks outside quotes, escapes and ${...},
  * expanding nothing (quotes and escapes are kept for kiln_expand_word).

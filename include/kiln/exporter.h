@@ -14,15 +14,15 @@ struct kiln_registry_opts;
 struct kiln_build_result;
 
 struct kiln_exporter_opts {
-  char **tags;                 /* normalised names; the first names --output's image */
-  const char *output;          /* "type=tar|local|oci|oci-archive|docker|docker-archive,dest=PATH[,tar=BOOL]" */
-  const char *iidfile;         /* the manifest digest, no newline */
-  const char *metadata_file;   /* BuildKit's keys and kiln's per-step data, JSON */
-  bool push;                   /* every tag to its registry */
-  char **cache_to;             /* --cache-to specs */
+  char **tags;               /* normalised names; the first names --output's image */
+  const char *output;        /* "type=tar|local|oci|oci-archive|docker|docker-archive,dest=PATH[,tar=BOOL]" */
+  const char *iidfile;       /* the manifest digest, no newline */
+  const char *metadata_file; /* BuildKit's keys and kiln's per-step data, JSON */
+  bool push;                 /* every tag to its registry */
+  char **cache_to;           /* --cache-to specs */
   int64_t cache_ttl;
   const struct kiln_registry_opts *registry;
-  const int64_t *epoch;        /* --source-date-epoch for the rootfs outputs, or NULL */
+  const int64_t *epoch; /* --source-date-epoch for the rootfs outputs, or NULL */
 };
 
 /* Checks the specs (--output, --cache-to) before anything is built, so a bad

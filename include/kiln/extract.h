@@ -30,7 +30,7 @@ struct kiln_toc_rec;
 #define KILN_EXTRACT_MAX_DEPTH 512
 
 struct kiln_extract_opts {
-  bool whiteouts;          /* apply .wh. entries (image layers); false for ADD archives */
+  bool whiteouts; /* apply .wh. entries (image layers); false for ADD archives */
   /* Snapshots (kiln/snapshot.h): each layer goes into its own empty dir, so
    * whiteouts are not applied but become overlayfs markers (implies
    * whiteouts): ".wh.NAME" -> a 0:0 character device NAME, ".wh..wh..opq"
@@ -40,9 +40,9 @@ struct kiln_extract_opts {
    * `userxattr`.  Fails when neither xattr can be set or mknod of the 0:0
    * device is refused (in a user namespace, Linux >= 5.8 allows it). */
   bool overlay_whiteouts;
-  bool keep_owner;         /* chown to the entry's uid/gid (when permitted) */
+  bool keep_owner;          /* chown to the entry's uid/gid (when permitted) */
   struct kiln_toc_rec *toc; /* optional: records every header read (kiln/toc.h) */
-  bool has_chown;          /* ADD --chown: every entry gets uid/gid below */
+  bool has_chown;           /* ADD --chown: every entry gets uid/gid below */
   unsigned int uid, gid;
 };
 
@@ -70,7 +70,7 @@ bool kiln_extract_is_archive (int fd);
 
 /* Extracts the layers in order, whiteouts applied, into the directory
  * rootfd (normally empty): the image's flattened filesystem. */
-int kiln_extract_layers (struct kiln_store *st, const struct kiln_descriptor *layers, size_t n,
-                         int rootfd, struct kiln_error **err);
+int kiln_extract_layers (struct kiln_store *st, const struct kiln_descriptor *layers, size_t n, int rootfd,
+                         struct kiln_error **err);
 
 #endif

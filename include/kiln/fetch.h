@@ -11,10 +11,10 @@
 #include "kiln/error.h"
 
 struct kiln_fetch_result {
-  struct kiln_digest digest;   /* sha256 of the body */
+  struct kiln_digest digest; /* sha256 of the body */
   uint64_t size;
-  int64_t mtime;               /* from Last-Modified; -1 when the server sent none */
-  char *etag;                  /* the response's ETag, or NULL */
+  int64_t mtime; /* from Last-Modified; -1 when the server sent none */
+  char *etag;    /* the response's ETag, or NULL */
 };
 
 /* http:// or https:// (what Dockerfile ADD downloads; other schemes are not URLs to it). */

@@ -36,8 +36,8 @@ int kiln_fs_tmpfile_beneath (int dirfd, const char *rel, mode_t mode, struct kil
 
 /* Writes data to dirfd/name atomically and durably: temp file in the same dir,
  * write, fsync, rename over name, fsync the dir. */
-int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len,
-                          mode_t mode, struct kiln_error **err);
+int kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                          struct kiln_error **err);
 /* The same with the data in pieces (no copy to join them). */
 struct iovec;
 int kiln_fs_write_atomicv (int dirfd, const char *name, const struct iovec *iov, int n, mode_t mode,
@@ -50,7 +50,10 @@ struct kiln_fs_dircache {
   int rootfd, fd;
   char *path;
 };
-#define KILN_FS_DIRCACHE_INIT { .rootfd = -1, .fd = -1, .path = NULL }
+#define KILN_FS_DIRCACHE_INIT                                                                                          \
+  {                                                                                                                    \
+    .rootfd = -1, .fd = -1, .path = NULL                                                                               \
+  }
 /* The fd of the first len bytes of path resolved in rootfd (borrowed: valid
  * until the next call or the clear); -1 with err set. */
 int kiln_fs_dircache_get (struct kiln_fs_dircache *c, int rootfd, const char *path, size_t len,
@@ -66,8 +69,7 @@ char **kiln_fs_read_sorted (DIR *d, size_t *n);
 
 /* Reads a whole file relative to dirfd (plain openat, or "-" for stdin when
  * dirfd is AT_FDCWD), failing with EFBIG past max bytes. */
-int kiln_fs_read_file (int dirfd, const char *path, size_t max, struct kiln_buf *out,
-                       struct kiln_error **err);
+int kiln_fs_read_file (int dirfd, const char *path, size_t max, struct kiln_buf *out, struct kiln_error **err);
 /* Same, from an open fd. */
 int kiln_fs_read_fd (int fd, size_t max, struct kiln_buf *out, struct kiln_error **err);
 

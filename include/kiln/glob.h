@@ -18,8 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum kiln_glob_kind
-{
+enum kiln_glob_kind {
   KILN_GLOB_BYTE,  /* the byte c */
   KILN_GLOB_ONE,   /* one character other than the separator */
   KILN_GLOB_CLASS, /* one character in the [...] class whose text starts at cls (after '[') */
@@ -32,8 +31,7 @@ struct kiln_glob_node;
 
 /* A compiled pattern.  sep is the character ONE and STAR do not match
  * ('/' for paths, '\n' for BuildKit's shell patterns, -1 for none). */
-struct kiln_glob
-{
+struct kiln_glob {
   struct kiln_glob_node *nodes;
   size_t n, alloc;
   int sep;
@@ -52,12 +50,10 @@ void kiln_glob_clear (struct kiln_glob *g);
 /* Does all of s[0, n) match? */
 int kiln_glob_match (const struct kiln_glob *g, const char *s, size_t n, size_t *budget);
 /* The shortest (longest) prefix of s[0, n) that matches: its length in *len. */
-int kiln_glob_prefix (const struct kiln_glob *g, const char *s, size_t n, bool longest, size_t *len,
-                      size_t *budget);
+int kiln_glob_prefix (const struct kiln_glob *g, const char *s, size_t n, bool longest, size_t *len, size_t *budget);
 /* The leftmost match in s[0, n), the longest one at that position:
  * [*start, *end). */
-int kiln_glob_find (const struct kiln_glob *g, const char *s, size_t n, size_t *start, size_t *end,
-                    size_t *budget);
+int kiln_glob_find (const struct kiln_glob *g, const char *s, size_t n, size_t *start, size_t *end, size_t *budget);
 /* Could s[0, n) be the beginning of a text that matches?  (All of s is
  * consumed and some token is still live.) */
 bool kiln_glob_match_start (const struct kiln_glob *g, const char *s, size_t n);

@@ -20,13 +20,12 @@ struct kiln_registry_opts;
 /* The manifest descriptor of name in the store; KILN_E_NOTFOUND only when it
  * is not there (other kinds: the store could not be read, an id is
  * ambiguous, the name does not parse). */
-int kiln_image_resolve (struct kiln_store *st, const char *name, struct kiln_descriptor *out,
-                        struct kiln_error **err);
+int kiln_image_resolve (struct kiln_store *st, const char *name, struct kiln_descriptor *out, struct kiln_error **err);
 
 /* How kiln_image_open may pull: with registry options, told before a pull. */
 struct kiln_image_pull {
   const struct kiln_registry_opts *registry;
-  void (*on_pull) (void *ud, const char *ref);   /* may be NULL */
+  void (*on_pull) (void *ud, const char *ref); /* may be NULL */
   void *ud;
 };
 

@@ -22,8 +22,8 @@ enum kiln_compression { KILN_COMP_GZIP = 0, KILN_COMP_ZSTD, KILN_COMP_NONE };
 
 struct kiln_layer_opts {
   enum kiln_compression compression;
-  int level;               /* -1 = the default for the compressor */
-  bool clamp_mtime;        /* clamp every mtime to epoch (--source-date-epoch) */
+  int level;        /* -1 = the default for the compressor */
+  bool clamp_mtime; /* clamp every mtime to epoch (--source-date-epoch) */
   int64_t epoch;
 };
 
@@ -35,16 +35,16 @@ int kiln_compression_parse (const char *s, enum kiln_compression *out, struct ki
 const char *kiln_compression_media_type (enum kiln_compression c);
 
 struct kiln_layer_entry {
-  const char *path;        /* relative, no leading '/', no trailing '/', cleaned */
-  mode_t mode;             /* type bits + permission bits (incl. setuid/sticky) */
+  const char *path; /* relative, no leading '/', no trailing '/', cleaned */
+  mode_t mode;      /* type bits + permission bits (incl. setuid/sticky) */
   uid_t uid;
   gid_t gid;
-  int64_t mtime;           /* seconds */
+  int64_t mtime; /* seconds */
   long mtime_nsec;
-  uint64_t size;           /* regular files */
-  const char *link;        /* symlink target, or hardlink target path (relative) */
+  uint64_t size;    /* regular files */
+  const char *link; /* symlink target, or hardlink target path (relative) */
   bool hardlink;
-  dev_t rdev;              /* char/block devices */
+  dev_t rdev; /* char/block devices */
   /* extended attributes as name/value pairs (security.capability, user.*) */
   const char *const *xattr_names;
   const void *const *xattr_values;
@@ -57,7 +57,7 @@ struct kiln_layer_entry {
    * patching writer needs it for every regular file and reads only the
    * files of blocks it cannot reuse. */
   const struct kiln_digest *known_digest;
-  void *opaque;            /* handed back to a patching writer's open callback */
+  void *opaque; /* handed back to a patching writer's open callback */
 };
 
 /* Opens the file of an entry a patching writer must read after all (opaque
@@ -68,16 +68,16 @@ struct kiln_layer_entry {
 typedef int (*kiln_layer_open_fn) (void *ud, void *opaque, const char *path, struct kiln_error **err);
 
 struct kiln_layer_result {
-  struct kiln_digest diff_id;       /* sha256 of the uncompressed tar */
-  struct kiln_descriptor desc;      /* the stored blob: media type, digest, size */
+  struct kiln_digest diff_id;  /* sha256 of the uncompressed tar */
+  struct kiln_descriptor desc; /* the stored blob: media type, digest, size */
   uint64_t tar_size;
 };
 void kiln_layer_result_clear (struct kiln_layer_result *r);
 
 struct kiln_layer_writer;
 
-int kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts,
-                           struct kiln_layer_writer **out, struct kiln_error **err);
+int kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts, struct kiln_layer_writer **out,
+                           struct kiln_error **err);
 /* A writer that rebuilds a gzip layer from an earlier layer `base` of the
  * same step: blocks whose recipe (layer-internal.h) the base's layer map
  * lists are copied compressed, the others are made from the files again
@@ -97,11 +97,10 @@ void kiln_layer_writer_blocks (const struct kiln_layer_writer *w, uint64_t *made
 int kiln_layer_writer_add (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd,
                            struct kiln_error **err);
 /* Adds a regular file whose content is in memory (heredocs, generated files). */
-int kiln_layer_writer_add_data (struct kiln_layer_writer *w, const struct kiln_layer_entry *e,
-                                const void *data, size_t len, struct kiln_error **err);
+int kiln_layer_writer_add_data (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, const void *data,
+                                size_t len, struct kiln_error **err);
 /* Finishes the tar, flushes the compressor, commits the blob. */
-int kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result *res,
-                              struct kiln_error **err);
+int kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result *res, struct kiln_error **err);
 /* Aborts an unfinished writer (drops the ingest file); NULL-safe. */
 void kiln_layer_writer_free (struct kiln_layer_writer *w);
 

@@ -45,7 +45,7 @@
 #define KILN_ANNOT_IMAGE_NAME "io.containerd.image.name"
 
 struct kiln_platform {
-  char *os, *architecture, *variant;   /* NULL when absent */
+  char *os, *architecture, *variant; /* NULL when absent */
 };
 
 struct kiln_descriptor {
@@ -53,19 +53,19 @@ struct kiln_descriptor {
   struct kiln_digest digest;
   int64_t size;
   struct kiln_kvlist annotations;
-  struct kiln_platform platform;       /* index entries only; fields may be NULL */
+  struct kiln_platform platform; /* index entries only; fields may be NULL */
 };
 void kiln_descriptor_clear (struct kiln_descriptor *d);
 void kiln_descriptor_copy (struct kiln_descriptor *dst, const struct kiln_descriptor *src);
 
 struct kiln_healthcheck {
-  char **test;                 /* ["NONE"] disables; ["CMD", ...] / ["CMD-SHELL", cmd] */
-  int64_t interval, timeout, start_period, start_interval;   /* nanoseconds, 0 = unset */
-  int retries;                 /* 0 = unset */
+  char **test;                                             /* ["NONE"] disables; ["CMD", ...] / ["CMD-SHELL", cmd] */
+  int64_t interval, timeout, start_period, start_interval; /* nanoseconds, 0 = unset */
+  int retries;                                             /* 0 = unset */
 };
 
 struct kiln_history {
-  char *created;               /* RFC 3339, may be NULL */
+  char *created; /* RFC 3339, may be NULL */
   char *created_by;
   char *comment;
   bool empty_layer;
@@ -77,20 +77,20 @@ struct kiln_image_config {
   char *created, *author, *architecture, *os, *variant;
   /* config */
   char *user;
-  char **env;                  /* "K=V" */
-  char **entrypoint;           /* NULL = unset; non-NULL empty vector = [] */
-  char **cmd;                  /* NULL = unset */
+  char **env;        /* "K=V" */
+  char **entrypoint; /* NULL = unset; non-NULL empty vector = [] */
+  char **cmd;        /* NULL = unset */
   char *working_dir;
-  char **exposed_ports;        /* "80/tcp", sorted when serialised */
+  char **exposed_ports; /* "80/tcp", sorted when serialised */
   char **volumes;
   struct kiln_kvlist labels;
   char *stop_signal;
-  char **shell;                /* NULL = unset */
-  char **onbuild;              /* NULL = unset */
-  struct kiln_healthcheck *healthcheck;   /* NULL = unset */
-  bool args_escaped;           /* Docker's ArgsEscaped, kept if read */
+  char **shell;                         /* NULL = unset */
+  char **onbuild;                       /* NULL = unset */
+  struct kiln_healthcheck *healthcheck; /* NULL = unset */
+  bool args_escaped;                    /* Docker's ArgsEscaped, kept if read */
   /* rootfs and history */
-  char **diff_ids;             /* "sha256:..." in layer order */
+  char **diff_ids; /* "sha256:..." in layer order */
   struct kiln_history *history;
   size_t nhistory;
 };
@@ -101,18 +101,16 @@ void kiln_image_config_copy (struct kiln_image_config *dst, const struct kiln_im
  * The *_from_json parsers fill *out from scratch (its old contents are not
  * freed) and leave it untouched on failure; unknown fields are ignored,
  * JSON null counts as unset, duplicate keys are rejected. */
-int kiln_image_config_to_json (const struct kiln_image_config *c, char **out, size_t *len,
-                               struct kiln_error **err);
-int kiln_image_config_from_json (const char *data, size_t len, struct kiln_image_config *out,
-                                 struct kiln_error **err);
+int kiln_image_config_to_json (const struct kiln_image_config *c, char **out, size_t *len, struct kiln_error **err);
+int kiln_image_config_from_json (const char *data, size_t len, struct kiln_image_config *out, struct kiln_error **err);
 /* Looks up "K" in env ("K=V"); NULL when absent. */
 const char *kiln_image_config_getenv (const struct kiln_image_config *c, const char *key);
 void kiln_image_config_setenv (struct kiln_image_config *c, const char *key, const char *value);
-void kiln_image_config_add_history (struct kiln_image_config *c, const char *created,
-                                    const char *created_by, bool empty_layer);
+void kiln_image_config_add_history (struct kiln_image_config *c, const char *created, const char *created_by,
+                                    bool empty_layer);
 
 struct kiln_manifest {
-  char *media_type;            /* KILN_MT_OCI_MANIFEST or KILN_MT_DOCKER_MANIFEST */
+  char *media_type; /* KILN_MT_OCI_MANIFEST or KILN_MT_DOCKER_MANIFEST */
   struct kiln_descriptor config;
   struct kiln_descriptor *layers;
   size_t nlayers;
@@ -121,8 +119,7 @@ struct kiln_manifest {
 void kiln_manifest_clear (struct kiln_manifest *m);
 int kiln_manifest_to_json (const struct kiln_manifest *m, char **out, size_t *len, struct kiln_error **err);
 /* Accepts OCI and Docker v2 schema 2 manifests; rejects indexes (use oci_index). */
-int kiln_manifest_from_json (const char *data, size_t len, struct kiln_manifest *out,
-                             struct kiln_error **err);
+int kiln_manifest_from_json (const char *data, size_t len, struct kiln_manifest *out, struct kiln_error **err);
 
 /* The manifest format kiln build writes (--format). */
 enum kiln_image_format { KILN_IMAGE_OCI = 0, KILN_IMAGE_DOCKER };
@@ -140,7 +137,7 @@ int kiln_layer_media_type_for (const char *mt, enum kiln_image_format f, const c
                                struct kiln_error **err);
 
 struct kiln_index {
-  char *media_type;            /* may be NULL in an index.json */
+  char *media_type; /* may be NULL in an index.json */
   struct kiln_descriptor *manifests;
   size_t nmanifests;
   struct kiln_kvlist annotations;

@@ -11,7 +11,7 @@
 struct kiln_passwd_ids {
   uid_t uid;
   gid_t gid;
-  gid_t *groups;      /* supplementary groups (from /etc/group membership) */
+  gid_t *groups; /* supplementary groups (from /etc/group membership) */
   size_t ngroups;
 };
 
@@ -22,8 +22,8 @@ struct kiln_passwd_ids {
  * listed there.
  * rootfd may be -1 (no files: only numbers resolve).  with_groups also
  * collects the supplementary groups of /etc/group. */
-int kiln_passwd_resolve (int rootfd, const char *spec, bool same_gid, bool with_groups,
-                         struct kiln_passwd_ids *out, struct kiln_error **err);
+int kiln_passwd_resolve (int rootfd, const char *spec, bool same_gid, bool with_groups, struct kiln_passwd_ids *out,
+                         struct kiln_error **err);
 void kiln_passwd_ids_clear (struct kiln_passwd_ids *ids);
 /* Whether "user[:group]" names a user or group rather than giving numbers
  * only, i.e. whether resolving it needs the image's files. */

@@ -14,16 +14,16 @@
 
 struct kiln_plan_stage {
   size_t index;
-  char *name;                       /* lowercased "AS name", or NULL; may repeat */
+  char *name; /* lowercased "AS name", or NULL; may repeat */
   const struct kiln_df_instr *from;
-  char *base;                       /* expanded FROM image ("scratch", stage name or reference) */
-  long base_stage;                  /* the latest earlier stage named base, or -1 */
-  char *platform;                   /* expanded --platform, or NULL */
-  const struct kiln_df_instr **instrs;   /* the stage's instructions after FROM */
+  char *base;                          /* expanded FROM image ("scratch", stage name or reference) */
+  long base_stage;                     /* the latest earlier stage named base, or -1 */
+  char *platform;                      /* expanded --platform, or NULL */
+  const struct kiln_df_instr **instrs; /* the stage's instructions after FROM */
   size_t ninstrs;
-  long *deps;                       /* stages referenced by COPY --from / RUN --mount from= */
+  long *deps; /* stages referenced by COPY --from / RUN --mount from= */
   size_t ndeps;
-  bool needed;                      /* the target depends on it */
+  bool needed; /* the target depends on it */
 };
 
 struct kiln_plan {
@@ -49,14 +49,14 @@ struct kiln_plan {
 #define KILN_PLAN_MAX_BUILD_ARGS 4096
 
 struct kiln_plan_opts {
-  const struct kiln_kvlist *build_args;   /* --build-arg K=V */
-  const char *target;                     /* --target, or NULL for the last stage */
-  const char *os, *arch, *variant;        /* target platform (host by default) */
+  const struct kiln_kvlist *build_args; /* --build-arg K=V */
+  const char *target;                   /* --target, or NULL for the last stage */
+  const char *os, *arch, *variant;      /* target platform (host by default) */
 };
 
 /* Fails (KILN_E_USAGE) with more than KILN_PLAN_MAX_BUILD_ARGS build args. */
-int kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *opts,
-                   struct kiln_plan **out, struct kiln_error **err);
+int kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *opts, struct kiln_plan **out,
+                   struct kiln_error **err);
 void kiln_plan_free (struct kiln_plan *p);
 
 /* The stage COPY --from= / RUN --mount from= names, as BuildKit resolves it

@@ -16,15 +16,15 @@
 struct kiln_store;
 
 struct kiln_prune_opts {
-  bool all;                  /* every cache record and snapshot (tagged images stay) */
-  int64_t keep_storage;      /* drop the least recently used records until blobs fit; -1 = no limit */
-  int64_t until;             /* only records unused for this many seconds; 0 = any age */
-  bool wait;                 /* wait for running builds instead of failing */
+  bool all;             /* every cache record and snapshot (tagged images stay) */
+  int64_t keep_storage; /* drop the least recently used records until blobs fit; -1 = no limit */
+  int64_t until;        /* only records unused for this many seconds; 0 = any age */
+  bool wait;            /* wait for running builds instead of failing */
 };
 
 struct kiln_prune_report {
-  size_t records, blobs, snapshots, scratch;   /* what was removed */
-  uint64_t bytes;                               /* blob bytes freed */
+  size_t records, blobs, snapshots, scratch; /* what was removed */
+  uint64_t bytes;                            /* blob bytes freed */
 };
 
 /* Takes the shared lease; *fd receives the lock fd (close it to release). */

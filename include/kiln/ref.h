@@ -7,10 +7,10 @@
 #include "kiln/error.h"
 
 struct kiln_ref {
-  char *domain;   /* "docker.io", "localhost:5000", ... */
-  char *path;     /* "library/busybox", "a/b" */
-  char *tag;      /* NULL when only a digest was given; "latest" when neither */
-  char *digest;   /* "sha256:..." or NULL */
+  char *domain; /* "docker.io", "localhost:5000", ... */
+  char *path;   /* "library/busybox", "a/b" */
+  char *tag;    /* NULL when only a digest was given; "latest" when neither */
+  char *digest; /* "sha256:..." or NULL */
 };
 
 /* Parses s; errors (KILN_E_PARSE) name the reference and what is wrong

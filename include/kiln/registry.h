@@ -17,11 +17,11 @@
 #include "kiln/store.h"
 
 enum kiln_registry_event {
-  KILN_REGISTRY_BLOB_PRESENT,     /* pull: already in the store; push: registry has it */
-  KILN_REGISTRY_BLOB_FETCHED,     /* pull: downloaded and verified */
-  KILN_REGISTRY_BLOB_MOUNTED,     /* push: cross-repository mount */
-  KILN_REGISTRY_BLOB_UPLOADED,    /* push: uploaded */
-  KILN_REGISTRY_MANIFEST_DONE,    /* the manifest was stored / pushed */
+  KILN_REGISTRY_BLOB_PRESENT,  /* pull: already in the store; push: registry has it */
+  KILN_REGISTRY_BLOB_FETCHED,  /* pull: downloaded and verified */
+  KILN_REGISTRY_BLOB_MOUNTED,  /* push: cross-repository mount */
+  KILN_REGISTRY_BLOB_UPLOADED, /* push: uploaded */
+  KILN_REGISTRY_MANIFEST_DONE, /* the manifest was stored / pushed */
 };
 
 /* Called from worker threads (one call at a time per blob); what is a
@@ -48,19 +48,19 @@ struct kiln_registry_layer_sink {
 };
 
 struct kiln_registry_opts {
-  const char *platform;       /* "os/arch[/variant]"; NULL = the host's */
-  bool tls_verify;            /* false = --tls-verify=false */
-  int retries;                /* extra attempts of a failed request (default 3) */
-  unsigned retry_delay_ms;    /* first backoff delay, doubled each time (default 1000) */
-  const char *auth_file;      /* NULL = the default search (see auth.h) */
-  const char *cert_dir;       /* NULL = /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST */
-  int jobs;                   /* blobs transferred in parallel (default 4) */
-  int64_t chunk_size;         /* push: blobs larger than this go in PATCH chunks of
+  const char *platform;                              /* "os/arch[/variant]"; NULL = the host's */
+  bool tls_verify;                                   /* false = --tls-verify=false */
+  int retries;                                       /* extra attempts of a failed request (default 3) */
+  unsigned retry_delay_ms;                           /* first backoff delay, doubled each time (default 1000) */
+  const char *auth_file;                             /* NULL = the default search (see auth.h) */
+  const char *cert_dir;                              /* NULL = /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST */
+  int jobs;                                          /* blobs transferred in parallel (default 4) */
+  int64_t chunk_size;                                /* push: blobs larger than this go in PATCH chunks of
                                * max(this, OCI-Chunk-Min-Length); 0 = 64 MiB / 32 MiB */
-  bool lazy;                  /* pull: manifest and config only; missing layers are
+  bool lazy;                                         /* pull: manifest and config only; missing layers are
                                * fetched when opened (kiln_registry_fetch_blob) */
-  const struct kiln_registry_layer_sink *layer_sink;   /* pull; may be NULL */
-  kiln_registry_event_fn on_event;   /* may be NULL */
+  const struct kiln_registry_layer_sink *layer_sink; /* pull; may be NULL */
+  kiln_registry_event_fn on_event;                   /* may be NULL */
   void *opaque;
 };
 
@@ -79,9 +79,8 @@ int kiln_registry_pull (struct kiln_store *st, const char *ref, const struct kil
 /* Pushes the store image `image` (name, digest or prefix) to dest (NULL =
  * the image's own name).  Blobs, then config, then the manifest.
  * digest_out (optional) receives the pushed manifest's digest. */
-int kiln_registry_push (struct kiln_store *st, const char *image, const char *dest,
-                        const struct kiln_registry_opts *o, struct kiln_digest *digest_out,
-                        struct kiln_error **err);
+int kiln_registry_push (struct kiln_store *st, const char *image, const char *dest, const struct kiln_registry_opts *o,
+                        struct kiln_digest *digest_out, struct kiln_error **err);
 
 /* Pushes the manifest md of the store (which need not be tagged) as
  * target ("host/repo:tag").  Blobs the registry has (HEAD) or can mount

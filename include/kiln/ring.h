@@ -19,7 +19,7 @@ struct kiln_ring;
 /* size: the ring's bytes; piece: the most one read hands out, so the writer
  * can refill behind the reader. */
 struct kiln_ring *kiln_ring_new (size_t size, size_t piece);
-void kiln_ring_free (struct kiln_ring *r);   /* NULL-safe; both sides must be finished */
+void kiln_ring_free (struct kiln_ring *r); /* NULL-safe; both sides must be finished */
 
 /* Copies all of data in, waiting for room; false (nothing more is copied)
  * once the reader called kiln_ring_done. */

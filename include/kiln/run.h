@@ -14,16 +14,16 @@ struct kiln_sandbox_mount;
 
 struct kiln_run_opts {
   const char *image;
-  char **argv;                       /* the command, replacing the image's CMD; NULL: CMD */
-  const char *entrypoint;            /* with entrypoint_set: replaces ENTRYPOINT ("" clears it) */
+  char **argv;            /* the command, replacing the image's CMD; NULL: CMD */
+  const char *entrypoint; /* with entrypoint_set: replaces ENTRYPOINT ("" clears it) */
   bool entrypoint_set;
-  char **env;                        /* "K=V", over the image's ENV */
-  const char *workdir;               /* NULL: the image's WorkingDir */
-  const char *user;                  /* NULL: the image's User, else root */
+  char **env;          /* "K=V", over the image's ENV */
+  const char *workdir; /* NULL: the image's WorkingDir */
+  const char *user;    /* NULL: the image's User, else root */
   bool network_none;
   const struct kiln_sandbox_mount *mounts;
   size_t nmounts;
-  const struct kiln_registry_opts *registry;   /* to pull an image the store lacks; NULL: never */
+  const struct kiln_registry_opts *registry; /* to pull an image the store lacks; NULL: never */
 };
 
 /* Runs the command; *status is its exit status (128 + signal when killed).

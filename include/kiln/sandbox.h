@@ -44,38 +44,38 @@
 enum kiln_sandbox_mount_type {
   KILN_SANDBOX_BIND,
   KILN_SANDBOX_TMPFS,
-  KILN_SANDBOX_DATA,                  /* a read-only file holding `data`, written only to the
+  KILN_SANDBOX_DATA, /* a read-only file holding `data`, written only to the
                                          sandbox's private tmpfs (never to the host's disk): secrets */
 };
 
-struct kiln_sandbox_mount {           /* extra mounts, applied after the standard ones */
+struct kiln_sandbox_mount { /* extra mounts, applied after the standard ones */
   enum kiln_sandbox_mount_type type;
-  const char *source;                 /* host path (bind); a file or a directory, recursive bind */
-  const char *target;                 /* path inside the container, resolved IN the rootfs;
+  const char *source;  /* host path (bind); a file or a directory, recursive bind */
+  const char *target;  /* path inside the container, resolved IN the rootfs;
                                          missing components are created (see `created`) */
-  bool readonly;                      /* bind: recursively read-only; tmpfs: mounted read-only */
-  const char *options;                /* tmpfs: mount data such as "size=64m,mode=1777"; may be NULL */
-  const char *data;                   /* data: the file's content, len bytes (never in an error) */
+  bool readonly;       /* bind: recursively read-only; tmpfs: mounted read-only */
+  const char *options; /* tmpfs: mount data such as "size=64m,mode=1777"; may be NULL */
+  const char *data;    /* data: the file's content, len bytes (never in an error) */
   size_t len;
-  mode_t mode;                        /* data: permission bits (0 means 0400) */
-  uid_t uid;                          /* data: owner (kept as is when chown is refused, rootless) */
+  mode_t mode; /* data: permission bits (0 means 0400) */
+  uid_t uid;   /* data: owner (kept as is when chown is refused, rootless) */
   gid_t gid;
 };
 
 struct kiln_sandbox_opts {
-  const char *rootfs;                 /* host path of the root dir (an overlay mountpoint), must exist */
-  char *const *argv;                  /* argv[0] is searched in the PATH of `env` when it has no '/'
+  const char *rootfs; /* host path of the root dir (an overlay mountpoint), must exist */
+  char *const *argv;  /* argv[0] is searched in the PATH of `env` when it has no '/'
                                          (default PATH when env has none) */
-  char *const *env;                   /* exactly this environment (NULL: empty) */
-  const char *cwd;                    /* inside the container (NULL: "/"); created if missing (owned
+  char *const *env;   /* exactly this environment (NULL: empty) */
+  const char *cwd;    /* inside the container (NULL: "/"); created if missing (owned
                                          by root); NOT reported in `created` (it is content) */
   uid_t uid;
   gid_t gid;
-  const gid_t *groups;                /* supplementary groups; none when ngroups is 0 */
+  const gid_t *groups; /* supplementary groups; none when ngroups is 0 */
   size_t ngroups;
-  bool network_none;                  /* own net namespace with loopback up; default host network */
-  const char *hostname;               /* NULL: keep the host's name */
-  const char *hosts, *resolv_conf;    /* contents for /etc/hosts and /etc/resolv.conf
+  bool network_none;               /* own net namespace with loopback up; default host network */
+  const char *hostname;            /* NULL: keep the host's name */
+  const char *hosts, *resolv_conf; /* contents for /etc/hosts and /etc/resolv.conf
                                          (NULL: a copy of the host's file, empty if it has none) */
   const struct kiln_sandbox_mount *mounts;
   size_t nmounts;

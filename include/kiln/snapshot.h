@@ -37,8 +37,8 @@ struct kiln_store;
  * vector.  Existing snapshots are not touched; missing ones are extracted
  * from their blobs (gzip and zstd undone by kiln/decompress.h) up to four at
  * a time, since each holds only its own layer.  Free with kiln_strv_free. */
-int kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
-                           size_t n, char ***lowerdirs, struct kiln_error **err);
+int kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids, size_t n,
+                           char ***lowerdirs, struct kiln_error **err);
 
 /* Builds a missing snapshot without the blob: called with the empty temp dir
  * of the layer's snapshot; returns 1 when it filled it with exactly the
@@ -77,11 +77,11 @@ int kiln_snapshot_stream_begin (struct kiln_store *st, char *const *diff_ids, si
                                 bool decompressed, struct kiln_snapshot_stream **out, struct kiln_error **err);
 void kiln_snapshot_stream_write (struct kiln_snapshot_stream *s, const void *data, size_t len);
 int kiln_snapshot_stream_commit (struct kiln_snapshot_stream *s, struct kiln_error **err);
-void kiln_snapshot_stream_abort (struct kiln_snapshot_stream *s);   /* NULL-safe */
+void kiln_snapshot_stream_abort (struct kiln_snapshot_stream *s); /* NULL-safe */
 
 struct kiln_mount_opts {
-  bool force_copy;   /* never try overlayfs (tests; hosts where it misbehaves) */
-  bool userxattr;    /* mount with `userxattr` (user.overlay.* markers); set
+  bool force_copy; /* never try overlayfs (tests; hosts where it misbehaves) */
+  bool userxattr;  /* mount with `userxattr` (user.overlay.* markers); set
                       * automatically when not in the initial user namespace */
 };
 
@@ -90,14 +90,14 @@ struct kiln_mount_opts {
  * is a plain directory holding a copy of the flattened lowers, upper is
  * NULL, and the diff compares merged against the lowers. */
 struct kiln_mount {
-  char *relpath;     /* "tmp/<name>" under the store root */
-  char *dir;         /* absolute ROOT/tmp/<name> */
-  char *merged;      /* absolute: the step's root filesystem */
-  char *upper;       /* absolute; NULL in copy mode */
-  char **lowers;     /* copy of the lower dirs, top first (never the empty one) */
+  char *relpath; /* "tmp/<name>" under the store root */
+  char *dir;     /* absolute ROOT/tmp/<name> */
+  char *merged;  /* absolute: the step's root filesystem */
+  char *upper;   /* absolute; NULL in copy mode */
+  char **lowers; /* copy of the lower dirs, top first (never the empty one) */
   bool copy_mode;
-  bool userxattr;    /* the opaque marker the upper uses is user.overlay.opaque */
-  bool mounted;      /* overlay mounted on merged (cleared by unmount) */
+  bool userxattr; /* the opaque marker the upper uses is user.overlay.opaque */
+  bool mounted;   /* overlay mounted on merged (cleared by unmount) */
 };
 
 /* Creates ROOT/tmp/<unique>/{upper,work,merged} (plus an empty lower dir

@@ -39,8 +39,8 @@ void kiln_blob_writer_digest (const struct kiln_blob_writer *w, struct kiln_dige
 /* fsyncs and renames the blob to blobs/sha256/<hex> (an existing identical
  * blob is fine).  With expect non-NULL, a different digest fails with
  * KILN_E_DIGEST and nothing is committed.  Frees w in every case. */
-int kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *expect,
-                             struct kiln_digest *out, uint64_t *size, struct kiln_error **err);
+int kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *expect, struct kiln_digest *out,
+                             uint64_t *size, struct kiln_error **err);
 /* Drops the temp file and frees w; NULL-safe. */
 void kiln_blob_writer_abort (struct kiln_blob_writer *w);
 
@@ -63,16 +63,16 @@ typedef int (*kiln_store_fetch_fn) (void *opaque, struct kiln_store *st, const s
                                     struct kiln_error **err);
 void kiln_store_set_fetcher (struct kiln_store *st, kiln_store_fetch_fn fn, void *opaque);
 /* Reads a whole blob into out (capped at max) and verifies its digest. */
-int kiln_store_blob_read (struct kiln_store *st, const struct kiln_digest *d, size_t max,
-                          struct kiln_buf *out, struct kiln_error **err);
+int kiln_store_blob_read (struct kiln_store *st, const struct kiln_digest *d, size_t max, struct kiln_buf *out,
+                          struct kiln_error **err);
 /* "blobs/sha256/<hex>" relative to the root; caller frees. */
 char *kiln_store_blob_relpath (const struct kiln_digest *d);
 
 /* Serialises and stores a config / manifest; desc (optional) receives its descriptor. */
-int kiln_store_put_config (struct kiln_store *st, const struct kiln_image_config *c,
-                           struct kiln_descriptor *desc, struct kiln_error **err);
-int kiln_store_put_manifest (struct kiln_store *st, const struct kiln_manifest *m,
-                             struct kiln_descriptor *desc, struct kiln_error **err);
+int kiln_store_put_config (struct kiln_store *st, const struct kiln_image_config *c, struct kiln_descriptor *desc,
+                           struct kiln_error **err);
+int kiln_store_put_manifest (struct kiln_store *st, const struct kiln_manifest *m, struct kiln_descriptor *desc,
+                             struct kiln_error **err);
 int kiln_store_get_manifest (struct kiln_store *st, const struct kiln_digest *d, struct kiln_manifest *out,
                              struct kiln_error **err);
 int kiln_store_get_config (struct kiln_store *st, const struct kiln_digest *d, struct kiln_image_config *out,
@@ -86,17 +86,16 @@ int kiln_store_tag (struct kiln_store *st, const char *name, const struct kiln_d
 int kiln_store_untag (struct kiln_store *st, const char *name, struct kiln_error **err);
 /* Finds the manifest descriptor for a name, a full "sha256:..." manifest
  * digest, or a unique hex prefix of one (>= 12 digits). */
-int kiln_store_resolve (struct kiln_store *st, const char *name, struct kiln_descriptor *out,
-                        struct kiln_error **err);
+int kiln_store_resolve (struct kiln_store *st, const char *name, struct kiln_descriptor *out, struct kiln_error **err);
 /* A snapshot of index.json. */
 int kiln_store_list (struct kiln_store *st, struct kiln_index *out, struct kiln_error **err);
 
 struct kiln_store_report {
-  size_t blobs, bad_blobs, refs, missing;   /* counts */
-  size_t remote;                            /* referenced blobs missing here but known to be in a
+  size_t blobs, bad_blobs, refs, missing; /* counts */
+  size_t remote;                          /* referenced blobs missing here but known to be in a
                                              * registry (kiln/sources.json): lazy, not problems */
-  char **problems;                          /* one line each; NULL when clean */
-  size_t ingest;                            /* leftover ingest/ files (not problems) */
+  char **problems;                        /* one line each; NULL when clean */
+  size_t ingest;                          /* leftover ingest/ files (not problems) */
 };
 void kiln_store_report_clear (struct kiln_store_report *r);
 /* Rehashes every blob and follows every reference in index.json (manifests,
@@ -113,11 +112,15 @@ int kiln_store_mktemp_dir (struct kiln_store *st, char **relpath, struct kiln_er
  * part, e.g. "latest") and name the full reference (may be NULL).
  * Blobs are hardlinked into a layout directory when on the same filesystem.
  * An archive goes to stdout when dest is "-" (never to a terminal). */
-enum kiln_export_format { KILN_EXPORT_OCI_DIR, KILN_EXPORT_OCI_ARCHIVE, KILN_EXPORT_DOCKER_ARCHIVE,
-                          KILN_EXPORT_ROOTFS_TAR, KILN_EXPORT_ROOTFS_DIR };
-int kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest, const char *name,
-                       const char *tag, enum kiln_export_format fmt, const char *dest,
-                       struct kiln_error **err);
+enum kiln_export_format {
+  KILN_EXPORT_OCI_DIR,
+  KILN_EXPORT_OCI_ARCHIVE,
+  KILN_EXPORT_DOCKER_ARCHIVE,
+  KILN_EXPORT_ROOTFS_TAR,
+  KILN_EXPORT_ROOTFS_DIR
+};
+int kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest, const char *name, const char *tag,
+                       enum kiln_export_format fmt, const char *dest, struct kiln_error **err);
 
 /* The image's final filesystem - its layers applied in order, whiteouts
  * applied, in ROOT/tmp - written out (src/export_rootfs.c), as BuildKit's

@@ -28,12 +28,12 @@ struct archive_entry;
 struct kiln_toc;
 
 struct kiln_toc_entry {
-  const char *path;        /* relative, cleaned, no trailing '/'; whiteouts keep their ".wh." names */
-  mode_t mode;             /* type bits + permission bits */
+  const char *path; /* relative, cleaned, no trailing '/'; whiteouts keep their ".wh." names */
+  mode_t mode;      /* type bits + permission bits */
   uid_t uid;
   gid_t gid;
   int64_t mtime;
-  const char *link;        /* symlink target, or the hardlinked path; NULL otherwise */
+  const char *link; /* symlink target, or the hardlinked path; NULL otherwise */
   bool hardlink;
 };
 
@@ -43,8 +43,8 @@ struct kiln_toc_entry {
 struct kiln_toc_rec {
   struct kiln_buf data;
   uint64_t count;
-  struct kiln_store *spill_st;   /* set aside past a few MiB (kiln_toc_rec_spill) */
-  int spill_fd;                  /* the unnamed file of cache/toc holding the records so far, -1 */
+  struct kiln_store *spill_st; /* set aside past a few MiB (kiln_toc_rec_spill) */
+  int spill_fd;                /* the unnamed file of cache/toc holding the records so far, -1 */
   bool spill_failed;
 };
 void kiln_toc_rec_init (struct kiln_toc_rec *r);
@@ -68,7 +68,7 @@ int kiln_toc_rec_save (struct kiln_store *st, const struct kiln_digest *diff_id,
 struct kiln_toc {
   struct kiln_toc_entry *v;
   size_t n;
-  char *strings;           /* owns the paths and link targets */
+  char *strings; /* owns the paths and link targets */
 };
 void kiln_toc_free (struct kiln_toc *t);
 
@@ -97,7 +97,7 @@ struct kiln_tocnode {
   uid_t uid;
   gid_t gid;
   int64_t mtime;
-  char *link;              /* symlink target */
+  char *link; /* symlink target */
 };
 
 struct kiln_tocview *kiln_tocview_new (void);

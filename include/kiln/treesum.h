@@ -26,12 +26,12 @@
 #include "kiln/error.h"
 
 struct kiln_treesum_entry {
-  const char *path;                 /* below the tree's root, cleaned; "" is the root itself */
-  mode_t mode;                      /* type bits + permission bits */
+  const char *path; /* below the tree's root, cleaned; "" is the root itself */
+  mode_t mode;      /* type bits + permission bits */
   uid_t uid;
   gid_t gid;
-  const char *link;                 /* symlink target; NULL otherwise */
-  const struct kiln_digest *content;  /* regular files; NULL otherwise */
+  const char *link;                  /* symlink target; NULL otherwise */
+  const struct kiln_digest *content; /* regular files; NULL otherwise */
 };
 
 /* strcmp order with '/' below every other byte: the order of a depth-first

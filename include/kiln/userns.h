@@ -33,7 +33,7 @@ int kiln_userns_enter (struct kiln_error **err);
  * of entries whose first field is `name` or the decimal `id` to *ranges
  * (realloc'd, *n updated).  Malformed lines are skipped.  Returns the number
  * of ranges added. */
-size_t kiln_userns_parse_subid (const char *text, const char *name, unsigned long id,
-                                struct kiln_userns_range **ranges, size_t *n);
+size_t kiln_userns_parse_subid (const char *text, const char *name, unsigned long id, struct kiln_userns_range **ranges,
+                                size_t *n);
 
 #endif

@@ -19,12 +19,12 @@
 #include <sys/stat.h>
 
 struct kiln_dirlisting {
-  char *path;          /* as the walk names it: the start path, then "/name" per level */
+  char *path; /* as the walk names it: the start path, then "/name" per level */
   size_t n;
-  char **names;        /* sorted by strcmp */
-  struct stat *st;     /* lstat of each name */
-  char **links;        /* symlink targets; NULL for other entries */
-  int err;             /* not 0: reading it failed (errno); the walker reads it itself */
+  char **names;    /* sorted by strcmp */
+  struct stat *st; /* lstat of each name */
+  char **links;    /* symlink targets; NULL for other entries */
+  int err;         /* not 0: reading it failed (errno); the walker reads it itself */
 };
 void kiln_dirlisting_free (struct kiln_dirlisting *l);
 

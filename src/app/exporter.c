@@ -24,8 +24,7 @@ struct output_spec {
 };
 
 /* BuildKit's exporter names; kiln's older names stay as aliases. */
-static const struct
-{
+static const struct {
   const char *name;
   enum kiln_export_format fmt;
 } output_types[] = {
@@ -110,9 +109,8 @@ write_metadata (const char *path, const struct kiln_build_result *r, char **tags
   kiln_autojson json_t *steps = json_array ();
   for (size_t i = 0; i < r->nsteps; i++)
     json_array_append_new (steps, json_pack ("{s:s, s:s, s:b, s:s?, s:s?, s:f}", "step", r->steps[i].text, "key",
-                                             r->steps[i].key.s, "cached", r->steps[i].cached, "miss",
-                                             r->steps[i].miss, "layer",
-                                             r->steps[i].has_layer ? r->steps[i].layer.s : NULL, "seconds",
+                                             r->steps[i].key.s, "cached", r->steps[i].cached, "miss", r->steps[i].miss,
+                                             "layer", r->steps[i].has_layer ? r->steps[i].layer.s : NULL, "seconds",
                                              r->steps[i].seconds));
   struct kiln_buf names = KILN_BUF_INIT;
   for (size_t i = 0; tags && tags[i]; i++)

@@ -76,10 +76,20 @@ run_sandbox (const struct kiln_run_opts *o, const struct kiln_image_config *cfg,
              const struct kiln_mount *mnt, char **cmd, char **env, int *status, struct kiln_error **err)
 {
   struct kiln_sandbox_opts so = {
-    .rootfs = mnt->merged, .argv = cmd, .env = env, .cwd = o->workdir ? o->workdir : cfg->working_dir,
-    .uid = ids->uid, .gid = ids->gid, .groups = ids->groups, .ngroups = ids->ngroups,
-    .network_none = o->network_none, .mounts = o->mounts, .nmounts = o->nmounts,
-    .stdin_fd = 0, .stdout_fd = 1, .stderr_fd = 2,
+    .rootfs = mnt->merged,
+    .argv = cmd,
+    .env = env,
+    .cwd = o->workdir ? o->workdir : cfg->working_dir,
+    .uid = ids->uid,
+    .gid = ids->gid,
+    .groups = ids->groups,
+    .ngroups = ids->ngroups,
+    .network_none = o->network_none,
+    .mounts = o->mounts,
+    .nmounts = o->nmounts,
+    .stdin_fd = 0,
+    .stdout_fd = 1,
+    .stderr_fd = 2,
   };
   return kiln_sandbox_run (&so, status, err);
 }
@@ -102,7 +112,7 @@ run_mounted (struct kiln_store *st, const struct kiln_run_opts *o, const struct 
   rootfd = open (mnt->merged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (kiln_passwd_resolve (rootfd, user, false, true, &ids, err) == 0)
     ret = run_sandbox (o, cfg, &ids, mnt, cmd, env, status, err);
-  close (kiln_steal_fd (&rootfd));   /* an open fd keeps the overlay busy */
+  close (kiln_steal_fd (&rootfd)); /* an open fd keeps the overlay busy */
   kiln_autoerror struct kiln_error *e = NULL;
   kiln_snapshot_unmount (mnt, &e);
   kiln_error_free (&e);

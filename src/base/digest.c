@@ -158,8 +158,7 @@ int
 kiln_digest_parse (const char *s, struct kiln_digest *out, struct kiln_error **err)
 {
   if (!kiln_digest_valid (s))
-    return kiln_error_set (err, 0, KILN_E_PARSE, "invalid digest `%.80s` (want sha256:<64 hex digits>)",
-                           s ? s : "");
+    return kiln_error_set (err, 0, KILN_E_PARSE, "invalid digest `%.80s` (want sha256:<64 hex digits>)", s ? s : "");
   memcpy (out->s, s, KILN_DIGEST_STR_LEN + 1);
   return 0;
 }

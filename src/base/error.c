@@ -23,7 +23,7 @@ kiln_error_set (struct kiln_error **err, int errnum, enum kiln_errkind kind, con
   if (err == NULL)
     return -errnum - 1;
   if (*err)
-    kiln_error_free (err);   /* a caller bug; keep the newest, do not leak */
+    kiln_error_free (err); /* a caller bug; keep the newest, do not leak */
   e = kiln_xcalloc (1, sizeof *e);
   e->errnum = errnum;
   e->kind = kind;

@@ -158,8 +158,7 @@ kiln_fs_write_all (int fd, const void *data, size_t len, struct kiln_error **err
 }
 
 int
-kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len, mode_t mode,
-                      struct kiln_error **err)
+kiln_fs_write_atomic (int dirfd, const char *name, const void *data, size_t len, mode_t mode, struct kiln_error **err)
 {
   struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
   return kiln_fs_write_atomicv (dirfd, name, &iov, 1, mode, err);
@@ -494,8 +493,7 @@ kiln_fs_dircache_clear (struct kiln_fs_dircache *c)
 }
 
 int
-kiln_fs_dircache_get (struct kiln_fs_dircache *c, int rootfd, const char *path, size_t len,
-                      struct kiln_error **err)
+kiln_fs_dircache_get (struct kiln_fs_dircache *c, int rootfd, const char *path, size_t len, struct kiln_error **err)
 {
   if (c->fd >= 0 && c->rootfd == rootfd && strncmp (c->path, path, len) == 0 && c->path[len] == '\0')
     return c->fd;

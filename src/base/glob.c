@@ -16,16 +16,14 @@
 #define NONE SIZE_MAX
 #define SPLIT 100 /* internal: consumes nothing, goes on at +1 or +skip */
 
-struct kiln_glob_node
-{
+struct kiln_glob_node {
   unsigned char kind;
   char c;
   unsigned char skip;
   const char *cls;
 };
 
-enum mode
-{
+enum mode {
   MODE_MATCH,
   MODE_SHORTEST,
   MODE_LONGEST,
@@ -33,8 +31,7 @@ enum mode
   MODE_START,
 };
 
-struct sim
-{
+struct sim {
   const struct kiln_glob *g;
   const char *s;
   size_t n;
@@ -58,7 +55,7 @@ push_node (struct kiln_glob *g, unsigned char kind, char c, unsigned char skip, 
       g->alloc = g->alloc ? 2 * g->alloc : 16;
       g->nodes = kiln_xrealloc (g->nodes, g->alloc * sizeof *g->nodes);
     }
-  g->nodes[g->n++] = (struct kiln_glob_node) { kind, c, skip, cls };
+  g->nodes[g->n++] = (struct kiln_glob_node){ kind, c, skip, cls };
 }
 
 void
@@ -225,11 +222,8 @@ step (struct sim *x, size_t j, const size_t *st)
           if (!sep)
             relax (x, j + l, k, st[k]);
           break;
-        case KILN_GLOB_ANY:
-          relax (x, j + l, k, st[k]);
-          break;
-        default:
-          break;
+        case KILN_GLOB_ANY: relax (x, j + l, k, st[k]); break;
+        default: break;
         }
     }
 }
@@ -388,8 +382,7 @@ run64 (const struct kiln_glob *g, const char *s, size_t n, enum mode mode, size_
 }
 
 static int
-simulate (const struct kiln_glob *g, const char *s, size_t n, enum mode mode, size_t *a, size_t *b,
-          size_t *budget)
+simulate (const struct kiln_glob *g, const char *s, size_t n, enum mode mode, size_t *a, size_t *b, size_t *budget)
 {
   if (g->n < 64 && mode != MODE_FIND)
     return run64 (g, s, n, mode, a, budget);

@@ -27,13 +27,13 @@ emit (enum kiln_log_level l, const char *prefix, const char *fmt, va_list ap)
   fputc ('\n', stderr);
 }
 
-#define KILN_LOG_FN(name, lvl, prefix)                                                             \
-  void name (const char *fmt, ...)                                                                 \
-  {                                                                                                \
-    va_list ap;                                                                                    \
-    va_start (ap, fmt);                                                                            \
-    emit (lvl, prefix, fmt, ap);                                                                   \
-    va_end (ap);                                                                                   \
+#define KILN_LOG_FN(name, lvl, prefix)                                                                                 \
+  void name (const char *fmt, ...)                                                                                     \
+  {                                                                                                                    \
+    va_list ap;                                                                                                        \
+    va_start (ap, fmt);                                                                                                \
+    emit (lvl, prefix, fmt, ap);                                                                                       \
+    va_end (ap);                                                                                                       \
   }
 
 KILN_LOG_FN (kiln_log_warn, KILN_LOG_WARN, "kiln: warning: ")

@@ -21,11 +21,11 @@ struct kiln_ring {
   pthread_cond_t readable, writable;
   unsigned char *buf;
   size_t size, piece;
-  uint64_t head;              /* bytes written */
-  uint64_t tail;              /* bytes the reader is done with */
-  size_t lent;                /* bytes from tail the reader holds */
-  bool closed, aborted;       /* the writer's end */
-  bool done;                  /* the reader's end */
+  uint64_t head;        /* bytes written */
+  uint64_t tail;        /* bytes the reader is done with */
+  size_t lent;          /* bytes from tail the reader holds */
+  bool closed, aborted; /* the writer's end */
+  bool done;            /* the reader's end */
 };
 
 struct kiln_ring *

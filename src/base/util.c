@@ -13,8 +13,7 @@
 #include "kiln/cleanup.h"
 #include "kiln/util.h"
 
-static void __attribute__ ((noreturn))
-oom (void)
+static void __attribute__ ((noreturn)) oom (void)
 {
   static const char msg[] = "kiln: out of memory\n";
   (void) !write (2, msg, sizeof msg - 1);

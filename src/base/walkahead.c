@@ -35,8 +35,8 @@ struct node {
   enum node_state state;
   struct kiln_dirlisting *l; /* READY: the listing, until the walker takes it */
   struct node *parent;
-  struct node **kids;        /* READY or TAKEN: the directories the walk enters */
-  size_t nkids, next_kid;    /* next_kid: the walker's place among them */
+  struct node **kids;     /* READY or TAKEN: the directories the walk enters */
+  size_t nkids, next_kid; /* next_kid: the walker's place among them */
 };
 
 struct kiln_walkahead {
@@ -44,14 +44,14 @@ struct kiln_walkahead {
   size_t nthreads;
   pthread_mutex_t mu;
   pthread_cond_t work_cv, ready_cv;
-  struct node **stack;       /* the pending nodes, the next one in the walk's order on top */
+  struct node **stack; /* the pending nodes, the next one in the walk's order on top */
   size_t nstack, capstack;
-  size_t queued, busy;       /* names READY and not taken; nodes being read */
-  size_t idle;               /* readers waiting on work_cv */
+  size_t queued, busy; /* names READY and not taken; nodes being read */
+  size_t idle;         /* readers waiting on work_cv */
   bool stop, walker_waits;
   int rootfd;
-  size_t root_len;           /* strlen of the start path: node paths below it are relative to rootfd */
-  struct node *root, *cur;   /* cur: the node whose listing the walker took last */
+  size_t root_len;         /* strlen of the start path: node paths below it are relative to rootfd */
+  struct node *root, *cur; /* cur: the node whose listing the walker took last */
   kiln_walkahead_enter_fn enter;
   void *ud;
 };

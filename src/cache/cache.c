@@ -109,8 +109,7 @@ record_from_json (const char *data, size_t len, struct kiln_cache_record *r, str
   json_t *layer = NULL;
   const struct kiln_jpath p = { "cache record", "" }, lp = { "cache record", "layer." };
   kiln_autofree char *key = NULL, *parent = NULL, *diff = NULL;
-  if (kiln_oci_load (data, len, "cache record", &j, err) < 0
-      || kiln_oci_get_str (j, "key", &p, true, &key, err) < 0
+  if (kiln_oci_load (data, len, "cache record", &j, err) < 0 || kiln_oci_get_str (j, "key", &p, true, &key, err) < 0
       || kiln_oci_get_str (j, "parent", &p, true, &parent, err) < 0
       || kiln_oci_get_str (j, "instruction", &p, false, &r->instruction, err) < 0
       || kiln_oci_get_str (j, "created", &p, false, &r->created, err) < 0
@@ -209,8 +208,9 @@ kiln_cache_find_sibling (struct kiln_store *st, const struct kiln_digest *parent
       struct kiln_buf text = KILN_BUF_INIT;
       /* the newest by nanoseconds: a fast rebuild records several in one second */
       if (de->d_name[0] == '.' || fstatat (dirfd (d), de->d_name, &sb, 0) < 0
-          || (found == 0 && (sb.st_mtim.tv_sec < best.tv_sec
-                             || (sb.st_mtim.tv_sec == best.tv_sec && sb.st_mtim.tv_nsec <= best.tv_nsec))))
+          || (found == 0
+              && (sb.st_mtim.tv_sec < best.tv_sec
+                  || (sb.st_mtim.tv_sec == best.tv_sec && sb.st_mtim.tv_nsec <= best.tv_nsec))))
         continue;
       int ok = kiln_fs_read_file (dirfd (d), de->d_name, 1 << 20, &text, &e) == 0
                && strcmp (text.buf, instruction) == 0;

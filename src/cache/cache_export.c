@@ -79,7 +79,7 @@ kiln_cache_spec_parse (const char *text, bool for_export, struct kiln_cache_spec
   const char *type = NULL;
   char *save = NULL;
   memset (out, 0, sizeof *out);
-  if (strchr (text, '=') == NULL)   /* a bare reference, as buildx takes it */
+  if (strchr (text, '=') == NULL) /* a bare reference, as buildx takes it */
     out->ref = kiln_xstrdup (text), type = "registry";
   else
     for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save))
@@ -101,8 +101,8 @@ kiln_cache_spec_parse (const char *text, bool for_export, struct kiln_cache_spec
     }
 bad:
   if (!*err)
-    kiln_error_set (err, 0, KILN_E_USAGE, "invalid cache `%s` (want type=registry,ref=REF or type=local,%s=DIR)",
-                    text, for_export ? "dest" : "src");
+    kiln_error_set (err, 0, KILN_E_USAGE, "invalid cache `%s` (want type=registry,ref=REF or type=local,%s=DIR)", text,
+                    for_export ? "dest" : "src");
 fail:
   kiln_cache_spec_clear (out);
   return kiln_error_code (*err);
@@ -270,7 +270,8 @@ kiln_cache_doc_collect (struct kiln_store *st, const struct kiln_digest *keys, s
         }
       e->built = r == 0 ? kiln_cache_built (st, &e->rec.parent, &keys[i]) : 0;
       /* metadata steps have no record; mode=min keeps the final image's layers */
-      if (r == 0 && e->rec.has_layer && !too_old (e->built, ttl) && (!image || manifest_has_layer (&m, &e->rec.layer.digest)))
+      if (r == 0 && e->rec.has_layer && !too_old (e->built, ttl)
+          && (!image || manifest_has_layer (&m, &e->rec.layer.digest)))
         r = kiln_toc_export (st, &e->rec.diff_id, &e->toc, err);
       else
         r = -2;
@@ -377,9 +378,9 @@ kiln_cache_doc_import (struct kiln_store *st, const struct kiln_cache_doc *d, in
 /* ---- --cache-to ---- */
 
 int
-kiln_cache_export (struct kiln_store *st, const struct kiln_digest *keys, size_t n,
-                   const struct kiln_descriptor *image, const struct kiln_cache_spec *spec, int64_t ttl,
-                   const struct kiln_registry_opts *o, struct kiln_error **err)
+kiln_cache_export (struct kiln_store *st, const struct kiln_digest *keys, size_t n, const struct kiln_descriptor *image,
+                   const struct kiln_cache_spec *spec, int64_t ttl, const struct kiln_registry_opts *o,
+                   struct kiln_error **err)
 {
   struct kiln_cache_doc d = { 0 };
   struct kiln_descriptor md = { 0 };

@@ -66,8 +66,10 @@ kiln_url_record_get (struct kiln_store *st, const char *url, struct kiln_url_rec
   json_int_t size = -1, mtime = -1;
   memset (out, 0, sizeof *out);
   json_t *root = load_cache_json (st, rel, URL_RECORD_MAX);
-  bool ok = root && json_unpack (root, "{s:s, s:s, s:I, s:I}", "etag", &etag, "digest", &digest, "size", &size,
-                                 "mtime", &mtime) == 0
+  bool ok = root
+            && json_unpack (root, "{s:s, s:s, s:I, s:I}", "etag", &etag, "digest", &digest, "size", &size, "mtime",
+                            &mtime)
+                   == 0
             && *etag && size >= 0 && kiln_digest_parse (digest, &out->digest, &e) == 0;
   if (ok)
     {
@@ -80,8 +82,7 @@ kiln_url_record_get (struct kiln_store *st, const char *url, struct kiln_url_rec
 }
 
 int
-kiln_url_record_put (struct kiln_store *st, const char *url, const struct kiln_url_record *r,
-                     struct kiln_error **err)
+kiln_url_record_put (struct kiln_store *st, const char *url, const struct kiln_url_record *r, struct kiln_error **err)
 {
   kiln_autofree char *name = url_record_name (url);
   kiln_autojson json_t *root = json_pack ("{s:s, s:s, s:I, s:I}", "etag", r->etag, "digest", r->digest.s, "size",

@@ -101,6 +101,6 @@ kiln_cache_recompress (struct kiln_store *st, const struct kiln_descriptor *in, 
   if (fd < 0 || recompress (st, fd, diff_id, opts, out, err) < 0)
     return kiln_error_wrap (err, "recompress layer %s", in->digest.s);
   kiln_autoerror struct kiln_error *e = NULL;
-  (void) kiln_recompressed_put (st, &in->digest, opts->level, out, &e);   /* a lost memo costs a redo */
+  (void) kiln_recompressed_put (st, &in->digest, opts->level, out, &e); /* a lost memo costs a redo */
   return 0;
 }

@@ -51,8 +51,8 @@ struct cs_rec {
   int64_t mtime_ns, ctime_ns;
   unsigned char sha[32];
 };
-_Static_assert (sizeof (struct cs_header) == 32, "header layout");
-_Static_assert (sizeof (struct cs_rec) == 88, "record layout");
+_Static_assert(sizeof (struct cs_header) == 32, "header layout");
+_Static_assert(sizeof (struct cs_rec) == 88, "record layout");
 
 /* A digest learned by this build (drop: a racily clean file, whose old
  * record goes and whose new one is not kept). */
@@ -64,26 +64,26 @@ struct update {
 
 struct kiln_ctxsum {
   struct kiln_store *st;
-  char *name;                /* hex of the context path's sha256 */
+  char *name; /* hex of the context path's sha256 */
   void *map;
   size_t maplen;
   const struct cs_rec *recs;
   uint64_t count;
   const char *paths;
   uint64_t strsize;
-  uint64_t cursor;           /* where the next lookup of a walk usually is */
+  uint64_t cursor; /* where the next lookup of a walk usually is */
   size_t lookups;
   struct update *up;
   size_t nup, capup;
-  size_t upbytes;            /* what up holds, paths included */
-  size_t spill_bytes;        /* past this, up goes to a run */
-  FILE **runs;               /* sorted runs of earlier updates, oldest first */
+  size_t upbytes;     /* what up holds, paths included */
+  size_t spill_bytes; /* past this, up goes to a run */
+  FILE **runs;        /* sorted runs of earlier updates, oldest first */
   size_t nruns;
-  size_t *slots;             /* open addressing over up: index + 1, 0 empty */
+  size_t *slots; /* open addressing over up: index + 1, 0 empty */
   size_t nslots;
   bool dirty;
   int64_t now_ns;
-  pthread_mutex_t mu;        /* stages of one build look up and update at once */
+  pthread_mutex_t mu; /* stages of one build look up and update at once */
 };
 
 static int64_t
@@ -165,7 +165,7 @@ map_file (struct kiln_ctxsum *cs, int fd, const char *rel)
   if (bad)
     {
       kiln_log_warn ("context checksum cache `%s` is damaged (%s): ignored, files are hashed again", rel, bad);
-      cs->dirty = true;   /* rewritten at the save */
+      cs->dirty = true; /* rewritten at the save */
       return;
     }
   void *m = mmap (NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -256,7 +256,7 @@ find_mapped (struct kiln_ctxsum *cs, const char *rel)
 static size_t
 path_hash (const char *s)
 {
-  size_t h = 1469598103934665603ULL;   /* FNV-1a */
+  size_t h = 1469598103934665603ULL; /* FNV-1a */
   for (; *s; s++)
     h = (h ^ (unsigned char) *s) * 1099511628211ULL;
   return h;
@@ -318,8 +318,7 @@ kiln_ctxsum_lookup (struct kiln_ctxsum *cs, const char *rel, const struct stat *
 
 static void spill (struct kiln_ctxsum *cs);
 
-static void update_locked (struct kiln_ctxsum *cs, const char *rel, const struct stat *st,
-                           const struct kiln_digest *d);
+static void update_locked (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d);
 
 void
 kiln_ctxsum_update (struct kiln_ctxsum *cs, const char *rel, const struct stat *st, const struct kiln_digest *d)
@@ -403,7 +402,7 @@ spill (struct kiln_ctxsum *cs)
       else if (fd >= 0)
         close (fd);
       reslot (cs);
-      cs->spill_bytes *= 2;   /* try again later, not at every update */
+      cs->spill_bytes *= 2; /* try again later, not at every update */
       return;
     }
   cs->runs = kiln_xrealloc (cs->runs, (cs->nruns + 1) * sizeof *cs->runs);
@@ -443,18 +442,18 @@ out_write (struct cs_out *o, const void *p, size_t n)
  * a million-file cold build may have written a dozen runs. */
 
 struct cs_src {
-  int rank;                  /* higher wins on equal paths */
-  const char *path;          /* the current item; NULL: no more */
+  int rank;         /* higher wins on equal paths */
+  const char *path; /* the current item; NULL: no more */
   struct cs_rec rec;
   bool drop;
-  const struct kiln_ctxsum *cs;   /* the mapped file, from record i */
+  const struct kiln_ctxsum *cs; /* the mapped file, from record i */
   uint64_t i;
-  const struct update *up;   /* memory: up[k..n) */
+  const struct update *up; /* memory: up[k..n) */
   size_t k, n;
-  FILE *f;                   /* a run */
+  FILE *f; /* a run */
   char *buf;
   size_t cap;
-  bool bad;                  /* a run that could not be read back */
+  bool bad; /* a run that could not be read back */
 };
 
 static bool
@@ -631,8 +630,9 @@ write_index (struct kiln_ctxsum *cs, int fd, struct kiln_error **err)
       close (fd);
       return kiln_error_set (err, EIO, KILN_E_IO, "read back the checksums this build set aside");
     }
-  struct cs_header h = { .version = CS_VERSION, .reclen = sizeof (struct cs_rec), .count = n.count,
-                         .strsize = n.strsize };
+  struct cs_header h = {
+    .version = CS_VERSION, .reclen = sizeof (struct cs_rec), .count = n.count, .strsize = n.strsize
+  };
   memcpy (h.magic, CS_MAGIC, 8);
   struct cs_out o = { .f = fdopen (fd, "w"), .md = EVP_MD_CTX_new () };
   if (!o.f || !o.md || EVP_DigestInit_ex (o.md, EVP_sha256 (), NULL) != 1)

@@ -61,8 +61,8 @@ set_has (struct strset *s, const char *x)
 }
 
 struct record_file {
-  char *name;            /* "<hex>.json" */
-  time_t used;           /* mtime: last build that hit or wrote it */
+  char *name;  /* "<hex>.json" */
+  time_t used; /* mtime: last build that hit or wrote it */
   struct kiln_cache_record r;
 };
 
@@ -101,7 +101,7 @@ load_records (struct kiln_store *st, struct record_file **out, size_t *n, struct
       if (kiln_digest_parse (ds, &key, &e) < 0 || kiln_cache_get (st, &key, &rf->r, &e) != 0)
         kiln_error_free (&e);
     }
-  if (*n > 1)   /* qsort's array may not be NULL, even for no record */
+  if (*n > 1) /* qsort's array may not be NULL, even for no record */
     qsort (*out, *n, sizeof **out, cmp_used);
   return 0;
 }
@@ -132,7 +132,7 @@ mark_images (struct kiln_store *st, struct strset *blobs, struct strset *chains,
       kiln_autoerror struct kiln_error *e = NULL;
       set_add (blobs, ix.manifests[i].digest.s);
       if (kiln_store_get_manifest (st, &ix.manifests[i].digest, &m, &e) < 0)
-        continue;   /* not an image manifest: keep just the blob */
+        continue; /* not an image manifest: keep just the blob */
       set_add (blobs, m.config.digest.s);
       for (size_t l = 0; l < m.nlayers; l++)
         set_add (blobs, m.layers[l].digest.s);
@@ -177,8 +177,8 @@ kept_size (struct kiln_store *st, struct strset *images, struct record_file *rec
 }
 
 static size_t
-records_to_drop (struct kiln_store *st, const struct kiln_prune_opts *o, struct strset *images,
-                 struct record_file *rec, size_t n)
+records_to_drop (struct kiln_store *st, const struct kiln_prune_opts *o, struct strset *images, struct record_file *rec,
+                 size_t n)
 {
   time_t now = time (NULL);
   size_t drop = 0;
@@ -349,9 +349,23 @@ parse_number_unit (const char *s, double *v, const char **unit)
 int
 kiln_prune_parse_size (const char *s, int64_t *out, struct kiln_error **err)
 {
-  static const struct { const char *u; double m; } units[] = {
-    { "", 1 }, { "b", 1 }, { "k", 1e3 }, { "kb", 1e3 }, { "kib", 1024.0 }, { "m", 1e6 }, { "mb", 1e6 },
-    { "mib", 1048576.0 }, { "g", 1e9 }, { "gb", 1e9 }, { "gib", 1073741824.0 }, { "t", 1e12 }, { "tb", 1e12 },
+  static const struct {
+    const char *u;
+    double m;
+  } units[] = {
+    { "", 1 },
+    { "b", 1 },
+    { "k", 1e3 },
+    { "kb", 1e3 },
+    { "kib", 1024.0 },
+    { "m", 1e6 },
+    { "mb", 1e6 },
+    { "mib", 1048576.0 },
+    { "g", 1e9 },
+    { "gb", 1e9 },
+    { "gib", 1073741824.0 },
+    { "t", 1e12 },
+    { "tb", 1e12 },
     { "tib", 1099511627776.0 },
   };
   double v;
@@ -366,7 +380,10 @@ kiln_prune_parse_size (const char *s, int64_t *out, struct kiln_error **err)
 int
 kiln_prune_parse_duration (const char *s, int64_t *out, struct kiln_error **err)
 {
-  static const struct { const char *u; double m; } units[] = {
+  static const struct {
+    const char *u;
+    double m;
+  } units[] = {
     { "s", 1 }, { "m", 60 }, { "h", 3600 }, { "d", 86400 }, { "w", 604800 },
   };
   double v;

@@ -29,8 +29,8 @@ kiln_treesum_path_cmp (const char *a, const char *b)
 /* One open directory: its children's "name NUL digest" lines are hashed as
  * they come, the directory's own line goes to its parent when it closes. */
 struct level {
-  size_t plen;               /* length of its path in t->path */
-  size_t nlen;               /* length of its name (the last element) */
+  size_t plen; /* length of its path in t->path */
+  size_t nlen; /* length of its name (the last element) */
   bool has_meta;
   mode_t mode;
   uid_t uid;
@@ -41,11 +41,11 @@ struct level {
 struct kiln_treesum {
   struct level *v;
   size_t n, cap;
-  char *path;                /* the innermost open directory's path */
-  char *last;                /* the last entry's path, for the order check */
+  char *path; /* the innermost open directory's path */
+  char *last; /* the last entry's path, for the order check */
   size_t lastcap;
-  struct kiln_sha256 *leaf;  /* reused for every file's digest */
-  bool leaf_root;            /* the root is not a directory: its digest is the tree's */
+  struct kiln_sha256 *leaf; /* reused for every file's digest */
+  bool leaf_root;           /* the root is not a directory: its digest is the tree's */
   struct kiln_digest root;
   size_t count;
 };
@@ -120,9 +120,9 @@ close_digest (const struct level *l, struct kiln_digest *out)
   struct kiln_digest kids;
   char meta[80];
   kiln_sha256_final (l->children, &kids);
-  int n = l->has_meta ? snprintf (meta, sizeof meta, "%o %u:%u", (unsigned) l->mode, (unsigned) l->uid,
-                                  (unsigned) l->gid)
-                      : snprintf (meta, sizeof meta, "implied");
+  int n = l->has_meta
+              ? snprintf (meta, sizeof meta, "%o %u:%u", (unsigned) l->mode, (unsigned) l->uid, (unsigned) l->gid)
+              : snprintf (meta, sizeof meta, "implied");
   struct kiln_sha256 *h = kiln_sha256_new ();
   kiln_sha256_update (h, meta, (size_t) n + 1);
   kiln_sha256_update (h, kids.s, KILN_DIGEST_STR_LEN);

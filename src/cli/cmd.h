@@ -8,9 +8,9 @@
 #include "kiln/store.h"
 
 struct kiln_cli {
-  const char *root;      /* --root, or NULL for the default */
+  const char *root; /* --root, or NULL for the default */
   const char *argv0;
-  int lease_fd;          /* shared gc.lock held while the store is open (see prune.h) */
+  int lease_fd; /* shared gc.lock held while the store is open (see prune.h) */
 };
 
 typedef int (*kiln_cmd_fn) (struct kiln_cli *cli, int argc, char **argv);

@@ -17,38 +17,38 @@
 #include "kiln/plan.h"
 #include "kiln/util.h"
 
-static const char usage_text[] =
-  "usage: kiln build [OPTIONS] CONTEXT\n\n"
-  "  -f, --file FILE               Dockerfile (default CONTEXT/Dockerfile)\n"
-  "  -t, --tag REF                 name the image (repeatable)\n"
-  "      --build-arg K=V           set a build argument (repeatable; K alone takes it from the environment)\n"
-  "      --target NAME             build up to this stage\n"
-  "      --jobs N                  stages built at once (default: the number of CPUs; 1: one after another)\n"
-  "      --no-cache                do not use the layer cache\n"
-  "      --cache-to type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,tag=NAME][,mode=..]\n"
-  "                                export the layer cache after the build\n"
-  "      --cache-from type=registry,ref=REF | type=local,src=DIR[,tag=NAME]\n"
-  "                                use an exported cache (repeatable; layers are fetched only when needed)\n"
-  "      --cache-ttl DURATION      ignore cache records older than this (e.g. 72h, 14d; 0 = no limit; default 14d)\n"
-  "  -o, --output type=tar,dest=FILE  the image's filesystem as a tar (FILE `-` = stdout)\n"
-  "                  | type=local,dest=DIR  the image's filesystem as a directory\n"
-  "                  | type=oci,dest=DIR[,tar=true]  OCI layout (tar=true: an oci-archive, also type=oci-archive)\n"
-  "                  | type=docker,dest=FILE  docker-archive (also type=docker-archive)\n"
-  "      --compression gzip|zstd|none\n"
-  "      --compression-level N\n"
-  "      --force-compression       recompress inherited layers that use another compression\n"
-  "      --format oci|docker       manifest and config media types (default oci; docker: v2 schema 2, gzip or\n"
-  "                                uncompressed layers only)\n"
-  "      --source-date-epoch N     clamp new files' mtimes and set `created` (also SOURCE_DATE_EPOCH)\n"
-  "      --iidfile FILE            write the image (manifest) digest to FILE\n"
-  "      --metadata-file FILE      write build metadata as JSON to FILE\n"
-  "      --progress auto|plain|tty|quiet\n"
-  "      --push                    push every -t name to its registry after the build\n"
-  "      --secret id=ID,src=PATH|env=NAME  a secret for RUN --mount=type=secret\n"
-  "      --tls-verify[=BOOL]       verify registry TLS (default true; false also allows plain HTTP)\n"
-  "      --authfile FILE           registry credentials (default: containers auth.json, docker config)\n"
-  "      --cert-dir DIR            registry CA and client certificates\n"
-  "      --retry N, --retry-delay D  registry request retries\n";
+static const char usage_text[]
+    = "usage: kiln build [OPTIONS] CONTEXT\n\n"
+      "  -f, --file FILE               Dockerfile (default CONTEXT/Dockerfile)\n"
+      "  -t, --tag REF                 name the image (repeatable)\n"
+      "      --build-arg K=V           set a build argument (repeatable; K alone takes it from the environment)\n"
+      "      --target NAME             build up to this stage\n"
+      "      --jobs N                  stages built at once (default: the number of CPUs; 1: one after another)\n"
+      "      --no-cache                do not use the layer cache\n"
+      "      --cache-to type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,tag=NAME][,mode=..]\n"
+      "                                export the layer cache after the build\n"
+      "      --cache-from type=registry,ref=REF | type=local,src=DIR[,tag=NAME]\n"
+      "                                use an exported cache (repeatable; layers are fetched only when needed)\n"
+      "      --cache-ttl DURATION      ignore cache records older than this (e.g. 72h, 14d; 0 = no limit; default 14d)\n"
+      "  -o, --output type=tar,dest=FILE  the image's filesystem as a tar (FILE `-` = stdout)\n"
+      "                  | type=local,dest=DIR  the image's filesystem as a directory\n"
+      "                  | type=oci,dest=DIR[,tar=true]  OCI layout (tar=true: an oci-archive, also type=oci-archive)\n"
+      "                  | type=docker,dest=FILE  docker-archive (also type=docker-archive)\n"
+      "      --compression gzip|zstd|none\n"
+      "      --compression-level N\n"
+      "      --force-compression       recompress inherited layers that use another compression\n"
+      "      --format oci|docker       manifest and config media types (default oci; docker: v2 schema 2, gzip or\n"
+      "                                uncompressed layers only)\n"
+      "      --source-date-epoch N     clamp new files' mtimes and set `created` (also SOURCE_DATE_EPOCH)\n"
+      "      --iidfile FILE            write the image (manifest) digest to FILE\n"
+      "      --metadata-file FILE      write build metadata as JSON to FILE\n"
+      "      --progress auto|plain|tty|quiet\n"
+      "      --push                    push every -t name to its registry after the build\n"
+      "      --secret id=ID,src=PATH|env=NAME  a secret for RUN --mount=type=secret\n"
+      "      --tls-verify[=BOOL]       verify registry TLS (default true; false also allows plain HTTP)\n"
+      "      --authfile FILE           registry credentials (default: containers auth.json, docker config)\n"
+      "      --cert-dir DIR            registry CA and client certificates\n"
+      "      --retry N, --retry-delay D  registry request retries\n";
 
 struct build_cli {
   struct kiln_build_opts o;
@@ -56,13 +56,35 @@ struct build_cli {
   char **tags;
   const char *file, *output, *iidfile, *metadata_file;
   char *dockerfile_path;
-  char **cache_to, **cache_from;   /* raw --cache-to / --cache-from values */
+  char **cache_to, **cache_from; /* raw --cache-to / --cache-from values */
 };
 
-enum { OPT_BUILD_ARG = 256, OPT_TARGET, OPT_NO_CACHE, OPT_COMPRESSION, OPT_LEVEL, OPT_EPOCH,
-       OPT_IIDFILE, OPT_METADATA, OPT_PROGRESS, OPT_TLS, OPT_PUSH, OPT_AUTHFILE, OPT_CERTDIR, OPT_RETRY,
-       OPT_RETRY_DELAY, OPT_NO_CACHE_FILTER, OPT_SECRET, OPT_CACHE_TO, OPT_CACHE_FROM, OPT_CACHE_TTL,
-       OPT_FORCE_COMPRESSION, OPT_FORMAT, OPT_JOBS, OPT_UNSUPPORTED };
+enum {
+  OPT_BUILD_ARG = 256,
+  OPT_TARGET,
+  OPT_NO_CACHE,
+  OPT_COMPRESSION,
+  OPT_LEVEL,
+  OPT_EPOCH,
+  OPT_IIDFILE,
+  OPT_METADATA,
+  OPT_PROGRESS,
+  OPT_TLS,
+  OPT_PUSH,
+  OPT_AUTHFILE,
+  OPT_CERTDIR,
+  OPT_RETRY,
+  OPT_RETRY_DELAY,
+  OPT_NO_CACHE_FILTER,
+  OPT_SECRET,
+  OPT_CACHE_TO,
+  OPT_CACHE_FROM,
+  OPT_CACHE_TTL,
+  OPT_FORCE_COMPRESSION,
+  OPT_FORMAT,
+  OPT_JOBS,
+  OPT_UNSUPPORTED
+};
 
 static const struct option options[] = {
   { "file", required_argument, NULL, 'f' },
@@ -135,8 +157,11 @@ parse_ttl (const char *s, int64_t *out, struct kiln_error **err)
   char *end;
   errno = 0;
   long long v = strtoll (s, &end, 10);
-  long long unit = !*end || strcmp (end, "s") == 0 ? 1 : strcmp (end, "m") == 0 ? 60 : strcmp (end, "h") == 0 ? 3600
-                   : strcmp (end, "d") == 0 ? 86400 : -1;
+  long long unit = !*end || strcmp (end, "s") == 0 ? 1
+                   : strcmp (end, "m") == 0        ? 60
+                   : strcmp (end, "h") == 0        ? 3600
+                   : strcmp (end, "d") == 0        ? 86400
+                                                   : -1;
   if (end == s || errno || v < 0 || unit < 0 || v > INT64_MAX / 86400)
     return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --cache-ttl `%s` (e.g. 72h, 14d, 0 for no limit)", s);
   *out = v * unit;
@@ -218,9 +243,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
         c->o.layer.level = (int) v;
         return 0;
       }
-    case OPT_EPOCH:
-      c->o.have_epoch = true;
-      return parse_epoch (arg, &c->o.epoch, err);
+    case OPT_EPOCH: c->o.have_epoch = true; return parse_epoch (arg, &c->o.epoch, err);
     case OPT_IIDFILE: c->iidfile = arg; return 0;
     case OPT_METADATA: c->metadata_file = arg; return 0;
     case OPT_PROGRESS:
@@ -274,8 +297,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
         c->o.registry.retry_delay_ms = (unsigned) (v * scale);
         return 0;
       }
-    default:
-      return kiln_error_set (err, 0, KILN_E_USAGE, "unknown or invalid option");
+    default: return kiln_error_set (err, 0, KILN_E_USAGE, "unknown or invalid option");
     }
 }
 
@@ -370,8 +392,14 @@ static struct kiln_exporter_opts
 exporters_of (struct build_cli *c)
 {
   return (struct kiln_exporter_opts){
-    .tags = c->tags, .output = c->output, .iidfile = c->iidfile, .metadata_file = c->metadata_file,
-    .push = c->push, .cache_to = c->cache_to, .cache_ttl = c->o.cache_ttl, .registry = &c->o.registry,
+    .tags = c->tags,
+    .output = c->output,
+    .iidfile = c->iidfile,
+    .metadata_file = c->metadata_file,
+    .push = c->push,
+    .cache_to = c->cache_to,
+    .cache_ttl = c->o.cache_ttl,
+    .registry = &c->o.registry,
     .epoch = c->o.have_epoch ? &c->o.epoch : NULL,
   };
 }

@@ -12,17 +12,17 @@
 #define DOC_MAX (4u << 20)
 
 /* Opens the store, runs fn, prints its error: the shape of every verb here. */
-#define KILN_WITH_STORE(cli, body)                                                                 \
-  do                                                                                               \
-    {                                                                                              \
-      struct kiln_error *err = NULL;                                                               \
-      struct kiln_store *st = NULL;                                                                \
-      int ret = kiln_cmd_open_store (cli, &st, &err);                                              \
-      if (ret == 0)                                                                                \
-        ret = (body);                                                                              \
-      kiln_store_free (st);                                                                        \
-      return ret < 0 ? kiln_cmd_fail (&err) : ret;                                                 \
-    }                                                                                              \
+#define KILN_WITH_STORE(cli, body)                                                                                     \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      struct kiln_error *err = NULL;                                                                                   \
+      struct kiln_store *st = NULL;                                                                                    \
+      int ret = kiln_cmd_open_store (cli, &st, &err);                                                                  \
+      if (ret == 0)                                                                                                    \
+        ret = (body);                                                                                                  \
+      kiln_store_free (st);                                                                                            \
+      return ret < 0 ? kiln_cmd_fail (&err) : ret;                                                                     \
+    }                                                                                                                  \
   while (0)
 
 static int

@@ -16,13 +16,13 @@
 #include "kiln/registry.h"
 #include "kiln/util.h"
 
-#define PULL_USAGE                                                                                                 \
-  "pull [--platform OS/ARCH[/VARIANT]] [--tls-verify=false] [--authfile FILE] [--cert-dir DIR]\n"                  \
+#define PULL_USAGE                                                                                                     \
+  "pull [--platform OS/ARCH[/VARIANT]] [--tls-verify=false] [--authfile FILE] [--cert-dir DIR]\n"                      \
   "                 [--retry N] [--retry-delay DURATION] [--jobs N] [-q] REFERENCE"
-#define PUSH_USAGE                                                                                                 \
-  "push [--tls-verify=false] [--digestfile FILE] [--authfile FILE] [--cert-dir DIR] [--retry N]\n"                 \
+#define PUSH_USAGE                                                                                                     \
+  "push [--tls-verify=false] [--digestfile FILE] [--authfile FILE] [--cert-dir DIR] [--retry N]\n"                     \
   "                 [--retry-delay DURATION] [--jobs N] [--chunk-size BYTES] [-q] IMAGE [DESTINATION]"
-#define LOGIN_USAGE                                                                                                \
+#define LOGIN_USAGE                                                                                                    \
   "login [-u USER] [-p PASSWORD | --password-stdin] [--tls-verify=false] [--authfile FILE] [--cert-dir DIR] REGISTRY"
 #define LOGOUT_USAGE "logout [--authfile FILE] REGISTRY"
 
@@ -31,7 +31,7 @@ struct ropts {
   struct kiln_registry_opts o;
   const char *digestfile, *user, *password;
   bool password_stdin, quiet;
-  char **pos;   /* positional arguments */
+  char **pos; /* positional arguments */
   atomic_int n_present, n_fetched, n_mounted, n_uploaded;
 };
 
@@ -121,7 +121,8 @@ parse_one (const char *verb, int argc, char **argv, int *i, struct ropts *r)
     return r->password = v, 0;
   if ((v = opt_value (argc, argv, i, "--retry-delay", &miss)))
     return parse_duration_ms (v, &r->o.retry_delay_ms) < 0
-               ? kiln_cmd_usage_error (verb, "invalid --retry-delay `%s` (e.g. 500ms, 2s)", v) : 0;
+               ? kiln_cmd_usage_error (verb, "invalid --retry-delay `%s` (e.g. 500ms, 2s)", v)
+               : 0;
   if ((v = opt_value (argc, argv, i, "--retry", &miss)))
     return parse_int (v, 0, 100, &n) < 0 ? kiln_cmd_usage_error (verb, "invalid --retry `%s`", v)
                                          : (r->o.retries = (int) n, 0);
@@ -242,8 +243,8 @@ kiln_cmd_push (struct kiln_cli *cli, int argc, char **argv)
   if (ret == 0 && r.digestfile)
     ret = write_digestfile (r.digestfile, &d, &err);
   if (ret == 0 && !r.quiet)
-    fprintf (stderr, "pushed %s: %d blobs uploaded, %d mounted, %d already present\n", d.s,
-             atomic_load (&r.n_uploaded), atomic_load (&r.n_mounted), atomic_load (&r.n_present));
+    fprintf (stderr, "pushed %s: %d blobs uploaded, %d mounted, %d already present\n", d.s, atomic_load (&r.n_uploaded),
+             atomic_load (&r.n_mounted), atomic_load (&r.n_present));
   kiln_store_free (store);
   return ret < 0 ? kiln_cmd_fail (&err) : 0;
 }

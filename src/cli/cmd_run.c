@@ -14,16 +14,16 @@
 #include "kiln/run.h"
 #include "kiln/util.h"
 
-static const char usage_text[] =
-  "usage: kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]\n\n"
-  "  --rm                  remove the container afterwards (always done; accepted for docker compatibility)\n"
-  "  -e, --env K=V         set an environment variable (K alone takes it from kiln's environment)\n"
-  "  -v, --volume HOST:CTR[:ro]  bind-mount a host path\n"
-  "  -w, --workdir DIR     working directory\n"
-  "  -u, --user USER[:GROUP]\n"
-  "      --network host|none\n"
-  "      --entrypoint CMD  override the image's entrypoint\n"
-  "      --tls-verify=false  for pulling IMAGE when it is not in the store\n";
+static const char usage_text[]
+    = "usage: kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]\n\n"
+      "  --rm                  remove the container afterwards (always done; accepted for docker compatibility)\n"
+      "  -e, --env K=V         set an environment variable (K alone takes it from kiln's environment)\n"
+      "  -v, --volume HOST:CTR[:ro]  bind-mount a host path\n"
+      "  -w, --workdir DIR     working directory\n"
+      "  -u, --user USER[:GROUP]\n"
+      "      --network host|none\n"
+      "      --entrypoint CMD  override the image's entrypoint\n"
+      "      --tls-verify=false  for pulling IMAGE when it is not in the store\n";
 
 struct run_cli {
   char **env, **volumes;
@@ -37,11 +37,16 @@ static int
 parse (struct run_cli *c, int argc, char **argv, struct kiln_error **err)
 {
   static const struct option opts[] = {
-    { "rm", no_argument, NULL, 'R' }, { "env", required_argument, NULL, 'e' },
-    { "volume", required_argument, NULL, 'v' }, { "workdir", required_argument, NULL, 'w' },
-    { "user", required_argument, NULL, 'u' }, { "network", required_argument, NULL, 'N' },
-    { "entrypoint", required_argument, NULL, 'E' }, { "tls-verify", optional_argument, NULL, 'T' },
-    { "interactive", no_argument, NULL, 'i' }, { "tty", no_argument, NULL, 't' },
+    { "rm", no_argument, NULL, 'R' },
+    { "env", required_argument, NULL, 'e' },
+    { "volume", required_argument, NULL, 'v' },
+    { "workdir", required_argument, NULL, 'w' },
+    { "user", required_argument, NULL, 'u' },
+    { "network", required_argument, NULL, 'N' },
+    { "entrypoint", required_argument, NULL, 'E' },
+    { "tls-verify", optional_argument, NULL, 'T' },
+    { "interactive", no_argument, NULL, 'i' },
+    { "tty", no_argument, NULL, 't' },
     { NULL, 0, NULL, 0 },
   };
   int opt;
@@ -52,7 +57,9 @@ parse (struct run_cli *c, int argc, char **argv, struct kiln_error **err)
   while ((opt = getopt_long (argc, argv, "+:e:v:w:u:it", opts, NULL)) != -1)
     switch (opt)
       {
-      case 'R': case 'i': case 't': break;
+      case 'R':
+      case 'i':
+      case 't': break;
       case 'e':
         if (strchr (optarg, '='))
           kiln_strv_push (&c->env, optarg);
@@ -69,8 +76,7 @@ parse (struct run_cli *c, int argc, char **argv, struct kiln_error **err)
           return kiln_error_set (err, 0, KILN_E_USAGE, "--network must be host or none, not `%s`", optarg);
         c->network_none = strcmp (optarg, "none") == 0;
         break;
-      default:
-        return kiln_error_set (err, 0, KILN_E_USAGE, "bad option `%s`", argv[optind - 1]);
+      default: return kiln_error_set (err, 0, KILN_E_USAGE, "bad option `%s`", argv[optind - 1]);
       }
   if (optind >= argc)
     return kiln_error_set (err, 0, KILN_E_USAGE, "expected an IMAGE");
@@ -95,9 +101,9 @@ parse_volumes (struct run_cli *c, struct kiln_error **err)
       if (access (v, F_OK) < 0)
         return kiln_error_set (err, errno, KILN_E_NOTFOUND, "volume source `%s`", v);
       c->mounts = kiln_xrealloc (c->mounts, (c->nmounts + 1) * sizeof *c->mounts);
-      c->mounts[c->nmounts++] = (struct kiln_sandbox_mount){ .type = KILN_SANDBOX_BIND, .source = v,
-                                                             .target = colon + 1,
-                                                             .readonly = mode && !strcmp (mode, "ro") };
+      c->mounts[c->nmounts++] = (struct kiln_sandbox_mount){
+        .type = KILN_SANDBOX_BIND, .source = v, .target = colon + 1, .readonly = mode && !strcmp (mode, "ro")
+      };
     }
   return 0;
 }
@@ -114,8 +120,14 @@ run (struct kiln_cli *cli, struct run_cli *c, const char *image, int argc, char 
   for (int i = 0; i < argc; i++)
     kiln_strv_push (&cmd, argv[i]);
   struct kiln_run_opts o = {
-    .image = image, .argv = cmd, .entrypoint = c->entrypoint, .entrypoint_set = c->entrypoint_set,
-    .env = c->env, .workdir = c->workdir, .user = c->user, .network_none = c->network_none,
+    .image = image,
+    .argv = cmd,
+    .entrypoint = c->entrypoint,
+    .entrypoint_set = c->entrypoint_set,
+    .env = c->env,
+    .workdir = c->workdir,
+    .user = c->user,
+    .network_none = c->network_none,
     .registry = &ro,
   };
   int ret = -1;
@@ -146,7 +158,7 @@ kiln_cmd_run (struct kiln_cli *cli, int argc, char **argv)
   if (ret < 0)
     {
       int st = kiln_cmd_fail (&err);
-      return st == 2 ? 2 : 125;   /* docker: 125 when the container could not run */
+      return st == 2 ? 2 : 125; /* docker: 125 when the container could not run */
     }
   return status;
 }

@@ -35,8 +35,7 @@ save (struct kiln_store *st, const char *image, const char *format, const char *
   else if (strcmp (format, "docker-archive") == 0)
     fmt = KILN_EXPORT_DOCKER_ARCHIVE;
   else
-    return kiln_error_set (err, 0, KILN_E_USAGE, "unknown --format `%s` (oci, oci-archive or docker-archive)",
-                           format);
+    return kiln_error_set (err, 0, KILN_E_USAGE, "unknown --format `%s` (oci, oci-archive or docker-archive)", format);
   if (kiln_image_resolve (st, image, &d, err) < 0)
     return -1;
   kiln_autofree char *norm = NULL;
@@ -136,13 +135,13 @@ kiln_cmd_version (struct kiln_cli *cli, int argc, char **argv)
   return 0;
 }
 
-static const char prune_usage[] =
-  "usage: kiln prune [--all] [--keep-storage SIZE] [--filter until=DURATION] [--wait]\n\n"
-  "Removes blobs, snapshots and scratch space nothing references, and cache records:\n"
-  "  --all                    every cache record and snapshot (tagged images stay)\n"
-  "  --keep-storage SIZE      drop least recently used cache records until the store fits (e.g. 10GB)\n"
-  "  --filter until=DURATION  drop cache records unused for longer than DURATION (e.g. 24h, 7d)\n"
-  "  --wait                   wait for running builds instead of failing\n";
+static const char prune_usage[]
+    = "usage: kiln prune [--all] [--keep-storage SIZE] [--filter until=DURATION] [--wait]\n\n"
+      "Removes blobs, snapshots and scratch space nothing references, and cache records:\n"
+      "  --all                    every cache record and snapshot (tagged images stay)\n"
+      "  --keep-storage SIZE      drop least recently used cache records until the store fits (e.g. 10GB)\n"
+      "  --filter until=DURATION  drop cache records unused for longer than DURATION (e.g. 24h, 7d)\n"
+      "  --wait                   wait for running builds instead of failing\n";
 
 static int
 prune_args (int argc, char **argv, struct kiln_prune_opts *o, struct kiln_error **err)

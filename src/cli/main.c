@@ -5,7 +5,11 @@
 #include "cmd.h"
 #include "kiln/log.h"
 
-static const struct { const char *name; kiln_cmd_fn fn; const char *help; } verbs[] = {
+static const struct {
+  const char *name;
+  kiln_cmd_fn fn;
+  const char *help;
+} verbs[] = {
   { "build", kiln_cmd_build, "build an image from a Dockerfile and a context" },
   { "images", kiln_cmd_images, "list the tagged images in the store" },
   { "inspect", kiln_cmd_inspect, "print an image's manifest and config as JSON" },
@@ -58,7 +62,7 @@ main (int argc, char **argv)
   if (i >= argc)
     return usage (stderr, 2);
   if (!cli.root)
-    cli.root = kiln_cmd_default_root ();   /* freed at exit */
+    cli.root = kiln_cmd_default_root (); /* freed at exit */
   for (size_t v = 0; v < sizeof verbs / sizeof verbs[0]; v++)
     if (strcmp (argv[i], verbs[v].name) == 0)
       return verbs[v].fn (&cli, argc - i, argv + i);

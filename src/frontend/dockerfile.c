@@ -16,14 +16,12 @@
 #include "kiln/dockerfile.h"
 #include "kiln/util.h"
 
-struct flag_spec
-{
+struct flag_spec {
   const char *name;
   bool is_bool;
 };
 
-struct cmd_spec
-{
+struct cmd_spec {
   const char *name;
   const struct flag_spec *flags;
 };
@@ -31,10 +29,13 @@ struct cmd_spec
 static const struct flag_spec no_flags[] = { { NULL, false } };
 static const struct flag_spec from_flags[] = { { "platform", false }, { NULL, false } };
 static const struct flag_spec run_flags[] = {
-  { "mount", false }, { "network", false }, { "security", false }, { NULL, false },
+  { "mount", false },
+  { "network", false },
+  { "security", false },
+  { NULL, false },
 };
 static const struct flag_spec copy_flags[] = {
-  { "from", false },   { "chown", false },  { "chmod", false }, { "link", true },
+  { "from", false },   { "chown", false },   { "chmod", false }, { "link", true },
   { "parents", true }, { "exclude", false }, { NULL, false },
 };
 static const struct flag_spec add_flags[] = {
@@ -71,18 +72,16 @@ static const struct cmd_spec cmd_specs[] = {
 #define NCMDS (sizeof cmd_specs / sizeof cmd_specs[0])
 
 /* Reading state over the whole text. */
-struct parser
-{
+struct parser {
   const char *name;
   const char *pos, *end;
-  int lineno;               /* number of the last physical line read */
+  int lineno; /* number of the last physical line read */
   char escape;
-  size_t nargs, npairs;     /* ARG names, ENV/LABEL pairs so far (the limits) */
+  size_t nargs, npairs; /* ARG names, ENV/LABEL pairs so far (the limits) */
 };
 
 /* Where an instruction error is reported: "NAME:LINE: KEYWORD: ". */
-struct ictx
-{
+struct ictx {
   const struct parser *ps;
   int line;
   const char *kw;
@@ -201,8 +200,8 @@ read_logical (struct parser *ps, const char *s, size_t n, struct kiln_buf *out)
 enum { DIR_SYNTAX = 1, DIR_ESCAPE = 2, DIR_CHECK = 4 };
 
 static int
-apply_directive (struct parser *ps, struct kiln_dockerfile *df, int which, const char *val,
-                 size_t vlen, struct kiln_error **err)
+apply_directive (struct parser *ps, struct kiln_dockerfile *df, int which, const char *val, size_t vlen,
+                 struct kiln_error **err)
 {
   if (which == DIR_SYNTAX)
     {
@@ -212,9 +211,8 @@ apply_directive (struct parser *ps, struct kiln_dockerfile *df, int which, const
   if (which == DIR_ESCAPE)
     {
       if (vlen != 1 || (val[0] != '\\' && val[0] != '`'))
-        return fail (ps, ps->lineno, err,
-                     "invalid escape token \"%.*s\": must be a backslash or a backtick", (int) vlen,
-                     val);
+        return fail (ps, ps->lineno, err, "invalid escape token \"%.*s\": must be a backslash or a backtick",
+                     (int) vlen, val);
       ps->escape = df->escape = val[0];
     }
   return 1;
@@ -225,11 +223,16 @@ apply_directive (struct parser *ps, struct kiln_dockerfile *df, int which, const
  * unknown directive included: BuildKit treats it as a comment and stops
  * looking), < 0 on a repeated directive or bad escape token. */
 static int
-parse_directive (struct parser *ps, struct kiln_dockerfile *df, const char *s, size_t n,
-                 int *seen, struct kiln_error **err)
+parse_directive (struct parser *ps, struct kiln_dockerfile *df, const char *s, size_t n, int *seen,
+                 struct kiln_error **err)
 {
-  static const struct { const char *key; int bit; } known[] = {
-    { "syntax", DIR_SYNTAX }, { "escape", DIR_ESCAPE }, { "check", DIR_CHECK },
+  static const struct {
+    const char *key;
+    int bit;
+  } known[] = {
+    { "syntax", DIR_SYNTAX },
+    { "escape", DIR_ESCAPE },
+    { "check", DIR_CHECK },
   };
   size_t i = 1, klen;
   const char *key;
@@ -260,8 +263,7 @@ parse_directive (struct parser *ps, struct kiln_dockerfile *df, const char *s, s
       if (strlen (known[k].key) != klen || strncasecmp (key, known[k].key, klen) != 0)
         continue;
       if (*seen & known[k].bit)
-        return fail (ps, ps->lineno, err, "only one `%s` parser directive can be used",
-                     known[k].key);
+        return fail (ps, ps->lineno, err, "only one `%s` parser directive can be used", known[k].key);
       *seen |= known[k].bit;
       return apply_directive (ps, df, known[k].bit, s + i, n - i, err);
     }
@@ -273,8 +275,7 @@ parse_directive (struct parser *ps, struct kiln_dockerfile *df, const char *s, s
 /* A NULL-terminated vector that knows its length: kiln_strv_push_take
  * measures the vector on every push, and a hostile line holds millions of
  * words (a 400 KB ENV line took seconds, a 16 MiB one hours). */
-struct wordv
-{
+struct wordv {
   char **v;
   size_t n, cap;
 };
@@ -296,7 +297,7 @@ static char **
 wordv_detach (struct wordv *w)
 {
   char **v = w->v ? w->v : kiln_xcalloc (1, sizeof *v);
-  *w = (struct wordv) { 0 };
+  *w = (struct wordv){ 0 };
   return v;
 }
 
@@ -524,11 +525,10 @@ read_heredocs (struct parser *ps, struct kiln_df_instr *in, struct kiln_error **
     {
       int r = read_heredoc_body (ps, &t->heredocs[i]);
       if (r < 0)
-        return fail (ps, in->line, err, "%s: heredoc `%s` is larger than the limit of %u bytes",
-                     cmd_specs[t->cmd].name, t->heredocs[i].name, KILN_DOCKERFILE_MAX_HEREDOC);
+        return fail (ps, in->line, err, "%s: heredoc `%s` is larger than the limit of %u bytes", cmd_specs[t->cmd].name,
+                     t->heredocs[i].name, KILN_DOCKERFILE_MAX_HEREDOC);
       if (r == 0)
-        return fail (ps, in->line, err, "%s: unterminated heredoc `%s`", cmd_specs[t->cmd].name,
-                     t->heredocs[i].name);
+        return fail (ps, in->line, err, "%s: unterminated heredoc `%s`", cmd_specs[t->cmd].name, t->heredocs[i].name);
     }
   in->end_line = t->end_line = ps->lineno;
   return 0;
@@ -571,13 +571,12 @@ extract_flag_words (const char *line, char ***words)
       if (strcmp (w.buf, "--") == 0)
         return p;
       wordv_push_take (&v, kiln_buf_detach (&w, NULL));
-      *words = v.v;   /* the caller owns (and frees) what is there so far */
+      *words = v.v; /* the caller owns (and frees) what is there so far */
     }
 }
 
 static int
-check_flag (const struct ictx *ic, const struct flag_spec *specs, const struct kiln_df_flag *f,
-            struct kiln_error **err)
+check_flag (const struct ictx *ic, const struct flag_spec *specs, const struct kiln_df_flag *f, struct kiln_error **err)
 {
   size_t n = 0;
   for (const struct flag_spec *spec = specs; spec->name; spec++, n++)
@@ -591,8 +590,7 @@ check_flag (const struct ictx *ic, const struct flag_spec *specs, const struct k
           return 0;
         }
       if (f->value && strcasecmp (f->value, "true") != 0 && strcasecmp (f->value, "false") != 0)
-        return ifail (ic, err, "expecting a boolean value for flag: --%s, not `%s`", f->name,
-                      f->value);
+        return ifail (ic, err, "expecting a boolean value for flag: --%s, not `%s`", f->name, f->value);
       return 0;
     }
   /* BuildKit bflag.go Parse: suggest among the instruction's flags */
@@ -607,8 +605,7 @@ check_flag (const struct ictx *ic, const struct flag_spec *specs, const struct k
 /* Fills in->flags from the flag words and checks them against the flags the
  * instruction accepts. */
 static int
-parse_flags (const struct ictx *ic, struct kiln_df_instr *in, char **words,
-             struct kiln_error **err)
+parse_flags (const struct ictx *ic, struct kiln_df_instr *in, char **words, struct kiln_error **err)
 {
   size_t n = kiln_strv_len (words);
 
@@ -617,8 +614,7 @@ parse_flags (const struct ictx *ic, struct kiln_df_instr *in, char **words,
     {
       struct kiln_df_flag *f = &in->flags[in->nflags++];
       const char *eq = strchr (words[i] + 2, '=');
-      f->name = eq ? kiln_xstrndup (words[i] + 2, (size_t) (eq - words[i] - 2))
-                   : kiln_xstrdup (words[i] + 2);
+      f->name = eq ? kiln_xstrndup (words[i] + 2, (size_t) (eq - words[i] - 2)) : kiln_xstrdup (words[i] + 2);
       f->value = eq ? kiln_xstrdup (eq + 1) : NULL;
       int r = check_flag (ic, cmd_specs[in->cmd].flags, f, err);
       if (r < 0)
@@ -638,8 +634,7 @@ parse_flags (const struct ictx *ic, struct kiln_df_instr *in, char **words,
  * there would write a different command than the one asked for, so that is an
  * error instead of a silently changed image. */
 static int
-maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args,
-            struct kiln_error **err)
+maybe_json (const struct ictx *ic, struct kiln_df_instr *in, const char *args, struct kiln_error **err)
 {
   kiln_autojson json_t *j = NULL;
   kiln_autostrv char **v = NULL;
@@ -759,8 +754,7 @@ check_from (const struct ictx *ic, const struct kiln_df_instr *in, struct kiln_e
 
 /* ENV and LABEL: "name value" (old form) or name=value pairs (BuildKit parseNameVal). */
 static int
-check_name_val (const struct ictx *ic, const struct parser *ps, const char *args,
-                struct kiln_error **err)
+check_name_val (const struct ictx *ic, const struct parser *ps, const char *args, struct kiln_error **err)
 {
   kiln_autostrv char **w = split_words (args, ps->escape, false);
 
@@ -772,8 +766,7 @@ check_name_val (const struct ictx *ic, const struct parser *ps, const char *args
     {
       kiln_autostrv char **old = split_blanks (args);
       if (kiln_strv_len (old) < 2)
-        return ifail (ic, err, "must have two arguments (`%s name value` or `%s name=value`)",
-                      ic->kw, ic->kw);
+        return ifail (ic, err, "must have two arguments (`%s name value` or `%s name=value`)", ic->kw, ic->kw);
       return 0;
     }
   for (size_t i = 0; w[i]; i++)
@@ -828,8 +821,7 @@ static int parse_instr (struct parser *ps, const char *text, int line, struct ki
                         struct kiln_error **err);
 
 static int
-parse_onbuild (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *in,
-               struct kiln_error **err)
+parse_onbuild (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *in, struct kiln_error **err)
 {
   const char *a = in->args;
   size_t n = 0;
@@ -838,8 +830,7 @@ parse_onbuild (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *i
     n++;
   if (n == 7 && strncasecmp (a, "ONBUILD", 7) == 0)
     return ifail (ic, err, "chaining ONBUILD via `ONBUILD ONBUILD` is not allowed");
-  if ((n == 4 && strncasecmp (a, "FROM", 4) == 0)
-      || (n == 10 && strncasecmp (a, "MAINTAINER", 10) == 0))
+  if ((n == 4 && strncasecmp (a, "FROM", 4) == 0) || (n == 10 && strncasecmp (a, "MAINTAINER", 10) == 0))
     return ifail (ic, err, "`%.*s` is not allowed as an ONBUILD trigger", (int) n, a);
   in->sub = kiln_xcalloc (1, sizeof *in->sub);
   return parse_instr (ps, a, in->line, in->sub, err);
@@ -848,14 +839,13 @@ parse_onbuild (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *i
 /* ARG names and ENV/LABEL pairs add up over the file (ONBUILD triggers
  * included): each later declaration looks the earlier ones up. */
 static int
-count_decls (const struct ictx *ic, struct parser *ps, const struct kiln_df_instr *in,
-             struct kiln_error **err)
+count_decls (const struct ictx *ic, struct parser *ps, const struct kiln_df_instr *in, struct kiln_error **err)
 {
   bool arg = in->cmd == KILN_DF_ARG;
   if (!arg && in->cmd != KILN_DF_ENV && in->cmd != KILN_DF_LABEL)
     return 0;
   kiln_autostrv char **w = split_words (in->args, ps->escape, false);
-  if (w == NULL)   /* an unterminated quote: count what the blanks separate */
+  if (w == NULL) /* an unterminated quote: count what the blanks separate */
     w = split_blanks (in->args);
   size_t n = kiln_strv_len (w);
   /* the old form `ENV name value` is one pair */
@@ -865,50 +855,43 @@ count_decls (const struct ictx *ic, struct parser *ps, const struct kiln_df_inst
   size_t max = arg ? KILN_DOCKERFILE_MAX_ARGS : KILN_DOCKERFILE_MAX_PAIRS;
   *sum += n;
   if (*sum > max)
-    return ifail (ic, err, arg ? "more than %zu ARG names declared in the file (the limit)"
-                               : "more than %zu ENV and LABEL pairs in the file (the limit)", max);
+    return ifail (ic, err,
+                  arg ? "more than %zu ARG names declared in the file (the limit)"
+                      : "more than %zu ENV and LABEL pairs in the file (the limit)",
+                  max);
   return 0;
 }
 
 static int
-parse_args (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *in,
-            struct kiln_error **err)
+parse_args (const struct ictx *ic, struct parser *ps, struct kiln_df_instr *in, struct kiln_error **err)
 {
   bool empty = in->args[0] == '\0';
 
   switch (in->cmd)
     {
-    case KILN_DF_FROM:
-      return check_from (ic, in, err);
+    case KILN_DF_FROM: return check_from (ic, in, err);
     case KILN_DF_RUN:
       if (empty)
         return ifail (ic, err, "requires at least one argument");
       return maybe_json (ic, in, in->args, err);
     case KILN_DF_CMD:
-    case KILN_DF_ENTRYPOINT:
-      return maybe_json (ic, in, in->args, err);
+    case KILN_DF_ENTRYPOINT: return maybe_json (ic, in, in->args, err);
     case KILN_DF_COPY:
-    case KILN_DF_ADD:
-      return check_copy (ic, in, err);
-    case KILN_DF_VOLUME:
-      return check_volume (ic, in, err);
-    case KILN_DF_SHELL:
-      return check_shell (ic, in, err);
+    case KILN_DF_ADD: return check_copy (ic, in, err);
+    case KILN_DF_VOLUME: return check_volume (ic, in, err);
+    case KILN_DF_SHELL: return check_shell (ic, in, err);
     case KILN_DF_ENV:
-    case KILN_DF_LABEL:
-      return check_name_val (ic, ps, in->args, err);
+    case KILN_DF_LABEL: return check_name_val (ic, ps, in->args, err);
     case KILN_DF_HEALTHCHECK:
       return empty ? ifail (ic, err, "requires at least one argument") : check_healthcheck (ic, in, err);
     case KILN_DF_ONBUILD:
       return empty ? ifail (ic, err, "requires at least one argument") : parse_onbuild (ic, ps, in, err);
     case KILN_DF_ARG:
-    case KILN_DF_EXPOSE:
-      return empty ? ifail (ic, err, "requires at least one argument") : 0;
+    case KILN_DF_EXPOSE: return empty ? ifail (ic, err, "requires at least one argument") : 0;
     case KILN_DF_USER:
     case KILN_DF_WORKDIR:
     case KILN_DF_STOPSIGNAL:
-    case KILN_DF_MAINTAINER:
-      return empty ? ifail (ic, err, "requires exactly one argument") : 0;
+    case KILN_DF_MAINTAINER: return empty ? ifail (ic, err, "requires exactly one argument") : 0;
     }
   return 0;
 }
@@ -940,8 +923,7 @@ suggest_cmd (const char *kw, size_t n)
 /* Parses one logical line (already joined) into *in; on failure *in may be
  * partly filled and the caller clears it. */
 static int
-parse_instr (struct parser *ps, const char *text, int line, struct kiln_df_instr *in,
-             struct kiln_error **err)
+parse_instr (struct parser *ps, const char *text, int line, struct kiln_df_instr *in, struct kiln_error **err)
 {
   kiln_autostrv char **words = NULL;
   const struct cmd_spec *spec;
@@ -1015,15 +997,14 @@ has_from (const struct kiln_dockerfile *df)
 /* Appends *in (taking its contents) after checking that only ARG comes
  * before the first FROM. */
 static int
-add_instr (struct parser *ps, struct kiln_dockerfile *df, struct kiln_df_instr *in,
-           size_t *cap, struct kiln_error **err)
+add_instr (struct parser *ps, struct kiln_dockerfile *df, struct kiln_df_instr *in, size_t *cap,
+           struct kiln_error **err)
 {
   if (!has_from (df) && in->cmd != KILN_DF_FROM && in->cmd != KILN_DF_ARG)
-    return fail (ps, in->line, err, "%s: instruction must be preceded by FROM",
-                 cmd_specs[in->cmd].name);
+    return fail (ps, in->line, err, "%s: instruction must be preceded by FROM", cmd_specs[in->cmd].name);
   if (df->ninstrs >= KILN_DOCKERFILE_MAX_INSTRUCTIONS)
-    return fail (ps, in->line, err, "%s: more than %d instructions in the file (the limit)",
-                 cmd_specs[in->cmd].name, KILN_DOCKERFILE_MAX_INSTRUCTIONS);
+    return fail (ps, in->line, err, "%s: more than %d instructions in the file (the limit)", cmd_specs[in->cmd].name,
+                 KILN_DOCKERFILE_MAX_INSTRUCTIONS);
   if (df->ninstrs == *cap)
     {
       *cap = *cap ? *cap * 2 : 16;
@@ -1037,8 +1018,7 @@ add_instr (struct parser *ps, struct kiln_dockerfile *df, struct kiln_df_instr *
 /* One logical line starting with the physical line s: instruction, heredoc
  * bodies, append. */
 static int
-parse_one (struct parser *ps, struct kiln_dockerfile *df, const char *s, size_t n, size_t *cap,
-           struct kiln_error **err)
+parse_one (struct parser *ps, struct kiln_dockerfile *df, const char *s, size_t n, size_t *cap, struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf text = KILN_BUF_INIT;
   struct kiln_df_instr in = { 0 };
@@ -1047,7 +1027,7 @@ parse_one (struct parser *ps, struct kiln_dockerfile *df, const char *s, size_t 
 
   read_logical (ps, s, n, &text);
   if (is_comment_or_blank (text.buf, text.len))
-    return 0;   /* a lone escape character continued into nothing */
+    return 0; /* a lone escape character continued into nothing */
   r = parse_instr (ps, text.buf, line, &in, err);
   if (r >= 0)
     r = read_heredocs (ps, &in, err);
@@ -1089,8 +1069,8 @@ parse_lines (struct parser *ps, struct kiln_dockerfile *df, struct kiln_error **
 }
 
 int
-kiln_dockerfile_parse (const char *name, const char *text, size_t len,
-                       struct kiln_dockerfile **out, struct kiln_error **err)
+kiln_dockerfile_parse (const char *name, const char *text, size_t len, struct kiln_dockerfile **out,
+                       struct kiln_error **err)
 {
   struct kiln_dockerfile *df;
   struct parser ps = { .name = name, .pos = text, .end = text + len, .escape = '\\' };

@@ -19,8 +19,7 @@
 
 #define NO_STOP (-1)
 
-struct lexer
-{
+struct lexer {
   const char *p; /* cursor into the word */
   char esc;
   kiln_expand_lookup_fn lookup;
@@ -35,19 +34,20 @@ struct lexer
   size_t match_left;
   int depth_left;
 };
-#define LEXER_INIT(text, esc, fn, ud, lq)                                                                       \
-  { (text), (esc), (fn), (ud), (lq), KILN_EXPAND_MAX_OUTPUT, KILN_EXPAND_MAX_MATCH_STEPS, KILN_EXPAND_MAX_DEPTH }
+#define LEXER_INIT(text, esc, fn, ud, lq)                                                                              \
+  {                                                                                                                    \
+    (text), (esc), (fn), (ud), (lq), KILN_EXPAND_MAX_OUTPUT, KILN_EXPAND_MAX_MATCH_STEPS, KILN_EXPAND_MAX_DEPTH        \
+  }
 
-struct splitter
-{
+struct splitter {
   struct kiln_buf cur;
   bool in_word; /* cur holds a word, possibly empty ("" is a word) */
   char **words;
   size_t nwords;
 };
 
-static int process_until (struct lexer *lx, int stop, bool raw, const char *open,
-                          struct kiln_buf *out, struct splitter *sp, struct kiln_error **err);
+static int process_until (struct lexer *lx, int stop, bool raw, const char *open, struct kiln_buf *out,
+                          struct splitter *sp, struct kiln_error **err);
 
 static bool
 is_blank (char c)
@@ -162,9 +162,8 @@ glob_compile (const char *pat, struct kiln_glob *g, struct kiln_error **err)
 static int
 too_costly (const char *pat, size_t len, struct kiln_error **err)
 {
-  return kiln_error_set (err, 0, KILN_E_PARSE,
-                         "pattern `%.64s` against a %zu-byte value: more than %zu matching steps", pat, len,
-                         (size_t) KILN_EXPAND_MAX_MATCH_STEPS);
+  return kiln_error_set (err, 0, KILN_E_PARSE, "pattern `%.64s` against a %zu-byte value: more than %zu matching steps",
+                         pat, len, (size_t) KILN_EXPAND_MAX_MATCH_STEPS);
 }
 
 static int
@@ -245,8 +244,8 @@ apply_trim (struct lexer *lx, char op, const char *word, const char *value, stru
  * match, as Go's Regexp.ReplaceAllString does: an empty match right after
  * a match is not replaced, and the search goes on one character later. */
 static int
-apply_replace (struct lexer *lx, const char *value, const char *pat, const char *repl, bool all,
-               struct kiln_buf *out, struct kiln_error **err)
+apply_replace (struct lexer *lx, const char *value, const char *pat, const char *repl, bool all, struct kiln_buf *out,
+               struct kiln_error **err)
 {
   struct kiln_glob g;
   size_t len = strlen (value), rlen = strlen (repl), pos = 0, last = 0, s, e, base = out->len;
@@ -277,8 +276,8 @@ apply_replace (struct lexer *lx, const char *value, const char *pat, const char 
 
 /* ${v:?msg} and ${v?msg}: fail naming the variable. */
 static int
-apply_required (const char *name, const char *value, bool null_is_unset, const char *word,
-                struct kiln_buf *out, struct kiln_error **err)
+apply_required (const char *name, const char *value, bool null_is_unset, const char *word, struct kiln_buf *out,
+                struct kiln_error **err)
 {
   if (value == NULL || (null_is_unset && *value == '\0'))
     {
@@ -291,28 +290,22 @@ apply_required (const char *name, const char *value, bool null_is_unset, const c
 
 /* Handles the modifiers after ${name: - + ? # %, the word already read. */
 static int
-apply_modifier (struct lexer *lx, char op, bool null_is_unset, const char *name, const char *value,
-                const char *word, struct kiln_buf *out, struct kiln_error **err)
+apply_modifier (struct lexer *lx, char op, bool null_is_unset, const char *name, const char *value, const char *word,
+                struct kiln_buf *out, struct kiln_error **err)
 {
   bool unset = value == NULL || (null_is_unset && *value == '\0');
   switch (op)
     {
-    case '-':
-      kiln_buf_adds (out, unset ? word : value);
-      return 0;
-    case '+':
-      kiln_buf_adds (out, unset ? "" : word);
-      return 0;
-    case '?':
-      return apply_required (name, value, null_is_unset, word, out, err);
-    default:
-      return apply_trim (lx, op, word, value ? value : "", out, err);
+    case '-': kiln_buf_adds (out, unset ? word : value); return 0;
+    case '+': kiln_buf_adds (out, unset ? "" : word); return 0;
+    case '?': return apply_required (name, value, null_is_unset, word, out, err);
+    default: return apply_trim (lx, op, word, value ? value : "", out, err);
     }
 }
 
 static int
-process_replace (struct lexer *lx, const char *start, const char *name, size_t nlen,
-                 struct kiln_buf *out, struct kiln_error **err)
+process_replace (struct lexer *lx, const char *start, const char *name, size_t nlen, struct kiln_buf *out,
+                 struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf pat = KILN_BUF_INIT;
   kiln_autobuf struct kiln_buf repl = KILN_BUF_INIT;
@@ -330,8 +323,8 @@ process_replace (struct lexer *lx, const char *start, const char *name, size_t n
 
 /* The part of ${...} after the name; *lx->p is the operator character. */
 static int
-process_braced_op (struct lexer *lx, const char *start, const char *name, size_t nlen,
-                   struct kiln_buf *out, struct kiln_error **err)
+process_braced_op (struct lexer *lx, const char *start, const char *name, size_t nlen, struct kiln_buf *out,
+                   struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf word = KILN_BUF_INIT;
   kiln_autofree char *n = kiln_xstrndup (name, nlen);
@@ -416,8 +409,7 @@ process_dollar (struct lexer *lx, struct kiln_buf *out, struct kiln_error **err)
 }
 
 static int
-process_single_quote (struct lexer *lx, struct kiln_buf *out, struct splitter *sp,
-                      struct kiln_error **err)
+process_single_quote (struct lexer *lx, struct kiln_buf *out, struct splitter *sp, struct kiln_error **err)
 {
   const char *open = lx->p++;
   const char *close = strchr (lx->p, '\'');
@@ -432,8 +424,7 @@ process_single_quote (struct lexer *lx, struct kiln_buf *out, struct splitter *s
 /* Inside double quotes the escape character only escapes '"', '$' and
  * itself; elsewhere it stays, as in sh. */
 static int
-process_double_quote (struct lexer *lx, bool raw, struct kiln_buf *out, struct splitter *sp,
-                      struct kiln_error **err)
+process_double_quote (struct lexer *lx, bool raw, struct kiln_buf *out, struct splitter *sp, struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf q = KILN_BUF_INIT;
   const char *open = lx->p++;
@@ -470,8 +461,7 @@ process_double_quote (struct lexer *lx, bool raw, struct kiln_buf *out, struct s
 }
 
 static int
-process_special (struct lexer *lx, bool raw, struct kiln_buf *out, struct splitter *sp,
-                 struct kiln_error **err)
+process_special (struct lexer *lx, bool raw, struct kiln_buf *out, struct splitter *sp, struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf tmp = KILN_BUF_INIT;
   int r;
@@ -492,8 +482,8 @@ process_special (struct lexer *lx, bool raw, struct kiln_buf *out, struct splitt
  * end of the word.  raw keeps escape characters in the output (patterns).
  * open is the start of the enclosing ${ for error messages. */
 static int
-process_until (struct lexer *lx, int stop, bool raw, const char *open, struct kiln_buf *out,
-               struct splitter *sp, struct kiln_error **err)
+process_until (struct lexer *lx, int stop, bool raw, const char *open, struct kiln_buf *out, struct splitter *sp,
+               struct kiln_error **err)
 {
   while (*lx->p)
     {
@@ -531,8 +521,8 @@ process_until (struct lexer *lx, int stop, bool raw, const char *open, struct ki
 }
 
 int
-kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
-                  char **out, struct kiln_error **err)
+kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup_fn, void *ud, char **out,
+                  struct kiln_error **err)
 {
   struct lexer lx = LEXER_INIT (word, escape, lookup_fn, ud, false);
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
@@ -544,8 +534,8 @@ kiln_expand_word (const char *word, char escape, kiln_expand_lookup_fn lookup_fn
 }
 
 int
-kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_fn, void *ud,
-                   char ***out, struct kiln_error **err)
+kiln_expand_words (const char *text, char escape, kiln_expand_lookup_fn lookup_fn, void *ud, char ***out,
+                   struct kiln_error **err)
 {
   struct lexer lx = LEXER_INIT (text, escape, lookup_fn, ud, false);
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;
@@ -612,8 +602,7 @@ kiln_split_words_raw (const char *text, char escape, char ***out)
 }
 
 int
-kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup_fn, void *ud, char **out,
-                     struct kiln_error **err)
+kiln_expand_heredoc (const char *body, kiln_expand_lookup_fn lookup_fn, void *ud, char **out, struct kiln_error **err)
 {
   struct lexer lx = LEXER_INIT (body, '\\', lookup_fn, ud, true);
   kiln_autobuf struct kiln_buf res = KILN_BUF_INIT;

@@ -18,24 +18,21 @@
 #include "kiln/ignore.h"
 #include "kiln/util.h"
 
-enum match_type
-{
+enum match_type {
   M_EXACT,
   M_PREFIX, /* "dir/" then "**": plain prefix test */
   M_SUFFIX, /* "**" then "name" or "/name": plain suffix test */
   M_TOKENS,
 };
 
-struct pattern
-{
+struct pattern {
   char *text; /* cleaned, without the leading '!' */
   bool exception;
   enum match_type type;
   struct kiln_glob glob; /* M_TOKENS */
 };
 
-struct kiln_ignore
-{
+struct kiln_ignore {
   struct pattern *pats;
   size_t n;
 };
@@ -119,18 +116,15 @@ pattern_match (const struct pattern *pat, const char *path)
   const char *suffix;
   switch (pat->type)
     {
-    case M_EXACT:
-      return strcmp (path, pat->text) == 0;
-    case M_PREFIX:
-      return strncmp (path, pat->text, tlen - 2) == 0;
+    case M_EXACT: return strcmp (path, pat->text) == 0;
+    case M_PREFIX: return strncmp (path, pat->text, tlen - 2) == 0;
     case M_SUFFIX:
       suffix = pat->text + 2;
       if (plen >= tlen - 2 && strcmp (path + plen - (tlen - 2), suffix) == 0)
         return true;
       /* "**" + "/foo" also matches "foo" itself */
       return suffix[0] == '/' && strcmp (path, suffix + 1) == 0;
-    default:
-      return kiln_glob_match (&pat->glob, path, plen, NULL) == 1;
+    default: return kiln_glob_match (&pat->glob, path, plen, NULL) == 1;
     }
 }
 
@@ -193,8 +187,7 @@ kiln_ignore_has_exceptions_under (const struct kiln_ignore *ig, const char *dir)
           if (strncmp (pat->text, prefix, tlen - 2 < dlen ? tlen - 2 : dlen) == 0)
             return true;
           break;
-        case M_SUFFIX:
-          return true;
+        case M_SUFFIX: return true;
         default:
           if (kiln_glob_match_start (&pat->glob, prefix, dlen))
             return true;
@@ -270,8 +263,7 @@ pattern_clear (struct pattern *pat)
  * treat it.  Returns 1 when the line holds a pattern, 0 when it is blank or
  * a comment. */
 static int
-parse_line (const char *name, size_t lineno, const char *line, size_t len, struct pattern *pat,
-            struct kiln_error **err)
+parse_line (const char *name, size_t lineno, const char *line, size_t len, struct pattern *pat, struct kiln_error **err)
 {
   const char *why = NULL;
   /* A comment only when '#' is the very first character, as in moby. */
@@ -298,8 +290,7 @@ parse_line (const char *name, size_t lineno, const char *line, size_t len, struc
 }
 
 int
-kiln_ignore_parse (const char *name, const char *text, size_t len, struct kiln_ignore **out,
-                   struct kiln_error **err)
+kiln_ignore_parse (const char *name, const char *text, size_t len, struct kiln_ignore **out, struct kiln_error **err)
 {
   struct kiln_ignore *ig = kiln_ignore_new_empty ();
   size_t lineno = 0, off = 0;

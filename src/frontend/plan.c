@@ -24,8 +24,7 @@ kiln_plan_host_platform (const char **os, const char **arch, const char **varian
     *arch = "arm", *variant = "v7";
   else if (strcmp (u.machine, "i686") == 0 || strcmp (u.machine, "i386") == 0)
     *arch = "386";
-  else if (strcmp (u.machine, "ppc64le") == 0 || strcmp (u.machine, "s390x") == 0
-           || strcmp (u.machine, "riscv64") == 0)
+  else if (strcmp (u.machine, "ppc64le") == 0 || strcmp (u.machine, "s390x") == 0 || strcmp (u.machine, "riscv64") == 0)
     *arch = u.machine[0] == 'p' ? "ppc64le" : u.machine[0] == 's' ? "s390x" : "riscv64";
 }
 
@@ -53,11 +52,11 @@ lowercase (const char *s)
 }
 
 static int
-parse_error (const struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_error **err,
-             const char *msg, const char *arg)
+parse_error (const struct kiln_plan *p, const struct kiln_df_instr *in, struct kiln_error **err, const char *msg,
+             const char *arg)
 {
-  return kiln_error_set (err, 0, KILN_E_PARSE, "%s:%d: %s: %s%s%s%s", p->df->name, in->line,
-                         kiln_df_cmd_name (in->cmd), msg, arg ? " `" : "", arg ? arg : "", arg ? "`" : "");
+  return kiln_error_set (err, 0, KILN_E_PARSE, "%s:%d: %s: %s%s%s%s", p->df->name, in->line, kiln_df_cmd_name (in->cmd),
+                         msg, arg ? " `" : "", arg ? arg : "", arg ? "`" : "");
 }
 
 /* ARG NAME[=default] before the first FROM.  As BuildKit (dockerfile2llb
@@ -232,8 +231,7 @@ kiln_plan_check_copy_from (const struct kiln_dockerfile *df, const struct kiln_d
 
 /* --from= of COPY and from= of RUN --mount name other stages. */
 static int
-collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_df_instr *in,
-              struct kiln_error **err)
+collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
   for (size_t f = 0; f < in->nflags; f++)
     {
@@ -260,8 +258,8 @@ collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_
        * stages are collected): a `$` other than the last byte fails */
       const char *dollar = in->cmd == KILN_DF_RUN ? strchr (raw, '$') : NULL;
       if (dollar && dollar[1])
-        return parse_error (p, in, err, "--mount: 'from' doesn't support variable expansion, define alias stage instead",
-                            NULL);
+        return parse_error (p, in, err,
+                            "--mount: 'from' doesn't support variable expansion, define alias stage instead", NULL);
       if (expand_global (p, in, raw, &name, err) < 0)
         return -1;
       long dep = kiln_plan_find_stage (p, name, s->index);
@@ -392,8 +390,8 @@ kiln_plan_new (const struct kiln_dockerfile *df, const struct kiln_plan_opts *op
               names[n++] = p->stages[i].name;
           kiln_autofree char *hint = kiln_suggest (opts->target, strlen (opts->target), names, true);
           free (names);
-          kiln_error_set (err, 0, KILN_E_USAGE, "target stage `%s` could not be found in %s%s", opts->target,
-                          df->name, hint ? hint : "");
+          kiln_error_set (err, 0, KILN_E_USAGE, "target stage `%s` could not be found in %s%s", opts->target, df->name,
+                          hint ? hint : "");
           kiln_plan_free (p);
           return -1;
         }

@@ -12,7 +12,7 @@ struct kiln_compressor_ops {
   int (*write) (struct kiln_compressor *c, const void *data, size_t len, struct kiln_error **err);
   int (*finish) (struct kiln_compressor *c, struct kiln_error **err);
   void (*free) (struct kiln_compressor *c);
-  int (*cut) (struct kiln_compressor *c, struct kiln_error **err);   /* NULL: blocks are not cut */
+  int (*cut) (struct kiln_compressor *c, struct kiln_error **err); /* NULL: blocks are not cut */
 };
 
 /* Backends embed this as their first member. */

@@ -23,8 +23,8 @@ kiln_compression_parse (const char *s, enum kiln_compression *out, struct kiln_e
   else if (strcmp (s, "none") == 0 || strcmp (s, "uncompressed") == 0)
     *out = KILN_COMP_NONE;
   else
-    return kiln_error_set (err, 0, KILN_E_USAGE,
-                           "unknown compression `%s` (choose gzip, zstd, none or uncompressed)", s);
+    return kiln_error_set (err, 0, KILN_E_USAGE, "unknown compression `%s` (choose gzip, zstd, none or uncompressed)",
+                           s);
   return 0;
 }
 
@@ -33,13 +33,10 @@ kiln_compression_media_type (enum kiln_compression c)
 {
   switch (c)
     {
-    case KILN_COMP_GZIP:
-      return KILN_MT_OCI_LAYER_GZIP;
-    case KILN_COMP_ZSTD:
-      return KILN_MT_OCI_LAYER_ZSTD;
+    case KILN_COMP_GZIP: return KILN_MT_OCI_LAYER_GZIP;
+    case KILN_COMP_ZSTD: return KILN_MT_OCI_LAYER_ZSTD;
     case KILN_COMP_NONE:
-    default:
-      return KILN_MT_OCI_LAYER;
+    default: return KILN_MT_OCI_LAYER;
     }
 }
 
@@ -72,25 +69,18 @@ kiln_compressor_new (enum kiln_compression c, int level, kiln_compress_sink sink
 }
 
 int
-kiln_compressor_new_mt (enum kiln_compression c, int level, int threads, kiln_compress_sink sink,
-                        void *opaque, struct kiln_compressor **out, struct kiln_error **err)
+kiln_compressor_new_mt (enum kiln_compression c, int level, int threads, kiln_compress_sink sink, void *opaque,
+                        struct kiln_compressor **out, struct kiln_error **err)
 {
   struct kiln_compressor *k = NULL;
   int r = 0;
   threads = kiln_compress_threads (threads);
   switch (c)
     {
-    case KILN_COMP_GZIP:
-      r = kiln_compress_gzip_new (level, threads, &k, err);
-      break;
-    case KILN_COMP_ZSTD:
-      r = kiln_compress_zstd_new (level, threads, &k, err);
-      break;
-    case KILN_COMP_NONE:
-      k = kiln_compress_none_new ();
-      break;
-    default:
-      return kiln_error_set (err, 0, KILN_E_INTERNAL, "unknown compression %d", (int) c);
+    case KILN_COMP_GZIP: r = kiln_compress_gzip_new (level, threads, &k, err); break;
+    case KILN_COMP_ZSTD: r = kiln_compress_zstd_new (level, threads, &k, err); break;
+    case KILN_COMP_NONE: k = kiln_compress_none_new (); break;
+    default: return kiln_error_set (err, 0, KILN_E_INTERNAL, "unknown compression %d", (int) c);
     }
   if (r < 0)
     return r;

@@ -48,19 +48,19 @@ static int gzip_isal_level (int level);
 
 struct gzip_compressor {
   struct kiln_compressor base;
-  int isal_level;                  /* -1: stored blocks only */
+  int isal_level; /* -1: stored blocks only */
   int threads;
   size_t nslots;
   struct gz_slot *slots;
-  uint64_t submitted, taken, collected;   /* block sequence numbers; slot = seq % nslots */
+  uint64_t submitted, taken, collected; /* block sequence numbers; slot = seq % nslots */
   pthread_mutex_t mu;
   pthread_cond_t cv_work, cv_done;
   pthread_t *workers;
-  int nworkers;                    /* started so far */
+  int nworkers; /* started so far */
   bool stop;
-  unsigned char *level_buf;        /* for blocks compressed in the caller */
+  unsigned char *level_buf; /* for blocks compressed in the caller */
   uint32_t crc;
-  uint32_t isize;                  /* input length mod 2^32, as RFC 1952 wants */
+  uint32_t isize; /* input length mod 2^32, as RFC 1952 wants */
   bool header_done;
 };
 
@@ -80,7 +80,7 @@ gz_stored (struct gz_slot *s)
     {
       size_t n = len - off < GZ_STORED_MAX ? len - off : GZ_STORED_MAX;
       unsigned char *h = s->out + k * GZ_PIECE;
-      h[0] = 0;   /* not final, stored; the stream is byte aligned here */
+      h[0] = 0; /* not final, stored; the stream is byte aligned here */
       h[1] = (unsigned char) n;
       h[2] = (unsigned char) (n >> 8);
       h[3] = (unsigned char) ~n;
@@ -107,8 +107,7 @@ gz_gather (struct gz_slot *s, bool to_in)
 /* Raw deflate of in, byte aligned at the end (FULL_FLUSH); 0 when the
  * output would not fit in cap. */
 static size_t
-gz_deflate (int level, unsigned char *level_buf, const unsigned char *in, size_t len, unsigned char *out,
-            size_t cap)
+gz_deflate (int level, unsigned char *level_buf, const unsigned char *in, size_t len, unsigned char *out, size_t cap)
 {
   struct isal_zstream zs;
   isal_deflate_stateless_init (&zs);
@@ -157,7 +156,7 @@ gz_run (struct gz_slot *s, int level, unsigned char *level_buf)
       s->out_len = gz_deflate (level, level_buf, s->in, len, s->out, stored);
       if (s->out_len != 0 && s->out_len < stored)
         return;
-      gz_gather (s, false);   /* did not shrink after all: back to stored */
+      gz_gather (s, false); /* did not shrink after all: back to stored */
     }
   s->out_len = gz_stored (s);
 }
@@ -230,8 +229,7 @@ gz_collect (struct gzip_compressor *g, struct kiln_error **err)
   g->crc = (uint32_t) crc32_combine (g->crc, s->crc, (z_off_t) s->in_len);
   g->isize += (uint32_t) s->in_len;
   if (g->base.on_block)
-    g->base.on_block (g->base.block_opaque, s->in_len, s->out_len, s->crc,
-                      crc32_gzip_refl (0, s->out, s->out_len));
+    g->base.on_block (g->base.block_opaque, s->in_len, s->out_len, s->crc, crc32_gzip_refl (0, s->out, s->out_len));
   int r = kiln_compress_emit (&g->base, s->out, s->out_len, err);
   s->done = false;
   s->in_len = 0;
@@ -319,7 +317,7 @@ static int
 gzip_finish (struct kiln_compressor *c, struct kiln_error **err)
 {
   struct gzip_compressor *g = (struct gzip_compressor *) c;
-  int r = gzip_write (c, NULL, 0, err);   /* the header, for an empty stream */
+  int r = gzip_write (c, NULL, 0, err); /* the header, for an empty stream */
   if (r == 0 && g->slots[g->submitted % g->nslots].in_len > 0)
     r = gz_submit (g, err);
   while (r == 0 && g->collected < g->submitted)

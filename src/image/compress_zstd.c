@@ -27,11 +27,11 @@
 struct zstd_compressor {
   struct kiln_compressor base;
   ZSTD_CCtx *cctx;
-  ZSTD_CCtx *probe;            /* single-threaded, level 1: is a block worth it */
+  ZSTD_CCtx *probe; /* single-threaded, level 1: is a block worth it */
   unsigned char *block, *probe_out;
   size_t block_len;
-  bool frame_open;             /* the compressed frame holds data */
-  bool emitted;                /* any frame written */
+  bool frame_open; /* the compressed frame holds data */
+  bool emitted;    /* any frame written */
   unsigned char out[OUT_CHUNK];
 };
 
@@ -44,8 +44,7 @@ zstd_check (size_t zr, const char *what, struct kiln_error **err)
 }
 
 static int
-zstd_step (struct zstd_compressor *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode, size_t *left,
-           struct kiln_error **err)
+zstd_step (struct zstd_compressor *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode, size_t *left, struct kiln_error **err)
 {
   ZSTD_outBuffer ob = { z->out, sizeof z->out, 0 };
   *left = ZSTD_compressStream2 (z->cctx, &ob, in, mode);
@@ -82,7 +81,7 @@ zstd_raw_frame (struct zstd_compressor *z, const unsigned char *data, size_t len
   for (size_t off = 0; r == 0 && off < len; off += ZSTD_RAW_MAX)
     {
       size_t n = len - off < ZSTD_RAW_MAX ? len - off : ZSTD_RAW_MAX;
-      uint32_t h = (uint32_t) (n << 3) | (off + n == len ? 1u : 0u);   /* Block_Type 0 = raw */
+      uint32_t h = (uint32_t) (n << 3) | (off + n == len ? 1u : 0u); /* Block_Type 0 = raw */
       unsigned char bh[3] = { (unsigned char) h, (unsigned char) (h >> 8), (unsigned char) (h >> 16) };
       r = kiln_compress_emit (&z->base, bh, sizeof bh, err);
       if (r == 0)
@@ -97,7 +96,7 @@ static bool
 zstd_worth_compressing (struct zstd_compressor *z, const unsigned char *data, size_t len)
 {
   if (len < ZSTD_BLOCK)
-    return true;   /* the tail of a layer: small, compress it */
+    return true; /* the tail of a layer: small, compress it */
   size_t n = ZSTD_compressCCtx (z->probe, z->probe_out, ZSTD_compressBound (ZSTD_PROBE), data, ZSTD_PROBE, 1);
   return ZSTD_isError (n) || n < ZSTD_PROBE - ZSTD_PROBE / 32;
 }
@@ -187,8 +186,7 @@ kiln_compress_zstd_new (int level, int threads, struct kiln_compressor **out, st
   if (level < 0)
     level = 1;
   if (level < 1 || level > ZSTD_maxCLevel ())
-    return kiln_error_set (err, 0, KILN_E_USAGE, "zstd level %d out of range (1-%d)", level,
-                           ZSTD_maxCLevel ());
+    return kiln_error_set (err, 0, KILN_E_USAGE, "zstd level %d out of range (1-%d)", level, ZSTD_maxCLevel ());
   struct zstd_compressor *z = kiln_xcalloc (1, sizeof *z);
   z->cctx = ZSTD_createCCtx ();
   z->probe = ZSTD_createCCtx ();

@@ -14,10 +14,10 @@
 
 struct kiln_decomp {
   enum kiln_compression c;
-  struct inflate_state *gz;   /* ~80 KiB: on the heap */
-  bool member_done;           /* gzip: the last member read to its trailer */
+  struct inflate_state *gz; /* ~80 KiB: on the heap */
+  bool member_done;         /* gzip: the last member read to its trailer */
   ZSTD_DStream *zs;
-  size_t zret;                /* zstd: 0 once a frame is complete */
+  size_t zret; /* zstd: 0 once a frame is complete */
   bool any_input;
 };
 
@@ -25,7 +25,7 @@ static void
 gz_start_member (struct kiln_decomp *d)
 {
   isal_inflate_reset (d->gz);
-  d->gz->crc_flag = ISAL_GZIP;   /* header parsed, CRC32 and ISIZE checked */
+  d->gz->crc_flag = ISAL_GZIP; /* header parsed, CRC32 and ISIZE checked */
   d->member_done = false;
 }
 
@@ -172,8 +172,8 @@ kiln_decomp_sniff (const void *head, size_t n)
 struct kiln_decomp_reader {
   int fd;
   bool eof;
-  struct kiln_decomp *d;      /* NULL: passed through */
-  const unsigned char *in;    /* unread input in ibuf */
+  struct kiln_decomp *d;   /* NULL: passed through */
+  const unsigned char *in; /* unread input in ibuf */
   size_t in_len;
   unsigned char ibuf[READER_BLOCK];
   unsigned char obuf[READER_BLOCK];

@@ -37,14 +37,13 @@ blobs_add (struct image_blobs *b, const struct kiln_digest *d)
 {
   for (size_t i = 0; i < b->n; i++)
     if (strcmp (b->d[i].s, d->s) == 0)
-      return;   /* the same layer twice is stored (and exported) once */
+      return; /* the same layer twice is stored (and exported) once */
   b->d = kiln_xrealloc (b->d, (b->n + 1) * sizeof *b->d);
   b->d[b->n++] = *d;
 }
 
 static int
-load_image (struct kiln_store *st, const struct kiln_descriptor *desc, struct image_blobs *b,
-            struct kiln_error **err)
+load_image (struct kiln_store *st, const struct kiln_descriptor *desc, struct image_blobs *b, struct kiln_error **err)
 {
   memset (b, 0, sizeof *b);
   if (kiln_store_get_manifest (st, &desc->digest, &b->m, err) < 0)
@@ -95,7 +94,8 @@ copy_blob (struct kiln_store *st, const char *hex, int destfd, struct kiln_error
   kiln_autoclose int out = openat (destfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (out < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create `blobs/sha256/%s`", tmp);
-  if (kiln_fs_copy_data (in, out, UINT64_MAX, err) < 0 || (fsync (out) < 0 && kiln_error_set (err, errno, KILN_E_IO, "fsync") < 0)
+  if (kiln_fs_copy_data (in, out, UINT64_MAX, err) < 0
+      || (fsync (out) < 0 && kiln_error_set (err, errno, KILN_E_IO, "fsync") < 0)
       || (renameat (destfd, tmp, destfd, hex) < 0 && kiln_error_set (err, errno, KILN_E_IO, "rename") < 0))
     {
       unlinkat (destfd, tmp, 0);
@@ -112,7 +112,7 @@ place_blob (struct kiln_store *st, const struct kiln_digest *d, int destfd, stru
   struct stat a, b;
   if (fstatat (destfd, hex, &b, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG (b.st_mode)
       && fstatat (st->blobsfd, hex, &a, AT_SYMLINK_NOFOLLOW) == 0 && a.st_size == b.st_size)
-    return 0;   /* already there (a layout that shares our blobs) */
+    return 0; /* already there (a layout that shares our blobs) */
   unlinkat (destfd, hex, 0);
   if (linkat (st->blobsfd, hex, destfd, hex, 0) == 0)
     return 0;
@@ -181,8 +181,7 @@ tar_check (struct tar *t, int r, const char *what, const char *path, struct kiln
       kiln_log_warn ("%s `%s`: %s", what, path, archive_error_string (t->a));
       return 0;
     }
-  return kiln_error_set (err, archive_errno (t->a), KILN_E_IO, "%s `%s`: %s", what, path,
-                         archive_error_string (t->a));
+  return kiln_error_set (err, archive_errno (t->a), KILN_E_IO, "%s `%s`: %s", what, path, archive_error_string (t->a));
 }
 
 static int
@@ -306,7 +305,7 @@ kiln_export_out_commit (struct kiln_export_out *o, struct kiln_error **err)
 {
   int r = 0;
   if (o->tmp == NULL)
-    return 0;   /* stdout: nothing to rename */
+    return 0; /* stdout: nothing to rename */
   if (fsync (o->fd) < 0)
     r = kiln_error_set (err, errno, KILN_E_IO, "fsync `%s`", o->tmp);
   if (r == 0 && rename (o->tmp, o->dest) < 0)
@@ -371,7 +370,8 @@ fill_oci_archive (struct tar *t, void *opaque, struct kiln_error **err)
 {
   struct export_ctx *x = opaque;
   struct kiln_index ix = { .media_type = (char *) KILN_MT_OCI_INDEX,
-                           .manifests = (struct kiln_descriptor *) x->entry, .nmanifests = 1 };
+                           .manifests = (struct kiln_descriptor *) x->entry,
+                           .nmanifests = 1 };
   kiln_autofree char *index = NULL;
   size_t len = 0;
   if (kiln_index_to_json (&ix, &index, &len, err) < 0
@@ -414,8 +414,8 @@ reader_check (struct archive *a, int r, const struct kiln_digest *d, struct kiln
  * learn its size and check the diff id before the tar header is written) or
  * into the tar entry at path.  Two passes cost CPU but no scratch disk. */
 static int
-layer_pass (struct kiln_store *st, const struct kiln_descriptor *layer, struct tar *t, const char *path,
-            uint64_t *size, struct kiln_digest *diff, struct kiln_error **err)
+layer_pass (struct kiln_store *st, const struct kiln_descriptor *layer, struct tar *t, const char *path, uint64_t *size,
+            struct kiln_digest *diff, struct kiln_error **err)
 {
   kiln_autoclose int fd = kiln_store_blob_open (st, &layer->digest, err);
   struct archive *a = archive_read_new ();
@@ -535,7 +535,7 @@ fill_docker_archive (struct tar *t, void *opaque, struct kiln_error **err)
     goto out;
   for (size_t i = 0; i < n; i++)
     {
-      bool seen = false;   /* docker save stores a repeated layer once */
+      bool seen = false; /* docker save stores a repeated layer once */
       for (size_t j = 0; j < i; j++)
         seen = seen || strcmp (c.diff_ids[j], c.diff_ids[i]) == 0;
       if (!seen && add_docker_layer (t, x->st, &m->layers[i], c.diff_ids[i], err) < 0)
@@ -548,8 +548,8 @@ out:
 }
 
 int
-kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest, const char *name,
-                   const char *tag, enum kiln_export_format fmt, const char *dest, struct kiln_error **err)
+kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest, const char *name, const char *tag,
+                   enum kiln_export_format fmt, const char *dest, struct kiln_error **err)
 {
   struct image_blobs b;
   struct kiln_descriptor entry;
@@ -559,21 +559,12 @@ kiln_store_export (struct kiln_store *st, const struct kiln_descriptor *manifest
   if (r == 0)
     switch (fmt)
       {
-      case KILN_EXPORT_OCI_DIR:
-        r = export_dir (st, &b, &entry, tag, dest, err);
-        break;
-      case KILN_EXPORT_OCI_ARCHIVE:
-        r = write_tar_file (dest, fill_oci_archive, &x, err);
-        break;
-      case KILN_EXPORT_DOCKER_ARCHIVE:
-        r = write_tar_file (dest, fill_docker_archive, &x, err);
-        break;
+      case KILN_EXPORT_OCI_DIR: r = export_dir (st, &b, &entry, tag, dest, err); break;
+      case KILN_EXPORT_OCI_ARCHIVE: r = write_tar_file (dest, fill_oci_archive, &x, err); break;
+      case KILN_EXPORT_DOCKER_ARCHIVE: r = write_tar_file (dest, fill_docker_archive, &x, err); break;
       case KILN_EXPORT_ROOTFS_TAR:
-      case KILN_EXPORT_ROOTFS_DIR:
-        r = kiln_store_export_rootfs (st, manifest, fmt, dest, NULL, err);
-        break;
-      default:
-        r = kiln_error_set (err, 0, KILN_E_USAGE, "unknown export format %d", (int) fmt);
+      case KILN_EXPORT_ROOTFS_DIR: r = kiln_store_export_rootfs (st, manifest, fmt, dest, NULL, err); break;
+      default: r = kiln_error_set (err, 0, KILN_E_USAGE, "unknown export format %d", (int) fmt);
       }
   kiln_descriptor_clear (&entry);
   image_blobs_clear (&b);

@@ -44,7 +44,7 @@ struct walk {
   struct archive *a;
   struct archive_entry *e;
   const int64_t *epoch;
-  struct first_name *links;   /* inodes with more than one name: the first name written */
+  struct first_name *links; /* inodes with more than one name: the first name written */
   size_t nlinks;
   char *buf;
 };
@@ -126,8 +126,7 @@ copy_body (struct walk *w, int fd, const char *path, int64_t size, struct kiln_e
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
-        return kiln_error_set (err, n < 0 ? errno : EIO, KILN_E_IO, "read `%s`%s", path,
-                               n == 0 ? ": file shrank" : "");
+        return kiln_error_set (err, n < 0 ? errno : EIO, KILN_E_IO, "read `%s`%s", path, n == 0 ? ": file shrank" : "");
       la_ssize_t wr = archive_write_data (w->a, w->buf, (size_t) n);
       if (wr != n)
         return walk_check (w, wr < 0 ? (int) wr : ARCHIVE_FATAL, path, err);
@@ -138,8 +137,8 @@ copy_body (struct walk *w, int fd, const char *path, int64_t size, struct kiln_e
 
 /* Everything but the body: type, name, owner, mode, time, link, device. */
 static int
-fill_header (struct walk *w, int dfd, const char *name, const char *path, const struct stat *sb,
-             const char **hardlink, struct kiln_error **err)
+fill_header (struct walk *w, int dfd, const char *name, const char *path, const struct stat *sb, const char **hardlink,
+             struct kiln_error **err)
 {
   archive_entry_clear (w->e);
   archive_entry_set_filetype (w->e, sb->st_mode & S_IFMT);
@@ -189,7 +188,7 @@ walk_entry (struct walk *w, int dfd, const char *name, const char *path, struct 
   if (fstatat (dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "stat `%s`", path);
   if (S_ISSOCK (sb.st_mode))
-    return 0;   /* the extractor never makes one; a layer's socket was skipped there already */
+    return 0; /* the extractor never makes one; a layer's socket was skipped there already */
   if (fill_header (w, dfd, name, path, &sb, &hardlink, err) < 0)
     return -1;
   if ((S_ISREG (sb.st_mode) && !hardlink) || S_ISDIR (sb.st_mode))
@@ -293,7 +292,7 @@ initial_user_namespace (void)
   unsigned long inside = 1, outside = 1, count = 0;
   FILE *f = fopen ("/proc/self/uid_map", "re");
   if (f == NULL)
-    return true;   /* no /proc: no user namespaces either */
+    return true; /* no /proc: no user namespaces either */
   int n = fscanf (f, "%lu %lu %lu", &inside, &outside, &count);
   fclose (f);
   return n == 3 && inside == 0 && outside == 0 && count == 4294967295UL;
@@ -347,9 +346,8 @@ write_rootfs (struct kiln_store *st, const struct kiln_manifest *m, int scratchf
 }
 
 int
-kiln_store_export_rootfs (struct kiln_store *st, const struct kiln_descriptor *manifest,
-                          enum kiln_export_format fmt, const char *dest, const int64_t *epoch,
-                          struct kiln_error **err)
+kiln_store_export_rootfs (struct kiln_store *st, const struct kiln_descriptor *manifest, enum kiln_export_format fmt,
+                          const char *dest, const int64_t *epoch, struct kiln_error **err)
 {
   struct kiln_manifest m = { 0 };
   kiln_autofree char *scratch = NULL;

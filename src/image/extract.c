@@ -127,7 +127,7 @@ set_clear (struct pathset *s)
 /* ---- extraction state ---- */
 
 struct meta {
-  mode_t mode;              /* permission bits incl. setuid/setgid/sticky */
+  mode_t mode; /* permission bits incl. setuid/setgid/sticky */
   bool chown;
   uid_t uid;
   gid_t gid;
@@ -146,7 +146,7 @@ struct xstate {
   int rootfd;
   const struct kiln_extract_opts *opts;
   struct archive *a;
-  struct pathset created;   /* paths made by this archive, value = index in dirs or -1 */
+  struct pathset created; /* paths made by this archive, value = index in dirs or -1 */
   struct dirmeta *dirs;
   size_t ndirs, adirs;
   bool warned_chown;
@@ -218,8 +218,7 @@ entry_meta (const struct xstate *x, struct archive_entry *e, struct meta *m, str
       gid = x->opts->gid;
     }
   if (m->chown && (uid < 0 || uid >= UINT32_MAX || gid < 0 || gid >= UINT32_MAX))
-    return kiln_error_set (err, EINVAL, KILN_E_PARSE, "invalid owner %lld:%lld", (long long) uid,
-                           (long long) gid);
+    return kiln_error_set (err, EINVAL, KILN_E_PARSE, "invalid owner %lld:%lld", (long long) uid, (long long) gid);
   m->uid = (uid_t) uid;
   m->gid = (gid_t) gid;
   m->times[1].tv_sec = archive_entry_mtime (e);
@@ -274,15 +273,14 @@ apply_xattrs (struct xstate *x, int fd, struct archive_entry *e, struct kiln_err
     {
       if (!xattr_allowed (name))
         {
-          kiln_log_warn ("extract `%s`: entry `%s`: dropping xattr `%s`", x->name, archive_entry_pathname (e),
-                         name);
+          kiln_log_warn ("extract `%s`: entry `%s`: dropping xattr `%s`", x->name, archive_entry_pathname (e), name);
           continue;
         }
       if (fsetxattr (fd, name, val, size, 0) == 0)
         continue;
       if (errno == ENOTSUP || errno == EPERM)
-        kiln_log_warn ("extract `%s`: entry `%s`: cannot set xattr `%s`: %s", x->name,
-                       archive_entry_pathname (e), name, strerror (errno));
+        kiln_log_warn ("extract `%s`: entry `%s`: cannot set xattr `%s`: %s", x->name, archive_entry_pathname (e), name,
+                       strerror (errno));
       else
         return kiln_error_set (err, errno, KILN_E_IO, "set xattr `%s`", name);
     }
@@ -307,8 +305,7 @@ apply_meta_fd (struct xstate *x, int fd, const struct meta *m, struct archive_en
 
 /* For objects that cannot be opened safely (symlinks, devices, FIFOs). */
 static int
-apply_meta_at (struct xstate *x, int pfd, const char *base, const struct meta *m, bool is_link,
-               struct kiln_error **err)
+apply_meta_at (struct xstate *x, int pfd, const char *base, const struct meta *m, bool is_link, struct kiln_error **err)
 {
   if (m->chown && chown_result (x, fchownat (pfd, base, m->uid, m->gid, AT_SYMLINK_NOFOLLOW), err) < 0)
     return -1;
@@ -407,8 +404,8 @@ make_symlink (struct xstate *x, int pfd, const char *base, struct archive_entry 
 }
 
 static int
-make_node (struct xstate *x, int pfd, const char *base, const char *path, struct archive_entry *e,
-           const struct meta *m, struct kiln_error **err)
+make_node (struct xstate *x, int pfd, const char *base, const char *path, struct archive_entry *e, const struct meta *m,
+           struct kiln_error **err)
 {
   mode_t type = archive_entry_filetype (e);
   dev_t dev = type == AE_IFIFO ? 0 : archive_entry_rdev (e);
@@ -447,8 +444,8 @@ add_dir_meta (struct xstate *x, const char *path, const struct stat *st, const s
 }
 
 static int
-make_dir (struct xstate *x, int pfd, const char *base, const char *path, struct archive_entry *e,
-          const struct meta *m, struct kiln_error **err)
+make_dir (struct xstate *x, int pfd, const char *base, const char *path, struct archive_entry *e, const struct meta *m,
+          struct kiln_error **err)
 {
   struct stat st;
   int r = clear_dest (pfd, base, true, err);
@@ -499,8 +496,8 @@ make_hardlink (struct xstate *x, int pfd, const char *base, const char *linkname
                            KILN_EXTRACT_MAX_PATH);
   kiln_autofree char *tpath = kiln_fs_path_clean (linkname);
   if (kiln_fs_path_depth (tpath) > KILN_EXTRACT_MAX_DEPTH)
-    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
-                           "hardlink target deeper than %d directories (the limit)", KILN_EXTRACT_MAX_DEPTH);
+    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "hardlink target deeper than %d directories (the limit)",
+                           KILN_EXTRACT_MAX_DEPTH);
   if (*tpath == '\0')
     return kiln_error_set (err, EISDIR, KILN_E_PARSE, "hardlink target `%s` is a directory", linkname);
   split_path (tpath, &tparent, &tbase);
@@ -590,8 +587,9 @@ apply_whiteout (struct xstate *x, const char *parent, const char *base, struct k
   const char *victim = base + strlen (WH_PREFIX);
   bool opaque = strcmp (base, WH_OPAQUE) == 0;
 
-  if (!opaque && (kiln_str_has_prefix (victim, WH_PREFIX) || *victim == '\0' || strcmp (victim, ".") == 0
-                  || strcmp (victim, "..") == 0))
+  if (!opaque
+      && (kiln_str_has_prefix (victim, WH_PREFIX) || *victim == '\0' || strcmp (victim, ".") == 0
+          || strcmp (victim, "..") == 0))
     return kiln_error_set (err, EINVAL, KILN_E_PARSE, "invalid whiteout `%s`", base);
   kiln_autofree char *vpath = *parent ? kiln_xasprintf ("%s/%s", parent, victim) : kiln_xstrdup (victim);
   if (!opaque && set_get (&x->created, vpath))
@@ -711,12 +709,12 @@ extract_entry (struct xstate *x, struct archive_entry *e, struct kiln_error **er
   if (raw == NULL)
     raw = "";
   if (strlen (raw) > KILN_EXTRACT_MAX_PATH)
-    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
-                           "entry `%.64s...`: name longer than %d bytes (the limit)", raw, KILN_EXTRACT_MAX_PATH);
+    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "entry `%.64s...`: name longer than %d bytes (the limit)",
+                           raw, KILN_EXTRACT_MAX_PATH);
   kiln_autofree char *path = kiln_fs_path_clean (raw);
   if (kiln_fs_path_depth (path) > KILN_EXTRACT_MAX_DEPTH)
-    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE,
-                           "entry `%.64s...`: deeper than %d directories (the limit)", raw, KILN_EXTRACT_MAX_DEPTH);
+    return kiln_error_set (err, ENAMETOOLONG, KILN_E_PARSE, "entry `%.64s...`: deeper than %d directories (the limit)",
+                           raw, KILN_EXTRACT_MAX_DEPTH);
   if (extract_path (x, e, path, err) < 0)
     return kiln_error_wrap (err, "entry `%s`", raw);
   return 0;
@@ -732,8 +730,7 @@ apply_dir_meta (struct xstate *x, struct kiln_error **err)
       struct dirmeta *d = &x->dirs[i];
       kiln_autoerror struct kiln_error *tmp = NULL;
       struct stat st;
-      kiln_autoclose int fd
-          = kiln_fs_open_in_root (x->rootfd, d->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &tmp);
+      kiln_autoclose int fd = kiln_fs_open_in_root (x->rootfd, d->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &tmp);
       /* gone, or replaced by something else since: not ours to touch */
       if (fd < 0 || fstat (fd, &st) < 0 || st.st_dev != d->dev || st.st_ino != d->ino)
         continue;
@@ -873,8 +870,7 @@ read_entries (struct xstate *x, int max_filters, struct kiln_error **err)
 }
 
 int
-kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts,
-                 struct kiln_error **err)
+kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts, struct kiln_error **err)
 {
   struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache = KILN_FS_DIRCACHE_INIT };
   off_t start = lseek (fd, 0, SEEK_CUR);
@@ -896,8 +892,8 @@ kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract
 struct sread {
   kiln_extract_read_fn fn;
   void *opaque;
-  struct kiln_error *err;     /* the read function's own failure */
-  int64_t delivered;          /* bytes handed to libarchive */
+  struct kiln_error *err; /* the read function's own failure */
+  int64_t delivered;      /* bytes handed to libarchive */
 };
 
 static la_ssize_t
@@ -946,8 +942,7 @@ kiln_extract_stream (kiln_extract_read_fn read, void *opaque, bool decompressed,
   x.a = archive_read_new ();
   support_formats (x.a);
   r = archive_check (&x, archive_read_open (x.a, &s, NULL, sread_cb, NULL), err);
-  if (r == 0 && (r = read_entries (&x, decompressed ? 1 : 2, err)) == 0
-      && (r = stream_end_marker (&x, &s, err)) == 0)
+  if (r == 0 && (r = read_entries (&x, decompressed ? 1 : 2, err)) == 0 && (r = stream_end_marker (&x, &s, err)) == 0)
     r = apply_dir_meta (&x, err);
   kiln_locale_restore (old);
   xstate_clear (&x);
@@ -1022,7 +1017,13 @@ kiln_extract_is_archive (int fd)
   while (n < 0 && errno == EINTR);
   if (n < 4)
     return false;
-  if ((h[0] == 0x1f && h[1] == 0x8b) || memcmp (h, "BZh", 3) == 0 || (n >= 6 && memcmp (h, "\xfd" "7zXZ\0", 6) == 0)
+  if ((h[0] == 0x1f && h[1] == 0x8b) || memcmp (h, "BZh", 3) == 0
+      || (n >= 6
+          && memcmp (h,
+                     "\xfd"
+                     "7zXZ\0",
+                     6)
+                 == 0)
       || memcmp (h, "\x28\xb5\x2f\xfd", 4) == 0)
     return compressed_tar (fd);
   return n == (ssize_t) sizeof h && tar_checksum_ok (h);

@@ -36,18 +36,18 @@ struct kiln_store;
 
 #define LMAP_VERSION 4
 #define LMAP_CUT_MIN (64 * 1024)
-#define LMAP_CUT_AVG_BITS 18           /* 256 KiB */
+#define LMAP_CUT_AVG_BITS 18 /* 256 KiB */
 #define LMAP_CUT_BIG (512 * 1024)
-#define LMAP_HEADER_ROOM 1536   /* what a header and its padding may take, for the fit test */
+#define LMAP_HEADER_ROOM 1536 /* what a header and its padding may take, for the fit test */
 
 /* How to make a block again (patch mode): raw bytes from the block's buffer
  * or a range of a file. */
 struct lmap_piece {
   bool data;
-  bool kept;                     /* data kept in the raw buffer (in-memory content) */
-  size_t raw_off;                /* raw, kept: offset in the block's raw buffer */
-  uint64_t off, len;             /* data: range of the file; raw: len only */
-  char *path;                    /* data: the entry, for errors and reopening */
+  bool kept;         /* data kept in the raw buffer (in-memory content) */
+  size_t raw_off;    /* raw, kept: offset in the block's raw buffer */
+  uint64_t off, len; /* data: range of the file; raw: len only */
+  char *path;        /* data: the entry, for errors and reopening */
   void *opaque;
   uint64_t size;
   struct kiln_digest digest;
@@ -56,12 +56,12 @@ struct lmap_piece {
 struct lmap_block {
   uint64_t u_len;
   unsigned char recipe[32];
-  struct kiln_sha256_mid mid;    /* the diffID's state where the block starts */
+  struct kiln_sha256_mid mid; /* the diffID's state where the block starts */
   bool has_mid;
   bool closed, resolved;
-  struct kiln_sha256 *ctx;       /* the recipe being hashed; NULL until something goes in */
-  uint64_t raw_run;              /* raw bytes hashed since the last record */
-  bool pending;                  /* holds data of the current entry, digest not known yet */
+  struct kiln_sha256 *ctx; /* the recipe being hashed; NULL until something goes in */
+  uint64_t raw_run;        /* raw bytes hashed since the last record */
+  bool pending;            /* holds data of the current entry, digest not known yet */
   uint64_t pend_off, pend_len;
   /* capture (patch mode) */
   struct kiln_buf raw;
@@ -70,10 +70,10 @@ struct lmap_block {
 };
 
 struct lmap_builder {
-  bool capture;                  /* keep each block's pieces (patch mode) */
-  bool broken;                   /* an entry had no digest: no recipes, no map */
-  bool keep_data;                /* capture the data bytes themselves (in-memory content) */
-  struct lmap_block *q;          /* blocks not taken yet; the last one is open */
+  bool capture;         /* keep each block's pieces (patch mode) */
+  bool broken;          /* an entry had no digest: no recipes, no map */
+  bool keep_data;       /* capture the data bytes themselves (in-memory content) */
+  struct lmap_block *q; /* blocks not taken yet; the last one is open */
   size_t head, n, cap;
   /* the entry being written */
   char *path;
@@ -111,18 +111,18 @@ void kiln_layer_map_block_clear (struct lmap_block *blk);
 /* ---- the stored map ---- */
 
 struct lmap_entry {
-  uint64_t u_len, c_len, c_off;  /* c_off: in the blob, after the gzip header */
-  uint32_t crc;                  /* of the tar bytes */
-  uint32_t ccrc;                 /* of the compressed bytes: checks a block copied unread */
+  uint64_t u_len, c_len, c_off; /* c_off: in the blob, after the gzip header */
+  uint32_t crc;                 /* of the tar bytes */
+  uint32_t ccrc;                /* of the compressed bytes: checks a block copied unread */
   unsigned char recipe[32];
-  struct kiln_sha256_mid mid;    /* mid.len is the block's offset in the tar */
+  struct kiln_sha256_mid mid; /* mid.len is the block's offset in the tar */
 };
 
 struct lmap {
   int level;
   struct lmap_entry *v;
   size_t n, cap;
-  size_t *slots;                 /* hash of recipes -> index + 1 (loaded maps) */
+  size_t *slots; /* hash of recipes -> index + 1 (loaded maps) */
   size_t nslots;
 };
 

@@ -44,38 +44,38 @@
 struct layer_pipe {
   unsigned char *data[PIPE_SLOTS];
   size_t len[PIPE_SLOTS];
-  bool cut[PIPE_SLOTS];            /* end the gzip block after this chunk */
+  bool cut[PIPE_SLOTS]; /* end the gzip block after this chunk */
   uint64_t pushed, popped;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   pthread_t thread;
   bool started;
-  bool eof;                        /* no more pushes: drain and stop */
-  bool abort;                      /* stop now */
-  bool failed;                     /* the consumer stopped on err */
+  bool eof;    /* no more pushes: drain and stop */
+  bool abort;  /* stop now */
+  bool failed; /* the consumer stopped on err */
   struct kiln_error *err;
 };
 
 struct kiln_layer_writer {
   struct kiln_layer_opts opts;
   struct archive *ar;
-  struct archive_entry *entry;     /* reused for every header */
+  struct archive_entry *entry; /* reused for every header */
   struct kiln_sha256 *tar_hash;
   struct kiln_compressor *comp;
-  struct kiln_blob_writer *blob;   /* NULL once committed or aborted */
+  struct kiln_blob_writer *blob; /* NULL once committed or aborted */
   uint64_t tar_size;
-  struct kiln_error *cb_err;       /* failure inside write_cb, reported by the caller of libarchive */
+  struct kiln_error *cb_err; /* failure inside write_cb, reported by the caller of libarchive */
   struct layer_pipe pipe;
-  bool failed;                     /* the tar stream is broken; only free is allowed */
-  bool dropping;                   /* free(): swallow libarchive's closing writes */
+  bool failed;   /* the tar stream is broken; only free is allowed */
+  bool dropping; /* free(): swallow libarchive's closing writes */
   struct kiln_store *st;
-  struct kiln_toc_rec toc;         /* the layer's table of contents, stored by diffID at finish */
+  struct kiln_toc_rec toc; /* the layer's table of contents, stored by diffID at finish */
   /* gzip: where blocks are cut and what they are made of (layer-internal.h) */
   bool mapped;
-  bool in_data;                    /* write_cb sees the current entry's content */
+  bool in_data; /* write_cb sees the current entry's content */
   struct lmap_builder map;
-  struct lmap umap;                /* closed blocks: input length and recipe */
-  struct lmap cmap;                /* what the compressor made of them: output length, CRC */
+  struct lmap umap; /* closed blocks: input length and recipe */
+  struct lmap cmap; /* what the compressor made of them: output length, CRC */
   /* patch mode */
   struct layer_patch *patch;
   unsigned char *zeros;
@@ -337,8 +337,7 @@ write_cb (struct archive *a, void *opaque, const void *data, size_t len)
  * An error raised by our own write callback is preferred over libarchive's
  * copy of its text, so the kind and errno survive. */
 static int
-archive_status (struct kiln_layer_writer *w, int r, const char *what, const char *path,
-                struct kiln_error **err)
+archive_status (struct kiln_layer_writer *w, int r, const char *what, const char *path, struct kiln_error **err)
 {
   if (r >= ARCHIVE_OK)
     return 0;
@@ -421,12 +420,11 @@ writer_alloc (struct kiln_store *st, const struct kiln_layer_opts *opts)
 }
 
 int
-kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts,
-                       struct kiln_layer_writer **out, struct kiln_error **err)
+kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts, struct kiln_layer_writer **out,
+                       struct kiln_error **err)
 {
   struct kiln_layer_writer *w = writer_alloc (st, opts);
-  int r = kiln_compressor_new_mt (opts->compression, opts->level, layer_threads (), blob_sink, w, &w->comp,
-                                  err);
+  int r = kiln_compressor_new_mt (opts->compression, opts->level, layer_threads (), blob_sink, w, &w->comp, err);
   if (r == 0 && w->mapped)
     kiln_compressor_on_block (w->comp, on_cblock, w);
   if (r == 0)
@@ -443,9 +441,8 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
 }
 
 int
-kiln_layer_writer_new_patch (struct kiln_store *st, const struct kiln_layer_opts *opts,
-                             const struct kiln_digest *base, kiln_layer_open_fn open, void *ud,
-                             struct kiln_layer_writer **out, struct kiln_error **err)
+kiln_layer_writer_new_patch (struct kiln_store *st, const struct kiln_layer_opts *opts, const struct kiln_digest *base,
+                             kiln_layer_open_fn open, void *ud, struct kiln_layer_writer **out, struct kiln_error **err)
 {
   struct layer_patch *p = NULL;
   if (opts->compression != KILN_COMP_GZIP || kiln_layer_patch_new (st, base, opts->level, open, ud, &p) == 0)
@@ -505,8 +502,7 @@ check_entry (const struct kiln_layer_entry *e, struct kiln_error **err)
   if ((e->hardlink || S_ISLNK (e->mode)) && e->link == NULL)
     return kiln_error_set (err, 0, KILN_E_INTERNAL, "add layer entry `%s`: missing link target", e->path);
   if (e->hardlink && !S_ISREG (e->mode))
-    return kiln_error_set (err, 0, KILN_E_INTERNAL, "add layer entry `%s`: hardlink to a non-regular file",
-                           e->path);
+    return kiln_error_set (err, 0, KILN_E_INTERNAL, "add layer entry `%s`: hardlink to a non-regular file", e->path);
   return check_limits (e, err);
 }
 
@@ -548,7 +544,12 @@ static void
 record_toc (struct kiln_layer_writer *w, const struct kiln_layer_entry *e)
 {
   struct kiln_toc_entry t = {
-    .path = e->path, .mode = e->mode, .uid = e->uid, .gid = e->gid, .link = e->link, .hardlink = e->hardlink,
+    .path = e->path,
+    .mode = e->mode,
+    .uid = e->uid,
+    .gid = e->gid,
+    .link = e->link,
+    .hardlink = e->hardlink,
     .mtime = kiln_layer_opts_mtime (&w->opts, e->mtime),
   };
   kiln_toc_rec_add (&w->toc, &t);
@@ -614,8 +615,7 @@ static int
 write_header (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, struct kiln_error **err)
 {
   if (w->failed || w->blob == NULL)
-    return kiln_error_set (err, 0, KILN_E_INTERNAL, "add `%s` to layer: writer already failed or finished",
-                           e->path);
+    return kiln_error_set (err, 0, KILN_E_INTERNAL, "add `%s` to layer: writer already failed or finished", e->path);
   int r = check_entry (e, err);
   if (r < 0 || (r = entry_boundary (w, e, err)) < 0)
     return r;
@@ -636,8 +636,7 @@ write_header (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, str
 }
 
 static int
-write_data (struct kiln_layer_writer *w, const char *path, const void *data, size_t len,
-            struct kiln_error **err)
+write_data (struct kiln_layer_writer *w, const char *path, const void *data, size_t len, struct kiln_error **err)
 {
   w->in_data = true;
   la_ssize_t n = archive_write_data (w->ar, data, len);
@@ -690,7 +689,7 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
           return kiln_error_set (err, errno, KILN_E_IO, "read `%s`", e->path);
         }
       if (n == 0 || (uint64_t) n > left)
-        break;   /* shrank or grew: the size check below fails */
+        break; /* shrank or grew: the size check below fails */
       eof = (size_t) n < want && (uint64_t) n == left;
       if (h)
         kiln_sha256_update (h, buf, (size_t) n);
@@ -741,8 +740,7 @@ skip_data (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, struct
 }
 
 int
-kiln_layer_writer_add (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd,
-                       struct kiln_error **err)
+kiln_layer_writer_add (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, struct kiln_error **err)
 {
   int r = write_header (w, e, err);
   if (r < 0)
@@ -755,8 +753,8 @@ kiln_layer_writer_add (struct kiln_layer_writer *w, const struct kiln_layer_entr
 }
 
 int
-kiln_layer_writer_add_data (struct kiln_layer_writer *w, const struct kiln_layer_entry *e,
-                            const void *data, size_t len, struct kiln_error **err)
+kiln_layer_writer_add_data (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, const void *data, size_t len,
+                            struct kiln_error **err)
 {
   struct kiln_layer_entry copy = *e;
   copy.mode = (e->mode & ~(mode_t) S_IFMT) | S_IFREG;
@@ -783,8 +781,7 @@ kiln_layer_writer_add_data (struct kiln_layer_writer *w, const struct kiln_layer
 }
 
 static int
-fill_result (struct kiln_layer_writer *w, const struct kiln_digest *blob, uint64_t size,
-             struct kiln_layer_result *res)
+fill_result (struct kiln_layer_writer *w, const struct kiln_digest *blob, uint64_t size, struct kiln_layer_result *res)
 {
   kiln_sha256_final (w->tar_hash, &res->diff_id);
   res->tar_size = w->tar_size;
@@ -812,8 +809,7 @@ save_map (struct kiln_layer_writer *w, const struct kiln_digest *blob, const str
       if (w->map.broken || w->umap.n != w->cmap.n)
         {
           if (!w->map.broken)
-            kiln_log_debug ("layer %s: %zu blocks cut, %zu compressed; no block map", blob->s, w->umap.n,
-                            w->cmap.n);
+            kiln_log_debug ("layer %s: %zu blocks cut, %zu compressed; no block map", blob->s, w->umap.n, w->cmap.n);
           return;
         }
       for (size_t i = 0; i < w->umap.n; i++)
@@ -861,8 +857,7 @@ finish_stream (struct kiln_layer_writer *w, struct lmap **made, struct kiln_erro
 }
 
 int
-kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result *res,
-                          struct kiln_error **err)
+kiln_layer_writer_finish (struct kiln_layer_writer *w, struct kiln_layer_result *res, struct kiln_error **err)
 {
   if (w->failed || w->blob == NULL)
     return kiln_error_set (err, 0, KILN_E_INTERNAL, "finish layer: writer already failed or finished");

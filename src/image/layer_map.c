@@ -18,7 +18,7 @@
 #include "layer-internal.h"
 
 #define LMAP_MAGIC "KLNLMAP1"
-#define LMAP_REC 96                 /* u_len 8, c_len 8, crc 4, recipe 32, mid 32 + 8, ccrc 4 */
+#define LMAP_REC 96 /* u_len 8, c_len 8, crc 4, recipe 32, mid 32 + 8, ccrc 4 */
 #define LMAP_MAX_FILE (256u << 20)
 
 static void
@@ -174,9 +174,15 @@ capture_data (struct lmap_builder *b, struct lmap_block *blk, const unsigned cha
   else
     {
       last = add_piece (blk);
-      *last = (struct lmap_piece){ .data = true, .off = b->data_off, .len = len, .path = kiln_xstrdup (b->path),
-                                   .opaque = b->opaque, .size = b->size, .digest = b->digest,
-                                   .kept = b->keep_data, .raw_off = blk->raw.len };
+      *last = (struct lmap_piece){ .data = true,
+                                   .off = b->data_off,
+                                   .len = len,
+                                   .path = kiln_xstrdup (b->path),
+                                   .opaque = b->opaque,
+                                   .size = b->size,
+                                   .digest = b->digest,
+                                   .kept = b->keep_data,
+                                   .raw_off = blk->raw.len };
     }
   if (last->kept)
     kiln_buf_add (&blk->raw, p, (size_t) len);
@@ -373,7 +379,7 @@ kiln_layer_map_add (struct lmap *m, uint64_t u_len, uint64_t c_len, uint32_t crc
   if (mid)
     e->mid = *mid;
   else
-    memset (&e->mid, 0xff, sizeof e->mid);   /* len UINT64_MAX: none */
+    memset (&e->mid, 0xff, sizeof e->mid); /* len UINT64_MAX: none */
   m->n++;
 }
 
@@ -405,7 +411,8 @@ lmap_name (const struct kiln_digest *blob)
 }
 
 int
-kiln_layer_map_save (struct kiln_store *st, const struct kiln_digest *blob, const struct lmap *m, struct kiln_error **err)
+kiln_layer_map_save (struct kiln_store *st, const struct kiln_digest *blob, const struct lmap *m,
+                     struct kiln_error **err)
 {
   kiln_autobuf struct kiln_buf out = KILN_BUF_INIT;
   unsigned char head[24], rec[LMAP_REC];
@@ -477,8 +484,8 @@ decode (const struct kiln_buf *b, int level, struct lmap *m)
       for (int k = 0; k < 8; k++)
         mid.h[k] = (uint32_t) get_le (r + 52 + 4 * k, 4);
       mid.len = get_le (r + 84, 8);
-      kiln_layer_map_add (m, get_le (r, 8), get_le (r + 8, 8), (uint32_t) get_le (r + 16, 4), (uint32_t) get_le (r + 92, 4),
-                          r + 20, &mid);
+      kiln_layer_map_add (m, get_le (r, 8), get_le (r + 8, 8), (uint32_t) get_le (r + 16, 4),
+                          (uint32_t) get_le (r + 92, 4), r + 20, &mid);
     }
   index_recipes (m);
   return 1;

@@ -34,22 +34,22 @@
 
 struct patch_job {
   struct lmap_block blk;
-  const struct lmap_entry *old;    /* the old block with its recipe, or NULL */
-  bool prefix;                     /* old is at the same place, all before it too */
-  const struct kiln_sha256_mid *resume;   /* the first job after the prefix: the hash's state */
+  const struct lmap_entry *old;         /* the old block with its recipe, or NULL */
+  bool prefix;                          /* old is at the same place, all before it too */
+  const struct kiln_sha256_mid *resume; /* the first job after the prefix: the hash's state */
   unsigned char *ubuf, *cbuf;
-  bool claimed;                    /* a worker has it */
+  bool claimed; /* a worker has it */
   bool done, ok;
 };
 
 struct layer_patch {
   struct lmap old;
-  struct lmap made;                /* the new layer's map */
+  struct lmap made; /* the new layer's map */
   int old_fd;
   int level;
   kiln_layer_open_fn open;
   void *ud;
-  void *open_opaque;               /* the file open for the last data piece */
+  void *open_opaque; /* the file open for the last data piece */
   int open_fd;
   uint32_t crc;
   uint64_t isize;
@@ -59,22 +59,22 @@ struct layer_patch {
    * without being inflated or hashed; the diffID's hash resumes from the old
    * map's state at the first block that differs. */
   bool prefix;
-  bool hashing;                    /* emitter: a prefix block was bad, hash every block */
+  bool hashing; /* emitter: a prefix block was bad, hash every block */
   uint64_t u_off;
-  size_t sub_n;                    /* blocks submitted and their length, for the prefix test */
+  size_t sub_n; /* blocks submitted and their length, for the prefix test */
   uint64_t sub_off;
   struct patch_job jobs[PATCH_SLOTS];
-  uint64_t submitted, collected;  /* job sequence numbers; slot = seq % PATCH_SLOTS */
+  uint64_t submitted, collected; /* job sequence numbers; slot = seq % PATCH_SLOTS */
   pthread_mutex_t mu;
-  pthread_cond_t cv;               /* any change of the ring; broadcast */
+  pthread_cond_t cv; /* any change of the ring; broadcast */
   pthread_t workers[2], emitter;
   int nworkers;
-  bool emitting;                   /* the emitter runs */
-  bool stop;                       /* workers: quit */
-  bool eof;                        /* no more jobs: the emitter drains and quits */
-  bool failed;                     /* the emitter stopped on err */
+  bool emitting; /* the emitter runs */
+  bool stop;     /* workers: quit */
+  bool eof;      /* no more jobs: the emitter drains and quits */
+  bool failed;   /* the emitter stopped on err */
   struct kiln_error *err;
-  struct kiln_blob_writer *blob;   /* the writer's, while the emitter runs */
+  struct kiln_blob_writer *blob; /* the writer's, while the emitter runs */
   struct kiln_sha256 *tar_hash;
 };
 
@@ -231,8 +231,10 @@ piece_fd (struct layer_patch *p, const struct lmap_piece *pc, struct kiln_error 
 static int
 changed (const struct lmap_piece *pc, struct kiln_error **err)
 {
-  return kiln_error_set (err, 0, KILN_E_IO, "read `%s`: file changed while being added (expected %llu bytes, "
-                         "content %s)", pc->path, (unsigned long long) pc->size, pc->digest.s);
+  return kiln_error_set (err, 0, KILN_E_IO,
+                         "read `%s`: file changed while being added (expected %llu bytes, "
+                         "content %s)",
+                         pc->path, (unsigned long long) pc->size, pc->digest.s);
 }
 
 /* A range of a file into dst; a file read whole must match its digest, one
@@ -299,8 +301,8 @@ start (struct layer_patch *p, struct kiln_blob_writer *blob, struct kiln_error *
 }
 
 static void
-account (struct layer_patch *p, const struct lmap_block *blk, const unsigned char *cbuf, size_t c_len,
-         uint32_t crc, const struct kiln_sha256_mid *mid)
+account (struct layer_patch *p, const struct lmap_block *blk, const unsigned char *cbuf, size_t c_len, uint32_t crc,
+         const struct kiln_sha256_mid *mid)
 {
   p->crc = (uint32_t) crc32_combine (p->crc, crc, (z_off_t) blk->u_len);
   p->isize += blk->u_len;

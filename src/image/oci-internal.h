@@ -26,8 +26,7 @@ int kiln_oci_dump (json_t *j, const char *doc, char **out, size_t *len, struct k
  * unless required, which fails with "is required". */
 int kiln_oci_get_str (json_t *obj, const char *key, const struct kiln_jpath *p, bool required, char **out,
                       struct kiln_error **err);
-int kiln_oci_get_strv (json_t *obj, const char *key, const struct kiln_jpath *p, char ***out,
-                       struct kiln_error **err);
+int kiln_oci_get_strv (json_t *obj, const char *key, const struct kiln_jpath *p, char ***out, struct kiln_error **err);
 /* An object whose keys are the values ({"80/tcp":{}}); values must be objects. */
 int kiln_oci_get_keyset (json_t *obj, const char *key, const struct kiln_jpath *p, char ***out,
                          struct kiln_error **err);
@@ -35,8 +34,7 @@ int kiln_oci_get_kvlist (json_t *obj, const char *key, const struct kiln_jpath *
                          struct kiln_error **err);
 int kiln_oci_get_int (json_t *obj, const char *key, const struct kiln_jpath *p, bool required, int64_t *out,
                       struct kiln_error **err);
-int kiln_oci_get_bool (json_t *obj, const char *key, const struct kiln_jpath *p, bool *out,
-                       struct kiln_error **err);
+int kiln_oci_get_bool (json_t *obj, const char *key, const struct kiln_jpath *p, bool *out, struct kiln_error **err);
 /* The member key as an object (NULL when absent or null); fails on another type. */
 int kiln_oci_get_obj (json_t *obj, const char *key, const struct kiln_jpath *p, bool required, json_t **out,
                       struct kiln_error **err);

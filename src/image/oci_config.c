@@ -35,10 +35,10 @@ healthcheck_free (struct kiln_healthcheck *h)
 void
 kiln_image_config_clear (struct kiln_image_config *c)
 {
-  char **strs[] = { &c->created, &c->author, &c->architecture, &c->os, &c->variant,
-                    &c->user, &c->working_dir, &c->stop_signal };
-  char ***vecs[] = { &c->env, &c->entrypoint, &c->cmd, &c->exposed_ports, &c->volumes,
-                     &c->shell, &c->onbuild, &c->diff_ids };
+  char **strs[] = { &c->created, &c->author, &c->architecture, &c->os,
+                    &c->variant, &c->user,   &c->working_dir,  &c->stop_signal };
+  char ***vecs[] = { &c->env,     &c->entrypoint, &c->cmd,     &c->exposed_ports,
+                     &c->volumes, &c->shell,      &c->onbuild, &c->diff_ids };
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     free (*strs[i]);
   for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
@@ -113,7 +113,7 @@ kiln_image_config_setenv (struct kiln_image_config *c, const char *key, const ch
     if (strncmp (c->env[i], key, kl) == 0 && c->env[i][kl] == '=')
       {
         free (c->env[i]);
-        c->env[i] = kv;   /* keeps the variable's position, as Docker does */
+        c->env[i] = kv; /* keeps the variable's position, as Docker does */
         return;
       }
   kiln_strv_push_take (&c->env, kv);
@@ -124,7 +124,7 @@ kiln_image_config_add_history (struct kiln_image_config *c, const char *created,
                                bool empty_layer)
 {
   c->history = kiln_xrealloc (c->history, (c->nhistory + 1) * sizeof *c->history);
-  c->history[c->nhistory] = (struct kiln_history) {
+  c->history[c->nhistory] = (struct kiln_history){
     .created = dup_or_null (created),
     .created_by = dup_or_null (created_by),
     .empty_layer = empty_layer,
@@ -250,8 +250,7 @@ exec_config_from_json (json_t *cj, struct kiln_image_config *c, struct kiln_erro
 {
   static const struct kiln_jpath p = { DOC, "config." };
   json_t *hj = NULL;
-  if (kiln_oci_get_str (cj, "User", &p, false, &c->user, err) < 0
-      || kiln_oci_get_strv (cj, "Env", &p, &c->env, err) < 0
+  if (kiln_oci_get_str (cj, "User", &p, false, &c->user, err) < 0 || kiln_oci_get_strv (cj, "Env", &p, &c->env, err) < 0
       || kiln_oci_get_strv (cj, "Entrypoint", &p, &c->entrypoint, err) < 0
       || kiln_oci_get_strv (cj, "Cmd", &p, &c->cmd, err) < 0
       || kiln_oci_get_str (cj, "WorkingDir", &p, false, &c->working_dir, err) < 0
@@ -344,6 +343,6 @@ kiln_image_config_from_json (const char *data, size_t len, struct kiln_image_con
       kiln_image_config_clear (&c);
       return -1;
     }
-  *out = c;   /* out is an output: whatever it held is not freed */
+  *out = c; /* out is an output: whatever it held is not freed */
   return 0;
 }

@@ -26,8 +26,8 @@ int
 kiln_manifest_to_json (const struct kiln_manifest *m, char **out, size_t *len, struct kiln_error **err)
 {
   if (m->nlayers > KILN_OCI_MAX_LAYERS)
-    return kiln_error_set (err, E2BIG, KILN_E_UNSUPPORTED, "%s: %zu layers, more than the limit of %d", DOC,
-                           m->nlayers, KILN_OCI_MAX_LAYERS);
+    return kiln_error_set (err, E2BIG, KILN_E_UNSUPPORTED, "%s: %zu layers, more than the limit of %d", DOC, m->nlayers,
+                           KILN_OCI_MAX_LAYERS);
   kiln_autojson json_t *o = json_object ();
   json_t *layers = json_array ();
   json_object_set_new (o, "schemaVersion", json_integer (2));
@@ -130,8 +130,7 @@ kiln_image_format_config_type (enum kiln_image_format f)
 
 /* One row per kind of layer bytes: its OCI name, its Docker name (NULL: none)
  * and the other names it goes by. */
-static const struct
-{
+static const struct {
   const char *oci, *docker, *alias;
 } layer_types[] = {
   { KILN_MT_OCI_LAYER_GZIP, KILN_MT_DOCKER_LAYER_GZIP, NULL },
@@ -159,8 +158,8 @@ kiln_layer_media_type_for (const char *mt, enum kiln_image_format f, const char 
       else if (d)
         *out = d;
       else
-        return kiln_error_set (err, 0, KILN_E_UNSUPPORTED,
-                               "a zstd layer (`%s`) cannot be written in a Docker manifest", mt);
+        return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "a zstd layer (`%s`) cannot be written in a Docker manifest",
+                               mt);
       return 0;
     }
   return 0;

@@ -152,8 +152,7 @@ tag_valid (const char *t)
 static const char *
 digest_problem (const char *d)
 {
-  static const struct
-  {
+  static const struct {
     const char *alg;
     size_t len;
   } algs[] = { { "sha256", 64 }, { "sha384", 96 }, { "sha512", 128 } };
@@ -191,8 +190,9 @@ split_domain (const char *name, struct kiln_ref *r)
 {
   const char *slash = strchr (name, '/');
   size_t n = slash ? (size_t) (slash - name) : 0;
-  bool is_domain = slash && ((n == 9 && strncmp (name, "localhost", 9) == 0) || memchr (name, '.', n) != NULL
-                             || memchr (name, ':', n) != NULL);
+  bool is_domain = slash
+                   && ((n == 9 && strncmp (name, "localhost", 9) == 0) || memchr (name, '.', n) != NULL
+                       || memchr (name, ':', n) != NULL);
 
   if (is_domain)
     {

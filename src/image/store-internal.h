@@ -9,14 +9,14 @@
 
 struct kiln_store {
   char *root;
-  int rootfd;                 /* O_DIRECTORY of the root */
+  int rootfd; /* O_DIRECTORY of the root */
   int blobsfd, ingestfd, tmpfd;
-  int lockfd;                 /* kiln.lock, flock()ed around index.json updates */
+  int lockfd; /* kiln.lock, flock()ed around index.json updates */
   /* flock() excludes other processes only: the stages of one build take
    * this first (recursive: depth counts the holder's nesting) */
   pthread_mutex_t lock_mu;
   unsigned lock_depth;
-  kiln_store_fetch_fn fetch;  /* lazy blobs (kiln_store_set_fetcher), or NULL */
+  kiln_store_fetch_fn fetch; /* lazy blobs (kiln_store_set_fetcher), or NULL */
   void *fetch_opaque;
 };
 
@@ -28,8 +28,8 @@ void kiln_store_unlock (struct kiln_store *st);
 int kiln_store_random_name (char *out, size_t size, const char *prefix);
 
 /* Caps on what is read into memory. */
-#define KILN_STORE_MAX_JSON (8u << 20)     /* one manifest or config */
-#define KILN_STORE_MAX_INDEX (64u << 20)   /* index.json */
+#define KILN_STORE_MAX_JSON (8u << 20)   /* one manifest or config */
+#define KILN_STORE_MAX_INDEX (64u << 20) /* index.json */
 
 /* index.json of the layout at dirfd (missing = empty); no locking. */
 int kiln_store_read_index_at (int dirfd, struct kiln_index *out, struct kiln_error **err);
@@ -44,7 +44,7 @@ void kiln_store_index_add (struct kiln_index *ix, const struct kiln_descriptor *
  * stdout is a terminal). */
 struct kiln_export_out {
   int fd;
-  char *tmp;                  /* NULL for stdout */
+  char *tmp; /* NULL for stdout */
   const char *dest;
 };
 int kiln_export_out_open (const char *dest, struct kiln_export_out *o, struct kiln_error **err);

@@ -27,10 +27,10 @@
 struct kiln_blob_writer {
   struct kiln_store *st;
   int fd;
-  char name[48];              /* ingest/<name> */
+  char name[48]; /* ingest/<name> */
   struct kiln_sha256 *hash;
   uint64_t size;
-  uint64_t flushed;           /* bytes already handed to writeback */
+  uint64_t flushed; /* bytes already handed to writeback */
 };
 
 /* Writeback started every this many bytes, so the fsync at commit finds
@@ -73,7 +73,7 @@ kiln_store_lock (struct kiln_store *st, int op, struct kiln_error **err)
 {
   pthread_mutex_lock (&st->lock_mu);
   if (st->lock_depth++ > 0)
-    return 0;   /* this thread holds it already */
+    return 0; /* this thread holds it already */
   while (flock (st->lockfd, op) < 0)
     if (errno != EINTR)
       {
@@ -300,8 +300,7 @@ kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *e
   if (fchmod (w->fd, 0444) < 0 || fsync (w->fd) < 0)
     r = kiln_error_set (err, errno, KILN_E_IO, "fsync blob `ingest/%s`", w->name);
   else if (expect && strcmp (expect->s, d.s) != 0)
-    r = kiln_error_set (err, 0, KILN_E_DIGEST, "commit blob: content has digest `%s`, expected `%s`", d.s,
-                        expect->s);
+    r = kiln_error_set (err, 0, KILN_E_DIGEST, "commit blob: content has digest `%s`, expected `%s`", d.s, expect->s);
   else
     r = install_blob (w, &d, err);
   if (r == 0)
@@ -311,7 +310,7 @@ kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *e
       if (size)
         *size = w->size;
     }
-  kiln_blob_writer_abort (w);   /* closes, drops whatever is left in ingest/ */
+  kiln_blob_writer_abort (w); /* closes, drops whatever is left in ingest/ */
   return r;
 }
 
@@ -618,7 +617,7 @@ resolve_in (const struct kiln_index *ix, const char *name, struct kiln_descripto
   const char *hex;
   for (size_t i = 0; i < ix->nmanifests; i++)
     if (has_name (&ix->manifests[i], name))
-      found = &ix->manifests[i];   /* the last entry wins, as on write */
+      found = &ix->manifests[i]; /* the last entry wins, as on write */
   if (found == NULL && (hex = digest_prefix (name)) != NULL)
     for (size_t i = 0; i < ix->nmanifests; i++)
       {
@@ -675,8 +674,7 @@ kiln_store_report_clear (struct kiln_store_report *r)
   memset (r, 0, sizeof *r);
 }
 
-static void __attribute__ ((format (printf, 2, 3)))
-problem (struct kiln_store_report *r, const char *fmt, ...)
+static void __attribute__ ((format (printf, 2, 3))) problem (struct kiln_store_report *r, const char *fmt, ...)
 {
   va_list ap;
   char *s = NULL;
@@ -763,8 +761,8 @@ is_remote (json_t *sources, const struct kiln_digest *d)
 /* One referenced blob: present, and of the size its descriptor claims.
  * A layer missing here but known to be in a registry is lazy, not lost. */
 static bool
-check_ref (struct kiln_store *st, const char *who, const char *what, const struct kiln_descriptor *d,
-           json_t *sources, struct kiln_store_report *r)
+check_ref (struct kiln_store *st, const char *who, const char *what, const struct kiln_descriptor *d, json_t *sources,
+           struct kiln_store_report *r)
 {
   uint64_t size = 0;
   if (!kiln_store_blob_exists (st, &d->digest, &size))
@@ -780,8 +778,8 @@ check_ref (struct kiln_store *st, const char *who, const char *what, const struc
     }
   if (size != (uint64_t) d->size)
     {
-      problem (r, "image `%s`: %s `%s` has %" PRIu64 " bytes, the descriptor says %" PRId64, who, what,
-               d->digest.s, size, d->size);
+      problem (r, "image `%s`: %s `%s` has %" PRIu64 " bytes, the descriptor says %" PRId64, who, what, d->digest.s,
+               size, d->size);
       return false;
     }
   return true;

@@ -21,8 +21,8 @@
  * u32 gid, i64 mtime, u8 flags (1 hardlink, 2 has link), u32 path length,
  * path, [u32 link length, link].  Integers little-endian. */
 #define TOC_MAGIC "KILNTOC1"
-#define TOC_MAX ((size_t) 1 << 31)   /* 2 GiB: far past any real layer's TOC */
-#define MAX_LINKS 40                 /* symlinks followed in one resolution, as Linux */
+#define TOC_MAX ((size_t) 1 << 31) /* 2 GiB: far past any real layer's TOC */
+#define MAX_LINKS 40               /* symlinks followed in one resolution, as Linux */
 
 enum { F_HARDLINK = 1, F_LINK = 2 };
 
@@ -36,7 +36,7 @@ put_le (struct kiln_buf *b, uint64_t v, int bytes)
 }
 
 #define TOC_SPILL_BYTES (4u << 20)
-#define TOC_HEAD 16   /* magic, u64 count */
+#define TOC_HEAD 16 /* magic, u64 count */
 
 void
 kiln_toc_rec_init (struct kiln_toc_rec *r)
@@ -150,8 +150,8 @@ toc_rel (const struct kiln_digest *diff_id, const char *suffix)
 }
 
 static int
-write_toc_filev (struct kiln_store *st, const struct kiln_digest *diff_id, const char *suffix,
-                 const struct iovec *iov, int n, struct kiln_error **err)
+write_toc_filev (struct kiln_store *st, const struct kiln_digest *diff_id, const char *suffix, const struct iovec *iov,
+                 int n, struct kiln_error **err)
 {
   kiln_autofree char *name = kiln_xasprintf ("%s%s", kiln_digest_hex (diff_id), suffix);
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (st), "cache/toc", 0755, err);
@@ -322,9 +322,13 @@ kiln_toc_rec_add_archive (struct kiln_toc_rec *rec, struct archive_entry *ae)
   const char *sl = archive_entry_symlink (ae);
   kiln_autofree char *hlc = hl ? kiln_fs_path_clean (hl) : NULL;
   struct kiln_toc_entry e = {
-    .path = path, .mode = archive_entry_mode (ae), .uid = (uid_t) archive_entry_uid (ae),
-    .gid = (gid_t) archive_entry_gid (ae), .mtime = archive_entry_mtime (ae),
-    .link = hlc ? hlc : sl, .hardlink = hlc != NULL,
+    .path = path,
+    .mode = archive_entry_mode (ae),
+    .uid = (uid_t) archive_entry_uid (ae),
+    .gid = (gid_t) archive_entry_gid (ae),
+    .mtime = archive_entry_mtime (ae),
+    .link = hlc ? hlc : sl,
+    .hardlink = hlc != NULL,
   };
   if (!*path)
     return;
@@ -356,8 +360,8 @@ rec_from_blob (struct kiln_store *st, const struct kiln_descriptor *layer, struc
     }
   kiln_locale_restore (old);
   if (r != ARCHIVE_EOF)
-    kiln_error_set (err, archive_errno (a), KILN_E_IO, "read layer %s for its table of contents: %s",
-                    layer->digest.s, archive_error_string (a) ? archive_error_string (a) : "bad tar");
+    kiln_error_set (err, archive_errno (a), KILN_E_IO, "read layer %s for its table of contents: %s", layer->digest.s,
+                    archive_error_string (a) ? archive_error_string (a) : "bad tar");
   archive_read_free (a);
   return r == ARCHIVE_EOF ? 0 : -1;
 }
@@ -462,14 +466,14 @@ kiln_toc_load (struct kiln_store *st, const struct kiln_descriptor *layer, const
 struct node {
   struct kiln_tocnode n;
   char *path;
-  struct node *parent, *first, *next;   /* children list; dead nodes stay linked */
+  struct node *parent, *first, *next; /* children list; dead nodes stay linked */
   bool dead;
 };
 
 struct kiln_tocview {
-  struct node **slots;                    /* open addressing; TOMB marks a removed slot */
-  size_t cap, used;                       /* used counts live + tombstones */
-  struct node **all;                      /* every node ever made, freed at the end */
+  struct node **slots; /* open addressing; TOMB marks a removed slot */
+  size_t cap, used;    /* used counts live + tombstones */
+  struct node **all;   /* every node ever made, freed at the end */
   size_t nall;
   struct node root;
 };
@@ -556,8 +560,7 @@ kiln_tocview_get (const struct kiln_tocview *v, const char *path)
   return n ? &n->n : NULL;
 }
 
-static void
-remove_children (struct kiln_tocview *v, struct node *n);
+static void remove_children (struct kiln_tocview *v, struct node *n);
 
 static void
 remove_node (struct kiln_tocview *v, struct node *n)

@@ -224,8 +224,8 @@ valid_helper_name (const char *s)
   if (*s == '\0' || strlen (s) > 64)
     return 0;
   for (; *s; s++)
-    if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') || *s == '-'
-          || *s == '_' || *s == '.'))
+    if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') || *s == '-' || *s == '_'
+          || *s == '.'))
       return 0;
   return 1;
 }
@@ -306,8 +306,9 @@ helper_get (const char *helper, const char *host, struct kiln_auth_cred *out, st
   if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
     {
       /* the helper protocol's "not found" answer means anonymous access */
-      r = strstr (b.buf, "credentials not found") ? 0
-          : kiln_error_set (err, 0, KILN_E_AUTH, "credential helper `%s` failed for `%s`", prog, host);
+      r = strstr (b.buf, "credentials not found")
+              ? 0
+              : kiln_error_set (err, 0, KILN_E_AUTH, "credential helper `%s` failed for `%s`", prog, host);
       explicit_bzero (b.buf, b.len);
       return r;
     }
@@ -383,8 +384,7 @@ save_doc (const char *path, json_t *doc, struct kiln_error **err)
 }
 
 int
-kiln_auth_store (const char *path, const char *host, const char *user, const char *password,
-                 struct kiln_error **err)
+kiln_auth_store (const char *path, const char *host, const char *user, const char *password, struct kiln_error **err)
 {
   kiln_autojson json_t *doc = NULL;
   if (load_for_update (path, &doc, err) < 0)

@@ -78,7 +78,7 @@ struct body {
   uint64_t size;
   int write_errno;
   volatile sig_atomic_t *cancel;
-  char *etag;            /* of the last response (redirects come first) */
+  char *etag; /* of the last response (redirects come first) */
 };
 
 /* Keeps the ETag of the final response: a new status line forgets the one
@@ -125,7 +125,7 @@ body_cb (char *data, size_t size, size_t n, void *opaque)
   if (kiln_fs_write_all (b->fd, data, len, &e) < 0)
     {
       b->write_errno = e->errnum ? e->errnum : EIO;
-      return 0;   /* makes curl stop with CURLE_WRITE_ERROR */
+      return 0; /* makes curl stop with CURLE_WRITE_ERROR */
     }
   kiln_sha256_update (b->hash, data, len);
   b->size += len;
@@ -180,8 +180,8 @@ transient (CURLcode rc, long status)
 {
   if (rc == CURLE_OK)
     return status >= 500 || status == 429;
-  return rc == CURLE_COULDNT_CONNECT || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR
-         || rc == CURLE_PARTIAL_FILE || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_GOT_NOTHING;
+  return rc == CURLE_COULDNT_CONNECT || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_PARTIAL_FILE
+         || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_GOT_NOTHING;
 }
 
 /* One GET; the status (0 without a response) goes to *status. */
@@ -198,8 +198,7 @@ attempt (CURL *h, const char *url, struct body *b, struct curl_slist *hdrs, long
 }
 
 static int
-failure (CURLcode rc, long status, const struct body *b, const char *shown, const char *errbuf,
-         struct kiln_error **err)
+failure (CURLcode rc, long status, const struct body *b, const char *shown, const char *errbuf, struct kiln_error **err)
 {
   if (rc == CURLE_WRITE_ERROR && b->write_errno)
     return kiln_error_set (err, b->write_errno, KILN_E_IO, "download `%s`: write the file", shown);
@@ -208,8 +207,8 @@ failure (CURLcode rc, long status, const struct body *b, const char *shown, cons
   if (rc != CURLE_OK)
     return kiln_error_set (err, 0, KILN_E_NET, "download `%s`: %s", shown,
                            errbuf[0] ? errbuf : curl_easy_strerror (rc));
-  return kiln_error_set (err, 0, status == 404 ? KILN_E_NOTFOUND : KILN_E_NET,
-                         "download `%s`: HTTP status %ld", shown, status);
+  return kiln_error_set (err, 0, status == 404 ? KILN_E_NOTFOUND : KILN_E_NET, "download `%s`: HTTP status %ld", shown,
+                         status);
 }
 
 int
@@ -236,7 +235,7 @@ kiln_fetch_url (const char *url, int fd, volatile sig_atomic_t *cancel, const ch
       CURLcode rc = attempt (h, url, &b, hdrs, &status, errbuf);
       if (rc == CURLE_OK && status == 304 && cond)
         {
-          ret = 1;   /* what the caller knows is current; nothing was written */
+          ret = 1; /* what the caller knows is current; nothing was written */
           goto out;
         }
       if (rc == CURLE_OK && status >= 200 && status < 300)

@@ -45,19 +45,19 @@ int kiln_registry_challenge_parse (const char *header, struct kiln_registry_chal
 /* One registry: where it is, how to authenticate; shared by the threads of
  * one operation (token state under lock). */
 struct kiln_registry_client {
-  char *host;                 /* API host[:port] */
-  char *origin;               /* "https://host:port" (default ports written out) after the ping */
-  bool insecure;              /* --tls-verify=false */
-  bool http_ok;               /* loopback or insecure: plain http may be tried */
+  char *host;    /* API host[:port] */
+  char *origin;  /* "https://host:port" (default ports written out) after the ping */
+  bool insecure; /* --tls-verify=false */
+  bool http_ok;  /* loopback or insecure: plain http may be tried */
   const struct kiln_registry_opts *opts;
   struct kiln_auth_cred cred;
   bool have_cred;
-  char *ca_blob;              /* system CAs + certs.d, when certs.d has any */
+  char *ca_blob; /* system CAs + certs.d, when certs.d has any */
   size_t ca_len;
   char *client_cert, *client_key;
   pthread_mutex_t lock;
   struct kiln_registry_challenge chal;
-  char **scopes;              /* "repository:NAME:ACTIONS" wanted by this operation */
+  char **scopes; /* "repository:NAME:ACTIONS" wanted by this operation */
   char *token;
   unsigned long long token_expiry_ns;
   unsigned token_gen;
@@ -67,40 +67,43 @@ struct kiln_registry_client {
 struct kiln_registry_conn {
   struct kiln_registry_client *c;
   CURL *h;
-  bool fresh;        /* the next request opens a new connection (the last one failed) */
+  bool fresh; /* the next request opens a new connection (the last one failed) */
 };
 
 typedef int (*kiln_registry_sink) (void *opaque, const void *data, size_t len, struct kiln_error **err);
 
 struct kiln_registry_req {
-  const char *method;         /* GET HEAD PUT POST PATCH DELETE */
-  const char *url;            /* absolute */
+  const char *method; /* GET HEAD PUT POST PATCH DELETE */
+  const char *url;    /* absolute */
   const char *accept, *content_type, *content_range;
-  int64_t range_from;         /* > 0: sends `Range: bytes=N-` */
+  int64_t range_from; /* > 0: sends `Range: bytes=N-` */
   /* request body: memory (data/len) or a file range (fd >= 0) */
   const void *data;
   int fd;
   int64_t off, len;
   bool has_body;
-  size_t body_max;            /* cap of a 2xx body kept in resp.body (0: discard it) */
-  kiln_registry_sink sink;         /* or streams a 2xx body here */
+  size_t body_max;         /* cap of a 2xx body kept in resp.body (0: discard it) */
+  kiln_registry_sink sink; /* or streams a 2xx body here */
   void *opaque;
-  int64_t max_size;           /* CURLOPT_MAXFILESIZE when > 0 */
-  bool idempotent;            /* retried on connect errors, 408/429/5xx */
+  int64_t max_size; /* CURLOPT_MAXFILESIZE when > 0 */
+  bool idempotent;  /* retried on connect errors, 408/429/5xx */
   bool no_redirect;
-  bool token_request;         /* to the realm: no challenge handling */
-  const char *auth_header;    /* token_request: sent only to auth_origin */
+  bool token_request;      /* to the realm: no challenge handling */
+  const char *auth_header; /* token_request: sent only to auth_origin */
   const char *auth_origin;
 };
-#define KILN_REG_REQ_INIT { .fd = -1 }
+#define KILN_REG_REQ_INIT                                                                                              \
+  {                                                                                                                    \
+    .fd = -1                                                                                                           \
+  }
 
 struct kiln_registry_resp {
   long status;
-  char *url;                  /* the last hop's URL */
+  char *url; /* the last hop's URL */
   char *location, *content_type, *digest, *range, *content_range, *www_auth, *retry_after, *chunk_min;
-  struct kiln_buf body;       /* 2xx body (req.body_max) or the error body (1 MiB) */
+  struct kiln_buf body; /* 2xx body (req.body_max) or the error body (1 MiB) */
   struct kiln_error *sink_err;
-  int curl_code;              /* CURLcode of a failed kiln_registry_do */
+  int curl_code; /* CURLcode of a failed kiln_registry_do */
 };
 void kiln_registry_resp_clear (struct kiln_registry_resp *r);
 /* Records one response header line of n bytes in r (curl's header
@@ -112,8 +115,8 @@ void kiln_registry_resp_header (struct kiln_registry_resp *r, const char *data, 
  * request), retries idempotent requests with backoff.  Returns 0 when a
  * response arrived (any status: check resp->status), < 0 on a transport
  * failure, a sink failure or an auth failure. */
-int kiln_registry_do (struct kiln_registry_conn *cn, const struct kiln_registry_req *req, struct kiln_registry_resp *resp,
-                      struct kiln_error **err);
+int kiln_registry_do (struct kiln_registry_conn *cn, const struct kiln_registry_req *req,
+                      struct kiln_registry_resp *resp, struct kiln_error **err);
 /* "HTTP 500 (UNKNOWN: message)" from a response, kind by status. */
 int kiln_registry_status_error (const struct kiln_registry_resp *resp, struct kiln_error **err);
 

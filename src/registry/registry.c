@@ -417,7 +417,7 @@ sources_load (int dfd, json_t **out, struct kiln_error **err)
   if (!json_is_object (*out))
     {
       json_decref (*out);
-      *out = json_object ();   /* only a hint for mounts: a broken file is rebuilt */
+      *out = json_object (); /* only a hint for mounts: a broken file is rebuilt */
     }
   return 0;
 }
@@ -439,7 +439,8 @@ kiln_registry_sources_add (struct kiln_store *st, const struct kiln_digest *blob
       size_t k;
       json_t *v;
       bool have = false;
-      json_array_foreach (a, k, v) have = have || (json_is_string (v) && strcmp (json_string_value (v), repo) == 0);
+      json_array_foreach (a, k, v)
+        have = have || (json_is_string (v) && strcmp (json_string_value (v), repo) == 0);
       if (!have)
         json_array_append_new (a, json_string (repo));
     }

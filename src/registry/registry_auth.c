@@ -44,7 +44,10 @@ read_value (const char **p)
 static void
 set_param (struct kiln_registry_challenge *c, const char *key, size_t klen, char *value)
 {
-  static const struct { const char *k; size_t off; } ps[] = {
+  static const struct {
+    const char *k;
+    size_t off;
+  } ps[] = {
     { "realm", offsetof (struct kiln_registry_challenge, realm) },
     { "service", offsetof (struct kiln_registry_challenge, service) },
     { "scope", offsetof (struct kiln_registry_challenge, scope) },
@@ -72,14 +75,15 @@ kiln_registry_challenge_parse (const char *h, struct kiln_registry_challenge *ou
   else if (sl == 6 && strncasecmp (h, "bearer", 6) == 0)
     out->scheme = KILN_REG_AUTH_BEARER;
   else
-    return kiln_error_set (err, 0, KILN_E_AUTH, "unsupported authentication scheme `%.*s`", (int) (sl < 32 ? sl : 32), h);
+    return kiln_error_set (err, 0, KILN_E_AUTH, "unsupported authentication scheme `%.*s`", (int) (sl < 32 ? sl : 32),
+                           h);
   const char *p = h + sl;
   for (;;)
     {
       p += strspn (p, " \t,");
       size_t kl = strcspn (p, "= \t,");
       if (kl == 0 || p[kl] != '=')
-        break;   /* end, or the next challenge's scheme */
+        break; /* end, or the next challenge's scheme */
       const char *key = p;
       p += kl + 1;
       set_param (out, key, kl, read_value (&p));
@@ -232,7 +236,8 @@ drop_token (struct kiln_registry_client *c)
 }
 
 int
-kiln_registry_auth_header (struct kiln_registry_conn *cn, bool force_new, unsigned *gen, char **out, struct kiln_error **err)
+kiln_registry_auth_header (struct kiln_registry_conn *cn, bool force_new, unsigned *gen, char **out,
+                           struct kiln_error **err)
 {
   struct kiln_registry_client *c = cn->c;
   int r = 0;
@@ -274,7 +279,8 @@ kiln_registry_client_add_scope (struct kiln_registry_client *c, const char *scop
 }
 
 int
-kiln_registry_auth_challenged (struct kiln_registry_client *c, const char *www_auth, unsigned gen, struct kiln_error **err)
+kiln_registry_auth_challenged (struct kiln_registry_client *c, const char *www_auth, unsigned gen,
+                               struct kiln_error **err)
 {
   struct kiln_registry_challenge ch;
   if (kiln_registry_challenge_parse (www_auth, &ch, err) < 0)

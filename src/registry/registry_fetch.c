@@ -21,8 +21,8 @@ kiln_registry_blob_remote (struct kiln_store *st, const struct kiln_digest *d)
 
 /* One repository ("domain/path"): open a client, download, verify. */
 static int
-fetch_from (struct kiln_store *st, const struct kiln_digest *d, const char *repo,
-            const struct kiln_registry_opts *o, struct kiln_error **err)
+fetch_from (struct kiln_store *st, const struct kiln_digest *d, const char *repo, const struct kiln_registry_opts *o,
+            struct kiln_error **err)
 {
   const char *slash = strchr (repo, '/');
   if (slash == NULL || slash == repo || slash[1] == '\0')
@@ -70,7 +70,7 @@ kiln_registry_fetch_blob (struct kiln_store *st, const struct kiln_digest *d, co
         }
       kiln_log_warn ("fetch blob %s from %s: %s; trying %s", d->s, srcs[i], e->msg, srcs[i + 1]);
     }
-  return -1;   /* not reached */
+  return -1; /* not reached */
 }
 
 static int
@@ -98,7 +98,8 @@ get_manifest_config (struct kiln_registry_conn *cn, const char *base, const stru
   if (ref->digest)
     {
       if (kiln_registry_get_verified (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, "manifest", ref->digest,
-                                      manifest, NULL, err) < 0)
+                                      manifest, NULL, err)
+          < 0)
         return -1;
     }
   else if (kiln_registry_get_small (cn, murl, KILN_MT_OCI_MANIFEST, KILN_REG_MAX_MANIFEST, manifest, NULL, err) < 0)
@@ -110,7 +111,8 @@ get_manifest_config (struct kiln_registry_conn *cn, const char *base, const stru
   if (m.config.size < 0 || m.config.size > (int64_t) KILN_REG_MAX_CONFIG)
     r = kiln_error_set (err, EFBIG, KILN_E_UNSUPPORTED, "config `%s` is larger than 4 MiB", m.config.digest.s);
   else
-    r = kiln_registry_get_verified (cn, curl, NULL, (size_t) m.config.size, "config", m.config.digest.s, config, NULL, err);
+    r = kiln_registry_get_verified (cn, curl, NULL, (size_t) m.config.size, "config", m.config.digest.s, config, NULL,
+                                    err);
   kiln_manifest_clear (&m);
   return r;
 }

@@ -39,8 +39,8 @@ kiln_registry_url_resolve (const char *base, const char *loc)
 {
   CURLU *u = curl_url ();
   char *s = NULL, *out = NULL;
-  if (curl_url_set (u, CURLUPART_URL, base, 0) == CURLUE_OK
-      && curl_url_set (u, CURLUPART_URL, loc, 0) == CURLUE_OK && curl_url_get (u, CURLUPART_URL, &s, 0) == CURLUE_OK)
+  if (curl_url_set (u, CURLUPART_URL, base, 0) == CURLUE_OK && curl_url_set (u, CURLUPART_URL, loc, 0) == CURLUE_OK
+      && curl_url_get (u, CURLUPART_URL, &s, 0) == CURLUE_OK)
     out = kiln_xstrdup (s);
   curl_free (s);
   curl_url_cleanup (u);
@@ -92,8 +92,8 @@ kiln_registry_parse_content_range (const char *s, int64_t *start, int64_t *end, 
   if (s == NULL || strncmp (s, "bytes ", 6) != 0)
     return -1;
   s += 6;
-  if (parse_i64 (&s, start) < 0 || *s++ != '-' || parse_i64 (&s, end) < 0 || *s++ != '/'
-      || parse_i64 (&s, total) < 0 || *s != '\0' || *end < *start || *end >= *total)
+  if (parse_i64 (&s, start) < 0 || *s++ != '-' || parse_i64 (&s, end) < 0 || *s++ != '/' || parse_i64 (&s, total) < 0
+      || *s != '\0' || *end < *start || *end >= *total)
     return -1;
   return 0;
 }
@@ -146,7 +146,7 @@ kiln_registry_parse_retry_after (const char *s, long cap_ms)
     return -1;
   time_t now = time (NULL);
   if (t <= now)
-    return -1;   /* a date in the past falls back to our own backoff */
+    return -1; /* a date in the past falls back to our own backoff */
   return capped_ms ((int64_t) t - (int64_t) now, cap_ms);
 }
 
@@ -212,9 +212,9 @@ kiln_registry_status_error (const struct kiln_registry_resp *resp, struct kiln_e
 struct xfer {
   const struct kiln_registry_req *req;
   struct kiln_registry_resp *resp;
-  int64_t pos;   /* request body position */
-  const char *url;          /* this hop's */
-  size_t header_bytes;      /* of the current response */
+  int64_t pos;         /* request body position */
+  const char *url;     /* this hop's */
+  size_t header_bytes; /* of the current response */
 };
 
 /* False (and resp->sink_err set) once a response's headers pass
@@ -252,7 +252,10 @@ set_header (char **slot, const char *v, size_t n)
 void
 kiln_registry_resp_header (struct kiln_registry_resp *r, const char *data, size_t n)
 {
-  static const struct { const char *name; size_t off; } hs[] = {
+  static const struct {
+    const char *name;
+    size_t off;
+  } hs[] = {
     { "location", offsetof (struct kiln_registry_resp, location) },
     { "content-type", offsetof (struct kiln_registry_resp, content_type) },
     { "docker-content-digest", offsetof (struct kiln_registry_resp, digest) },
@@ -388,7 +391,7 @@ allowed_protocols (struct kiln_registry_client *c, const char *url)
   if (origin && c->origin && strcmp (origin, c->origin) == 0 && kiln_str_has_prefix (origin, "http:"))
     return "http";
   if (origin && kiln_str_has_prefix (origin, "http:") && c->origin && kiln_str_has_prefix (c->origin, "http:"))
-    return "http,https";   /* a plain-http registry's own token realm / storage */
+    return "http,https"; /* a plain-http registry's own token realm / storage */
   return "https";
 }
 
@@ -482,15 +485,21 @@ transient_curl (CURLcode cc)
 {
   switch (cc)
     {
-    case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST: case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR: case CURLE_PARTIAL_FILE: case CURLE_GOT_NOTHING: case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_SSL_CONNECT_ERROR: case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_WEIRD_SERVER_REPLY:
     /* garbage where a status line should be ("HTTP/0.9 not allowed"): a
      * connection left dirty by a broken earlier response */
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return true;
-    default:
-      return false;
+    case CURLE_UNSUPPORTED_PROTOCOL: return true;
+    default: return false;
     }
 }
 
@@ -546,8 +555,8 @@ free_secret_str (char **s)
 
 /* One attempt: the redirect chain plus at most one answered challenge. */
 static int
-attempt (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, struct kiln_registry_resp *resp, CURLcode *cc,
-         struct kiln_error **err)
+attempt (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, struct kiln_registry_resp *resp,
+         CURLcode *cc, struct kiln_error **err)
 {
   kiln_autofree char *url = kiln_xstrdup (q->url);
   char errbuf[CURL_ERROR_SIZE];
@@ -571,7 +580,8 @@ attempt (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, struc
           return kiln_error_code (*err);
         }
       if (*cc != CURLE_OK)
-        return kiln_error_set (err, 0, KILN_E_NET, "%s `%s`: %s", q->method, lu, *errbuf ? errbuf : curl_easy_strerror (*cc));
+        return kiln_error_set (err, 0, KILN_E_NET, "%s `%s`: %s", q->method, lu,
+                               *errbuf ? errbuf : curl_easy_strerror (*cc));
       if (resp->status == 401 && !q->token_request && !challenged && resp->www_auth
           && (sent_auth || cn->c->chal.scheme != KILN_REG_AUTH_NONE || cn->c->have_cred))
         {

@@ -21,7 +21,7 @@
 #include "kiln/util.h"
 #include "registry-internal.h"
 
-#define MANIFEST_ACCEPT                                                                                            \
+#define MANIFEST_ACCEPT                                                                                                \
   KILN_MT_OCI_INDEX ", " KILN_MT_OCI_MANIFEST ", " KILN_MT_DOCKER_LIST ", " KILN_MT_DOCKER_MANIFEST
 #define MAX_RESUMES 64
 
@@ -30,8 +30,8 @@ struct pull {
   const struct kiln_registry_opts *o;
   struct kiln_registry_client *c;
   struct kiln_ref ref;
-  char *base;                 /* "ORIGIN/v2/PATH" */
-  char *repo;                 /* "domain/path" */
+  char *base; /* "ORIGIN/v2/PATH" */
+  char *repo; /* "domain/path" */
 };
 
 static void
@@ -62,7 +62,8 @@ kiln_registry_pool_fail (struct kiln_registry_pool *q, struct kiln_error **e)
 }
 
 int
-kiln_registry_pool_run (struct kiln_registry_pool *q, int n, void *(*worker) (void *), void *arg, struct kiln_error **err)
+kiln_registry_pool_run (struct kiln_registry_pool *q, int n, void *(*worker) (void *), void *arg,
+                        struct kiln_error **err)
 {
   pthread_t th[KILN_REG_MAX_JOBS];
   int started = 0;
@@ -87,8 +88,8 @@ kiln_registry_pool_run (struct kiln_registry_pool *q, int n, void *(*worker) (vo
 }
 
 int
-kiln_registry_get_small (struct kiln_registry_conn *cn, const char *url, const char *accept, size_t max, struct kiln_buf *out,
-           char **ctype, struct kiln_error **err)
+kiln_registry_get_small (struct kiln_registry_conn *cn, const char *url, const char *accept, size_t max,
+                         struct kiln_buf *out, char **ctype, struct kiln_error **err)
 {
   struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
   struct kiln_registry_req q = KILN_REG_REQ_INIT;
@@ -116,8 +117,9 @@ kiln_registry_digest_mismatch (struct kiln_error **err, const char *what, const 
 }
 
 int
-kiln_registry_get_verified (struct kiln_registry_conn *cn, const char *url, const char *accept, size_t max, const char *what,
-                            const char *want, struct kiln_buf *out, char **ctype, struct kiln_error **err)
+kiln_registry_get_verified (struct kiln_registry_conn *cn, const char *url, const char *accept, size_t max,
+                            const char *what, const char *want, struct kiln_buf *out, char **ctype,
+                            struct kiln_error **err)
 {
   struct kiln_digest got;
   for (int attempt = 0;; attempt++)
@@ -146,8 +148,9 @@ get_manifest (struct pull *p, struct kiln_registry_conn *cn, const char *referen
   /* by tag the document is what the registry serves; by digest it must match */
   if (want_digest)
     {
-      if (kiln_registry_get_verified (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, "manifest", want_digest, raw, &ct,
-                                      err) < 0)
+      if (kiln_registry_get_verified (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, "manifest", want_digest, raw,
+                                      &ct, err)
+          < 0)
         return -1;
     }
   else if (kiln_registry_get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, raw, &ct, err) < 0)
@@ -170,7 +173,8 @@ choose_from_index (struct pull *p, const struct kiln_buf *raw, struct kiln_diges
   struct kiln_platform want;
   if (kiln_index_from_json (raw->buf, raw->len, &ix, err) < 0)
     return -1;
-  int r = p->o->platform ? kiln_registry_platform_parse (p->o->platform, &want, err) : (kiln_registry_platform_host (&want), 0);
+  int r = p->o->platform ? kiln_registry_platform_parse (p->o->platform, &want, err)
+                         : (kiln_registry_platform_host (&want), 0);
   if (r == 0)
     {
       int i = kiln_registry_platform_select (&ix, &want);
@@ -233,9 +237,9 @@ get_config (struct pull *p, struct kiln_registry_conn *cn, const struct kiln_des
 
 /* ---- one layer download ---- */
 
-#define STAGE (1u << 20)            /* blob bytes handed on at once */
-#define RING (2u << 20)             /* staged bytes in flight to the inflate thread */
-#define OBUF (256u * 1024)          /* inflated bytes handed on at once */
+#define STAGE (1u << 20)   /* blob bytes handed on at once */
+#define RING (2u << 20)    /* staged bytes in flight to the inflate thread */
+#define OBUF (256u * 1024) /* inflated bytes handed on at once */
 
 struct dl {
   struct pull *p;
@@ -243,7 +247,7 @@ struct dl {
   const char *diff_id;
   enum kiln_compression comp;
   struct kiln_blob_writer *w;
-  struct kiln_sha256 *dh;     /* over the uncompressed stream */
+  struct kiln_sha256 *dh; /* over the uncompressed stream */
   struct kiln_decomp *dc;
   int64_t got, attempt_start;
   struct kiln_registry_resp *resp;
@@ -264,8 +268,8 @@ struct dl {
    * body is still received and hashed, because only the blob's digest tells
    * bytes damaged on the way (retried) from a broken image (final). */
   struct kiln_error *bad;
-  bool mismatch;              /* the last attempt's bytes did not match the digest */
-  int round;                  /* 0, or 1 when downloading again after a mismatch */
+  bool mismatch; /* the last attempt's bytes did not match the digest */
+  int round;     /* 0, or 1 when downloading again after a mismatch */
   /* where the uncompressed tar also goes (a snapshot), or NULL */
   const struct kiln_registry_layer_sink *sink;
   void *stream;
@@ -303,7 +307,7 @@ decomp_feed (struct dl *x, const void *data, size_t len, struct kiln_error **err
       size_t made = 0, before = len;
       if (kiln_decomp_step (x->dc, &in, &len, x->obuf, OBUF, &made, err) < 0)
         {
-          (*err)->kind = KILN_E_DIGEST;   /* a corrupt blob, as a wrong digest is */
+          (*err)->kind = KILN_E_DIGEST; /* a corrupt blob, as a wrong digest is */
           return kiln_error_wrap (err, "layer");
         }
       tar_out (x, x->obuf, made);
@@ -335,7 +339,7 @@ inflater (void *opaque)
   while ((n = kiln_ring_read (x->ring, &p)) > 0)
     if (tar_feed (x, p, (size_t) n, &x->verr) < 0)
       break;
-  x->vresult = n == 0 ? 0 : -1;   /* n < 0: aborted, nothing to report */
+  x->vresult = n == 0 ? 0 : -1; /* n < 0: aborted, nothing to report */
   kiln_ring_done (x->ring);
   return NULL;
 }
@@ -460,8 +464,7 @@ dl_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
         }
     }
   if (x->d->size >= 0 && x->got + (int64_t) len > x->d->size)
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "more bytes than the descriptor's size %lld",
-                           (long long) x->d->size);
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "more bytes than the descriptor's size %lld", (long long) x->d->size);
   x->got += (int64_t) len;
   for (const unsigned char *p = data; len > 0;)
     {
@@ -490,8 +493,7 @@ dl_verify (struct dl *x, struct kiln_error **err)
   if (strcmp (got.s, x->d->digest.s) != 0)
     {
       kiln_autofree char *why = kiln_xasprintf ("%s%s%s", x->round ? "downloaded twice" : "",
-                                               x->round && x->bad ? "; " : "",
-                                               x->bad ? x->bad->msg : "");
+                                                x->round && x->bad ? "; " : "", x->bad ? x->bad->msg : "");
       x->mismatch = true;
       return kiln_registry_digest_mismatch (err, "blob", x->d->digest.s, got.s, x->p->c->host, *why ? why : NULL);
     }
@@ -515,8 +517,8 @@ dl_finish (struct dl *x, struct kiln_error **err)
   kiln_sha256_final (x->dh, &diff);
   /* a lazy blob has no diffID at hand: its digest is checked on commit */
   if (x->diff_id && strcmp (diff.s, x->diff_id) != 0)
-    return kiln_error_set (err, 0, KILN_E_DIGEST, "uncompressed content has digest `%s`, the config says `%s`",
-                           diff.s, x->diff_id);
+    return kiln_error_set (err, 0, KILN_E_DIGEST, "uncompressed content has digest `%s`, the config says `%s`", diff.s,
+                           x->diff_id);
   struct kiln_blob_writer *w = kiln_steal_ptr (&x->w);
   if (kiln_blob_writer_commit (w, &x->d->digest, NULL, NULL, err) < 0)
     return -1;
@@ -637,11 +639,11 @@ download_layer (struct pull *p, struct kiln_registry_conn *cn, const struct kiln
       x.round++;
     }
   bool mismatch = x.mismatch;
-  dl_reset (&x);   /* aborts the snapshot unless dl_finish committed it */
+  dl_reset (&x); /* aborts the snapshot unless dl_finish committed it */
   kiln_sha256_free (x.dh);
   free (x.stage);
   free (x.obuf);
-  if (r < 0 && !mismatch)   /* a mismatch names the blob already */
+  if (r < 0 && !mismatch) /* a mismatch names the blob already */
     return kiln_error_wrap (err, "blob %s", d->digest.s);
   return r < 0 ? r : 0;
 }
@@ -667,7 +669,7 @@ struct pool {
   struct pull *p;
   const struct kiln_manifest *m;
   char **diff_ids;
-  struct kiln_registry_pool q;       /* next item, first error */
+  struct kiln_registry_pool q; /* next item, first error */
 };
 
 static void *
@@ -707,8 +709,8 @@ fetch_layers (struct pull *p, const struct kiln_manifest *m, char **diff_ids, st
 /* ---- the whole pull ---- */
 
 static int
-store_image (struct pull *p, const struct kiln_buf *cfg_raw, const struct kiln_buf *raw,
-             const struct kiln_manifest *m, const struct kiln_descriptor *desc, struct kiln_error **err)
+store_image (struct pull *p, const struct kiln_buf *cfg_raw, const struct kiln_buf *raw, const struct kiln_manifest *m,
+             const struct kiln_descriptor *desc, struct kiln_error **err)
 {
   struct kiln_digest d;
   if (kiln_store_blob_put (p->st, cfg_raw->buf, cfg_raw->len, &d, err) < 0

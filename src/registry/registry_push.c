@@ -20,8 +20,8 @@ struct push {
   const struct kiln_registry_opts *o;
   struct kiln_registry_client *c;
   struct kiln_ref ref;
-  char *base;                 /* "ORIGIN/v2/PATH" */
-  char *repo;                 /* "domain/path" */
+  char *base; /* "ORIGIN/v2/PATH" */
+  char *repo; /* "domain/path" */
   int64_t chunked_above, chunk;
 };
 
@@ -103,7 +103,8 @@ send_part (struct kiln_registry_conn *cn, const char *method, char **loc, const 
            int64_t off, int64_t len, bool content_range, struct kiln_error **err)
 {
   kiln_autofree char *url = d ? kiln_registry_url_add_query (*loc, "digest", d->s) : kiln_xstrdup (*loc);
-  kiln_autofree char *cr = content_range ? kiln_xasprintf ("%lld-%lld", (long long) off, (long long) (off + len - 1)) : NULL;
+  kiln_autofree char *cr = content_range ? kiln_xasprintf ("%lld-%lld", (long long) off, (long long) (off + len - 1))
+                                         : NULL;
   struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
   struct kiln_registry_req q = KILN_REG_REQ_INIT;
   q.method = method, q.url = url, q.fd = fd, q.off = off, q.len = len, q.has_body = len > 0;
@@ -136,8 +137,9 @@ upload_status (struct kiln_registry_conn *cn, char **loc, int64_t sent, int64_t 
   if (r == 0 && !resp.range)
     *next = 0;
   else if (r == 0 && kiln_registry_parse_upload_range (resp.range, sent, next) < 0)
-    r = kiln_error_set (err, 0, KILN_E_NET, "registry `%s`: upload status has an impossible Range `%.64s` (%lld bytes sent)",
-                        cn->c->host, resp.range, (long long) sent);
+    r = kiln_error_set (err, 0, KILN_E_NET,
+                        "registry `%s`: upload status has an impossible Range `%.64s` (%lld bytes sent)", cn->c->host,
+                        resp.range, (long long) sent);
   if (r == 0 && resp.location)
     {
       char *n = kiln_registry_url_resolve (resp.url, resp.location);
@@ -155,7 +157,7 @@ cancel_upload (struct kiln_registry_conn *cn, const char *loc)
   struct kiln_registry_req q = KILN_REG_REQ_INIT;
   kiln_autoerror struct kiln_error *e = NULL;
   q.method = "DELETE", q.url = loc, q.no_redirect = true;
-  kiln_registry_do (cn, &q, &resp, &e);   /* best effort: stale sessions time out anyway */
+  kiln_registry_do (cn, &q, &resp, &e); /* best effort: stale sessions time out anyway */
   kiln_registry_resp_clear (&resp);
 }
 
@@ -203,7 +205,7 @@ upload_session (struct push *p, struct kiln_registry_conn *cn, const struct kiln
     return r < 0 ? r : KILN_REGISTRY_BLOB_MOUNTED;
   if (*fd < 0 && (*fd = kiln_store_blob_open (p->st, d, err)) < 0)
     {
-      *no_blob = true;   /* neither here nor fetchable: another session will not help */
+      *no_blob = true; /* neither here nor fetchable: another session will not help */
       cancel_upload (cn, loc);
       return -1;
     }
@@ -230,8 +232,7 @@ push_blob (struct push *p, struct kiln_registry_conn *cn, const struct kiln_dige
   for (int attempt = 0;; attempt++)
     {
       r = upload_session (p, cn, d, &fd, size, attempt == 0 ? from : NULL, &no_blob, err);
-      if (r >= 0 || no_blob || attempt >= p->o->retries || (*err)->kind == KILN_E_AUTH
-          || (*err)->kind == KILN_E_IO)
+      if (r >= 0 || no_blob || attempt >= p->o->retries || (*err)->kind == KILN_E_AUTH || (*err)->kind == KILN_E_IO)
         return r;
       /* the session is gone (Debian's registry drops it when a body is cut):
        * check whether the blob landed after all, else start over */
@@ -253,7 +254,7 @@ struct pool {
   struct push *p;
   const struct kiln_descriptor *blobs;
   size_t n;
-  struct kiln_registry_pool q;       /* next item, first error */
+  struct kiln_registry_pool q; /* next item, first error */
 };
 
 static void *

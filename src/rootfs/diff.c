@@ -29,7 +29,7 @@ struct hardlink {
 struct diff {
   const struct kiln_mount *m;
   struct kiln_layer_writer *w;
-  char **exclude;          /* cleaned */
+  char **exclude; /* cleaned */
   struct hardlink *links;
   size_t nlinks;
 };
@@ -83,8 +83,12 @@ static int
 emit (struct diff *d, const char *path, const struct stat *st, int fd, int dirfd, const char *name,
       struct kiln_error **err)
 {
-  struct kiln_layer_entry e = { .path = path, .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
-                                .mtime = st->st_mtim.tv_sec, .mtime_nsec = st->st_mtim.tv_nsec,
+  struct kiln_layer_entry e = { .path = path,
+                                .mode = st->st_mode,
+                                .uid = st->st_uid,
+                                .gid = st->st_gid,
+                                .mtime = st->st_mtim.tv_sec,
+                                .mtime_nsec = st->st_mtim.tv_nsec,
                                 .rdev = st->st_rdev };
   struct kiln_xattrs x = { 0 };
   char target[PATH_MAX + 1];
@@ -164,7 +168,9 @@ mount_points_only (struct diff *d, int fd, const char *path, struct kiln_error *
       if (fstatat (fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR (st.st_mode))
         return -2;
       kiln_autoclose int cfd = openat (fd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      int r = cfd < 0 ? -2 : kiln_snapshot_lstack_path_exists (d->m->lowers, child, err) ? mount_points_only (d, cfd, child, err) : -2;
+      int r = cfd < 0                                                       ? -2
+              : kiln_snapshot_lstack_path_exists (d->m->lowers, child, err) ? mount_points_only (d, cfd, child, err)
+                                                                            : -2;
       if (r < 0)
         return r;
       found += r;
@@ -196,8 +202,7 @@ upper_dir (struct diff *d, int dfd, const char *name, const char *path, struct k
 }
 
 static int
-upper_one (struct diff *d, int dfd, const char *prefix, const char *name, const char *path,
-           struct kiln_error **err)
+upper_one (struct diff *d, int dfd, const char *prefix, const char *name, const char *path, struct kiln_error **err)
 {
   struct stat st;
   if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -349,7 +354,8 @@ copy_one (struct diff *d, struct frame *f, const char *name, const struct kiln_l
     return 0;
   if (flush (d, f, err) < 0)
     return -1;
-  kiln_autoclose int fd = S_ISREG (ms.st_mode) ? openat (f->fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) : -1;
+  kiln_autoclose int fd = S_ISREG (ms.st_mode) ? openat (f->fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                                               : -1;
   if (S_ISREG (ms.st_mode) && (fd < 0 || fstat (fd, &ms) < 0))
     return kiln_error_set (err, errno, KILN_E_IO, "open `%s`", path);
   return emit (d, path, &ms, fd, f->fd, name, err);
@@ -371,7 +377,10 @@ walk_copy (struct diff *d, struct frame *f, const struct kiln_lstack *s, struct 
         {
           kiln_autofree char *path = join (f->path ? f->path : "", ln[j]);
           int x = excluded (d, path, err);
-          if (x < 0 || (x == 0 && (flush (d, f, err) < 0 || emit_marker (d, f->path ? f->path : "", ln[j], f->st.st_mtim.tv_sec, err) < 0)))
+          if (x < 0
+              || (x == 0
+                  && (flush (d, f, err) < 0
+                      || emit_marker (d, f->path ? f->path : "", ln[j], f->st.st_mtim.tv_sec, err) < 0)))
             return -1;
           j++;
           continue;

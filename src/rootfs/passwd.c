@@ -27,16 +27,14 @@
 
 /* One non-blank, non-comment line, split at ':' (fields past the fourth
  * are counted but not kept). */
-struct entry
-{
+struct entry {
   const char *f[NFIELDS];
   size_t len[NFIELDS];
   size_t nf;
   size_t lineno;
 };
 
-struct db
-{
+struct db {
   const char *name; /* "/etc/passwd" for messages */
   const char *p, *end;
   size_t lineno;
@@ -175,8 +173,8 @@ entry_error (const struct db *db, const struct entry *en, const char *what, cons
  * valid id (field 2) is key.  Returns 1 found, 0 not, < 0 when the entry
  * found is malformed (see entry_error). */
 static int
-find_entry (struct db *db, const char *what, const char *key, bool by_id, size_t min, const size_t *ids,
-            size_t nids, struct entry *out, struct kiln_error **err)
+find_entry (struct db *db, const char *what, const char *key, bool by_id, size_t min, const size_t *ids, size_t nids,
+            struct entry *out, struct kiln_error **err)
 {
   unsigned long long want = 0, v;
   if (by_id && !parse_id (key, strlen (key), &want))
@@ -235,8 +233,8 @@ static int
 spec_id (const char *spec, const char *part, unsigned long long *out, struct kiln_error **err)
 {
   if (!parse_id (part, strlen (part), out))
-    return kiln_error_set (err, 0, KILN_E_PARSE, "invalid user `%s`: `%s` is not an id from 0 to %llu", spec,
-                           part, ID_MAX);
+    return kiln_error_set (err, 0, KILN_E_PARSE, "invalid user `%s`: `%s` is not an id from 0 to %llu", spec, part,
+                           ID_MAX);
   return 0;
 }
 

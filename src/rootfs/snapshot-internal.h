@@ -16,7 +16,7 @@
 #include "kiln/error.h"
 
 struct kiln_lstack {
-  int *fds;      /* O_RDONLY|O_DIRECTORY, owned */
+  int *fds; /* O_RDONLY|O_DIRECTORY, owned */
   size_t n;
 };
 
@@ -44,7 +44,7 @@ bool kiln_is_overlay_whiteout (const struct stat *st);
 bool kiln_xattr_exported (const char *name);
 /* The exported xattrs of fd as parallel name/value/size arrays (names NUL-separated). */
 struct kiln_xattrs {
-  char *names;           /* listxattr buffer */
+  char *names; /* listxattr buffer */
   const char **name;
   void **value;
   size_t *size;

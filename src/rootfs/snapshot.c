@@ -234,8 +234,7 @@ kiln_snapshot_lstack_list (const struct kiln_lstack *s, char ***names, struct ki
 /* Adds name's directory in layer i to child; returns true when the stack
  * stops there (opaque). */
 static int
-child_push (const struct kiln_lstack *s, size_t i, const char *name, struct kiln_lstack *child,
-            struct kiln_error **err)
+child_push (const struct kiln_lstack *s, size_t i, const char *name, struct kiln_lstack *child, struct kiln_error **err)
 {
   int fd = openat (s->fds[i], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
@@ -490,7 +489,7 @@ kiln_snapshot_begin (struct kiln_store *st, struct kiln_snapshot_tmp **out, int 
     return kiln_snapshot_abort (t), -1;
   if (mkdirat (t->snapfd, t->name, 0755) < 0
       || (t->dfd = openat (t->snapfd, t->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0
-      || flock (t->dfd, LOCK_EX | LOCK_NB) < 0)   /* held until commit: gc skips it */
+      || flock (t->dfd, LOCK_EX | LOCK_NB) < 0) /* held until commit: gc skips it */
     {
       kiln_error_set (err, errno, KILN_E_IO, "create `%s/%s`", SNAP_DIR, t->name);
       kiln_snapshot_abort (t);
@@ -511,7 +510,7 @@ tmp_commit (struct kiln_snapshot_tmp *t, const char *hex, struct kiln_error **er
   if (r == 0)
     {
       free (t->name);
-      t->name = NULL;   /* committed: nothing for abort to remove */
+      t->name = NULL; /* committed: nothing for abort to remove */
     }
   kiln_snapshot_abort (t);
   return r;
@@ -561,8 +560,8 @@ create_snapshot (struct kiln_store *st, const struct kiln_descriptor *layer, con
 }
 
 int
-kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids,
-                       size_t n, char ***lowerdirs, struct kiln_error **err)
+kiln_snapshot_prepare (struct kiln_store *st, const struct kiln_descriptor *layers, char *const *diff_ids, size_t n,
+                       char ***lowerdirs, struct kiln_error **err)
 {
   return kiln_snapshot_prepare_with (st, layers, diff_ids, n, NULL, NULL, lowerdirs, err);
 }
@@ -600,13 +599,13 @@ struct prep_pool {
   struct kiln_store *st;
   const struct kiln_descriptor *layers;
   char *const *diff_ids;
-  size_t *todo;               /* layer indexes to extract */
-  char **hex;                 /* chain id hex per layer */
+  size_t *todo; /* layer indexes to extract */
+  char **hex;   /* chain id hex per layer */
   size_t ntodo;
   atomic_size_t next;
   atomic_bool failed;
   pthread_mutex_t lock;
-  struct kiln_error *err;     /* the first failure */
+  struct kiln_error *err; /* the first failure */
 };
 
 static void *

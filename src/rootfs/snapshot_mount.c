@@ -24,7 +24,6 @@
 #include "kiln/util.h"
 #include "snapshot-internal.h"
 
-
 /* uid_map "0 0 4294967295" is the initial user namespace; anything else is
  * a user namespace where only user.* xattrs can be written. */
 static bool
@@ -60,8 +59,7 @@ set_str (int fsfd, const char *key, const char *val)
 /* Returns 0, or -errno with msg filled; -ENOSYS / -ENOPARAM-like EINVAL on
  * the first "lowerdir+" means: retry with mount(2). */
 static int
-mount_new_api (const struct kiln_mount *m, char *const *lowers, int mergedfd, bool *legacy, char *msg,
-               size_t size)
+mount_new_api (const struct kiln_mount *m, char *const *lowers, int mergedfd, bool *legacy, char *msg, size_t size)
 {
   kiln_autoclose int fsfd = fsopen ("overlay", FSOPEN_CLOEXEC);
   if (fsfd < 0)
@@ -79,7 +77,8 @@ mount_new_api (const struct kiln_mount *m, char *const *lowers, int mergedfd, bo
       }
   kiln_autofree char *upper = kiln_xasprintf ("%s/upper", m->dir);
   kiln_autofree char *work = kiln_xasprintf ("%s/work", m->dir);
-  if (set_str (fsfd, "upperdir", upper) < 0 || set_str (fsfd, "workdir", work) < 0
+  if (set_str (fsfd, "upperdir", upper) < 0
+      || set_str (fsfd, "workdir", work) < 0
       /* userxattr conflicts with redirect_dir=off; nofollow also never follows redirects */
       || set_str (fsfd, "redirect_dir", m->userxattr ? "nofollow" : "off") < 0 || set_str (fsfd, "metacopy", "off") < 0
       || (m->userxattr && fsconfig (fsfd, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0)
@@ -89,7 +88,7 @@ mount_new_api (const struct kiln_mount *m, char *const *lowers, int mergedfd, bo
       || (fsconfig (fsfd, FSCONFIG_SET_FLAG, "volatile", NULL, 0), false)
       || fsconfig (fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
     {
-      int e = errno;   /* read_fs_log's read would clobber it */
+      int e = errno; /* read_fs_log's read would clobber it */
       read_fs_log (fsfd, msg, size);
       return -e;
     }
@@ -318,8 +317,7 @@ make_dirs (struct kiln_store *st, struct kiln_mount *m, int *dirfd, struct kiln_
 
 /* Overlay or, when the kernel refuses it, copy mode.  Other failures stay failures. */
 static int
-mount_or_copy (struct kiln_mount *m, const struct kiln_mount_opts *o, int dirfd, int mergedfd,
-               struct kiln_error **err)
+mount_or_copy (struct kiln_mount *m, const struct kiln_mount_opts *o, int dirfd, int mergedfd, struct kiln_error **err)
 {
   kiln_autoerror struct kiln_error *e = NULL;
   kiln_autostrv char **lowers = kiln_strv_dup (m->lowers);
@@ -380,7 +378,8 @@ kiln_snapshot_unmount (struct kiln_mount *m, struct kiln_error **err)
   if (!m->mounted)
     return 0;
   /* busy: a process of the step still has a cwd or fd in it; detach lazily */
-  if (umount2 (m->merged, UMOUNT_NOFOLLOW) < 0 && (errno != EBUSY || umount2 (m->merged, MNT_DETACH | UMOUNT_NOFOLLOW) < 0))
+  if (umount2 (m->merged, UMOUNT_NOFOLLOW) < 0
+      && (errno != EBUSY || umount2 (m->merged, MNT_DETACH | UMOUNT_NOFOLLOW) < 0))
     return kiln_error_set (err, errno, KILN_E_IO, "unmount `%s`", m->merged);
   m->mounted = false;
   kiln_autoclose int dfd = open (m->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -29,9 +29,9 @@
 
 struct kiln_snapshot_stream {
   struct kiln_store *st;
-  char **diff_ids;            /* the chain up to this layer */
+  char **diff_ids; /* the chain up to this layer */
   size_t n;
-  char *name;                 /* the layer's digest, for messages */
+  char *name; /* the layer's digest, for messages */
   bool decompressed;
   struct kiln_snapshot_tmp *tmp;
   int dfd;
@@ -40,7 +40,7 @@ struct kiln_snapshot_stream {
   struct kiln_toc_rec rec;
   struct kiln_ring *ring;
   pthread_t th;
-  int result;                 /* the extractor's */
+  int result; /* the extractor's */
   struct kiln_error *err;
 };
 
@@ -80,8 +80,8 @@ stream_free (struct kiln_snapshot_stream *s)
 }
 
 int
-kiln_snapshot_stream_begin (struct kiln_store *st, char *const *diff_ids, size_t n, const char *name,
-                            bool decompressed, struct kiln_snapshot_stream **out, struct kiln_error **err)
+kiln_snapshot_stream_begin (struct kiln_store *st, char *const *diff_ids, size_t n, const char *name, bool decompressed,
+                            struct kiln_snapshot_stream **out, struct kiln_error **err)
 {
   *out = NULL;
   int missing = n > 0 ? kiln_snapshot_missing (st, diff_ids, n, err) : 0;

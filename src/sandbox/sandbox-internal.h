@@ -16,19 +16,19 @@ enum { SB_ETC_HOSTS, SB_ETC_RESOLV, SB_ETC_HOSTNAME, SB_ETC_N };
 
 struct sb_plan {
   const struct kiln_sandbox_opts *o;
-  int pipe_wr;                      /* O_CLOEXEC write end of the report pipe */
-  const char *etc_rel[SB_ETC_N];    /* "etc/hosts", ... */
+  int pipe_wr;                   /* O_CLOEXEC write end of the report pipe */
+  const char *etc_rel[SB_ETC_N]; /* "etc/hosts", ... */
   const char *etc_data[SB_ETC_N];
   size_t etc_len[SB_ETC_N];
-  char **targets;                   /* cleaned rootfs-relative targets of o->mounts */
-  bool *target_dir;                 /* the target is a directory (else a file) */
-  const char *cwd;                  /* cleaned, rootfs-relative ("" for /) */
-  const char *path;                 /* PATH used to find argv[0] */
+  char **targets;   /* cleaned rootfs-relative targets of o->mounts */
+  bool *target_dir; /* the target is a directory (else a file) */
+  const char *cwd;  /* cleaned, rootfs-relative ("" for /) */
+  const char *path; /* PATH used to find argv[0] */
   const char *hostname;
   /* child state */
-  int rootfd;                       /* O_PATH of the rootfs bind mount (later "/") */
+  int rootfd; /* O_PATH of the rootfs bind mount (later "/") */
   int root_mnt_id;
-  char root_real[4096];             /* the rootfs as /proc/self/fd shows it, for `created` */
+  char root_real[4096]; /* the rootfs as /proc/self/fd shows it, for `created` */
 };
 
 /* One report: type 'C' (a created path in text) or 'E' (a failed step). */

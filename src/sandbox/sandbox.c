@@ -31,7 +31,7 @@ kiln_sandbox_kill_all (void)
 {
   for (size_t i = 0; i < KILN_SANDBOX_MAX_RUNNING; i++)
     {
-      pid_t pid = __atomic_load_n (&running[i], __ATOMIC_SEQ_CST);   /* lock-free: a signal handler calls this */
+      pid_t pid = __atomic_load_n (&running[i], __ATOMIC_SEQ_CST); /* lock-free: a signal handler calls this */
       if (pid > 0)
         kill (pid, SIGKILL);
     }
@@ -222,7 +222,7 @@ wait_init (pid_t pid, int slot, struct kiln_error **err)
     if (errno != EINTR)
       return kiln_error_set (err, errno, KILN_E_INTERNAL, "wait for the sandbox");
   if (slot >= 0)
-    __atomic_store_n (&running[slot], 0, __ATOMIC_SEQ_CST);   /* slots are claimed from other threads */
+    __atomic_store_n (&running[slot], 0, __ATOMIC_SEQ_CST); /* slots are claimed from other threads */
   while (waitpid (pid, &st, 0) < 0)
     if (errno != EINTR)
       return kiln_error_set (err, errno, KILN_E_INTERNAL, "wait for the sandbox");

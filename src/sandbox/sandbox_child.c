@@ -214,11 +214,10 @@ mount_fs (struct sb_plan *p, const char *rel, const char *type, unsigned long fl
   close (fd);
 }
 
-static const struct
-{
+static const struct {
   const char *name;
   unsigned major, minor;
-} dev_nodes[] = { { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 },
+} dev_nodes[] = { { "null", 1, 3 },   { "zero", 1, 5 },    { "full", 1, 7 },
                   { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 } };
 
 /* mknod needs CAP_MKNOD in the initial user namespace; in a user namespace we
@@ -240,8 +239,10 @@ make_dev_node (struct sb_plan *p, int devfd, unsigned i)
 static void
 setup_dev (struct sb_plan *p)
 {
-  static const char *const links[][2] = { { "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" },
-                                          { "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" },
+  static const char *const links[][2] = { { "ptmx", "pts/ptmx" },
+                                          { "fd", "/proc/self/fd" },
+                                          { "stdin", "/proc/self/fd/0" },
+                                          { "stdout", "/proc/self/fd/1" },
                                           { "stderr", "/proc/self/fd/2" } };
   mount_fs (p, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", true);
   int devfd = kiln_sandbox_open_in_root (p->rootfd, "dev", O_DIRECTORY | O_RDONLY, 0);
@@ -285,8 +286,8 @@ setup_sys (struct sb_plan *p)
  * it read-only onto rel, then unlinks it: the bind keeps the inode, and
  * nothing is ever written on the host.  Errors name rel, never the data. */
 static void
-bind_data (struct sb_plan *p, const char *stage, const char *rel, const char *data, size_t len, mode_t mode,
-           uid_t uid, gid_t gid)
+bind_data (struct sb_plan *p, const char *stage, const char *rel, const char *data, size_t len, mode_t mode, uid_t uid,
+           gid_t gid)
 {
   int fd = kiln_sandbox_open_in_root (p->rootfd, stage, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, 0600);
   if (fd < 0)

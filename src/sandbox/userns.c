@@ -21,16 +21,16 @@
 
 /* One id kind: uid or gid. */
 struct idmap {
-  const char *kind;           /* "uid" / "gid" */
-  const char *subid_file;     /* /etc/subuid */
-  const char *helper_name;    /* newuidmap */
-  const char *proc_map;       /* /proc/self/uid_map */
+  const char *kind;        /* "uid" / "gid" */
+  const char *subid_file;  /* /etc/subuid */
+  const char *helper_name; /* newuidmap */
+  const char *proc_map;    /* /proc/self/uid_map */
   unsigned long id;
   struct kiln_userns_range *ranges;
   size_t nranges;
-  char *helper;               /* full path, or NULL */
-  char **argv;                /* helper command line, or NULL to map one id */
-  char *why;                  /* why the fallback is used */
+  char *helper; /* full path, or NULL */
+  char **argv;  /* helper command line, or NULL to map one id */
+  char *why;    /* why the fallback is used */
 };
 
 bool
@@ -69,8 +69,8 @@ parse_line (const char *l, size_t len, const char *name, const char *idstr, stru
 }
 
 size_t
-kiln_userns_parse_subid (const char *text, const char *name, unsigned long id,
-                         struct kiln_userns_range **ranges, size_t *n)
+kiln_userns_parse_subid (const char *text, const char *name, unsigned long id, struct kiln_userns_range **ranges,
+                         size_t *n)
 {
   char idstr[32];
   size_t added = 0;
@@ -263,10 +263,16 @@ kiln_userns_enter (struct kiln_error **err)
   getpwuid_r (getuid (), &pw, pwbuf, sizeof pwbuf, &pwp);
   const char *user = pwp ? pwp->pw_name : NULL;
   struct idmap maps[2] = {
-    { .kind = "uid", .subid_file = "/etc/subuid", .helper_name = "newuidmap",
-      .proc_map = "/proc/self/uid_map", .id = getuid () },
-    { .kind = "gid", .subid_file = "/etc/subgid", .helper_name = "newgidmap",
-      .proc_map = "/proc/self/gid_map", .id = getgid () },
+    { .kind = "uid",
+      .subid_file = "/etc/subuid",
+      .helper_name = "newuidmap",
+      .proc_map = "/proc/self/uid_map",
+      .id = getuid () },
+    { .kind = "gid",
+      .subid_file = "/etc/subgid",
+      .helper_name = "newgidmap",
+      .proc_map = "/proc/self/gid_map",
+      .id = getgid () },
   };
   int single = 0, r;
   for (int i = 0; i < 2; i++)

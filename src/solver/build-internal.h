@@ -22,8 +22,8 @@
  * them with llb.WithUser(USER), whose ids fileop's readUser resolves: a name
  * gives the passwd uid and gid, a number gives uid = gid = that number. */
 struct kiln_build_owner {
-  char *user;              /* the USER at the WORKDIR ("" for none); the cache key uses it */
-  bool resolved;           /* uid/gid looked up (only when a layer makes the directories) */
+  char *user;    /* the USER at the WORKDIR ("" for none); the cache key uses it */
+  bool resolved; /* uid/gid looked up (only when a layer makes the directories) */
   uid_t uid;
   gid_t gid;
 };
@@ -54,9 +54,9 @@ enum build_key {
 struct build_step;
 struct build_op {
   const char *name;
-  bool layer;        /* adds a layer: looked up, and recorded after exec */
-  bool root;         /* starts a stage's key chain (FROM): no parent key */
-  size_t size;       /* bytes of the op's own state (build_step.state), zeroed per step */
+  bool layer;  /* adds a layer: looked up, and recorded after exec */
+  bool root;   /* starts a stage's key chain (FROM): no parent key */
+  size_t size; /* bytes of the op's own state (build_step.state), zeroed per step */
   /* Declares the step's inputs (kiln_build_step_input); may defer the
    * expensive ones to exec.  BUILD_KEY_* or -1. */
   int (*prepare) (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err);
@@ -73,14 +73,14 @@ extern const struct build_op kiln_build_op_from, kiln_build_op_metadata, kiln_bu
 struct build_step {
   const struct kiln_df_instr *in;
   const struct build_op *op;
-  void *state;                      /* the op's, op->size bytes; owned by the solver */
-  char **used;                      /* "var NAME\t=VALUE" of every variable it looked up */
+  void *state; /* the op's, op->size bytes; owned by the solver */
+  char **used; /* "var NAME\t=VALUE" of every variable it looked up */
   /* the key's inputs in order: inputs[i] enters it as field labels[i]
    * ("input" for layer steps, whose records keep the lines) */
   char **inputs;
   char **labels;
-  bool explain_late;                /* a miss is explained after exec (COPY: the listings exist then) */
-  bool keeps_key;                   /* the stage's key stays as exec left it (FROM another stage) */
+  bool explain_late; /* a miss is explained after exec (COPY: the listings exist then) */
+  bool keeps_key;    /* the stage's key stays as exec left it (FROM another stage) */
   bool cached;
   char *miss_reason;
   struct kiln_digest key;
@@ -112,15 +112,15 @@ bool kiln_build_solve_may_hit (struct build *b, struct build_stage *s, const str
 
 struct build_stage {
   bool built;
-  struct build_step step;           /* the step running now */
-  size_t stepno, nsteps;            /* progress: this step's number in the stage, and the stage's count */
-  bool any_miss;                    /* a layer step of this stage or the stages below it was not cached */
+  struct build_step step; /* the step running now */
+  size_t stepno, nsteps;  /* progress: this step's number in the stage, and the stage's count */
+  bool any_miss;          /* a layer step of this stage or the stages below it was not cached */
   struct kiln_image_config cfg;
   struct kiln_descriptor *layers;
   size_t nlayers;
-  struct kiln_kvlist args;          /* ARGs declared in this stage, in scope */
-  bool cmd_set;                     /* CMD given in this stage (ENTRYPOINT resets an inherited one) */
-  char **pending_dirs;              /* WORKDIRs to create in the next layer */
+  struct kiln_kvlist args;                 /* ARGs declared in this stage, in scope */
+  bool cmd_set;                            /* CMD given in this stage (ENTRYPOINT resets an inherited one) */
+  char **pending_dirs;                     /* WORKDIRs to create in the next layer */
   struct kiln_build_owner *pending_owners; /* each one's owner: USER at the WORKDIR */
   /* WorkingDir as the image config records it: an absolute WORKDIR as
    * written ("/tmp/").  cfg.working_dir holds the same directory cleaned
@@ -128,17 +128,20 @@ struct build_stage {
    * cache key use the directory, not its spelling; write_image puts this
    * one back into the config. NULL when unset. */
   char *workdir;
-  char *rootfs;                     /* ROOT-relative flattened view, or NULL */
+  char *rootfs; /* ROOT-relative flattened view, or NULL */
   int rootfs_fd;
-  size_t rootfs_layers;             /* layers already applied to the view */
-  struct kiln_tocview *view;        /* the layers' tables of contents merged (kiln/toc.h), or NULL */
-  size_t view_layers;               /* layers already applied to view */
-  struct kiln_digest key;           /* cache key of the last step */
-  char *clock;                      /* history time of the last step (cached steps keep theirs) */
+  size_t rootfs_layers;      /* layers already applied to the view */
+  struct kiln_tocview *view; /* the layers' tables of contents merged (kiln/toc.h), or NULL */
+  size_t view_layers;        /* layers already applied to view */
+  struct kiln_digest key;    /* cache key of the last step */
+  char *clock;               /* history time of the last step (cached steps keep theirs) */
   /* rootfs and view of a built stage are made on the first use by another
    * stage, which may run at the same time as a third one using it */
   pthread_mutex_t mu;
 };
+
+/* Where a stage is in the graph (build_graph.c). */
+enum build_state { BUILD_WAITING = 0, BUILD_RUNNING, BUILD_DONE, BUILD_FAILED };
 
 struct build {
   struct kiln_store *st;
@@ -146,23 +149,23 @@ struct build {
   struct kiln_dockerfile *df;
   struct kiln_plan *plan;
   struct build_stage *stages;
-  int ctx_fd;                       /* the context directory */
+  int ctx_fd; /* the context directory */
   struct kiln_ignore *ignore;
-  char *created;                    /* RFC 3339 timestamp for config and history */
+  char *created; /* RFC 3339 timestamp for config and history */
   struct kiln_build_result *res;
-  char **tmpdirs;                   /* ROOT-relative scratch dirs to remove */
-  struct kiln_ctxsum *ctxsum;       /* context checksum cache */
-  struct build_copied *copied;      /* entries of the COPY layers this build wrote (build_copy.c) */
+  char **tmpdirs;              /* ROOT-relative scratch dirs to remove */
+  struct kiln_ctxsum *ctxsum;  /* context checksum cache */
+  struct build_copied *copied; /* entries of the COPY layers this build wrote (build_copy.c) */
   size_t ncopied;
-  bool multi;                       /* more than one stage runs: progress names the stage */
+  bool multi; /* more than one stage runs: progress names the stage */
   /* stages run at once (build_graph.c): lock guards what they share - the
    * result's steps, tmpdirs, copied, the states - and cond says a stage ended */
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  enum build_state { BUILD_WAITING = 0, BUILD_RUNNING, BUILD_DONE, BUILD_FAILED } *state;
-  size_t running;                   /* stages running on threads */
-  volatile int cancel;              /* a stage failed: the others stop at their next step */
-  struct kiln_error *first_err;     /* the failure that cancelled the build */
+  enum build_state *state;
+  size_t running;               /* stages running on threads */
+  volatile int cancel;          /* a stage failed: the others stop at their next step */
+  struct kiln_error *first_err; /* the failure that cancelled the build */
 };
 
 void kiln_build_lock (struct build *b);
@@ -248,8 +251,6 @@ int kiln_build_secret (struct build *b, const char *id, struct kiln_buf *out, st
 /* Appends a layer (result of the writer) to the stage's image. */
 void kiln_build_add_layer (struct build *b, struct build_stage *s, const struct kiln_layer_result *lr,
                            const char *created_by);
-
-
 
 /* Loads an image of the store as the starting state of s (FROM, COPY --from). */
 int kiln_build_load_image (struct build *b, struct build_stage *s, const char *name, struct kiln_error **err);

@@ -21,7 +21,6 @@
 #include "kiln/ref.h"
 #include "kiln/util.h"
 
-
 /* BuildKit keeps ENV and ARG values in one environment (dispatchEnv and
  * dispatchArg both call llb.State.AddEnv, which replaces), so the later one
  * wins: ENV after ARG hides the ARG, an ARG with a value after ENV (or after
@@ -72,8 +71,7 @@ kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct k
 }
 
 static int
-step_fail (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err, const char *fmt,
-           const char *arg)
+step_fail (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err, const char *fmt, const char *arg)
 {
   kiln_error_set (err, 0, KILN_E_PARSE, fmt, arg ? arg : "");
   return kiln_build_step_error (b, in, err);
@@ -180,8 +178,8 @@ stage_rootfs (struct build *b, struct build_stage *s, struct kiln_error **err)
     return -1;
   if (s->rootfs_layers < s->nlayers)
     {
-      if (kiln_extract_layers (b->st, s->layers + s->rootfs_layers, s->nlayers - s->rootfs_layers, s->rootfs_fd,
-                               err) < 0)
+      if (kiln_extract_layers (b->st, s->layers + s->rootfs_layers, s->nlayers - s->rootfs_layers, s->rootfs_fd, err)
+          < 0)
         return kiln_error_wrap (err, "prepare the stage's file system");
       s->rootfs_layers = s->nlayers;
     }
@@ -394,8 +392,8 @@ step_workdir (struct build *b, struct build_stage *s, const struct kiln_df_instr
       /* looked up when a layer makes the directories: a cached build needs no passwd */
       size_t n = kiln_strv_len (s->pending_dirs);
       s->pending_owners = kiln_xrealloc (s->pending_owners, (n + 2) * sizeof *s->pending_owners);
-      s->pending_owners[n] = (struct kiln_build_owner) { .user = kiln_xstrdup (s->cfg.user ? s->cfg.user : "") };
-      s->pending_owners[n + 1] = (struct kiln_build_owner) { 0 };
+      s->pending_owners[n] = (struct kiln_build_owner){ .user = kiln_xstrdup (s->cfg.user ? s->cfg.user : "") };
+      s->pending_owners[n + 1] = (struct kiln_build_owner){ 0 };
       kiln_strv_push (&s->pending_dirs, s->cfg.working_dir + 1);
     }
   return 0;
@@ -414,8 +412,8 @@ step_expose (struct build *b, struct build_stage *s, const struct kiln_df_instr 
       if (slash)
         *slash = '\0';
       size_t digits = strspn (words[i], "0123456789-");
-      if (!*words[i] || words[i][digits] || (strcasecmp (proto, "tcp") && strcasecmp (proto, "udp")
-                                             && strcasecmp (proto, "sctp")))
+      if (!*words[i] || words[i][digits]
+          || (strcasecmp (proto, "tcp") && strcasecmp (proto, "udp") && strcasecmp (proto, "sctp")))
         return step_fail (b, in, err, "invalid port `%s`", words[i]);
       kiln_autofree char *port = kiln_xasprintf ("%s/%s", words[i], proto);
       for (char *c = port; *c; c++)
@@ -500,7 +498,10 @@ step_cmd_entrypoint (struct build_stage *s, const struct kiln_df_instr *in)
 static int
 parse_duration (const char *s, int64_t *out)
 {
-  static const struct { const char *u; double ns; } units[] = {
+  static const struct {
+    const char *u;
+    double ns;
+  } units[] = {
     { "ns", 1 }, { "us", 1e3 }, { "µs", 1e3 }, { "ms", 1e6 }, { "s", 1e9 }, { "m", 60e9 }, { "h", 3600e9 },
   };
   double total = 0;
@@ -561,7 +562,7 @@ step_healthcheck (struct build *b, struct build_stage *s, const struct kiln_df_i
     kiln_strv_push (&hc->test, "NONE");
   else
     {
-      a += 3;   /* "CMD", checked by the parser */
+      a += 3; /* "CMD", checked by the parser */
       a += strspn (a, " \t");
       if (in->json)
         {
@@ -629,38 +630,26 @@ step_metadata (struct build *b, struct build_stage *s, const struct kiln_df_inst
   switch (in->cmd)
     {
     case KILN_DF_ENV:
-    case KILN_DF_LABEL:
-      return step_env_label (b, s, in, err);
-    case KILN_DF_ARG:
-      return step_arg (b, s, in, err);
-    case KILN_DF_WORKDIR:
-      return step_workdir (b, s, in, err);
-    case KILN_DF_EXPOSE:
-      return step_expose (b, s, in, err);
-    case KILN_DF_VOLUME:
-      return step_volume (b, s, in, err);
-    case KILN_DF_USER:
-      return step_simple_word (b, s, in, &s->cfg.user, err);
-    case KILN_DF_STOPSIGNAL:
-      return step_simple_word (b, s, in, &s->cfg.stop_signal, err);
+    case KILN_DF_LABEL: return step_env_label (b, s, in, err);
+    case KILN_DF_ARG: return step_arg (b, s, in, err);
+    case KILN_DF_WORKDIR: return step_workdir (b, s, in, err);
+    case KILN_DF_EXPOSE: return step_expose (b, s, in, err);
+    case KILN_DF_VOLUME: return step_volume (b, s, in, err);
+    case KILN_DF_USER: return step_simple_word (b, s, in, &s->cfg.user, err);
+    case KILN_DF_STOPSIGNAL: return step_simple_word (b, s, in, &s->cfg.stop_signal, err);
     case KILN_DF_MAINTAINER:
       free (s->cfg.author);
       s->cfg.author = kiln_xstrdup (in->args);
       return 0;
     case KILN_DF_CMD:
-    case KILN_DF_ENTRYPOINT:
-      return step_cmd_entrypoint (s, in);
-    case KILN_DF_HEALTHCHECK:
-      return step_healthcheck (b, s, in, err);
+    case KILN_DF_ENTRYPOINT: return step_cmd_entrypoint (s, in);
+    case KILN_DF_HEALTHCHECK: return step_healthcheck (b, s, in, err);
     case KILN_DF_SHELL:
       kiln_strv_free (s->cfg.shell);
       s->cfg.shell = kiln_strv_dup (in->argv);
       return 0;
-    case KILN_DF_ONBUILD:
-      kiln_strv_push_take (&s->cfg.onbuild, onbuild_trigger (in));
-      return 0;
-    default:
-      return kiln_error_set (err, 0, KILN_E_INTERNAL, "not a metadata instruction");
+    case KILN_DF_ONBUILD: kiln_strv_push_take (&s->cfg.onbuild, onbuild_trigger (in)); return 0;
+    default: return kiln_error_set (err, 0, KILN_E_INTERNAL, "not a metadata instruction");
     }
 }
 
@@ -689,5 +678,6 @@ metadata_exec (struct build *b, struct build_stage *s, struct build_step *st, st
   return 0;
 }
 
-const struct build_op kiln_build_op_metadata = { .name = "metadata", .prepare = metadata_prepare,
+const struct build_op kiln_build_op_metadata = { .name = "metadata",
+                                                 .prepare = metadata_prepare,
                                                  .exec = metadata_exec };

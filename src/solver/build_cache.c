@@ -117,8 +117,13 @@ kiln_build_cache_record (struct build *b, struct build_stage *s, struct kiln_err
 {
   const struct kiln_df_instr *in = s->step.in;
   struct kiln_cache_record r = {
-    .key = s->step.key, .parent = s->key, .instruction = in->original, .has_layer = true,
-    .layer = s->layers[s->nlayers - 1], .created = s->clock, .inputs = s->step.inputs,
+    .key = s->step.key,
+    .parent = s->key,
+    .instruction = in->original,
+    .has_layer = true,
+    .layer = s->layers[s->nlayers - 1],
+    .created = s->clock,
+    .inputs = s->step.inputs,
   };
   const char *diff = s->cfg.diff_ids[kiln_strv_len (s->cfg.diff_ids) - 1];
   s->any_miss = true;

@@ -39,17 +39,17 @@ struct cstat {
  * source lands); placement, once the step misses the cache, fills dest
  * against the image the layer goes on top of. */
 struct centry {
-  char *dest;            /* path in the image, cleaned, no leading '/'; NULL until placed */
-  char *rel;             /* path below its source's destination, "" for a file source itself */
-  size_t srcno;          /* which source (struct csource) it came from; SIZE_MAX: made by placement */
-  bool dropped;          /* a later entry has the same dest: not written, still a cache input */
-  bool implied;          /* an ADD archive's directory that the archive does not list (a parent) */
-  bool optional;         /* streaming: a directory above the target, written only with files below */
-  size_t link_to;        /* hardlink: index (in the placed, sorted entries) of the file it links to */
-  bool hardlink;         /* another name of a file written earlier in the layer */
-  int rootfd;            /* source root (borrowed), -1 when synthesized */
-  char *src;             /* path under rootfd */
-  char *data;            /* heredoc content */
+  char *dest;     /* path in the image, cleaned, no leading '/'; NULL until placed */
+  char *rel;      /* path below its source's destination, "" for a file source itself */
+  size_t srcno;   /* which source (struct csource) it came from; SIZE_MAX: made by placement */
+  bool dropped;   /* a later entry has the same dest: not written, still a cache input */
+  bool implied;   /* an ADD archive's directory that the archive does not list (a parent) */
+  bool optional;  /* streaming: a directory above the target, written only with files below */
+  size_t link_to; /* hardlink: index (in the placed, sorted entries) of the file it links to */
+  bool hardlink;  /* another name of a file written earlier in the layer */
+  int rootfd;     /* source root (borrowed), -1 when synthesized */
+  char *src;      /* path under rootfd */
+  char *data;     /* heredoc content */
   size_t datalen;
   mode_t mode;
   uid_t uid;
@@ -59,12 +59,12 @@ struct centry {
   char *link;
   dev_t rdev;
   size_t seq;
-  struct cstat st;       /* of the source, for the checksum cache and hardlinks */
-  bool ctx;              /* a context file */
-  const char *origin;    /* non-context source: its identity instead of its content */
-  struct kiln_digest digest;   /* content digest of a regular file */
+  struct cstat st;           /* of the source, for the checksum cache and hardlinks */
+  bool ctx;                  /* a context file */
+  const char *origin;        /* non-context source: its identity instead of its content */
+  struct kiln_digest digest; /* content digest of a regular file */
   bool have_digest;
-  char *url;             /* ADD <url> not downloaded yet (its digest may be known: --checksum, 304) */
+  char *url; /* ADD <url> not downloaded yet (its digest may be known: --checksum, 304) */
 };
 
 /* One source of the step, in the order written: a file (lands at the
@@ -72,9 +72,9 @@ struct centry {
  * (its contents land in the destination, which is made when missing). */
 struct csource {
   bool is_dir;
-  bool archive;          /* ADD of a local archive: unpacked into the destination */
-  char *name;            /* a file source's name inside a destination directory */
-  bool folded;           /* digest was made by the streaming fold (key mode) */
+  bool archive; /* ADD of a local archive: unpacked into the destination */
+  char *name;   /* a file source's name inside a destination directory */
+  bool folded;  /* digest was made by the streaming fold (key mode) */
   struct kiln_digest digest;
 };
 
@@ -84,20 +84,20 @@ struct copy_job {
   const struct kiln_df_instr *in;
   struct centry *v;
   size_t n, cap;
-  size_t added;          /* entries collected so far, folded ones included */
+  size_t added; /* entries collected so far, folded ones included */
   /* key mode: each entry goes into its source's tree digest as soon as it
    * is known, and the array holds only the last few (memory does not grow
    * with the tree); a miss collects again into the array */
   struct kiln_treesum *fold;
-  size_t fold_src;       /* the source the fold belongs to; SIZE_MAX: none */
-  bool fold_cheap_only;  /* give up when a file would have to be read */
-  bool fold_abort;       /* key mode cannot do this step: collect into the array */
-  struct kiln_error *fold_err;   /* why, when a file could not be hashed */
-  bool looked_up;        /* key mode declared the inputs: the solver looked the step up, it missed */
-  bool may_hit;          /* the array path hashed every file: a hit was possible */
-  bool sorted;           /* the array is in collection order */
-  bool streamed;         /* streaming wrote the layer and the listing */
-  bool patching;         /* the layer writer patches the last build's layer */
+  size_t fold_src;             /* the source the fold belongs to; SIZE_MAX: none */
+  bool fold_cheap_only;        /* give up when a file would have to be read */
+  bool fold_abort;             /* key mode cannot do this step: collect into the array */
+  struct kiln_error *fold_err; /* why, when a file could not be hashed */
+  bool looked_up;              /* key mode declared the inputs: the solver looked the step up, it missed */
+  bool may_hit;                /* the array path hashed every file: a hit was possible */
+  bool sorted;                 /* the array is in collection order */
+  bool streamed;               /* streaming wrote the layer and the listing */
+  bool patching;               /* the layer writer patches the last build's layer */
   bool has_chown, has_chmod;
   uid_t uid;
   gid_t gid;
@@ -105,25 +105,25 @@ struct copy_job {
   /* the source currently walked */
   int rootfd;
   bool from_context, keep_owner;
-  const char *origin;    /* identity of a --from stage/image or an ADD archive */
-  char **origins;        /* owns the origin strings */
-  int downloads_fd;      /* scratch dir of this step's ADD <url> files, -1 until needed */
-  struct kiln_ignore *exclude;   /* --exclude patterns, NULL without */
-  const char *tree;      /* the directory source being walked: --exclude matches below it */
-  bool has_checksum;     /* ADD --checksum */
+  const char *origin;          /* identity of a --from stage/image or an ADD archive */
+  char **origins;              /* owns the origin strings */
+  int downloads_fd;            /* scratch dir of this step's ADD <url> files, -1 until needed */
+  struct kiln_ignore *exclude; /* --exclude patterns, NULL without */
+  const char *tree;            /* the directory source being walked: --exclude matches below it */
+  bool has_checksum;           /* ADD --checksum */
   struct kiln_digest checksum;
-  struct csource *srcs;  /* the sources; entries point at them by srcno */
+  struct csource *srcs; /* the sources; entries point at them by srcno */
   size_t nsrcs;
-  bool parents;          /* --parents: each source keeps its path below the pivot */
-  const char *parent_prefix;   /* with --parents: the current source's path below its pivot */
-  const char *raw_dest;  /* the destination as written */
-  char *dest;            /* joined to WORKDIR, cleaned, relative */
-  bool globbed;          /* the source being added is a wildcard's match */
-  struct kiln_tocview *link_view;  /* COPY --link: the empty view it is placed on, else NULL */
-  bool dest_slash;       /* it names a directory (ends in '/' or '.') */
+  bool parents;                   /* --parents: each source keeps its path below the pivot */
+  const char *parent_prefix;      /* with --parents: the current source's path below its pivot */
+  const char *raw_dest;           /* the destination as written */
+  char *dest;                     /* joined to WORKDIR, cleaned, relative */
+  bool globbed;                   /* the source being added is a wildcard's match */
+  struct kiln_tocview *link_view; /* COPY --link: the empty view it is placed on, else NULL */
+  bool dest_slash;                /* it names a directory (ends in '/' or '.') */
   /* key mode: directory listings read ahead on a second thread */
   struct kiln_walkahead *walk;
-  bool walk_off;         /* it fell out of step: the walk reads alone */
+  bool walk_off; /* it fell out of step: the walk reads alone */
   /* the directory of the last file opened for the layer (see kiln_build_copy_open_source) */
   struct kiln_fs_dircache dc;
   /* streaming: each entry goes into the layer as soon as it is final */
@@ -150,8 +150,13 @@ struct ahead {
 static inline void
 cstat_set (struct cstat *c, const struct stat *st)
 {
-  *c = (struct cstat){ .st_dev = st->st_dev, .st_ino = st->st_ino, .st_nlink = st->st_nlink, .st_size = st->st_size,
-                       .st_mode = st->st_mode, .st_mtim = st->st_mtim, .st_ctim = st->st_ctim };
+  *c = (struct cstat){ .st_dev = st->st_dev,
+                       .st_ino = st->st_ino,
+                       .st_nlink = st->st_nlink,
+                       .st_size = st->st_size,
+                       .st_mode = st->st_mode,
+                       .st_mtim = st->st_mtim,
+                       .st_ctim = st->st_ctim };
 }
 
 /* The fields the checksum cache compares, as a struct stat. */

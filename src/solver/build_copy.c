@@ -167,8 +167,8 @@ parse_exclude (struct copy_job *j, struct kiln_error **err)
       kiln_autofree char *v = NULL;
       if (strcmp (j->in->flags[i].name, "exclude") != 0)
         continue;
-      r = kiln_expand_word (j->in->flags[i].value ? j->in->flags[i].value : "", j->b->df->escape,
-                            kiln_build_lookup, &e, &v, err);
+      r = kiln_expand_word (j->in->flags[i].value ? j->in->flags[i].value : "", j->b->df->escape, kiln_build_lookup, &e,
+                            &v, err);
       if (r == 0 && (!*v || strchr (v, '\n')))
         r = kiln_error_set (err, 0, KILN_E_PARSE, "invalid --exclude `%s`", v);
       if (r == 0)
@@ -253,7 +253,7 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
       kiln_build_copy_replay_free (j->replay);
       j->replay = NULL;
     }
-  j->fold_abort = false;   /* the array collection reports any error again */
+  j->fold_abort = false; /* the array collection reports any error again */
   kiln_error_free (&j->fold_err);
   kiln_build_copy_reset_collection (j);
   return ret < 0 ? -1 : done;
@@ -263,10 +263,10 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
 
 struct copy_op {
   struct copy_job j;
-  struct build_stage tmp;   /* an image --from names */
-  char **words;             /* the sources, then the destination */
+  struct build_stage tmp; /* an image --from names */
+  char **words;           /* the sources, then the destination */
   size_t nsrc;
-  bool collected;           /* prepare collected the entries into the array */
+  bool collected; /* prepare collected the entries into the array */
 };
 
 static int
@@ -294,8 +294,7 @@ copy_prepare (struct build *b, struct build_stage *s, struct build_step *st, str
 {
   struct copy_op *op = st->state;
   struct copy_job *j = &op->j;
-  *j = (struct copy_job){ .b = b, .s = s, .in = st->in, .rootfd = -1, .downloads_fd = -1,
-                          .dc = KILN_FS_DIRCACHE_INIT };
+  *j = (struct copy_job){ .b = b, .s = s, .in = st->in, .rootfd = -1, .downloads_fd = -1, .dc = KILN_FS_DIRCACHE_INIT };
   op->tmp.rootfs_fd = -1;
   /* which files changed is known once exec has saved this build's listings */
   st->explain_late = true;
@@ -348,16 +347,26 @@ copy_clear (struct build_step *st)
   kiln_build_stage_clear (&op->tmp);
 }
 
-const struct build_op kiln_build_op_copy = { .name = "COPY", .layer = true, .size = sizeof (struct copy_op),
-                                             .prepare = copy_prepare, .exec = copy_exec, .clear = copy_clear };
+const struct build_op kiln_build_op_copy = { .name = "COPY",
+                                             .layer = true,
+                                             .size = sizeof (struct copy_op),
+                                             .prepare = copy_prepare,
+                                             .exec = copy_exec,
+                                             .clear = copy_clear };
 
 int
 kiln_build_tree_digest (struct build *b, struct build_stage *s, int rootfd, const char *rel, bool from_context,
                         const char *origin, struct kiln_digest *out, struct kiln_error **err)
 {
   /* key mode: the tree is folded as it is walked, whatever its size */
-  struct copy_job j = { .b = b, .s = s, .rootfd = rootfd, .from_context = from_context, .origin = origin,
-                        .dc = KILN_FS_DIRCACHE_INIT, .keep_owner = !from_context, .fold = kiln_treesum_new (),
+  struct copy_job j = { .b = b,
+                        .s = s,
+                        .rootfd = rootfd,
+                        .from_context = from_context,
+                        .origin = origin,
+                        .dc = KILN_FS_DIRCACHE_INIT,
+                        .keep_owner = !from_context,
+                        .fold = kiln_treesum_new (),
                         .fold_src = SIZE_MAX };
   struct stat st;
   int ret = -1;

@@ -110,7 +110,11 @@ tree_order (const struct copy_job *j, size_t *n)
 const struct kiln_treesum_entry *
 kiln_build_copy_treesum_entry (const struct centry *c, struct kiln_treesum_entry *e)
 {
-  *e = (struct kiln_treesum_entry){ .path = c->rel, .mode = c->mode, .uid = c->uid, .gid = c->gid, .link = c->link,
+  *e = (struct kiln_treesum_entry){ .path = c->rel,
+                                    .mode = c->mode,
+                                    .uid = c->uid,
+                                    .gid = c->gid,
+                                    .link = c->link,
                                     .content = S_ISREG (c->mode) ? &c->digest : NULL };
   return e;
 }
@@ -124,7 +128,7 @@ save_listing (struct copy_job *j, size_t srcno, const char *value)
 {
   kiln_autoerror struct kiln_error *e = NULL;
   if (j->stream || j->streamed)
-    return;   /* it wrote the listing as it went */
+    return; /* it wrote the listing as it went */
   kiln_autofree char *name = kiln_treelist_name (value);
   kiln_autofree char *tmp = kiln_xasprintf (".tmp-%s-%d", name, (int) gettid ());
   kiln_autoclose int dfd = kiln_fs_mkdir_p_beneath (kiln_store_dirfd (j->b->st), "cache/trees", 0755, &e);
@@ -233,11 +237,12 @@ kiln_build_copy_step_inputs (struct copy_job *j)
           kiln_treesum_add (t, kiln_build_copy_treesum_entry (order[k], &te), &e);
         }
       if (j->srcs[i].folded)
-        d = j->srcs[i].digest;   /* key mode: the walk made it, the array is empty */
+        d = j->srcs[i].digest; /* key mode: the walk made it, the array is empty */
       else
         kiln_treesum_final (t, &d);
       kiln_autofree char *name = kiln_xasprintf ("source %zu", i);
-      kiln_autofree char *value = kiln_xasprintf ("%s %s %s", j->srcs[i].is_dir ? "tree" : "file", j->srcs[i].name, d.s);
+      kiln_autofree char *value = kiln_xasprintf ("%s %s %s", j->srcs[i].is_dir ? "tree" : "file", j->srcs[i].name,
+                                                  d.s);
       kiln_build_step_input (st, name, value);
     }
   kiln_treesum_free (t);

@@ -40,8 +40,9 @@ kiln_build_copy_open_source (struct copy_job *j, const struct centry *c, struct 
     {
       int fd = openat (dfd, slash + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd >= 0 || errno != ELOOP)
-        return fd >= 0 ? fd : kiln_error_set (err, errno, errno == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO,
-                                              "open `%s`", c->src);
+        return fd >= 0
+                   ? fd
+                   : kiln_error_set (err, errno, errno == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO, "open `%s`", c->src);
     }
   return kiln_fs_open_in_root (c->rootfd, c->src, O_RDONLY, 0, err);
 }
@@ -58,11 +59,18 @@ kiln_build_copy_write_entry (struct copy_job *j, struct kiln_layer_writer *w, st
   if (S_ISREG (c->mode))
     kiln_build_copy_cheap_digest (j, c);
   struct kiln_layer_entry e = {
-    .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid, .mtime = c->mtime,
-    .size = c->size, .link = c->link, .rdev = c->rdev,
+    .path = c->dest,
+    .mode = c->mode,
+    .uid = c->uid,
+    .gid = c->gid,
+    .mtime = c->mtime,
+    .size = c->size,
+    .link = c->link,
+    .rdev = c->rdev,
     /* a file not hashed yet is hashed while it streams into the layer */
     .content_digest = S_ISREG (c->mode) && !c->have_digest ? &c->digest : NULL,
-    .known_digest = kiln_build_copy_content_digest (c), .opaque = j->stream ? (void *) (uintptr_t) c->seq : c,
+    .known_digest = kiln_build_copy_content_digest (c),
+    .opaque = j->stream ? (void *) (uintptr_t) c->seq : c,
   };
   if (c->data)
     return kiln_layer_writer_add_data (w, &e, c->data, c->datalen, err);
@@ -121,8 +129,8 @@ kiln_build_copy_new_writer (struct copy_job *j, bool digested, struct kiln_layer
   struct kiln_cache_record sib = { 0 };
   kiln_autoerror struct kiln_error *e = NULL;
   int r = 0;
-  if (digested && patchable (j)
-      && kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0 && sib.has_layer)
+  if (digested && patchable (j) && kiln_cache_find_sibling (j->b->st, &j->s->key, j->in->original, &sib, &e) == 0
+      && sib.has_layer)
     r = kiln_layer_writer_new_patch (j->b->st, &j->b->o->layer, &sib.layer.digest, open_entry, j, w, err);
   kiln_cache_record_clear (&sib);
   j->patching = r == 1;
@@ -167,9 +175,9 @@ write_layer (struct copy_job *j, bool digested, struct kiln_error **err)
   if (kiln_build_copy_new_writer (j, digested, &w, err) < 0)
     return -1;
   for (size_t i = 0; i < j->n; i++)
-    if (j->v[i].dropped ? S_ISREG (j->v[i].mode) && kiln_build_copy_entry_digest (j, &j->v[i], err) < 0
-                        : kiln_build_copy_write_entry (j, w, &j->v[i], j->v[i].hardlink ? &j->v[j->v[i].link_to] : NULL,
-                                                       err) < 0)
+    if (j->v[i].dropped
+            ? S_ISREG (j->v[i].mode) && kiln_build_copy_entry_digest (j, &j->v[i], err) < 0
+            : kiln_build_copy_write_entry (j, w, &j->v[i], j->v[i].hardlink ? &j->v[j->v[i].link_to] : NULL, err) < 0)
       {
         kiln_layer_writer_free (w);
         kiln_fs_dircache_clear (&j->dc);

@@ -89,7 +89,7 @@ kiln_build_copy_add_made_dir (struct copy_job *j, const char *dest, const struct
 {
   struct centry *e = kiln_build_copy_add_entry (j, "");
   e->srcno = SIZE_MAX;
-  e->seq = 0;   /* a source's own entry for the same path wins */
+  e->seq = 0; /* a source's own entry for the same path wins */
   e->dest = kiln_xstrdup (dest);
   e->mode = S_IFDIR | (n->mode & 07777);
   e->uid = n->uid;
@@ -116,9 +116,15 @@ make_dirs (struct copy_job *j, struct kiln_tocview *v, const char *dir, const st
         return place_fail (j, err, "cannot make directory `%s`: a file is in the way", p);
       if (!n)
         {
-          struct kiln_toc_entry e = { .path = p, .mode = S_IFDIR | 0755, .mtime = kiln_build_copy_synth_mtime (j),
-                                      .uid = wd ? wd->uid : j->has_chown ? j->uid : 0,
-                                      .gid = wd ? wd->gid : j->has_chown ? j->gid : 0 };
+          struct kiln_toc_entry e = { .path = p,
+                                      .mode = S_IFDIR | 0755,
+                                      .mtime = kiln_build_copy_synth_mtime (j),
+                                      .uid = wd             ? wd->uid
+                                             : j->has_chown ? j->uid
+                                                            : 0,
+                                      .gid = wd             ? wd->gid
+                                             : j->has_chown ? j->gid
+                                                            : 0 };
           kiln_tocview_put (v, &e);
           kiln_build_copy_add_made_dir (j, p, kiln_tocview_get (v, p));
         }
@@ -158,13 +164,13 @@ kiln_build_copy_place_check (struct copy_job *j, struct kiln_tocview *v, struct 
 
 /* kiln_build_copy_place_check, then the entry goes into the view. */
 static int
-place_entry (struct copy_job *j, struct kiln_tocview *v, struct centry *c, const char *target,
-             struct kiln_error **err)
+place_entry (struct copy_job *j, struct kiln_tocview *v, struct centry *c, const char *target, struct kiln_error **err)
 {
   if (kiln_build_copy_place_check (j, v, c, target, err) < 0)
     return -1;
-  struct kiln_toc_entry e = { .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid,
-                              .mtime = c->mtime, .link = c->link };
+  struct kiln_toc_entry e = {
+    .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid, .mtime = c->mtime, .link = c->link
+  };
   kiln_tocview_put (v, &e);
   return 0;
 }
@@ -224,8 +230,9 @@ place_archive_entry (struct copy_job *j, struct kiln_tocview *v, struct centry *
       c->mode = S_IFDIR | (n->mode & 07777), c->uid = n->uid, c->gid = n->gid, c->mtime = n->mtime;
       return 0;
     }
-  struct kiln_toc_entry e = { .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid,
-                              .mtime = c->mtime, .link = c->link };
+  struct kiln_toc_entry e = {
+    .path = c->dest, .mode = c->mode, .uid = c->uid, .gid = c->gid, .mtime = c->mtime, .link = c->link
+  };
   kiln_tocview_put (v, &e);
   return 0;
 }
@@ -387,7 +394,7 @@ kiln_build_copy_place_prepare (struct copy_job *j, struct kiln_tocview *v, char 
         return kiln_build_copy_job_fail (j, err,
                                          "with more than one source the destination `%s` must be a directory "
                                          "(end it with /)",
-                         j->raw_dest);
+                                         j->raw_dest);
     }
   return 0;
 }

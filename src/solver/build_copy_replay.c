@@ -27,11 +27,11 @@ enum { REC_LINK = 1, REC_DATA = 2 };
 
 struct kiln_build_copy_replay {
   struct kiln_buf b;
-  size_t max;            /* the budget (KILN_COPY_REPLAY_MAX sets a smaller one, for the tests) */
+  size_t max; /* the budget (KILN_COPY_REPLAY_MAX sets a smaller one, for the tests) */
   size_t n;
-  char *last;            /* the previous entry's src */
+  char *last; /* the previous entry's src */
   size_t lastlen, lastcap;
-  bool over;             /* past the budget: dropped */
+  bool over; /* past the budget: dropped */
 };
 
 static void
@@ -188,7 +188,7 @@ kiln_build_copy_replay_run (struct copy_job *j, const struct kiln_build_copy_rep
   const unsigned char *p = (const unsigned char *) r->b.buf, *end = p + r->b.len;
   size_t tree = strlen (src), cap = 0;
   kiln_autofree char *path = NULL;
-  tree += tree > 0;   /* the entries' paths below the source, as the walk's rel */
+  tree += tree > 0; /* the entries' paths below the source, as the walk's rel */
   kiln_log_debug ("%s: %zu entries taken from the key's walk (%zu bytes)", j->in->original, r->n, r->b.len);
   while (p < end && !kiln_build_copy_stream_failed (j))
     read_entry (j, &p, &path, &cap, tree);

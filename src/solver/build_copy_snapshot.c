@@ -116,7 +116,7 @@ materialize_one (const struct centry *c, int dirfd, int64_t mtime, struct kiln_e
           if (n < 0)
             return kiln_error_wrap (err, "copy `%s` into a snapshot", c->src);
           if ((uint64_t) n != c->size)
-            return 0;   /* it shrank since the layer was written */
+            return 0; /* it shrank since the layer was written */
         }
     }
   else if (mknodat (pfd, name, c->mode, c->rdev) < 0)
@@ -141,7 +141,7 @@ materialize_entries (struct build *b, const struct centry *v, size_t n, int dirf
 {
   for (size_t i = 0; i < n; i++)
     if (v[i].hardlink)
-      return 0;   /* the layer's blob makes the links */
+      return 0; /* the layer's blob makes the links */
   for (size_t i = 0; i < n; i++)
     {
       int r = v[i].dropped ? 1 : materialize_one (&v[i], dirfd, layer_mtime (b, v[i].mtime), err);
@@ -175,7 +175,6 @@ kiln_build_materialize (void *opaque, const struct kiln_descriptor *layer, int d
   kiln_build_unlock (b);
   return v ? materialize_entries (b, v, n, dirfd, err) : 0;
 }
-
 
 static void *
 ahead_main (void *arg)
@@ -256,9 +255,9 @@ struct kiln_build_copy_feed {
   struct centry q[FEED_QUEUE];
   size_t head, n;
   bool end, worker_waits, pusher_waits;
-  int result;                /* 1 so far so good, 0 gave up, < 0 failed */
+  int result; /* 1 so far so good, 0 gave up, < 0 failed */
   struct kiln_error *err;
-  struct feed_dir *dirs;     /* worker only */
+  struct feed_dir *dirs; /* worker only */
   size_t ndirs, capdirs;
 };
 
@@ -305,7 +304,7 @@ feed_main (void *arg)
         pthread_cond_broadcast (&f->cv);
       pthread_mutex_unlock (&f->mu);
       if (k == 0)
-        return NULL;   /* the end, and nothing left */
+        return NULL; /* the end, and nothing left */
       for (size_t i = 0; i < k; i++)
         feed_one (f, &batch[i]);
     }
@@ -320,8 +319,7 @@ kiln_build_copy_feed_start (struct copy_job *j)
   f->result = 1;
   pthread_mutex_init (&f->mu, NULL);
   pthread_cond_init (&f->cv, NULL);
-  if (kiln_snapshot_begin (j->b->st, &f->tmp, &f->dirfd, &e) == 0
-      && pthread_create (&f->th, NULL, feed_main, f) == 0)
+  if (kiln_snapshot_begin (j->b->st, &f->tmp, &f->dirfd, &e) == 0 && pthread_create (&f->th, NULL, feed_main, f) == 0)
     return f;
   kiln_snapshot_abort (f->tmp);
   pthread_mutex_destroy (&f->mu);
@@ -355,8 +353,8 @@ feed_dir_times (struct kiln_build_copy_feed *f, struct kiln_error **err)
   for (size_t i = f->ndirs; i-- > 0;)
     {
       struct timespec ts[2] = { { f->dirs[i].mtime, 0 }, { f->dirs[i].mtime, 0 } };
-      kiln_autoclose int fd = kiln_fs_open_in_root (f->dirfd, f->dirs[i].dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
-                                                    0, err);
+      kiln_autoclose int fd = kiln_fs_open_in_root (f->dirfd, f->dirs[i].dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0,
+                                                    err);
       if (fd < 0 || futimens (fd, ts) < 0)
         return fd < 0 ? -1 : kiln_error_set (err, errno, KILN_E_IO, "snapshot: set times of `%s`", f->dirs[i].dest);
     }

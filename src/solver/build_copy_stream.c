@@ -43,24 +43,24 @@
 struct stream_lead {
   dev_t dev;
   ino_t ino;
-  struct centry *c;      /* its dest and digest only; NULL: a free slot */
+  struct centry *c; /* its dest and digest only; NULL: a free slot */
 };
 
 struct copy_stream {
   struct kiln_layer_writer *w;
   struct kiln_tocview *v;
-  char *target;          /* where the source's contents land */
-  const char *src;       /* the source's path in the context */
-  struct centry *made;   /* placement's directories, in layer order */
+  char *target;        /* where the source's contents land */
+  const char *src;     /* the source's path in the context */
+  struct centry *made; /* placement's directories, in layer order */
   size_t nmade, next;
-  size_t written;        /* walked entries written */
+  size_t written; /* walked entries written */
   struct stream_lead *leads;
   size_t nleads, capleads;
-  int list_dfd;          /* cache/trees, where the listing is written */
+  int list_dfd; /* cache/trees, where the listing is written */
   char *list_tmp;
   struct kiln_treelist_writer *list;
   struct kiln_error *err;
-  struct kiln_build_copy_feed *feed;   /* a RUN follows: its snapshot, made alongside */
+  struct kiln_build_copy_feed *feed; /* a RUN follows: its snapshot, made alongside */
 };
 
 static size_t
@@ -120,8 +120,12 @@ stream_made (struct copy_job *j, const char *path, struct kiln_error **err)
         return kiln_error_wrap (err, "add `/%.256s` to the layer", m->dest);
       if (cs->feed)
         {
-          struct centry dir = { .dest = kiln_xstrdup (m->dest), .mode = m->mode, .uid = m->uid, .gid = m->gid,
-                                .mtime = m->mtime, .rootfd = -1 };
+          struct centry dir = { .dest = kiln_xstrdup (m->dest),
+                                .mode = m->mode,
+                                .uid = m->uid,
+                                .gid = m->gid,
+                                .mtime = m->mtime,
+                                .rootfd = -1 };
           kiln_build_copy_feed_push (cs->feed, &dir);
         }
     }
@@ -376,7 +380,7 @@ stream_source (struct copy_job *j, char **words, size_t nsrc, struct stat *st)
   kiln_autoerror struct kiln_error *e = NULL;
   kiln_autoclose int fd = kiln_fs_open_in_root (j->rootfd, src, O_RDONLY | O_NONBLOCK, 0, &e);
   if (fd < 0 || fstat (fd, st) < 0 || !S_ISDIR (st->st_mode))
-    return NULL;   /* the array path says what is wrong */
+    return NULL; /* the array path says what is wrong */
   return kiln_steal_ptr (&src);
 }
 

@@ -76,7 +76,7 @@ kiln_build_copy_add_entry (struct copy_job *j, const char *rel)
   e->rel = kiln_fs_path_clean (rel);
   e->srcno = j->nsrcs ? j->nsrcs - 1 : 0;
   e->rootfd = -1;
-  e->seq = ++j->added;   /* from 1: placement's own entries (0) lose to a source's */
+  e->seq = ++j->added; /* from 1: placement's own entries (0) lose to a source's */
   return e;
 }
 
@@ -215,8 +215,7 @@ visit (struct copy_job *j, int dfd, const char *name, const char *src, const cha
 }
 
 static int
-walk_child (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel,
-            struct kiln_error **err)
+walk_child (struct copy_job *j, int dfd, const char *name, const char *src, const char *rel, struct kiln_error **err)
 {
   struct stat st;
   char link[4097];

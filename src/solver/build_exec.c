@@ -38,10 +38,10 @@ struct run_job {
   char **argv, **env;
   struct kiln_sandbox_mount *mounts;
   size_t nmounts;
-  char **strings;                   /* owns the mount paths */
-  int *locks;                       /* flock()ed cache mounts (sharing=locked) */
+  char **strings; /* owns the mount paths */
+  int *locks;     /* flock()ed cache mounts (sharing=locked) */
   size_t nlocks;
-  struct kiln_mount **rw;           /* overlays giving rw bind mounts a throwaway upper */
+  struct kiln_mount **rw; /* overlays giving rw bind mounts a throwaway upper */
   size_t nrw;
   bool network_none;
 };
@@ -66,8 +66,8 @@ input (struct run_job *r, const char *name, const char *value)
   kiln_build_step_input (&r->s->step, name, value);
 }
 
-static void add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source,
-                       const char *target, bool readonly, const char *options);
+static void add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source, const char *target,
+                       bool readonly, const char *options);
 
 /* A lone `<<EOF` whose body starts with `#!` is a script run by its own
  * interpreter: BuildKit dispatchRun writes it as an executable file under a
@@ -185,7 +185,7 @@ environment (struct run_job *r)
 struct mount_spec {
   char *type, *target, *source, *from, *id, *sharing, *mode, *uid, *gid, *env, *size;
   bool rw, required;
-  uint32_t mode_v, uid_v, gid_v;   /* mode, uid, gid parsed (0 when not given) */
+  uint32_t mode_v, uid_v, gid_v; /* mode, uid, gid parsed (0 when not given) */
 };
 
 static void
@@ -200,9 +200,9 @@ mount_spec_clear (struct mount_spec *m)
 static int
 unknown_mount_key (struct run_job *r, const char *key, const char *val, bool has_val, struct kiln_error **err)
 {
-  static const char *const keys[] = { "type", "from", "source", "target", "readonly", "id", "sharing",
-                                      "required", "size", "mode", "uid", "gid", "src", "dst", "destination",
-                                      "ro", "rw", "readwrite", "env", NULL };
+  static const char *const keys[] = { "type",        "from", "source", "target",    "readonly", "id",  "sharing",
+                                      "required",    "size", "mode",   "uid",       "gid",      "src", "dst",
+                                      "destination", "ro",   "rw",     "readwrite", "env",      NULL };
   kiln_autofree char *hint = kiln_suggest (key, strlen (key), keys, true);
   kiln_error_set (err, 0, KILN_E_PARSE, "--mount: unexpected key '%s' in '%s%s%s'%s", key, key, has_val ? "=" : "",
                   has_val ? val : "", hint ? hint : "");
@@ -214,8 +214,14 @@ unknown_mount_key (struct run_job *r, const char *key, const char *val, bool has
 static int
 parse_mount_ids (struct run_job *r, struct mount_spec *m, struct kiln_error **err)
 {
-  struct { const char *name, *val; unsigned base; uint32_t *out; } ids[] = {
-    { "mode", m->mode, 8, &m->mode_v }, { "uid", m->uid, 10, &m->uid_v }, { "gid", m->gid, 10, &m->gid_v },
+  struct {
+    const char *name, *val;
+    unsigned base;
+    uint32_t *out;
+  } ids[] = {
+    { "mode", m->mode, 8, &m->mode_v },
+    { "uid", m->uid, 10, &m->uid_v },
+    { "gid", m->gid, 10, &m->gid_v },
   };
   for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
     {
@@ -236,11 +242,14 @@ parse_mount_ids (struct run_job *r, struct mount_spec *m, struct kiln_error **er
 static int
 parse_mount_spec (struct run_job *r, const char *spec, struct mount_spec *m, struct kiln_error **err)
 {
-  struct { const char *name; char **field; } keys[] = {
-    { "type", &m->type }, { "target", &m->target }, { "dst", &m->target }, { "destination", &m->target },
-    { "source", &m->source }, { "src", &m->source }, { "from", &m->from }, { "id", &m->id },
-    { "sharing", &m->sharing }, { "mode", &m->mode }, { "uid", &m->uid }, { "gid", &m->gid },
-    { "env", &m->env }, { "size", &m->size },
+  struct {
+    const char *name;
+    char **field;
+  } keys[] = {
+    { "type", &m->type },       { "target", &m->target }, { "dst", &m->target }, { "destination", &m->target },
+    { "source", &m->source },   { "src", &m->source },    { "from", &m->from },  { "id", &m->id },
+    { "sharing", &m->sharing }, { "mode", &m->mode },     { "uid", &m->uid },    { "gid", &m->gid },
+    { "env", &m->env },         { "size", &m->size },
   };
   kiln_autofree char *copy = kiln_xstrdup (spec);
   char *save = NULL;
@@ -290,12 +299,13 @@ parse_mount_spec (struct run_job *r, const char *spec, struct mount_spec *m, str
 }
 
 static void
-add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source, const char *target,
-           bool readonly, const char *options)
+add_mount (struct run_job *r, enum kiln_sandbox_mount_type type, const char *source, const char *target, bool readonly,
+           const char *options)
 {
   r->mounts = kiln_xrealloc (r->mounts, (r->nmounts + 1) * sizeof *r->mounts);
-  r->mounts[r->nmounts++] = (struct kiln_sandbox_mount){ .type = type, .source = source, .target = target,
-                                                         .readonly = readonly, .options = options };
+  r->mounts[r->nmounts++] = (struct kiln_sandbox_mount){
+    .type = type, .source = source, .target = target, .readonly = readonly, .options = options
+  };
 }
 
 /* The stage or image a mount names with from= (an image is loaded into tmp,
@@ -642,7 +652,7 @@ kiln_build_secret (struct build *b, const char *id, struct kiln_buf *out, struct
 
 struct tail {
   char buf[TAIL_BYTES];
-  size_t end, len;                  /* ring: next write position, bytes held */
+  size_t end, len; /* ring: next write position, bytes held */
 };
 
 static void
@@ -714,7 +724,7 @@ relay_main (void *arg)
       tail_add (t, buf, (size_t) n);
       if (!rl->out)
         continue;
-      flockfile (rl->out);   /* a line of another stage does not cut into this chunk */
+      flockfile (rl->out); /* a line of another stage does not cut into this chunk */
       for (ssize_t i = 0; i < n; i++)
         {
           if (bol)
@@ -847,8 +857,9 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     return kiln_build_step_error (r->b, r->in, err);
   if (pipe2 (pipefd, O_CLOEXEC) < 0)
     return kiln_passwd_ids_clear (&ids), kiln_error_set (err, errno, KILN_E_IO, "pipe");
-  struct relay rl = { .fd = pipefd[0], .tailfd = tailfd, .out = plain ? r->b->o->progress_out : NULL,
-                      .prefix = prefix };
+  struct relay rl = {
+    .fd = pipefd[0], .tailfd = tailfd, .out = plain ? r->b->o->progress_out : NULL, .prefix = prefix
+  };
   int e = pthread_create (&rl.th, NULL, relay_main, &rl);
   if (e != 0)
     {
@@ -856,13 +867,25 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
       return kiln_error_set (err, e, KILN_E_INTERNAL, "start the thread that relays the step's output");
     }
   struct kiln_sandbox_opts so = {
-    .rootfs = mnt->merged, .argv = r->argv, .env = r->env, .cwd = r->s->cfg.working_dir,
-    .uid = ids.uid, .gid = ids.gid, .groups = ids.groups, .ngroups = ids.ngroups,
-    .network_none = r->network_none, .hostname = "kiln", .mounts = r->mounts, .nmounts = r->nmounts,
-    .stdin_fd = -1, .stdout_fd = pipefd[1], .stderr_fd = pipefd[1], .created = created,
+    .rootfs = mnt->merged,
+    .argv = r->argv,
+    .env = r->env,
+    .cwd = r->s->cfg.working_dir,
+    .uid = ids.uid,
+    .gid = ids.gid,
+    .groups = ids.groups,
+    .ngroups = ids.ngroups,
+    .network_none = r->network_none,
+    .hostname = "kiln",
+    .mounts = r->mounts,
+    .nmounts = r->nmounts,
+    .stdin_fd = -1,
+    .stdout_fd = pipefd[1],
+    .stderr_fd = pipefd[1],
+    .created = created,
   };
   int ret = kiln_sandbox_run (&so, status, err);
-  close (pipefd[1]);   /* the sandbox has exited: the relay reads to the end */
+  close (pipefd[1]); /* the sandbox has exited: the relay reads to the end */
   pthread_join (rl.th, NULL);
   close (pipefd[0]);
   kiln_passwd_ids_clear (&ids);
@@ -920,7 +943,8 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
   int status = 0, ret = -1;
   kiln_autoclose int tailfd = memfd_create ("kiln-run-output", MFD_CLOEXEC);
   if (kiln_snapshot_prepare_with (r->b->st, s->layers, s->cfg.diff_ids, s->nlayers, kiln_build_materialize, r->b,
-                                  &lowers, err) < 0
+                                  &lowers, err)
+          < 0
       || kiln_snapshot_mount (r->b->st, lowers, NULL, &mnt, err) < 0)
     return kiln_build_step_error (r->b, r->in, err);
   if (execute (r, mnt, &created, &status, tailfd, err) < 0)
@@ -955,7 +979,7 @@ out:
 
 struct run_op {
   struct run_job r;
-  struct build_stage tmp;    /* an image a --mount from= names */
+  struct build_stage tmp; /* an image a --mount from= names */
 };
 
 /* Everything the command sees enters the key: the instruction, its argv
@@ -994,5 +1018,9 @@ run_clear (struct build_step *st)
   kiln_build_stage_clear (&op->tmp);
 }
 
-const struct build_op kiln_build_op_run = { .name = "RUN", .layer = true, .size = sizeof (struct run_op),
-                                            .prepare = run_prepare, .exec = run_exec, .clear = run_clear };
+const struct build_op kiln_build_op_run = { .name = "RUN",
+                                            .layer = true,
+                                            .size = sizeof (struct run_op),
+                                            .prepare = run_prepare,
+                                            .exec = run_exec,
+                                            .clear = run_clear };

@@ -64,9 +64,8 @@ stage_runs (const struct kiln_plan *plan, size_t idx)
   return false;
 }
 
-static int
-load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, char **identity,
-            struct kiln_error **err);
+static int load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, char **identity,
+                       struct kiln_error **err);
 
 /* The key a base's identity starts a chain with (FROM's one input). */
 static void
@@ -173,8 +172,6 @@ init_scratch (struct build *b, struct build_stage *s, struct build_step *st)
   /* BuildKit dockerfile2llb/image.go emptyImage (testDockerfileScratchConfig) */
   s->cfg.working_dir = kiln_xstrdup ("/");
 }
-
-
 
 static int
 from_exec (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)

@@ -136,7 +136,7 @@ kiln_build_graph_run (struct build *b, struct kiln_error **err)
     {
       size_t n = ready_stages (b, ready);
       if (n == 0 && b->running == 0)
-        break;   /* cannot happen: the plan's graph has no cycle */
+        break; /* cannot happen: the plan's graph has no cycle */
       if ((n == 1 || jobs == 1) && n > 0 && b->running == 0)
         run_here (b, ready[0]);
       else if (n > 0 && b->running < jobs)
@@ -182,8 +182,7 @@ kiln_build_graph_need (struct build *b, size_t idx, struct kiln_error **err)
       pthread_cond_broadcast (&b->cond);
     }
   else if (b->state[idx] == BUILD_FAILED)
-    ret = kiln_error_set (err, 0, KILN_E_INTERNAL, "stage `%s` failed",
-                          ps->name ? ps->name : ps->from->original);
+    ret = kiln_error_set (err, 0, KILN_E_INTERNAL, "stage `%s` failed", ps->name ? ps->name : ps->from->original);
   kiln_build_unlock (b);
   return ret;
 }

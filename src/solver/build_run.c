@@ -19,8 +19,6 @@
 #include "kiln/snapshot.h"
 #include "kiln/util.h"
 
-
-
 void
 kiln_build_result_clear (struct kiln_build_result *r)
 {
@@ -52,7 +50,6 @@ compare_steps (const void *a, const void *b)
     return x->stage < y->stage ? -1 : 1;
   return x->stepno < y->stepno ? -1 : x->stepno > y->stepno;
 }
-
 
 /* A trigger of an image can name stages of this file (COPY --from, RUN
  * --mount from=) that the plan could not know the stage needs, as the image
@@ -174,7 +171,8 @@ layer_media_types (struct build *b, struct build_stage *s, struct kiln_error **e
       if (kiln_layer_media_type_for (s->layers[i].media_type, b->o->format, &mt, &known, err) < 0)
         return kiln_error_wrap (err, "layer %zu (%s)%s", i + 1, s->layers[i].digest.s,
                                 b->o->format == KILN_IMAGE_DOCKER ? " in --format docker (use --compression gzip "
-                                                                    "--force-compression)" : "");
+                                                                    "--force-compression)"
+                                                                  : "");
       if (!known)
         kiln_log_warn ("layer %zu (%s): unknown media type `%s` kept as it is", i + 1, s->layers[i].digest.s,
                        s->layers[i].media_type ? s->layers[i].media_type : "");
@@ -225,8 +223,7 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
 /* Reads a build input whole, capped at max: past the cap the error names
  * the file, the limit and its value instead of the buffer's generic one. */
 static int
-read_capped (int dirfd, const char *path, const char *what, size_t max, struct kiln_buf *out,
-             struct kiln_error **err)
+read_capped (int dirfd, const char *path, const char *what, size_t max, struct kiln_buf *out, struct kiln_error **err)
 {
   int r = kiln_fs_read_file (dirfd, path, max, out, err);
   if (r < 0 && (*err)->errnum == EFBIG)
@@ -362,7 +359,7 @@ kiln_build_run (struct kiln_store *st, const struct kiln_build_opts *opts, struc
   if (ret == 0)
     ret = kiln_build_graph_run (&b, err);
   /* stages may have run at once: the steps are listed by stage, then step */
-  if (res->nsteps > 1)   /* steps is NULL when none ran: qsort must not see it */
+  if (res->nsteps > 1) /* steps is NULL when none ran: qsort must not see it */
     qsort (res->steps, res->nsteps, sizeof *res->steps, compare_steps);
   if (ret == 0)
     ret = write_image (&b, &b.stages[b.plan->target], err);

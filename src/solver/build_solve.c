@@ -84,12 +84,9 @@ op_for (const struct kiln_df_instr *in)
   switch (in->cmd)
     {
     case KILN_DF_COPY:
-    case KILN_DF_ADD:
-      return &kiln_build_op_copy;
-    case KILN_DF_RUN:
-      return &kiln_build_op_run;
-    default:
-      return &kiln_build_op_metadata;   /* it refuses a FROM here */
+    case KILN_DF_ADD: return &kiln_build_op_copy;
+    case KILN_DF_RUN: return &kiln_build_op_run;
+    default: return &kiln_build_op_metadata; /* it refuses a FROM here */
     }
 }
 
@@ -189,7 +186,7 @@ kiln_build_solve_step (struct build *b, struct build_stage *s, const struct kiln
   if (k < 0)
     return -1;
   if (st->op->layer)
-    kiln_build_stage_pending_clear (s);   /* the layer made the WORKDIRs */
+    kiln_build_stage_pending_clear (s); /* the layer made the WORKDIRs */
   s->key = st->key;
   double secs = (double) (kiln_now_ns () - t0) / 1e9;
   progress (b, text, secs, st->cached ? "CACHED" : NULL);

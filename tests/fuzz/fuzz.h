@@ -22,13 +22,13 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize (int *argc, char ***argv);
 
 /* An oracle found the library wrong: print why and abort (a "crash"). */
-#define fuzz_fail(...)                                                                                    \
-  do                                                                                                      \
-    {                                                                                                     \
-      fprintf (stderr, "fuzz oracle: " __VA_ARGS__);                                                      \
-      fputc ('\n', stderr);                                                                               \
-      abort ();                                                                                           \
-    }                                                                                                     \
+#define fuzz_fail(...)                                                                                                 \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      fprintf (stderr, "fuzz oracle: " __VA_ARGS__);                                                                   \
+      fputc ('\n', stderr);                                                                                            \
+      abort ();                                                                                                        \
+    }                                                                                                                  \
   while (0)
 
 /* Warnings about hostile input (dropped xattrs, skipped entries) are what a

@@ -161,8 +161,8 @@ plan_and_expand (const struct kiln_dockerfile *df)
   for (size_t i = 0; i < df->ninstrs; i++)
     {
       if (i > 0 && df->instrs[i].line <= df->instrs[i - 1].end_line)
-        fuzz_fail ("instruction %zu starts on line %d, within the previous one (ends %d)", i,
-                   df->instrs[i].line, df->instrs[i - 1].end_line);
+        fuzz_fail ("instruction %zu starts on line %d, within the previous one (ends %d)", i, df->instrs[i].line,
+                   df->instrs[i - 1].end_line);
       expand_instr (df, &df->instrs[i], &s);
     }
   /* --target naming the first named stage plans too */

@@ -62,9 +62,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       if (kiln_expand_words (word, escape, lookup, &vs, &words, &err) == 0 && words == NULL)
         fuzz_fail ("kiln_expand_words: success without a vector");
       break;
-    case 2:
-      kiln_expand_heredoc (word, lookup, &vs, &out, &err);
-      break;
+    case 2: kiln_expand_heredoc (word, lookup, &vs, &out, &err); break;
     default:
       if (kiln_split_words_raw (word, escape, &words) == 0)
         for (size_t i = 0; words && words[i]; i++)

@@ -31,7 +31,7 @@ struct ref {
   const char *s;
   size_t n;
   int sep;
-  unsigned char *seen;   /* (m + 1) x (n + 1) */
+  unsigned char *seen; /* (m + 1) x (n + 1) */
 };
 
 static bool

@@ -47,7 +47,7 @@ static void
 round_trip (const struct doc *d, const char *data, size_t size)
 {
   /* big enough for any of the structs above, zeroed as callers do */
-  _Alignas (max_align_t) unsigned char a[512] = { 0 }, b[512] = { 0 };
+  _Alignas(max_align_t) unsigned char a[512] = { 0 }, b[512] = { 0 };
   char *j1 = NULL, *j2 = NULL;
   size_t l1 = 0, l2 = 0;
   struct kiln_error *err = NULL;

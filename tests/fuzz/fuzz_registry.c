@@ -190,7 +190,7 @@ platform (const char *s)
   struct kiln_error *err = NULL;
   struct kiln_descriptor d[2] = { { 0 } };
   struct kiln_index ix = { .manifests = d, .nmanifests = 2 };
-  d[0].platform = (struct kiln_platform) { (char *) "linux", (char *) "arm", (char *) "v7" };
+  d[0].platform = (struct kiln_platform){ (char *) "linux", (char *) "arm", (char *) "v7" };
   if (kiln_registry_platform_parse (s, &p, &err) == 0)
     {
       d[1].platform = p;

@@ -31,9 +31,9 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 /* in the sanitizer runtimes; absent (NULL) in a plain build */
 void __sanitizer_set_death_callback (void (*cb) (void)) __attribute__ ((weak));
 
-static double deadline;   /* 0: none */
+static double deadline; /* 0: none */
 static size_t ran;
-static const char *current;   /* the input being run, named when it crashes */
+static const char *current; /* the input being run, named when it crashes */
 
 static void
 name_current (void)
@@ -124,7 +124,7 @@ run_dir (const char *dir)
       snprintf (names[n++], len, "%s/%s", dir, de->d_name);
     }
   closedir (d);
-  if (n > 1)   /* qsort (NULL, 0) is undefined: an empty corpus directory */
+  if (n > 1) /* qsort (NULL, 0) is undefined: an empty corpus directory */
     qsort (names, n, sizeof *names, cmp_str);
   for (size_t i = 0; i < n; i++)
     {
