@@ -178,9 +178,6 @@ from_exec (struct build *b, struct build_stage *s, struct build_step *st, struct
 {
   size_t idx = (size_t) (s - b->stages);
   const struct kiln_plan_stage *ps = &b->plan->stages[idx];
-  /* a miss below this stage explains this stage's misses */
-  for (size_t d = 0; d < ps->ndeps; d++)
-    s->any_miss |= b->stages[ps->deps[d]].any_miss;
   if (ps->base_stage >= 0)
     {
       copy_stage_image (s, &b->stages[ps->base_stage]);

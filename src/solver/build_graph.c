@@ -1,8 +1,11 @@
 /* build_graph.c - the needed stages as a graph.
  *
- * A stage is ready once its base (FROM another stage) and the stages it
- * copies or mounts from are built.  Ready stages run at once on threads, up
- * to --jobs of them; a lone ready stage with nothing else running runs on
+ * A stage is ready once its base (FROM another stage) is built; a step that
+ * copies or mounts from another stage waits for that one when it comes to
+ * it (kiln_build_graph_need), so the steps before it run beside the stage
+ * they will copy from, as BuildKit schedules per step.  Ready stages run at
+ * once on threads, up to --jobs of them (in file order: the stages a later
+ * one copies from come first); a lone ready stage with nothing else running runs on
  * the calling thread, so a single-stage build starts no thread.  What the
  * stages share is guarded by b->lock (build-internal.h); each stage writes
  * only its own struct build_stage, and reads another only once it is built.
@@ -28,15 +31,10 @@ struct stage_job {
 };
 
 static bool
-deps_done (const struct build *b, size_t i)
+base_done (const struct build *b, size_t i)
 {
   const struct kiln_plan_stage *ps = &b->plan->stages[i];
-  if (ps->base_stage >= 0 && b->state[ps->base_stage] != BUILD_DONE)
-    return false;
-  for (size_t d = 0; d < ps->ndeps; d++)
-    if (b->state[ps->deps[d]] != BUILD_DONE)
-      return false;
-  return true;
+  return ps->base_stage < 0 || b->state[ps->base_stage] == BUILD_DONE;
 }
 
 /* Under the lock: stage idx ended with r; the first failure's error is
@@ -112,7 +110,7 @@ ready_stages (const struct build *b, size_t *out)
 {
   size_t n = 0;
   for (size_t i = 0; i < b->plan->nstages; i++)
-    if (b->plan->stages[i].needed && b->state[i] == BUILD_WAITING && deps_done (b, i))
+    if (b->plan->stages[i].needed && b->state[i] == BUILD_WAITING && base_done (b, i))
       out[n++] = i;
   return n;
 }

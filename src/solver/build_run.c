@@ -51,12 +51,16 @@ compare_steps (const void *a, const void *b)
   return x->stepno < y->stepno ? -1 : x->stepno > y->stepno;
 }
 
-/* A trigger of an image can name stages of this file (COPY --from, RUN
- * --mount from=) that the plan could not know the stage needs, as the image
- * is read only now: they are built before the trigger runs, as BuildKit
- * adds a trigger's dependencies when it dispatches (testOnBuildNewDeps). */
+/* The stages a step copies or mounts from (COPY --from, RUN --mount
+ * from=), built before it runs: here when no one has started them, else
+ * waited for.  A stage starts as soon as its base is built, so the steps
+ * before such a step run beside the stage it copies from.  A trigger of an
+ * image can name stages too, which the plan could not know, as the image is
+ * read only now (BuildKit adds a trigger's dependencies when it dispatches:
+ * testOnBuildNewDeps).  A miss in such a stage explains this stage's misses
+ * from here on. */
 static int
-build_trigger_deps (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+need_sources (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
   for (size_t f = 0; f < in->nflags; f++)
     {
@@ -70,8 +74,11 @@ build_trigger_deps (struct build *b, struct build_stage *s, const struct kiln_df
         continue;
       kiln_autofree char *name = kiln_xstrndup (v, strcspn (v, ","));
       long idx = kiln_plan_find_stage (b->plan, name, (size_t) (s - b->stages));
-      if (idx >= 0 && kiln_build_graph_need (b, (size_t) idx, err) < 0)
+      if (idx < 0)
+        continue;
+      if (kiln_build_graph_need (b, (size_t) idx, err) < 0)
         return -1;
+      s->any_miss |= b->stages[idx].any_miss;
     }
   return 0;
 }
@@ -94,7 +101,7 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
           kiln_dockerfile_free (t);
           return -1;
         }
-      if (build_trigger_deps (b, s, &t->instrs[1], err) < 0)
+      if (need_sources (b, s, &t->instrs[1], err) < 0)
         {
           kiln_dockerfile_free (t);
           return -1;
@@ -122,7 +129,7 @@ kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err)
   if (run_onbuild (b, s, ps->from, err) < 0)
     return -1;
   for (size_t i = 0; i < ps->ninstrs; i++)
-    if (kiln_build_solve_step (b, s, ps->instrs[i], NULL, "", err) < 0)
+    if (need_sources (b, s, ps->instrs[i], err) < 0 || kiln_build_solve_step (b, s, ps->instrs[i], NULL, "", err) < 0)
       return -1;
   s->built = true;
   return 0;

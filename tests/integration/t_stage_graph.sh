@@ -1,6 +1,6 @@
 #!/bin/bash
 # Stages as a graph (src/solver/build_graph.c): independent stages run at once up
-# to --jobs, the image does not depend on the order they ran in, progress
+# to --jobs, a stage's steps before a COPY --from run beside the stage it copies from, the image does not depend on the order they ran in, progress
 # names the stage, and the first failure cancels the rest cleanly.
 source "$IT_DIR/lib.sh"
 need jq
@@ -46,6 +46,27 @@ assert_match "$log" '\[a 2/2\] \| ' "a RUN's output carries its stage"
 kiln build --progress=plain --no-cache --jobs 1 -o "type=local,dest=$T/j1" "$c" >"$T/j1.log" 2>&1 \
   || { cat "$T/j1.log"; fail "build with --jobs 1"; }
 overlap "$T/j1" && fail "--jobs 1: the stages overlapped"
+
+note "a stage starts once its base is built: its steps before a COPY --from run beside the stage it copies from"
+cat >"$c/Dockerfile" <<'EOF'
+FROM localhost/busybox AS dep
+RUN cut -d' ' -f1 /proc/uptime >/start && sleep 2 && cut -d' ' -f1 /proc/uptime >/end
+
+FROM localhost/busybox
+RUN cut -d' ' -f1 /proc/uptime >/fstart && sleep 2 && cut -d' ' -f1 /proc/uptime >/fend
+COPY --from=dep /start /end /
+EOF
+kiln build --progress=plain --jobs 2 -o "type=local,dest=$T/step" "$c" >"$T/step.log" 2>&1 \
+  || { cat "$T/step.log"; fail "build with --jobs 2"; }
+awk -v as="$(cat "$T/step/start")" -v ae="$(cat "$T/step/end")" -v bs="$(cat "$T/step/fstart")" \
+  -v be="$(cat "$T/step/fend")" 'BEGIN { exit !(as < be && bs < ae) }' \
+  || fail "the last stage's RUN waited for the stage it copies from later: dep $(cat "$T/step/start")-$(cat "$T/step/end"), RUN $(cat "$T/step/fstart")-$(cat "$T/step/fend")"
+# the COPY itself waited: the files are dep's, written before it ended
+[ -s "$T/step/end" ] || fail "COPY --from=dep did not wait for dep"
+kiln build --progress=plain --no-cache --jobs 1 -o "type=local,dest=$T/step1" "$c" >"$T/step1.log" 2>&1 \
+  || { cat "$T/step1.log"; fail "build with --jobs 1"; }
+awk -v ae="$(cat "$T/step1/end")" -v bs="$(cat "$T/step1/fstart")" 'BEGIN { exit !(ae <= bs) }' \
+  || fail "--jobs 1: the stages overlapped"
 
 note "the image and the step list do not depend on the order stages ran in"
 cat >"$c/Dockerfile" <<'EOF'
