@@ -1,9 +1,16 @@
 /* kiln/oci.h - OCI image config, manifest and index as C structs, and their
- * conversion to and from JSON (src/oci_config.c, oci_manifest.c, oci_index.c).
+ * conversion to and from JSON (src/image/oci_config.c, oci_manifest.c,
+ * oci_index.c).
  *
  * Serialisation is done once, compact with sorted keys, and the same bytes
  * are hashed and stored.  Parsing validates types and caps; errors are
- * KILN_E_PARSE and name the document and field. */
+ * KILN_E_PARSE and name the document and field.
+ *
+ * Ownership, for every type here: a struct owns all its strings and arrays
+ * and is freed with its _clear (which leaves it zeroed, ready for reuse);
+ * _copy fills an empty dst with a deep copy; _to_json hands the caller a
+ * malloc'd *out to free; _from_json fills an empty *out that the caller
+ * clears, and on error leaves *out as it was (what it had parsed is freed). */
 #ifndef KILN_OCI_H
 #define KILN_OCI_H
 
