@@ -67,6 +67,10 @@ void kiln_plan_free (struct kiln_plan *p);
  * The plan rejects a reference to a stage at or after its own. */
 long kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before);
 
+/* The raw stage or image names a step copies or mounts from (COPY --from=,
+ * each RUN --mount's from=), in flag order, not expanded.  Caller frees. */
+char **kiln_plan_from_names (const struct kiln_df_instr *in);
+
 /* COPY --from= takes no variables: BuildKit convert.go toCommand expands
  * the value with no variables at all and rejects it when that changes it
  * ("variable expansion is not supported for --from, ..."), for global ARGs

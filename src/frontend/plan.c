@@ -229,38 +229,41 @@ kiln_plan_check_copy_from (const struct kiln_dockerfile *df, const struct kiln_d
   return 0;
 }
 
-/* --from= of COPY and from= of RUN --mount name other stages. */
-static int
-collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+char **
+kiln_plan_from_names (const struct kiln_df_instr *in)
 {
+  char **names = kiln_xcalloc (1, sizeof *names);
   for (size_t f = 0; f < in->nflags; f++)
     {
       const char *v = NULL;
       const struct kiln_df_flag *fl = &in->flags[f];
       if (strcmp (fl->name, "from") == 0 && in->cmd == KILN_DF_COPY)
-        {
-          if (kiln_plan_check_copy_from (p->df, in, err) < 0)
-            return -1;
-          v = fl->value;
-        }
+        v = fl->value;
       else if (strcmp (fl->name, "mount") == 0 && fl->value && (v = strstr (fl->value, "from=")))
-        {
-          if (v != fl->value && v[-1] != ',')
-            v = NULL;
-          else
-            v += 5;
-        }
-      if (!v)
-        continue;
-      kiln_autofree char *raw = kiln_xstrndup (v, strcspn (v, ","));
+        v = (v == fl->value || v[-1] == ',') ? v + 5 : NULL;
+      if (v)
+        kiln_strv_push_take (&names, kiln_xstrndup (v, strcspn (v, ",")));
+    }
+  return names;
+}
+
+/* --from= of COPY and from= of RUN --mount name other stages. */
+static int
+collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+{
+  if (kiln_plan_check_copy_from (p->df, in, err) < 0)
+    return -1;
+  kiln_autostrv char **raws = kiln_plan_from_names (in);
+  for (size_t i = 0; raws[i]; i++)
+    {
       kiln_autofree char *name = NULL;
       /* BuildKit commands_runmount.go parseMount (no expander when the
        * stages are collected): a `$` other than the last byte fails */
-      const char *dollar = in->cmd == KILN_DF_RUN ? strchr (raw, '$') : NULL;
+      const char *dollar = in->cmd == KILN_DF_RUN ? strchr (raws[i], '$') : NULL;
       if (dollar && dollar[1])
         return parse_error (p, in, err,
                             "--mount: 'from' doesn't support variable expansion, define alias stage instead", NULL);
-      if (expand_global (p, in, raw, &name, err) < 0)
+      if (expand_global (p, in, raws[i], &name, err) < 0)
         return -1;
       long dep = kiln_plan_find_stage (p, name, s->index);
       if (dep < 0 && kiln_plan_find_stage (p, name, p->nstages) >= 0)

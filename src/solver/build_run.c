@@ -62,18 +62,10 @@ compare_steps (const void *a, const void *b)
 static int
 need_sources (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
 {
-  for (size_t f = 0; f < in->nflags; f++)
+  kiln_autostrv char **names = kiln_plan_from_names (in);
+  for (size_t i = 0; names[i]; i++)
     {
-      const struct kiln_df_flag *fl = &in->flags[f];
-      const char *v = NULL;
-      if (strcmp (fl->name, "from") == 0 && in->cmd == KILN_DF_COPY)
-        v = fl->value;
-      else if (strcmp (fl->name, "mount") == 0 && fl->value && (v = strstr (fl->value, "from=")))
-        v = (v == fl->value || v[-1] == ',') ? v + 5 : NULL;
-      if (!v)
-        continue;
-      kiln_autofree char *name = kiln_xstrndup (v, strcspn (v, ","));
-      long idx = kiln_plan_find_stage (b->plan, name, (size_t) (s - b->stages));
+      long idx = kiln_plan_find_stage (b->plan, names[i], (size_t) (s - b->stages));
       if (idx < 0)
         continue;
       if (kiln_build_graph_need (b, (size_t) idx, err) < 0)
