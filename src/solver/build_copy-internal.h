@@ -261,10 +261,8 @@ bool kiln_build_copy_replay_complete (const struct kiln_build_copy_replay *r);
 void kiln_build_copy_replay_run (struct copy_job *j, const struct kiln_build_copy_replay *r, const char *src);
 
 /* build_copy_stream.c: streaming */
-bool kiln_build_copy_stream_candidate (struct copy_job *j, char **words, size_t nsrc);
-/* Whether streaming will write the step (a single context directory, there). */
-bool kiln_build_copy_stream_applies (struct copy_job *j, char **words, size_t nsrc);
-int kiln_build_copy_stream_copy (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err);
+char *kiln_build_copy_stream_source (struct copy_job *j, char **words, size_t nsrc, struct stat *st);
+int kiln_build_copy_stream_copy (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err);
 bool kiln_build_copy_stream_failed (const struct copy_job *j);
 void kiln_build_copy_stream_flush (struct copy_job *j);
 int kiln_build_copy_stream_open (struct copy_job *j, const char *path, struct kiln_error **err);

@@ -227,7 +227,7 @@ names_dir (const char *raw)
  * looks the step up), 0 when it could not (downloads, archives, or a file
  * to read when no hit is possible), -1 on error. */
 static int
-key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err)
+key_mode (struct copy_job *j, char **words, size_t nsrc, bool streams, struct kiln_error **err)
 {
   if (!kiln_build_cache_enabled (j->b, j->s))
     return 0;
@@ -239,7 +239,7 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err
   j->fold_cheap_only = !kiln_build_solve_may_hit (j->b, j->s, j->in);
   j->fold = kiln_treesum_new ();
   j->fold_src = SIZE_MAX;
-  if (kiln_build_copy_stream_candidate (j, words, nsrc))
+  if (streams) /* streaming then writes from the kept entries */
     j->replay = kiln_build_copy_replay_new ();
   int ret = kiln_build_copy_collect_sources (j, words, nsrc, err);
   kiln_build_copy_fold_finish_source (j);
@@ -266,7 +266,9 @@ struct copy_op {
   struct build_stage tmp; /* an image --from names */
   char **words;           /* the sources, then the destination */
   size_t nsrc;
-  bool collected; /* prepare collected the entries into the array */
+  char *stream_src;      /* the directory streaming writes, or NULL (the array path) */
+  struct stat stream_st; /* its stat */
+  bool collected;        /* prepare collected the entries into the array */
 };
 
 static int
@@ -302,10 +304,11 @@ copy_prepare (struct build *b, struct build_stage *s, struct build_step *st, str
   st->explain_ud = j;
   if (setup (op, err) < 0)
     return -1;
-  int r = key_mode (j, op->words, op->nsrc, err);
+  op->stream_src = kiln_build_copy_stream_source (j, op->words, op->nsrc, &op->stream_st);
+  int r = key_mode (j, op->words, op->nsrc, op->stream_src != NULL, err);
   if (r != 0)
     return r < 0 ? -1 : (j->looked_up = true, BUILD_KEY_READY);
-  if (kiln_build_copy_stream_applies (j, op->words, op->nsrc))
+  if (op->stream_src)
     return BUILD_KEY_AFTER_EXEC;
   if (kiln_build_copy_collect_sources (j, op->words, op->nsrc, err) < 0)
     return -1;
@@ -319,14 +322,11 @@ copy_exec (struct build *b, struct build_stage *s, struct build_step *st, struct
   (void) b, (void) s;
   struct copy_op *op = st->state;
   struct copy_job *j = &op->j;
-  int ret = 1;
-  if (!op->collected)
-    ret = kiln_build_copy_stream_copy (j, op->words, op->nsrc, err);
-  if (ret == 1 && !op->collected && kiln_build_copy_collect_sources (j, op->words, op->nsrc, err) < 0)
+  if (op->stream_src)
+    return kiln_build_copy_stream_copy (j, op->stream_src, &op->stream_st, err);
+  if (!op->collected && kiln_build_copy_collect_sources (j, op->words, op->nsrc, err) < 0)
     return -1;
-  if (ret == 1)
-    ret = kiln_build_copy_commit_layer (j, err);
-  return ret;
+  return kiln_build_copy_commit_layer (j, err);
 }
 
 static void
@@ -344,6 +344,7 @@ copy_clear (struct build_step *st)
   if (j->downloads_fd >= 0)
     close (j->downloads_fd);
   kiln_strv_free (op->words);
+  free (op->stream_src);
   kiln_build_stage_clear (&op->tmp);
 }
 

@@ -356,20 +356,11 @@ stream_applies (struct copy_job *j, const char *word, const char *src)
          && !kiln_build_copy_has_glob (src) && !(env && strcmp (env, "0") == 0);
 }
 
-/* Whether streaming may write this step (key mode then keeps its entries). */
-bool
-kiln_build_copy_stream_candidate (struct copy_job *j, char **words, size_t nsrc)
-{
-  if (nsrc != 1)
-    return false;
-  kiln_autofree char *src = kiln_fs_path_clean (words[0]);
-  return stream_applies (j, words[0], src);
-}
-
-/* The directory streaming would write (its path cleaned, caller frees,
- * and its stat), or NULL when the step is not one for streaming. */
-static char *
-stream_source (struct copy_job *j, char **words, size_t nsrc, struct stat *st)
+/* The directory streaming writes (its path cleaned, caller frees, and its
+ * stat in *st), or NULL when the step is not one for streaming: a single
+ * directory of the context, there, named without a wildcard. */
+char *
+kiln_build_copy_stream_source (struct copy_job *j, char **words, size_t nsrc, struct stat *st)
 {
   bool descend;
   if (nsrc != 1)
@@ -384,25 +375,14 @@ stream_source (struct copy_job *j, char **words, size_t nsrc, struct stat *st)
   return kiln_steal_ptr (&src);
 }
 
-bool
-kiln_build_copy_stream_applies (struct copy_job *j, char **words, size_t nsrc)
-{
-  struct stat st;
-  kiln_autofree char *src = stream_source (j, words, nsrc, &st);
-  return src != NULL;
-}
-
-/* 1: not a step for streaming (nothing done), 0: done, -1: error. */
+/* Writes the layer from src (kiln_build_copy_stream_source's), then
+ * declares the step's inputs. */
 int
-kiln_build_copy_stream_copy (struct copy_job *j, char **words, size_t nsrc, struct kiln_error **err)
+kiln_build_copy_stream_copy (struct copy_job *j, const char *src, const struct stat *st, struct kiln_error **err)
 {
-  struct stat st;
-  kiln_autofree char *src = stream_source (j, words, nsrc, &st);
-  if (!src)
-    return 1;
   struct copy_stream cs = { .src = src, .list_dfd = -1 };
   j->stream = &cs;
-  int ret = stream_run (j, src, &st, err);
+  int ret = stream_run (j, src, st, err);
   stream_clear (j);
   return ret;
 }
