@@ -83,6 +83,10 @@ struct build_step {
   bool keeps_key;    /* the stage's key stays as exec left it (FROM another stage) */
   bool cached;
   char *miss_reason;
+  /* the record of the same instruction on the same parent, read once
+   * (build_cache.c): 0 not read yet, 1 found, -1 none */
+  int sibling_state;
+  struct kiln_cache_record sibling;
   struct kiln_digest key;
   /* says why input `now_line` (was: `was`) changed better than "NAME changed"
    * (COPY: which files of a tree); NULL when it cannot */
@@ -108,7 +112,7 @@ int kiln_build_solve_step (struct build *b, struct build_stage *s, const struct 
  * store has a record of the same instruction on the same parent (or
  * --cache-sources asks to hash anyway).  An op hashes files in prepare only
  * then. */
-bool kiln_build_solve_may_hit (struct build *b, struct build_stage *s, const struct kiln_df_instr *in);
+bool kiln_build_solve_may_hit (struct build *b, struct build_stage *s);
 
 struct build_stage {
   bool built;
@@ -197,7 +201,7 @@ void kiln_build_cache_note_miss (struct build *b, struct build_stage *s);
 /* Records the layer the step just added under its key. */
 int kiln_build_cache_record (struct build *b, struct build_stage *s, struct kiln_error **err);
 /* Whether the store has a record of in on the stage's parent key. */
-bool kiln_build_cache_has_sibling (struct build *b, struct build_stage *s, const struct kiln_df_instr *in);
+bool kiln_build_cache_has_sibling (struct build *b, struct build_stage *s);
 
 /* The step's variable lookup: ENV of the stage first, then its ARGs. */
 struct step_env {

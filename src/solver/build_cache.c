@@ -54,25 +54,36 @@ layer_available (struct build *b, const struct kiln_digest *d)
   return kiln_store_blob_exists (b->st, d, NULL) || kiln_registry_blob_remote (b->st, d);
 }
 
+/* The record of the same instruction on the same parent: read once per
+ * step, whether an op asks if a hit is possible or a miss is explained. */
+static const struct kiln_cache_record *
+sibling (struct build *b, struct build_stage *s)
+{
+  struct build_step *st = &s->step;
+  if (st->sibling_state == 0)
+    {
+      kiln_autoerror struct kiln_error *e = NULL;
+      st->sibling_state = kiln_cache_find_sibling (b->st, &s->key, st->in->original, &st->sibling, &e) == 0 ? 1 : -1;
+    }
+  return st->sibling_state > 0 ? &st->sibling : NULL;
+}
+
 static char *
 explain_miss (struct build *b, struct build_stage *s)
 {
-  const struct kiln_df_instr *in = s->step.in;
   char *const *inputs = s->step.inputs;
-  struct kiln_cache_record sib = { 0 };
-  kiln_autoerror struct kiln_error *e = NULL;
   if (record_expired (b, &s->key, &s->step.key))
     return kiln_xstrdup ("the cached step is older than --cache-ttl");
-  if (kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) != 0)
+  const struct kiln_cache_record *sib = sibling (b, s);
+  if (!sib)
     return kiln_xstrdup (s->any_miss ? "an earlier step changed" : "not built before");
   size_t idx;
   const char *was;
   char *why = NULL;
-  if (s->step.explain_input && kiln_cache_changed_input (sib.inputs, inputs, &idx, &was))
+  if (s->step.explain_input && kiln_cache_changed_input (sib->inputs, inputs, &idx, &was))
     why = s->step.explain_input (s->step.explain_ud, inputs[idx], was);
   if (!why)
-    why = kiln_cache_explain (sib.inputs, inputs);
-  kiln_cache_record_clear (&sib);
+    why = kiln_cache_explain (sib->inputs, inputs);
   return why;
 }
 
@@ -137,11 +148,7 @@ kiln_build_cache_record (struct build *b, struct build_stage *s, struct kiln_err
 }
 
 bool
-kiln_build_cache_has_sibling (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
+kiln_build_cache_has_sibling (struct build *b, struct build_stage *s)
 {
-  struct kiln_cache_record sib = { 0 };
-  kiln_autoerror struct kiln_error *e = NULL;
-  bool found = kiln_cache_find_sibling (b->st, &s->key, in->original, &sib, &e) == 0;
-  kiln_cache_record_clear (&sib);
-  return found;
+  return sibling (b, s) != NULL;
 }

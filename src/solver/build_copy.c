@@ -236,7 +236,7 @@ key_mode (struct copy_job *j, char **words, size_t nsrc, bool streams, struct ki
       return 0;
   /* with no earlier record, a cold build reads each file once, while it
    * streams into the layer: key mode gives up at the first unknown file */
-  j->fold_cheap_only = !kiln_build_solve_may_hit (j->b, j->s, j->in);
+  j->fold_cheap_only = !kiln_build_solve_may_hit (j->b, j->s);
   j->fold = kiln_treesum_new ();
   j->fold_src = SIZE_MAX;
   if (streams) /* streaming then writes from the kept entries */

@@ -218,7 +218,7 @@ kiln_build_copy_prepare_entries (struct copy_job *j, struct kiln_error **err)
 {
   sort_entries (j);
   j->may_hit = kiln_build_cache_enabled (j->b, j->s)
-               && (kiln_build_copy_all_cheap (j) || kiln_build_solve_may_hit (j->b, j->s, j->in));
+               && (kiln_build_copy_all_cheap (j) || kiln_build_solve_may_hit (j->b, j->s));
   if (!j->may_hit)
     return BUILD_KEY_AFTER_EXEC;
   for (size_t i = 0; i < j->n; i++)

@@ -58,6 +58,7 @@ kiln_build_step_reset (struct build_step *st)
   op_state_free (st);
   kiln_strv_free (st->used);
   kiln_build_step_inputs_clear (st);
+  kiln_cache_record_clear (&st->sibling);
   free (st->miss_reason);
   memset (st, 0, sizeof *st);
 }
@@ -73,9 +74,9 @@ kiln_build_step_key (const struct build_step *st, const struct kiln_digest *pare
 }
 
 bool
-kiln_build_solve_may_hit (struct build *b, struct build_stage *s, const struct kiln_df_instr *in)
+kiln_build_solve_may_hit (struct build *b, struct build_stage *s)
 {
-  return kiln_build_cache_enabled (b, s) && (b->o->cache_sources || kiln_build_cache_has_sibling (b, s, in));
+  return kiln_build_cache_enabled (b, s) && (b->o->cache_sources || kiln_build_cache_has_sibling (b, s));
 }
 
 static const struct build_op *
