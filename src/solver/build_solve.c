@@ -9,7 +9,6 @@
  * every file (a cold COPY) declares them during exec instead; the key and
  * the record follow exec then.  Nothing else in the executor makes a key,
  * looks one up or writes a record. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "build-internal.h"
@@ -89,15 +88,6 @@ op_for (const struct kiln_df_instr *in)
     case KILN_DF_RUN: return &kiln_build_op_run;
     default: return &kiln_build_op_metadata; /* it refuses a FROM here */
     }
-}
-
-static void
-progress (struct build *b, const char *text, double secs, const char *note)
-{
-  if (b->o->progress != KILN_PROGRESS_PLAIN || !b->o->progress_out)
-    return;
-  fprintf (b->o->progress_out, "%s%s%s %.2fs\n", text, note ? " " : "", note ? note : "", secs);
-  fflush (b->o->progress_out);
 }
 
 /* The step into the build's result (stages running at once share it). */
@@ -190,7 +180,7 @@ kiln_build_solve_step (struct build *b, struct build_stage *s, const struct kiln
     kiln_build_stage_pending_clear (s); /* the layer made the WORKDIRs */
   s->key = st->key;
   double secs = (double) (kiln_now_ns () - t0) / 1e9;
-  progress (b, text, secs, st->cached ? "CACHED" : NULL);
+  kiln_build_progress (b, "%s%s %.2fs", text, st->cached ? " CACHED" : "", secs);
   record_step (b, text, secs, s, st->op->layer && s->nlayers > before);
   return 0;
 }
