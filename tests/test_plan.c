@@ -142,16 +142,22 @@ Test (plan, copy_and_mount_from_a_duplicate_name_is_the_last_stage_of_the_file)
   cr_assert_eq (plan->stages[2].deps[0], 1);
   cr_assert_eq (plan->stages[2].deps[1], 1);
   cr_assert_not (plan->stages[0].needed);
-  cr_assert_eq (kiln_plan_find_stage (plan, "FINAL", 2), 1);
-  cr_assert_eq (kiln_plan_find_stage (plan, "final", 1), -1);
+  cr_assert_eq (kiln_plan_find_stage (plan, "FINAL"), 1);
+  cr_assert_eq (kiln_plan_find_stage (plan, "2"), 2);
+  cr_assert_eq (kiln_plan_find_stage (plan, "3"), -1);
+  cr_assert_eq (kiln_plan_find_stage (plan, "busybox"), -1);
 }
 
-Test (plan, copy_from_a_name_whose_last_stage_comes_later_is_rejected)
+Test (plan, copy_from_a_name_means_its_last_stage_even_when_that_comes_later)
 {
-  /* the earlier `final` does not count: BuildKit picks the last one, not built yet */
-  const char *text = "FROM scratch AS final\nFROM scratch\nCOPY --from=final /a /a\nFROM scratch AS final\n";
-  cr_assert_lt (make_plan (text, NULL, NULL), 0);
-  cr_assert_str_eq (err->msg, "Dockerfile:3: COPY: stage must be defined before it is used: `final`");
+  /* the earlier `final` does not count: BuildKit picks the last one */
+  const char *text = "FROM scratch AS final\nFROM scratch AS mid\nCOPY --from=final /a /a\nFROM scratch AS final\n";
+  cr_assert_eq (make_plan (text, "mid", NULL), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (plan->stages[1].ndeps, 1);
+  cr_assert_eq (plan->stages[1].deps[0], 2);
+  cr_assert_eq (plan->stages[1].dep_instrs[0]->line, 3);
+  cr_assert (plan->stages[2].needed);
+  cr_assert_not (plan->stages[0].needed);
 }
 
 Test (plan, target_with_a_duplicate_name_is_the_last_stage)
@@ -170,10 +176,50 @@ Test (plan, from_is_looked_up_by_exact_name_only)
   cr_assert_eq (plan->stages[2].base_stage, -1);
 }
 
-Test (plan, rejects_copy_from_a_stage_defined_later)
+Test (plan, copy_and_mount_from_a_stage_defined_later_are_dependencies)
 {
-  cr_assert_lt (make_plan ("FROM scratch\nCOPY --from=b /x /x\nFROM scratch AS b\n", NULL, NULL), 0);
-  cr_assert_str_eq (err->msg, "Dockerfile:2: COPY: stage must be defined before it is used: `b`");
+  const char *text = "FROM scratch AS a\nCOPY --from=b /x /x\nRUN --mount=from=2,target=/m true\nFROM scratch AS b\n"
+                     "FROM scratch\n";
+  cr_assert_eq (make_plan (text, "a", NULL), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (plan->stages[0].ndeps, 2);
+  cr_assert_eq (plan->stages[0].deps[0], 1);
+  cr_assert_eq (plan->stages[0].deps[1], 2);
+  cr_assert (plan->stages[1].needed && plan->stages[2].needed);
+  cr_assert (kiln_plan_stage_needs (plan, 0, 2));
+  cr_assert_not (kiln_plan_stage_needs (plan, 2, 0));
+}
+
+/* BuildKit TestDockerfileCircularDependencies: the same two Dockerfiles */
+Test (plan, rejects_a_stage_that_copies_from_itself)
+{
+  cr_assert_lt (make_plan ("FROM busybox AS stage0\nCOPY --from=stage0 f1 /sub/\n", NULL, NULL), 0);
+  cr_assert_str_eq (err->msg, "Dockerfile:2: COPY: circular dependency detected on stage: stage0: "
+                              "stage0 (line 2) -> stage0");
+}
+
+Test (plan, rejects_a_cycle_through_several_stages)
+{
+  const char *text = "FROM busybox AS stage0\nCOPY --from=stage2 f1 /sub/\nFROM busybox AS stage1\n"
+                     "COPY --from=stage0 f2 /sub/\nFROM busybox AS stage2\nCOPY --from=stage1 f2 /sub/\n";
+  cr_assert_lt (make_plan (text, NULL, NULL), 0);
+  cr_assert_str_eq (err->msg, "Dockerfile:2: COPY: circular dependency detected on stage: stage0: "
+                              "stage0 (line 2) -> stage2 (line 6) -> stage1 (line 4) -> stage0");
+}
+
+/* a stage FROM another needs it built first, so copying back is a cycle */
+Test (plan, rejects_a_cycle_through_a_base_stage)
+{
+  const char *text = "FROM scratch AS a\nRUN --mount=from=b,target=/m true\nFROM a AS b\n";
+  cr_assert_lt (make_plan (text, NULL, NULL), 0);
+  cr_assert_str_eq (err->msg, "Dockerfile:2: RUN: circular dependency detected on stage: a: "
+                              "a (line 2) -> b (line 3) -> a");
+}
+
+Test (plan, names_an_unnamed_stage_in_a_cycle_by_its_index)
+{
+  cr_assert_lt (make_plan ("FROM scratch\nCOPY --from=0 /x /x\n", NULL, NULL), 0);
+  cr_assert_str_eq (err->msg, "Dockerfile:2: COPY: circular dependency detected on stage: stage-0: "
+                              "stage-0 (line 2) -> stage-0");
 }
 
 Test (plan, rejects_from_that_expands_to_nothing)

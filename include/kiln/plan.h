@@ -21,7 +21,8 @@ struct kiln_plan_stage {
   char *platform;                      /* expanded --platform, or NULL */
   const struct kiln_df_instr **instrs; /* the stage's instructions after FROM */
   size_t ninstrs;
-  long *deps; /* stages referenced by COPY --from / RUN --mount from= */
+  long *deps;                              /* stages referenced by COPY --from / RUN --mount from=, earlier or later */
+  const struct kiln_df_instr **dep_instrs; /* the instruction naming deps[i] */
   size_t ndeps;
   bool needed; /* the target depends on it */
 };
@@ -62,10 +63,15 @@ void kiln_plan_free (struct kiln_plan *p);
 /* The stage COPY --from= / RUN --mount from= names, as BuildKit resolves it
  * (convert.go toCommand: findStateByName, findStateByIndex): a decimal
  * index, or the LAST stage of the whole file with that name
- * (case-insensitive).  Returns it when it comes before `before` (it must be
- * built first), else -1; -1 also when there is none (an image reference).
- * The plan rejects a reference to a stage at or after its own. */
-long kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before);
+ * (case-insensitive), wherever it is in the file; -1 when there is none (an
+ * image reference).  Unlike BuildKit, a stage may name one defined after it
+ * (the graph builds that one first); the plan rejects a chain of such
+ * references that comes back to the stage (a cycle). */
+long kiln_plan_find_stage (const struct kiln_plan *p, const char *ref);
+
+/* Whether stage `from` needs stage `to` to be built first, through its
+ * base and the stages it copies or mounts from, at any depth. */
+bool kiln_plan_stage_needs (const struct kiln_plan *p, size_t from, size_t to);
 
 /* The raw stage or image names a step copies or mounts from (COPY --from=,
  * each RUN --mount's from=), in flag order, not expanded.  Caller frees. */

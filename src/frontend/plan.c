@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include "kiln/buf.h"
 #include "kiln/cleanup.h"
 #include "kiln/expand.h"
 #include "kiln/plan.h"
@@ -184,22 +185,22 @@ find_last_named (const struct kiln_plan *p, const char *name)
 }
 
 long
-kiln_plan_find_stage (const struct kiln_plan *p, const char *ref, size_t before)
+kiln_plan_find_stage (const struct kiln_plan *p, const char *ref)
 {
-  long i;
   if (*ref && strspn (ref, "0123456789") == strlen (ref))
     {
       unsigned long v = strtoul (ref, NULL, 10);
-      return v < before ? (long) v : -1;
+      return v < p->nstages ? (long) v : -1;
     }
-  i = find_last_named (p, ref);
-  return i >= 0 && (size_t) i < before ? i : -1;
+  return find_last_named (p, ref);
 }
 
 static void
-add_dep (struct kiln_plan_stage *s, long dep)
+add_dep (struct kiln_plan_stage *s, long dep, const struct kiln_df_instr *in)
 {
-  s->deps = kiln_xrealloc (s->deps, (s->ndeps + 1) * sizeof (long));
+  s->deps = kiln_xrealloc (s->deps, (s->ndeps + 1) * sizeof *s->deps);
+  s->dep_instrs = kiln_xrealloc (s->dep_instrs, (s->ndeps + 1) * sizeof *s->dep_instrs);
+  s->dep_instrs[s->ndeps] = in;
   s->deps[s->ndeps++] = dep;
 }
 
@@ -265,11 +266,9 @@ collect_deps (struct kiln_plan *p, struct kiln_plan_stage *s, const struct kiln_
                             "--mount: 'from' doesn't support variable expansion, define alias stage instead", NULL);
       if (expand_global (p, in, raws[i], &name, err) < 0)
         return -1;
-      long dep = kiln_plan_find_stage (p, name, s->index);
-      if (dep < 0 && kiln_plan_find_stage (p, name, p->nstages) >= 0)
-        return parse_error (p, in, err, "stage must be defined before it is used:", name);
+      long dep = kiln_plan_find_stage (p, name);
       if (dep >= 0)
-        add_dep (s, dep);
+        add_dep (s, dep, in);
     }
   return 0;
 }
@@ -322,6 +321,108 @@ set_platform_args (struct kiln_plan *p, const struct kiln_plan_opts *o)
   kiln_kvlist_set (&p->platform_args, "TARGETVARIANT", tvar ? tvar : "");
 }
 
+/* A stage's edges, for the cycle check: the stages its steps copy or mount
+ * from, and its base stage (always an earlier one).  via[k] is the
+ * instruction of path[k] that leads to path[k + 1]. */
+struct cycle_walk {
+  const struct kiln_plan *p;
+  unsigned char *color; /* 0 unseen, 1 on the path, 2 done */
+  size_t *path;
+  const struct kiln_df_instr **via;
+  size_t depth;
+};
+
+static long
+visit_stage (struct cycle_walk *w, size_t i)
+{
+  const struct kiln_plan_stage *s = &w->p->stages[i];
+  size_t at = w->depth++;
+  w->color[i] = 1;
+  w->path[at] = i;
+  for (size_t d = 0; d <= s->ndeps; d++)
+    {
+      long next = d < s->ndeps ? s->deps[d] : s->base_stage;
+      if (next < 0 || w->color[next] == 2)
+        continue;
+      w->via[at] = d < s->ndeps ? s->dep_instrs[d] : s->from;
+      long c = w->color[next] == 1 ? next : visit_stage (w, (size_t) next);
+      if (c >= 0)
+        return c;
+    }
+  w->color[i] = 2;
+  w->depth--;
+  return -1;
+}
+
+static char *
+stage_label (const struct kiln_plan_stage *s)
+{
+  return s->name ? kiln_xstrdup (s->name) : kiln_xasprintf ("stage-%zu", s->index);
+}
+
+static int
+cycle_error (const struct kiln_plan *p, const struct cycle_walk *w, long c, struct kiln_error **err)
+{
+  size_t k = 0;
+  while (w->path[k] != (size_t) c)
+    k++;
+  kiln_autofree char *first = stage_label (&p->stages[c]);
+  kiln_autobuf struct kiln_buf chain = KILN_BUF_INIT;
+  for (size_t j = k; j < w->depth; j++)
+    {
+      kiln_autofree char *l = stage_label (&p->stages[w->path[j]]);
+      kiln_buf_addf (&chain, "%s (line %d) -> ", l, w->via[j]->line);
+    }
+  kiln_buf_adds (&chain, first);
+  const struct kiln_df_instr *in = w->via[k];
+  kiln_error_set (err, 0, KILN_E_PARSE, "%s:%d: %s: circular dependency detected on stage: %s: %s", p->df->name,
+                  in->line, kiln_df_cmd_name (in->cmd), first, chain.buf);
+  return -1;
+}
+
+/* BuildKit validateCircularDependency: a stage may copy from one defined
+ * later, but never, through any chain, from itself; the build would wait
+ * for itself. */
+static int
+check_cycles (const struct kiln_plan *p, struct kiln_error **err)
+{
+  kiln_autofree unsigned char *color = kiln_xcalloc (p->nstages, 1);
+  kiln_autofree size_t *path = kiln_xcalloc (p->nstages, sizeof *path);
+  kiln_autofree const struct kiln_df_instr **via = kiln_xcalloc (p->nstages, sizeof *via);
+  struct cycle_walk w = { p, color, path, via, 0 };
+  for (size_t i = 0; i < p->nstages; i++)
+    {
+      long c = color[i] ? -1 : visit_stage (&w, i);
+      if (c >= 0)
+        return cycle_error (p, &w, c, err);
+    }
+  return 0;
+}
+
+static bool
+needs_walk (const struct kiln_plan *p, size_t i, size_t to, unsigned char *seen)
+{
+  if (i == to)
+    return true;
+  if (seen[i])
+    return false;
+  seen[i] = 1;
+  const struct kiln_plan_stage *s = &p->stages[i];
+  if (s->base_stage >= 0 && needs_walk (p, (size_t) s->base_stage, to, seen))
+    return true;
+  for (size_t d = 0; d < s->ndeps; d++)
+    if (needs_walk (p, (size_t) s->deps[d], to, seen))
+      return true;
+  return false;
+}
+
+bool
+kiln_plan_stage_needs (const struct kiln_plan *p, size_t from, size_t to)
+{
+  kiln_autofree unsigned char *seen = kiln_xcalloc (p->nstages, 1);
+  return needs_walk (p, from, to, seen);
+}
+
 static int
 split_stages (struct kiln_plan *p, struct kiln_error **err)
 {
@@ -358,7 +459,7 @@ split_stages (struct kiln_plan *p, struct kiln_error **err)
       if (collect_trigger_deps (p, &p->stages[i], err) < 0)
         return -1;
     }
-  return 0;
+  return check_cycles (p, err);
 }
 
 int
@@ -427,6 +528,7 @@ kiln_plan_free (struct kiln_plan *p)
       free (p->stages[i].platform);
       free (p->stages[i].instrs);
       free (p->stages[i].deps);
+      free (p->stages[i].dep_instrs);
     }
   free (p->stages);
   kiln_kvlist_clear (&p->global_args);

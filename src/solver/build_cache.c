@@ -22,7 +22,7 @@ kiln_build_cache_enabled (struct build *b, const struct build_stage *s)
   for (size_t i = 0; b->o->no_cache_filter && b->o->no_cache_filter[i]; i++)
     {
       const char *f = b->o->no_cache_filter[i];
-      if ((name && strcasecmp (f, name) == 0) || kiln_plan_find_stage (b->plan, f, idx + 1) == (long) idx)
+      if ((name && strcasecmp (f, name) == 0) || kiln_plan_find_stage (b->plan, f) == (long) idx)
         return false;
     }
   return true;

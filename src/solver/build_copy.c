@@ -116,7 +116,7 @@ source_root (struct copy_job *j, struct build_stage *tmp, struct kiln_error **er
       return 0;
     }
   struct build_stage *src = tmp;
-  long idx = kiln_plan_find_stage (j->b->plan, from, (size_t) (j->s - j->b->stages));
+  long idx = kiln_plan_find_stage (j->b->plan, from);
   if (idx >= 0 && !j->b->stages[idx].built) /* never empty files for a stage the plan missed */
     return kiln_build_copy_job_fail (j, err, "stage `%s` was not built before its use", from);
   if (idx >= 0)

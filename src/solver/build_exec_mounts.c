@@ -155,7 +155,7 @@ static int
 from_stage (struct run_job *r, struct build_stage *tmp, const char *from, struct build_stage **out,
             struct kiln_error **err)
 {
-  long idx = kiln_plan_find_stage (r->b->plan, from, (size_t) (r->s - r->b->stages));
+  long idx = kiln_plan_find_stage (r->b->plan, from);
   if (idx >= 0)
     {
       /* never an empty mount for a stage the plan missed */

@@ -65,9 +65,15 @@ need_sources (struct build *b, struct build_stage *s, const struct kiln_df_instr
   kiln_autostrv char **names = kiln_plan_from_names (in);
   for (size_t i = 0; names[i]; i++)
     {
-      long idx = kiln_plan_find_stage (b->plan, names[i], (size_t) (s - b->stages));
+      size_t self = (size_t) (s - b->stages);
+      long idx = kiln_plan_find_stage (b->plan, names[i]);
       if (idx < 0)
         continue;
+      /* only an image's trigger can get here with a cycle: the plan
+       * rejected the file's own */
+      if (kiln_plan_stage_needs (b->plan, (size_t) idx, self))
+        return kiln_error_set (err, 0, KILN_E_PARSE, "%s:%d: %s: circular dependency detected on stage: %s",
+                               b->df->name, in->line, kiln_df_cmd_name (in->cmd), names[i]);
       if (kiln_build_graph_need (b, (size_t) idx, err) < 0)
         return -1;
       s->any_miss |= b->stages[idx].any_miss;

@@ -148,12 +148,15 @@ plan_and_expand (const struct kiln_dockerfile *df)
       s.plan = plan;
       kiln_plan_count_steps (plan);
       for (size_t i = 0; i < plan->nstages; i++)
-        if (plan->stages[i].name)
-          {
-            long f = kiln_plan_find_stage (plan, plan->stages[i].name, plan->nstages);
-            if (f < (long) i)
-              fuzz_fail ("stage %zu `%s` resolves to earlier stage %ld", i, plan->stages[i].name, f);
-          }
+        {
+          long f = plan->stages[i].name ? kiln_plan_find_stage (plan, plan->stages[i].name) : (long) i;
+          if (f < (long) i)
+            fuzz_fail ("stage %zu `%s` resolves to earlier stage %ld", i, plan->stages[i].name, f);
+          /* an accepted plan has no cycle: the build would wait for itself */
+          for (size_t d = 0; d < plan->stages[i].ndeps; d++)
+            if (kiln_plan_stage_needs (plan, (size_t) plan->stages[i].deps[d], i))
+              fuzz_fail ("stage %zu needs stage %ld, which needs it back", i, plan->stages[i].deps[d]);
+        }
       if (plan->target >= plan->nstages)
         fuzz_fail ("target stage %zu of %zu", plan->target, plan->nstages);
     }

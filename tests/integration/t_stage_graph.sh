@@ -1,7 +1,9 @@
 #!/bin/bash
 # Stages as a graph (src/solver/build_graph.c): independent stages run at once up
-# to --jobs, a stage's steps before a COPY --from run beside the stage it copies from, the image does not depend on the order they ran in, progress
-# names the stage, and the first failure cancels the rest cleanly.
+# to --jobs, a stage's steps before a COPY --from run beside the stage it
+# copies from, a stage may copy from one defined after it, the image does not
+# depend on the order they ran in, progress names the stage, and the first
+# failure cancels the rest cleanly.
 source "$IT_DIR/lib.sh"
 need jq
 export SOURCE_DATE_EPOCH=1700000000
@@ -95,6 +97,35 @@ s1=$(jq -c '[."kiln.steps"[].step]' "$T/m1.json")
 s2=$(jq -c '[."kiln.steps"[].step]' "$T/m2.json")
 assert_eq "$s1" "$s2" "steps in the metadata file"
 assert_contains "$s1" '"[slow 1/2] FROM localhost/busybox AS slow","[slow 2/2] RUN sleep 1'
+
+note "COPY --from and --mount from= a stage defined later: it is built first, whatever --jobs"
+cat >"$c/Dockerfile" <<'EOF'
+FROM localhost/busybox AS app
+RUN echo app >/app
+COPY --from=later /made /made
+RUN --mount=from=later,target=/m cat /m/made >/mounted
+
+FROM localhost/busybox AS later
+RUN echo made later >/made
+
+FROM app
+RUN cat /app /made /mounted
+EOF
+for j in 1 2; do
+  kiln build --progress=plain --no-cache --jobs $j -t localhost/later:$j "$c" >"$T/later$j.log" 2>&1 \
+    || { cat "$T/later$j.log"; fail "build with a later stage, --jobs $j"; }
+done
+assert_eq "$(kiln inspect localhost/later:1 | jq -r .digest)" "$(kiln inspect localhost/later:2 | jq -r .digest)" \
+  "image digest with a later stage, --jobs 1 against --jobs 2"
+unpack_image localhost/later:1 "$T/later"
+assert_file "$T/later/rootfs/made" "made later"
+assert_file "$T/later/rootfs/mounted" "made later"
+# the later stage ran before the step that needed it, and is labelled as itself
+log=$(cat "$T/later1.log")
+assert_contains "$log" "[later 2/2] RUN echo made later"
+[ "$(grep -n '\[later 2/2\] RUN' "$T/later1.log" | cut -d: -f1 | head -1)" -lt \
+  "$(grep -n '\[app 3/4\] COPY --from=later' "$T/later1.log" | cut -d: -f1 | head -1)" ] \
+  || fail "--jobs 1: the later stage did not run before the COPY that needs it: $log"
 
 note "a failing stage cancels the others: no process, mount or scratch directory is left"
 cat >"$c/Dockerfile" <<'EOF'
