@@ -60,7 +60,17 @@ compare_steps (const void *a, const void *b)
  * testOnBuildNewDeps).  A miss in such a stage explains this stage's misses
  * from here on. */
 static int
-need_sources (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, struct kiln_error **err)
+cycle_error (struct build *b, const struct kiln_df_instr *in, const char *trigger, const char *name,
+             struct kiln_error **err)
+{
+  kiln_autofree char *where = trigger ? kiln_xstrdup (trigger) : kiln_xasprintf ("%s:%d", b->df->name, in->line);
+  return kiln_error_set (err, 0, KILN_E_PARSE, "%s: %s: circular dependency detected on stage: %s", where,
+                         kiln_df_cmd_name (in->cmd), name);
+}
+
+static int
+need_sources (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, const char *trigger,
+              struct kiln_error **err)
 {
   kiln_autostrv char **names = kiln_plan_from_names (in);
   for (size_t i = 0; names[i]; i++)
@@ -72,8 +82,7 @@ need_sources (struct build *b, struct build_stage *s, const struct kiln_df_instr
       /* only an image's trigger can get here with a cycle: the plan
        * rejected the file's own */
       if (kiln_plan_stage_needs (b->plan, (size_t) idx, self))
-        return kiln_error_set (err, 0, KILN_E_PARSE, "%s:%d: %s: circular dependency detected on stage: %s",
-                               b->df->name, in->line, kiln_df_cmd_name (in->cmd), names[i]);
+        return cycle_error (b, in, trigger, names[i], err);
       if (kiln_build_graph_need (b, (size_t) idx, err) < 0)
         return -1;
       s->any_miss |= b->stages[idx].any_miss;
@@ -99,7 +108,7 @@ run_onbuild (struct build *b, struct build_stage *s, const struct kiln_df_instr 
           kiln_dockerfile_free (t);
           return -1;
         }
-      if (need_sources (b, s, &t->instrs[1], err) < 0)
+      if (need_sources (b, s, &t->instrs[1], name, err) < 0)
         {
           kiln_dockerfile_free (t);
           return -1;
@@ -127,7 +136,8 @@ kiln_build_stage_run (struct build *b, size_t idx, struct kiln_error **err)
   if (run_onbuild (b, s, ps->from, err) < 0)
     return -1;
   for (size_t i = 0; i < ps->ninstrs; i++)
-    if (need_sources (b, s, ps->instrs[i], err) < 0 || kiln_build_solve_step (b, s, ps->instrs[i], NULL, "", err) < 0)
+    if (need_sources (b, s, ps->instrs[i], NULL, err) < 0
+        || kiln_build_solve_step (b, s, ps->instrs[i], NULL, "", err) < 0)
       return -1;
   s->built = true;
   return 0;

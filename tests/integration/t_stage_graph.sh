@@ -127,6 +127,19 @@ assert_contains "$log" "[later 2/2] RUN echo made later"
   "$(grep -n '\[app 3/4\] COPY --from=later' "$T/later1.log" | cut -d: -f1 | head -1)" ] \
   || fail "--jobs 1: the later stage did not run before the COPY that needs it: $log"
 
+note "an image's ONBUILD trigger may copy from a later stage, never from the stage it runs in"
+printf 'FROM localhost/busybox\nONBUILD COPY --from=app /made /from-app\n' >"$c/Dockerfile"
+kiln build --progress=quiet -t localhost/trig "$c" >/dev/null || fail "build the image with the trigger"
+printf 'FROM localhost/trig AS user\nFROM localhost/busybox AS app\nRUN echo by app >/made\nFROM user\n' >"$c/Dockerfile"
+kiln build --progress=quiet --jobs 1 -t localhost/trig-user "$c" >"$T/trig.log" 2>&1 \
+  || { cat "$T/trig.log"; fail "a trigger naming a later stage"; }
+unpack_image localhost/trig-user "$T/trig"
+assert_file "$T/trig/rootfs/from-app" "by app"
+printf 'FROM localhost/trig AS app\nRUN true\n' >"$c/Dockerfile"
+expect_fail kiln build --progress=quiet "$c"
+assert_contains "$ERR" "Dockerfile:1: ONBUILD trigger"
+assert_contains "$ERR" "circular dependency detected on stage: app"
+
 note "a failing stage cancels the others: no process, mount or scratch directory is left"
 cat >"$c/Dockerfile" <<'EOF'
 FROM localhost/busybox AS long
