@@ -3,7 +3,14 @@
  * buf is never NULL (KILN_BUF_INIT points at a static empty string) and always
  * NUL-terminated; alloc >= len + 1 once anything was added.  max (0 = no cap)
  * bounds len: kiln_buf_add_checked fails with EFBIG instead of growing past it,
- * which is how untrusted input (manifests, tokens, error bodies) is read. */
+ * which is how untrusted input (manifests, tokens, error bodies) is read.
+ *
+ * Ownership: the buffer owns b->buf; anyone may read it (and b->len) but
+ * only these calls change it, and a pointer into it is valid until the
+ * next call that grows the buffer.  kiln_buf_detach hands the string over
+ * and leaves an empty buffer; kiln_buf_release frees and re-initialises it
+ * (keeping max), so a released buffer can be used again.  Data passed to
+ * the _add calls is copied. */
 #ifndef KILN_BUF_H
 #define KILN_BUF_H
 

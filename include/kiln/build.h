@@ -1,10 +1,18 @@
 /* kiln/build.h - executes a plan: stages, steps, layers, the final image.
  *
- * The executor walks the needed stages in order.  Metadata steps edit the
- * image config; COPY/ADD stream a layer straight from the context (or another
- * stage's files) through the layer writer into the store.  A flattened view
- * of a stage's filesystem is made only when a step needs it (COPY --from,
- * --chown by name), in ROOT/tmp. */
+ * The needed stages run as a graph (src/solver/build_graph.c, up to --jobs
+ * at once); each step goes through the solver (build_solve.c), which asks
+ * the step's op for its cache inputs, looks the key up and runs the op only
+ * on a miss.  Metadata steps edit the image config; COPY/ADD stream a layer
+ * from the context (or another stage's files) through the layer writer into
+ * the store; RUN runs in the sandbox over a snapshot.  A flattened view of
+ * a stage's filesystem is made only when a step needs it (COPY --from,
+ * --chown by name), in ROOT/tmp.
+ *
+ * Ownership: opts and all they point to are borrowed for the call (the
+ * interrupted flag is read while it runs).  The result is filled from
+ * empty and cleared by the caller with kiln_build_result_clear, also after
+ * a failure. */
 #ifndef KILN_BUILD_H
 #define KILN_BUILD_H
 

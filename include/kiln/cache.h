@@ -11,7 +11,14 @@
  *
  * The context checksum cache maps a context file's (dev, inode, size,
  * mtime_ns, ctime_ns) to its sha256, so a rebuild with no change reads no
- * file content. */
+ * file content.
+ *
+ * Ownership: a key's hash state is freed by _final or _clear (either may
+ * end it).  Records, URL records and descriptors are values: a _get or
+ * _find fills an empty one, which the caller clears with its _clear (also
+ * when the call returned 1, "none", where it stays empty); _put reads its
+ * argument and keeps nothing.  Input arrays given to _explain and
+ * _changed_input are borrowed; *was points into old_inputs. */
 #ifndef KILN_CACHE_H
 #define KILN_CACHE_H
 

@@ -10,7 +10,12 @@
  *
  * Import reads only the manifest and the config: records go into the local
  * cache and their layers into kiln/sources.json, so a hit is a hit without
- * its bytes, which are fetched when a later step needs the snapshot. */
+ * its bytes, which are fetched when a later step needs the snapshot.
+ *
+ * Ownership: a spec and a doc are values cleared by their _clear; _parse,
+ * _from_json and _collect fill an empty one, which the caller clears even
+ * after a failure.  Keys, images, specs and options passed in are borrowed
+ * for the call. */
 #ifndef KILN_CACHE_EXPORT_H
 #define KILN_CACHE_EXPORT_H
 

@@ -6,7 +6,12 @@
  * the stream (gzip trailer, zstd epilogue).  Output depends only on the input
  * bytes, the algorithm and the level, never on chunking, time or host, so
  * equal layers give equal blobs.  A backend (ISA-L igzip,
- * multithreaded zstd) is swapped in without touching the layer writer. */
+ * multithreaded zstd) is swapped in without touching the layer writer.
+ *
+ * Ownership: the compressor is the caller's until kiln_compressor_free
+ * (also after _finish).  Bytes passed to _write are copied or consumed
+ * before it returns; the bytes a sink or block callback receives are the
+ * compressor's and valid only during that call. */
 #ifndef KILN_COMPRESS_H
 #define KILN_COMPRESS_H
 

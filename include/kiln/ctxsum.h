@@ -10,7 +10,11 @@
  * save merges the mapped records with this build's updates into a new file
  * renamed over the old one, so concurrent builds on one context never see a
  * torn file (the last save wins; a lost update only costs hashing again).
- * A damaged file is ignored with a warning and rewritten at the next save. */
+ * A damaged file is ignored with a warning and rewritten at the next save.
+ *
+ * Ownership: the cache is the caller's until kiln_ctxsum_free (which does
+ * not save); paths and stats given to _lookup and _update are copied when
+ * kept. */
 #ifndef KILN_CTXSUM_H
 #define KILN_CTXSUM_H
 

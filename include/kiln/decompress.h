@@ -5,7 +5,11 @@
  * some registries write them), every member's CRC and size checked; zstd
  * with libzstd; KILN_COMP_NONE copies.  The pull verifies a layer's diffID on
  * this output and snapshots extract from it, so a layer is inflated once on
- * its way into the store and once, fast, when a snapshot is made from a blob. */
+ * its way into the store and once, fast, when a snapshot is made from a blob.
+ *
+ * Ownership: a decompressor or reader is the caller's until its _free; a
+ * reader's fd stays the caller's; the bytes _read points to are the
+ * reader's, valid until the next call. */
 #ifndef KILN_DECOMPRESS_H
 #define KILN_DECOMPRESS_H
 

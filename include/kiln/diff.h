@@ -24,7 +24,10 @@
  * and everything below it, is skipped when it does not exist in the lowers;
  * when it does, it is diffed like any other path (the sandbox's bind mount
  * received the step's writes, so a step that edits an existing /etc/hosts
- * leaves no trace in the upper dir and the edit is lost, as in Docker). */
+ * leaves no trace in the upper dir and the edit is lost, as in Docker).
+ *
+ * Ownership: m, lo and exclude are borrowed; *res is filled from empty and
+ * cleared by the caller with kiln_layer_result_clear. */
 #ifndef KILN_DIFF_H
 #define KILN_DIFF_H
 

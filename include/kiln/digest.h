@@ -1,4 +1,9 @@
-/* kiln/digest.h - streaming sha256 and the "sha256:<hex>" digest type. */
+/* kiln/digest.h - streaming sha256 and the "sha256:<hex>" digest type.
+ *
+ * Ownership: a struct kiln_digest is a plain value (copy it with `=`), never
+ * allocated.  A kiln_sha256 context is the caller's from _new until
+ * kiln_sha256_free; _final does not free it.  kiln_digest_hex points into
+ * the digest it is given. */
 #ifndef KILN_DIGEST_H
 #define KILN_DIGEST_H
 

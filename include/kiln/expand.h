@@ -12,7 +12,12 @@
  * special parameters $@ $* $# $? $- $$ $! (looked up like any name).
  * Differs from BuildKit in one point: kiln_expand_words keeps a quoted empty
  * string ("" or '') as an empty word, as sh does.
- * Pure code. */
+ * Pure code.
+ *
+ * Ownership: what lookup returns is borrowed for the call (copied when
+ * used).  *out is the caller's: a malloc'd string, or for _words and
+ * _split_words_raw a vector freed with kiln_strv_free; on error *out is
+ * left unset. */
 #ifndef KILN_EXPAND_H
 #define KILN_EXPAND_H
 

@@ -1,7 +1,10 @@
 /* kiln/exporter.h - what a finished build leaves behind, in one order
  * (as BuildKit's exporters): the tags, --output, --iidfile, --metadata-file,
  * the push, then the cache export (after the push, so the cache's layers are
- * found in the registry and mounted or skipped, not uploaded twice). */
+ * found in the registry and mounted or skipped, not uploaded twice).
+ *
+ * Ownership: the options and the build result are borrowed; nothing is
+ * kept after a call returns. */
 #ifndef KILN_EXPORTER_H
 #define KILN_EXPORTER_H
 

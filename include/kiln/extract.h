@@ -5,7 +5,10 @@
  * with ".." that would leave the root, absolute names, and ".wh..*" escapes
  * are rejected or confined (path traversal and link escapes).  Whiteouts
  * ".wh.NAME" and ".wh..wh..opq" are applied when asked.  Device nodes that
- * cannot be created are skipped with a warning. */
+ * cannot be created are skipped with a warning.
+ *
+ * Ownership: fd and rootfd stay the caller's (never closed); options,
+ * including the toc recorder, are borrowed for the call. */
 #ifndef KILN_EXTRACT_H
 #define KILN_EXTRACT_H
 

@@ -1,5 +1,9 @@
 /* kiln/fetch.h - ADD <url>: download one http(s) URL into a file, hashing it
- * as it streams, so the build never holds the body in memory. */
+ * as it streams, so the build never holds the body in memory.
+ *
+ * Ownership: the fd stays the caller's; _redact and _filename return
+ * malloc'd strings for the caller; a result is a value whose etag is freed
+ * by kiln_fetch_result_clear. */
 #ifndef KILN_FETCH_H
 #define KILN_FETCH_H
 

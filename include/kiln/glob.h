@@ -10,7 +10,11 @@
  * `*a*a*a*a*b` against a long text is as cheap as `*b`.
  *
  * Characters are UTF-8 sequences; a byte that does not start a valid
- * sequence is a character of its own (Go's utf8.DecodeRune).  Pure code. */
+ * sequence is a character of its own (Go's utf8.DecodeRune).  Pure code.
+ *
+ * Ownership: a kiln_glob owns its token array (freed by kiln_glob_clear) but
+ * not the class texts its tokens point to, which the caller keeps alive
+ * (they point into the pattern the caller parsed). */
 #ifndef KILN_GLOB_H
 #define KILN_GLOB_H
 

@@ -2,7 +2,10 @@
  * Go filepath.Match syntax plus "**", "!" exceptions, the last matching
  * pattern wins, a path is excluded when it or one of its parents is excluded
  * unless a later exception re-includes it.  Patterns are cleaned like
- * filepath.Clean and a leading "/" is dropped.  Pure code. */
+ * filepath.Clean and a leading "/" is dropped.  Pure code.
+ *
+ * Ownership: _parse copies what it keeps of text; the pattern set is the
+ * caller's until kiln_ignore_free (NULL-safe). */
 #ifndef KILN_IGNORE_H
 #define KILN_IGNORE_H
 

@@ -7,7 +7,10 @@
  * latest), then a manifest digest kept in the store (an untagged build).  A
  * store that cannot be read is an error of its own, never a reason to pull:
  * pulling over a damaged index.json would hide the damage and could build on
- * another image than the one the store has. */
+ * another image than the one the store has.
+ *
+ * Ownership: *out is a descriptor the caller clears (kiln_descriptor_clear);
+ * name and pull are borrowed for the call. */
 #ifndef KILN_IMAGE_H
 #define KILN_IMAGE_H
 

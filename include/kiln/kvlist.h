@@ -1,6 +1,11 @@
 /* kiln/kvlist.h - an ordered list of key/value string pairs (labels,
  * annotations, build arguments).  Order is insertion order and is kept:
- * documents and keys are written in it. */
+ * documents and keys are written in it.
+ *
+ * Ownership: the list owns copies of every key and value (_set and _copy
+ * copy); _get returns a pointer into the list, valid until that key is set
+ * or removed or the list is cleared.  A zeroed list is empty; _clear frees
+ * and leaves it empty. */
 #ifndef KILN_KVLIST_H
 #define KILN_KVLIST_H
 

@@ -5,7 +5,16 @@
  * sha256 of the tar (the diffID) -> compressor (gzip, zstd or none) ->
  * sha256 of the blob -> store ingest file.  Memory stays bounded (a few MiB)
  * whatever the file sizes.  The same entries and options always give the
- * same bytes. */
+ * same bytes.
+ *
+ * Ownership: an entry and everything it points to (path, link, xattrs,
+ * digests) is borrowed for the one call that takes it; the fd given to
+ * kiln_layer_writer_add stays the caller's (read, never closed).  The
+ * writer is the caller's from _new until kiln_layer_writer_free, which is
+ * called after _finish too (finish does not free it; _blocks reads a
+ * finished writer).  A kiln_layer_result is filled by _finish and cleared
+ * by the caller with kiln_layer_result_clear.  kiln_compression_media_type
+ * returns a static string. */
 #ifndef KILN_LAYER_H
 #define KILN_LAYER_H
 

@@ -1,5 +1,6 @@
 /* kiln/log.h - the one piece of global state: verbosity and the sink.
- * Library code may log warnings and debug lines; errors travel as kiln_error. */
+ * Library code may log warnings and debug lines; errors travel as kiln_error.
+ * The format arguments are only read; nothing is kept. */
 #ifndef KILN_LOG_H
 #define KILN_LOG_H
 

@@ -1,5 +1,8 @@
 /* kiln/passwd.h - user and group names of an image, read from its /etc/passwd
- * and /etc/group through openat2(RESOLVE_IN_ROOT) on the image's root. */
+ * and /etc/group through openat2(RESOLVE_IN_ROOT) on the image's root.
+ *
+ * Ownership: rootfd stays the caller's (never closed).  The ids are filled
+ * from empty; their groups array is freed by kiln_passwd_ids_clear. */
 #ifndef KILN_PASSWD_H
 #define KILN_PASSWD_H
 

@@ -2,7 +2,11 @@
  * the global ARG scope, and which stages the target needs.
  *
  * Pure code.  Per-step expansion happens at execution time (build.c), because
- * it depends on the ENV of base images. */
+ * it depends on the ENV of base images.
+ *
+ * Ownership: the plan borrows the Dockerfile (it points at its instructions:
+ * keep df alive until kiln_plan_free) and copies the options it keeps.
+ * Everything else in a plan is the plan's. */
 #ifndef KILN_PLAN_H
 #define KILN_PLAN_H
 

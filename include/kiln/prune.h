@@ -5,7 +5,10 @@
  * prune takes it exclusively, so it never removes what a running build
  * needs.  Prune deletes cache records first, then what nothing references
  * any more, so a prune killed at any point leaves only garbage, never a
- * dangling reference. */
+ * dangling reference.
+ *
+ * Ownership: the lease fd belongs to the caller, who closes it to release
+ * the lease; options are borrowed; the report is a plain value. */
 #ifndef KILN_PRUNE_H
 #define KILN_PRUNE_H
 

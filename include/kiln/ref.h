@@ -1,5 +1,9 @@
 /* kiln/ref.h - image references, parsed and normalised as Docker does:
- * "busybox" -> docker.io/library/busybox:latest, "host:port/a/b:tag@sha256:..". */
+ * "busybox" -> docker.io/library/busybox:latest, "host:port/a/b:tag@sha256:..".
+ *
+ * Ownership: a kiln_ref is a value filled by _parse and cleared by the
+ * caller with kiln_ref_clear; every function returning char * returns a
+ * malloc'd string for the caller. */
 #ifndef KILN_REF_H
 #define KILN_REF_H
 

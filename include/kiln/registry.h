@@ -6,7 +6,13 @@
  * or with tls_verify false, and only after https failed to connect.  Redirects
  * are followed by kiln, never by curl, and credentials go only to the
  * registry's own scheme+host+port and to the token realm.  No secret appears
- * in an error message or a log line. */
+ * in an error message or a log line.
+ *
+ * Ownership: options and everything they point to are borrowed for the
+ * call, except by kiln_registry_install_fetcher, which keeps o (see
+ * there).  Out descriptors are cleared by the caller (kiln_descriptor_clear);
+ * out buffers are the caller's to release; *repo is malloc'd for the caller.
+ * kiln_registry_api_host returns either its argument or a static string. */
 #ifndef KILN_REGISTRY_H
 #define KILN_REGISTRY_H
 

@@ -1,6 +1,9 @@
 /* kiln/run.h - an image's command in the sandbox, over an overlay of its
  * snapshots (`kiln run`: tests in CI).  The container's writable layer is
- * thrown away afterwards. */
+ * thrown away afterwards.
+ *
+ * Ownership: the options and everything they point to are borrowed for the
+ * call. */
 #ifndef KILN_RUN_H
 #define KILN_RUN_H
 

@@ -19,7 +19,15 @@
  * A missing parent directory in a layer tar is created 0755 root:root in
  * the snapshot, which hides the lower directory's metadata (as containerd's
  * overlay applier without parent lookup does); layers kiln writes always
- * carry their parents. */
+ * carry their parents.
+ *
+ * Ownership: *lowerdirs is a vector of malloc'd paths for the caller
+ * (kiln_strv_free).  A temp snapshot is freed by _commit or _abort, a
+ * stream by _stream_commit or _stream_abort, whichever ends it; the dirfd
+ * _begin gives stays the temp snapshot's (closed by commit/abort).  A mount
+ * is the caller's until kiln_snapshot_cleanup, which frees it in every
+ * case; _unmount leaves it allocated.  Descriptors, diff ids and options
+ * passed in are borrowed for the call. */
 #ifndef KILN_SNAPSHOT_H
 #define KILN_SNAPSHOT_H
 

@@ -8,7 +8,16 @@
  *   ROOT/kiln.lock               flock()ed while index.json is rewritten
  *
  * Every write goes temp file -> fsync -> rename -> fsync dir, so a process
- * killed at any point leaves a store kiln_store_check reports clean. */
+ * killed at any point leaves a store kiln_store_check reports clean.
+ *
+ * Ownership: the store is the caller's until kiln_store_free; its dirfd and
+ * root string are borrowed from it.  A blob writer is freed by _commit or
+ * _abort, whichever ends it.  A fd from kiln_store_blob_open is the
+ * caller's to close.  Documents, descriptors, index snapshots and reports
+ * are values: the call fills an empty one and the caller clears it with
+ * its _clear (oci.h), also after a failure.  Returned paths are malloc'd
+ * for the caller.  Nothing passed in is kept, except the fetcher's opaque
+ * pointer, held until the fetcher is replaced. */
 #ifndef KILN_STORE_H
 #define KILN_STORE_H
 

@@ -10,7 +10,14 @@
  * A view merges the TOCs of a layer chain the way a runtime extracts the
  * layers (whiteouts and opaque directories applied, a non-directory replacing
  * a directory drops what was below it) and resolves paths with symlinks
- * followed inside the root, as COPY/ADD/WORKDIR need for their destinations. */
+ * followed inside the root, as COPY/ADD/WORKDIR need for their destinations.
+ *
+ * Ownership: a recorder (kiln_toc_rec) is a value: _init, then _clear frees
+ * it (also after _save); entries added are copied.  A kiln_toc from _read
+ * or _load is the caller's, freed with kiln_toc_free.  A view is the
+ * caller's from _new to _free; _apply and _put copy what they keep, and a
+ * node _get returns is borrowed, valid until the view next changes.
+ * kiln_tocview_resolve's *out is malloc'd for the caller. */
 #ifndef KILN_TOC_H
 #define KILN_TOC_H
 

@@ -5,7 +5,10 @@
  * /etc/subgid (entries for the caller's name or numeric id) map to 1.. through
  * the setuid helpers newuidmap/newgidmap.  Without ranges or helpers only the
  * single id is mapped (setgroups denied), with a warning: files owned by other
- * users in images then cannot be created. */
+ * users in images then cannot be created.
+ *
+ * Ownership: kiln_userns_parse_subid grows the caller's *ranges array with
+ * realloc; the caller frees it. */
 #ifndef KILN_USERNS_H
 #define KILN_USERNS_H
 

@@ -10,7 +10,11 @@
  * each directory by path; when the next listing is not that one (the two
  * disagreed on what to enter), it is told so and walks on by itself.
  * Listings read ahead are bounded, so memory does not grow with the tree;
- * a directory no reader has started yet is read by the walker itself. */
+ * a directory no reader has started yet is read by the walker itself.
+ *
+ * Ownership: _start takes dfd (closed by the readers or _stop, also when it
+ * returns NULL); a listing _next returns is the caller's, freed with
+ * kiln_dirlisting_free; _stop joins the threads and frees the rest. */
 #ifndef KILN_WALKAHEAD_H
 #define KILN_WALKAHEAD_H
 
