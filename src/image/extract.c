@@ -1,5 +1,9 @@
 /* extract.c - the hardened tar extractor: no entry of a hostile tar can write outside the root.
  *
+ * This file places one entry at a time; the tar is read in extract_archive.c,
+ * whiteouts are applied in extract_whiteout.c, and the paths a layer created
+ * are remembered in extract_created.c (extract-internal.h is their state).
+ *
  * Path policy (containerd's, "confine"): every entry name is cleaned
  * lexically with kiln_fs_path_clean, which pops ".." but never above the root
  * and drops a leading '/', so "../x", "/../x" and "/x" all become "x" inside
@@ -30,9 +34,6 @@
  * inode recorded at creation, so a directory replaced later by a symlink is
  * never chmod'ed through (libarchive CVE-2021-31566).  Until then directories
  * are 0700 so a 0555 directory still receives its children. */
-#include <archive.h>
-#include <archive_entry.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -42,153 +43,29 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include "extract-internal.h"
 #include "kiln/cleanup.h"
 #include "kiln/extract.h"
-#include "kiln/toc.h"
 #include "kiln/fs.h"
 #include "kiln/log.h"
-#include "kiln/store.h"
 #include "kiln/util.h"
 
-#define READ_BLOCK (64 * 1024)
-#define WH_PREFIX ".wh."
-#define WH_OPAQUE ".wh..wh..opq"
-
-/* ---- a string set with an int value per key (open addressing) ---- */
-
-struct pathset {
-  char **keys;
-  int *vals;
-  size_t cap, n;
-};
-
-static size_t
-set_slot (const struct pathset *s, const char *key)
-{
-  size_t i = kiln_str_hash (key) & (s->cap - 1);
-  while (s->keys[i] && strcmp (s->keys[i], key) != 0)
-    i = (i + 1) & (s->cap - 1);
-  return i;
-}
-
-static int *
-set_get (const struct pathset *s, const char *key)
-{
-  if (s->cap == 0)
-    return NULL;
-  size_t i = set_slot (s, key);
-  return s->keys[i] ? &s->vals[i] : NULL;
-}
-
-static void
-set_grow (struct pathset *s)
-{
-  struct pathset old = *s;
-  s->cap = old.cap ? old.cap * 2 : 256;
-  s->keys = kiln_xcalloc (s->cap, sizeof *s->keys);
-  s->vals = kiln_xcalloc (s->cap, sizeof *s->vals);
-  for (size_t i = 0; i < old.cap; i++)
-    if (old.keys[i])
-      {
-        size_t j = set_slot (s, old.keys[i]);
-        s->keys[j] = old.keys[i];
-        s->vals[j] = old.vals[i];
-      }
-  free (old.keys);
-  free (old.vals);
-}
-
-/* Returns the value slot of key, inserting it with -1 when new. */
-static int *
-set_put (struct pathset *s, const char *key)
-{
-  if ((s->n + 1) * 2 > s->cap)
-    set_grow (s);
-  size_t i = set_slot (s, key);
-  if (!s->keys[i])
-    {
-      s->keys[i] = kiln_xstrdup (key);
-      s->vals[i] = -1;
-      s->n++;
-    }
-  return &s->vals[i];
-}
-
-static void
-set_clear (struct pathset *s)
-{
-  for (size_t i = 0; i < s->cap; i++)
-    free (s->keys[i]);
-  free (s->keys);
-  free (s->vals);
-  memset (s, 0, sizeof *s);
-}
-
-/* ---- extraction state ---- */
-
-struct meta {
-  mode_t mode; /* permission bits incl. setuid/setgid/sticky */
-  bool chown;
-  uid_t uid;
-  gid_t gid;
-  struct timespec times[2]; /* atime, mtime */
-};
-
-struct dirmeta {
-  char *path;
-  dev_t dev;
-  ino_t ino;
-  struct meta m;
-};
-
-struct xstate {
-  const char *name;
-  int rootfd;
-  const struct kiln_extract_opts *opts;
-  struct archive *a;
-  struct pathset created; /* paths made by this archive, value = index in dirs or -1 */
-  struct dirmeta *dirs;
-  size_t ndirs, adirs;
-  bool warned_chown;
-  /* The directory the previous entry went into (a tar lists a directory's
-   * files together): its path and fd, so its files skip resolving it again.
-   * Valid only while every change goes through parent_fd; a whiteout, which
-   * may remove directories by its own lookup, drops it. */
-  struct kiln_fs_dircache pcache;
-};
-
-static void
-xstate_clear (struct xstate *x)
+void
+kiln_extract_state_clear (struct xstate *x)
 {
   for (size_t i = 0; i < x->ndirs; i++)
     free (x->dirs[i].path);
   free (x->dirs);
-  set_clear (&x->created);
+  kiln_extract_set_clear (&x->created);
   kiln_fs_dircache_clear (&x->pcache);
   if (x->a)
     archive_read_free (x->a);
 }
 
-/* Records path and its ancestors as created by this layer; stops at the first
- * ancestor already known, since its own ancestors were recorded with it. */
-static void
-mark_created (struct xstate *x, const char *path)
-{
-  kiln_autofree char *p = kiln_xstrdup (path);
-  while (*p && !set_get (&x->created, p))
-    {
-      set_put (&x->created, p);
-      char *slash = strrchr (p, '/');
-      if (!slash)
-        break;
-      *slash = '\0';
-    }
-}
-
 /* The one place that turns a libarchive status into a kiln_error
  * (STYLE §14): WARN is logged, FAILED/FATAL/RETRY fail. */
-static int
-archive_check (struct xstate *x, int r, struct kiln_error **err)
+int
+kiln_extract_archive_check (struct xstate *x, int r, struct kiln_error **err)
 {
   const char *msg = archive_error_string (x->a);
   if (r == ARCHIVE_OK || r == ARCHIVE_EOF)
@@ -320,8 +197,8 @@ apply_meta_at (struct xstate *x, int pfd, const char *base, const struct meta *m
 /* Makes room for a new object at pfd/base.  Returns 1 when an existing
  * directory is kept (keep_dir: a directory entry over a directory only
  * updates metadata), 0 when the name is free. */
-static int
-clear_dest (int pfd, const char *base, bool keep_dir, struct kiln_error **err)
+int
+kiln_extract_clear_dest (int pfd, const char *base, bool keep_dir, struct kiln_error **err)
 {
   struct stat st;
   if (fstatat (pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -346,7 +223,7 @@ copy_data (struct xstate *x, int fd, struct archive_entry *e, struct kiln_error 
   /* data blocks carry offsets: sparse holes are simply not written */
   while ((r = archive_read_data_block (x->a, &buf, &size, &off)) != ARCHIVE_EOF)
     {
-      if (archive_check (x, r, err) < 0)
+      if (kiln_extract_archive_check (x, r, err) < 0)
         return -1;
       if (off + (la_int64_t) size > end)
         end = off + (la_int64_t) size;
@@ -376,7 +253,7 @@ make_file (struct xstate *x, int pfd, const char *base, struct archive_entry *e,
    * files are new, so this costs them no stat */
   if (fd < 0 && errno == EEXIST)
     {
-      if (clear_dest (pfd, base, false, err) < 0)
+      if (kiln_extract_clear_dest (pfd, base, false, err) < 0)
         return -1;
       fd = openat (pfd, base, flags, 0600);
     }
@@ -424,7 +301,7 @@ make_node (struct xstate *x, int pfd, const char *base, const char *path, struct
 static int
 add_dir_meta (struct xstate *x, const char *path, const struct stat *st, const struct meta *m)
 {
-  int *idx = set_put (&x->created, path);
+  int *idx = kiln_extract_set_put (&x->created, path);
   if (*idx < 0)
     {
       if (x->ndirs == x->adirs)
@@ -448,7 +325,7 @@ make_dir (struct xstate *x, int pfd, const char *base, const char *path, struct 
           struct kiln_error **err)
 {
   struct stat st;
-  int r = clear_dest (pfd, base, true, err);
+  int r = kiln_extract_clear_dest (pfd, base, true, err);
   if (r < 0)
     return r;
   if (r == 0 && mkdirat (pfd, base, 0700) < 0)
@@ -459,7 +336,7 @@ make_dir (struct xstate *x, int pfd, const char *base, const char *path, struct 
   /* owner/mode/times wait for the children; xattrs do not change with them */
   if (apply_xattrs (x, fd, e, err) < 0)
     return -1;
-  mark_created (x, path);
+  kiln_extract_mark_created (x, path);
   return add_dir_meta (x, path, &st, m);
 }
 
@@ -509,106 +386,11 @@ make_hardlink (struct xstate *x, int pfd, const char *base, const char *linkname
   /* already the same inode (an entry linking to itself): unlinking would lose it */
   if (fstatat (pfd, base, &dst, AT_SYMLINK_NOFOLLOW) == 0 && dst.st_dev == tst.st_dev && dst.st_ino == tst.st_ino)
     return 0;
-  if (clear_dest (pfd, base, false, err) < 0)
+  if (kiln_extract_clear_dest (pfd, base, false, err) < 0)
     return -1;
   if (linkat (tpfd, tbase, pfd, base, 0) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "hardlink to `%s`", linkname);
   return 0;
-}
-
-/* ---- whiteouts ---- */
-
-static int
-clear_lower (struct xstate *x, int dfd, const char *dirpath, struct kiln_error **err)
-{
-  kiln_autostrv char **names = NULL;
-  if (kiln_fs_list_names (dfd, dirpath, &names, err) < 0)
-    return -1;
-  for (size_t i = 0; names && names[i]; i++)
-    {
-      kiln_autofree char *child = *dirpath ? kiln_xasprintf ("%s/%s", dirpath, names[i]) : kiln_xstrdup (names[i]);
-      if (!set_get (&x->created, child))
-        {
-          if (kiln_fs_rm_rf_at (dfd, names[i], err) < 0)
-            return -1;
-          continue;
-        }
-      /* a same-layer directory may sit over a lower one: clear inside it too */
-      kiln_autoclose int cfd = openat (dfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (cfd >= 0 && clear_lower (x, cfd, child, err) < 0)
-        return -1;
-    }
-  return 0;
-}
-
-/* Overlay opaque marker on the directory parent (created when missing).
- * user.overlay.opaque always (what overlayfs reads with `userxattr`, i.e. in
- * a user namespace); trusted.overlay.opaque too when we may set it. */
-static int
-mark_opaque (struct xstate *x, const char *parent, struct kiln_error **err)
-{
-  kiln_autoclose int pfd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
-  if (pfd < 0)
-    return -1;
-  kiln_autoclose int dfd = openat (pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", parent);
-  mark_created (x, parent);
-  int user = fsetxattr (dfd, "user.overlay.opaque", "y", 1, 0);
-  int user_errno = errno;
-  int trusted = fsetxattr (dfd, "trusted.overlay.opaque", "y", 1, 0);
-  if (trusted < 0 && errno != EPERM)
-    return kiln_error_set (err, errno, KILN_E_IO, "set xattr `trusted.overlay.opaque`");
-  if (user < 0 && trusted < 0)
-    return kiln_error_set (err, user_errno, KILN_E_IO, "set xattr `user.overlay.opaque`");
-  return 0;
-}
-
-/* ".wh.NAME" as an overlay whiteout: a 0:0 character device replacing
- * whatever a lower layer has at NAME. */
-static int
-make_overlay_whiteout (struct xstate *x, const char *parent, const char *victim, struct kiln_error **err)
-{
-  kiln_autoclose int pfd = kiln_fs_mkdir_p_in_root (x->rootfd, parent, 0755, err);
-  if (pfd < 0)
-    return -1;
-  mark_created (x, parent);
-  if (clear_dest (pfd, victim, false, err) < 0)
-    return -1;
-  if (mknodat (pfd, victim, S_IFCHR, makedev (0, 0)) < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "create overlay whiteout `%s`", victim);
-  return 0;
-}
-
-static int
-apply_whiteout (struct xstate *x, const char *parent, const char *base, struct kiln_error **err)
-{
-  kiln_autoerror struct kiln_error *tmp = NULL;
-  const char *victim = base + strlen (WH_PREFIX);
-  bool opaque = strcmp (base, WH_OPAQUE) == 0;
-
-  if (!opaque
-      && (kiln_str_has_prefix (victim, WH_PREFIX) || *victim == '\0' || strcmp (victim, ".") == 0
-          || strcmp (victim, "..") == 0))
-    return kiln_error_set (err, EINVAL, KILN_E_PARSE, "invalid whiteout `%s`", base);
-  kiln_autofree char *vpath = *parent ? kiln_xasprintf ("%s/%s", parent, victim) : kiln_xstrdup (victim);
-  if (!opaque && set_get (&x->created, vpath))
-    return 0; /* same-layer entries are never whited out */
-  if (x->opts->overlay_whiteouts)
-    return opaque ? mark_opaque (x, parent, err) : make_overlay_whiteout (x, parent, victim, err);
-  /* the parent is resolved in root, so ".wh.x" under "localetc -> /etc"
-   * removes root/etc/x; a missing parent means nothing to remove */
-  kiln_autoclose int dfd = kiln_fs_open_in_root (x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0, &tmp);
-  if (dfd < 0)
-    {
-      if (tmp->errnum == ENOENT || tmp->errnum == ENOTDIR)
-        return 0;
-      *err = kiln_steal_ptr (&tmp);
-      return kiln_error_code (*err);
-    }
-  if (opaque)
-    return clear_lower (x, dfd, parent, err);
-  return kiln_fs_rm_rf_at (dfd, victim, err);
 }
 
 /* ---- one entry ---- */
@@ -632,7 +414,7 @@ create_object (struct xstate *x, int pfd, const char *base, const char *path, st
     }
   if (type != AE_IFREG && type != AE_IFLNK && type != AE_IFCHR && type != AE_IFBLK && type != AE_IFIFO)
     return kiln_error_set (err, EINVAL, KILN_E_UNSUPPORTED, "unsupported entry type %o", (unsigned) type);
-  if (type != AE_IFREG && clear_dest (pfd, base, false, err) < 0)
+  if (type != AE_IFREG && kiln_extract_clear_dest (pfd, base, false, err) < 0)
     return -1;
   if (type == AE_IFREG)
     r = make_file (x, pfd, base, e, &m, err);
@@ -641,7 +423,7 @@ create_object (struct xstate *x, int pfd, const char *base, const char *path, st
   else
     r = make_node (x, pfd, base, path, e, &m, err);
   if (r == 0)
-    mark_created (x, path);
+    kiln_extract_mark_created (x, path);
   return r < 0 ? r : 0;
 }
 
@@ -686,7 +468,7 @@ extract_path (struct xstate *x, struct archive_entry *e, char *path, struct kiln
   if ((x->opts->whiteouts || x->opts->overlay_whiteouts) && kiln_str_has_prefix (base, WH_PREFIX))
     {
       kiln_fs_dircache_clear (&x->pcache);
-      return apply_whiteout (x, parent, base, err);
+      return kiln_extract_whiteout (x, parent, base, err);
     }
   int pfd = parent_fd (x, parent, err);
   if (pfd < 0)
@@ -695,14 +477,14 @@ extract_path (struct xstate *x, struct archive_entry *e, char *path, struct kiln
     {
       if (make_hardlink (x, pfd, base, hardlink, err) < 0)
         return -1;
-      mark_created (x, full);
+      kiln_extract_mark_created (x, full);
       return 0;
     }
   return create_object (x, pfd, base, full, e, err);
 }
 
-static int
-extract_entry (struct xstate *x, struct archive_entry *e, struct kiln_error **err)
+int
+kiln_extract_entry (struct xstate *x, struct archive_entry *e, struct kiln_error **err)
 {
   const char *raw = archive_entry_pathname (e);
   /* an empty name is the root, as tar and BuildKit read it */
@@ -722,8 +504,8 @@ extract_entry (struct xstate *x, struct archive_entry *e, struct kiln_error **er
 
 /* Deepest-last entries first: children get their times before parents, and
  * a 0500 parent is applied after its subdirectories. */
-static int
-apply_dir_meta (struct xstate *x, struct kiln_error **err)
+int
+kiln_extract_dir_meta (struct xstate *x, struct kiln_error **err)
 {
   for (size_t i = x->ndirs; i-- > 0;)
     {
@@ -736,311 +518,6 @@ apply_dir_meta (struct xstate *x, struct kiln_error **err)
         continue;
       if (apply_meta_fd (x, fd, &d->m, NULL, err) < 0)
         return kiln_error_wrap (err, "entry `%s`", d->path);
-    }
-  return 0;
-}
-
-/* Only tar formats, and only decompressors linked in-process: libarchive
- * falls back to exec'ing an external program when a library is missing,
- * which docs/security.md rules out (no external programs). */
-static void
-support_filters (struct archive *a)
-{
-  if (archive_zlib_version ())
-    archive_read_support_filter_gzip (a);
-  if (archive_bzlib_version ())
-    archive_read_support_filter_bzip2 (a);
-  if (archive_liblzma_version ())
-    archive_read_support_filter_xz (a);
-  if (archive_libzstd_version ())
-    archive_read_support_filter_zstd (a);
-}
-
-static void
-support_formats (struct archive *a)
-{
-  archive_read_support_format_tar (a);
-  support_filters (a);
-}
-
-/* Docker and BuildKit (DecompressStream) undo one compression, detected by
- * its magic; libarchive would undo any number.  The filter count includes
- * the reader itself: 1 for a plain tar, 2 for a compressed one. */
-static bool
-one_compression (struct archive *a)
-{
-  return archive_filter_count (a) <= 2;
-}
-
-static int
-open_reader (struct xstate *x, int fd, struct kiln_error **err)
-{
-  struct archive *a = x->a = archive_read_new ();
-  support_formats (a);
-  return archive_check (x, archive_read_open_fd (a, fd, READ_BLOCK), err);
-}
-
-struct peek {
-  int fd;
-  off_t off;
-  char buf[READ_BLOCK];
-};
-
-static la_ssize_t
-peek_read (struct archive *a, void *ud, const void **out)
-{
-  struct peek *p = ud;
-  ssize_t n;
-  (void) a;
-  do
-    n = pread (p->fd, p->buf, sizeof p->buf, p->off);
-  while (n < 0 && errno == EINTR);
-  if (n > 0)
-    p->off += n;
-  *out = p->buf;
-  return n;
-}
-
-/* Whether the uncompressed stream of fd, read from offset start, holds
- * more than pos bytes: 1 yes, 0 no, -1 unreadable.  Decompresses again, with
- * pread (fd's offset is untouched). */
-static int
-bytes_after (int fd, off_t start, int64_t pos)
-{
-  struct archive_entry *e;
-  kiln_autofree struct peek *p = kiln_xmalloc (sizeof *p);
-  kiln_autofree char *buf = kiln_xmalloc (READ_BLOCK);
-  struct archive *a = archive_read_new ();
-  int64_t total = 0;
-  la_ssize_t n = -1;
-  p->fd = fd;
-  p->off = start;
-  support_filters (a);
-  archive_read_support_format_raw (a);
-  if (archive_read_open (a, p, NULL, peek_read, NULL) == ARCHIVE_OK && archive_read_next_header (a, &e) == ARCHIVE_OK)
-    while ((n = archive_read_data (a, buf, READ_BLOCK)) > 0 && total <= pos)
-      total += n;
-  archive_read_free (a);
-  if (n < 0)
-    return -1;
-  return total > pos;
-}
-
-/* Go's archive/tar, with which BuildKit extracts ADD archives, ends a tar at
- * a clean end of input or at two zero blocks: a zero block followed by a
- * partial block (ErrUnexpectedEOF) or by a non-zero one (ErrHeader) fails
- * the build.  libarchive ends at the first zero block in both cases, so when
- * it consumed exactly one zero block, look at what follows it.  start < 0:
- * the input cannot be re-read (a pipe), libarchive's answer stands. */
-static int
-check_end_marker (struct xstate *x, int fd, off_t start, struct kiln_error **err)
-{
-  int64_t end = archive_filter_bytes (x->a, 0);
-  int64_t marker = archive_read_header_position (x->a);
-  if (start < 0 || end - marker != 512)
-    return 0;
-  int more = bytes_after (fd, start, end);
-  if (more < 0)
-    return kiln_error_set (err, 0, KILN_E_PARSE, "read the end of the archive again");
-  if (more)
-    return kiln_error_set (err, 0, KILN_E_PARSE, "truncated tar archive: damaged end-of-archive marker");
-  return 0;
-}
-
-/* Entries until the end of the archive; max_filters: the filter count
- * allowed (the reader itself is one, see one_compression). */
-static int
-read_entries (struct xstate *x, int max_filters, struct kiln_error **err)
-{
-  struct archive_entry *e;
-  for (;;)
-    {
-      int r = archive_read_next_header (x->a, &e);
-      if (r == ARCHIVE_EOF)
-        return 0;
-      if (archive_check (x, r, err) < 0)
-        return -1;
-      if (archive_filter_count (x->a) > max_filters)
-        return kiln_error_set (err, 0, KILN_E_PARSE, "compressed more than once (a tar is decompressed once)");
-      if (x->opts->toc)
-        kiln_toc_rec_add_archive (x->opts->toc, e);
-      if (extract_entry (x, e, err) < 0)
-        return -1;
-    }
-}
-
-int
-kiln_extract_fd (int fd, const char *name, int rootfd, const struct kiln_extract_opts *opts, struct kiln_error **err)
-{
-  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache = KILN_FS_DIRCACHE_INIT };
-  off_t start = lseek (fd, 0, SEEK_CUR);
-  int r;
-
-  locale_t old = kiln_locale_utf8_enter ();
-  if ((r = open_reader (&x, fd, err)) == 0 && (r = read_entries (&x, 2, err)) == 0
-      && (r = check_end_marker (&x, fd, start, err)) == 0)
-    r = apply_dir_meta (&x, err);
-  kiln_locale_restore (old);
-  xstate_clear (&x);
-  if (r < 0)
-    return kiln_error_wrap (err, "extract `%s`", name);
-  return 0;
-}
-
-/* ---- a stream instead of a file ---- */
-
-struct sread {
-  kiln_extract_read_fn fn;
-  void *opaque;
-  struct kiln_error *err; /* the read function's own failure */
-  int64_t delivered;      /* bytes handed to libarchive */
-};
-
-static la_ssize_t
-sread_cb (struct archive *a, void *ud, const void **out)
-{
-  struct sread *s = ud;
-  ssize_t n = s->fn (s->opaque, out, &s->err);
-  if (n < 0)
-    {
-      archive_set_error (a, EIO, "%s", s->err ? s->err->msg : "read error");
-      return -1;
-    }
-  s->delivered += n;
-  return n;
-}
-
-/* check_end_marker for a stream, which cannot be read again: whatever
- * follows the one zero block is either already handed to libarchive or
- * still to come, and one more byte of either means the marker is damaged.
- * Behind a libarchive filter the positions are not the stream's: skipped. */
-static int
-stream_end_marker (struct xstate *x, struct sread *s, struct kiln_error **err)
-{
-  int64_t end = archive_filter_bytes (x->a, 0);
-  int64_t marker = archive_read_header_position (x->a);
-  const void *buf;
-  if (end - marker != 512 || archive_filter_count (x->a) != 1)
-    return 0;
-  ssize_t n = s->delivered > end ? 1 : s->fn (s->opaque, &buf, err);
-  if (n < 0)
-    return -1;
-  if (n > 0)
-    return kiln_error_set (err, 0, KILN_E_PARSE, "truncated tar archive: damaged end-of-archive marker");
-  return 0;
-}
-
-int
-kiln_extract_stream (kiln_extract_read_fn read, void *opaque, bool decompressed, const char *name, int rootfd,
-                     const struct kiln_extract_opts *opts, struct kiln_error **err)
-{
-  struct xstate x = { .name = name, .rootfd = rootfd, .opts = opts, .pcache = KILN_FS_DIRCACHE_INIT };
-  struct sread s = { .fn = read, .opaque = opaque };
-  int r;
-
-  locale_t old = kiln_locale_utf8_enter ();
-  x.a = archive_read_new ();
-  support_formats (x.a);
-  r = archive_check (&x, archive_read_open (x.a, &s, NULL, sread_cb, NULL), err);
-  if (r == 0 && (r = read_entries (&x, decompressed ? 1 : 2, err)) == 0 && (r = stream_end_marker (&x, &s, err)) == 0)
-    r = apply_dir_meta (&x, err);
-  kiln_locale_restore (old);
-  xstate_clear (&x);
-  if (r < 0 && s.err)
-    {
-      /* the stream's own error says more than libarchive's copy of it */
-      kiln_error_free (err);
-      *err = kiln_steal_ptr (&s.err);
-    }
-  kiln_error_free (&s.err);
-  if (r < 0)
-    return kiln_error_wrap (err, "extract `%s`", name);
-  return 0;
-}
-
-static bool
-tar_checksum_ok (const unsigned char *h)
-{
-  unsigned long want = 0, sum = 0;
-  long ssum = 0;
-  int i = 148, digits = 0;
-
-  while (i < 156 && h[i] == ' ')
-    i++;
-  for (; i < 156 && h[i] >= '0' && h[i] <= '7'; i++, digits++)
-    want = want * 8 + (unsigned long) (h[i] - '0');
-  if (digits == 0 || (i < 156 && h[i] != ' ' && h[i] != '\0'))
-    return false;
-  for (i = 0; i < 512; i++)
-    {
-      unsigned char c = (i >= 148 && i < 156) ? ' ' : h[i];
-      sum += c;
-      ssum += (signed char) c;
-    }
-  /* some old tars summed signed chars */
-  return want == sum || (long) want == ssum;
-}
-
-/* Docker extracts a compressed file only when what it holds is a tar: a
- * gzip'd text file is copied as it is, and so is a gzip'd tar.xz (BuildKit
- * isArchivePath: one DecompressStream, then tar.Next must succeed).  Reads with pread, so fd's offset
- * is untouched. */
-static bool
-compressed_tar (int fd)
-{
-  struct archive_entry *e;
-  struct peek *p = kiln_xmalloc (sizeof *p);
-  struct archive *a = archive_read_new ();
-  p->fd = fd;
-  p->off = 0;
-  support_formats (a);
-  /* a warning (a name libarchive cannot convert) still means a tar */
-  locale_t old = kiln_locale_utf8_enter ();
-  int r = archive_read_open (a, p, NULL, peek_read, NULL);
-  if (r == ARCHIVE_OK)
-    r = archive_read_next_header (a, &e);
-  bool ok = (r == ARCHIVE_OK || r == ARCHIVE_WARN) && one_compression (a);
-  kiln_locale_restore (old);
-  archive_read_free (a);
-  free (p);
-  return ok;
-}
-
-bool
-kiln_extract_is_archive (int fd)
-{
-  unsigned char h[512];
-  ssize_t n;
-
-  do
-    n = pread (fd, h, sizeof h, 0);
-  while (n < 0 && errno == EINTR);
-  if (n < 4)
-    return false;
-  if ((h[0] == 0x1f && h[1] == 0x8b) || memcmp (h, "BZh", 3) == 0
-      || (n >= 6
-          && memcmp (h,
-                     "\xfd"
-                     "7zXZ\0",
-                     6)
-                 == 0)
-      || memcmp (h, "\x28\xb5\x2f\xfd", 4) == 0)
-    return compressed_tar (fd);
-  return n == (ssize_t) sizeof h && tar_checksum_ok (h);
-}
-
-int
-kiln_extract_layers (struct kiln_store *st, const struct kiln_descriptor *layers, size_t n, int rootfd,
-                     struct kiln_error **err)
-{
-  const struct kiln_extract_opts opts = { .whiteouts = true, .keep_owner = true };
-  for (size_t i = 0; i < n; i++)
-    {
-      kiln_autoclose int fd = kiln_store_blob_open (st, &layers[i].digest, err);
-      if (fd < 0)
-        return kiln_error_wrap (err, "extract layer %zu", i + 1);
-      if (kiln_extract_fd (fd, layers[i].digest.s, rootfd, &opts, err) < 0)
-        return -1;
     }
   return 0;
 }

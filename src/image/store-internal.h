@@ -1,7 +1,9 @@
-/* store-internal.h - the store struct and helpers shared by store.c and export.c. */
+/* store-internal.h - the store struct and helpers shared by store.c,
+ * store_index.c, store_check.c and export.c. */
 #ifndef KILN_STORE_INTERNAL_H
 #define KILN_STORE_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "kiln/store.h"
 
@@ -38,6 +40,8 @@ int kiln_store_write_index_at (int dirfd, const struct kiln_index *ix, struct ki
 size_t kiln_store_index_remove_name (struct kiln_index *ix, const char *name);
 /* Appends a copy of d. */
 void kiln_store_index_add (struct kiln_index *ix, const struct kiln_descriptor *d);
+/* Whether s is all lowercase hex digits (a blob name, a digest prefix). */
+bool kiln_store_is_hex (const char *s);
 
 /* An archive output of export: dest through a temp file beside it (renamed
  * into place by commit, removed by abort), or stdout for "-" (refused when
