@@ -1,4 +1,4 @@
-/* layer-internal.h - what layer.c, layer_map.c and layer_patch.c share.
+/* layer-internal.h - what layer.c, layer_pipe.c, layer_map.c and layer_patch.c share.
  *
  * A gzip layer is a row of independent deflate blocks.  Where the writer
  * cuts them depends only on the entries (their names and sizes), never on
@@ -25,7 +25,9 @@
 #ifndef KILN_LAYER_INTERNAL_H
 #define KILN_LAYER_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "kiln/buf.h"
 #include "kiln/digest.h"
@@ -33,6 +35,7 @@
 #include "kiln/layer.h"
 
 struct kiln_store;
+struct kiln_compressor;
 
 #define LMAP_VERSION 4
 #define LMAP_CUT_MIN (64 * 1024)
@@ -153,5 +156,49 @@ int kiln_layer_patch_end (struct layer_patch *p, struct kiln_blob_writer *blob, 
                           struct lmap **map, struct kiln_error **err);
 void kiln_layer_patch_counts (const struct layer_patch *p, uint64_t *made, uint64_t *reused);
 void kiln_layer_patch_free (struct layer_patch *p);
+
+/* ---- the pipe between the tar thread and the compressor thread (layer_pipe.c) ---- */
+
+/* Between the tar thread and the compressor: 4 MiB, enough to ride out a
+ * slow block on either side.  File data is read straight into the pipe, up
+ * to one chunk per read(). */
+#define PIPE_CHUNK (1024 * 1024)
+#define PIPE_SLOTS 4
+
+/* A single-producer single-consumer ring of chunks; slot = seq % PIPE_SLOTS.
+ * The producer owns slots[pushed % PIPE_SLOTS] while pushed - popped <
+ * PIPE_SLOTS; the consumer owns slots popped .. pushed - 1. */
+struct layer_pipe {
+  unsigned char *data[PIPE_SLOTS];
+  size_t len[PIPE_SLOTS];
+  bool cut[PIPE_SLOTS]; /* end the gzip block after this chunk */
+  uint64_t pushed, popped;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  bool started;
+  bool eof;    /* no more pushes: drain and stop */
+  bool abort;  /* stop now */
+  bool failed; /* the consumer stopped on err */
+  struct kiln_error *err;
+  struct kiln_compressor *comp; /* what the chunks go to, set once it exists */
+};
+
+void kiln_layer_pipe_init (struct layer_pipe *p);
+/* Stops the thread (after draining, unless abort); the pipe stays allocated. */
+void kiln_layer_pipe_stop (struct layer_pipe *p, bool abort);
+/* Stops the thread and frees the pipe's chunks and error. */
+void kiln_layer_pipe_clear (struct layer_pipe *p);
+/* The free tail of the chunk being filled (never empty: a full chunk is
+ * pushed at once), where file data can be read in place. */
+unsigned char *kiln_layer_pipe_tail (struct layer_pipe *p, size_t *room);
+/* Appends len bytes (data may be the tail itself); a full chunk goes to the
+ * compressor thread, started on the first one, waiting while the pipe is full. */
+int kiln_layer_pipe_write (struct layer_pipe *p, const unsigned char *data, size_t len, struct kiln_error **err);
+/* Ends the gzip block after what was written so far: the chunk being filled
+ * goes to the compressor with the cut, in stream order. */
+int kiln_layer_pipe_cut (struct layer_pipe *p, struct kiln_error **err);
+/* Drains the pipe: after this the compressor belongs to the caller again. */
+int kiln_layer_pipe_finish (struct layer_pipe *p, struct kiln_error **err);
 
 #endif

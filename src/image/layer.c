@@ -32,30 +32,6 @@
 #include "kiln/util.h"
 #include "layer-internal.h"
 
-/* Between the tar thread and the compressor: 4 MiB, enough to ride out a
- * slow block on either side.  File data is read straight into the pipe, up
- * to one chunk per read(). */
-#define PIPE_CHUNK (1024 * 1024)
-#define PIPE_SLOTS 4
-
-/* A single-producer single-consumer ring of chunks; slot = seq % PIPE_SLOTS.
- * The producer owns slots[pushed % PIPE_SLOTS] while pushed - popped <
- * PIPE_SLOTS; the consumer owns slots popped .. pushed - 1. */
-struct layer_pipe {
-  unsigned char *data[PIPE_SLOTS];
-  size_t len[PIPE_SLOTS];
-  bool cut[PIPE_SLOTS]; /* end the gzip block after this chunk */
-  uint64_t pushed, popped;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  pthread_t thread;
-  bool started;
-  bool eof;    /* no more pushes: drain and stop */
-  bool abort;  /* stop now */
-  bool failed; /* the consumer stopped on err */
-  struct kiln_error *err;
-};
-
 struct kiln_layer_writer {
   struct kiln_layer_opts opts;
   struct archive *ar;
@@ -99,187 +75,6 @@ blob_sink (void *opaque, const void *data, size_t len, struct kiln_error **err)
   return kiln_blob_writer_write (w->blob, data, len, err);
 }
 
-/* ---- the pipe between the tar thread and the compressor thread ---- */
-
-static void *
-pipe_thread (void *arg)
-{
-  struct kiln_layer_writer *w = arg;
-  struct layer_pipe *p = &w->pipe;
-  pthread_mutex_lock (&p->mu);
-  for (;;)
-    {
-      while (p->popped == p->pushed && !p->eof && !p->abort)
-        pthread_cond_wait (&p->cv, &p->mu);
-      if (p->abort || p->popped == p->pushed)
-        break;
-      size_t i = p->popped % PIPE_SLOTS;
-      pthread_mutex_unlock (&p->mu);
-      struct kiln_error *e = NULL;
-      int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], &e);
-      if (r == 0 && p->cut[i])
-        r = kiln_compressor_cut (w->comp, &e);
-      pthread_mutex_lock (&p->mu);
-      p->len[i] = 0;
-      p->cut[i] = false;
-      p->popped++;
-      pthread_cond_broadcast (&p->cv);
-      if (r < 0)
-        {
-          p->failed = true;
-          p->err = e;
-          break;
-        }
-    }
-  pthread_mutex_unlock (&p->mu);
-  return NULL;
-}
-
-static void
-pipe_init (struct layer_pipe *p)
-{
-  for (size_t i = 0; i < PIPE_SLOTS; i++)
-    p->data[i] = kiln_xmalloc (PIPE_CHUNK);
-  pthread_mutex_init (&p->mu, NULL);
-  pthread_cond_init (&p->cv, NULL);
-}
-
-/* Stops the thread (after draining, unless abort) and releases the pipe. */
-static void
-pipe_stop (struct layer_pipe *p, bool abort)
-{
-  if (p->started)
-    {
-      pthread_mutex_lock (&p->mu);
-      p->eof = true;
-      p->abort = abort;
-      pthread_cond_broadcast (&p->cv);
-      pthread_mutex_unlock (&p->mu);
-      pthread_join (p->thread, NULL);
-      p->started = false;
-    }
-}
-
-static void
-pipe_clear (struct layer_pipe *p)
-{
-  pipe_stop (p, true);
-  for (size_t i = 0; i < PIPE_SLOTS; i++)
-    free (p->data[i]);
-  kiln_error_free (&p->err);
-  pthread_mutex_destroy (&p->mu);
-  pthread_cond_destroy (&p->cv);
-}
-
-static int
-pipe_error (struct layer_pipe *p, struct kiln_error **err)
-{
-  if (p->err == NULL)
-    return kiln_error_set (err, 0, KILN_E_INTERNAL, "compress layer: compressor stopped");
-  *err = kiln_steal_ptr (&p->err);
-  return (*err)->errnum ? -(*err)->errnum - 1 : -1;
-}
-
-/* Hands the filling chunk to the compressor thread, starting it on the
- * first full chunk; waits while the pipe is full. */
-static int
-pipe_push (struct kiln_layer_writer *w, struct kiln_error **err)
-{
-  struct layer_pipe *p = &w->pipe;
-  if (!p->started)
-    {
-      int e = pthread_create (&p->thread, NULL, pipe_thread, w);
-      if (e != 0)
-        {
-          /* no thread: compress here, slower but correct */
-          kiln_log_debug ("layer: could not start the compressor thread: %s", strerror (e));
-          size_t i = p->pushed % PIPE_SLOTS;
-          int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], err);
-          if (r == 0 && p->cut[i])
-            r = kiln_compressor_cut (w->comp, err);
-          p->len[i] = 0;
-          p->cut[i] = false;
-          return r;
-        }
-      p->started = true;
-    }
-  pthread_mutex_lock (&p->mu);
-  p->pushed++;
-  pthread_cond_broadcast (&p->cv);
-  while (!p->failed && p->pushed - p->popped >= PIPE_SLOTS)
-    pthread_cond_wait (&p->cv, &p->mu);
-  bool failed = p->failed;
-  pthread_mutex_unlock (&p->mu);
-  return failed ? pipe_error (p, err) : 0;
-}
-
-/* The free tail of the chunk being filled (never empty: a full chunk is
- * pushed at once). */
-static unsigned char *
-pipe_tail (struct layer_pipe *p, size_t *room)
-{
-  size_t i = p->pushed % PIPE_SLOTS;
-  *room = PIPE_CHUNK - p->len[i];
-  return p->data[i] + p->len[i];
-}
-
-static int
-pipe_write (struct kiln_layer_writer *w, const unsigned char *data, size_t len, struct kiln_error **err)
-{
-  struct layer_pipe *p = &w->pipe;
-  while (len > 0)
-    {
-      size_t i = p->pushed % PIPE_SLOTS;
-      size_t n = PIPE_CHUNK - p->len[i] < len ? PIPE_CHUNK - p->len[i] : len;
-      /* file data that copy_fd read into the free tail of the slot is
-       * already in place */
-      if (data != p->data[i] + p->len[i])
-        memcpy (p->data[i] + p->len[i], data, n);
-      p->len[i] += n;
-      data += n;
-      len -= n;
-      if (p->len[i] == PIPE_CHUNK)
-        {
-          int r = pipe_push (w, err);
-          if (r < 0)
-            return r;
-        }
-    }
-  return 0;
-}
-
-/* Ends the gzip block after what was written so far: the chunk being filled
- * goes to the compressor with the cut, in stream order. */
-static int
-pipe_cut (struct kiln_layer_writer *w, struct kiln_error **err)
-{
-  struct layer_pipe *p = &w->pipe;
-  p->cut[p->pushed % PIPE_SLOTS] = true;
-  return pipe_push (w, err);
-}
-
-/* Drains the pipe: after this the compressor belongs to the caller again. */
-static int
-pipe_finish (struct kiln_layer_writer *w, struct kiln_error **err)
-{
-  struct layer_pipe *p = &w->pipe;
-  size_t i = p->pushed % PIPE_SLOTS;
-  if (!p->started)
-    {
-      int r = kiln_compressor_write (w->comp, p->data[i], p->len[i], err);
-      p->len[i] = 0;
-      return r;
-    }
-  if (p->len[i] > 0)
-    {
-      pthread_mutex_lock (&p->mu);
-      p->pushed++;
-      pthread_mutex_unlock (&p->mu);
-    }
-  pipe_stop (p, false);
-  return p->failed ? pipe_error (p, err) : 0;
-}
-
 /* Tar bytes to the diffID hash, the block builder and the compressor; the
  * hash's state is noted where each block starts, so a later patch of this
  * layer can resume it there. */
@@ -289,7 +84,7 @@ feed (struct kiln_layer_writer *w, const unsigned char *p, size_t len, struct ki
   if (!w->mapped)
     {
       kiln_sha256_update (w->tar_hash, p, len);
-      return pipe_write (w, p, len, err);
+      return kiln_layer_pipe_write (&w->pipe, p, len, err);
     }
   while (len > 0)
     {
@@ -300,7 +95,7 @@ feed (struct kiln_layer_writer *w, const unsigned char *p, size_t len, struct ki
       size_t n = room < len ? room : len;
       kiln_sha256_update (w->tar_hash, p, n);
       kiln_layer_map_bytes (&w->map, w->in_data, p, n);
-      int r = pipe_write (w, p, n, err);
+      int r = kiln_layer_pipe_write (&w->pipe, p, n, err);
       if (r < 0)
         return r;
       p += n;
@@ -369,7 +164,7 @@ open_archive (struct kiln_layer_writer *w, struct kiln_error **err)
   if (r == ARCHIVE_OK)
     r = archive_write_set_format_option (w->ar, NULL, "xattrheader", "SCHILY");
   /* Unbuffered: libarchive passes our data pointers through, so file data
-   * read into the pipe is not copied again (see pipe_write).  The tar bytes
+   * read into the pipe is not copied again (see kiln_layer_pipe_write).  The tar bytes
    * do not depend on the blocking: the last block is not padded. */
   if (r == ARCHIVE_OK)
     r = archive_write_set_bytes_per_block (w->ar, 0);
@@ -412,7 +207,7 @@ writer_alloc (struct kiln_store *st, const struct kiln_layer_opts *opts)
   kiln_toc_rec_init (&w->toc);
   kiln_toc_rec_spill (&w->toc, st);
   w->tar_hash = kiln_sha256_new ();
-  pipe_init (&w->pipe);
+  kiln_layer_pipe_init (&w->pipe);
   w->mapped = opts->compression == KILN_COMP_GZIP;
   kiln_layer_map_builder_init (&w->map, false);
   w->umap.level = w->cmap.level = opts->level;
@@ -425,6 +220,7 @@ kiln_layer_writer_new (struct kiln_store *st, const struct kiln_layer_opts *opts
 {
   struct kiln_layer_writer *w = writer_alloc (st, opts);
   int r = kiln_compressor_new_mt (opts->compression, opts->level, layer_threads (), blob_sink, w, &w->comp, err);
+  w->pipe.comp = w->comp;
   if (r == 0 && w->mapped)
     kiln_compressor_on_block (w->comp, on_cblock, w);
   if (r == 0)
@@ -595,7 +391,7 @@ entry_boundary (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, s
   if (r < 0 || !w->mapped)
     return r;
   if (kiln_layer_map_cut_before (&w->map, e->path, size) && !w->patch)
-    r = pipe_cut (w, err);
+    r = kiln_layer_pipe_cut (&w->pipe, err);
   if (r == 0)
     r = drain_blocks (w, err);
   kiln_layer_map_begin_entry (&w->map, e->path, size, e->opaque, e->known_digest);
@@ -676,7 +472,7 @@ copy_fd (struct kiln_layer_writer *w, const struct kiln_layer_entry *e, int fd, 
   while (done < e->size)
     {
       size_t room;
-      unsigned char *buf = pipe_tail (&w->pipe, &room);
+      unsigned char *buf = kiln_layer_pipe_tail (&w->pipe, &room);
       uint64_t left = e->size - done;
       /* the last read asks one byte more: a short answer is the end of a
        * regular file, so a small file costs one read, not a read and a probe */
@@ -850,7 +646,7 @@ finish_stream (struct kiln_layer_writer *w, struct lmap **made, struct kiln_erro
       return r;
     }
   if (r == 0)
-    r = pipe_finish (w, err);
+    r = kiln_layer_pipe_finish (&w->pipe, err);
   if (r == 0)
     r = kiln_compressor_finish (w->comp, err);
   return r;
@@ -886,7 +682,7 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   /* archive_write_free closes an open archive, which would push the end
    * blocks through write_cb into a blob that is about to be dropped. */
   w->dropping = true;
-  pipe_stop (&w->pipe, true);
+  kiln_layer_pipe_stop (&w->pipe, true);
   /* its threads may still be writing to the blob */
   kiln_layer_patch_free (kiln_steal_ptr (&w->patch));
   if (w->ar != NULL)
@@ -896,7 +692,7 @@ kiln_layer_writer_free (struct kiln_layer_writer *w)
   kiln_blob_writer_abort (w->blob);
   kiln_sha256_free (w->tar_hash);
   kiln_error_free (&w->cb_err);
-  pipe_clear (&w->pipe);
+  kiln_layer_pipe_clear (&w->pipe);
   kiln_toc_rec_clear (&w->toc);
   kiln_layer_map_builder_clear (&w->map);
   kiln_layer_map_clear (&w->umap);
