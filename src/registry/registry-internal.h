@@ -184,6 +184,15 @@ enum kiln_registry_doc { KILN_REG_DOC_MANIFEST, KILN_REG_DOC_INDEX };
  * ambiguous documents (both `manifests` and `layers`/`config`). */
 int kiln_registry_doc_kind (const char *data, size_t len, const char *content_type, enum kiln_registry_doc *kind,
                             char **media_type, struct kiln_error **err);
+/* Downloads layer d of the repository at base ("ORIGIN/v2/PATH") on cn into
+ * the store, checked against its digest (and diff_ids[index], its diffID,
+ * when diff_ids is not NULL); with index < SIZE_MAX and a layer sink in the
+ * client's options, the sink gets the tar of the chain diff_ids[0..index]. */
+int kiln_registry_download_layer (struct kiln_store *st, struct kiln_registry_conn *cn, const char *base,
+                                  const struct kiln_descriptor *d, char *const *diff_ids, size_t index,
+                                  struct kiln_error **err);
+/* Sleeps ms milliseconds, through signals (a retry's backoff). */
+void kiln_registry_sleep_ms (unsigned long ms);
 
 /* Downloads blob d from repository path (no domain) of c into the store:
  * resumed with Range, digest verified on commit, size checked unless

@@ -607,10 +607,10 @@ attempt (struct kiln_registry_conn *cn, const struct kiln_registry_req *q, struc
                          KILN_REG_MAX_REDIRECTS);
 }
 
-static void
-sleep_ms (long ms)
+void
+kiln_registry_sleep_ms (unsigned long ms)
 {
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+  struct timespec ts = { (time_t) (ms / 1000), (long) (ms % 1000) * 1000000L };
   while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
     ;
 }
@@ -645,6 +645,6 @@ kiln_registry_do (struct kiln_registry_conn *cn, const struct kiln_registry_req 
       else
         kiln_log_warn ("%s `%s`: HTTP %ld; retrying in %ld ms", q->method, lu, resp->status, wait);
       kiln_error_free (&e);
-      sleep_ms (wait);
+      kiln_registry_sleep_ms ((unsigned long) wait);
     }
 }

@@ -32,14 +32,6 @@ emit (const struct kiln_registry_opts *o, enum kiln_registry_event ev, const cha
     o->on_event (o->opaque, ev, what);
 }
 
-static void
-sleep_ms (unsigned ms)
-{
-  struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-  while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
-    ;
-}
-
 /* 1 when the registry has the blob, 0 when not. */
 static int
 blob_exists (struct push *p, struct kiln_registry_conn *cn, const struct kiln_digest *d, struct kiln_error **err)
@@ -181,7 +173,7 @@ upload_chunked (struct push *p, struct kiln_registry_conn *cn, char **loc, const
         return -1;
       kiln_log_warn ("blob %s: %s; asking the registry how much it has", d->s, (*err)->msg);
       kiln_error_free (err);
-      sleep_ms (kiln_registry_backoff_ms (p->o->retry_delay_ms, fails - 1));
+      kiln_registry_sleep_ms (kiln_registry_backoff_ms (p->o->retry_delay_ms, fails - 1));
       if (upload_status (cn, loc, pos + n, &pos, err) < 0)
         return -1;
       if (pos > size)
@@ -244,7 +236,7 @@ push_blob (struct push *p, struct kiln_registry_conn *cn, const struct kiln_dige
         }
       kiln_log_warn ("blob %s: %s; uploading again", d->s, (*err)->msg);
       kiln_error_free (err);
-      sleep_ms (kiln_registry_backoff_ms (p->o->retry_delay_ms, attempt));
+      kiln_registry_sleep_ms (kiln_registry_backoff_ms (p->o->retry_delay_ms, attempt));
     }
 }
 
