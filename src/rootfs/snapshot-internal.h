@@ -1,6 +1,6 @@
 /* snapshot-internal.h - reading a stack of overlay lower dirs the way
- * overlayfs does, shared by snapshot.c (copy mode) and diff.c (the copy-mode
- * tree diff and the exclude check).
+ * overlayfs does (snapshot_lower.c), used by snapshot_mount.c (copy mode)
+ * and diff.c (the copy-mode tree diff and the exclude check).
  *
  * A directory of the merged view is a stack: its fd in every lower that
  * contributes, top first.  A name's topmost occurrence decides: a 0:0
