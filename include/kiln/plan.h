@@ -1,7 +1,7 @@
 /* kiln/plan.h - from a parsed Dockerfile to a build plan: stages, their bases,
  * the global ARG scope, and which stages the target needs.
  *
- * Pure code.  Per-step expansion happens at execution time (build.c), because
+ * Pure code.  Per-step expansion happens at execution time (the solver), because
  * it depends on the ENV of base images.
  *
  * Ownership: the plan borrows the Dockerfile (it points at its instructions:

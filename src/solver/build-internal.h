@@ -3,7 +3,7 @@
  * (several at once: docs/internals/stages.md says what a step may touch),
  * build_run.c one stage, build_solve.c each step through its op (with
  * build_cache.c, the only code that decides the cache), and the ops:
- * build_from.c FROM, build.c metadata, build_copy*.c COPY and ADD,
+ * build_from.c FROM, build_metadata.c metadata (build.c: what they share), build_copy*.c COPY and ADD,
  * build_exec.c RUN (docs/internals/solver.md). */
 #ifndef KILN_BUILD_INTERNAL_H
 #define KILN_BUILD_INTERNAL_H
@@ -222,6 +222,16 @@ void kiln_build_stage_pending_clear (struct build_stage *s);
 
 /* "Dockerfile:LINE: KEYWORD: " prefix for errors of one instruction. */
 int kiln_build_step_error (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err);
+/* A KILN_E_PARSE error of the step: fmt with one %s (arg, or ""), wrapped
+ * as kiln_build_step_error does. */
+int kiln_build_step_fail (struct build *b, const struct kiln_df_instr *in, struct kiln_error **err, const char *fmt,
+                          const char *arg);
+/* text expanded against stage s (kiln_build_lookup records what it used):
+ * one word, or split into words. */
+int kiln_build_expand_word (struct build *b, struct build_stage *s, const char *text, char **out,
+                            struct kiln_error **err);
+int kiln_build_expand_words (struct build *b, struct build_stage *s, const char *text, char ***out,
+                             struct kiln_error **err);
 /* One line of --progress=plain output (nothing when quiet). */
 void kiln_build_progress (struct build *b, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
 
