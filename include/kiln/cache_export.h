@@ -93,5 +93,11 @@ int kiln_cache_export (struct kiln_store *st, const struct kiln_digest *keys, si
  * cache that does not exist is a warning and returns 1; 0 imported. */
 int kiln_cache_import (struct kiln_store *st, const struct kiln_cache_spec *spec, int64_t ttl,
                        const struct kiln_registry_opts *o, struct kiln_error **err);
+/* --cache-from values (NULL-terminated, may be NULL): _check parses each
+ * before anything is built (KILN_E_USAGE naming the flag); _import imports
+ * each in turn with kiln_cache_import and stops at the first failure. */
+int kiln_cache_check_sources (char *const *specs, struct kiln_error **err);
+int kiln_cache_import_sources (struct kiln_store *st, char *const *specs, int64_t ttl,
+                               const struct kiln_registry_opts *o, struct kiln_error **err);
 
 #endif

@@ -556,3 +556,33 @@ kiln_cache_import (struct kiln_store *st, const struct kiln_cache_spec *spec, in
   kiln_cache_doc_clear (&d);
   return r < 0 ? kiln_error_wrap (err, "import the cache from `%s`", where) : 0;
 }
+
+int
+kiln_cache_check_sources (char *const *specs, struct kiln_error **err)
+{
+  for (size_t i = 0; specs && specs[i]; i++)
+    {
+      struct kiln_cache_spec spec;
+      if (kiln_cache_spec_parse (specs[i], false, &spec, err) < 0)
+        return kiln_error_wrap (err, "--cache-from");
+      kiln_cache_spec_clear (&spec);
+    }
+  return 0;
+}
+
+int
+kiln_cache_import_sources (struct kiln_store *st, char *const *specs, int64_t ttl, const struct kiln_registry_opts *o,
+                           struct kiln_error **err)
+{
+  for (size_t i = 0; specs && specs[i]; i++)
+    {
+      struct kiln_cache_spec spec;
+      int ret = kiln_cache_spec_parse (specs[i], false, &spec, err);
+      if (ret == 0)
+        ret = kiln_cache_import (st, &spec, ttl, o, err);
+      kiln_cache_spec_clear (&spec);
+      if (ret < 0)
+        return -1;
+    }
+  return 0;
+}

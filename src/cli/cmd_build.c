@@ -353,41 +353,6 @@ parse_args (struct build_cli *c, int argc, char **argv, struct kiln_error **err)
   return 0;
 }
 
-/* Before the build: records (manifests and configs only) into the local
- * cache; layers come from the registry only when a step needs them, so base
- * images are pulled lazily too. */
-static int
-import_caches (struct kiln_store *st, struct build_cli *c, struct kiln_error **err)
-{
-  for (size_t i = 0; c->cache_from && c->cache_from[i]; i++)
-    {
-      struct kiln_cache_spec spec;
-      int ret = kiln_cache_spec_parse (c->cache_from[i], false, &spec, err);
-      if (ret == 0)
-        ret = kiln_cache_import (st, &spec, c->o.cache_ttl, &c->o.registry, err);
-      kiln_cache_spec_clear (&spec);
-      if (ret < 0)
-        return -1;
-    }
-  c->o.registry.lazy = c->o.cache_sources = c->cache_from != NULL;
-  return 0;
-}
-
-/* --cache-from is checked before anything is built (--cache-to with the
- * other exporters). */
-static int
-check_cache_from (struct build_cli *c, struct kiln_error **err)
-{
-  for (char **v = c->cache_from; v && *v; v++)
-    {
-      struct kiln_cache_spec spec;
-      if (kiln_cache_spec_parse (*v, false, &spec, err) < 0)
-        return kiln_error_wrap (err, "--cache-from");
-      kiln_cache_spec_clear (&spec);
-    }
-  return 0;
-}
-
 static struct kiln_exporter_opts
 exporters_of (struct build_cli *c)
 {
@@ -429,7 +394,7 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
     }
   struct kiln_exporter_opts ex = exporters_of (c);
   /* as buildx: checked before anything is built */
-  if (kiln_exporter_check (&ex, err) < 0 || check_cache_from (c, err) < 0)
+  if (kiln_exporter_check (&ex, err) < 0 || kiln_cache_check_sources (c->cache_from, err) < 0)
     return -1;
   if (kiln_exporter_to_stdout (&ex) && isatty (STDOUT_FILENO))
     return kiln_error_set (err, 0, KILN_E_USAGE, "--output `%s`: refusing to write an archive to a terminal",
@@ -444,7 +409,11 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   c->o.interrupted = &interrupted;
   if (kiln_cmd_open_context (cli, &c->o.registry, &st, err) < 0)
     return -1;
-  int ret = import_caches (st, c, err);
+  /* --cache-from: records (manifests and configs only) into the local cache;
+   * layers come from the registry only when a step needs them, so base
+   * images are pulled lazily too */
+  int ret = kiln_cache_import_sources (st, c->cache_from, c->o.cache_ttl, &c->o.registry, err);
+  c->o.registry.lazy = c->o.cache_sources = c->cache_from != NULL;
   if (ret == 0)
     ret = kiln_build_run (st, &c->o, &res, err);
   if (ret == 0)
