@@ -56,4 +56,10 @@ void kiln_cmd_on_signals (volatile sig_atomic_t *flag);
 /* True if argv holds -h/--help (before a "--"). */
 int kiln_cmd_wants_help (int argc, char **argv);
 
+/* "500ms", "2s", "1.5" (seconds) up to an hour, as milliseconds; -1 when
+ * invalid.  For --retry-delay. */
+int kiln_cmd_parse_delay_ms (const char *s, unsigned *out);
+/* A decimal integer in [min, max]; -1 otherwise. */
+int kiln_cmd_parse_long (const char *s, long min, long max, long *out);
+
 #endif

@@ -218,6 +218,61 @@ add_secret (struct build_cli *c, const char *spec, struct kiln_error **err)
 }
 
 static int
+parse_level (const char *arg, int *out, struct kiln_error **err)
+{
+  long v;
+  if (kiln_cmd_parse_long (arg, 0, 22, &v) < 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --compression-level `%s`", arg);
+  *out = (int) v;
+  return 0;
+}
+
+static int
+parse_retry (const char *arg, int *out, struct kiln_error **err)
+{
+  long v;
+  if (kiln_cmd_parse_long (arg, 0, 100, &v) < 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry `%s`", arg);
+  *out = (int) v;
+  return 0;
+}
+
+static int
+parse_progress (const char *arg, enum kiln_progress *out, struct kiln_error **err)
+{
+  if (strcmp (arg, "quiet") == 0)
+    *out = KILN_PROGRESS_QUIET;
+  else if (strcmp (arg, "plain") == 0 || strcmp (arg, "auto") == 0 || strcmp (arg, "tty") == 0)
+    *out = KILN_PROGRESS_PLAIN;
+  else
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --progress `%s` (auto, plain, tty or quiet)", arg);
+  return 0;
+}
+
+/* --tls-verify alone means true */
+static int
+parse_tls_verify (const char *arg, bool *out, struct kiln_error **err)
+{
+  if (!arg || strcmp (arg, "true") == 0)
+    *out = true;
+  else if (strcmp (arg, "false") == 0)
+    *out = false;
+  else
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --tls-verify `%s` (true or false)", arg);
+  return 0;
+}
+
+/* --no-cache-filter a,b adds both stages */
+static void
+add_no_cache_filter (struct build_cli *c, const char *arg)
+{
+  kiln_autofree char *copy = kiln_xstrdup (arg);
+  char *save = NULL;
+  for (char *t = strtok_r (copy, ",", &save); t; t = strtok_r (NULL, ",", &save))
+    kiln_strv_push (&c->o.no_cache_filter, t);
+}
+
+static int
 parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error **err)
 {
   switch (opt)
@@ -234,34 +289,12 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
       return 0;
     case OPT_FORCE_COMPRESSION: c->o.force_compression = true; return 0;
     case OPT_FORMAT: return kiln_image_format_parse (arg, &c->o.format, err);
-    case OPT_LEVEL:
-      {
-        char *end;
-        long v = strtol (arg, &end, 10);
-        if (!*arg || *end || v < 0 || v > 22)
-          return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --compression-level `%s`", arg);
-        c->o.layer.level = (int) v;
-        return 0;
-      }
+    case OPT_LEVEL: return parse_level (arg, &c->o.layer.level, err);
     case OPT_EPOCH: c->o.have_epoch = true; return parse_epoch (arg, &c->o.epoch, err);
     case OPT_IIDFILE: c->iidfile = arg; return 0;
     case OPT_METADATA: c->metadata_file = arg; return 0;
-    case OPT_PROGRESS:
-      if (strcmp (arg, "quiet") == 0)
-        c->o.progress = KILN_PROGRESS_QUIET;
-      else if (strcmp (arg, "plain") == 0 || strcmp (arg, "auto") == 0 || strcmp (arg, "tty") == 0)
-        c->o.progress = KILN_PROGRESS_PLAIN;
-      else
-        return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --progress `%s` (auto, plain, tty or quiet)", arg);
-      return 0;
-    case OPT_TLS:
-      if (!arg || strcmp (arg, "true") == 0)
-        c->o.registry.tls_verify = true;
-      else if (strcmp (arg, "false") == 0)
-        c->o.registry.tls_verify = false;
-      else
-        return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --tls-verify `%s` (true or false)", arg);
-      return 0;
+    case OPT_PROGRESS: return parse_progress (arg, &c->o.progress, err);
+    case OPT_TLS: return parse_tls_verify (arg, &c->o.registry.tls_verify, err);
     case OPT_PUSH: c->push = true; return 0;
     case OPT_SECRET: return add_secret (c, arg, err);
     case OPT_CACHE_TO: kiln_strv_push (&c->cache_to, arg); return 0;
@@ -270,33 +303,12 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     case OPT_JOBS: return parse_jobs (arg, &c->o.jobs, err);
     case OPT_AUTHFILE: c->o.registry.auth_file = arg; return 0;
     case OPT_CERTDIR: c->o.registry.cert_dir = arg; return 0;
-    case OPT_NO_CACHE_FILTER:
-      {
-        kiln_autofree char *copy = kiln_xstrdup (arg);
-        char *save = NULL;
-        for (char *t = strtok_r (copy, ",", &save); t; t = strtok_r (NULL, ",", &save))
-          kiln_strv_push (&c->o.no_cache_filter, t);
-        return 0;
-      }
-    case OPT_RETRY:
-      {
-        char *end;
-        long v = strtol (arg, &end, 10);
-        if (!*arg || *end || v < 0 || v > 100)
-          return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry `%s`", arg);
-        c->o.registry.retries = (int) v;
-        return 0;
-      }
+    case OPT_NO_CACHE_FILTER: add_no_cache_filter (c, arg); return 0;
+    case OPT_RETRY: return parse_retry (arg, &c->o.registry.retries, err);
     case OPT_RETRY_DELAY:
-      {
-        char *end;
-        double v = strtod (arg, &end);
-        double scale = strcmp (end, "ms") == 0 ? 1 : (strcmp (end, "s") == 0 || !*end) ? 1000 : -1;
-        if (end == arg || scale < 0 || v < 0)
-          return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry-delay `%s` (e.g. 500ms, 2s)", arg);
-        c->o.registry.retry_delay_ms = (unsigned) (v * scale);
-        return 0;
-      }
+      if (kiln_cmd_parse_delay_ms (arg, &c->o.registry.retry_delay_ms) < 0)
+        return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry-delay `%s` (e.g. 500ms, 2s)", arg);
+      return 0;
     default: return kiln_error_set (err, 0, KILN_E_USAGE, "unknown or invalid option");
     }
 }

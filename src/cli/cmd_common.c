@@ -147,3 +147,32 @@ kiln_cmd_on_signals (volatile sig_atomic_t *flag)
   sigaction (SIGTERM, &sa, NULL);
   sigaction (SIGHUP, &sa, NULL);
 }
+
+int
+kiln_cmd_parse_delay_ms (const char *s, unsigned *out)
+{
+  char *end;
+  errno = 0;
+  double v = strtod (s, &end);
+  if (errno || end == s || v < 0 || v > 3600)
+    return -1;
+  if (strcmp (end, "ms") == 0)
+    *out = (unsigned) v;
+  else if (*end == '\0' || strcmp (end, "s") == 0)
+    *out = (unsigned) (v * 1000);
+  else
+    return -1;
+  return 0;
+}
+
+int
+kiln_cmd_parse_long (const char *s, long min, long max, long *out)
+{
+  char *end;
+  errno = 0;
+  long v = strtol (s, &end, 10);
+  if (errno || end == s || *end || v < min || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}

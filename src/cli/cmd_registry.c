@@ -35,35 +35,6 @@ struct ropts {
   atomic_int n_present, n_fetched, n_mounted, n_uploaded;
 };
 
-static int
-parse_duration_ms (const char *s, unsigned *out)
-{
-  char *end;
-  errno = 0;
-  double v = strtod (s, &end);
-  if (errno || end == s || v < 0 || v > 3600)
-    return -1;
-  if (strcmp (end, "ms") == 0)
-    *out = (unsigned) v;
-  else if (*end == '\0' || strcmp (end, "s") == 0)
-    *out = (unsigned) (v * 1000);
-  else
-    return -1;
-  return 0;
-}
-
-static int
-parse_int (const char *s, long min, long max, long *out)
-{
-  char *end;
-  errno = 0;
-  long v = strtol (s, &end, 10);
-  if (errno || end == s || *end || v < min || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
 /* Value of "--name VALUE" or "--name=VALUE" at argv[*i]; NULL when argv[*i] is not it. */
 static const char *
 opt_value (int argc, char **argv, int *i, const char *name, bool *missing)
@@ -120,18 +91,18 @@ parse_one (const char *verb, int argc, char **argv, int *i, struct ropts *r)
   if ((v = opt_value (argc, argv, i, "-p", &miss)) || (v = opt_value (argc, argv, i, "--password", &miss)))
     return r->password = v, 0;
   if ((v = opt_value (argc, argv, i, "--retry-delay", &miss)))
-    return parse_duration_ms (v, &r->o.retry_delay_ms) < 0
+    return kiln_cmd_parse_delay_ms (v, &r->o.retry_delay_ms) < 0
                ? kiln_cmd_usage_error (verb, "invalid --retry-delay `%s` (e.g. 500ms, 2s)", v)
                : 0;
   if ((v = opt_value (argc, argv, i, "--retry", &miss)))
-    return parse_int (v, 0, 100, &n) < 0 ? kiln_cmd_usage_error (verb, "invalid --retry `%s`", v)
-                                         : (r->o.retries = (int) n, 0);
+    return kiln_cmd_parse_long (v, 0, 100, &n) < 0 ? kiln_cmd_usage_error (verb, "invalid --retry `%s`", v)
+                                                   : (r->o.retries = (int) n, 0);
   if ((v = opt_value (argc, argv, i, "--jobs", &miss)))
-    return parse_int (v, 1, 16, &n) < 0 ? kiln_cmd_usage_error (verb, "invalid --jobs `%s` (1-16)", v)
-                                        : (r->o.jobs = (int) n, 0);
+    return kiln_cmd_parse_long (v, 1, 16, &n) < 0 ? kiln_cmd_usage_error (verb, "invalid --jobs `%s` (1-16)", v)
+                                                  : (r->o.jobs = (int) n, 0);
   if ((v = opt_value (argc, argv, i, "--chunk-size", &miss)))
-    return parse_int (v, 1, 1L << 40, &n) < 0 ? kiln_cmd_usage_error (verb, "invalid --chunk-size `%s`", v)
-                                              : (r->o.chunk_size = n, 0);
+    return kiln_cmd_parse_long (v, 1, 1L << 40, &n) < 0 ? kiln_cmd_usage_error (verb, "invalid --chunk-size `%s`", v)
+                                                        : (r->o.chunk_size = n, 0);
   if (miss)
     return kiln_cmd_usage_error (verb, "option `%s` needs a value", argv[*i]);
   return kiln_cmd_usage_error (verb, "unknown option `%s`", argv[*i]);
