@@ -6,8 +6,9 @@
  * which is how untrusted input (manifests, tokens, error bodies) is read.
  *
  * Ownership: the buffer owns b->buf; anyone may read it (and b->len) but
- * only these calls change it, and a pointer into it is valid until the
- * next call that grows the buffer.  kiln_buf_detach hands the string over
+ * only these calls change it (a writer may also fill the room that
+ * kiln_buf_grow made past len, then kiln_buf_setlen), and a pointer into
+ * it is valid until the next call that grows the buffer.  kiln_buf_detach hands the string over
  * and leaves an empty buffer; kiln_buf_release frees and re-initialises it
  * (keeping max), so a released buffer can be used again.  Data passed to
  * the _add calls is copied. */

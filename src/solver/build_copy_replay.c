@@ -34,25 +34,24 @@ struct kiln_build_copy_replay {
   bool over; /* past the budget: dropped */
 };
 
-static void
-put_uv (struct kiln_buf *b, uint64_t v)
+/* Writes v as a varint at p (at most 10 bytes); returns the end. */
+static unsigned char *
+put_uv (unsigned char *p, uint64_t v)
 {
-  unsigned char t[10];
-  size_t n = 0;
-  do
+  while (v > 0x7f)
     {
-      t[n++] = (unsigned char) ((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+      *p++ = (unsigned char) ((v & 0x7f) | 0x80);
       v >>= 7;
     }
-  while (v);
-  kiln_buf_add (b, t, n);
+  *p++ = (unsigned char) v;
+  return p;
 }
 
 /* Signed values (times) zigzag-encoded, so small negatives stay short. */
-static void
-put_sv (struct kiln_buf *b, int64_t v)
+static unsigned char *
+put_sv (unsigned char *p, int64_t v)
 {
-  put_uv (b, ((uint64_t) v << 1) ^ (uint64_t) (v >> 63));
+  return put_uv (p, ((uint64_t) v << 1) ^ (uint64_t) (v >> 63));
 }
 
 static uint64_t
@@ -109,30 +108,38 @@ drop (struct kiln_build_copy_replay *r)
   r->over = true;
 }
 
-/* Keeps one folded entry, in walk order. */
+/* Keeps one folded entry, in walk order.  Written straight into the
+ * buffer's room (one grow per entry, not one append per field): a no-change
+ * rebuild notes every entry of the tree and then does not need them. */
 void
 kiln_build_copy_replay_note (struct kiln_build_copy_replay *r, const struct centry *c)
 {
   if (r->over)
     return;
-  size_t len = strlen (c->src), same = 0;
+  size_t len = strlen (c->src), same = 0, linklen = c->link ? strlen (c->link) : 0;
   while (same < len && same < r->lastlen && c->src[same] == r->last[same])
     same++;
-  put_uv (&r->b, same);
-  put_uv (&r->b, len - same);
-  kiln_buf_add (&r->b, c->src + same, len - same);
-  kiln_buf_addch (&r->b, (char) ((c->link ? REC_LINK : 0) | (c->data ? REC_DATA : 0)));
-  put_uv (&r->b, c->mode), put_uv (&r->b, c->uid), put_uv (&r->b, c->gid), put_uv (&r->b, c->rdev);
-  put_uv (&r->b, c->size), put_sv (&r->b, c->mtime);
-  put_uv (&r->b, c->st.st_dev), put_uv (&r->b, c->st.st_ino), put_uv (&r->b, c->st.st_nlink);
-  put_uv (&r->b, (uint64_t) c->st.st_size), put_uv (&r->b, c->st.st_mode);
-  put_sv (&r->b, c->st.st_mtim.tv_sec), put_uv (&r->b, (uint64_t) c->st.st_mtim.tv_nsec);
-  put_sv (&r->b, c->st.st_ctim.tv_sec), put_uv (&r->b, (uint64_t) c->st.st_ctim.tv_nsec);
+  /* 2 + 15 varints of at most 10 bytes, the flags, the path's new part, the link */
+  kiln_buf_grow (&r->b, 18 * 10 + 1 + (len - same) + linklen);
+  unsigned char *start = (unsigned char *) r->b.buf + r->b.len, *p = start;
+  p = put_uv (p, same);
+  p = put_uv (p, len - same);
+  memcpy (p, c->src + same, len - same);
+  p += len - same;
+  *p++ = (unsigned char) ((c->link ? REC_LINK : 0) | (c->data ? REC_DATA : 0));
+  p = put_uv (p, c->mode), p = put_uv (p, c->uid), p = put_uv (p, c->gid), p = put_uv (p, c->rdev);
+  p = put_uv (p, c->size), p = put_sv (p, c->mtime);
+  p = put_uv (p, c->st.st_dev), p = put_uv (p, c->st.st_ino), p = put_uv (p, c->st.st_nlink);
+  p = put_uv (p, (uint64_t) c->st.st_size), p = put_uv (p, c->st.st_mode);
+  p = put_sv (p, c->st.st_mtim.tv_sec), p = put_uv (p, (uint64_t) c->st.st_mtim.tv_nsec);
+  p = put_sv (p, c->st.st_ctim.tv_sec), p = put_uv (p, (uint64_t) c->st.st_ctim.tv_nsec);
   if (c->link)
     {
-      put_uv (&r->b, strlen (c->link));
-      kiln_buf_adds (&r->b, c->link);
+      p = put_uv (p, linklen);
+      memcpy (p, c->link, linklen);
+      p += linklen;
     }
+  kiln_buf_setlen (&r->b, r->b.len + (size_t) (p - start));
   if (r->b.len > r->max)
     return drop (r);
   r->n++;
