@@ -43,11 +43,14 @@
 #      BASE_MB (2048), BASE_LAYERS (8), J_BASE_MB (1024), J_NEW (50000),
 #      J_DEL (5000), BUILDAH (1; 0 = kiln only), SCALE_PORT (5012, the
 #      registry's port), KEEP (0; 1 keeps contexts and stores),
-#      SUMMARY_ONLY=1 (print the table of an earlier run in BENCH_OUT).
+#      SUMMARY_ONLY=1 (print the table of an earlier run in BENCH_OUT),
+#      KILN_BIN_B (another kiln binary, e.g. an older commit's, measured
+#      alternately with KILN_BIN in h_big_base: a regression check).
 # Small sizes for a quick try: FILES=20000 FILES_1M=0 BASE_MB=256 J_BASE_MB=128 J_NEW=5000 J_DEL=500 RUNS=1
 set -euo pipefail
 
 KILN_BIN=$(realpath -e "${1:?usage: scale.sh KILN_BIN}")
+KILN_BIN_B=${KILN_BIN_B:+$(realpath -e "$KILN_BIN_B")}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GEN=$HERE/scale_gen.py
 OUT=${BENCH_OUT:-/tmp/kiln-scale}
@@ -200,6 +203,10 @@ scenario_h() {
   for r in $(seq "$RUNS"); do
     kiln_reset
     measure h_kiln "$r" kiln_build --push -t "$REG/bench/big:kiln" "$ctx"
+    # KILN_BIN_B: another kiln (an older build) measured right after, run by run
+    [ -z "$KILN_BIN_B" ] && continue
+    kiln_reset
+    KILN_BIN=$KILN_BIN_B measure h_kilnb "$r" kiln_build --push -t "$REG/bench/big:kilnb" "$ctx"
   done
   [ "$KEEP" = 1 ] || kiln_reset
   if [ "$BUILDAH" = 1 ]; then
@@ -338,6 +345,10 @@ summary() {
     row "h big base, empty store, FROM + RUN + push: kiln / bound (GET + igzip -d + tar -x, layers in parallel)" \
       "$(secs "$k") / $(secs "$b")" "$r" "<= 1.25" "$(verdict "$r" "<=" 1.25)"
     speedup "h big base, empty store, FROM + RUN + push" h_buildah h_kiln 3
+    if grep -q '^h_kilnb' "$TSV"; then
+      k=$(med h_kiln); b=$(med h_kilnb)
+      row "h, KILN_BIN / KILN_BIN_B (run alternately)" "$(secs "$k") / $(secs "$b")" "$(ratio "$k" "$b")" "" ""
+    fi
     rss_row "h big base" "$(rss_max h_)"
   fi
   if grep -q '^j_' "$TSV"; then
