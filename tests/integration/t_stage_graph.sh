@@ -36,8 +36,11 @@ kiln build --progress=plain --jobs 2 -o "type=local,dest=$T/j2" "$c" >"$T/j2.log
   || { cat "$T/j2.log"; fail "build with --jobs 2"; }
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 overlap "$T/j2" || fail "--jobs 2: the stages did not overlap: a $(cat "$T/j2/a.start")-$(cat "$T/j2/a.end"), b $(cat "$T/j2/b.start")-$(cat "$T/j2/b.end")"
-# back to back the two sleeps alone take 4 s (the overlap above is the proof; this is its wall-clock face)
-[ "$ms" -lt 4000 ] || fail "--jobs 2: two 2-second stages took $ms ms"
+# back to back the two sleeps alone take 4 s (the overlap above is the proof;
+# this is its wall-clock face, the issue's 3 s; a sanitized kiln gets 4 s)
+limit=3000
+[ -z "${ASAN_OPTIONS:-}" ] || limit=4000
+[ "$ms" -lt "$limit" ] || fail "--jobs 2: two 2-second stages took $ms ms (limit $limit ms)"
 echo "two 2-second stages with --jobs 2: $ms ms"
 log=$(cat "$T/j2.log")
 # progress names the stage: [NAME N/M], or [stage-IDX N/M] for an unnamed one
