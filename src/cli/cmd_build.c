@@ -217,22 +217,13 @@ add_secret (struct build_cli *c, const char *spec, struct kiln_error **err)
   return 0;
 }
 
+/* --compression-level, --retry: a number in [min, max] */
 static int
-parse_level (const char *arg, int *out, struct kiln_error **err)
+parse_int_flag (const char *flag, const char *arg, long min, long max, int *out, struct kiln_error **err)
 {
   long v;
-  if (kiln_cmd_parse_long (arg, 0, 22, &v) < 0)
-    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --compression-level `%s`", arg);
-  *out = (int) v;
-  return 0;
-}
-
-static int
-parse_retry (const char *arg, int *out, struct kiln_error **err)
-{
-  long v;
-  if (kiln_cmd_parse_long (arg, 0, 100, &v) < 0)
-    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry `%s`", arg);
+  if (kiln_cmd_parse_long (arg, min, max, &v) < 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid %s `%s`", flag, arg);
   *out = (int) v;
   return 0;
 }
@@ -289,7 +280,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
       return 0;
     case OPT_FORCE_COMPRESSION: c->o.force_compression = true; return 0;
     case OPT_FORMAT: return kiln_image_format_parse (arg, &c->o.format, err);
-    case OPT_LEVEL: return parse_level (arg, &c->o.layer.level, err);
+    case OPT_LEVEL: return parse_int_flag ("--compression-level", arg, 0, 22, &c->o.layer.level, err);
     case OPT_EPOCH: c->o.have_epoch = true; return parse_epoch (arg, &c->o.epoch, err);
     case OPT_IIDFILE: c->iidfile = arg; return 0;
     case OPT_METADATA: c->metadata_file = arg; return 0;
@@ -304,7 +295,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     case OPT_AUTHFILE: c->o.registry.auth_file = arg; return 0;
     case OPT_CERTDIR: c->o.registry.cert_dir = arg; return 0;
     case OPT_NO_CACHE_FILTER: add_no_cache_filter (c, arg); return 0;
-    case OPT_RETRY: return parse_retry (arg, &c->o.registry.retries, err);
+    case OPT_RETRY: return parse_int_flag ("--retry", arg, 0, 100, &c->o.registry.retries, err);
     case OPT_RETRY_DELAY:
       if (kiln_cmd_parse_delay_ms (arg, &c->o.registry.retry_delay_ms) < 0)
         return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --retry-delay `%s` (e.g. 500ms, 2s)", arg);
