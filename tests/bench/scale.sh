@@ -46,6 +46,7 @@
 #      SUMMARY_ONLY=1 (print the table of an earlier run in BENCH_OUT),
 #      KILN_BIN_B (another kiln binary, e.g. an older commit's, measured
 #      alternately with KILN_BIN in h_big_base: a regression check).
+#      J_PAUSE (0; seconds before each j run).
 # Small sizes for a quick try: FILES=20000 FILES_1M=0 BASE_MB=256 J_BASE_MB=128 J_NEW=5000 J_DEL=500 RUNS=1
 set -euo pipefail
 
@@ -61,6 +62,7 @@ SEED=${SEED:-11}
 FILES=${FILES:-100000}
 FILES_1M=${FILES_1M:-1000000}
 BENCH_1M_BUILDAH=${BENCH_1M_BUILDAH:-0}
+J_PAUSE=${J_PAUSE:-0}
 I1M_TIMEOUT=${I1M_TIMEOUT:-1800}
 BASE_MB=${BASE_MB:-2048}
 BASE_LAYERS=${BASE_LAYERS:-8}
@@ -255,6 +257,9 @@ scenario_j() {
       measure j_warmup_buildah 1 bh_build -t bench/j "$ctx"
     fi
     for r in $(seq "$RUNS"); do
+      # J_PAUSE: seconds to wait before each run, so inodes freed by the last
+      # one are no longer "recently deleted" for ext4's allocator
+      [ "$J_PAUSE" = 0 ] || sleep "$J_PAUSE"
       j_dockerfile "$b-$r-$(date +%s%N)" >"$ctx/Dockerfile"
       if [ "$b" = kiln ]; then
         measure j_kiln "$r" kiln_build -t bench/j "$ctx"
