@@ -321,9 +321,16 @@ set_platform_args (struct kiln_plan *p, const struct kiln_plan_opts *o)
   kiln_kvlist_set (&p->platform_args, "TARGETVARIANT", tvar ? tvar : "");
 }
 
-/* A stage's edges, for the cycle check: the stages its steps copy or mount
- * from, and its base stage (always an earlier one).  via[k] is the
- * instruction of path[k] that leads to path[k + 1]. */
+/* Edge d of a stage, for d in [0, ndeps]: the stages its steps copy or
+ * mount from, then its base stage (always an earlier one); -1 for none. */
+static long
+stage_edge (const struct kiln_plan_stage *s, size_t d)
+{
+  return d < s->ndeps ? s->deps[d] : s->base_stage;
+}
+
+/* The cycle check's walk: via[k] is the instruction of path[k] that leads
+ * to path[k + 1]. */
 struct cycle_walk {
   const struct kiln_plan *p;
   unsigned char *color; /* 0 unseen, 1 on the path, 2 done */
@@ -341,7 +348,7 @@ visit_stage (struct cycle_walk *w, size_t i)
   w->path[at] = i;
   for (size_t d = 0; d <= s->ndeps; d++)
     {
-      long next = d < s->ndeps ? s->deps[d] : s->base_stage;
+      long next = stage_edge (s, d);
       if (next < 0 || w->color[next] == 2)
         continue;
       w->via[at] = d < s->ndeps ? s->dep_instrs[d] : s->from;
@@ -408,10 +415,8 @@ needs_walk (const struct kiln_plan *p, size_t i, size_t to, unsigned char *seen)
     return false;
   seen[i] = 1;
   const struct kiln_plan_stage *s = &p->stages[i];
-  if (s->base_stage >= 0 && needs_walk (p, (size_t) s->base_stage, to, seen))
-    return true;
-  for (size_t d = 0; d < s->ndeps; d++)
-    if (needs_walk (p, (size_t) s->deps[d], to, seen))
+  for (size_t d = 0; d <= s->ndeps; d++)
+    if (stage_edge (s, d) >= 0 && needs_walk (p, (size_t) stage_edge (s, d), to, seen))
       return true;
   return false;
 }

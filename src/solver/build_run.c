@@ -51,6 +51,15 @@ compare_steps (const void *a, const void *b)
   return x->stepno < y->stepno ? -1 : x->stepno > y->stepno;
 }
 
+/* An image's ONBUILD trigger, parsed under the name `trigger`, names a stage
+ * that needs this one. */
+static int
+cycle_error (const char *trigger, const struct kiln_df_instr *in, const char *name, struct kiln_error **err)
+{
+  return kiln_error_set (err, 0, KILN_E_PARSE, "%s: %s: circular dependency detected on stage: %s", trigger,
+                         kiln_df_cmd_name (in->cmd), name);
+}
+
 /* The stages a step copies or mounts from (COPY --from, RUN --mount
  * from=), built before it runs: here when no one has started them, else
  * waited for.  A stage starts as soon as its base is built, so the steps
@@ -60,29 +69,20 @@ compare_steps (const void *a, const void *b)
  * testOnBuildNewDeps).  A miss in such a stage explains this stage's misses
  * from here on. */
 static int
-cycle_error (struct build *b, const struct kiln_df_instr *in, const char *trigger, const char *name,
-             struct kiln_error **err)
-{
-  kiln_autofree char *where = trigger ? kiln_xstrdup (trigger) : kiln_xasprintf ("%s:%d", b->df->name, in->line);
-  return kiln_error_set (err, 0, KILN_E_PARSE, "%s: %s: circular dependency detected on stage: %s", where,
-                         kiln_df_cmd_name (in->cmd), name);
-}
-
-static int
 need_sources (struct build *b, struct build_stage *s, const struct kiln_df_instr *in, const char *trigger,
               struct kiln_error **err)
 {
   kiln_autostrv char **names = kiln_plan_from_names (in);
+  size_t self = (size_t) (s - b->stages);
   for (size_t i = 0; names[i]; i++)
     {
-      size_t self = (size_t) (s - b->stages);
       long idx = kiln_plan_find_stage (b->plan, names[i]);
       if (idx < 0)
         continue;
-      /* only an image's trigger can get here with a cycle: the plan
-       * rejected the file's own */
-      if (kiln_plan_stage_needs (b->plan, (size_t) idx, self))
-        return cycle_error (b, in, trigger, names[i], err);
+      /* only an image's trigger can name a stage that needs this one: the
+       * plan rejected the file's own cycles */
+      if (trigger && kiln_plan_stage_needs (b->plan, (size_t) idx, self))
+        return cycle_error (trigger, in, names[i], err);
       if (kiln_build_graph_need (b, (size_t) idx, err) < 0)
         return -1;
       s->any_miss |= b->stages[idx].any_miss;
