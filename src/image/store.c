@@ -4,10 +4,7 @@
  * *at() calls or openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a symlink
  * planted inside the store cannot redirect a write elsewhere. */
 #include <errno.h>
-#include <jansson.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

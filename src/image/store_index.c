@@ -4,8 +4,6 @@
  * atomically, so two processes tagging at once both keep their entries. */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
