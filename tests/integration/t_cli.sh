@@ -91,3 +91,15 @@ RC=0; out=$(kiln store check 2>&1) || RC=$?
 assert_contains "$out" "${layer#sha256:}" "store check report for a missing blob"
 cp "$T/blob.bak" "$blob"
 store_clean
+
+note "bad numeric flags name the flag and the value; build, pull and push parse them alike"
+for bad in "--retry-delay 2h" "--retry-delay 3601s" "--retry-delay x" "--retry 101" "--retry -1"; do
+  # shellcheck disable=SC2086   # $bad is a flag and its value
+  expect_fail kiln build $bad "$T"
+  assert_contains "$ERR" "invalid ${bad%% *} \`${bad#* }\`"
+  # shellcheck disable=SC2086
+  expect_fail kiln pull $bad localhost/none
+  assert_contains "$ERR" "invalid ${bad%% *} \`${bad#* }\`"
+done
+expect_fail kiln build --compression-level 23 "$T"
+assert_contains "$ERR" "invalid --compression-level \`23\`"
