@@ -22,9 +22,13 @@ emit (enum kiln_log_level l, const char *prefix, const char *fmt, va_list ap)
 {
   if (level < l)
     return;
+  /* one line, whole: the layers of a pull and stages running at once log
+   * from several threads, and stdio locks each call, not the three */
+  flockfile (stderr);
   fputs (prefix, stderr);
   vfprintf (stderr, fmt, ap);
   fputc ('\n', stderr);
+  funlockfile (stderr);
 }
 
 #define KILN_LOG_FN(name, lvl, prefix)                                                                                 \
