@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include "helpers.h"
 #include "kiln/buf.h"
 #include "kiln/diff.h"
 #include "kiln/extract.h"
 #include "kiln/fs.h"
+#include "kiln/oci.h"
 #include "snapshot_fixture.h"
 
 FX_SUITE (diff);
@@ -141,7 +143,7 @@ run_step (bool copy, struct run *r)
   close (mfd);
   r->view = kiln_buf_detach (&b, NULL);
   cr_assert_eq (kiln_snapshot_unmount (m, &err), 0);
-  cr_assert_eq (kiln_diff_write_layer (fx.st, m, &lo, exclude, &res, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (kiln_diff_write_layer (fx.st, m, &lo, exclude, NULL, &res, &err), 0, "%s", err ? err->msg : "");
   cr_assert_eq (kiln_snapshot_cleanup (fx.st, m, &err), 0);
   read_layer (&res, r);
 
@@ -206,4 +208,167 @@ Test (diff, copy_mode_gives_same_flattened_result)
   cr_assert_str_eq (cp.flat, ov.flat);
   run_clear (&ov);
   run_clear (&cp);
+}
+
+/* ---- a kept upper dir is the layer's snapshot ---- */
+
+static int
+cmp_str (const void *a, const void *b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* Everything a snapshot holds below dir, one line per object: type and
+ * mode, owner, times to the nanosecond (not for whiteouts, which overlay
+ * never shows), size, content, link target, device, links, every xattr. */
+static void
+strict_manifest (const char *dir, const char *prefix, struct kiln_buf *out)
+{
+  char **names = NULL;
+  DIR *d = opendir (dir);
+  struct dirent *de;
+  cr_assert_not_null (d, "open %s", dir);
+  while ((de = readdir (d)))
+    if (strcmp (de->d_name, ".") && strcmp (de->d_name, ".."))
+      kiln_strv_push (&names, de->d_name);
+  closedir (d);
+  if (names)
+    qsort (names, kiln_strv_len (names), sizeof *names, cmp_str);
+  for (size_t i = 0; names && names[i]; i++)
+    {
+      char path[4200], rel[4200], buf[256] = "", xl[4096];
+      struct stat st;
+      snprintf (path, sizeof path, "%s/%s", dir, names[i]);
+      snprintf (rel, sizeof rel, "%s%s", prefix, names[i]);
+      cr_assert_eq (lstat (path, &st), 0);
+      bool wh = S_ISCHR (st.st_mode) && st.st_rdev == 0;
+      if (S_ISLNK (st.st_mode))
+        buf[readlink (path, buf, sizeof buf - 1)] = '\0';
+      if (S_ISREG (st.st_mode))
+        {
+          int fd = open (path, O_RDONLY);
+          ssize_t n = read (fd, buf, sizeof buf - 1);
+          buf[n > 0 ? n : 0] = '\0';
+          close (fd);
+        }
+      kiln_buf_addf (out, "%s %o %u:%u rdev=%lu", rel, (unsigned) st.st_mode, st.st_uid, st.st_gid,
+                     (unsigned long) st.st_rdev);
+      if (!wh)
+        kiln_buf_addf (out, " t=%lld.%09ld", (long long) st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+      if (!S_ISDIR (st.st_mode))
+        kiln_buf_addf (out, " size=%lld links=%lu [%s]", (long long) st.st_size, (unsigned long) st.st_nlink, buf);
+      ssize_t xn = llistxattr (path, xl, sizeof xl);
+      char **xs = NULL;
+      for (char *p = xl; xn > 0 && p < xl + xn; p += strlen (p) + 1)
+        {
+          char v[256];
+          ssize_t vn = lgetxattr (path, p, v, sizeof v - 1);
+          v[vn > 0 ? vn : 0] = '\0';
+          kiln_strv_push_take (&xs, kiln_xasprintf ("%s=%s", p, v));
+        }
+      if (xs)
+        qsort (xs, kiln_strv_len (xs), sizeof *xs, cmp_str);
+      for (size_t j = 0; xs && xs[j]; j++)
+        kiln_buf_addf (out, " %s", xs[j]);
+      kiln_strv_free (xs);
+      kiln_buf_adds (out, "\n");
+      if (S_ISDIR (st.st_mode))
+        {
+          char sub[4300];
+          snprintf (sub, sizeof sub, "%s/", rel);
+          strict_manifest (path, sub, out);
+        }
+    }
+  kiln_strv_free (names);
+}
+
+static void
+set_xattr (const char *merged, const char *rel, const char *name, const char *value)
+{
+  char p[4200];
+  snprintf (p, sizeof p, "%s/%s", merged, rel);
+  cr_assert_eq (lsetxattr (p, name, value, strlen (value), 0), 0, "%s on %s", name, rel);
+}
+
+/* The step runs on overlay, the diff writes its layer keeping the upper dir,
+ * and the kept snapshot must equal, object for object, what extracting the
+ * layer's blob gives (as kiln_snapshot_prepare would for a cache hit). */
+static void
+keep_matches_extraction (const struct kiln_layer_opts *lo, char **kept_out)
+{
+  char **lowers = NULL, xdir[4200], kdir[8400];
+  struct kiln_mount *m = NULL;
+  struct kiln_error *err = NULL;
+  struct kiln_layer_result res = { 0 };
+  struct kiln_buf a = KILN_BUF_INIT, b = KILN_BUF_INIT;
+  char ex_hosts[] = "etc/hosts", ex_dev[] = "dev", ex_stub[] = "opq/stub";
+  char *exclude[] = { ex_hosts, ex_dev, ex_stub, NULL };
+  bool keep = true;
+
+  fx_prepare (&fx, 2, &lowers);
+  cr_assert_eq (kiln_snapshot_mount (fx.st, lowers, NULL, &m, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_not (m->copy_mode);
+  sh (m->merged, "mkdir -p new/dir && echo created > new/dir/f && echo changed >> a/file1 && chmod 600 a/keep"
+                 " && ln a/keep a/hl && rm a/del && rm -r dir2 && mkdir dir2 && echo y > dir2/y && mkfifo new/fifo"
+                 " && ln -s dir new/sym && touch -h link && mkdir etc && echo 127.0.0.1 > etc/hosts"
+                 " && mkdir dev && touch dev/null && touch opq/stub"
+                 " && python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"new/sock\")'");
+  set_xattr (m->merged, "new/dir/f", "user.keep", "1");
+  set_xattr (m->merged, "new/dir", "user.dirkeep", "2");
+  set_xattr (m->merged, "new/dir/f", "trusted.drop", "x");
+  cr_assert_eq (kiln_snapshot_unmount (m, &err), 0);
+  cr_assert_eq (kiln_diff_write_layer (fx.st, m, lo, exclude, &keep, &res, &err), 0, "%s", err ? err->msg : "");
+  cr_assert (keep, "the upper dir could not be kept");
+  char *ids[] = { fx.diff_ids[0], fx.diff_ids[1], res.diff_id.s, NULL };
+  cr_assert_eq (kiln_snapshot_keep_upper (fx.st, m, ids, 3, &err), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (kiln_snapshot_cleanup (fx.st, m, &err), 0);
+
+  struct kiln_digest chain;
+  kiln_oci_chain_id (ids, 3, &chain);
+  snprintf (kdir, sizeof kdir, "%s/snapshots/%s", kiln_store_root (fx.st), kiln_digest_hex (&chain));
+  snprintf (xdir, sizeof xdir, "%s/extracted", kiln_test_tmpdir ());
+  cr_assert_eq (mkdir (xdir, 0755), 0);
+  int xfd = open (xdir, O_RDONLY | O_DIRECTORY), bfd = kiln_store_blob_open (fx.st, &res.desc.digest, &err);
+  struct kiln_extract_opts xo = { .overlay_whiteouts = true, .keep_owner = true };
+  cr_assert_eq (kiln_extract_fd (bfd, "layer", xfd, &xo, &err), 0, "%s", err ? err->msg : "");
+  close (bfd);
+  close (xfd);
+  strict_manifest (kdir, "", &a);
+  strict_manifest (xdir, "", &b);
+  cr_assert_str_eq (a.buf, b.buf, "kept:\n%s\nextracted:\n%s", a.buf, b.buf);
+  *kept_out = kiln_buf_detach (&a, NULL);
+  kiln_buf_release (&b);
+  kiln_layer_result_clear (&res);
+  kiln_strv_free (lowers);
+}
+
+Test (diff, overlay_kept_upper_is_what_extracting_the_layer_gives)
+{
+  struct kiln_layer_opts lo = { .compression = KILN_COMP_GZIP, .level = -1 };
+  char *kept = NULL;
+  keep_matches_extraction (&lo, &kept);
+  /* what the comparison covered: not vacuous */
+  assert_has (kept, "new/dir/f 100644 0:0");
+  assert_has (kept, "user.keep=1");
+  assert_has (kept, "user.dirkeep=2");
+  assert_has (kept, "dir2 40755");
+  assert_has (kept, "trusted.overlay.opaque=y user.overlay.opaque=y");
+  assert_has (kept, "a/del 20000");
+  assert_has (kept, "new/fifo 10644");
+  cr_assert_null (strstr (kept, "trusted.drop"), "%s", kept);
+  cr_assert_null (strstr (kept, "etc/hosts"), "%s", kept);
+  cr_assert_null (strstr (kept, "\ndev"), "%s", kept);
+  cr_assert_null (strstr (kept, "\nopq"), "mount-point-only dir kept: %s", kept);
+  cr_assert_null (strstr (kept, "sock"), "%s", kept);
+  cr_assert_null (strstr (kept, "origin"), "%s", kept);
+  free (kept);
+}
+
+Test (diff, overlay_kept_upper_takes_clamped_mtimes)
+{
+  struct kiln_layer_opts lo = { .compression = KILN_COMP_GZIP, .level = -1, .clamp_mtime = true, .epoch = 1500000 };
+  char *kept = NULL;
+  keep_matches_extraction (&lo, &kept);
+  assert_has (kept, "new/dir/f 100644 0:0 rdev=0 t=1500000.000000000");
+  free (kept);
 }

@@ -26,11 +26,19 @@
  * received the step's writes, so a step that edits an existing /etc/hosts
  * leaves no trace in the upper dir and the edit is lost, as in Docker).
  *
+ * keep (when non-NULL and true, overlay mode): while writing the layer,
+ * also make the upper dir exactly what extracting that layer gives, for
+ * kiln_snapshot_keep_upper: the mount points and sockets the layer leaves
+ * out removed, times set to the layer's whole seconds, only the xattrs the
+ * layer carries (and the opaque markers, security.selinux) left.  Cleared
+ * when that could not be done (the layer is written all the same).
+ *
  * Ownership: m, lo and exclude are borrowed; *res is filled from empty and
  * cleared by the caller with kiln_layer_result_clear. */
 #ifndef KILN_DIFF_H
 #define KILN_DIFF_H
 
+#include <stdbool.h>
 #include "kiln/error.h"
 #include "kiln/layer.h"
 #include "kiln/snapshot.h"
@@ -41,6 +49,6 @@ struct kiln_store;
  * at least with the step's processes gone) as a layer into the store;
  * lo->clamp_mtime applies to every entry.  exclude may be NULL. */
 int kiln_diff_write_layer (struct kiln_store *st, const struct kiln_mount *m, const struct kiln_layer_opts *lo,
-                           char *const *exclude, struct kiln_layer_result *res, struct kiln_error **err);
+                           char *const *exclude, bool *keep, struct kiln_layer_result *res, struct kiln_error **err);
 
 #endif

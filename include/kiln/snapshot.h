@@ -1,7 +1,9 @@
 /* kiln/snapshot.h - image layers as overlayfs lower dirs, and the mount a
  * RUN step runs in.
  *
- *   ROOT/snapshots/<chainID hex>/   one layer, extracted once, overlay format
+ *   ROOT/snapshots/<chainID hex>/   one layer, overlay format: extracted once,
+ *                                   or a RUN step's upper dir kept
+ *                                   (kiln_snapshot_keep_upper)
  *   ROOT/snapshots/.tmp-*           snapshots being extracted (flock()ed by
  *                                   their writer; stale ones are removed)
  *   ROOT/tmp/<name>/{upper,work,merged}   one mounted step (kiln_mount)
@@ -123,6 +125,14 @@ int kiln_snapshot_mount (struct kiln_store *st, char *const *lowerdirs, const st
  * dir stays for kiln_diff_write_layer.  No-op in copy mode or when already
  * unmounted. */
 int kiln_snapshot_unmount (struct kiln_mount *m, struct kiln_error **err);
+
+/* Makes the upper dir of m (unmounted, overlay mode) the snapshot of the
+ * chain diff_ids[0..n), whose last layer kiln_diff_write_layer wrote from it
+ * with keep set (which made the upper dir exactly what extracting that
+ * layer gives).  A snapshot already there is kept instead; either way m
+ * is still for kiln_snapshot_cleanup. */
+int kiln_snapshot_keep_upper (struct kiln_store *st, const struct kiln_mount *m, char *const *diff_ids, size_t n,
+                              struct kiln_error **err);
 
 /* Unmounts if needed, removes ROOT/tmp/<name> and frees m, in every case
  * (the return value reports a failed removal).  NULL-safe. */

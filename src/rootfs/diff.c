@@ -28,7 +28,9 @@ struct hardlink {
 
 struct diff {
   const struct kiln_mount *m;
+  const struct kiln_layer_opts *lo;
   struct kiln_layer_writer *w;
+  bool keep;      /* also make the upper dir the layer's snapshot (snapshot_keep.c) */
   char **exclude; /* cleaned */
   struct hardlink *links;
   size_t nlinks;
@@ -77,6 +79,25 @@ hardlink_target (struct diff *d, const char *path, const struct stat *st)
   return NULL;
 }
 
+/* Keeping the upper dir is an optimisation: when it cannot be done, the
+ * layer is still written and the upper dir deleted as before. */
+static void
+keep_failed (struct diff *d, struct kiln_error **e)
+{
+  kiln_log_debug ("not keeping the step's upper dir as its snapshot: %s", (*e)->msg);
+  kiln_error_free (e);
+  d->keep = false;
+}
+
+/* Removes what the layer leaves out of the upper dir. */
+static void
+keep_drop (struct diff *d, int dfd, const char *name)
+{
+  struct kiln_error *e = NULL;
+  if (d->keep && kiln_fs_rm_rf_at (dfd, name, &e) < 0)
+    keep_failed (d, &e);
+}
+
 /* One object: fd is an open regular file or directory (xattrs and data),
  * or -1 with dirfd/name for symlinks and nodes. */
 static int
@@ -116,6 +137,10 @@ emit (struct diff *d, const char *path, const struct stat *st, int fd, int dirfd
   e.nxattrs = x.n;
   if (r == 0)
     r = kiln_layer_writer_add (d->w, &e, fd, err);
+  struct kiln_error *ke = NULL;
+  if (r == 0 && d->keep && !e.hardlink
+      && kiln_snapshot_keep_object (fd, dirfd, name, st, &x, kiln_layer_opts_mtime (d->lo, e.mtime), &ke) < 0)
+    keep_failed (d, &ke);
   kiln_xattrs_clear (&x);
   return r < 0 ? kiln_error_wrap (err, "add `%.256s`", path) : 0;
 }
@@ -192,13 +217,19 @@ upper_dir (struct diff *d, int dfd, const char *name, const char *path, struct k
   if (lower < 0 || only == -1)
     return -1;
   if (only > 0)
-    return 0;
+    return keep_drop (d, dfd, name), 0;
   if (emit (d, path, &st, fd, -1, NULL, err) < 0)
     return -1;
   /* right after the directory entry, as Docker writes it */
-  if (upper_opaque (d, fd) && emit_marker (d, path, ".wh..opq", st.st_mtim.tv_sec, err) < 0)
+  bool opaque = upper_opaque (d, fd);
+  if (opaque && emit_marker (d, path, ".wh..opq", st.st_mtim.tv_sec, err) < 0)
     return -1;
-  return walk_upper (d, fd, path, err);
+  if (walk_upper (d, fd, path, err) < 0)
+    return -1;
+  struct kiln_error *ke = NULL;
+  if (d->keep && kiln_snapshot_keep_dir_done (fd, opaque, kiln_layer_opts_mtime (d->lo, st.st_mtim.tv_sec), &ke) < 0)
+    keep_failed (d, &ke);
+  return 0;
 }
 
 static int
@@ -212,7 +243,7 @@ upper_one (struct diff *d, int dfd, const char *prefix, const char *name, const 
   if (S_ISDIR (st.st_mode))
     return upper_dir (d, dfd, name, path, err);
   if (S_ISSOCK (st.st_mode))
-    return 0; /* sockets do not survive a tar, as in Docker */
+    return keep_drop (d, dfd, name), 0; /* sockets do not survive a tar, as in Docker */
   if (!S_ISREG (st.st_mode))
     return emit (d, path, &st, -1, dfd, name, err);
   kiln_autoclose int fd = openat (dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -233,6 +264,8 @@ walk_upper (struct diff *d, int dfd, const char *prefix, struct kiln_error **err
       int x = excluded (d, path, err);
       if (x < 0 || (x == 0 && upper_one (d, dfd, prefix, names[i], path, err) < 0))
         return -1;
+      if (x > 0)
+        keep_drop (d, dfd, names[i]);
     }
   return 0;
 }
@@ -419,9 +452,9 @@ diff_upper (struct diff *d, struct kiln_error **err)
 
 int
 kiln_diff_write_layer (struct kiln_store *st, const struct kiln_mount *m, const struct kiln_layer_opts *lo,
-                       char *const *exclude, struct kiln_layer_result *res, struct kiln_error **err)
+                       char *const *exclude, bool *keep, struct kiln_layer_result *res, struct kiln_error **err)
 {
-  struct diff d = { .m = m };
+  struct diff d = { .m = m, .lo = lo, .keep = keep && *keep && !m->copy_mode };
   for (size_t i = 0; exclude && exclude[i]; i++)
     kiln_strv_push_take (&d.exclude, kiln_fs_path_clean (exclude[i]));
   int r = kiln_layer_writer_new (st, lo, &d.w, err);
@@ -430,6 +463,8 @@ kiln_diff_write_layer (struct kiln_store *st, const struct kiln_mount *m, const 
   if (r == 0)
     r = kiln_layer_writer_finish (d.w, res, err);
   kiln_layer_writer_free (d.w);
+  if (keep)
+    *keep = r == 0 && d.keep;
   kiln_strv_free (d.exclude);
   for (size_t i = 0; i < d.nlinks; i++)
     free (d.links[i].path);

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include "kiln/error.h"
 
@@ -44,7 +45,8 @@ bool kiln_is_overlay_whiteout (const struct stat *st);
 bool kiln_xattr_exported (const char *name);
 /* The exported xattrs of fd as parallel name/value/size arrays (names NUL-separated). */
 struct kiln_xattrs {
-  char *names; /* listxattr buffer */
+  char *names; /* listxattr buffer: every name, exported or not */
+  size_t len;  /* bytes of names */
   const char **name;
   void **value;
   size_t *size;
@@ -53,6 +55,21 @@ struct kiln_xattrs {
 void kiln_xattrs_clear (struct kiln_xattrs *x);
 int kiln_xattrs_read (int fd, struct kiln_xattrs *x, struct kiln_error **err);
 bool kiln_xattrs_equal (const struct kiln_xattrs *a, const struct kiln_xattrs *b);
+
+/* ---- snapshot_keep.c: a RUN step's upper dir made into its layer's snapshot ---- */
+
+/* Called by the diff right after it wrote an object of the upper dir to the
+ * layer, with the mtime the layer recorded: fd is the open regular file or
+ * directory (x: its xattrs as kiln_xattrs_read listed them), or -1 for a
+ * symlink or node at dirfd/name.  Drops the xattrs the layer does not
+ * carry and sets the times extraction would set; a directory's times wait
+ * for kiln_snapshot_keep_dir_done, after its children (removing one changes
+ * them). */
+int kiln_snapshot_keep_object (int fd, int dirfd, const char *name, const struct stat *st, const struct kiln_xattrs *x,
+                               int64_t mtime, struct kiln_error **err);
+/* A directory whose children are done: opaque markers as extraction sets
+ * them (when opaque), then its times. */
+int kiln_snapshot_keep_dir_done (int fd, bool opaque, int64_t mtime, struct kiln_error **err);
 
 /* ---- shared by snapshot.c and snapshot_stream.c ---- */
 

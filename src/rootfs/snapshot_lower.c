@@ -84,6 +84,7 @@ kiln_xattrs_read (int fd, struct kiln_xattrs *x, struct kiln_error **err)
   len = flistxattr (fd, x->names, (size_t) len);
   if (len < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "list xattrs");
+  x->len = (size_t) len;
   for (char *p = x->names; p < x->names + len; p += strlen (p) + 1)
     if (kiln_xattr_exported (p) && xattr_get (fd, p, x, err) < 0)
       return -1;

@@ -84,7 +84,9 @@ mount_new_api (const struct kiln_mount *m, char *const *lowers, int mergedfd, bo
       || (m->userxattr && fsconfig (fsfd, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0)
       /* volatile (Linux 5.10): no syncfs of the whole upper filesystem at
        * umount (seconds after a big COPY); the upper dir is diffed into a
-       * fsynced blob and thrown away, so it needs no durability.  Optional. */
+       * fsynced blob and then thrown away or kept as a snapshot, which is a
+       * cache marked with the boot it was written in (snapshot.c), so it
+       * needs no durability.  Optional. */
       || (fsconfig (fsfd, FSCONFIG_SET_FLAG, "volatile", NULL, 0), false)
       || fsconfig (fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
     {

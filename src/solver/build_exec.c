@@ -479,6 +479,9 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
   struct kiln_layer_result lr = { 0 };
   kiln_autoerror struct kiln_error *cleanup_err = NULL;
   int status = 0, ret = -1;
+  /* the upper dir becomes the new layer's snapshot: nothing to delete now,
+   * nothing to extract when a later step builds on the layer */
+  bool keep = true;
   kiln_autoclose int tailfd = memfd_create ("kiln-run-output", MFD_CLOEXEC);
   if (kiln_snapshot_prepare_with (r->b->st, s->layers, s->cfg.diff_ids, s->nlayers, kiln_build_materialize, r->b,
                                   &lowers, err)
@@ -497,7 +500,7 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
       goto out;
     }
   if (kiln_snapshot_unmount (mnt, err) < 0
-      || kiln_diff_write_layer (r->b->st, mnt, &r->b->o->layer, created, &lr, err) < 0)
+      || kiln_diff_write_layer (r->b->st, mnt, &r->b->o->layer, created, &keep, &lr, err) < 0)
     {
       kiln_build_step_error (r->b, r->in, err);
       goto out;
@@ -506,6 +509,11 @@ run_and_diff (struct run_job *r, struct kiln_error **err)
   s->clock = kiln_xstrdup (r->b->created);
   kiln_build_add_layer (r->b, s, &lr, r->in->original);
   kiln_layer_result_clear (&lr);
+  if (keep && kiln_snapshot_keep_upper (r->b->st, mnt, s->cfg.diff_ids, s->nlayers, &cleanup_err) < 0)
+    {
+      kiln_log_warn ("keep the snapshot of `%s`: %s", r->in->original, cleanup_err->msg);
+      kiln_error_free (&cleanup_err);
+    }
   ret = 0;
 out:
   if (mnt && kiln_snapshot_cleanup (r->b->st, mnt, &cleanup_err) < 0)
