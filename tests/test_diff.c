@@ -27,20 +27,29 @@ cmp_name (const void *a, const void *b)
   return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
-/* One line per path: type+mode owner mtime, content or target, links. */
-static void
-manifest (int dfd, const char *prefix, struct kiln_buf *out)
+/* The names in dfd but . and .., sorted; NULL when there are none. */
+static char **
+sorted_names (int dfd)
 {
-  struct kiln_error *err = NULL;
   DIR *d = fdopendir (openat (dfd, ".", O_RDONLY | O_DIRECTORY));
   struct dirent *de;
   char **names = NULL;
+  cr_assert_not_null (d);
   while ((de = readdir (d)))
     if (strcmp (de->d_name, ".") && strcmp (de->d_name, ".."))
       kiln_strv_push (&names, de->d_name);
   closedir (d);
   if (names)
     qsort (names, kiln_strv_len (names), sizeof *names, cmp_name);
+  return names;
+}
+
+/* One line per path: type+mode owner mtime, content or target, links. */
+static void
+manifest (int dfd, const char *prefix, struct kiln_buf *out)
+{
+  struct kiln_error *err = NULL;
+  char **names = sorted_names (dfd);
   for (size_t i = 0; names && names[i]; i++)
     {
       struct stat st;
@@ -212,28 +221,16 @@ Test (diff, copy_mode_gives_same_flattened_result)
 
 /* ---- a kept upper dir is the layer's snapshot ---- */
 
-static int
-cmp_str (const void *a, const void *b)
-{
-  return strcmp (*(char *const *) a, *(char *const *) b);
-}
-
 /* Everything a snapshot holds below dir, one line per object: type and
  * mode, owner, times to the nanosecond (not for whiteouts, which overlay
  * never shows), size, content, link target, device, links, every xattr. */
 static void
 strict_manifest (const char *dir, const char *prefix, struct kiln_buf *out)
 {
-  char **names = NULL;
-  DIR *d = opendir (dir);
-  struct dirent *de;
-  cr_assert_not_null (d, "open %s", dir);
-  while ((de = readdir (d)))
-    if (strcmp (de->d_name, ".") && strcmp (de->d_name, ".."))
-      kiln_strv_push (&names, de->d_name);
-  closedir (d);
-  if (names)
-    qsort (names, kiln_strv_len (names), sizeof *names, cmp_str);
+  int dfd = open (dir, O_RDONLY | O_DIRECTORY);
+  cr_assert_geq (dfd, 0, "open %s", dir);
+  char **names = sorted_names (dfd);
+  close (dfd);
   for (size_t i = 0; names && names[i]; i++)
     {
       char path[4200], rel[4200], buf[256] = "", xl[4096];
@@ -267,7 +264,7 @@ strict_manifest (const char *dir, const char *prefix, struct kiln_buf *out)
           kiln_strv_push_take (&xs, kiln_xasprintf ("%s=%s", p, v));
         }
       if (xs)
-        qsort (xs, kiln_strv_len (xs), sizeof *xs, cmp_str);
+        qsort (xs, kiln_strv_len (xs), sizeof *xs, cmp_name);
       for (size_t j = 0; xs && xs[j]; j++)
         kiln_buf_addf (out, " %s", xs[j]);
       kiln_strv_free (xs);
