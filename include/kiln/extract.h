@@ -76,4 +76,11 @@ bool kiln_extract_is_archive (int fd);
 int kiln_extract_layers (struct kiln_store *st, const struct kiln_descriptor *layers, size_t n, int rootfd,
                          struct kiln_error **err);
 
+/* Marks the open directory dfd opaque for overlayfs, as a snapshot carries
+ * it: user.overlay.opaque=y (what overlayfs reads with `userxattr`, i.e. in
+ * a user namespace) and trusted.overlay.opaque=y when this process may set
+ * trusted.* (real root); fails only when neither can be set.  Shared by
+ * extraction (".wh..wh..opq") and a RUN's upper dir kept as its snapshot. */
+int kiln_extract_set_opaque (int dfd, struct kiln_error **err);
+
 #endif

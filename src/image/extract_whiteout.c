@@ -36,9 +36,20 @@ clear_lower (struct xstate *x, int dfd, const char *dirpath, struct kiln_error *
   return 0;
 }
 
-/* Overlay opaque marker on the directory parent (created when missing).
- * user.overlay.opaque always (what overlayfs reads with `userxattr`, i.e. in
- * a user namespace); trusted.overlay.opaque too when we may set it. */
+int
+kiln_extract_set_opaque (int dfd, struct kiln_error **err)
+{
+  int user = fsetxattr (dfd, "user.overlay.opaque", "y", 1, 0);
+  int user_errno = errno;
+  int trusted = fsetxattr (dfd, "trusted.overlay.opaque", "y", 1, 0);
+  if (trusted < 0 && errno != EPERM)
+    return kiln_error_set (err, errno, KILN_E_IO, "set xattr `trusted.overlay.opaque`");
+  if (user < 0 && trusted < 0)
+    return kiln_error_set (err, user_errno, KILN_E_IO, "set xattr `user.overlay.opaque`");
+  return 0;
+}
+
+/* Overlay opaque marker on the directory parent (created when missing). */
 static int
 mark_opaque (struct xstate *x, const char *parent, struct kiln_error **err)
 {
@@ -49,14 +60,7 @@ mark_opaque (struct xstate *x, const char *parent, struct kiln_error **err)
   if (dfd < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "open directory `%s`", parent);
   kiln_extract_mark_created (x, parent);
-  int user = fsetxattr (dfd, "user.overlay.opaque", "y", 1, 0);
-  int user_errno = errno;
-  int trusted = fsetxattr (dfd, "trusted.overlay.opaque", "y", 1, 0);
-  if (trusted < 0 && errno != EPERM)
-    return kiln_error_set (err, errno, KILN_E_IO, "set xattr `trusted.overlay.opaque`");
-  if (user < 0 && trusted < 0)
-    return kiln_error_set (err, user_errno, KILN_E_IO, "set xattr `user.overlay.opaque`");
-  return 0;
+  return kiln_extract_set_opaque (dfd, err);
 }
 
 /* ".wh.NAME" as an overlay whiteout: a 0:0 character device replacing

@@ -4,7 +4,7 @@
  *
  * Why: deleting tens of thousands of files costs as much as writing them,
  * and on ext4 without a journal the inodes freed are refused to new files
- * for 60 s (300 s while their inode table block is dirty), so the next
+ * for 60 s (360 s while their inode table block is dirty), so the next
  * step or build that creates as many files spends seconds scanning for
  * inodes (recently_deleted in fs/ext4/ialloc.c).  buildah and containerd's
  * snapshotters keep a step's upper dir as its layer for the same reason.
@@ -33,6 +33,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 #include "kiln/cleanup.h"
+#include "kiln/extract.h"
 #include "kiln/fs.h"
 #include "kiln/snapshot.h"
 #include "kiln/util.h"
@@ -114,12 +115,8 @@ int
 kiln_snapshot_keep_dir_done (int fd, bool opaque, int64_t mtime, struct kiln_error **err)
 {
   const struct timespec t[2] = { { .tv_sec = mtime }, { .tv_sec = mtime } };
-  /* as extraction marks it: the user marker always, the trusted one where
-   * this process may write trusted.* (real root) */
-  if (opaque && fsetxattr (fd, OPAQUE_USER, "y", 1, 0) < 0)
-    return kiln_error_set (err, errno, KILN_E_IO, "set xattr `%s`", OPAQUE_USER);
-  if (opaque && fsetxattr (fd, OPAQUE_TRUSTED, "y", 1, 0) < 0 && errno != EPERM)
-    return kiln_error_set (err, errno, KILN_E_IO, "set xattr `%s`", OPAQUE_TRUSTED);
+  if (opaque && kiln_extract_set_opaque (fd, err) < 0)
+    return -1;
   if (futimens (fd, t) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "set times");
   return 0;
