@@ -199,6 +199,48 @@ Test (store, tag_untag_resolve, .init = kiln_test_tmp_init, .fini = kiln_test_tm
   kiln_store_free (st);
 }
 
+static struct stat
+stat_in (struct kiln_store *st, const char *rel)
+{
+  struct stat sb;
+  cr_assert_eq (fstatat (kiln_store_dirfd (st), rel, &sb, AT_SYMLINK_NOFOLLOW), 0, "%s", rel);
+  return sb;
+}
+
+/* A rebuild that changed nothing puts the same config and manifest and tags
+ * the same name again; none of it may touch the disk. */
+Test (store, putting_and_tagging_what_is_there_writes_nothing, .init = kiln_test_tmp_init, .fini = kiln_test_tmp_fini)
+{
+  struct kiln_store *st = open_store ();
+  struct kiln_error *err = NULL;
+  struct kiln_digest d;
+  struct kiln_descriptor d1 = fake_desc ('a', '1'), d2 = fake_desc ('a', '2');
+  cr_assert_eq (kiln_store_blob_put (st, "hello", 5, &d, &err), 0);
+  cr_assert_eq (kiln_store_tag (st, "example.com/x:1", &d1, &err), 0);
+  struct stat ingest = stat_in (st, "ingest"), index = stat_in (st, "index.json");
+  usleep (20000); /* past the coarse clock's tick, so a write would show */
+  cr_assert_eq (kiln_store_blob_put (st, "hello", 5, &d, &err), 0);
+  cr_assert_eq (kiln_store_tag (st, "example.com/x:1", &d1, &err), 0);
+  struct stat ingest2 = stat_in (st, "ingest"), index2 = stat_in (st, "index.json");
+  cr_assert_eq (ingest2.st_mtim.tv_nsec, ingest.st_mtim.tv_nsec, "a temp blob was written");
+  cr_assert_eq (ingest2.st_mtim.tv_sec, ingest.st_mtim.tv_sec);
+  cr_assert_eq (index2.st_ino, index.st_ino, "index.json was rewritten");
+  /* an annotation more, or another digest, is a change */
+  kiln_kvlist_set (&d1.annotations, "org.example.k", "v");
+  cr_assert_eq (kiln_store_tag (st, "example.com/x:1", &d1, &err), 0);
+  struct stat index3 = stat_in (st, "index.json");
+  cr_assert_neq (index3.st_ino, index.st_ino);
+  cr_assert_eq (kiln_store_tag (st, "example.com/x:1", &d2, &err), 0);
+  cr_assert_neq (stat_in (st, "index.json").st_ino, index3.st_ino);
+  struct kiln_descriptor out;
+  cr_assert_eq (kiln_store_resolve (st, "example.com/x:1", &out, &err), 0);
+  cr_assert_str_eq (out.digest.s, d2.digest.s);
+  kiln_descriptor_clear (&out);
+  kiln_descriptor_clear (&d1);
+  kiln_descriptor_clear (&d2);
+  kiln_store_free (st);
+}
+
 static int
 tag_many (const char *who)
 {

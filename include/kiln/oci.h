@@ -64,6 +64,8 @@ struct kiln_descriptor {
 };
 void kiln_descriptor_clear (struct kiln_descriptor *d);
 void kiln_descriptor_copy (struct kiln_descriptor *dst, const struct kiln_descriptor *src);
+/* Same media type, digest, size, annotations (in any order) and platform. */
+bool kiln_descriptor_equal (const struct kiln_descriptor *a, const struct kiln_descriptor *b);
 
 struct kiln_healthcheck {
   char **test;                                             /* ["NONE"] disables; ["CMD", ...] / ["CMD-SHELL", cmd] */

@@ -323,6 +323,16 @@ kiln_oci_descriptor_to_json (const struct kiln_descriptor *d)
   return o;
 }
 
+bool
+kiln_descriptor_equal (const struct kiln_descriptor *a, const struct kiln_descriptor *b)
+{
+  json_t *ja = kiln_oci_descriptor_to_json (a), *jb = kiln_oci_descriptor_to_json (b);
+  bool same = json_equal (ja, jb);
+  json_decref (ja);
+  json_decref (jb);
+  return same;
+}
+
 static int
 descriptor_fields (json_t *j, const struct kiln_jpath *p, struct kiln_descriptor *d, struct kiln_error **err)
 {

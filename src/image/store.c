@@ -316,6 +316,18 @@ kiln_store_blob_put (struct kiln_store *st, const void *data, size_t len, struct
                      struct kiln_error **err)
 {
   struct kiln_blob_writer *w = NULL;
+  struct kiln_digest d;
+  uint64_t have;
+  /* A rebuild that changed nothing writes the same config and manifest
+   * again: hashing them first spares two temp files and three fsyncs, which
+   * wait behind the writeback of an earlier build's layers. */
+  kiln_digest_of (data, len, &d);
+  if (kiln_store_blob_exists (st, &d, &have) && have == len)
+    {
+      if (out)
+        *out = d;
+      return 0;
+    }
   if (kiln_store_blob_begin (st, &w, err) < 0)
     return -1;
   if (kiln_blob_writer_write (w, data, len, err) < 0)

@@ -83,6 +83,29 @@ kiln_store_index_add (struct kiln_index *ix, const struct kiln_descriptor *d)
 
 enum index_op { OP_TAG, OP_UNTAG };
 
+/* True when name is on exactly one entry and that entry is desc with the
+ * name added, so tagging again would write the same index.json. */
+static bool
+tagged_as (const struct kiln_index *ix, const char *name, const struct kiln_descriptor *desc)
+{
+  const struct kiln_descriptor *hit = NULL;
+  for (size_t i = 0; i < ix->nmanifests; i++)
+    if (has_name (&ix->manifests[i], name))
+      {
+        if (hit)
+          return false;
+        hit = &ix->manifests[i];
+      }
+  if (!hit)
+    return false;
+  struct kiln_descriptor want = { 0 };
+  kiln_descriptor_copy (&want, desc);
+  kiln_kvlist_set (&want.annotations, KILN_ANNOT_REF_NAME, name);
+  bool same = kiln_descriptor_equal (hit, &want);
+  kiln_descriptor_clear (&want);
+  return same;
+}
+
 /* Read-modify-write of index.json under LOCK_EX, so two processes tagging at
  * the same time both keep their entries. */
 static int
@@ -94,7 +117,9 @@ update_index (struct kiln_store *st, enum index_op op, const char *name, const s
   if (kiln_store_lock (st, LOCK_EX, err) < 0)
     return -1;
   r = kiln_store_read_index_at (st->rootfd, &ix, err);
-  if (r == 0)
+  if (r == 0 && op == OP_TAG && tagged_as (&ix, name, desc))
+    ; /* a rebuild that changed nothing: index.json stays as it is */
+  else if (r == 0)
     {
       size_t dropped = kiln_store_index_remove_name (&ix, name);
       if (op == OP_TAG)
