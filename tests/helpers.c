@@ -89,8 +89,13 @@ kiln_test_require (int needs)
       if (e)
         snprintf (why, sizeof why, "needs unprivileged user namespaces: unshare: %s", strerror (e));
     }
-  if (!why[0])
-    return;
+  if (why[0])
+    kiln_test_skip (why);
+}
+
+void
+kiln_test_skip (const char *why)
+{
   if (strict ())
     cr_assert_fail ("%s (a skip is a failure under CI=true)", why);
   cr_skip_test ("%s", why);

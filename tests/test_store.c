@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,6 +197,78 @@ Test (store, tag_untag_resolve, .init = kiln_test_tmp_init, .fini = kiln_test_tm
   kiln_descriptor_clear (&d1);
   kiln_descriptor_clear (&d2);
   kiln_descriptor_clear (&d3);
+  kiln_store_free (st);
+}
+
+/* Pages of the file at rel that are in the page cache (mincore). */
+static size_t
+cached_pages (struct kiln_store *st, const char *rel)
+{
+  kiln_autoclose int fd = openat (kiln_store_dirfd (st), rel, O_RDONLY | O_CLOEXEC);
+  struct stat sb;
+  cr_assert (fd >= 0 && fstat (fd, &sb) == 0, "%s", rel);
+  size_t pg = (size_t) sysconf (_SC_PAGESIZE), n = ((size_t) sb.st_size + pg - 1) / pg, hot = 0;
+  void *map = mmap (NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+  cr_assert_neq (map, MAP_FAILED);
+  kiln_autofree unsigned char *vec = kiln_xmalloc (n);
+  cr_assert_eq (mincore (map, (size_t) sb.st_size, vec), 0);
+  for (size_t i = 0; i < n; i++)
+    hot += vec[i] & 1;
+  munmap (map, (size_t) sb.st_size);
+  return hot;
+}
+
+/* Writes data as one blob in pieces that take every path of a direct
+ * writer: an aligned whole-block write, a small piece gathered, an
+ * unaligned piece that fills the gather buffer, and a tail left for commit. */
+static struct kiln_digest
+put_in_pieces (struct kiln_store *st, const unsigned char *data, size_t len, bool direct)
+{
+  const size_t mib = 1u << 20, piece[] = { mib, 5, mib - 5, len - 2 * mib };
+  struct kiln_blob_writer *w = NULL;
+  struct kiln_error *err = NULL;
+  struct kiln_digest d;
+  cr_assert_eq (kiln_store_blob_begin (st, &w, &err), 0);
+  if (direct)
+    kiln_blob_writer_set_direct (w);
+  for (size_t i = 0, off = 0; i < sizeof piece / sizeof *piece; off += piece[i++])
+    cr_assert_eq (kiln_blob_writer_write (w, data + off, piece[i], &err), 0, "%s", err ? err->msg : "");
+  cr_assert_eq (kiln_blob_writer_commit (w, NULL, &d, NULL, &err), 0, "%s", err ? err->msg : "");
+  return d;
+}
+
+Test (store, direct_blob_has_its_bytes_and_stays_out_of_the_page_cache, .init = kiln_test_tmp_init,
+      .fini = kiln_test_tmp_fini)
+{
+  const size_t len = (4u << 20) + 118; /* the last piece: a whole MiB and a tail */
+  kiln_autofree unsigned char *data = kiln_xaligned_alloc (4096, 5u << 20);
+  for (size_t i = 0; i < len; i++)
+    data[i] = (unsigned char) (i * 2654435761u >> 13);
+  kiln_autoclose int probe = openat (AT_FDCWD, kiln_test_tmpdir (), O_TMPFILE | O_WRONLY | O_DIRECT, 0600);
+  if (probe < 0)
+    kiln_test_skip ("the test directory's file system refuses O_DIRECT (set TMPDIR elsewhere)");
+  struct kiln_store *st = open_store ();
+  struct kiln_error *err = NULL;
+  struct kiln_digest want, d;
+  kiln_digest_of (data, len, &want);
+  d = put_in_pieces (st, data, len, true);
+  cr_assert_str_eq (d.s, want.s);
+  kiln_autofree char *rel = kiln_store_blob_relpath (&d);
+  /* at most the tail's page was written through the cache */
+  cr_assert_leq (cached_pages (st, rel), 1, "%zu pages cached", cached_pages (st, rel));
+  struct kiln_buf b = KILN_BUF_INIT;
+  cr_assert_eq (kiln_store_blob_read (st, &d, len, &b, &err), 0);
+  cr_assert_eq (b.len, len);
+  cr_assert_eq (memcmp (b.buf, data, len), 0);
+  kiln_buf_release (&b);
+  /* the same pieces without O_DIRECT: the same blob, and it is cached (so
+   * the check above can tell the two apart) */
+  data[len - 1] ^= 1;
+  kiln_digest_of (data, len, &want);
+  d = put_in_pieces (st, data, len, false);
+  cr_assert_str_eq (d.s, want.s);
+  kiln_autofree char *rel2 = kiln_store_blob_relpath (&d);
+  cr_assert_gt (cached_pages (st, rel2), 1000);
   kiln_store_free (st);
 }
 

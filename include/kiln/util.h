@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 void *kiln_xmalloc (size_t n);
+/* n must be a multiple of align, a power of two (aligned_alloc's rule). */
+void *kiln_xaligned_alloc (size_t align, size_t n);
 void *kiln_xcalloc (size_t n, size_t size);
 void *kiln_xrealloc (void *p, size_t n);
 char *kiln_xstrdup (const char *s);

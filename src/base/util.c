@@ -30,6 +30,15 @@ kiln_xmalloc (size_t n)
 }
 
 void *
+kiln_xaligned_alloc (size_t align, size_t n)
+{
+  void *p = aligned_alloc (align, n ? n : align);
+  if (p == NULL)
+    oom ();
+  return p;
+}
+
+void *
 kiln_xcalloc (size_t n, size_t size)
 {
   void *p = calloc (n ? n : 1, size ? size : 1);

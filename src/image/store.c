@@ -28,7 +28,17 @@ struct kiln_blob_writer {
   struct kiln_sha256 *hash;
   uint64_t size;
   uint64_t flushed; /* bytes already handed to writeback */
+  /* O_DIRECT (kiln_blob_writer_set_direct): bytes that do not fill an
+   * aligned block yet wait in dbuf */
+  bool direct;
+  unsigned char *dbuf;
+  size_t dlen;
 };
+
+/* Direct writes go in whole blocks of this many bytes from a buffer aligned
+ * to it; 4096 satisfies every disk's logical block size. */
+#define KILN_BLOB_DIRECT_ALIGN 4096u
+#define KILN_BLOB_DIRECT_BUF (1u << 20)
 
 /* Writeback started every this many bytes, so the fsync at commit finds
  * little left to write instead of the whole multi-GB blob. */
@@ -229,14 +239,102 @@ kiln_store_blob_begin (struct kiln_store *st, struct kiln_blob_writer **out, str
   return 0;
 }
 
+void
+kiln_blob_writer_set_direct (struct kiln_blob_writer *w)
+{
+  int fl = fcntl (w->fd, F_GETFL);
+  /* tmpfs before 6.6 and some FUSE file systems refuse O_DIRECT: the blob
+   * is then written through the page cache as usual */
+  if (w->size > 0 || fl < 0 || fcntl (w->fd, F_SETFL, fl | O_DIRECT) < 0)
+    return;
+  w->dbuf = aligned_alloc (KILN_BLOB_DIRECT_ALIGN, KILN_BLOB_DIRECT_BUF);
+  if (w->dbuf == NULL)
+    {
+      (void) fcntl (w->fd, F_SETFL, fl);
+      return;
+    }
+  w->direct = true;
+}
+
+/* Back to the page cache: for the tail that fills no block, or when the
+ * file system takes O_DIRECT at open but refuses our alignment. */
+static int
+direct_off (struct kiln_blob_writer *w)
+{
+  int fl = fcntl (w->fd, F_GETFL);
+  if (fl < 0 || fcntl (w->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+    return -1;
+  w->direct = false;
+  return 0;
+}
+
+static int
+write_out (struct kiln_blob_writer *w, const unsigned char *p, size_t n, struct kiln_error **err)
+{
+  while (n > 0)
+    {
+      ssize_t k = write (w->fd, p, n);
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k < 0 && errno == EINVAL && w->direct && direct_off (w) == 0)
+        continue;
+      if (k <= 0)
+        return kiln_error_set (err, k < 0 ? errno : EIO, KILN_E_IO, "write blob `ingest/%s`", w->name);
+      p += k, n -= (size_t) k;
+    }
+  return 0;
+}
+
+/* Whole aligned blocks straight from the caller's buffer when it is
+ * aligned (a download's stage is); the rest gathered in dbuf first. */
+static int
+write_direct (struct kiln_blob_writer *w, const unsigned char *p, size_t len, struct kiln_error **err)
+{
+  while (len > 0 && w->direct)
+    {
+      size_t n;
+      if (w->dlen == 0 && (uintptr_t) p % KILN_BLOB_DIRECT_ALIGN == 0 && len >= KILN_BLOB_DIRECT_ALIGN)
+        {
+          n = len - len % KILN_BLOB_DIRECT_ALIGN;
+          if (write_out (w, p, n, err) < 0)
+            return -1;
+        }
+      else
+        {
+          n = KILN_BLOB_DIRECT_BUF - w->dlen < len ? KILN_BLOB_DIRECT_BUF - w->dlen : len;
+          memcpy (w->dbuf + w->dlen, p, n);
+          w->dlen += n;
+          if (w->dlen == KILN_BLOB_DIRECT_BUF && write_out (w, w->dbuf, w->dlen, err) < 0)
+            return -1;
+          if (w->dlen == KILN_BLOB_DIRECT_BUF)
+            w->dlen = 0;
+        }
+      p += n, len -= n;
+    }
+  return write_out (w, p, len, err); /* what is left after direct_off */
+}
+
+/* The bytes still in dbuf, written through the page cache. */
+static int
+direct_finish (struct kiln_blob_writer *w, struct kiln_error **err)
+{
+  if (w->dbuf == NULL)
+    return 0;
+  if (w->direct && direct_off (w) < 0)
+    return kiln_error_set (err, errno, KILN_E_IO, "clear O_DIRECT on blob `ingest/%s`", w->name);
+  size_t n = w->dlen;
+  w->dlen = 0;
+  return write_out (w, w->dbuf, n, err);
+}
+
 int
 kiln_blob_writer_write (struct kiln_blob_writer *w, const void *data, size_t len, struct kiln_error **err)
 {
-  if (kiln_fs_write_all (w->fd, data, len, err) < 0)
+  if (w->dbuf ? write_direct (w, data, len, err) < 0 : kiln_fs_write_all (w->fd, data, len, err) < 0)
     return kiln_error_wrap (err, "write blob `ingest/%s`", w->name);
   kiln_sha256_update (w->hash, data, len);
   w->size += len;
-  if (w->size - w->flushed >= KILN_BLOB_WRITEBACK)
+  if (!w->direct && w->size - w->flushed >= KILN_BLOB_WRITEBACK)
     {
       /* a hint: a failure only leaves the work to fsync */
       (void) sync_file_range (w->fd, (off_t) w->flushed, (off_t) (w->size - w->flushed), SYNC_FILE_RANGE_WRITE);
@@ -254,6 +352,7 @@ kiln_blob_writer_abort (struct kiln_blob_writer *w)
     close (w->fd);
   unlinkat (w->st->ingestfd, w->name, 0);
   kiln_sha256_free (w->hash);
+  free (w->dbuf);
   free (w);
 }
 
@@ -294,7 +393,9 @@ kiln_blob_writer_commit (struct kiln_blob_writer *w, const struct kiln_digest *e
   struct kiln_digest d;
   int r = 0;
   kiln_sha256_final (w->hash, &d);
-  if (fchmod (w->fd, 0444) < 0 || fsync (w->fd) < 0)
+  if (direct_finish (w, err) < 0)
+    r = -1;
+  else if (fchmod (w->fd, 0444) < 0 || fsync (w->fd) < 0)
     r = kiln_error_set (err, errno, KILN_E_IO, "fsync blob `ingest/%s`", w->name);
   else if (expect && strcmp (expect->s, d.s) != 0)
     r = kiln_error_set (err, 0, KILN_E_DIGEST, "commit blob: content has digest `%s`, expected `%s`", d.s, expect->s);

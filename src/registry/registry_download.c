@@ -214,7 +214,10 @@ dl_begin (struct dl *x, struct kiln_error **err)
 {
   if (kiln_decomp_new (x->comp, &x->dc, err) < 0 || inflater_start (x, err) < 0)
     return -1;
-  return kiln_store_blob_begin (x->st, &x->w, err);
+  if (kiln_store_blob_begin (x->st, &x->w, err) < 0)
+    return -1;
+  kiln_blob_writer_set_direct (x->w);
+  return 0;
 }
 
 /* The first bytes of a response decide whether it continues what we have:
@@ -393,7 +396,7 @@ kiln_registry_download_layer (struct kiln_store *st, struct kiln_registry_conn *
   if (media_comp (d->media_type ? d->media_type : "", &x.comp) < 0)
     return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "unsupported layer media type `%s`", d->media_type);
   x.dh = kiln_sha256_new ();
-  x.stage = kiln_xmalloc (STAGE);
+  x.stage = kiln_xaligned_alloc (4096, STAGE); /* aligned: written to the blob with O_DIRECT as it is */
   x.obuf = kiln_xmalloc (OBUF);
   if (diff_id && c->opts->layer_sink)
     {
