@@ -204,9 +204,10 @@ push_oci() { skopeo copy -q --dest-tls-verify=false "oci:$1:base" "docker://$2";
 push_base() {
   local ref=$1
   shift
-  base_oci "$OUT/base-oci" "$@"
-  push_oci "$OUT/base-oci" "$ref"
-  rm -rf "$OUT/base-oci"
+  local tmp=${W:-$OUT}/base-oci
+  base_oci "$tmp" "$@"
+  push_oci "$tmp" "$ref"
+  rm -rf "$tmp"
 }
 
 # ---------------------------------------------------------------- the table

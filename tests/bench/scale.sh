@@ -46,8 +46,10 @@
 #      SUMMARY_ONLY=1 (print the table of an earlier run in BENCH_OUT),
 #      KILN_BIN_B (another kiln binary, e.g. an older commit's, measured
 #      alternately with KILN_BIN in h_big_base: a regression check).
-#      SETTLE (seconds; see settle below: 61 when the output directory is on
-#      ext4 without a journal, else 0).
+#      BENCH_FS (loop or dir; see fs_up below: loop when BENCH_OUT is on
+#      ext4 without a journal and we are root, else dir), BENCH_FS_GB (64),
+#      SETTLE (seconds; see settle below: 61 when the scenarios' directory
+#      is on ext4 without a journal, else 0).
 # Small sizes for a quick try: FILES=20000 FILES_1M=0 BASE_MB=256 J_BASE_MB=128 J_NEW=5000 J_DEL=500 RUNS=1
 set -euo pipefail
 
@@ -80,32 +82,71 @@ LOG=$OUT/log
 # shellcheck source=tests/bench/lib.sh
 . "$HERE/lib.sh"
 
-# ext4 without a journal (this VM's disk) does not hand out an inode freed in
-# the last 60 s, or 360 s while its inode-table block is dirty
-# (recently_deleted in fs/ext4/ialloc.c): it scans on, so a run that creates
-# tens of thousands of files right after a reset deleted as many pays for
-# the deletion (13 s instead of 1 s for j's RUN, measured).  settle syncs
-# and waits SETTLE seconds before each timed run of h and j that follows a
-# deletion, for every builder and the bound alike, so each run measures its
-# own work as on a journalled file system.
+# ext4 without a journal (this VM's disk) does not hand out an inode freed
+# recently (recently_deleted in fs/ext4/ialloc.c): it scans on, so a run
+# that creates tens of thousands of files after a reset deleted as many pays
+# for the deletion (13 s instead of 1 s for j's RUN, measured), and the
+# bound of h ranged 5.0-9.7 s within one invocation.  A journal turns that
+# check off.  So with BENCH_FS=loop (the default there, as root) the
+# scenarios run on a fresh ext4 with a journal: a sparse file
+# $OUT/fs.img of BENCH_FS_GB GiB on a loop device (direct I/O, so its pages
+# are not cached twice), mounted with discard on $OUT/fs, the same file
+# system for every builder and the bound.  The tables and logs stay in $OUT.
 no_journal_ext4() {
   local src fs
   read -r src fs < <(findmnt -no SOURCE,FSTYPE -T "$1" 2>/dev/null) || return 1
   [ "$fs" = ext4 ] && ! ls /proc/fs/jbd2/ 2>/dev/null | grep -q "^${src##*/}-"
 }
 mkdir -p "$OUT"
+if [ -z "${BENCH_FS:-}" ]; then
+  BENCH_FS=dir
+  [ "$(id -u)" = 0 ] && no_journal_ext4 "$OUT" && BENCH_FS=loop
+fi
+BENCH_FS_GB=${BENCH_FS_GB:-64}
+W=$OUT
+[ "$BENCH_FS" = loop ] && W=$OUT/fs
+LOOPDEV=
+# the mounts and loop device a killed run left behind on the image
+fs_detach_stale() {
+  local m d
+  for m in $(awk -v p="$OUT/fs" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+  for d in $(losetup -nO NAME -j "$OUT/fs.img" 2>/dev/null); do losetup -d "$d" 2>/dev/null || true; done
+}
+fs_up() {
+  [ "$BENCH_FS" = loop ] || return 0
+  truncate -s "${BENCH_FS_GB}G" "$OUT/fs.img"
+  # 8M inodes: the 1M-file context, its snapshot and a store; tables
+  # written now, not by ext4lazyinit during the timed runs
+  mkfs.ext4 -q -F -N 8000000 -E lazy_itable_init=0,lazy_journal_init=0 "$OUT/fs.img"
+  LOOPDEV=$(losetup -f --show --direct-io=on "$OUT/fs.img")
+  mkdir -p "$W"
+  mount -o discard "$LOOPDEV" "$W"
+  # detaching a mounted loop device marks it autoclear: it goes away with
+  # the last unmount, a lazy one included
+  losetup -d "$LOOPDEV"
+}
+fs_down() {
+  [ -n "$LOOPDEV" ] || return 0
+  fs_detach_stale
+  rm -f "$OUT/fs.img"
+  rmdir "$W" 2>/dev/null || true
+}
+# Before each timed run of h and j: sync, so the run does not pay for the
+# writeback of what the last one left dirty, and wait SETTLE seconds (61 on
+# ext4 without a journal with BENCH_FS=dir: the 60 s of recently_deleted).
 if [ -z "${SETTLE:-}" ]; then
   SETTLE=0
-  no_journal_ext4 "$OUT" && SETTLE=61
+  no_journal_ext4 "$OUT" && [ "$BENCH_FS" = dir ] && SETTLE=61
 fi
 settle() {
-  [ "$SETTLE" = 0 ] && return 0
   sync
-  sleep "$SETTLE"
+  [ "$SETTLE" = 0 ] || sleep "$SETTLE"
 }
-KSTORE=$OUT/kiln   # each scenario sets its own
-BSTATE=$OUT/buildah
-REG_DIR=$OUT/registry
+KSTORE=$W/kiln   # each scenario sets its own
+BSTATE=$W/buildah
+REG_DIR=$W/registry
 export KILN_BIN KSTORE BSTATE REG
 
 # ---------------------------------------------------------------- i_many_files
@@ -118,11 +159,11 @@ i_context() {
 }
 
 scenario_i() {
-  local ctx=$OUT/i-ctx n=$FILES one r
+  local ctx=$W/i-ctx n=$FILES one r
   log "i_many_files: generating $n files"
   one=$(i_context "$ctx" "$n")
   echo "i_many_files: $n files, $(du -sm "$ctx" | cut -f1) MiB, one-change file $one" >&2
-  KSTORE=$OUT/i-kiln
+  KSTORE=$W/i-kiln
   for b in kiln buildah; do
     [ "$b" = buildah ] && [ "$BUILDAH" != 1 ] && continue
     log "i_many_files: $b"
@@ -155,7 +196,7 @@ scenario_i() {
   log "i_many_files: generating $FILES_1M files"
   one=$(i_context "$ctx" "$FILES_1M")
   echo "i_many_files 1M: $FILES_1M files, $(du -sm "$ctx" | cut -f1) MiB" >&2
-  KSTORE=$OUT/i1m-kiln
+  KSTORE=$W/i1m-kiln
   kiln_reset
   log "i_many_files 1M: kiln cold build (once), then no-change rebuilds"
   TIMEOUT=$I1M_TIMEOUT measure i1m_cold_kiln 1 kiln_build -t bench/many "$ctx"
@@ -183,7 +224,7 @@ scenario_i() {
 
 # ---------------------------------------------------------------- h_big_base
 scenario_h() {
-  local gen=$OUT/h-gen ctx=$OUT/h-ctx per rnd txt k r
+  local gen=$W/h-gen ctx=$W/h-ctx per rnd txt k r
   # shellcheck disable=SC2016   # $p, $1, $REG: expanded by the generated script / bash -c
   local base=$REG/bench/big:base
   log "h_big_base: generating a $BASE_MB MiB base in $BASE_LAYERS layers"
@@ -205,7 +246,7 @@ scenario_h() {
   printf 'FROM %s\nRUN echo hi > /x\n' "$base" >"$ctx/Dockerfile"
 
   # the bound: every layer GET | gunzip | tar -x, all layers at once
-  local bound=$OUT/h-bound dst=$OUT/h-bound-out
+  local bound=$W/h-bound dst=$W/h-bound-out
   {
     echo '#!/bin/bash'
     echo 'set -euo pipefail'
@@ -225,7 +266,7 @@ scenario_h() {
   done
   rm -rf "$dst"
 
-  KSTORE=$OUT/h-kiln
+  KSTORE=$W/h-kiln
   log "h_big_base: kiln, empty store every run"
   for r in $(seq "$RUNS"); do
     kiln_reset
@@ -252,7 +293,7 @@ scenario_h() {
 
 # ---------------------------------------------------------------- j_run_many_files
 scenario_j() {
-  local gen=$OUT/j-gen ctx=$OUT/j-ctx base=$REG/bench/jbase:base small=$((2 * J_DEL)) rnd txt r
+  local gen=$W/j-gen ctx=$W/j-ctx base=$REG/bench/jbase:base small=$((2 * J_DEL)) rnd txt r
   log "j_run_many_files: generating a $J_BASE_MB MiB base with $small small files"
   rm -rf "$gen"
   busybox_rootfs "$gen/l0"
@@ -271,7 +312,7 @@ scenario_j() {
     printf 'RUN echo %s > /run-id && mkdir /gen && cd /gen && for d in $(seq 0 %d); do mkdir $d; for f in $(seq 0 999); do echo "$d $f" > $d/$f.txt; done; done && rm /data/small/*/f*[02468].txt\n' \
       "$1" $((J_NEW / 1000 - 1))
   }
-  KSTORE=$OUT/j-kiln
+  KSTORE=$W/j-kiln
   local b
   for b in kiln buildah; do
     [ "$b" = buildah ] && [ "$BUILDAH" != 1 ] && continue
@@ -300,7 +341,7 @@ scenario_j() {
 
 # ---------------------------------------------------------------- k_parallel_stages
 scenario_k() {
-  local gen=$OUT/k-gen ctx=$OUT/k-ctx base=$REG/bench/kbase:base b r
+  local gen=$W/k-gen ctx=$W/k-ctx base=$REG/bench/kbase:base b r
   log "k_parallel_stages: two stages of $K_MB MiB each"
   rm -rf "$gen" "$ctx"
   busybox_rootfs "$gen/l0"
@@ -314,7 +355,7 @@ scenario_k() {
     printf 'RUN dd if=/dev/urandom bs=1048576 count=%d 2>/dev/null | gzip -1 > /two.gz\n' "$K_MB"
     printf 'FROM %s\nCOPY --from=one /one.gz /one.gz\nCOPY --from=two /two.gz /two.gz\n' "$base"
   } >"$ctx/Dockerfile"
-  KSTORE=$OUT/k-kiln
+  KSTORE=$W/k-kiln
   for b in kiln buildah; do
     [ "$b" = buildah ] && [ "$BUILDAH" != 1 ] && continue
     log "k_parallel_stages: $b"
@@ -411,19 +452,22 @@ done
 for s in $SCENARIOS; do
   case $s in i | h | j | k) ;; *) echo "scale.sh: unknown scenario $s (i, h, j, k)" >&2; exit 2 ;; esac
 done
+fs_detach_stale
 wipe_dir "$OUT"
 mkdir -p "$OUT"
+fs_up
 : >"$LOG"
 printf 'name\trun\trc\twall_s\tpeak_rss_kib\n' >"$TSV"
-printf 'Sizes: I1M_TIMEOUT=%s FILES=%s FILES_1M=%s BASE_MB=%s BASE_LAYERS=%s J_BASE_MB=%s J_NEW=%s J_DEL=%s BUILDAH=%s BENCH_1M_BUILDAH=%s SETTLE=%s\n' \
-  "$I1M_TIMEOUT" "$FILES" "$FILES_1M" "$BASE_MB" "$BASE_LAYERS" "$J_BASE_MB" "$J_NEW" "$J_DEL" "$BUILDAH" "$BENCH_1M_BUILDAH" "$SETTLE" >"$OUT/sizes"
+printf 'Sizes: I1M_TIMEOUT=%s FILES=%s FILES_1M=%s BASE_MB=%s BASE_LAYERS=%s J_BASE_MB=%s J_NEW=%s J_DEL=%s BUILDAH=%s BENCH_1M_BUILDAH=%s BENCH_FS=%s SETTLE=%s\n' \
+  "$I1M_TIMEOUT" "$FILES" "$FILES_1M" "$BASE_MB" "$BASE_LAYERS" "$J_BASE_MB" "$J_NEW" "$J_DEL" "$BUILDAH" "$BENCH_1M_BUILDAH" "$BENCH_FS" "$SETTLE" >"$OUT/sizes"
 sed 's/^Sizes: //; s/ /\n/g' "$OUT/sizes" >"$OUT/sizes.env"
 cleanup() {
   registry_stop
   [ "$KEEP" = 1 ] && return 0
-  wipe_dir "$OUT/i-kiln"; wipe_dir "$OUT/i1m-kiln"; wipe_dir "$OUT/h-kiln"; wipe_dir "$OUT/j-kiln"; wipe_dir "$OUT/k-kiln"
+  wipe_dir "$W/i-kiln"; wipe_dir "$W/i1m-kiln"; wipe_dir "$W/h-kiln"; wipe_dir "$W/j-kiln"; wipe_dir "$W/k-kiln"
   bh_reset
-  rm -rf "$OUT/registry" "$OUT"/*-ctx "$OUT"/*-gen "$OUT/h-bound-out" "$OUT/base-oci"
+  rm -rf "$W/registry" "$W"/*-ctx "$W"/*-gen "$W/h-bound-out" "$W/base-oci"
+  fs_down
 }
 trap cleanup EXIT
 case " $SCENARIOS " in *" h "* | *" j "* | *" k "*) registry_start ;; esac
