@@ -25,10 +25,16 @@
  * no other way to find them.  A slot is cleared before the child is reaped,
  * so kill_all never signals a recycled pid. */
 static volatile sig_atomic_t running[KILN_SANDBOX_MAX_RUNNING];
+/* Counts kill_all calls: a sandbox cloned while one ran has no slot yet for
+ * it to find, so spawn compares the count from before its clone with the
+ * count after its slot is claimed and kills its own child when they differ
+ * (either kill_all's scan sees the slot or spawn sees the new count). */
+static volatile sig_atomic_t kills;
 
 void
 kiln_sandbox_kill_all (void)
 {
+  __atomic_add_fetch (&kills, 1, __ATOMIC_SEQ_CST);
   for (size_t i = 0; i < KILN_SANDBOX_MAX_RUNNING; i++)
     {
       pid_t pid = __atomic_load_n (&running[i], __ATOMIC_SEQ_CST); /* lock-free: a signal handler calls this */
@@ -240,6 +246,7 @@ spawn (struct sb_plan *plan, int *status, char ***created, struct kiln_error **e
   if (pipe2 (fds, O_CLOEXEC) < 0)
     return kiln_error_set (err, errno, KILN_E_IO, "create the sandbox report pipe");
   plan->pipe_wr = fds[1];
+  sig_atomic_t gen = __atomic_load_n (&kills, __ATOMIC_SEQ_CST);
   long pid = kiln_sandbox_clone3 (flags);
   if (pid == 0)
     kiln_sandbox_child_main (plan);
@@ -252,6 +259,8 @@ spawn (struct sb_plan *plan, int *status, char ***created, struct kiln_error **e
                              "create the sandbox namespaces (clone3)");
     }
   int slot = slot_claim ((pid_t) pid);
+  if (__atomic_load_n (&kills, __ATOMIC_SEQ_CST) != gen)
+    kill ((pid_t) pid, SIGKILL); /* a kill_all ran while it had no slot */
   int r = collect (fds[0], created, err);
   close (fds[0]);
   struct kiln_error *werr = NULL;
