@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include "kiln/error.h"
+#include "kiln/image.h"
 #include "kiln/layer.h"
 #include "kiln/oci.h"
 #include "kiln/registry.h"
@@ -50,6 +51,10 @@ struct kiln_build_opts {
   int64_t epoch;
   struct kiln_kvlist secrets;         /* --secret: id -> "src=PATH" or "env=NAME" */
   struct kiln_registry_opts registry; /* for FROM / COPY --from images not in the store */
+  enum kiln_pull_policy pull;         /* when those are asked for again (kiln build: newer) */
+  bool network_none;                  /* --network none: RUN steps without --network, or with =default */
+  char **add_hosts;                   /* --add-host: "IP\tHOST" lines added to every RUN's /etc/hosts */
+  struct kiln_kvlist labels;          /* --label: set on the final image's config */
   volatile sig_atomic_t *interrupted; /* set by a signal handler: stop before the next step */
   unsigned jobs;                      /* stages run at once (--jobs); 0 or 1: one at a time */
   enum kiln_progress progress;
@@ -67,11 +72,20 @@ struct kiln_build_step_info {
   size_t stage, stepno; /* the stage's index in the Dockerfile, the step's number in it (from 1) */
 };
 
+/* An image the build started from (FROM, COPY --from, RUN --mount from):
+ * the name as normalised and the manifest it resolved to. */
+struct kiln_build_base {
+  char *ref;
+  struct kiln_digest digest;
+};
+
 struct kiln_build_result {
   struct kiln_descriptor manifest;
   struct kiln_digest config;
   struct kiln_build_step_info *steps;
   size_t nsteps;
+  struct kiln_build_base *bases; /* each name once, in the order first resolved */
+  size_t nbases;
 };
 void kiln_build_result_clear (struct kiln_build_result *r);
 

@@ -50,6 +50,11 @@
 
 #define KILN_ANNOT_REF_NAME "org.opencontainers.image.ref.name"
 #define KILN_ANNOT_IMAGE_NAME "io.containerd.image.name"
+/* On the index.json entry of an image kiln pulled by tag: the reference it
+ * pulled, and the digest (an index's or a manifest's) the tag named then;
+ * --pull=newer compares it with what the tag names now. */
+#define KILN_ANNOT_PULL_REF "dev.kiln.pull.ref"
+#define KILN_ANNOT_PULL_DIGEST "dev.kiln.pull.digest"
 
 struct kiln_platform {
   char *os, *architecture, *variant; /* NULL when absent */

@@ -82,6 +82,13 @@ void kiln_registry_opts_init (struct kiln_registry_opts *o);
 int kiln_registry_pull (struct kiln_store *st, const char *ref, const struct kiln_registry_opts *o,
                         struct kiln_descriptor *manifest_out, struct kiln_error **err);
 
+/* The digest ref's tag names now in its registry: a HEAD of the manifest
+ * (the server's Docker-Content-Digest), or a GET hashed here when the
+ * server sends none.  One attempt, no retries: callers that ask have a local
+ * copy to go on with. */
+int kiln_registry_tag_digest (const char *ref, const struct kiln_registry_opts *o, struct kiln_digest *out,
+                              struct kiln_error **err);
+
 /* Pushes the store image `image` (name, digest or prefix) to dest (NULL =
  * the image's own name).  Blobs, then config, then the manifest.
  * digest_out (optional) receives the pushed manifest's digest. */

@@ -112,12 +112,15 @@ write_metadata (const char *path, const struct kiln_build_result *r, char **tags
                                              r->steps[i].key.s, "cached", r->steps[i].cached, "miss", r->steps[i].miss,
                                              "layer", r->steps[i].has_layer ? r->steps[i].layer.s : NULL, "seconds",
                                              r->steps[i].seconds));
+  kiln_autojson json_t *bases = json_array ();
+  for (size_t i = 0; i < r->nbases; i++)
+    json_array_append_new (bases, json_pack ("{s:s, s:s}", "ref", r->bases[i].ref, "digest", r->bases[i].digest.s));
   struct kiln_buf names = KILN_BUF_INIT;
   for (size_t i = 0; tags && tags[i]; i++)
     kiln_buf_addf (&names, "%s%s", i ? "," : "", tags[i]);
-  kiln_autojson json_t *doc = json_pack ("{s:s, s:s, s:s, s:O}", "containerimage.digest", r->manifest.digest.s,
+  kiln_autojson json_t *doc = json_pack ("{s:s, s:s, s:s, s:O, s:O}", "containerimage.digest", r->manifest.digest.s,
                                          "containerimage.config.digest", r->config.s, "image.name", names.buf,
-                                         "kiln.steps", steps);
+                                         "kiln.steps", steps, "kiln.bases", bases);
   kiln_buf_release (&names);
   kiln_autofree char *text = json_dumps (doc, JSON_INDENT (2) | JSON_SORT_KEYS);
   return write_text_file (path, text, err);

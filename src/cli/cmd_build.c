@@ -1,5 +1,6 @@
 /* cmd_build.c - `kiln build`: flags -> kiln_build_opts and the exporters'
  * options, then kiln_build_run and kiln_exporter_run. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -43,7 +44,13 @@ static const char usage_text[]
       "      --iidfile FILE            write the image (manifest) digest to FILE\n"
       "      --metadata-file FILE      write build metadata as JSON to FILE\n"
       "      --progress auto|plain|tty|quiet\n"
+      "      --pull[=POLICY]           when to pull FROM images: newer (default: when the tag moved since kiln\n"
+      "                                pulled it; a registry that cannot be asked keeps the local copy), always\n"
+      "                                (also --pull alone), missing, never\n"
       "      --push                    push every -t name to its registry after the build\n"
+      "      --label K=V               set a label on the image (repeatable)\n"
+      "      --network host|none|default  RUN steps' network when they do not choose (default: host)\n"
+      "      --add-host HOST:IP        an /etc/hosts entry for every RUN step (repeatable; also HOST=IP)\n"
       "      --secret id=ID,src=PATH|env=NAME  a secret for RUN --mount=type=secret\n"
       "      --tls-verify[=BOOL]       verify registry TLS (default true; false also allows plain HTTP)\n"
       "      --authfile FILE           registry credentials (default: containers auth.json, docker config)\n"
@@ -83,6 +90,10 @@ enum {
   OPT_FORCE_COMPRESSION,
   OPT_FORMAT,
   OPT_JOBS,
+  OPT_PULL,
+  OPT_LABEL,
+  OPT_NETWORK,
+  OPT_ADD_HOST,
   OPT_UNSUPPORTED
 };
 
@@ -104,6 +115,10 @@ static const struct option options[] = {
   { "progress", required_argument, NULL, OPT_PROGRESS },
   { "tls-verify", optional_argument, NULL, OPT_TLS },
   { "push", no_argument, NULL, OPT_PUSH },
+  { "pull", optional_argument, NULL, OPT_PULL },
+  { "label", required_argument, NULL, OPT_LABEL },
+  { "network", required_argument, NULL, OPT_NETWORK },
+  { "add-host", required_argument, NULL, OPT_ADD_HOST },
   { "authfile", required_argument, NULL, OPT_AUTHFILE },
   { "cert-dir", required_argument, NULL, OPT_CERTDIR },
   { "retry", required_argument, NULL, OPT_RETRY },
@@ -253,6 +268,46 @@ parse_tls_verify (const char *arg, bool *out, struct kiln_error **err)
   return 0;
 }
 
+/* --label K=V (V may be empty) */
+static int
+add_label (struct build_cli *c, const char *arg, struct kiln_error **err)
+{
+  const char *eq = strchr (arg, '=');
+  if (eq == NULL || eq == arg)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --label `%s` (want KEY=VALUE)", arg);
+  kiln_autofree char *key = kiln_xstrndup (arg, (size_t) (eq - arg));
+  kiln_kvlist_set (&c->o.labels, key, eq + 1);
+  return 0;
+}
+
+/* --network: the default of RUN steps that do not choose */
+static int
+parse_network (const char *arg, bool *none, struct kiln_error **err)
+{
+  if (strcmp (arg, "none") != 0 && strcmp (arg, "host") != 0 && strcmp (arg, "default") != 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --network `%s` (host, none or default)", arg);
+  *none = strcmp (arg, "none") == 0;
+  return 0;
+}
+
+/* --add-host HOST:IP (Docker's form: split at the first colon, so an IPv6
+ * address keeps its colons) or HOST=IP; kept as an /etc/hosts line. */
+static int
+add_host (struct build_cli *c, const char *arg, struct kiln_error **err)
+{
+  size_t n = strcspn (arg, "=:");
+  const char *ip = arg[n] ? arg + n + 1 : NULL;
+  unsigned char addr[16];
+  if (n == 0 || ip == NULL || arg[strcspn (arg, " \t\r\n#")] != '\0')
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --add-host `%s` (want HOST:IP)", arg);
+  if (strcmp (ip, "host-gateway") == 0)
+    return kiln_error_set (err, 0, KILN_E_UNSUPPORTED, "--add-host `%s`: host-gateway is not supported", arg);
+  if (inet_pton (AF_INET, ip, addr) != 1 && inet_pton (AF_INET6, ip, addr) != 1)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --add-host `%s`: `%s` is not an IP address", arg, ip);
+  kiln_strv_push_take (&c->o.add_hosts, kiln_xasprintf ("%s\t%.*s", ip, (int) n, arg));
+  return 0;
+}
+
 /* --no-cache-filter a,b adds both stages */
 static void
 add_no_cache_filter (struct build_cli *c, const char *arg)
@@ -287,6 +342,10 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     case OPT_PROGRESS: return parse_progress (arg, &c->o.progress, err);
     case OPT_TLS: return parse_tls_verify (arg, &c->o.registry.tls_verify, err);
     case OPT_PUSH: c->push = true; return 0;
+    case OPT_PULL: return kiln_image_pull_policy_parse (arg ? arg : "always", &c->o.pull, err);
+    case OPT_LABEL: return add_label (c, arg, err);
+    case OPT_NETWORK: return parse_network (arg, &c->o.network_none, err);
+    case OPT_ADD_HOST: return add_host (c, arg, err);
     case OPT_SECRET: return add_secret (c, arg, err);
     case OPT_CACHE_TO: kiln_strv_push (&c->cache_to, arg); return 0;
     case OPT_CACHE_FROM: kiln_strv_push (&c->cache_from, arg); return 0;
@@ -383,6 +442,7 @@ run (struct kiln_cli *cli, struct build_cli *c, int argc, char **argv, struct ki
   c->o.cache_ttl = KILN_CACHE_TTL_DEFAULT;
   c->o.jobs = default_jobs ();
   kiln_registry_opts_init (&c->o.registry);
+  c->o.pull = KILN_PULL_NEWER;
   if (parse_args (c, argc, argv, err) < 0)
     return -1;
   if (c->o.format == KILN_IMAGE_DOCKER && c->o.layer.compression == KILN_COMP_ZSTD)
@@ -441,6 +501,8 @@ kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv)
   kiln_kvlist_clear (&c.o.build_args);
   kiln_kvlist_clear (&c.o.secrets);
   kiln_strv_free (c.o.no_cache_filter);
+  kiln_kvlist_clear (&c.o.labels);
+  kiln_strv_free (c.o.add_hosts);
   kiln_strv_free (c.cache_to);
   kiln_strv_free (c.cache_from);
   free (c.dockerfile_path);

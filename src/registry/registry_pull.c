@@ -25,8 +25,9 @@ struct pull {
   const struct kiln_registry_opts *o;
   struct kiln_registry_client *c;
   struct kiln_ref ref;
-  char *base; /* "ORIGIN/v2/PATH" */
-  char *repo; /* "domain/path" */
+  char *base;               /* "ORIGIN/v2/PATH" */
+  char *repo;               /* "domain/path" */
+  struct kiln_digest named; /* what the tag named: the first document's digest */
 };
 
 static void
@@ -194,6 +195,7 @@ resolve_manifest (struct pull *p, struct kiln_registry_conn *cn, struct kiln_buf
   const char *reference = p->ref.digest ? p->ref.digest : p->ref.tag;
   if (get_manifest (p, cn, reference, p->ref.digest, raw, &kind, &mt, err) < 0)
     return -1;
+  kiln_digest_of (raw->buf, raw->len, &p->named);
   if (kind == KILN_REG_DOC_INDEX)
     {
       struct kiln_digest child;
@@ -284,7 +286,16 @@ store_image (struct pull *p, const struct kiln_buf *cfg_raw, const struct kiln_b
       || kiln_store_blob_put (p->st, raw->buf, raw->len, &d, err) < 0)
     return -1;
   kiln_autofree char *name = kiln_ref_string (&p->ref);
-  if (kiln_store_tag (p->st, name, desc, err) < 0)
+  struct kiln_descriptor entry = { 0 };
+  kiln_descriptor_copy (&entry, desc);
+  if (p->ref.digest == NULL)
+    {
+      kiln_kvlist_set (&entry.annotations, KILN_ANNOT_PULL_REF, name);
+      kiln_kvlist_set (&entry.annotations, KILN_ANNOT_PULL_DIGEST, p->named.s);
+    }
+  int r = kiln_store_tag (p->st, name, &entry, err);
+  kiln_descriptor_clear (&entry);
+  if (r < 0)
     return -1;
   size_t n = m->nlayers + 2;
   struct kiln_digest *all = kiln_xcalloc (n, sizeof *all);
@@ -329,6 +340,62 @@ out:
   kiln_manifest_clear (&m);
   kiln_image_config_clear (&cfg);
   return r;
+}
+
+/* HEAD first; a server that names no digest is asked for the document. */
+static int
+tag_digest (struct kiln_registry_conn *cn, const char *url, struct kiln_digest *out, struct kiln_error **err)
+{
+  struct kiln_registry_resp resp = { .body = KILN_BUF_INIT };
+  struct kiln_registry_req q = KILN_REG_REQ_INIT;
+  q.method = "HEAD", q.url = url, q.accept = MANIFEST_ACCEPT;
+  int r = kiln_registry_do (cn, &q, &resp, err);
+  if (r == 0 && resp.status != 200)
+    r = kiln_registry_status_error (&resp, err);
+  if (r == 0 && resp.digest && kiln_digest_parse (resp.digest, out, NULL) == 0)
+    {
+      kiln_registry_resp_clear (&resp);
+      return 0;
+    }
+  kiln_registry_resp_clear (&resp);
+  if (r < 0)
+    return -1;
+  kiln_autobuf struct kiln_buf raw = KILN_BUF_INIT;
+  if (kiln_registry_get_small (cn, url, MANIFEST_ACCEPT, KILN_REG_MAX_MANIFEST, &raw, NULL, err) < 0)
+    return -1;
+  kiln_digest_of (raw.buf, raw.len, out);
+  return 0;
+}
+
+int
+kiln_registry_tag_digest (const char *ref, const struct kiln_registry_opts *o, struct kiln_digest *out,
+                          struct kiln_error **err)
+{
+  struct kiln_registry_opts once;
+  struct kiln_ref r = { 0 };
+  struct kiln_registry_client *c = NULL;
+  struct kiln_registry_conn cn = { 0 };
+  if (o == NULL)
+    kiln_registry_opts_init (&once);
+  else
+    once = *o;
+  once.retries = 0;
+  if (kiln_ref_parse (ref, &r, err) < 0)
+    return -1;
+  int ret = kiln_registry_client_open (r.domain, &once, true, &c, err);
+  if (ret == 0)
+    {
+      kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", r.path);
+      kiln_autofree char *url = kiln_xasprintf ("%s/v2/%s/manifests/%s", c->origin, r.path, r.tag ? r.tag : "latest");
+      kiln_registry_client_add_scope (c, scope);
+      ret = kiln_registry_conn_init (&cn, c, err);
+      if (ret == 0)
+        ret = tag_digest (&cn, url, out, err);
+    }
+  kiln_registry_conn_clear (&cn);
+  kiln_registry_client_free (c);
+  kiln_ref_clear (&r);
+  return ret < 0 ? kiln_error_wrap (err, "ask registry for `%s`", ref) : 0;
 }
 
 int

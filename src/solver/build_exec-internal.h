@@ -22,6 +22,7 @@ struct run_job {
   struct kiln_mount **rw; /* overlays giving rw bind mounts a throwaway upper */
   size_t nrw;
   bool network_none;
+  char *hosts; /* /etc/hosts with --add-host entries, or NULL (the host's copy) */
 };
 
 /* A parse error of the step's instruction (fmt has one %s: arg). */

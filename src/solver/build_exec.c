@@ -177,8 +177,42 @@ parse_network (struct run_job *r, struct kiln_error **err)
     }
   if (net && strcmp (net, "none") != 0 && strcmp (net, "host") != 0 && strcmp (net, "default") != 0)
     return kiln_build_run_fail (r, err, "--network must be none, host or default, not `%s`", net);
-  r->network_none = net && strcmp (net, "none") == 0;
+  /* default: what `kiln build --network` chose (host unless none) */
+  if (net == NULL || strcmp (net, "default") == 0)
+    r->network_none = r->b->o->network_none;
+  else
+    r->network_none = strcmp (net, "none") == 0;
   kiln_build_run_input (r, "network", r->network_none ? "none" : "host");
+  return 0;
+}
+
+/* --add-host: the host's /etc/hosts and the build's entries after it; an
+ * input of the step (BuildKit keys its ExtraHosts too), only when given,
+ * so steps of builds without it keep their keys. */
+static int
+extra_hosts (struct run_job *r, struct kiln_error **err)
+{
+  char **add = r->b->o->add_hosts;
+  if (add == NULL || add[0] == NULL)
+    return 0;
+  struct kiln_buf hosts = KILN_BUF_INIT, key = KILN_BUF_INIT;
+  kiln_autoerror struct kiln_error *e = NULL;
+  if (kiln_fs_read_file (AT_FDCWD, "/etc/hosts", 1u << 20, &hosts, &e) < 0 && e->errnum != ENOENT)
+    {
+      kiln_buf_release (&hosts);
+      *err = kiln_steal_ptr (&e);
+      return kiln_error_wrap (err, "read the host's /etc/hosts for --add-host");
+    }
+  if (hosts.len && hosts.buf[hosts.len - 1] != '\n')
+    kiln_buf_add (&hosts, "\n", 1);
+  for (size_t i = 0; add[i]; i++)
+    {
+      kiln_buf_addf (&hosts, "%s\n", add[i]);
+      kiln_buf_addf (&key, "%s%s", i ? "," : "", add[i]);
+    }
+  kiln_build_run_input (r, "add-host", key.buf);
+  kiln_buf_release (&key);
+  r->hosts = kiln_buf_detach (&hosts, NULL);
   return 0;
 }
 
@@ -415,6 +449,7 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     .ngroups = ids.ngroups,
     .network_none = r->network_none,
     .hostname = "kiln",
+    .hosts = r->hosts,
     .mounts = r->mounts,
     .nmounts = r->nmounts,
     .stdin_fd = -1,
@@ -447,6 +482,7 @@ run_job_clear (struct run_job *r)
   kiln_strv_free (r->env);
   kiln_strv_free (r->strings);
   free (r->mounts);
+  free (r->hosts);
 }
 
 /* The inputs that follow from the stage rather than from the instruction. */
@@ -541,7 +577,7 @@ run_prepare (struct build *b, struct build_stage *s, struct build_step *st, stru
   kiln_build_run_input (r, "instruction", st->in->original);
   command (r);
   environment (r);
-  if (parse_network (r, err) < 0 || kiln_build_run_parse_mounts (r, &op->tmp, err) < 0)
+  if (parse_network (r, err) < 0 || extra_hosts (r, err) < 0 || kiln_build_run_parse_mounts (r, &op->tmp, err) < 0)
     return -1;
   stage_inputs (r);
   return BUILD_KEY_READY;

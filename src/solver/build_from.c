@@ -87,14 +87,32 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   return 0;
 }
 
+/* The base into the build's result, once per name (stages running at
+ * once share it). */
+static void
+record_base (struct build *b, const char *ref, const struct kiln_digest *d)
+{
+  struct kiln_build_result *r = b->res;
+  kiln_build_lock (b);
+  size_t i = 0;
+  while (i < r->nbases && strcmp (r->bases[i].ref, ref) != 0)
+    i++;
+  if (i == r->nbases)
+    {
+      r->bases = kiln_xrealloc (r->bases, (r->nbases + 1) * sizeof *r->bases);
+      r->bases[r->nbases++] = (struct kiln_build_base){ .ref = kiln_xstrdup (ref), .digest = *d };
+    }
+  kiln_build_unlock (b);
+}
+
 static void
 note_pull (void *ud, const char *ref)
 {
   kiln_build_progress (ud, "pulling %s", ref);
 }
 
-/* Base image from the store, pulled only when the store does not have it;
- * *identity (caller frees) names it for the key: the digest behind the
+/* Base image from the store, pulled when the store does not have it or
+ * the pull policy says so (kiln/image.h); *identity (caller frees) names it for the key: the digest behind the
  * tag, not the tag, and its platform. */
 static int
 load_image (struct build *b, struct build_stage *s, const char *name, bool snapshots, char **identity,
@@ -111,9 +129,10 @@ load_image (struct build *b, struct build_stage *s, const char *name, bool snaps
   struct kiln_registry_opts ro = b->o->registry;
   if (snapshots && !ro.lazy)
     ro.layer_sink = &sink;
-  struct kiln_image_pull pull = { .registry = &ro, .on_pull = note_pull, .ud = b };
+  struct kiln_image_pull pull = { .registry = &ro, .policy = b->o->pull, .on_pull = note_pull, .ud = b };
   if (kiln_image_open (b->st, full, &pull, &d, err) < 0)
     goto out;
+  record_base (b, full, &d.digest);
   if (kiln_store_get_manifest (b->st, &d.digest, &m, err) < 0
       || kiln_store_get_config (b->st, &m.config.digest, &s->cfg, err) < 0)
     goto out;

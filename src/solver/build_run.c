@@ -29,6 +29,9 @@ kiln_build_result_clear (struct kiln_build_result *r)
       free (r->steps[i].miss);
     }
   free (r->steps);
+  for (size_t i = 0; i < r->nbases; i++)
+    free (r->bases[i].ref);
+  free (r->bases);
   memset (r, 0, sizeof *r);
 }
 
@@ -213,6 +216,9 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
     return -1;
   if (layer_media_types (b, s, err) < 0)
     return -1;
+  /* --label: the image's, not a step's (BuildKit's exporter sets them) */
+  for (size_t i = 0; i < b->o->labels.n; i++)
+    kiln_kvlist_set (&s->cfg.labels, b->o->labels.items[i].key, b->o->labels.items[i].value);
   /* the config records WorkingDir as written (see build_stage.workdir) */
   char *clean = s->cfg.working_dir;
   s->cfg.working_dir = s->workdir;
