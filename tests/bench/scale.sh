@@ -161,7 +161,7 @@ i_context() {
 # Each timed run of i starts after a sync (kiln and buildah alike), so it
 # does not share the disk and the CPUs with the writeback of what the last
 # run or reset left dirty (a no-change rebuild right after the cold builds
-# took 0.19-0.23 s instead of 0.16-0.17 s).
+# took 0.187-0.229 s, and 0.181-0.190 s after a sync).
 scenario_i() {
   local ctx=$W/i-ctx n=$FILES one r
   log "i_many_files: generating $n files"
