@@ -34,6 +34,12 @@ struct kiln_store;
 
 enum kiln_progress { KILN_PROGRESS_QUIET = 0, KILN_PROGRESS_PLAIN };
 
+/* An annotation of the image manifest; platform NULL, or "os/arch[/variant]"
+ * when it is only for an image of that platform (buildx's manifest[P]:). */
+struct kiln_build_annotation {
+  char *platform, *key, *value;
+};
+
 struct kiln_build_opts {
   const char *context;         /* context directory */
   const char *dockerfile;      /* path of the Dockerfile ("-" = stdin) */
@@ -49,12 +55,14 @@ struct kiln_build_opts {
   enum kiln_image_format format; /* media types of the manifest, config and every layer (--format) */
   bool have_epoch;               /* --source-date-epoch / SOURCE_DATE_EPOCH */
   int64_t epoch;
-  struct kiln_kvlist secrets;         /* --secret: id -> "src=PATH" or "env=NAME" */
-  struct kiln_registry_opts registry; /* for FROM / COPY --from images not in the store */
-  enum kiln_pull_policy pull;         /* when those are asked for again (kiln build: newer) */
-  bool network_none;                  /* --network none: RUN steps without --network, or with =default */
-  char **add_hosts;                   /* --add-host: "IP\tHOST" lines added to every RUN's /etc/hosts */
-  struct kiln_kvlist labels;          /* --label: set on the final image's config */
+  struct kiln_kvlist secrets;                /* --secret: id -> "src=PATH" or "env=NAME" */
+  struct kiln_registry_opts registry;        /* for FROM / COPY --from images not in the store */
+  enum kiln_pull_policy pull;                /* when those are asked for again (kiln build: newer) */
+  bool network_none;                         /* --network none: RUN steps without --network, or with =default */
+  char **add_hosts;                          /* --add-host: "IP\tHOST" lines added to every RUN's /etc/hosts */
+  struct kiln_kvlist labels;                 /* --label: set on the final image's config */
+  struct kiln_build_annotation *annotations; /* --annotation [manifest[PLATFORM]:]K=V */
+  size_t nannotations;
   volatile sig_atomic_t *interrupted; /* set by a signal handler: stop before the next step */
   unsigned jobs;                      /* stages run at once (--jobs); 0 or 1: one at a time */
   enum kiln_progress progress;

@@ -49,6 +49,7 @@ static const char usage_text[]
       "                                (also --pull alone), missing, never\n"
       "      --push                    push every -t name to its registry after the build\n"
       "      --label K=V               set a label on the image (repeatable)\n"
+      "      --annotation [manifest[OS/ARCH]:]K=V  annotate the image manifest (repeatable)\n"
       "      --network host|none|default  RUN steps' network when they do not choose (default: host)\n"
       "      --add-host HOST:IP        an /etc/hosts entry for every RUN step (repeatable; also HOST=IP)\n"
       "      --secret id=ID,src=PATH|env=NAME  a secret for RUN --mount=type=secret\n"
@@ -94,6 +95,7 @@ enum {
   OPT_LABEL,
   OPT_NETWORK,
   OPT_ADD_HOST,
+  OPT_ANNOTATION,
   OPT_UNSUPPORTED
 };
 
@@ -119,6 +121,7 @@ static const struct option options[] = {
   { "label", required_argument, NULL, OPT_LABEL },
   { "network", required_argument, NULL, OPT_NETWORK },
   { "add-host", required_argument, NULL, OPT_ADD_HOST },
+  { "annotation", required_argument, NULL, OPT_ANNOTATION },
   { "authfile", required_argument, NULL, OPT_AUTHFILE },
   { "cert-dir", required_argument, NULL, OPT_CERTDIR },
   { "retry", required_argument, NULL, OPT_RETRY },
@@ -280,6 +283,47 @@ add_label (struct build_cli *c, const char *arg, struct kiln_error **err)
   return 0;
 }
 
+/* --annotation [TYPE[PLATFORM]:]K=V as buildx spells it.  Only `manifest`
+ * (the default) has a place in a one-platform image; the other types
+ * annotate an image index, which kiln does not make yet. */
+static int
+add_annotation (struct build_cli *c, const char *arg, struct kiln_error **err)
+{
+  const char *eq = strchr (arg, '='), *key = arg, *colon = memchr (arg, ':', eq ? (size_t) (eq - arg) : 0);
+  kiln_autofree char *type = NULL, *plat = NULL;
+  if (colon)
+    {
+      type = kiln_xstrndup (arg, (size_t) (colon - arg));
+      char *br = strchr (type, '[');
+      if (br && type[strlen (type) - 1] == ']')
+        {
+          plat = kiln_xstrndup (br + 1, strlen (br + 1) - 1);
+          *br = '\0';
+        }
+      static const char *const types[] = { "manifest", "index", "manifest-descriptor", "index-descriptor" };
+      bool known = false;
+      for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        known = known || strcmp (type, types[i]) == 0;
+      if (!known) /* a key with a colon, not a type */
+        free (type), free (plat), type = plat = NULL;
+      else
+        key = colon + 1;
+    }
+  if (eq == NULL || eq == key || (plat && !*plat))
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --annotation `%s` (want [manifest:]KEY=VALUE)", arg);
+  if (type && strcmp (type, "manifest") != 0)
+    return kiln_error_set (err, 0, KILN_E_UNSUPPORTED,
+                           "--annotation `%s`: `%s` annotations need an image index, and kiln builds one platform", arg,
+                           type);
+  c->o.annotations = kiln_xrealloc (c->o.annotations, (c->o.nannotations + 1) * sizeof *c->o.annotations);
+  c->o.annotations[c->o.nannotations++] = (struct kiln_build_annotation){
+    .platform = kiln_steal_ptr (&plat),
+    .key = kiln_xstrndup (key, (size_t) (eq - key)),
+    .value = kiln_xstrdup (eq + 1),
+  };
+  return 0;
+}
+
 /* --network: the default of RUN steps that do not choose */
 static int
 parse_network (const char *arg, bool *none, struct kiln_error **err)
@@ -346,6 +390,7 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     case OPT_LABEL: return add_label (c, arg, err);
     case OPT_NETWORK: return parse_network (arg, &c->o.network_none, err);
     case OPT_ADD_HOST: return add_host (c, arg, err);
+    case OPT_ANNOTATION: return add_annotation (c, arg, err);
     case OPT_SECRET: return add_secret (c, arg, err);
     case OPT_CACHE_TO: kiln_strv_push (&c->cache_to, arg); return 0;
     case OPT_CACHE_FROM: kiln_strv_push (&c->cache_from, arg); return 0;
@@ -503,6 +548,9 @@ kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv)
   kiln_strv_free (c.o.no_cache_filter);
   kiln_kvlist_clear (&c.o.labels);
   kiln_strv_free (c.o.add_hosts);
+  for (size_t i = 0; i < c.o.nannotations; i++)
+    free (c.o.annotations[i].platform), free (c.o.annotations[i].key), free (c.o.annotations[i].value);
+  free (c.o.annotations);
   kiln_strv_free (c.cache_to);
   kiln_strv_free (c.cache_from);
   free (c.dockerfile_path);

@@ -204,6 +204,21 @@ layer_media_types (struct build *b, struct build_stage *s, struct kiln_error **e
   return 0;
 }
 
+/* --annotation: every one without a platform, and those for the image's */
+static void
+add_annotations (struct build *b, const struct build_stage *s, struct kiln_manifest *m)
+{
+  kiln_autofree char *plat = kiln_xasprintf ("%s/%s%s%s", s->cfg.os ? s->cfg.os : "",
+                                             s->cfg.architecture ? s->cfg.architecture : "", s->cfg.variant ? "/" : "",
+                                             s->cfg.variant ? s->cfg.variant : "");
+  for (size_t i = 0; i < b->o->nannotations; i++)
+    {
+      const struct kiln_build_annotation *a = &b->o->annotations[i];
+      if (a->platform == NULL || strcmp (a->platform, plat) == 0)
+        kiln_kvlist_set (&m->annotations, a->key, a->value);
+    }
+}
+
 static int
 write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
 {
@@ -233,6 +248,7 @@ write_image (struct build *b, struct build_stage *s, struct kiln_error **err)
   m.config = cfgd;
   m.layers = s->layers;
   m.nlayers = s->nlayers;
+  add_annotations (b, s, &m);
   ret = kiln_store_put_manifest (b->st, &m, &b->res->manifest, err);
   b->res->config = cfgd.digest;
   m.layers = NULL;

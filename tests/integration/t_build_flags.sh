@@ -1,11 +1,12 @@
 #!/bin/bash
-# kiln build --network, --add-host and --label.  --network none gives RUN
-# steps that do not choose a network namespace with only lo, RUN
-# --network=host still gets the host's; --add-host entries follow the host's
-# /etc/hosts in every RUN (not in the layer); both are inputs of the RUN's
-# key, and a build without them keeps the keys it had.  --label sets the
-# image's label without touching a step's key.  Bad values are usage errors
-# that name the value.
+# kiln build --network, --add-host, --label and --annotation.  --network
+# none gives RUN steps that do not choose a network namespace with only lo,
+# RUN --network=host still gets the host's; --add-host entries follow the
+# host's /etc/hosts in every RUN (not in the layer); both are inputs of the
+# RUN's key, and a build without them keeps the keys it had.  --label sets
+# the image's label and --annotation the manifest's (buildx's
+# [manifest[PLATFORM]:]K=V; index types refused), neither touching a step's
+# key.  Bad values are usage errors that name the value.
 source "$IT_DIR/lib.sh"
 need jq
 need_root
@@ -62,6 +63,19 @@ assert_eq "" "$(kiln inspect localhost/it/flags-label | jq -r '.config.config.La
 assert_eq 2 "$(cached label)" "CACHED steps with --label"
 assert_ne "$(kiln inspect localhost/it/flags-label | jq -r .digest)" \
   "$(kiln inspect localhost/it/flags-plain | jq -r .digest)" "image digest with a label"
+
+note "--annotation: on the manifest; one for another platform is left out"
+arch=$(kiln inspect localhost/busybox:latest | jq -r .config.architecture)
+build annot --annotation org.example.a=1 --annotation manifest:org.example.b=x=y \
+  --annotation "manifest[linux/$arch]:org.example.c=3" --annotation "manifest[linux/none]:org.example.d=4" \
+  --annotation "org.example:e=5"
+assert_eq '{"org.example.a":"1","org.example.b":"x=y","org.example.c":"3","org.example:e":"5"}' \
+  "$(kiln inspect localhost/it/flags-annot | jq -cS .manifest.annotations)" "manifest annotations"
+assert_eq 2 "$(cached annot)" "CACHED steps with --annotation"
+expect_fail kiln build --annotation index:org.example.a=1 "$c"
+assert_contains "$ERR" "index" "--annotation index:"
+expect_fail kiln build --annotation manifest:=1 "$c"
+assert_contains "$ERR" "manifest:=1" "--annotation without a key"
 
 note "bad values"
 expect_fail kiln build --add-host db.local "$c"
