@@ -192,11 +192,67 @@ init_scratch (struct build *b, struct build_stage *s, struct build_step *st)
   s->cfg.working_dir = kiln_xstrdup ("/");
 }
 
+/* "os/arch[/variant]" names the platform os, arch, variant (arm64's v8 is
+ * its default variant; a variant given on one side only is not compared). */
+static bool
+same_platform (const char *want, const char *os, const char *arch, const char *variant)
+{
+  kiln_autofree char *w = kiln_xstrdup (want);
+  char *save = NULL;
+  const char *wos = strtok_r (w, "/", &save), *warch = strtok_r (NULL, "/", &save);
+  const char *wvar = strtok_r (NULL, "/", &save);
+  if (!wos || !warch || !os || !arch || strcmp (wos, os) != 0 || strcmp (warch, arch) != 0)
+    return false;
+  if (strcmp (arch, "arm64") == 0)
+    {
+      wvar = wvar && strcmp (wvar, "v8") == 0 ? NULL : wvar;
+      variant = variant && strcmp (variant, "v8") == 0 ? NULL : variant;
+    }
+  return !wvar || !variant || strcmp (wvar, variant) == 0;
+}
+
+/* FROM --platform: kiln builds for this machine's platform only, so any
+ * other is an error here, never ignored (FROM --platform=$BUILDPLATFORM,
+ * the usual cross-compiling stage, names this machine's). */
+static int
+check_from_platform (struct build *b, const struct kiln_plan_stage *ps, struct kiln_error **err)
+{
+  const char *os, *arch, *variant;
+  if (ps->platform == NULL)
+    return 0;
+  kiln_plan_host_platform (&os, &arch, &variant);
+  if (strchr (ps->platform, '/') == NULL)
+    return kiln_build_step_fail (b, ps->from, err, "--platform=%s: want OS/ARCH[/VARIANT]", ps->platform);
+  if (same_platform (ps->platform, os, arch, variant))
+    return 0;
+  kiln_error_set (err, 0, KILN_E_UNSUPPORTED,
+                  "--platform=%s: kiln builds for this machine's platform (%s/%s%s%s) only, not yet for others",
+                  ps->platform, os, arch, variant ? "/" : "", variant ? variant : "");
+  return kiln_build_step_error (b, ps->from, err);
+}
+
+/* An image of another platform than the build's is used, as BuildKit does,
+ * with a warning (its RUN steps fail unless an emulator is registered). */
+static void
+warn_image_platform (const struct build_stage *s, const char *name)
+{
+  const char *os, *arch, *variant;
+  kiln_plan_host_platform (&os, &arch, &variant);
+  kiln_autofree char *have = kiln_xasprintf ("%s/%s%s%s", s->cfg.os ? s->cfg.os : "?",
+                                             s->cfg.architecture ? s->cfg.architecture : "?", s->cfg.variant ? "/" : "",
+                                             s->cfg.variant ? s->cfg.variant : "");
+  if (!same_platform (have, os, arch, variant))
+    kiln_log_warn ("FROM %s: the image is for %s, the build for %s/%s%s%s", name, have, os, arch, variant ? "/" : "",
+                   variant ? variant : "");
+}
+
 static int
 from_exec (struct build *b, struct build_stage *s, struct build_step *st, struct kiln_error **err)
 {
   size_t idx = (size_t) (s - b->stages);
   const struct kiln_plan_stage *ps = &b->plan->stages[idx];
+  if (check_from_platform (b, ps, err) < 0)
+    return -1;
   if (ps->base_stage >= 0)
     {
       copy_stage_image (s, &b->stages[ps->base_stage]);
@@ -209,6 +265,7 @@ from_exec (struct build *b, struct build_stage *s, struct build_step *st, struct
       kiln_autofree char *identity = NULL;
       if (load_image (b, s, ps->base, stage_runs (b->plan, idx), &identity, err) < 0)
         return kiln_build_step_error (b, ps->from, err);
+      warn_image_platform (s, ps->base);
       chain_start (st, identity);
     }
   if (ps->base_stage < 0)
