@@ -1,6 +1,7 @@
 /* tests/test_sandbox.c - kiln_sandbox_run against a tiny rootfs holding the
  * static helper (tests/helper_init.c) as /bin/helper.  Needs root. */
 #include <criterion/criterion.h>
+#include <sys/resource.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -566,4 +567,23 @@ Test (sandbox, orphans_die_when_the_command_exits)
   cr_assert_lt ((double) (kiln_now_ns () - t0) / 1e9, 5.0);
   cr_assert_eq (count_marked (), 0);
   run_clear (&r);
+}
+
+Test (sandbox, rlimit_specs_as_docker_spells_them)
+{
+  struct kiln_sandbox_rlimit l;
+  struct kiln_error *err = NULL;
+  cr_assert_eq (kiln_sandbox_rlimit_parse ("nofile=1024:4096", &l, &err), 0);
+  cr_assert (l.resource == RLIMIT_NOFILE && l.soft == 1024 && l.hard == 4096 && strcmp (l.name, "nofile") == 0);
+  cr_assert_eq (kiln_sandbox_rlimit_parse ("nproc=50", &l, &err), 0);
+  cr_assert (l.resource == RLIMIT_NPROC && l.soft == 50 && l.hard == 50);
+  cr_assert_eq (kiln_sandbox_rlimit_parse ("core=0:-1", &l, &err), 0);
+  cr_assert (l.soft == 0 && l.hard == (unsigned long long) RLIM_INFINITY);
+  const char *bad[] = { "nofile", "nofile=", "nofile=2:1", "nofile=-2", "nofile=1x", "bogus=1", "=1", "nofile=1:" };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    {
+      cr_assert_lt (kiln_sandbox_rlimit_parse (bad[i], &l, &err), 0, "%s", bad[i]);
+      cr_assert (strstr (err->msg, bad[i]) && err->kind == KILN_E_USAGE, "%s", err->msg);
+      kiln_error_free (&err);
+    }
 }

@@ -25,6 +25,7 @@
 #include "kiln/layer.h"
 #include "kiln/oci.h"
 #include "kiln/registry.h"
+#include "kiln/sandbox.h"
 
 struct kiln_store;
 
@@ -63,6 +64,9 @@ struct kiln_build_opts {
   struct kiln_kvlist labels;                 /* --label: set on the final image's config */
   struct kiln_build_annotation *annotations; /* --annotation [manifest[PLATFORM]:]K=V */
   size_t nannotations;
+  struct kiln_sandbox_rlimit *ulimits; /* --ulimit: every RUN step starts with these */
+  size_t nulimits;
+  unsigned long long shm_size;        /* --shm-size: bytes of every RUN's /dev/shm; 0: 64 MiB */
   volatile sig_atomic_t *interrupted; /* set by a signal handler: stop before the next step */
   unsigned jobs;                      /* stages run at once (--jobs); 0 or 1: one at a time */
   enum kiln_progress progress;

@@ -48,6 +48,17 @@ enum kiln_sandbox_mount_type {
                                          sandbox's private tmpfs (never to the host's disk): secrets */
 };
 
+/* A resource limit the command starts with (Docker's --ulimit). */
+struct kiln_sandbox_rlimit {
+  int resource;                  /* RLIMIT_* */
+  const char *name;              /* Docker's name of it (static) */
+  unsigned long long soft, hard; /* RLIM_INFINITY for unlimited */
+};
+
+/* Docker's --ulimit NAME=SOFT[:HARD] (NAME without RLIMIT_, e.g. nofile;
+ * -1 for unlimited; one value sets both); KILN_E_USAGE naming what is wrong. */
+int kiln_sandbox_rlimit_parse (const char *spec, struct kiln_sandbox_rlimit *out, struct kiln_error **err);
+
 struct kiln_sandbox_mount { /* extra mounts, applied after the standard ones */
   enum kiln_sandbox_mount_type type;
   const char *source;  /* host path (bind); a file or a directory, recursive bind */
@@ -73,8 +84,11 @@ struct kiln_sandbox_opts {
   gid_t gid;
   const gid_t *groups; /* supplementary groups; none when ngroups is 0 */
   size_t ngroups;
-  bool network_none;               /* own net namespace with loopback up; default host network */
-  const char *hostname;            /* NULL: keep the host's name */
+  bool network_none;                         /* own net namespace with loopback up; default host network */
+  const char *hostname;                      /* NULL: keep the host's name */
+  const struct kiln_sandbox_rlimit *rlimits; /* set before the command runs */
+  size_t nrlimits;
+  unsigned long long shm_size;     /* bytes of /dev/shm; 0: 64 MiB */
   const char *hosts, *resolv_conf; /* contents for /etc/hosts and /etc/resolv.conf
                                          (NULL: a copy of the host's file, empty if it has none) */
   const struct kiln_sandbox_mount *mounts;

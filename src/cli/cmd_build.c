@@ -1,6 +1,7 @@
 /* cmd_build.c - `kiln build`: flags -> kiln_build_opts and the exporters'
  * options, then kiln_build_run and kiln_exporter_run. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -52,6 +53,8 @@ static const char usage_text[]
       "      --annotation [manifest[OS/ARCH]:]K=V  annotate the image manifest (repeatable)\n"
       "      --network host|none|default  RUN steps' network when they do not choose (default: host)\n"
       "      --add-host HOST:IP        an /etc/hosts entry for every RUN step (repeatable; also HOST=IP)\n"
+      "      --ulimit NAME=SOFT[:HARD] a resource limit of every RUN step (repeatable; e.g. nofile=1024:4096)\n"
+      "      --shm-size SIZE           size of every RUN step's /dev/shm (e.g. 256m; default 64m)\n"
       "      --secret id=ID,src=PATH|env=NAME  a secret for RUN --mount=type=secret\n"
       "      --tls-verify[=BOOL]       verify registry TLS (default true; false also allows plain HTTP)\n"
       "      --authfile FILE           registry credentials (default: containers auth.json, docker config)\n"
@@ -96,6 +99,8 @@ enum {
   OPT_NETWORK,
   OPT_ADD_HOST,
   OPT_ANNOTATION,
+  OPT_ULIMIT,
+  OPT_SHM_SIZE,
   OPT_UNSUPPORTED
 };
 
@@ -122,6 +127,8 @@ static const struct option options[] = {
   { "network", required_argument, NULL, OPT_NETWORK },
   { "add-host", required_argument, NULL, OPT_ADD_HOST },
   { "annotation", required_argument, NULL, OPT_ANNOTATION },
+  { "ulimit", required_argument, NULL, OPT_ULIMIT },
+  { "shm-size", required_argument, NULL, OPT_SHM_SIZE },
   { "authfile", required_argument, NULL, OPT_AUTHFILE },
   { "cert-dir", required_argument, NULL, OPT_CERTDIR },
   { "retry", required_argument, NULL, OPT_RETRY },
@@ -324,6 +331,44 @@ add_annotation (struct build_cli *c, const char *arg, struct kiln_error **err)
   return 0;
 }
 
+/* --ulimit NAME=SOFT[:HARD]; a later one of the same name replaces it */
+static int
+add_ulimit (struct build_cli *c, const char *arg, struct kiln_error **err)
+{
+  struct kiln_sandbox_rlimit l;
+  if (kiln_sandbox_rlimit_parse (arg, &l, err) < 0)
+    return -1;
+  size_t i = 0;
+  while (i < c->o.nulimits && c->o.ulimits[i].resource != l.resource)
+    i++;
+  if (i == c->o.nulimits)
+    c->o.ulimits = kiln_xrealloc (c->o.ulimits, ++c->o.nulimits * sizeof *c->o.ulimits);
+  c->o.ulimits[i] = l;
+  return 0;
+}
+
+/* --shm-size as Docker reads it: a number with an optional k, m, g or t
+ * (powers of 1024; a trailing b or ib is allowed), from 4 KiB to 1 TiB. */
+static int
+parse_shm_size (const char *arg, unsigned long long *out, struct kiln_error **err)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull (arg, &end, 10);
+  int shift = 0;
+  const char *units = "kmgt", *u = *end ? strchr (units, tolower ((unsigned char) *end)) : NULL;
+  if (u)
+    shift = 10 * (int) (u - units + 1), end++;
+  if (*end == 'i' || *end == 'I')
+    end++;
+  if (*end == 'b' || *end == 'B')
+    end++;
+  if (end == arg || arg[0] == '-' || *end || errno || v == 0 || v > ((1ull << 40) >> shift) || (v << shift) < 4096)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid --shm-size `%s` (e.g. 64m, 1g; from 4k to 1t)", arg);
+  *out = v << shift;
+  return 0;
+}
+
 /* --network: the default of RUN steps that do not choose */
 static int
 parse_network (const char *arg, bool *none, struct kiln_error **err)
@@ -391,6 +436,8 @@ parse_option (struct build_cli *c, int opt, const char *arg, struct kiln_error *
     case OPT_NETWORK: return parse_network (arg, &c->o.network_none, err);
     case OPT_ADD_HOST: return add_host (c, arg, err);
     case OPT_ANNOTATION: return add_annotation (c, arg, err);
+    case OPT_ULIMIT: return add_ulimit (c, arg, err);
+    case OPT_SHM_SIZE: return parse_shm_size (arg, &c->o.shm_size, err);
     case OPT_SECRET: return add_secret (c, arg, err);
     case OPT_CACHE_TO: kiln_strv_push (&c->cache_to, arg); return 0;
     case OPT_CACHE_FROM: kiln_strv_push (&c->cache_from, arg); return 0;
@@ -551,6 +598,7 @@ kiln_cmd_build (struct kiln_cli *cli, int argc, char **argv)
   for (size_t i = 0; i < c.o.nannotations; i++)
     free (c.o.annotations[i].platform), free (c.o.annotations[i].key), free (c.o.annotations[i].value);
   free (c.o.annotations);
+  free (c.o.ulimits);
   kiln_strv_free (c.cache_to);
   kiln_strv_free (c.cache_from);
   free (c.dockerfile_path);

@@ -1,6 +1,7 @@
 /* sandbox.c - the parent side of kiln_sandbox_run: prepare the plan, clone the
  * namespace init, collect its reports, wait. */
 #include <errno.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -53,6 +54,64 @@ slot_claim (pid_t pid)
         return i;
     }
   return -1;
+}
+
+static const struct {
+  const char *name;
+  int resource;
+} rlimit_names[] = {
+  { "core", RLIMIT_CORE },         { "cpu", RLIMIT_CPU },
+  { "data", RLIMIT_DATA },         { "fsize", RLIMIT_FSIZE },
+  { "locks", RLIMIT_LOCKS },       { "memlock", RLIMIT_MEMLOCK },
+  { "msgqueue", RLIMIT_MSGQUEUE }, { "nice", RLIMIT_NICE },
+  { "nofile", RLIMIT_NOFILE },     { "nproc", RLIMIT_NPROC },
+  { "rss", RLIMIT_RSS },           { "rtprio", RLIMIT_RTPRIO },
+  { "rttime", RLIMIT_RTTIME },     { "sigpending", RLIMIT_SIGPENDING },
+  { "stack", RLIMIT_STACK },
+};
+
+/* One limit value: a decimal >= 0, or -1 for unlimited. */
+static bool
+rlimit_value (const char *s, size_t n, unsigned long long *out)
+{
+  char buf[32], *end;
+  if (n == 0 || n >= sizeof buf)
+    return false;
+  memcpy (buf, s, n);
+  buf[n] = '\0';
+  if (strcmp (buf, "-1") == 0)
+    {
+      *out = (unsigned long long) RLIM_INFINITY;
+      return true;
+    }
+  errno = 0;
+  *out = strtoull (buf, &end, 10);
+  return buf[0] != '-' && *end == '\0' && errno == 0;
+}
+
+int
+kiln_sandbox_rlimit_parse (const char *spec, struct kiln_sandbox_rlimit *out, struct kiln_error **err)
+{
+  const char *eq = strchr (spec, '=');
+  size_t nlen = eq ? (size_t) (eq - spec) : 0;
+  int resource = -1;
+  const char *name = NULL;
+  for (size_t i = 0; eq && i < sizeof rlimit_names / sizeof *rlimit_names; i++)
+    if (strlen (rlimit_names[i].name) == nlen && strncmp (rlimit_names[i].name, spec, nlen) == 0)
+      resource = rlimit_names[i].resource, name = rlimit_names[i].name;
+  if (resource < 0)
+    return kiln_error_set (err, 0, KILN_E_USAGE,
+                           "invalid ulimit `%s`: want NAME=SOFT[:HARD] with a NAME such as nofile", spec);
+  const char *v = eq + 1, *colon = strchr (v, ':');
+  size_t slen = colon ? (size_t) (colon - v) : strlen (v);
+  if (!rlimit_value (v, slen, &out->soft)
+      || !rlimit_value (colon ? colon + 1 : v, colon ? strlen (colon + 1) : slen, &out->hard))
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid ulimit `%s`: values are numbers, or -1 for unlimited", spec);
+  if (out->soft > out->hard)
+    return kiln_error_set (err, 0, KILN_E_USAGE, "invalid ulimit `%s`: the soft limit is above the hard one", spec);
+  out->resource = resource;
+  out->name = name;
+  return 0;
 }
 
 long

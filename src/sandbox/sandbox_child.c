@@ -263,7 +263,9 @@ setup_dev (struct sb_plan *p)
           && mount_at ("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0))
     kiln_sandbox_fail (p, errno, "mount devpts on `/dev/pts`");
   close (fd);
-  mount_fs (p, "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k", false);
+  char shm[64];
+  snprintf (shm, sizeof shm, "mode=1777,size=%llu", p->o->shm_size ? p->o->shm_size : 64ull << 20);
+  mount_fs (p, "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm, false);
 }
 
 /* sysfs can only be mounted by the owner of the network namespace; in a user

@@ -3,6 +3,7 @@
  *
  * Same rules as sandbox_child.c: no allocation, failures go over the pipe. */
 #include <errno.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
@@ -148,12 +149,26 @@ exec_search (struct sb_plan *p)
   errno = eacces ? EACCES : ENOENT;
 }
 
+/* --ulimit: while the capabilities still allow raising a hard limit */
+static void
+set_rlimits (struct sb_plan *p)
+{
+  for (size_t i = 0; i < p->o->nrlimits; i++)
+    {
+      const struct kiln_sandbox_rlimit *l = &p->o->rlimits[i];
+      struct rlimit rl = { .rlim_cur = (rlim_t) l->soft, .rlim_max = (rlim_t) l->hard };
+      if (setrlimit (l->resource, &rl) < 0)
+        kiln_sandbox_fail (p, errno, "set ulimit %s to %llu:%llu", l->name, l->soft, l->hard);
+    }
+}
+
 void
 kiln_sandbox_exec_command (struct sb_plan *p, int cwdfd)
 {
   reset_signals ();
   if (setsid () < 0)
     kiln_sandbox_fail (p, errno, "create a session");
+  set_rlimits (p);
   drop_caps (p);
   set_ids (p);
   clear_inheritable (p);

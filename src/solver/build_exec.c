@@ -186,6 +186,28 @@ parse_network (struct run_job *r, struct kiln_error **err)
   return 0;
 }
 
+/* --ulimit and --shm-size: inputs of the step only when given (BuildKit
+ * keys its Ulimit and ShmSize too). */
+static void
+limits_input (struct run_job *r)
+{
+  const struct kiln_build_opts *o = r->b->o;
+  if (o->nulimits)
+    {
+      struct kiln_buf v = KILN_BUF_INIT;
+      for (size_t i = 0; i < o->nulimits; i++)
+        kiln_buf_addf (&v, "%s%s=%llu:%llu", i ? "," : "", o->ulimits[i].name, o->ulimits[i].soft, o->ulimits[i].hard);
+      kiln_build_run_input (r, "ulimit", v.buf);
+      kiln_buf_release (&v);
+    }
+  if (o->shm_size)
+    {
+      char v[32];
+      snprintf (v, sizeof v, "%llu", o->shm_size);
+      kiln_build_run_input (r, "shm-size", v);
+    }
+}
+
 /* --add-host: the host's /etc/hosts and the build's entries after it; an
  * input of the step (BuildKit keys its ExtraHosts too), only when given,
  * so steps of builds without it keep their keys. */
@@ -450,6 +472,9 @@ execute (struct run_job *r, const struct kiln_mount *mnt, char ***created, int *
     .network_none = r->network_none,
     .hostname = "kiln",
     .hosts = r->hosts,
+    .rlimits = r->b->o->ulimits,
+    .nrlimits = r->b->o->nulimits,
+    .shm_size = r->b->o->shm_size,
     .mounts = r->mounts,
     .nmounts = r->nmounts,
     .stdin_fd = -1,
@@ -577,6 +602,7 @@ run_prepare (struct build *b, struct build_stage *s, struct build_step *st, stru
   kiln_build_run_input (r, "instruction", st->in->original);
   command (r);
   environment (r);
+  limits_input (r);
   if (parse_network (r, err) < 0 || extra_hosts (r, err) < 0 || kiln_build_run_parse_mounts (r, &op->tmp, err) < 0)
     return -1;
   stage_inputs (r);

@@ -1,12 +1,14 @@
 #!/bin/bash
-# kiln build --network, --add-host, --label and --annotation.  --network
-# none gives RUN steps that do not choose a network namespace with only lo,
-# RUN --network=host still gets the host's; --add-host entries follow the
-# host's /etc/hosts in every RUN (not in the layer); both are inputs of the
-# RUN's key, and a build without them keeps the keys it had.  --label sets
-# the image's label and --annotation the manifest's (buildx's
-# [manifest[PLATFORM]:]K=V; index types refused), neither touching a step's
-# key.  Bad values are usage errors that name the value.
+# kiln build --network, --add-host, --label, --annotation, --ulimit and
+# --shm-size.  --network none gives RUN steps that do not choose a network
+# namespace with only lo, RUN --network=host still gets the host's;
+# --add-host entries follow the host's /etc/hosts in every RUN (not in the
+# layer); both are inputs of the RUN's key, and a build without them keeps
+# the keys it had.  --label sets the image's label and --annotation the
+# manifest's (buildx's [manifest[PLATFORM]:]K=V; index types refused),
+# neither touching a step's key.  --ulimit and --shm-size are what RUN steps
+# start with, keyed only when given.  Bad values are usage errors that name
+# the value.
 source "$IT_DIR/lib.sh"
 need jq
 need_root
@@ -76,6 +78,34 @@ expect_fail kiln build --annotation index:org.example.a=1 "$c"
 assert_contains "$ERR" "index" "--annotation index:"
 expect_fail kiln build --annotation manifest:=1 "$c"
 assert_contains "$ERR" "manifest:=1" "--annotation without a key"
+
+note "--ulimit and --shm-size: what RUN steps start with, keyed only when given"
+c2=$T/ctx2
+mkdir -p "$c2"
+cat >"$c2/Dockerfile" <<'DF'
+FROM localhost/busybox:latest
+RUN echo "$(ulimit -Sn) $(ulimit -Hn) $(df -k /dev/shm | tail -1 | awk '{print $2}')" > /limits.txt
+DF
+lim() {   # NAME [FLAGS...]: /limits.txt of a build of ctx2
+  local name=$1
+  shift
+  kiln build --progress=plain "$@" -o "type=local,dest=$T/$name" "$c2" >"$T/$name.log" 2>&1 \
+    || fail "build $name $*: $(cat "$T/$name.log")"
+  cat "$T/$name/limits.txt"
+}
+d=$(lim lim-default)
+assert_match "$d" " 65536$" "default /dev/shm of 64 MiB"
+assert_eq "1000 2000 262144" "$(lim lim-set --ulimit nofile=1000:2000 --shm-size 256m)" "limits with the flags"
+assert_eq 0 "$(cached lim-set)" "CACHED steps with the flags"
+assert_eq "4000 4000 65536" "$(lim lim-one --ulimit nofile=1000:2000 --ulimit nofile=4000)" "one value sets both; the last wins"
+assert_eq "$d" "$(lim lim-again)" "limits without the flags again"
+assert_eq 1 "$(cached lim-again)" "CACHED steps without the flags: the first build's key"
+expect_fail kiln build --ulimit nofile=2:1 "$c2"
+assert_contains "$ERR" "nofile=2:1" "soft above hard"
+expect_fail kiln build --ulimit bogus=1 "$c2"
+assert_contains "$ERR" "bogus=1" "unknown limit"
+expect_fail kiln build --shm-size 10x "$c2"
+assert_contains "$ERR" "10x" "bad size"
 
 note "bad values"
 expect_fail kiln build --add-host db.local "$c"
