@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "kiln/error.h"
+#include "kiln/image.h"
 
 struct kiln_store;
 struct kiln_registry_opts;
@@ -27,6 +28,7 @@ struct kiln_run_opts {
   const struct kiln_sandbox_mount *mounts;
   size_t nmounts;
   const struct kiln_registry_opts *registry; /* to pull an image the store lacks; NULL: never */
+  enum kiln_pull_policy pull;                /* --pull (default missing, as podman run) */
 };
 
 /* Runs the command; *status is its exit status (128 + signal when killed).

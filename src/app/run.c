@@ -61,7 +61,7 @@ load (struct kiln_store *st, const struct kiln_run_opts *o, struct kiln_manifest
       struct kiln_error **err)
 {
   struct kiln_descriptor d = { 0 };
-  struct kiln_image_pull pull = { .registry = o->registry };
+  struct kiln_image_pull pull = { .registry = o->registry, .policy = o->pull };
   if (kiln_image_open (st, o->image, o->registry ? &pull : NULL, &d, err) < 0)
     return -1;
   int ret = kiln_store_get_manifest (st, &d.digest, m, err);

@@ -23,12 +23,14 @@ static const char usage_text[]
       "  -u, --user USER[:GROUP]\n"
       "      --network host|none\n"
       "      --entrypoint CMD  override the image's entrypoint\n"
-      "      --tls-verify=false  for pulling IMAGE when it is not in the store\n";
+      "      --pull[=POLICY]   missing (default), newer, always (also --pull alone) or never\n"
+      "      --tls-verify=false  for pulling IMAGE\n";
 
 struct run_cli {
   char **env, **volumes;
   const char *workdir, *user, *entrypoint;
   bool network_none, entrypoint_set, tls_verify;
+  enum kiln_pull_policy pull;
   struct kiln_sandbox_mount *mounts;
   size_t nmounts;
 };
@@ -45,6 +47,7 @@ parse (struct run_cli *c, int argc, char **argv, struct kiln_error **err)
     { "network", required_argument, NULL, 'N' },
     { "entrypoint", required_argument, NULL, 'E' },
     { "tls-verify", optional_argument, NULL, 'T' },
+    { "pull", optional_argument, NULL, 'P' },
     { "interactive", no_argument, NULL, 'i' },
     { "tty", no_argument, NULL, 't' },
     { NULL, 0, NULL, 0 },
@@ -71,6 +74,10 @@ parse (struct run_cli *c, int argc, char **argv, struct kiln_error **err)
       case 'u': c->user = optarg; break;
       case 'E': c->entrypoint = optarg, c->entrypoint_set = true; break;
       case 'T': c->tls_verify = !optarg || strcmp (optarg, "false") != 0; break;
+      case 'P':
+        if (kiln_image_pull_policy_parse (optarg ? optarg : "always", &c->pull, err) < 0)
+          return -1;
+        break;
       case 'N':
         if (strcmp (optarg, "none") != 0 && strcmp (optarg, "host") != 0)
           return kiln_error_set (err, 0, KILN_E_USAGE, "--network must be host or none, not `%s`", optarg);
@@ -129,6 +136,7 @@ run (struct kiln_cli *cli, struct run_cli *c, const char *image, int argc, char 
     .user = c->user,
     .network_none = c->network_none,
     .registry = &ro,
+    .pull = c->pull,
   };
   int ret = -1;
   if (parse_volumes (c, err) == 0 && kiln_cmd_isolate (err) == 0 && kiln_cmd_open_context (cli, &ro, &st, err) == 0)
