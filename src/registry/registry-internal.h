@@ -14,6 +14,7 @@
 #include "kiln/auth.h"
 #include "kiln/buf.h"
 #include "kiln/oci.h"
+#include "kiln/ref.h"
 #include "kiln/registry.h"
 
 #define KILN_REG_MAX_MANIFEST (4u << 20)
@@ -128,6 +129,19 @@ void kiln_registry_conn_clear (struct kiln_registry_conn *cn);
 int kiln_registry_client_open (const char *domain, const struct kiln_registry_opts *o, bool use_cred,
                                struct kiln_registry_client **out, struct kiln_error **err);
 void kiln_registry_client_free (struct kiln_registry_client *c);
+
+/* One repository to pull from, with its connection open: ref parsed, a
+ * client carrying the repository's pull scope, base "ORIGIN/v2/PATH". */
+struct kiln_registry_repo {
+  struct kiln_ref ref;
+  struct kiln_registry_client *c;
+  struct kiln_registry_conn cn;
+  char *base;
+};
+int kiln_registry_repo_open (const char *ref, const struct kiln_registry_opts *o, struct kiln_registry_repo *out,
+                             struct kiln_error **err);
+/* Closes and frees what _open made; a zeroed repo is fine. */
+void kiln_registry_repo_close (struct kiln_registry_repo *r);
 /* Adds a scope (deduplicated) the next token must carry. */
 void kiln_registry_client_add_scope (struct kiln_registry_client *c, const char *scope);
 

@@ -297,6 +297,30 @@ kiln_registry_login_check (const char *registry, const char *user, const char *p
   return 0;
 }
 
+int
+kiln_registry_repo_open (const char *ref, const struct kiln_registry_opts *o, struct kiln_registry_repo *out,
+                         struct kiln_error **err)
+{
+  memset (out, 0, sizeof *out);
+  if (kiln_ref_parse (ref, &out->ref, err) < 0
+      || kiln_registry_client_open (out->ref.domain, o, true, &out->c, err) < 0)
+    return -1;
+  kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", out->ref.path);
+  kiln_registry_client_add_scope (out->c, scope);
+  out->base = kiln_xasprintf ("%s/v2/%s", out->c->origin, out->ref.path);
+  return kiln_registry_conn_init (&out->cn, out->c, err);
+}
+
+void
+kiln_registry_repo_close (struct kiln_registry_repo *r)
+{
+  kiln_registry_conn_clear (&r->cn);
+  kiln_registry_client_free (r->c);
+  kiln_ref_clear (&r->ref);
+  free (r->base);
+  memset (r, 0, sizeof *r);
+}
+
 /* ---- platforms ---- */
 
 int

@@ -121,29 +121,16 @@ int
 kiln_registry_get_documents (const char *ref, const struct kiln_registry_opts *o, struct kiln_buf *manifest,
                              struct kiln_buf *config, char **repo, struct kiln_error **err)
 {
-  struct kiln_ref rf = { 0 };
-  struct kiln_registry_client *c = NULL;
-  struct kiln_registry_conn cn = { 0 };
+  struct kiln_registry_repo rp;
   struct kiln_registry_opts defaults;
   if (o == NULL)
     kiln_registry_opts_init (&defaults), o = &defaults;
-  if (kiln_ref_parse (ref, &rf, err) < 0)
-    return -1;
-  int r = kiln_registry_client_open (rf.domain, o, true, &c, err);
+  int r = kiln_registry_repo_open (ref, o, &rp, err);
   if (r == 0)
-    {
-      kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", rf.path);
-      kiln_autofree char *base = kiln_xasprintf ("%s/v2/%s", c->origin, rf.path);
-      kiln_registry_client_add_scope (c, scope);
-      r = kiln_registry_conn_init (&cn, c, err);
-      if (r == 0)
-        r = get_manifest_config (&cn, base, &rf, manifest, config, err);
-    }
+    r = get_manifest_config (&rp.cn, rp.base, &rp.ref, manifest, config, err);
   if (r == 0 && repo)
-    *repo = kiln_ref_repository (&rf);
-  kiln_registry_conn_clear (&cn);
-  kiln_registry_client_free (c);
-  kiln_ref_clear (&rf);
+    *repo = kiln_ref_repository (&rp.ref);
+  kiln_registry_repo_close (&rp);
   return r;
 }
 

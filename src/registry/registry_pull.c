@@ -372,29 +372,19 @@ kiln_registry_tag_digest (const char *ref, const struct kiln_registry_opts *o, s
                           struct kiln_error **err)
 {
   struct kiln_registry_opts once;
-  struct kiln_ref r = { 0 };
-  struct kiln_registry_client *c = NULL;
-  struct kiln_registry_conn cn = { 0 };
+  struct kiln_registry_repo rp;
   if (o == NULL)
     kiln_registry_opts_init (&once);
   else
     once = *o;
   once.retries = 0;
-  if (kiln_ref_parse (ref, &r, err) < 0)
-    return -1;
-  int ret = kiln_registry_client_open (r.domain, &once, true, &c, err);
+  int ret = kiln_registry_repo_open (ref, &once, &rp, err);
   if (ret == 0)
     {
-      kiln_autofree char *scope = kiln_xasprintf ("repository:%s:pull", r.path);
-      kiln_autofree char *url = kiln_xasprintf ("%s/v2/%s/manifests/%s", c->origin, r.path, r.tag ? r.tag : "latest");
-      kiln_registry_client_add_scope (c, scope);
-      ret = kiln_registry_conn_init (&cn, c, err);
-      if (ret == 0)
-        ret = tag_digest (&cn, url, out, err);
+      kiln_autofree char *url = kiln_xasprintf ("%s/manifests/%s", rp.base, rp.ref.tag ? rp.ref.tag : "latest");
+      ret = tag_digest (&rp.cn, url, out, err);
     }
-  kiln_registry_conn_clear (&cn);
-  kiln_registry_client_free (c);
-  kiln_ref_clear (&r);
+  kiln_registry_repo_close (&rp);
   return ret < 0 ? kiln_error_wrap (err, "ask registry for `%s`", ref) : 0;
 }
 
