@@ -87,21 +87,56 @@ kiln_build_load_image (struct build *b, struct build_stage *s, const char *name,
   return 0;
 }
 
-/* The base into the build's result, once per name (stages running at
- * once share it). */
-static void
-record_base (struct build *b, const char *ref, const struct kiln_digest *d)
+static size_t
+base_find (const struct kiln_build_result *r, const char *ref)
 {
-  struct kiln_build_result *r = b->res;
-  kiln_build_lock (b);
   size_t i = 0;
   while (i < r->nbases && strcmp (r->bases[i].ref, ref) != 0)
     i++;
-  if (i == r->nbases)
+  return i;
+}
+
+/* Each base is asked about once per build, so a base that several stages
+ * (or COPY --from) name costs one registry round trip and every stage gets
+ * the image the first one resolved.  True when another step resolved ref
+ * already (waiting while one is at it); false when the caller resolves it
+ * now and must call base_done (its entry in the result has no digest until
+ * then). */
+static bool
+base_claim (struct build *b, const char *ref)
+{
+  struct kiln_build_result *r = b->res;
+  kiln_build_lock (b);
+  size_t i;
+  while ((i = base_find (r, ref)) < r->nbases && r->bases[i].digest.s[0] == '\0')
+    pthread_cond_wait (&b->cond, &b->lock);
+  bool seen = i < r->nbases;
+  if (!seen)
     {
       r->bases = kiln_xrealloc (r->bases, (r->nbases + 1) * sizeof *r->bases);
-      r->bases[r->nbases++] = (struct kiln_build_base){ .ref = kiln_xstrdup (ref), .digest = *d };
+      r->bases[r->nbases++] = (struct kiln_build_base){ .ref = kiln_xstrdup (ref) };
     }
+  kiln_build_unlock (b);
+  return seen;
+}
+
+/* The claimed base resolved to d, or (d NULL) failed: dropped, so another
+ * step asks again. */
+static void
+base_done (struct build *b, const char *ref, const struct kiln_digest *d)
+{
+  struct kiln_build_result *r = b->res;
+  kiln_build_lock (b);
+  size_t i = base_find (r, ref);
+  if (d)
+    r->bases[i].digest = *d;
+  else
+    {
+      free (r->bases[i].ref);
+      memmove (&r->bases[i], &r->bases[i + 1], (r->nbases - i - 1) * sizeof *r->bases);
+      r->nbases--;
+    }
+  pthread_cond_broadcast (&b->cond); /* its waiters, and the graph's, loop on their own conditions */
   kiln_build_unlock (b);
 }
 
@@ -129,10 +164,15 @@ load_image (struct build *b, struct build_stage *s, const char *name, bool snaps
   struct kiln_registry_opts ro = b->o->registry;
   if (snapshots && !ro.lazy)
     ro.layer_sink = &sink;
-  struct kiln_image_pull pull = { .registry = &ro, .policy = b->o->pull, .on_pull = note_pull, .ud = b };
-  if (kiln_image_open (b->st, full, &pull, &d, err) < 0)
+  bool seen = base_claim (b, full);
+  struct kiln_image_pull pull = {
+    .registry = &ro, .policy = seen ? KILN_PULL_MISSING : b->o->pull, .on_pull = note_pull, .ud = b
+  };
+  int opened = kiln_image_open (b->st, full, &pull, &d, err);
+  if (!seen)
+    base_done (b, full, opened == 0 ? &d.digest : NULL);
+  if (opened < 0)
     goto out;
-  record_base (b, full, &d.digest);
   if (kiln_store_get_manifest (b->st, &d.digest, &m, err) < 0
       || kiln_store_get_config (b->st, &m.config.digest, &s->cfg, err) < 0)
     goto out;

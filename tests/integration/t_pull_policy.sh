@@ -58,6 +58,16 @@ assert_eq 1 "$(consume "$P/it/base:1")" "version, tag unchanged"
 assert_eq "HEAD /v2/it/base/manifests/1 200" "$(grep -v "^GET /v2/ " "$T/consume.log")" \
   "requests when nothing moved"
 
+note "a base named by two stages and a COPY --from is asked about once"
+mkdir -p "$T/two"
+printf 'FROM %s AS a\nFROM %s\nCOPY --from=%s /version /v2\nCOPY --from=a /version /v3\n' \
+  "$P/it/base:1" "$P/it/base:1" "$P/it/base:1" >"$T/two/Dockerfile"
+proxy_reset
+kiln build --progress=plain "$KILN_TLS_OFF" -o "type=local,dest=$T/two-out" "$T/two" >/dev/null 2>"$T/two.err" \
+  || fail "two-stage build: $(cat "$T/two.err")"
+assert_eq "HEAD /v2/it/base/manifests/1 200" "$(grep -v "^GET /v2/ " "$PROXY_LOG")" "requests of a two-stage build"
+assert_eq "1 1" "$(cat "$T/two-out/v2") $(cat "$T/two-out/v3")" "what the stages copied"
+
 note "re-pushed tag: the next build pulls it"
 publish 2
 assert_eq 2 "$(consume "$P/it/base:1")" "version after the re-push"
